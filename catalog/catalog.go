@@ -1,0 +1,257 @@
+// Package catalog owns Floe's metadata and the order of its records: topics,
+// partitions, the batch index that maps partition offsets to byte ranges of
+// segment objects, idempotent producer state, consumer group offsets, the live
+// agents, background-work leases and a global commit sequence.
+//
+// It is the single source of order. CommitSegment assigns offsets to every
+// batch of one flushed segment object in one transaction; once it returns,
+// those offsets are durable and visible to every agent. All SQL in Floe lives
+// in this package and its backends (catalog/postgres, catalog/sqlite); callers
+// depend only on the Catalog interface.
+//
+// Guarantees every backend gives (and catalogtest checks):
+//   - Offsets of a partition are gapless, unique and increasing, whatever
+//     number of agents commit concurrently.
+//   - A commit is all-or-nothing. CommitSegment is idempotent per segment
+//     key: committing a key that is already committed changes nothing and
+//     returns the original results, so a caller that lost the answer to an
+//     ambiguous commit (ErrCommitUnknown) retries with the same key.
+//   - An idempotent producer's batch is stored once: a retry is reported as
+//     a duplicate carrying the original base offset.
+//   - Every method is safe for concurrent use.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. The agent maps them to Kafka error codes.
+var (
+	ErrTopicExists          = errors.New("catalog: topic already exists")        // TOPIC_ALREADY_EXISTS
+	ErrUnknownTopic         = errors.New("catalog: unknown topic or partition")  // UNKNOWN_TOPIC_OR_PARTITION
+	ErrInvalidTopic         = errors.New("catalog: invalid topic name")          // INVALID_TOPIC_EXCEPTION
+	ErrInvalidPartitions    = errors.New("catalog: invalid partition count")     // INVALID_PARTITIONS
+	ErrInvalidConfig        = errors.New("catalog: invalid config")              // INVALID_CONFIG
+	ErrOffsetOutOfRange     = errors.New("catalog: offset out of range")         // OFFSET_OUT_OF_RANGE
+	ErrOutOfOrderSequence   = errors.New("catalog: out of order sequence")       // OUT_OF_ORDER_SEQUENCE_NUMBER
+	ErrInvalidProducerEpoch = errors.New("catalog: invalid producer epoch")      // INVALID_PRODUCER_EPOCH
+	ErrUnknownProducerID    = errors.New("catalog: unknown producer id")         // UNKNOWN_PRODUCER_ID
+	ErrSchemaTooNew         = errors.New("catalog: schema is newer than binary") // refuse to run
+	// ErrCommitUnknown reports that a commit may or may not have happened
+	// (the connection died after the commit was sent). Retry with the same
+	// segment key: CommitSegment is idempotent per key.
+	ErrCommitUnknown = errors.New("catalog: commit outcome unknown")
+)
+
+// TopicID is a topic's UUID, as Kafka's Metadata v10+ and Fetch v13+ carry it.
+type TopicID [16]byte
+
+// IsZero reports whether id is the null UUID.
+func (id TopicID) IsZero() bool { return id == TopicID{} }
+
+// TopicPartition names one partition.
+type TopicPartition struct {
+	TopicID   TopicID
+	Partition int32
+}
+
+// Topic is a topic as the catalog stores it.
+type Topic struct {
+	ID         TopicID
+	Name       string
+	Partitions int32
+	// Configs holds the explicitly set configs only; defaults come from
+	// ConfigDefault.
+	Configs map[string]string
+	Created time.Time
+}
+
+// TopicSpec is a request to create a topic.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Configs    map[string]string
+}
+
+// ConfigOpKind is what an IncrementalAlterConfigs entry does.
+type ConfigOpKind int8
+
+const (
+	ConfigSet    ConfigOpKind = 0
+	ConfigDelete ConfigOpKind = 1
+)
+
+// ConfigOp is one change to a topic's configs.
+type ConfigOp struct {
+	Key   string
+	Value string
+	Op    ConfigOpKind
+}
+
+// PartitionOffsets are one partition's bounds.
+type PartitionOffsets struct {
+	LogStart      int64 // first offset still readable
+	HighWatermark int64 // next offset to be assigned (== log end offset)
+}
+
+// BatchRef describes one producer record batch inside a segment object, as
+// the flusher hands it to CommitSegment.
+type BatchRef struct {
+	TopicPartition
+	ByteOffset int64 // position of the batch in the object
+	ByteLength int64
+	// OffsetSpan is the number of offsets the batch occupies:
+	// lastOffsetDelta+1 from the batch header.
+	OffsetSpan     int32
+	Records        int32
+	FirstTimestamp int64
+	MaxTimestamp   int64
+	// Idempotence: ProducerID < 0 for a non-idempotent batch.
+	ProducerID    int64
+	ProducerEpoch int16
+	BaseSequence  int32
+}
+
+// Segment is one flushed object and the batches it holds, in object order
+// (partitions ascending by topic id then partition, batches of one partition
+// in append order).
+type Segment struct {
+	Key     string
+	Size    int64
+	Batches []BatchRef
+}
+
+// BatchResult is the outcome of one BatchRef, in the same position.
+type BatchResult struct {
+	// BaseOffset is the assigned base offset, or for a duplicate the
+	// original one.
+	BaseOffset int64
+	Duplicate  bool
+	// Err is nil, ErrUnknownTopic, ErrOutOfOrderSequence,
+	// ErrInvalidProducerEpoch or ErrUnknownProducerID. A failed batch is not
+	// stored; the other batches of the segment are.
+	Err error
+	// LogStartOffset of the partition after the commit.
+	LogStartOffset int64
+}
+
+// CommitResult is the outcome of CommitSegment.
+type CommitResult struct {
+	CommitID int64
+	Results  []BatchResult
+}
+
+// BatchRow is one row of the batch index: a contiguous offset range of one
+// partition stored as a contiguous byte range of one object. A row may hold
+// several producer batches back to back.
+type BatchRow struct {
+	TopicPartition
+	BaseOffset   int64
+	LastOffset   int64
+	ObjectKey    string
+	ByteOffset   int64
+	ByteLength   int64
+	Records      int32
+	MaxTimestamp int64
+	CommitID     int64
+}
+
+// GroupOffset is one committed consumer offset.
+type GroupOffset struct {
+	Topic       string
+	Partition   int32
+	Offset      int64
+	LeaderEpoch int32
+	Metadata    string
+	CommitTime  time.Time
+}
+
+// GroupPartition names one partition of a group's committed offsets.
+type GroupPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Agent is one live agent of the fleet.
+type Agent struct {
+	NodeID    int32 // assigned by RegisterAgent
+	ID        string
+	Addr      string // advertised host:port
+	Zone      string
+	Started   time.Time
+	Heartbeat time.Time
+}
+
+// Catalog is the whole metadata store. Backends: catalog/postgres,
+// catalog/sqlite. Open one with Open.
+type Catalog interface {
+	// Topics.
+	CreateTopic(ctx context.Context, spec TopicSpec) (Topic, error)
+	DeleteTopic(ctx context.Context, name string) error
+	Topic(ctx context.Context, name string) (Topic, error)
+	TopicByID(ctx context.Context, id TopicID) (Topic, error)
+	ListTopics(ctx context.Context) ([]Topic, error)
+	// CreatePartitions grows the topic to total partitions.
+	CreatePartitions(ctx context.Context, name string, total int32) error
+	// AlterTopicConfigs applies ops in order (incremental alter).
+	AlterTopicConfigs(ctx context.Context, name string, ops []ConfigOp) (Topic, error)
+	// ReplaceTopicConfigs sets the explicit configs to exactly configs
+	// (the non-incremental AlterConfigs).
+	ReplaceTopicConfigs(ctx context.Context, name string, configs map[string]string) (Topic, error)
+
+	// Data.
+	CommitSegment(ctx context.Context, seg Segment) (CommitResult, error)
+	// Batches returns the rows of tp that hold offsets >= from, ascending,
+	// at least one row if any exist, stopping once maxBytes are covered.
+	Batches(ctx context.Context, tp TopicPartition, from int64, maxBytes int64) ([]BatchRow, error)
+	Offsets(ctx context.Context, tp TopicPartition) (PartitionOffsets, error)
+	// BatchForTimestamp returns the first row whose MaxTimestamp >= ts.
+	BatchForTimestamp(ctx context.Context, tp TopicPartition, ts int64) (BatchRow, bool, error)
+	// MaxTimestampBatch returns the row holding the largest timestamp.
+	MaxTimestampBatch(ctx context.Context, tp TopicPartition) (BatchRow, bool, error)
+	// DeleteRecords advances the log start offset to offset (clamped to the
+	// high watermark; never moves it back) and returns the new log start.
+	DeleteRecords(ctx context.Context, tp TopicPartition, offset int64) (int64, error)
+	// CommitsSince returns the rows committed with commit id > after,
+	// ascending by commit id, at most limit rows, for agents following the
+	// tail. The second result is the latest commit id seen.
+	CommitsSince(ctx context.Context, after int64, limit int) ([]BatchRow, int64, error)
+	// Watch delivers commit ids as commits happen (coalesced: a slow reader
+	// sees the latest). The channel closes when ctx ends. Followers must
+	// still call CommitsSince after any gap.
+	Watch(ctx context.Context) (<-chan int64, error)
+
+	// Idempotent producers.
+	AllocateProducerID(ctx context.Context) (id int64, epoch int16, err error)
+	// BumpProducerEpoch fences the given epoch and returns the next one.
+	BumpProducerEpoch(ctx context.Context, id int64, epoch int16) (int16, error)
+
+	// Consumer group offsets.
+	CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) error
+	// FetchOffsets returns the group's offsets for parts, or all when parts
+	// is nil. Partitions without a committed offset are absent.
+	FetchOffsets(ctx context.Context, group string, parts []GroupPartition) ([]GroupOffset, error)
+	DeleteOffsets(ctx context.Context, group string, parts []GroupPartition) error
+	DeleteGroup(ctx context.Context, group string) error
+	ListGroups(ctx context.Context) ([]string, error)
+
+	// Agents. Generation is the membership counter (bumped when an agent
+	// joins or leaves); the agent uses it as every partition's leader epoch.
+	RegisterAgent(ctx context.Context, a Agent) (Agent, error)
+	HeartbeatAgent(ctx context.Context, nodeID int32) error
+	DeregisterAgent(ctx context.Context, nodeID int32) error
+	// LiveAgents returns agents whose heartbeat is younger than ttl, by
+	// NodeID, and the current generation.
+	LiveAgents(ctx context.Context, ttl time.Duration) ([]Agent, int64, error)
+	// ExpireAgents removes agents whose heartbeat is older than ttl.
+	ExpireAgents(ctx context.Context, ttl time.Duration) (int, error)
+
+	// Leases for background work.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+
+	Close() error
+}
