@@ -1,0 +1,336 @@
+// Package agent is Floe's Kafka protocol server: it accepts Kafka client
+// connections, decodes every request with franz-go's kmsg, dispatches it by
+// API key to one handler per API (one file each: produce.go, fetch.go,
+// metadata.go, …) and writes the responses back in request order. It owns
+// the agent's life in the fleet (registration, heartbeat, the view of the
+// live agents that Metadata serves), the tail index that follows catalog
+// commits, and the read cache in front of the bucket.
+//
+// Guarantees:
+//   - The one rule: a produce partition is answered with ErrorCode 0 only
+//     after the WAL's Ack for it resolved successfully, which happens only
+//     once its segment object is in the bucket and its offsets are committed
+//     in the catalog. acks=0 produces get no response at all.
+//   - Record batches are served byte for byte as producers sent them, except
+//     the base offset (outside the CRC) and, for message.timestamp.type =
+//     LogAppendTime topics, the max timestamp and timestamp-type bit (with
+//     the CRC recomputed) written on produce.
+//   - Responses on one connection leave in request order. Produce requests
+//     of one connection are appended to the WAL in request order, so an
+//     idempotent producer's pipelined batches never reorder.
+//   - A frame larger than MaxRequestBytes, a negative size, an undecodable
+//     request, an unknown API key or an unsupported version (except for
+//     ApiVersions, which is answered as Kafka answers it) closes the
+//     connection before anything is allocated for the body.
+//   - A handler's panic is recovered and logged; it closes that connection
+//     and never the agent.
+//   - A fetch with nothing new waits on commit notifications (the commit
+//     follower's, fed by catalog.Watch), never by polling the catalog.
+//
+// Differences from Kafka are listed in COMPATIBILITY.md.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/wal"
+)
+
+// Deps are the agent's collaborators. Catalog, Bucket and WAL are required.
+type Deps struct {
+	Catalog catalog.Catalog
+	// Bucket is read by fetches and timestamp lookups; the agent never
+	// writes to it (the WAL's sink does).
+	Bucket objstore.BucketReader
+	// WAL takes produced batches; its Run is supervised by the caller,
+	// which must keep it running until the agent's Run has returned so
+	// in-flight produces can finish.
+	WAL *wal.Log
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registerer for floe_agent_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Agent is one Kafka protocol server. Create it with New, then call Run or
+// Serve once.
+type Agent struct {
+	cfg    Config
+	cat    catalog.Catalog
+	bucket objstore.BucketReader
+	wal    *wal.Log
+	log    *slog.Logger
+	now    func() time.Time
+	m      *metrics
+
+	apis   apiTable
+	topics *topicCache
+	tail   *tailIndex
+	cache  *readCache
+
+	// members is the current view of the fleet (*membership).
+	members atomic.Pointer[membership]
+	// advertise is the host:port registered for this agent.
+	advertise string
+
+	// draining is closed when shutdown starts: readers stop taking new
+	// requests and long polls return what they have.
+	draining  chan struct{}
+	drainOnce sync.Once
+
+	connsMu sync.Mutex
+	conns   map[*conn]struct{}
+	// handlers counts requests being handled, so shutdown can wait for
+	// them.
+	handlers sync.WaitGroup
+
+	started atomic.Bool
+	ready   atomic.Bool
+}
+
+// New returns an agent. It validates cfg and deps but does no I/O.
+func New(cfg Config, deps Deps) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: config: %w", err)
+	}
+	if deps.Catalog == nil || deps.Bucket == nil || deps.WAL == nil {
+		return nil, errors.New("agent: deps: catalog, bucket and WAL are required")
+	}
+	cfg = cfg.withDefaults()
+	if cfg.AgentID == "" {
+		cfg.AgentID = NewAgentID()
+	}
+	a := &Agent{
+		cfg:      cfg,
+		cat:      deps.Catalog,
+		bucket:   deps.Bucket,
+		wal:      deps.WAL,
+		log:      deps.Logger,
+		now:      deps.Now,
+		draining: make(chan struct{}),
+		conns:    make(map[*conn]struct{}),
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.log = a.log.With("agent", cfg.AgentID)
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.m = newMetrics(deps.Registerer)
+	a.apis = a.newAPITable()
+	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)
+	a.tail = newTailIndex(a.now)
+	a.cache = newReadCache(cfg.ReadCacheBytes, a.m)
+	a.members.Store(&membership{})
+	return a, nil
+}
+
+// NewAgentID returns a fresh random agent id (a ULID).
+func NewAgentID() string {
+	return ulid.MustNew(ulid.Now(), rand.Reader).String()
+}
+
+// ID returns the agent id registered in the catalog.
+func (a *Agent) ID() string { return a.cfg.AgentID }
+
+// NodeID returns the Kafka broker id the catalog assigned, or -1 before
+// registration.
+func (a *Agent) NodeID() int32 {
+	if m := a.members.Load(); m.registered {
+		return m.self.NodeID
+	}
+	return -1
+}
+
+// Ready reports whether the agent is registered and serving.
+func (a *Agent) Ready() bool { return a.ready.Load() }
+
+// OnCommitted is the flush.Config.OnCommitted hook: it warms the read cache
+// with the object this agent just wrote and adds the commit's rows to the
+// tail index, so consumers at the tail are served from memory. Safe for
+// concurrent use; cheap.
+func (a *Agent) OnCommitted(key string, obj []byte, rows []catalog.BatchRow) {
+	a.cache.putObject(key, obj)
+	a.tail.add(rows)
+}
+
+// Run listens on cfg.Listen and serves until ctx ends (see Serve).
+func (a *Agent) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: listen %s: %w", a.cfg.Listen, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve registers the agent in the catalog with ln's address (or
+// cfg.Advertise), follows catalog commits, heartbeats, and serves Kafka
+// connections accepted from ln until ctx ends. Then it deregisters, stops
+// accepting, stops reading new requests, lets in-flight requests finish
+// (produces wait for their acks, so the WAL must still run) and returns.
+// Serve closes ln. It may be called once.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	if !a.started.CompareAndSwap(false, true) {
+		ln.Close()
+		return errors.New("agent: Serve called twice")
+	}
+	a.advertise = advertiseAddr(a.cfg.Advertise, ln.Addr())
+	self, err := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)
+	}
+	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
+	a.refreshMembers(ctx)
+	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
+
+	// The follower and heartbeat outlive the accept loop a little: in-flight
+	// fetches still want commit notifications while they finish.
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bg errgroup.Group
+	bg.Go(func() error { a.followCommits(bgCtx); return nil })
+	bg.Go(func() error { a.heartbeat(bgCtx); return nil })
+	if err := a.tail.waitStarted(ctx); err != nil {
+		a.log.Warn("commit follower did not start before shutdown", "err", err)
+	}
+
+	a.ready.Store(true)
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		a.acceptLoop(ln)
+	}()
+
+	<-ctx.Done()
+	a.ready.Store(false)
+	a.log.Info("agent draining")
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := a.cat.DeregisterAgent(dctx, a.members.Load().self.NodeID); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
+		a.log.Warn("deregister failed", "err", err)
+	}
+	cancel()
+	ln.Close()
+	<-acceptDone
+	a.drain()
+	stopBG()
+	_ = bg.Wait()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// acceptLoop accepts connections until ln is closed.
+func (a *Agent) acceptLoop(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and retry
+			// rather than exit, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			a.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		a.serveConn(nc)
+	}
+}
+
+// serveConn starts the goroutines of one connection, unless the agent is
+// draining.
+func (a *Agent) serveConn(nc net.Conn) {
+	c := newConn(a, nc)
+	a.connsMu.Lock()
+	select {
+	case <-a.draining:
+		a.connsMu.Unlock()
+		nc.Close()
+		return
+	default:
+	}
+	a.conns[c] = struct{}{}
+	a.connsMu.Unlock()
+	a.m.connsActive.Inc()
+	a.m.connsTotal.Inc()
+	go func() {
+		c.serve()
+		a.connsMu.Lock()
+		delete(a.conns, c)
+		a.connsMu.Unlock()
+		a.m.connsActive.Dec()
+	}()
+}
+
+// drain stops every connection's reader, waits for the in-flight requests
+// and their responses, then closes the connections.
+func (a *Agent) drain() {
+	a.drainOnce.Do(func() { close(a.draining) })
+	a.connsMu.Lock()
+	conns := make([]*conn, 0, len(a.conns))
+	for c := range a.conns {
+		conns = append(conns, c)
+	}
+	a.connsMu.Unlock()
+	for _, c := range conns {
+		c.stopReading()
+	}
+	for _, c := range conns {
+		<-c.done
+	}
+	a.handlers.Wait()
+}
+
+// advertiseAddr is the address registered for the agent: the configured
+// one, else the listener's, with the host name replacing a wildcard host.
+func advertiseAddr(configured string, ln net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(ln.String())
+	if err != nil {
+		return ln.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hostPort splits an advertised address for Metadata's broker list.
+func hostPort(addr string) (string, int32) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		return host, 0
+	}
+	return host, int32(p)
+}

@@ -1,0 +1,219 @@
+package agent
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the agent's protocol-server configuration. Zero values are
+// replaced by the defaults of DefaultConfig in New; Validate reports
+// settings that cannot work.
+type Config struct {
+	// Listen is the host:port the Kafka listener binds.
+	Listen string
+	// Advertise is the host:port clients are told to connect to
+	// (Metadata brokers). Empty: the listener's address, with the
+	// machine's host name when the listener binds every interface.
+	Advertise string
+	// Zone is this agent's availability zone, served as the broker rack
+	// and used for zone-aware leader placement.
+	Zone string
+	// ClusterID is the cluster id served in Metadata and DescribeCluster.
+	ClusterID string
+	// AgentID names this agent in the catalog (and in the segment objects
+	// it writes); unique per process. Empty: a random id.
+	AgentID string
+
+	// MaxRequestBytes is Kafka's socket.request.max.bytes: a bigger frame
+	// closes the connection before anything is allocated for it.
+	MaxRequestBytes int32
+	// IdleTimeout is Kafka's connections.max.idle.ms: a connection with
+	// no complete request for this long is closed.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one response to a client.
+	WriteTimeout time.Duration
+	// MaxInflightPerConn bounds the requests of one connection that are
+	// being handled or whose responses wait to be written; the reader
+	// stops reading while the bound is reached.
+	MaxInflightPerConn int
+
+	// ProduceTimeout caps the produce request's TimeoutMs (and replaces a
+	// non-positive one): how long a produce waits for its flush and commit
+	// before answering REQUEST_TIMED_OUT.
+	ProduceTimeout time.Duration
+	// FetchMaxWait caps a fetch's MaxWaitMs long poll.
+	FetchMaxWait time.Duration
+	// AutoCreateTopics creates unknown topics on Metadata and Produce
+	// (Kafka's auto.create.topics.enable).
+	AutoCreateTopics bool
+	// DefaultPartitions is the partition count of auto-created topics and
+	// of CreateTopics requests with NumPartitions -1 (num.partitions).
+	DefaultPartitions int32
+
+	// HeartbeatInterval is how often the agent renews its registration
+	// and refreshes its view of the live agents.
+	HeartbeatInterval time.Duration
+	// AgentTTL is how long an agent without a heartbeat stays live.
+	AgentTTL time.Duration
+	// ReadCacheBytes bounds the in-memory cache of object byte ranges.
+	ReadCacheBytes int64
+	// TopicCacheTTL bounds how long topic metadata is reused before the
+	// catalog is read again. Misses (unknown topic, partition out of
+	// range) always read the catalog.
+	TopicCacheTTL time.Duration
+}
+
+// DefaultConfig returns the defaults: Kafka's where Kafka has one.
+func DefaultConfig() Config {
+	return Config{
+		Listen:             "localhost:9092",
+		ClusterID:          "floe",
+		MaxRequestBytes:    100 << 20,
+		IdleTimeout:        10 * time.Minute,
+		WriteTimeout:       30 * time.Second,
+		MaxInflightPerConn: 32,
+		ProduceTimeout:     30 * time.Second,
+		FetchMaxWait:       30 * time.Second,
+		DefaultPartitions:  1,
+		HeartbeatInterval:  3 * time.Second,
+		AgentTTL:           15 * time.Second,
+		ReadCacheBytes:     256 << 20,
+		TopicCacheTTL:      5 * time.Second,
+	}
+}
+
+// RegisterFlags registers the settings on fs, with c's current values as
+// the defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "host:port of the Kafka listener")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "host:port advertised to clients (default: the listener address)")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "availability zone of this agent (served as broker rack)")
+	fs.StringVar(&c.ClusterID, "cluster", c.ClusterID, "cluster id")
+	fs.StringVar(&c.AgentID, "agent-id", c.AgentID, "unique id of this agent process (default: random)")
+	fs.Func("max-request-bytes", fmt.Sprintf("largest request frame accepted, socket.request.max.bytes (default %d)", c.MaxRequestBytes), func(s string) error {
+		var v int64
+		if _, err := fmt.Sscan(s, &v); err != nil || v <= 0 || v > 1<<31-1 {
+			return fmt.Errorf("want a positive 32-bit byte count, got %q", s)
+		}
+		c.MaxRequestBytes = int32(v)
+		return nil
+	})
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections idle this long, connections.max.idle.ms")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for writing one response")
+	fs.IntVar(&c.MaxInflightPerConn, "max-inflight-per-conn", c.MaxInflightPerConn, "requests of one connection handled or queued at once")
+	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", c.ProduceTimeout, "cap on a produce request's timeout")
+	fs.DurationVar(&c.FetchMaxWait, "fetch-max-wait", c.FetchMaxWait, "cap on a fetch request's long-poll wait")
+	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics on metadata and produce requests")
+	fs.Func("default-partitions", fmt.Sprintf("partitions of auto-created topics (default %d)", c.DefaultPartitions), func(s string) error {
+		var v int32
+		if _, err := fmt.Sscan(s, &v); err != nil {
+			return fmt.Errorf("want a partition count, got %q", s)
+		}
+		c.DefaultPartitions = v
+		return nil
+	})
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "agent registration heartbeat interval")
+	fs.DurationVar(&c.AgentTTL, "agent-ttl", c.AgentTTL, "an agent without heartbeat for this long is dead")
+	fs.Int64Var(&c.ReadCacheBytes, "read-cache-bytes", c.ReadCacheBytes, "bytes of object ranges cached in memory for fetches")
+	fs.DurationVar(&c.TopicCacheTTL, "topic-cache-ttl", c.TopicCacheTTL, "how long topic metadata is reused before re-reading the catalog")
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	}
+	if c.ClusterID == "" {
+		c.ClusterID = d.ClusterID
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.MaxInflightPerConn == 0 {
+		c.MaxInflightPerConn = d.MaxInflightPerConn
+	}
+	if c.ProduceTimeout == 0 {
+		c.ProduceTimeout = d.ProduceTimeout
+	}
+	if c.FetchMaxWait == 0 {
+		c.FetchMaxWait = d.FetchMaxWait
+	}
+	if c.DefaultPartitions == 0 {
+		c.DefaultPartitions = d.DefaultPartitions
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.AgentTTL == 0 {
+		c.AgentTTL = d.AgentTTL
+	}
+	if c.ReadCacheBytes == 0 {
+		c.ReadCacheBytes = d.ReadCacheBytes
+	}
+	if c.TopicCacheTTL == 0 {
+		c.TopicCacheTTL = d.TopicCacheTTL
+	}
+	return c
+}
+
+// Validate reports settings that cannot work. Zero values are valid (they
+// mean the default).
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+		}
+	}
+	if c.Advertise != "" {
+		if _, port, err := net.SplitHostPort(c.Advertise); err != nil || port == "" || port == "0" {
+			errs = append(errs, fmt.Errorf("advertise %q: want host:port with a port", c.Advertise))
+		}
+	}
+	if c.MaxRequestBytes < 0 || (c.MaxRequestBytes > 0 && c.MaxRequestBytes < 1024) {
+		errs = append(errs, fmt.Errorf("max request bytes %d: want at least 1024", c.MaxRequestBytes))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"idle timeout", c.IdleTimeout}, {"write timeout", c.WriteTimeout},
+		{"produce timeout", c.ProduceTimeout}, {"fetch max wait", c.FetchMaxWait},
+		{"heartbeat interval", c.HeartbeatInterval}, {"agent ttl", c.AgentTTL},
+		{"topic cache ttl", c.TopicCacheTTL},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.name, d.v))
+		}
+	}
+	if c.MaxInflightPerConn < 0 {
+		errs = append(errs, fmt.Errorf("max inflight per conn %d: must not be negative", c.MaxInflightPerConn))
+	}
+	if c.DefaultPartitions < 0 {
+		errs = append(errs, fmt.Errorf("default partitions %d: must be positive", c.DefaultPartitions))
+	}
+	if c.ReadCacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("read cache bytes %d: must not be negative", c.ReadCacheBytes))
+	}
+	hb, ttl := c.HeartbeatInterval, c.AgentTTL
+	if hb == 0 {
+		hb = DefaultConfig().HeartbeatInterval
+	}
+	if ttl == 0 {
+		ttl = DefaultConfig().AgentTTL
+	}
+	if ttl <= hb {
+		errs = append(errs, fmt.Errorf("agent ttl %v must exceed the heartbeat interval %v", ttl, hb))
+	}
+	return errors.Join(errs...)
+}

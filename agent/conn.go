@@ -1,0 +1,362 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A connection has one reader goroutine (frames, header, decode, dispatch)
+// and one writer goroutine (responses in request order). Handlers run in
+// their own goroutines; pending entries queue between reader and writer in
+// request order, and the queue's capacity bounds a connection's in-flight
+// requests.
+
+// minHeaderSize is key, version and correlation id; a frame must hold at
+// least that plus the client id length.
+const minHeaderSize = 2 + 2 + 4 + 2
+
+// errCloseConn makes the writer close the connection at this request,
+// after the responses before it. Handlers return it (wrapped) when no
+// valid response can be sent.
+var errCloseConn = errors.New("agent: close connection")
+
+type conn struct {
+	a      *Agent
+	nc     net.Conn
+	remote string
+	br     *bufio.Reader
+
+	ctx    context.Context // cancelled when the connection dies
+	cancel context.CancelFunc
+
+	queue chan *pending // reader → writer, request order
+	done  chan struct{} // closed when the writer has finished
+
+	// lastOrdered is the ordered gate of the newest request (see
+	// pending.ordered); only the reader touches it.
+	lastOrdered chan struct{}
+
+	inflight     atomic.Int32
+	lastActivity atomic.Int64 // unix nanos of the last complete read or write
+	stopping     atomic.Bool  // drain: read no further requests
+	closeOnce    sync.Once
+}
+
+// pending is one request between reader and writer.
+type pending struct {
+	hdr  requestHeader
+	done chan struct{} // closed when resp/err are set
+	resp kmsg.Response // nil: no response (acks=0)
+	err  error         // non-nil: close the connection here
+
+	// prev is closed when every earlier request of the connection has
+	// passed its ordered section; ordered is closed when this one has.
+	// Produce appends to the WAL inside its ordered section, so appends
+	// happen in request order while acks are awaited concurrently.
+	prev      <-chan struct{}
+	ordered   chan struct{}
+	orderOnce sync.Once
+}
+
+// passOrdered runs f (may be nil) once all earlier requests passed their
+// ordered sections, then lets later requests pass. Later calls do nothing.
+func (p *pending) passOrdered(f func()) {
+	p.orderOnce.Do(func() {
+		<-p.prev
+		if f != nil {
+			f()
+		}
+		close(p.ordered)
+	})
+}
+
+// requestHeader is the Kafka request header.
+type requestHeader struct {
+	key           int16
+	version       int16
+	correlationID int32
+	clientID      string
+}
+
+func newConn(a *Agent, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		a:      a,
+		nc:     nc,
+		remote: nc.RemoteAddr().String(),
+		br:     bufio.NewReaderSize(nc, 32<<10),
+		ctx:    ctx,
+		cancel: cancel,
+		queue:  make(chan *pending, a.cfg.MaxInflightPerConn),
+		done:   make(chan struct{}),
+	}
+	start := make(chan struct{})
+	close(start)
+	c.lastOrdered = start
+	c.touch()
+	return c
+}
+
+func (c *conn) touch() { c.lastActivity.Store(time.Now().UnixNano()) }
+
+// serve runs the reader here and the writer in a goroutine, and returns
+// when both are done and the connection is closed.
+func (c *conn) serve() {
+	go c.writeLoop()
+	c.readLoop()
+	<-c.done
+}
+
+// close closes the connection; safe to call many times.
+func (c *conn) close(reason string) {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.nc.Close()
+		c.a.m.connsClosed.WithLabelValues(reason).Inc()
+	})
+}
+
+// stopReading makes the reader take no further request (drain): pending
+// requests finish and are answered, then the connection closes.
+func (c *conn) stopReading() {
+	c.stopping.Store(true)
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// readLoop reads and dispatches requests until the connection ends, a
+// request must close it, or the agent drains. It always closes the queue.
+func (c *conn) readLoop() {
+	defer close(c.queue)
+	for {
+		p, reason := c.readRequest()
+		if p == nil {
+			if reason != "" {
+				c.close(reason)
+			}
+			return
+		}
+		select {
+		case c.queue <- p:
+		case <-c.ctx.Done():
+			return
+		}
+		if p.err != nil {
+			return // the writer closes the connection when it gets here
+		}
+	}
+}
+
+// readRequest reads one frame and prepares its pending entry, starting its
+// handler. A nil pending ends the reader; reason says why the connection
+// must be closed at once ("" for a drain, which lets the writer finish).
+func (c *conn) readRequest() (*pending, string) {
+	var sizeBuf [4]byte
+	if reason := c.readFull(sizeBuf[:], true); reason != "" {
+		return nil, reason
+	}
+	size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+	switch {
+	case size < 0:
+		c.a.log.Warn("closing connection: negative frame size", "remote", c.remote, "size", size)
+		return nil, "bad_frame"
+	case size > c.a.cfg.MaxRequestBytes:
+		c.a.log.Warn("closing connection: frame larger than socket.request.max.bytes", "remote", c.remote, "size", size, "max", c.a.cfg.MaxRequestBytes)
+		return nil, "frame_too_large"
+	case size < minHeaderSize:
+		c.a.log.Warn("closing connection: frame shorter than a request header", "remote", c.remote, "size", size)
+		return nil, "bad_frame"
+	}
+	frame := make([]byte, size)
+	if reason := c.readFull(frame, false); reason != "" {
+		return nil, reason
+	}
+	c.touch()
+	return c.dispatch(frame)
+}
+
+// readFull fills buf. Between requests (idle) a read deadline expiry only
+// ends the connection once it has been idle for IdleTimeout with nothing in
+// flight; inside a frame, the same timeout applies to the client's silence.
+func (c *conn) readFull(buf []byte, atBoundary bool) string {
+	n := 0
+	for n < len(buf) {
+		_ = c.nc.SetReadDeadline(time.Unix(0, c.lastActivity.Load()).Add(c.a.cfg.IdleTimeout))
+		// Checked after setting the deadline: stopReading sets the flag,
+		// then a past deadline, so one of the two is always seen.
+		if c.stopping.Load() {
+			return "" // drain: the writer answers what is pending, then closes
+		}
+		m, err := c.br.Read(buf[n:])
+		n += m
+		if m > 0 || err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if c.stopping.Load() {
+				return ""
+			}
+			if c.inflight.Load() > 0 {
+				c.touch() // a long request is not idleness
+				continue
+			}
+			if time.Now().Sub(time.Unix(0, c.lastActivity.Load())) < c.a.cfg.IdleTimeout {
+				continue // a response was written since the deadline was set
+			}
+			if n > 0 || !atBoundary {
+				c.a.log.Info("closing connection: client stalled inside a request frame", "remote", c.remote)
+				return "stalled"
+			}
+			return "idle"
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			return "eof"
+		}
+		return "read_error"
+	}
+	return ""
+}
+
+// dispatch parses the header, decodes the body with kmsg and starts the
+// handler. Unknown keys and versions close the connection, except that
+// ApiVersions is answered with UNSUPPORTED_VERSION and the version list.
+func (c *conn) dispatch(frame []byte) (*pending, string) {
+	r := kbin.Reader{Src: frame}
+	hdr := requestHeader{key: r.Int16(), version: r.Int16(), correlationID: r.Int32()}
+	if cid := r.NullableString(); cid != nil {
+		hdr.clientID = *cid
+	}
+	if !r.Ok() {
+		c.a.log.Warn("closing connection: undecodable request header", "remote", c.remote)
+		return nil, "bad_request"
+	}
+	p := &pending{hdr: hdr, done: make(chan struct{}), prev: c.lastOrdered, ordered: make(chan struct{})}
+	c.lastOrdered = p.ordered
+
+	spec := c.a.apis.lookup(hdr.key)
+	if spec != nil && hdr.key == apiVersionsKey && (hdr.version < spec.min || hdr.version > spec.max) {
+		// Kafka answers a too-new ApiVersions with a v0 body (it cannot
+		// know the client's newer format) carrying the version list.
+		p.resp = c.a.unsupportedAPIVersions()
+		p.passOrdered(nil)
+		close(p.done)
+		return p, ""
+	}
+	if spec == nil || hdr.version < spec.min || hdr.version > spec.max {
+		c.a.log.Warn("closing connection: unsupported request", "remote", c.remote, "api_key", hdr.key, "version", hdr.version, "client_id", hdr.clientID)
+		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "unsupported").Inc()
+		return nil, "unsupported"
+	}
+	req := kmsg.RequestForKey(hdr.key)
+	req.SetVersion(hdr.version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(&r)
+		if !r.Ok() {
+			c.a.log.Warn("closing connection: undecodable request header tags", "remote", c.remote)
+			return nil, "bad_request"
+		}
+	}
+	if err := req.ReadFrom(r.Src); err != nil {
+		c.a.log.Warn("closing connection: undecodable request", "remote", c.remote, "api", c.a.apis.name(hdr.key), "version", hdr.version, "err", err)
+		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "decode").Inc()
+		return nil, "bad_request"
+	}
+	c.inflight.Add(1)
+	c.a.handlers.Add(1)
+	go c.handle(spec, p, req)
+	return p, ""
+}
+
+// handle runs one handler with metrics and panic recovery.
+func (c *conn) handle(spec *apiSpec, p *pending, req kmsg.Request) {
+	start := time.Now()
+	name := spec.name
+	defer func() {
+		if v := recover(); v != nil {
+			c.a.log.Error("handler panicked; closing the connection", "api", name, "version", p.hdr.version, "remote", c.remote, "panic", v, "stack", stack())
+			c.a.m.requestErrors.WithLabelValues(name, "panic").Inc()
+			p.resp, p.err = nil, fmt.Errorf("%w: %s handler panicked: %v", errCloseConn, name, v)
+		}
+		p.passOrdered(nil)
+		c.a.m.requests.WithLabelValues(name).Inc()
+		c.a.m.latency.WithLabelValues(name).Observe(time.Now().Sub(start).Seconds())
+		close(p.done)
+		c.inflight.Add(-1)
+		c.a.handlers.Done()
+	}()
+	if !spec.ordered {
+		p.passOrdered(nil)
+	}
+	r := &request{conn: c, p: p, hdr: p.hdr, kreq: req}
+	resp, err := spec.handle(c.ctx, r)
+	if err != nil {
+		c.a.m.requestErrors.WithLabelValues(name, "closed").Inc()
+		if !errors.Is(err, errCloseConn) {
+			c.a.log.Warn("request failed; closing the connection", "api", name, "remote", c.remote, "err", err)
+		}
+		p.err = err
+		return
+	}
+	if resp != nil {
+		resp.SetVersion(p.hdr.version)
+	}
+	p.resp = resp
+}
+
+// writeLoop writes responses in request order until the queue closes or a
+// request needs the connection closed, then closes it.
+func (c *conn) writeLoop() {
+	defer close(c.done)
+	defer c.close("done")
+	var buf []byte
+	for p := range c.queue {
+		select {
+		case <-p.done:
+		case <-c.ctx.Done():
+			return
+		}
+		if p.err != nil {
+			return
+		}
+		if p.resp == nil {
+			continue
+		}
+		buf = appendResponse(buf[:0], p.hdr, p.resp)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.a.cfg.WriteTimeout))
+		if _, err := c.nc.Write(buf); err != nil {
+			if c.ctx.Err() == nil {
+				c.a.log.Info("closing connection: write failed", "remote", c.remote, "err", err)
+			}
+			return
+		}
+		c.touch()
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a huge fetch response's buffer
+		}
+	}
+}
+
+// appendResponse frames a response: size, correlation id, the header's
+// tagged fields for flexible responses — except ApiVersions, whose response
+// header is always v0 so clients can parse it before knowing the versions.
+func appendResponse(dst []byte, hdr requestHeader, resp kmsg.Response) []byte {
+	dst = append(dst, 0, 0, 0, 0)
+	dst = kbin.AppendInt32(dst, hdr.correlationID)
+	if resp.IsFlexible() && hdr.key != apiVersionsKey {
+		dst = append(dst, 0)
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst, uint32(len(dst)-4))
+	return dst
+}

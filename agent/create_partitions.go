@@ -1,0 +1,62 @@
+package agent
+
+// CreatePartitions (key 37), versions 0-3: grows a topic to Count
+// partitions.
+//
+// Differences from Kafka: manual assignments are ignored (there are no
+// replicas to place); TimeoutMillis is ignored: the partitions exist when
+// the response is sent.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+func (a *Agent) handleCreatePartitions(ctx context.Context, _ *request, req *kmsg.CreatePartitionsRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	seen := make(map[string]int, len(req.Topics))
+	for _, rt := range req.Topics {
+		seen[rt.Topic]++
+	}
+	for _, rt := range req.Topics {
+		ot := kmsg.NewCreatePartitionsResponseTopic()
+		ot.Topic = rt.Topic
+		code, msg := a.createPartitions(ctx, rt, req.ValidateOnly, seen[rt.Topic] > 1)
+		ot.ErrorCode = code
+		if msg != "" {
+			ot.ErrorMessage = kmsg.StringPtr(msg)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return resp, nil
+}
+
+func (a *Agent) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsRequestTopic, validateOnly, duplicate bool) (int16, string) {
+	if duplicate {
+		return kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic)
+	}
+	if err := catalog.ValidatePartitionCount(rt.Count); err != nil {
+		return adminErr(err)
+	}
+	t, err := a.cat.Topic(ctx, rt.Topic)
+	if err != nil {
+		return adminErr(err)
+	}
+	if rt.Count <= t.Partitions {
+		return kerr.InvalidPartitions.Code, fmt.Sprintf("topic %q has %d partitions; the count can only grow", rt.Topic, t.Partitions)
+	}
+	if validateOnly {
+		return 0, ""
+	}
+	if err := a.cat.CreatePartitions(ctx, rt.Topic, rt.Count); err != nil {
+		return adminErr(err)
+	}
+	a.topics.forget(rt.Topic)
+	a.log.Info("created partitions", "topic", rt.Topic, "partitions", rt.Count)
+	return 0, ""
+}

@@ -1,0 +1,135 @@
+package agent
+
+// CreateTopics (key 19), versions 2-7.
+//
+// Differences from Kafka: the replication factor is accepted whatever it is
+// (-1 or any positive value) and ignored, since durability comes from
+// object storage; responses report 1. Manual replica assignments are
+// accepted for their partition count only. TimeoutMillis is ignored: the
+// topic exists in the catalog when the response is sent.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.CreateTopicsRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	seen := make(map[string]int, len(req.Topics))
+	for _, rt := range req.Topics {
+		seen[rt.Topic]++
+	}
+	for _, rt := range req.Topics {
+		ot := kmsg.NewCreateTopicsResponseTopic()
+		ot.Topic = rt.Topic
+		ot.NumPartitions, ot.ReplicationFactor = -1, -1
+		if seen[rt.Topic] > 1 {
+			setCreateTopicErr(&ot, kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic))
+			resp.Topics = append(resp.Topics, ot)
+			continue
+		}
+		spec, code, msg := a.topicSpec(rt)
+		if code != 0 {
+			setCreateTopicErr(&ot, code, msg)
+			resp.Topics = append(resp.Topics, ot)
+			continue
+		}
+		var t catalog.Topic
+		if req.ValidateOnly {
+			if _, err := a.cat.Topic(ctx, spec.Name); err == nil {
+				setCreateTopicErr(&ot, kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", spec.Name))
+				resp.Topics = append(resp.Topics, ot)
+				continue
+			}
+			t = catalog.Topic{Name: spec.Name, Partitions: spec.Partitions, Configs: spec.Configs}
+		} else {
+			var err error
+			t, err = a.cat.CreateTopic(ctx, spec)
+			if err != nil {
+				code, msg := adminErr(err)
+				if code == kerr.UnknownServerError.Code {
+					a.log.Warn("create topic failed", "topic", spec.Name, "err", err)
+				}
+				setCreateTopicErr(&ot, code, msg)
+				resp.Topics = append(resp.Topics, ot)
+				continue
+			}
+			a.topics.put(t)
+			a.log.Info("created topic", "topic", t.Name, "partitions", t.Partitions)
+		}
+		ot.TopicID = t.ID
+		ot.NumPartitions, ot.ReplicationFactor = t.Partitions, 1
+		for _, c := range topicConfigEntries(t, nil) {
+			ot.Configs = append(ot.Configs, kmsg.CreateTopicsResponseTopicConfig{
+				Name: c.Name, Value: c.Value, ReadOnly: c.ReadOnly, Source: int8(c.Source), IsSensitive: c.IsSensitive,
+			})
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return resp, nil
+}
+
+func setCreateTopicErr(ot *kmsg.CreateTopicsResponseTopic, code int16, msg string) {
+	ot.ErrorCode = code
+	if msg != "" {
+		ot.ErrorMessage = kmsg.StringPtr(msg)
+	}
+}
+
+// topicSpec turns a request topic into a validated spec, or an error code
+// and message.
+func (a *Agent) topicSpec(rt kmsg.CreateTopicsRequestTopic) (catalog.TopicSpec, int16, string) {
+	spec := catalog.TopicSpec{Name: rt.Topic, Partitions: rt.NumPartitions}
+	switch {
+	case len(rt.ReplicaAssignment) > 0 && rt.NumPartitions != -1:
+		return spec, kerr.InvalidRequest.Code, "both partition count and replica assignment given"
+	case len(rt.ReplicaAssignment) > 0:
+		spec.Partitions = int32(len(rt.ReplicaAssignment))
+	case rt.NumPartitions == -1:
+		spec.Partitions = a.cfg.DefaultPartitions
+	}
+	if rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1 {
+		return spec, kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d must be -1 or positive", rt.ReplicationFactor)
+	}
+	if len(rt.Configs) > 0 {
+		spec.Configs = make(map[string]string, len(rt.Configs))
+	}
+	for _, c := range rt.Configs {
+		if c.Value == nil {
+			return spec, kerr.InvalidConfig.Code, fmt.Sprintf("null value for config %q", c.Name)
+		}
+		spec.Configs[c.Name] = *c.Value
+	}
+	if err := catalog.ValidateTopicSpec(spec); err != nil {
+		code, msg := adminErr(err)
+		return spec, code, msg
+	}
+	return spec, 0, ""
+}
+
+// adminErr maps catalog errors of admin requests to a code and message.
+func adminErr(err error) (int16, string) {
+	switch {
+	case errors.Is(err, catalog.ErrTopicExists):
+		return kerr.TopicAlreadyExists.Code, err.Error()
+	case errors.Is(err, catalog.ErrUnknownTopic):
+		return kerr.UnknownTopicOrPartition.Code, err.Error()
+	case errors.Is(err, catalog.ErrInvalidTopic):
+		return kerr.InvalidTopicException.Code, err.Error()
+	case errors.Is(err, catalog.ErrInvalidPartitions):
+		return kerr.InvalidPartitions.Code, err.Error()
+	case errors.Is(err, catalog.ErrInvalidConfig):
+		return kerr.InvalidConfig.Code, err.Error()
+	case errors.Is(err, catalog.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code, err.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return kerr.RequestTimedOut.Code, err.Error()
+	}
+	return kerr.UnknownServerError.Code, "catalog error"
+}

@@ -1,0 +1,39 @@
+package agent
+
+// DescribeCluster (key 60), versions 0-2: the live agents as brokers, the
+// answering agent as controller.
+//
+// Differences from Kafka: there are no controllers to describe, so
+// EndpointType 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE; agents are
+// never fenced; authorized operations are not computed.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func (a *Agent) handleDescribeCluster(_ context.Context, _ *request, req *kmsg.DescribeClusterRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.ClusterAuthorizedOperations = authorizedOperationsUnknown
+	resp.EndpointType = req.EndpointType
+	if req.Version >= 1 && req.EndpointType != 1 {
+		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+		resp.ErrorMessage = kmsg.StringPtr("only broker endpoints exist in Floe")
+		return resp, nil
+	}
+	m := a.members.Load()
+	resp.ClusterID = a.cfg.ClusterID
+	resp.ControllerID = m.self.NodeID
+	for _, ag := range m.agents {
+		host, port := hostPort(ag.Addr)
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = ag.NodeID, host, port
+		if ag.Zone != "" {
+			b.Rack = kmsg.StringPtr(ag.Zone)
+		}
+		resp.Brokers = append(resp.Brokers, b)
+	}
+	return resp, nil
+}

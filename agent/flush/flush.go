@@ -1,0 +1,242 @@
+// Package flush turns the WAL's sealed buffers into segment objects and
+// catalog commits: it is the wal.Sink of an agent.
+//
+// Guarantees:
+//   - Upload returns nil only once the whole segment object is durable in
+//     the bucket (objstore.Put's contract).
+//   - The object's key and bytes are a pure function of the cluster, the
+//     agent id and the buffer (its ID, Created and entries), so a buffer
+//     replayed after a crash is put under the same key with the same bytes,
+//     and CommitSegment's per-key idempotence returns the first commit's
+//     results instead of committing twice.
+//   - Commit returns one catalog.BatchResult per entry, in entry order, once
+//     the catalog transaction has committed. catalog.ErrCommitUnknown is
+//     returned as is; the WAL retries the commit with the same key.
+//   - Upload and Commit are safe for concurrent use (the WAL calls Upload
+//     for several buffers at once, Commit for one at a time).
+package flush
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/segment"
+	"github.com/floebroker/floe/wal"
+)
+
+// Config configures a Sink.
+type Config struct {
+	// Cluster names the cluster in object keys. Required.
+	Cluster string
+	// AgentID is written into each segment's index. It does not change any
+	// batch's byte offset, so replay by an agent with another id is safe.
+	AgentID string
+	// OnCommitted, if set, is called after each successful commit with the
+	// object's key, its bytes and the batch rows this commit added (in object
+	// order; failed and duplicate batches have no row), so the agent can warm
+	// its read cache and tail index. It runs on the commit path: keep it
+	// fast, and do not modify obj.
+	OnCommitted func(key string, obj []byte, rows []catalog.BatchRow)
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Cluster == "":
+		return errors.New("flush: config: cluster is required")
+	case len(c.AgentID) > segment.MaxAgentIDLen:
+		return fmt.Errorf("flush: config: agent id of %d bytes is too long", len(c.AgentID))
+	}
+	return nil
+}
+
+// ObjectKey is the one function that names segment objects:
+// "v1/<4 hex>/<cluster>/<id>.seg". The hash prefix spreads keys over the
+// bucket's key space (S3 partitions request rates by key prefix).
+func ObjectKey(cluster, id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return fmt.Sprintf("v1/%04x/%s/%s.seg", h.Sum32()>>16, cluster, id)
+}
+
+// Sink implements wal.Sink on a bucket and a catalog.
+type Sink struct {
+	cfg    Config
+	bucket objstore.Bucket
+	cat    catalog.Catalog
+	log    *slog.Logger
+	m      *metrics
+
+	mu struct {
+		sync.Mutex
+		// built holds each uploaded buffer's object until its commit, for
+		// the placements and OnCommitted.
+		built map[string]*built
+	}
+}
+
+var _ wal.Sink = (*Sink)(nil)
+
+type built struct {
+	key   string
+	obj   []byte
+	refs  []catalog.BatchRef // object order
+	order []int              // refs[k] is entry order[k]
+}
+
+// New returns a Sink. cfg must be valid (see Config.Validate); an invalid
+// one panics, as the agent validates configuration at start. logger and reg
+// may be nil.
+func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.Logger, reg prometheus.Registerer) *Sink {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{cfg: cfg, bucket: bucket, cat: cat, log: logger, m: newMetrics(reg)}
+	s.mu.built = make(map[string]*built)
+	return s
+}
+
+// build lays out b's segment object. It depends only on cfg and b.
+func (s *Sink) build(b *wal.Sealed) *built {
+	w := segment.NewWriter(segment.Header{AgentID: s.cfg.AgentID, Created: b.Created})
+	for _, e := range b.Entries {
+		w.Add(e.TopicPartition, e.Batch, segment.BatchMeta{
+			Records:        e.Records,
+			FirstTimestamp: e.FirstTimestamp,
+			MaxTimestamp:   e.MaxTimestamp,
+			ProducerID:     e.ProducerID,
+		})
+	}
+	order := w.Order()
+	obj, placements := w.Finish()
+	refs := make([]catalog.BatchRef, len(order))
+	for k, i := range order {
+		e := &b.Entries[i]
+		refs[k] = catalog.BatchRef{
+			TopicPartition: e.TopicPartition,
+			ByteOffset:     placements[i].ByteOffset,
+			ByteLength:     placements[i].ByteLength,
+			OffsetSpan:     e.OffsetSpan,
+			Records:        e.Records,
+			FirstTimestamp: e.FirstTimestamp,
+			MaxTimestamp:   e.MaxTimestamp,
+			ProducerID:     e.ProducerID,
+			ProducerEpoch:  e.ProducerEpoch,
+			BaseSequence:   e.BaseSequence,
+		}
+	}
+	return &built{key: ObjectKey(s.cfg.Cluster, b.ID), obj: obj, refs: refs, order: order}
+}
+
+// Upload builds b's segment object and puts it. For a replayed buffer whose
+// object is already in the bucket (a previous process put it, perhaps with
+// another agent id in the index) the put is skipped: batch offsets do not
+// depend on the agent id, and Floe never rewrites an object.
+func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
+	bu := s.build(b)
+	if b.Replayed {
+		_, err := s.bucket.Stat(ctx, bu.key)
+		switch {
+		case err == nil:
+			s.log.Info("flush: replayed object already in bucket", "key", bu.key)
+			s.remember(b.ID, bu)
+			return nil
+		case !errors.Is(err, objstore.ErrNotExist):
+			return fmt.Errorf("flush: stat %s: %w", bu.key, err)
+		}
+	}
+	start := time.Now()
+	if err := s.bucket.Put(ctx, bu.key, bytes.NewReader(bu.obj), int64(len(bu.obj))); err != nil {
+		s.m.putErrors.Inc()
+		return fmt.Errorf("flush: put %s: %w", bu.key, err)
+	}
+	s.m.putSeconds.Observe(time.Since(start).Seconds())
+	s.m.objectBytes.Observe(float64(len(bu.obj)))
+	s.remember(b.ID, bu)
+	return nil
+}
+
+func (s *Sink) remember(id string, bu *built) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.built[id] = bu
+}
+
+// Commit commits b's uploaded object in one catalog transaction and returns
+// the results in entry order.
+func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult, error) {
+	s.mu.Lock()
+	bu := s.mu.built[b.ID]
+	s.mu.Unlock()
+	if bu == nil {
+		// Upload ran in another Sink (or process); the layout is
+		// deterministic, so rebuild it.
+		bu = s.build(b)
+	}
+	start := time.Now()
+	res, err := s.cat.CommitSegment(ctx, catalog.Segment{Key: bu.key, Size: int64(len(bu.obj)), Batches: bu.refs})
+	if err != nil {
+		s.m.commitErrors.Inc()
+		return nil, fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
+	}
+	s.m.commitSeconds.Observe(time.Since(start).Seconds())
+	if len(res.Results) != len(bu.refs) {
+		return nil, wal.Permanent(fmt.Errorf("flush: commit segment %s: catalog returned %d results for %d batches", bu.key, len(res.Results), len(bu.refs)))
+	}
+	s.mu.Lock()
+	delete(s.mu.built, b.ID)
+	s.mu.Unlock()
+
+	out := make([]catalog.BatchResult, len(res.Results))
+	var rows []catalog.BatchRow
+	for k, r := range res.Results {
+		out[bu.order[k]] = r
+		switch {
+		case r.Err != nil:
+			s.m.batches.WithLabelValues("error").Inc()
+		case r.Duplicate:
+			s.m.batches.WithLabelValues("duplicate").Inc()
+		default:
+			s.m.batches.WithLabelValues("ok").Inc()
+			if s.cfg.OnCommitted != nil {
+				ref := bu.refs[k]
+				rows = append(rows, catalog.BatchRow{
+					TopicPartition: ref.TopicPartition,
+					BaseOffset:     r.BaseOffset,
+					LastOffset:     r.BaseOffset + int64(ref.OffsetSpan) - 1,
+					ObjectKey:      bu.key,
+					ByteOffset:     ref.ByteOffset,
+					ByteLength:     ref.ByteLength,
+					Records:        ref.Records,
+					MaxTimestamp:   ref.MaxTimestamp,
+					CommitID:       res.CommitID,
+				})
+			}
+		}
+	}
+	if s.cfg.OnCommitted != nil {
+		s.cfg.OnCommitted(bu.key, bu.obj, rows)
+	}
+	return out, nil
+}
+
+// Forget drops what Upload kept for buffer id; the WAL does not need it, but
+// an owner that abandons a buffer between Upload and Commit can free memory.
+func (s *Sink) Forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.mu.built, id)
+}

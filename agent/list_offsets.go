@@ -1,0 +1,139 @@
+package agent
+
+// ListOffsets (key 2), versions 1-10.
+//
+// Timestamps: -2 earliest (the log start offset), -1 latest (the high
+// watermark), -3 the record with the largest timestamp (v7+), -4 the local
+// log start (v8+; the same as earliest: all data is in object storage), -5
+// the last tiered offset (v9+; no offset, as Kafka answers for a topic
+// without tiered storage), and any timestamp >= 0: the first record whose
+// timestamp is at or after it, found through the catalog's batch index and
+// then by reading that batch's records (decompressing it if needed).
+//
+// Differences from Kafka: CurrentLeaderEpoch is not checked (see fetch.go);
+// READ_COMMITTED returns the high watermark (no transactions). The returned
+// leader epoch is the fleet's membership generation.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// ListOffsets special timestamps.
+const (
+	listLatest          = -1
+	listEarliest        = -2
+	listMaxTimestamp    = -3
+	listEarliestLocal   = -4
+	listLatestTiered    = -5
+	listEarliestPending = -6
+)
+
+func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	epoch := a.members.Load().leaderEpoch()
+	for _, rt := range req.Topics {
+		ot := kmsg.NewListOffsetsResponseTopic()
+		ot.Topic = rt.Topic
+		maxPart := int32(0)
+		for _, rp := range rt.Partitions {
+			maxPart = max(maxPart, rp.Partition+1)
+		}
+		t, err := a.topic(ctx, rt.Topic, maxPart)
+		for _, rp := range rt.Partitions {
+			op := kmsg.NewListOffsetsResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.Timestamp, op.Offset, op.LeaderEpoch = -1, -1, epoch
+			switch {
+			case err != nil:
+				op.ErrorCode = catalogErrorCode(err)
+			case rp.Partition < 0 || rp.Partition >= t.Partitions:
+				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				tp := catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}
+				op.Offset, op.Timestamp, err = a.listOffset(ctx, tp, rp.Timestamp, req.Version)
+				if err != nil {
+					op.ErrorCode = catalogErrorCode(err)
+					op.Offset, op.Timestamp = -1, -1
+					if op.ErrorCode == kerr.KafkaStorageError.Code {
+						a.log.Warn("list offsets failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+					}
+					err = nil
+				}
+			}
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return resp, nil
+}
+
+// listOffset answers one partition: the offset and the timestamp found.
+func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts int64, version int16) (int64, int64, error) {
+	switch {
+	case ts == listLatest:
+		_, hw, err := a.offsets(ctx, tp, -1, true)
+		return hw, -1, err
+	case ts == listEarliest, ts == listEarliestLocal && version >= 8:
+		ls, _, err := a.offsets(ctx, tp, -1, true)
+		return ls, -1, err
+	case ts == listLatestTiered && version >= 9, ts == listEarliestPending:
+		return -1, -1, nil
+	case ts == listMaxTimestamp && version >= 7:
+		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp)
+		if err != nil || !ok {
+			return -1, -1, err
+		}
+		return a.findInRow(ctx, row, func(recTS int64) bool { return recTS == row.MaxTimestamp })
+	case ts >= 0:
+		row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts)
+		if err != nil || !ok {
+			return -1, -1, err
+		}
+		return a.findInRow(ctx, row, func(recTS int64) bool { return recTS >= ts })
+	}
+	return -1, -1, errInvalidTimestamp
+}
+
+var errInvalidTimestamp = errors.New("agent: invalid list offsets timestamp")
+
+// findInRow returns the offset and timestamp of the first record of row
+// that match accepts. A row whose batches hold no such record (a producer
+// lied in a batch header) answers the row's first offset after it.
+func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, match func(ts int64) bool) (int64, int64, error) {
+	raw, err := a.readRow(ctx, row)
+	if err != nil {
+		return -1, -1, err
+	}
+	foundOff, foundTS := int64(-1), int64(-1)
+	var recErr error
+	err = forEachStoredBatch(raw, row.BaseOffset, func(batch []byte, base int64, h batchHeader) bool {
+		if !match(h.MaxTimestamp) {
+			// Neither "at or after ts" nor "is the max" can match a
+			// record of a batch whose largest timestamp does not.
+			return true
+		}
+		recErr = recordTimes(batch, h, func(delta int32, recTS int64) bool {
+			if match(recTS) {
+				foundOff, foundTS = base+int64(delta), recTS
+				return false
+			}
+			return true
+		})
+		return recErr != nil || foundOff < 0
+	})
+	switch {
+	case err != nil:
+		return -1, -1, err
+	case recErr != nil:
+		return -1, -1, recErr
+	case foundOff < 0:
+		return row.LastOffset + 1, -1, nil
+	}
+	return foundOff, foundTS, nil
+}

@@ -1,0 +1,127 @@
+package agent
+
+// Metadata (key 3), versions 0-13.
+//
+// Differences from Kafka: the brokers are the live agents; every partition
+// has one "replica", its leader, chosen by rendezvous hashing over the live
+// agents of the client's zone (named in the client id as floe_az=<zone>),
+// and its leader epoch is the fleet's membership generation. Any agent
+// accepts produce and fetch for any partition, so stale metadata never
+// fails a client. The controller id is the answering agent (any agent
+// serves admin requests). Auto-created topics are created synchronously and
+// returned at once, without Kafka's transient LEADER_NOT_AVAILABLE.
+// Authorized operations are not computed (reported as unknown).
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// authorizedOperationsUnknown is Kafka's "not requested / unknown".
+const authorizedOperationsUnknown = math.MinInt32
+
+func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.MetadataRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	m := a.members.Load()
+	for _, ag := range m.agents {
+		host, port := hostPort(ag.Addr)
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = ag.NodeID, host, port
+		if ag.Zone != "" {
+			b.Rack = kmsg.StringPtr(ag.Zone)
+		}
+		resp.Brokers = append(resp.Brokers, b)
+	}
+	resp.ClusterID = kmsg.StringPtr(a.cfg.ClusterID)
+	resp.ControllerID = m.self.NodeID
+	resp.AuthorizedOperations = authorizedOperationsUnknown
+
+	zone := r.zone()
+	allowCreate := req.Version < 4 || req.AllowAutoTopicCreation
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if all {
+		topics, err := a.cat.ListTopics(ctx)
+		if err != nil {
+			a.log.Warn("metadata: listing topics failed", "err", err)
+			if req.Version >= 13 {
+				resp.ErrorCode = kerr.KafkaStorageError.Code
+			}
+			return resp, nil
+		}
+		for _, t := range topics {
+			a.topics.put(t)
+			resp.Topics = append(resp.Topics, a.topicMetadata(m, t, zone))
+		}
+		return resp, nil
+	}
+	for _, rt := range req.Topics {
+		var (
+			t   catalog.Topic
+			err error
+		)
+		switch {
+		case rt.Topic != nil && *rt.Topic != "":
+			t, err = a.topicOrCreate(ctx, *rt.Topic, 0, allowCreate)
+		case !catalog.TopicID(rt.TopicID).IsZero():
+			t, err = a.topicByID(ctx, rt.TopicID, 0)
+		default:
+			err = catalog.ErrInvalidTopic
+		}
+		if err != nil {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.AuthorizedOperations = authorizedOperationsUnknown
+			mt.ErrorCode = metadataTopicError(err, rt.Topic == nil)
+			if mt.ErrorCode == kerr.UnknownServerError.Code {
+				a.log.Warn("metadata: topic lookup failed", "err", err)
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		resp.Topics = append(resp.Topics, a.topicMetadata(m, t, zone))
+	}
+	return resp, nil
+}
+
+func metadataTopicError(err error, byID bool) int16 {
+	switch {
+	case errors.Is(err, catalog.ErrUnknownTopic) && byID:
+		return kerr.UnknownTopicID.Code
+	case errors.Is(err, catalog.ErrUnknownTopic):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, catalog.ErrInvalidTopic):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, catalog.ErrInvalidPartitions), errors.Is(err, catalog.ErrInvalidConfig):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+func (a *Agent) topicMetadata(m *membership, t catalog.Topic, zone string) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic = kmsg.StringPtr(t.Name)
+	mt.TopicID = t.ID
+	mt.AuthorizedOperations = authorizedOperationsUnknown
+	epoch := m.leaderEpoch()
+	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
+	for p := int32(0); p < t.Partitions; p++ {
+		leader := m.leader(t.ID, p, zone)
+		mp := &mt.Partitions[p]
+		mp.Default()
+		mp.Partition = p
+		mp.Leader = leader
+		mp.LeaderEpoch = epoch
+		mp.Replicas = []int32{leader}
+		mp.ISR = []int32{leader}
+		mp.OfflineReplicas = []int32{}
+	}
+	return mt
+}

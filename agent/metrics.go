@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the agent's floe_agent_* metrics. Label sets are bounded:
+// api is a served API name or "other", reason and kind are fixed sets.
+type metrics struct {
+	requests      *prometheus.CounterVec   // api
+	latency       *prometheus.HistogramVec // api
+	requestErrors *prometheus.CounterVec   // api, kind
+	partitionErrs *prometheus.CounterVec   // api, code
+
+	connsActive prometheus.Gauge
+	connsTotal  prometheus.Counter
+	connsClosed *prometheus.CounterVec // reason
+
+	producedBytes   prometheus.Counter
+	producedBatches prometheus.Counter
+	fetchedBytes    prometheus.Counter
+
+	cacheHits      prometheus.Counter
+	cacheMisses    prometheus.Counter
+	cacheBytes     prometheus.Gauge
+	cacheEvictions prometheus.Counter
+
+	followerCommit prometheus.Gauge
+	followerErrors prometheus.Counter
+	liveAgents     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_requests_total", Help: "Kafka requests handled, by API.",
+		}, []string{"api"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "floe_agent_request_duration_seconds", Help: "Time from decoding a request to its response being ready, by API.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"api"}),
+		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_request_errors_total", Help: "Requests that closed their connection, by API and kind (unsupported, decode, panic, closed).",
+		}, []string{"api", "kind"}),
+		partitionErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_partition_errors_total", Help: "Produce and fetch partitions answered with an error code, by API and Kafka error name.",
+		}, []string{"api", "code"}),
+		connsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_connections", Help: "Open Kafka client connections.",
+		}),
+		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_connections_accepted_total", Help: "Kafka client connections accepted.",
+		}),
+		connsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_connections_closed_total", Help: "Kafka client connections closed, by reason.",
+		}, []string{"reason"}),
+		producedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_produced_bytes_total", Help: "Record batch bytes acknowledged to producers.",
+		}),
+		producedBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_produced_batches_total", Help: "Record batches acknowledged to producers.",
+		}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_fetched_bytes_total", Help: "Record batch bytes served to fetchers.",
+		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_hits_total", Help: "Byte range reads served from the read cache.",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_misses_total", Help: "Byte range reads that went to the bucket.",
+		}),
+		cacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_read_cache_bytes", Help: "Bytes held by the read cache.",
+		}),
+		cacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_evictions_total", Help: "Entries evicted from the read cache.",
+		}),
+		followerCommit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_follower_commit_id", Help: "Latest catalog commit id applied to the tail index.",
+		}),
+		followerErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_follower_errors_total", Help: "Failed catalog reads of the commit follower.",
+		}),
+		liveAgents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_live_agents", Help: "Live agents in this agent's view of the fleet.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.requestErrors, m.partitionErrs,
+			m.connsActive, m.connsTotal, m.connsClosed,
+			m.producedBytes, m.producedBatches, m.fetchedBytes,
+			m.cacheHits, m.cacheMisses, m.cacheBytes, m.cacheEvictions,
+			m.followerCommit, m.followerErrors, m.liveAgents)
+	}
+	return m
+}

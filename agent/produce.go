@@ -1,0 +1,298 @@
+package agent
+
+// Produce (key 0), versions 3-13 (ApiVersions lists 0-13, see
+// api_versions.go; v0-v2 requests close the connection, as in Kafka 4).
+//
+// Differences from Kafka:
+//   - acks=1 and acks=-1 both answer only after the batch's segment object
+//     is in the bucket and its offsets are committed (the one rule), so a
+//     produce takes at least one flush interval.
+//   - The batch is validated without decompressing it: header, lengths,
+//     CRC-32C, count against lastOffsetDelta, and (uncompressed batches
+//     only) that the records parse. Kafka also decompresses and checks
+//     every record; a compressed batch with corrupt records inside is
+//     stored as sent and fails on the consumer.
+//   - Magic 0/1 batches get INVALID_RECORD (as Kafka 4 does), never
+//     CORRUPT_MESSAGE, which clients retry forever. CORRUPT_MESSAGE is for
+//     bad CRCs and lengths.
+//   - Timestamps are checked against message.timestamp.{before,after}.max.ms
+//     using the batch header's first and max timestamps only.
+//   - Transactions are not supported: a transactional id or batch gets
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED / INVALID_TXN_STATE.
+//   - Unknown topics are auto-created here too when auto-creation is on
+//     (Kafka creates them only from Metadata).
+//   - A WAL that is shutting down answers NOT_LEADER_OR_FOLLOWER so the
+//     client refreshes metadata and moves to a live agent.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/wal"
+)
+
+// producePart is one partition of a produce request on its way to the WAL.
+type producePart struct {
+	out      *kmsg.ProduceResponseTopicPartition
+	entry    int // index into entries, or -1 when already answered
+	appendTS int64
+}
+
+func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.ProduceRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 || timeout > a.cfg.ProduceTimeout {
+		timeout = a.cfg.ProduceTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// Whole-request refusals answer every partition with one code.
+	reqErr := int16(0)
+	switch {
+	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+		reqErr = kerr.InvalidRequiredAcks.Code
+	case req.TransactionID != nil:
+		reqErr = kerr.TransactionalIDAuthorizationFailed.Code
+	}
+
+	var (
+		parts   []producePart
+		entries []wal.Entry
+	)
+	now := a.now().UnixMilli()
+	for _, rt := range req.Topics {
+		ot := kmsg.NewProduceResponseTopic()
+		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
+		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		resp.Topics = append(resp.Topics, ot)
+	}
+	for ti, rt := range req.Topics {
+		ot := &resp.Topics[ti]
+		var (
+			topic    catalog.Topic
+			topicErr int16
+		)
+		if reqErr == 0 {
+			topic, topicErr = a.produceTopic(ctx, req.Version, rt)
+		}
+		for pi, rp := range rt.Partitions {
+			out := &ot.Partitions[pi]
+			out.Default()
+			out.Partition = rp.Partition
+			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = -1, -1, -1
+			pp := producePart{out: out, entry: -1}
+			switch {
+			case reqErr != 0:
+				out.ErrorCode = reqErr
+			case topicErr != 0:
+				out.ErrorCode = topicErr
+			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
+				// The topic may have grown on another agent.
+				if t, err := a.topic(ctx, topic.Name, rp.Partition+1); err == nil && rp.Partition >= 0 && rp.Partition < t.Partitions {
+					topic = t
+					pp = a.producePartition(req.Version, topic, rp, out, now, &entries)
+				} else {
+					out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				}
+			default:
+				pp = a.producePartition(req.Version, topic, rp, out, now, &entries)
+			}
+			parts = append(parts, pp)
+		}
+	}
+
+	var ack *wal.Ack
+	var appendErr error
+	r.inOrder(func() {
+		if len(entries) > 0 {
+			ack, appendErr = a.wal.Append(ctx, entries)
+		}
+	})
+
+	var results []catalog.BatchResult
+	var waitErr error
+	switch {
+	case len(entries) == 0:
+	case appendErr != nil:
+		waitErr = appendErr
+	case req.Acks == 0:
+		// Nothing waits for the commit; the data is in the WAL.
+	default:
+		results, waitErr = ack.Wait(ctx)
+		if waitErr == nil && len(results) != len(entries) {
+			waitErr = fmt.Errorf("agent: WAL returned %d results for %d entries", len(results), len(entries))
+		}
+	}
+	if waitErr != nil && !errors.Is(waitErr, context.Canceled) {
+		a.log.Warn("produce not acknowledged", "err", waitErr, "entries", len(entries))
+	}
+
+	anyErr := false
+	for _, pp := range parts {
+		if pp.entry >= 0 && req.Acks != 0 {
+			a.answerProduced(pp, entries[pp.entry], results, waitErr)
+		}
+		if pp.out.ErrorCode != 0 {
+			anyErr = true
+			a.m.partitionErrs.WithLabelValues("Produce", errName(pp.out.ErrorCode)).Inc()
+		}
+	}
+	if req.Acks == 0 {
+		if anyErr || waitErr != nil {
+			// Kafka closes an acks=0 connection on any error so the
+			// client notices and refreshes its metadata.
+			return nil, fmt.Errorf("%w: acks=0 produce failed", errCloseConn)
+		}
+		return nil, nil
+	}
+	return resp, nil
+}
+
+// produceTopic resolves a request topic by name (v0-12) or id (v13+),
+// auto-creating it by name when allowed.
+func (a *Agent) produceTopic(ctx context.Context, version int16, rt kmsg.ProduceRequestTopic) (catalog.Topic, int16) {
+	var (
+		t   catalog.Topic
+		err error
+	)
+	if version >= 13 {
+		t, err = a.topicByID(ctx, rt.TopicID, 0)
+	} else {
+		t, err = a.topicOrCreate(ctx, rt.Topic, 0, true)
+	}
+	switch {
+	case err == nil:
+		return t, 0
+	case errors.Is(err, catalog.ErrUnknownTopic) && version >= 13:
+		return t, kerr.UnknownTopicID.Code
+	case errors.Is(err, catalog.ErrUnknownTopic):
+		return t, kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, catalog.ErrInvalidTopic):
+		return t, kerr.InvalidTopicException.Code
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return t, kerr.RequestTimedOut.Code
+	}
+	a.log.Warn("produce: topic lookup failed", "topic", rt.Topic, "err", err)
+	return t, kerr.KafkaStorageError.Code
+}
+
+// producePartition validates one partition's batch and, if it is
+// acceptable, adds its WAL entry.
+func (a *Agent) producePartition(version int16, t catalog.Topic, rp kmsg.ProduceRequestTopicPartition, out *kmsg.ProduceResponseTopicPartition, now int64, entries *[]wal.Entry) producePart {
+	pp := producePart{out: out, entry: -1}
+	b := rp.Records
+	if max := t.MaxMessageBytes(); len(b) > int(max) || len(b) > wal.MaxBatchBytes {
+		out.ErrorCode = kerr.MessageTooLarge.Code
+		return pp
+	}
+	h, err := validateProduceBatch(b, version)
+	if err != nil {
+		var be *batchError
+		if errors.As(err, &be) {
+			out.ErrorCode = be.err.Code
+			out.ErrorMessage = kmsg.StringPtr(be.msg)
+		} else {
+			out.ErrorCode = kerr.CorruptMessage.Code
+		}
+		return pp
+	}
+	if t.LogAppendTime() {
+		setLogAppendTime(b, now)
+		h.MaxTimestamp = now
+		pp.appendTS = now
+	} else {
+		pp.appendTS = -1
+		if msg := checkTimestamps(t, h, now); msg != "" {
+			out.ErrorCode = kerr.InvalidTimestamp.Code
+			out.ErrorMessage = kmsg.StringPtr(msg)
+			return pp
+		}
+	}
+	pp.entry = len(*entries)
+	*entries = append(*entries, wal.Entry{
+		TopicPartition: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition},
+		Batch:          b,
+		OffsetSpan:     h.LastOffsetDelta + 1,
+		Records:        h.Records,
+		FirstTimestamp: h.FirstTimestamp,
+		MaxTimestamp:   h.MaxTimestamp,
+		ProducerID:     h.ProducerID,
+		ProducerEpoch:  h.ProducerEpoch,
+		BaseSequence:   h.BaseSequence,
+	})
+	return pp
+}
+
+// checkTimestamps applies message.timestamp.before/after.max.ms to the
+// batch's first and max timestamps (CreateTime topics).
+func checkTimestamps(t catalog.Topic, h batchHeader, now int64) string {
+	before, after := t.TimestampBeforeMaxMs(), t.TimestampAfterMaxMs()
+	if h.MaxTimestamp >= 0 && h.MaxTimestamp-now > after {
+		return fmt.Sprintf("timestamp %d is more than %d ms after the broker time %d (message.timestamp.after.max.ms)", h.MaxTimestamp, after, now)
+	}
+	if h.FirstTimestamp >= 0 && now-h.FirstTimestamp > before {
+		return fmt.Sprintf("timestamp %d is more than %d ms before the broker time %d (message.timestamp.before.max.ms)", h.FirstTimestamp, before, now)
+	}
+	return ""
+}
+
+// answerProduced fills a partition's answer from its commit result.
+func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.BatchResult, waitErr error) {
+	out := pp.out
+	if waitErr != nil {
+		out.ErrorCode = walErrorCode(waitErr)
+		return
+	}
+	res := results[pp.entry]
+	switch {
+	case res.Err == nil:
+		out.BaseOffset = res.BaseOffset
+		out.LogStartOffset = res.LogStartOffset
+		out.LogAppendTime = pp.appendTS
+		if !res.Duplicate {
+			a.m.producedBytes.Add(float64(len(e.Batch)))
+			a.m.producedBatches.Inc()
+		}
+	case errors.Is(res.Err, catalog.ErrOutOfOrderSequence):
+		out.ErrorCode = kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(res.Err, catalog.ErrInvalidProducerEpoch):
+		out.ErrorCode = kerr.InvalidProducerEpoch.Code
+	case errors.Is(res.Err, catalog.ErrUnknownProducerID):
+		out.ErrorCode = kerr.UnknownProducerID.Code
+	case errors.Is(res.Err, catalog.ErrUnknownTopic):
+		out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+	default:
+		a.log.Warn("produce: commit rejected a batch", "err", res.Err)
+		out.ErrorCode = kerr.KafkaStorageError.Code
+	}
+}
+
+// walErrorCode maps a failed append or commit wait to a retriable code.
+func walErrorCode(err error) int16 {
+	switch {
+	case errors.Is(err, wal.ErrClosed):
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, wal.ErrBackpressure),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.KafkaStorageError.Code
+}
+
+// errName is the metrics label of a Kafka error code.
+func errName(code int16) string {
+	if err := kerr.ErrorForCode(code); err != nil {
+		var ke *kerr.Error
+		if errors.As(err, &ke) {
+			return ke.Message
+		}
+	}
+	return "UNKNOWN"
+}

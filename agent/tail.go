@@ -1,0 +1,321 @@
+package agent
+
+import (
+	"context"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// tailIndex is the agent's memory of the newest catalog rows of each
+// partition, fed by the commit follower (every commit of the fleet) and by
+// OnCommitted (this agent's commits, a little sooner). It answers fetches
+// at the tail without reading the catalog, tracks each partition's high
+// watermark, and wakes long-polling fetches when anything is committed.
+//
+// Per partition it keeps a contiguous run of rows: a row that does not
+// extend the run (a gap, after the follower fell behind or started late)
+// starts a new run, so a lookup never skips offsets. Offsets below the run
+// are read from the catalog.
+type tailIndex struct {
+	now func() time.Time
+
+	mu struct {
+		sync.Mutex
+		parts map[catalog.TopicPartition]*tailPart
+		// changed is closed and replaced whenever rows are added.
+		changed chan struct{}
+		// started is closed once the follower knows where to start.
+		started chan struct{}
+		startOK bool
+	}
+}
+
+type tailPart struct {
+	rows []catalog.BatchRow // contiguous, ascending
+	// hw is the highest LastOffset+1 seen from commits or the catalog.
+	hw int64
+	// logStart and offsetsAt cache the catalog's Offsets.
+	logStart  int64
+	offsetsAt time.Time
+}
+
+// maxTailRows bounds the rows kept per partition: enough to serve
+// consumers a few seconds behind the tail from memory.
+const maxTailRows = 512
+
+// offsetsTTL bounds how long a partition's log start offset is reused.
+// Answers that would declare an offset out of range always re-read the
+// catalog, so a stale value never fails a valid fetch.
+const offsetsTTL = time.Second
+
+func newTailIndex(now func() time.Time) *tailIndex {
+	t := &tailIndex{now: now}
+	t.mu.parts = make(map[catalog.TopicPartition]*tailPart)
+	t.mu.changed = make(chan struct{})
+	t.mu.started = make(chan struct{})
+	return t
+}
+
+// changed returns a channel closed at the next addition. Take it before
+// looking at the index, then wait on it: no wake-up is lost.
+func (t *tailIndex) changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.changed
+}
+
+func (t *tailIndex) partLocked(tp catalog.TopicPartition) *tailPart {
+	p, ok := t.mu.parts[tp]
+	if !ok {
+		p = &tailPart{hw: -1, logStart: -1}
+		t.mu.parts[tp] = p
+	}
+	return p
+}
+
+// add records committed rows (ascending commit order per partition).
+func (t *tailIndex) add(rows []catalog.BatchRow) {
+	if len(rows) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range rows {
+		p := t.partLocked(r.TopicPartition)
+		n := len(p.rows)
+		switch {
+		case n > 0 && r.BaseOffset <= p.rows[n-1].LastOffset:
+			// Already known (the hook and the follower both deliver
+			// this agent's commits).
+		case n > 0 && r.BaseOffset == p.rows[n-1].LastOffset+1:
+			p.rows = append(p.rows, r)
+			if len(p.rows) > maxTailRows {
+				p.rows = append(p.rows[:0:0], p.rows[len(p.rows)-maxTailRows/2:]...)
+			}
+		default:
+			p.rows = append(p.rows[:0:0], r)
+		}
+		p.hw = max(p.hw, r.LastOffset+1)
+	}
+	close(t.mu.changed)
+	t.mu.changed = make(chan struct{})
+}
+
+// forget drops what is known about a partition (its topic was deleted or
+// records were deleted).
+func (t *tailIndex) forget(tp catalog.TopicPartition) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.mu.parts, tp)
+}
+
+// lookup returns the rows holding offsets from `from`, if the index covers
+// from, stopping once maxBytes are covered (at least one row).
+func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.mu.parts[tp]
+	if !ok || len(p.rows) == 0 || from < p.rows[0].BaseOffset || from > p.rows[len(p.rows)-1].LastOffset {
+		return nil, false
+	}
+	i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= from })
+	var out []catalog.BatchRow
+	var covered int64
+	for ; i < len(p.rows) && (len(out) == 0 || covered < maxBytes); i++ {
+		out = append(out, p.rows[i])
+		covered += p.rows[i].ByteLength
+	}
+	return out, true
+}
+
+// cachedOffsets returns the partition's known log start and high
+// watermark, and whether the log start is fresh enough to use.
+func (t *tailIndex) cachedOffsets(tp catalog.TopicPartition) (logStart, hw int64, fresh bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.mu.parts[tp]
+	if !ok || p.logStart < 0 {
+		return -1, -1, false
+	}
+	return p.logStart, p.hw, t.now().Sub(p.offsetsAt) < offsetsTTL
+}
+
+// storeOffsets records offsets read from the catalog and returns the high
+// watermark to serve: the larger of the catalog's and the followed one.
+func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionOffsets) (logStart, hw int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.partLocked(tp)
+	if len(p.rows) > 0 && o.LogStart > p.rows[0].BaseOffset {
+		// Records were deleted below: drop rows that are gone.
+		i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= o.LogStart })
+		p.rows = append(p.rows[:0:0], p.rows[i:]...)
+	}
+	p.logStart = o.LogStart
+	p.hw = max(p.hw, o.HighWatermark)
+	p.offsetsAt = t.now()
+	return p.logStart, p.hw
+}
+
+// raiseHW records a high watermark learned from rows read from the catalog.
+func (t *tailIndex) raiseHW(tp catalog.TopicPartition, hw int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.partLocked(tp)
+	p.hw = max(p.hw, hw)
+}
+
+// offsets returns a partition's log start and high watermark: from memory
+// when fresh, from the catalog otherwise or when force is set. A fetch at
+// the known high watermark (a consumer waiting at the tail) is answered
+// from memory however old the log start is, so long polls do not read the
+// catalog.
+func (a *Agent) offsets(ctx context.Context, tp catalog.TopicPartition, fetchOffset int64, force bool) (logStart, hw int64, err error) {
+	if !force {
+		if ls, hw, fresh := a.tail.cachedOffsets(tp); ls >= 0 && (fresh || fetchOffset == hw) {
+			return ls, hw, nil
+		}
+	}
+	o, err := a.cat.Offsets(ctx, tp)
+	if err != nil {
+		return 0, 0, err
+	}
+	ls, hw := a.tail.storeOffsets(tp, o)
+	return ls, hw, nil
+}
+
+// waitStarted waits until the follower has found its starting commit.
+func (t *tailIndex) waitStarted(ctx context.Context) error {
+	t.mu.Lock()
+	ch := t.mu.started
+	t.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *tailIndex) markStarted() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.mu.startOK {
+		t.mu.startOK = true
+		close(t.mu.started)
+	}
+}
+
+// followBatch is how many rows one CommitsSince call returns.
+const followBatch = 1000
+
+// followBackstop is how often the follower reads the catalog without a
+// notification: notifications can be lost (a PostgreSQL LISTEN connection
+// that dropped), and one cheap read per second per agent is not polling
+// by the fetches.
+const followBackstop = time.Second
+
+// followCommits applies every catalog commit after the agent started to
+// the tail index, woken by catalog.Watch, until ctx ends.
+func (a *Agent) followCommits(ctx context.Context) {
+	after, ok := a.followStart(ctx)
+	if !ok {
+		return
+	}
+	a.tail.markStarted()
+	var watch <-chan int64
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		if watch == nil {
+			w, err := a.cat.Watch(ctx)
+			if err != nil {
+				a.m.followerErrors.Inc()
+				a.log.Warn("watching catalog commits failed", "err", err)
+				sleepCtx(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			watch = w
+		}
+		var err error
+		after, err = a.catchUp(ctx, after)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.m.followerErrors.Inc()
+			a.log.Warn("following catalog commits failed", "err", err)
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		timer := time.NewTimer(followBackstop)
+		select {
+		case <-ctx.Done():
+		case _, open := <-watch:
+			if !open {
+				watch = nil
+			}
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// followStart finds the commit id to follow from: the latest at start. An
+// agent does not need history; older rows come from the catalog on demand.
+func (a *Agent) followStart(ctx context.Context) (int64, bool) {
+	backoff := 50 * time.Millisecond
+	for {
+		_, latest, err := a.cat.CommitsSince(ctx, math.MaxInt64, 1)
+		if err == nil {
+			if latest == math.MaxInt64 || latest < 0 {
+				latest = 0
+			}
+			a.m.followerCommit.Set(float64(latest))
+			return latest, true
+		}
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		a.m.followerErrors.Inc()
+		a.log.Warn("finding the latest catalog commit failed", "err", err)
+		sleepCtx(ctx, backoff)
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// catchUp applies every commit after `after` and returns the last applied.
+func (a *Agent) catchUp(ctx context.Context, after int64) (int64, error) {
+	for {
+		rows, _, err := a.cat.CommitsSince(ctx, after, followBatch)
+		if err != nil {
+			return after, err
+		}
+		a.tail.add(rows)
+		for _, r := range rows {
+			after = max(after, r.CommitID)
+		}
+		if len(rows) < followBatch {
+			// Only row commit ids advance the position: a commit
+			// without rows has nothing to miss, and trusting
+			// `latest` could skip a commit racing the read.
+			a.m.followerCommit.Set(float64(after))
+			return after, nil
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,237 @@
+// Package bench is Floe's benchmark harness (`make bench`, `floe bench`).
+//
+// In one run it starts franz-go's in-memory kfake cluster as the baseline and
+// Floe in several setups, drives the same franz-go workload at each, and
+// reports, per setup: produce throughput (1 KiB records, 16 partitions,
+// idempotent, acks=all), ack and end-to-end latency p50/p99 at a fixed rate,
+// catch-up consume throughput, object PUTs per GiB and while idle, catalog
+// commits per flush, and the agent's peak RSS. Every figure is the median of
+// several runs, and throughputs are also given as a ratio to kfake measured in
+// the same run, because the machines this runs on are shared and noisy.
+//
+// Floe runs as a subprocess (the floe binary), so the harness measures what an
+// operator runs and reads the agent's own Prometheus metrics for object and
+// catalog counts.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Options configure a harness run.
+type Options struct {
+	FloeBin  string // path of the floe binary to run
+	Runs     int    // repetitions per setup; medians are reported
+	Records  int    // records produced in the throughput phase
+	RecordSz int    // record value size in bytes
+	Rate     int    // records/s in the latency phase
+	LatencyD time.Duration
+	Setups   []string // names to run; empty = every available setup
+	Out      io.Writer
+	Logger   *slog.Logger
+	// Services (from scripts/services.sh env); setups needing a missing
+	// service are reported as skipped.
+	PostgresURL string
+	MinIOAddr   string
+	MinIOKey    string
+	MinIOSecret string
+}
+
+// DefaultOptions returns the workload the issue specifies.
+func DefaultOptions() Options {
+	return Options{
+		Runs:        3,
+		Records:     200_000,
+		RecordSz:    1024,
+		Rate:        2000,
+		LatencyD:    10 * time.Second,
+		Out:         os.Stdout,
+		Logger:      slog.Default(),
+		PostgresURL: os.Getenv("FLOE_TEST_POSTGRES_URL"),
+		MinIOAddr:   os.Getenv("FLOE_TEST_MINIO_ENDPOINT"),
+		MinIOKey:    os.Getenv("FLOE_TEST_MINIO_ACCESS_KEY"),
+		MinIOSecret: os.Getenv("FLOE_TEST_MINIO_SECRET_KEY"),
+	}
+}
+
+// Result is one setup's medians.
+type Result struct {
+	Setup   string
+	Skipped string // why, if the setup could not run
+
+	ProduceMiBs  float64
+	ConsumeMiBs  float64
+	AckP50       time.Duration
+	AckP99       time.Duration
+	E2EP50       time.Duration
+	E2EP99       time.Duration
+	PutsPerGiB   float64 // object PUTs per GiB produced (Floe only)
+	IdlePuts     float64 // PUTs during an idle window (Floe only)
+	CommitsFlush float64 // catalog commits per flush (Floe only)
+	PeakRSSMiB   float64 // agent peak RSS (Floe only)
+	Note         string
+}
+
+// run is one repetition's raw figures.
+type run struct {
+	produceMiBs, consumeMiBs float64
+	ack, e2e                 []time.Duration
+	puts, flushes, commits   float64
+	idlePuts                 float64
+	producedBytes            float64
+	rssMiB                   float64
+}
+
+// Run executes the harness and returns one Result per setup.
+func Run(ctx context.Context, o Options) ([]Result, error) {
+	if o.Runs < 1 {
+		o.Runs = 1
+	}
+	setups := allSetups(o)
+	var results []Result
+	for _, s := range setups {
+		if len(o.Setups) > 0 && !contains(o.Setups, s.name) {
+			continue
+		}
+		if why := s.unavailable(); why != "" {
+			results = append(results, Result{Setup: s.name, Skipped: why})
+			continue
+		}
+		var runs []run
+		for i := 0; i < o.Runs; i++ {
+			o.Logger.Info("bench: run", "setup", s.name, "run", i+1, "of", o.Runs)
+			r, err := runOnce(ctx, o, s)
+			if err != nil {
+				return results, fmt.Errorf("bench: %s run %d: %w", s.name, i+1, err)
+			}
+			runs = append(runs, r)
+		}
+		results = append(results, summarize(s, runs))
+	}
+	return results, nil
+}
+
+func runOnce(ctx context.Context, o Options, s setup) (run, error) {
+	t, err := s.start(ctx)
+	if err != nil {
+		return run{}, err
+	}
+	defer t.stop()
+	return drive(ctx, o, t, s)
+}
+
+func summarize(s setup, runs []run) Result {
+	r := Result{Setup: s.name, Note: s.note}
+	var prod, cons, ackP50, ackP99, e2eP50, e2eP99, puts, idle, cpf, rss []float64
+	for _, x := range runs {
+		prod = append(prod, x.produceMiBs)
+		cons = append(cons, x.consumeMiBs)
+		ackP50 = append(ackP50, float64(quantile(x.ack, 0.50)))
+		ackP99 = append(ackP99, float64(quantile(x.ack, 0.99)))
+		e2eP50 = append(e2eP50, float64(quantile(x.e2e, 0.50)))
+		e2eP99 = append(e2eP99, float64(quantile(x.e2e, 0.99)))
+		if x.producedBytes > 0 {
+			puts = append(puts, x.puts/(x.producedBytes/(1<<30)))
+		}
+		idle = append(idle, x.idlePuts)
+		if x.flushes > 0 {
+			cpf = append(cpf, x.commits/x.flushes)
+		}
+		rss = append(rss, x.rssMiB)
+	}
+	r.ProduceMiBs = median(prod)
+	r.ConsumeMiBs = median(cons)
+	r.AckP50 = time.Duration(median(ackP50))
+	r.AckP99 = time.Duration(median(ackP99))
+	r.E2EP50 = time.Duration(median(e2eP50))
+	r.E2EP99 = time.Duration(median(e2eP99))
+	r.PutsPerGiB = median(puts)
+	r.IdlePuts = median(idle)
+	r.CommitsFlush = median(cpf)
+	r.PeakRSSMiB = median(rss)
+	return r
+}
+
+// Markdown renders results as the table BENCHMARKS.md holds.
+func Markdown(results []Result, o Options, started time.Time) string {
+	var b strings.Builder
+	var base *Result
+	for i := range results {
+		if results[i].Setup == "kfake" && results[i].Skipped == "" {
+			base = &results[i]
+		}
+	}
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup, medians; %d records of %d B over 16 partitions, idempotent, acks=all; latency at %d records/s for %s).\n\n",
+		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, o.Rate, o.LatencyD)
+	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | idle PUTs | commits/flush | peak RSS MiB |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		if r.Skipped != "" {
+			fmt.Fprintf(&b, "| %s | skipped: %s |||||||||||| \n", r.Setup, r.Skipped)
+			continue
+		}
+		pr, cr := "–", "–"
+		if base != nil && base.ProduceMiBs > 0 {
+			pr = fmt.Sprintf("%.2f", r.ProduceMiBs/base.ProduceMiBs)
+		}
+		if base != nil && base.ConsumeMiBs > 0 {
+			cr = fmt.Sprintf("%.2f", r.ConsumeMiBs/base.ConsumeMiBs)
+		}
+		dash := func(v float64, f string) string {
+			if r.Setup == "kfake" {
+				return "–"
+			}
+			return fmt.Sprintf(f, v)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Setup, r.ProduceMiBs, pr, r.ConsumeMiBs, cr,
+			ms(r.AckP50), ms(r.AckP99), ms(r.E2EP50), ms(r.E2EP99),
+			dash(r.PutsPerGiB, "%.0f"), dash(r.IdlePuts, "%.0f"), dash(r.CommitsFlush, "%.2f"), dash(r.PeakRSSMiB, "%.0f"))
+	}
+	fmt.Fprintf(&b, "\nSetups:\n\n")
+	for _, s := range allSetups(o) {
+		fmt.Fprintf(&b, "- **%s**: %s\n", s.name, s.note)
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q * float64(len(s)-1))
+	return s[i]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

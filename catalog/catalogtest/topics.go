@@ -1,0 +1,264 @@
+package catalogtest
+
+import (
+	"errors"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+var topicTests = []namedTest{
+	{"CreateAndLookup", testCreateAndLookup},
+	{"CreateErrors", testCreateErrors},
+	{"UnknownTopic", testUnknownTopic},
+	{"ConcurrentCreate", testConcurrentCreate},
+	{"Delete", testDeleteTopic},
+	{"CreatePartitions", testCreatePartitions},
+	{"AlterConfigs", testAlterConfigs},
+	{"ReplaceConfigs", testReplaceConfigs},
+}
+
+func testCreateAndLookup(t *testing.T, c catalog.Catalog) {
+	before := time.Now().Add(-time.Minute)
+	configs := map[string]string{"retention.ms": "1000", "cleanup.policy": "compact,delete"}
+	a := createTopic(t, c, "orders", 3, configs)
+	b := createTopic(t, c, "audit.log-v1_x", 1, nil)
+	if a.ID.IsZero() || a.ID == b.ID {
+		t.Fatalf("topic ids %x and %x must be distinct and non-zero", a.ID, b.ID)
+	}
+	if a.Name != "orders" || a.Partitions != 3 || !maps.Equal(a.Configs, configs) {
+		t.Fatalf("created topic %+v", a)
+	}
+	if a.Created.Before(before) || a.Created.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("created time %v is not now", a.Created)
+	}
+	if b.Configs == nil || len(b.Configs) != 0 {
+		t.Fatalf("topic without configs has Configs %v, want empty map", b.Configs)
+	}
+	got, err := c.Topic(ctx(t), "orders")
+	noErr(t, err, "Topic")
+	if got.ID != a.ID || got.Partitions != 3 || !maps.Equal(got.Configs, configs) || !got.Created.Equal(a.Created) {
+		t.Fatalf("Topic = %+v, want %+v", got, a)
+	}
+	got, err = c.TopicByID(ctx(t), b.ID)
+	noErr(t, err, "TopicByID")
+	if got.Name != b.Name {
+		t.Fatalf("TopicByID = %+v", got)
+	}
+	list, err := c.ListTopics(ctx(t))
+	noErr(t, err, "ListTopics")
+	if len(list) != 2 || list[0].Name != "audit.log-v1_x" || list[1].Name != "orders" {
+		t.Fatalf("ListTopics = %+v, want both, by name", list)
+	}
+	for p := range int32(3) {
+		if o := offsets(t, c, tpOf(a, p)); o != (catalog.PartitionOffsets{}) {
+			t.Fatalf("new partition %d offsets %+v", p, o)
+		}
+	}
+	_, err = c.Offsets(ctx(t), tpOf(a, 3))
+	wantErr(t, err, catalog.ErrUnknownTopic, "Offsets past the partition count")
+}
+
+func testCreateErrors(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "taken", 1, nil)
+	tests := []struct {
+		name string
+		spec catalog.TopicSpec
+		want error
+	}{
+		{"empty name", catalog.TopicSpec{Name: "", Partitions: 1}, catalog.ErrInvalidTopic},
+		{"dot", catalog.TopicSpec{Name: ".", Partitions: 1}, catalog.ErrInvalidTopic},
+		{"dotdot", catalog.TopicSpec{Name: "..", Partitions: 1}, catalog.ErrInvalidTopic},
+		{"space", catalog.TopicSpec{Name: "a b", Partitions: 1}, catalog.ErrInvalidTopic},
+		{"slash", catalog.TopicSpec{Name: "a/b", Partitions: 1}, catalog.ErrInvalidTopic},
+		{"too long", catalog.TopicSpec{Name: strings.Repeat("x", 250), Partitions: 1}, catalog.ErrInvalidTopic},
+		{"zero partitions", catalog.TopicSpec{Name: "z", Partitions: 0}, catalog.ErrInvalidPartitions},
+		{"negative partitions", catalog.TopicSpec{Name: "z", Partitions: -1}, catalog.ErrInvalidPartitions},
+		{"unknown config", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"no.such.config": "1"}}, catalog.ErrInvalidConfig},
+		{"bad long", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"retention.ms": "soon"}}, catalog.ErrInvalidConfig},
+		{"below minimum", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"retention.ms": "-2"}}, catalog.ErrInvalidConfig},
+		{"bad enum", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"message.timestamp.type": "Now"}}, catalog.ErrInvalidConfig},
+		{"bad list", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"cleanup.policy": "delete,shred"}}, catalog.ErrInvalidConfig},
+		{"lag order", catalog.TopicSpec{Name: "z", Partitions: 1, Configs: map[string]string{"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}}, catalog.ErrInvalidConfig},
+		{"exists", catalog.TopicSpec{Name: "taken", Partitions: 1}, catalog.ErrTopicExists},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.CreateTopic(ctx(t), tt.spec)
+			wantErr(t, err, tt.want, "CreateTopic")
+		})
+	}
+	list, err := c.ListTopics(ctx(t))
+	noErr(t, err, "ListTopics")
+	if len(list) != 1 {
+		t.Fatalf("failed creates left topics behind: %+v", list)
+	}
+}
+
+func testUnknownTopic(t *testing.T, c catalog.Catalog) {
+	_, err := c.Topic(ctx(t), "nope")
+	wantErr(t, err, catalog.ErrUnknownTopic, "Topic")
+	_, err = c.TopicByID(ctx(t), catalog.TopicID{1, 2, 3})
+	wantErr(t, err, catalog.ErrUnknownTopic, "TopicByID")
+	wantErr(t, c.DeleteTopic(ctx(t), "nope"), catalog.ErrUnknownTopic, "DeleteTopic")
+	wantErr(t, c.CreatePartitions(ctx(t), "nope", 4), catalog.ErrUnknownTopic, "CreatePartitions")
+	_, err = c.AlterTopicConfigs(ctx(t), "nope", []catalog.ConfigOp{{Key: "retention.ms", Value: "1"}})
+	wantErr(t, err, catalog.ErrUnknownTopic, "AlterTopicConfigs")
+	_, err = c.ReplaceTopicConfigs(ctx(t), "nope", nil)
+	wantErr(t, err, catalog.ErrUnknownTopic, "ReplaceTopicConfigs")
+	tp := catalog.TopicPartition{TopicID: catalog.TopicID{9}, Partition: 0}
+	_, err = c.Offsets(ctx(t), tp)
+	wantErr(t, err, catalog.ErrUnknownTopic, "Offsets")
+	_, err = c.Batches(ctx(t), tp, 0, 100)
+	wantErr(t, err, catalog.ErrUnknownTopic, "Batches")
+	_, _, err = c.BatchForTimestamp(ctx(t), tp, 0)
+	wantErr(t, err, catalog.ErrUnknownTopic, "BatchForTimestamp")
+	_, _, err = c.MaxTimestampBatch(ctx(t), tp)
+	wantErr(t, err, catalog.ErrUnknownTopic, "MaxTimestampBatch")
+	_, err = c.DeleteRecords(ctx(t), tp, 0)
+	wantErr(t, err, catalog.ErrUnknownTopic, "DeleteRecords")
+}
+
+func testConcurrentCreate(t *testing.T, c catalog.Catalog) {
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.CreateTopic(ctx(t), catalog.TopicSpec{Name: "race", Partitions: 4})
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, catalog.ErrTopicExists):
+			t.Fatalf("concurrent CreateTopic: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d concurrent creates succeeded, want 1", ok)
+	}
+}
+
+func testDeleteTopic(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "doomed", 2, nil)
+	other := createTopic(t, c, "kept", 1, nil)
+	commit(t, c, segment(batch(tpOf(topic, 0), 5, 1), batch(tpOf(other, 0), 2, 1)))
+	noErr(t, c.DeleteTopic(ctx(t), "doomed"), "DeleteTopic")
+	_, err := c.Topic(ctx(t), "doomed")
+	wantErr(t, err, catalog.ErrUnknownTopic, "Topic after delete")
+	_, err = c.Offsets(ctx(t), tpOf(topic, 0))
+	wantErr(t, err, catalog.ErrUnknownTopic, "Offsets after delete")
+
+	// A commit racing the delete: the deleted topic's batches fail, the
+	// rest are stored.
+	res := commit(t, c, segment(batch(tpOf(topic, 1), 1, 1), batch(tpOf(other, 0), 1, 1)))
+	if !errors.Is(res.Results[0].Err, catalog.ErrUnknownTopic) || res.Results[1].Err != nil || res.Results[1].BaseOffset != 2 {
+		t.Fatalf("commit after delete: %s %s", describe(res.Results[0]), describe(res.Results[1]))
+	}
+	rows, _, err := c.CommitsSince(ctx(t), 0, 100)
+	noErr(t, err, "CommitsSince")
+	for _, r := range rows {
+		if r.TopicID == topic.ID {
+			t.Fatalf("deleted topic's row still listed: %+v", r)
+		}
+	}
+
+	again := createTopic(t, c, "doomed", 1, nil)
+	if again.ID == topic.ID {
+		t.Fatal("re-created topic reuses the deleted topic's id")
+	}
+	if o := offsets(t, c, tpOf(again, 0)); o.HighWatermark != 0 {
+		t.Fatalf("re-created topic starts at %+v", o)
+	}
+}
+
+func testCreatePartitions(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "grow", 2, nil)
+	commit(t, c, segment(batch(tpOf(topic, 1), 3, 1)))
+	noErr(t, c.CreatePartitions(ctx(t), "grow", 5), "CreatePartitions")
+	got, err := c.Topic(ctx(t), "grow")
+	noErr(t, err, "Topic")
+	if got.Partitions != 5 {
+		t.Fatalf("partitions = %d, want 5", got.Partitions)
+	}
+	if o := offsets(t, c, tpOf(topic, 4)); o.HighWatermark != 0 {
+		t.Fatalf("new partition offsets %+v", o)
+	}
+	if o := offsets(t, c, tpOf(topic, 1)); o.HighWatermark != 3 {
+		t.Fatalf("old partition offsets %+v", o)
+	}
+	res := commit(t, c, segment(batch(tpOf(topic, 4), 2, 1)))
+	if res.Results[0].Err != nil || res.Results[0].BaseOffset != 0 {
+		t.Fatalf("commit to new partition: %s", describe(res.Results[0]))
+	}
+	wantErr(t, c.CreatePartitions(ctx(t), "grow", 5), catalog.ErrInvalidPartitions, "CreatePartitions same count")
+	wantErr(t, c.CreatePartitions(ctx(t), "grow", 3), catalog.ErrInvalidPartitions, "CreatePartitions shrink")
+	wantErr(t, c.CreatePartitions(ctx(t), "grow", 0), catalog.ErrInvalidPartitions, "CreatePartitions zero")
+}
+
+func testAlterConfigs(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "cfg", 1, map[string]string{"retention.ms": "1000", "max.message.bytes": "2048"})
+	got, err := c.AlterTopicConfigs(ctx(t), "cfg", []catalog.ConfigOp{
+		{Key: "retention.ms", Value: "5000", Op: catalog.ConfigSet},
+		{Key: "max.message.bytes", Op: catalog.ConfigDelete},
+		{Key: "segment.ms", Op: catalog.ConfigDelete}, // not set: no-op
+		{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigAppend},
+	})
+	noErr(t, err, "AlterTopicConfigs")
+	want := map[string]string{"retention.ms": "5000", "cleanup.policy": "delete,compact"}
+	if !maps.Equal(got.Configs, want) {
+		t.Fatalf("configs %v, want %v", got.Configs, want)
+	}
+	if got.RetentionMs() != 5000 || got.MaxMessageBytes() != 1048588 || !got.CleanupPolicy().Compact {
+		t.Fatalf("typed accessors: retention %d max %d policy %+v", got.RetentionMs(), got.MaxMessageBytes(), got.CleanupPolicy())
+	}
+	got, err = c.AlterTopicConfigs(ctx(t), "cfg", []catalog.ConfigOp{{Key: "cleanup.policy", Value: "delete", Op: catalog.ConfigSubtract}})
+	noErr(t, err, "AlterTopicConfigs subtract")
+	if got.Configs["cleanup.policy"] != "compact" {
+		t.Fatalf("after subtract: %v", got.Configs)
+	}
+
+	bad := [][]catalog.ConfigOp{
+		{{Key: "retention.ms", Value: "x"}},
+		{{Key: "no.such", Value: "1"}},
+		{{Key: "retention.ms", Value: "1"}, {Key: "retention.bytes", Value: "?"}}, // all or nothing
+		{{Key: "retention.ms", Value: "1", Op: catalog.ConfigAppend}},            // not a list
+		{{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigSubtract}},  // empties the list
+	}
+	for i, ops := range bad {
+		_, err := c.AlterTopicConfigs(ctx(t), "cfg", ops)
+		wantErr(t, err, catalog.ErrInvalidConfig, "bad ops "+string(rune('0'+i)))
+	}
+	after, err := c.Topic(ctx(t), "cfg")
+	noErr(t, err, "Topic")
+	if !maps.Equal(after.Configs, got.Configs) {
+		t.Fatalf("failed alters changed configs: %v, want %v", after.Configs, got.Configs)
+	}
+}
+
+func testReplaceConfigs(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "cfg", 1, map[string]string{"retention.ms": "1000"})
+	repl := map[string]string{"message.timestamp.type": "LogAppendTime"}
+	got, err := c.ReplaceTopicConfigs(ctx(t), "cfg", repl)
+	noErr(t, err, "ReplaceTopicConfigs")
+	if !maps.Equal(got.Configs, repl) || !got.LogAppendTime() || got.RetentionMs() != 604800000 {
+		t.Fatalf("configs %v", got.Configs)
+	}
+	_, err = c.ReplaceTopicConfigs(ctx(t), "cfg", map[string]string{"retention.ms": "-5"})
+	wantErr(t, err, catalog.ErrInvalidConfig, "ReplaceTopicConfigs invalid")
+	got, err = c.ReplaceTopicConfigs(ctx(t), "cfg", nil)
+	noErr(t, err, "ReplaceTopicConfigs empty")
+	if len(got.Configs) != 0 {
+		t.Fatalf("configs after clearing: %v", got.Configs)
+	}
+}

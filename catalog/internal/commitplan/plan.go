@@ -1,0 +1,340 @@
+// Package commitplan is the backend-independent half of CommitSegment: given
+// the locked partition rows and the idempotent-producer state a backend read
+// inside its transaction, it decides each batch's fate (stored, duplicate or
+// rejected), assigns offsets, coalesces rows and computes the producer state
+// to write back. The backends (catalog/postgres, catalog/sqlite) only move
+// data in and out of SQL, so both apply exactly the same Kafka semantics.
+//
+// Build is a pure function: it must run inside the transaction that holds the
+// partition locks, and its output is only valid for that transaction.
+package commitplan
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// MaxEntries is how many recent batches per producer and partition are kept
+// for duplicate detection, as Kafka keeps them
+// (ProducerStateEntry.NUM_BATCHES_TO_RETAIN).
+const MaxEntries = 5
+
+// SeqEntry is one recent batch of a producer on a partition.
+type SeqEntry struct {
+	FirstSeq   int32
+	LastSeq    int32
+	BaseOffset int64
+}
+
+// ProducerState is one producer's state on one partition.
+type ProducerState struct {
+	Epoch   int16
+	Entries []SeqEntry // oldest first, at most MaxEntries
+}
+
+// ProducerKey names a producer's state on one partition.
+type ProducerKey struct {
+	ProducerID int64
+	catalog.TopicPartition
+}
+
+// Partition is the locked row of one partition.
+type Partition struct {
+	NextOffset int64
+	LogStart   int64
+}
+
+// Input is what the backend read under its locks.
+type Input struct {
+	Segment catalog.Segment
+	// Partitions holds every existing partition the segment touches;
+	// absent ones are unknown (deleted topic, partition past the count).
+	Partitions map[catalog.TopicPartition]Partition
+	// States holds the stored producer states for ProducerKeys(segment).
+	States map[ProducerKey]ProducerState
+	// Epochs holds the current epoch of every producer id in the segment
+	// that the catalog knows (AllocateProducerID / BumpProducerEpoch).
+	Epochs map[int64]int16
+}
+
+// Row is a new batch-index row: one or more stored batches of one
+// partition, contiguous both in offsets and in the object.
+type Row struct {
+	catalog.TopicPartition
+	BaseOffset   int64
+	LastOffset   int64
+	ByteOffset   int64
+	ByteLength   int64
+	Records      int32
+	MaxTimestamp int64
+}
+
+// PartitionUpdate is a partition whose next offset moved.
+type PartitionUpdate struct {
+	catalog.TopicPartition
+	NextOffset int64
+}
+
+// StateUpdate is a producer state to upsert.
+type StateUpdate struct {
+	ProducerKey
+	ProducerState
+}
+
+// Plan is what the backend writes.
+type Plan struct {
+	Results    []catalog.BatchResult // one per Segment.Batches, same order
+	Rows       []Row                 // in segment order
+	Partitions []PartitionUpdate     // sorted by (topic id, partition)
+	States     []StateUpdate         // sorted by key, one per key
+}
+
+// ValidateSegment rejects segments no correct flusher produces. These are
+// programming errors, not Kafka errors, so they fail the whole commit.
+func ValidateSegment(seg catalog.Segment) error {
+	if seg.Key == "" {
+		return fmt.Errorf("segment has no key")
+	}
+	if seg.Size < 0 {
+		return fmt.Errorf("segment size %d is negative", seg.Size)
+	}
+	for i, b := range seg.Batches {
+		switch {
+		case b.OffsetSpan < 1:
+			return fmt.Errorf("batch %d: offset span %d < 1", i, b.OffsetSpan)
+		case b.ByteOffset < 0 || b.ByteLength < 0:
+			return fmt.Errorf("batch %d: byte range %d+%d is negative", i, b.ByteOffset, b.ByteLength)
+		case seg.Size > 0 && b.ByteOffset+b.ByteLength > seg.Size:
+			return fmt.Errorf("batch %d: byte range %d+%d runs past the object size %d", i, b.ByteOffset, b.ByteLength, seg.Size)
+		case b.Records < 0:
+			return fmt.Errorf("batch %d: record count %d is negative", i, b.Records)
+		case b.Partition < 0:
+			return fmt.Errorf("batch %d: partition %d is negative", i, b.Partition)
+		}
+	}
+	return nil
+}
+
+// Partitions returns the distinct partitions of seg in lock order
+// (topic id, then partition).
+func Partitions(seg catalog.Segment) []catalog.TopicPartition {
+	tps := make([]catalog.TopicPartition, 0, len(seg.Batches))
+	for _, b := range seg.Batches {
+		tps = append(tps, b.TopicPartition)
+	}
+	slices.SortFunc(tps, CompareTP)
+	return slices.Compact(tps)
+}
+
+// ProducerKeys returns the distinct (producer, partition) pairs of seg's
+// idempotent batches, sorted.
+func ProducerKeys(seg catalog.Segment) []ProducerKey {
+	var keys []ProducerKey
+	for _, b := range seg.Batches {
+		if b.ProducerID >= 0 {
+			keys = append(keys, ProducerKey{b.ProducerID, b.TopicPartition})
+		}
+	}
+	slices.SortFunc(keys, compareKey)
+	return slices.Compact(keys)
+}
+
+// ProducerIDs returns the distinct producer ids of seg, sorted.
+func ProducerIDs(seg catalog.Segment) []int64 {
+	var ids []int64
+	for _, b := range seg.Batches {
+		if b.ProducerID >= 0 {
+			ids = append(ids, b.ProducerID)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// CompareTP orders partitions as the catalog locks them: topic id bytes,
+// then partition number (PostgreSQL's uuid order is bytewise too).
+func CompareTP(a, b catalog.TopicPartition) int {
+	if c := slices.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Partition, b.Partition)
+}
+
+func compareKey(a, b ProducerKey) int {
+	if c := cmp.Compare(a.ProducerID, b.ProducerID); c != 0 {
+		return c
+	}
+	return CompareTP(a.TopicPartition, b.TopicPartition)
+}
+
+// Build decides every batch of in.Segment.
+func Build(in Input) Plan {
+	n := len(in.Segment.Batches)
+	plan := Plan{Results: make([]catalog.BatchResult, n)}
+	parts := make(map[catalog.TopicPartition]Partition, len(in.Partitions))
+	for tp, p := range in.Partitions {
+		parts[tp] = p
+	}
+	states := make(map[ProducerKey]ProducerState)
+	changed := make(map[ProducerKey]bool)
+	moved := make(map[catalog.TopicPartition]bool)
+	lastStored := -1 // index of the batch that last extended plan.Rows
+
+	for i, b := range in.Segment.Batches {
+		res := &plan.Results[i]
+		p, ok := parts[b.TopicPartition]
+		if !ok {
+			res.Err = catalog.ErrUnknownTopic
+			res.BaseOffset = -1
+			res.LogStartOffset = -1
+			continue
+		}
+		res.LogStartOffset = p.LogStart
+
+		var key ProducerKey
+		var st ProducerState
+		var hasState bool
+		if b.ProducerID >= 0 {
+			key = ProducerKey{b.ProducerID, b.TopicPartition}
+			st, hasState = states[key]
+			if !hasState {
+				st, hasState = in.States[key]
+			}
+			dup, err := check(b, st, hasState, in.Epochs)
+			if err != nil {
+				res.Err = err
+				res.BaseOffset = -1
+				continue
+			}
+			if dup != nil {
+				res.Duplicate = true
+				res.BaseOffset = dup.BaseOffset
+				continue
+			}
+		}
+
+		base := p.NextOffset
+		res.BaseOffset = base
+		p.NextOffset += int64(b.OffsetSpan)
+		parts[b.TopicPartition] = p
+		moved[b.TopicPartition] = true
+
+		if b.ProducerID >= 0 {
+			if !hasState || st.Epoch != b.ProducerEpoch {
+				st = ProducerState{Epoch: b.ProducerEpoch}
+			}
+			entries := make([]SeqEntry, 0, MaxEntries)
+			if len(st.Entries) >= MaxEntries {
+				entries = append(entries, st.Entries[len(st.Entries)-MaxEntries+1:]...)
+			} else {
+				entries = append(entries, st.Entries...)
+			}
+			st.Entries = append(entries, SeqEntry{
+				FirstSeq:   b.BaseSequence,
+				LastSeq:    LastSequence(b.BaseSequence, b.OffsetSpan),
+				BaseOffset: base,
+			})
+			states[key] = st
+			changed[key] = true
+		}
+
+		if k := len(plan.Rows) - 1; k >= 0 && lastStored == i-1 && canExtend(plan.Rows[k], b, base) {
+			r := &plan.Rows[k]
+			r.LastOffset = base + int64(b.OffsetSpan) - 1
+			r.ByteLength += b.ByteLength
+			r.Records += b.Records
+			r.MaxTimestamp = max(r.MaxTimestamp, b.MaxTimestamp)
+		} else {
+			plan.Rows = append(plan.Rows, Row{
+				TopicPartition: b.TopicPartition,
+				BaseOffset:     base,
+				LastOffset:     base + int64(b.OffsetSpan) - 1,
+				ByteOffset:     b.ByteOffset,
+				ByteLength:     b.ByteLength,
+				Records:        b.Records,
+				MaxTimestamp:   b.MaxTimestamp,
+			})
+		}
+		lastStored = i
+	}
+	// Commits never move a log start, so every result's LogStartOffset is
+	// already the value after the commit.
+	for tp := range moved {
+		plan.Partitions = append(plan.Partitions, PartitionUpdate{tp, parts[tp].NextOffset})
+	}
+	slices.SortFunc(plan.Partitions, func(a, b PartitionUpdate) int { return CompareTP(a.TopicPartition, b.TopicPartition) })
+	for key := range changed {
+		plan.States = append(plan.States, StateUpdate{key, states[key]})
+	}
+	slices.SortFunc(plan.States, func(a, b StateUpdate) int { return compareKey(a.ProducerKey, b.ProducerKey) })
+	return plan
+}
+
+// canExtend reports whether b, stored at base, continues row r: same
+// partition, next offset, and the next bytes of the object.
+func canExtend(r Row, b catalog.BatchRef, base int64) bool {
+	return r.TopicPartition == b.TopicPartition &&
+		r.LastOffset+1 == base &&
+		r.ByteOffset+r.ByteLength == b.ByteOffset &&
+		int64(r.Records)+int64(b.Records) <= math.MaxInt32
+}
+
+// check applies Kafka's idempotent-producer rules (UnifiedLog /
+// ProducerAppendInfo) to one batch: it returns the matching recent entry
+// for a duplicate, or an error for a fenced epoch or a sequence gap.
+func check(b catalog.BatchRef, st ProducerState, hasState bool, epochs map[int64]int16) (*SeqEntry, error) {
+	if cur, ok := epochs[b.ProducerID]; ok && b.ProducerEpoch < cur {
+		return nil, catalog.ErrInvalidProducerEpoch
+	}
+	if b.BaseSequence < 0 {
+		return nil, catalog.ErrOutOfOrderSequence
+	}
+	if !hasState {
+		// No state for this producer on this partition (new producer, or
+		// its state is gone): accept any first sequence, as Kafka does
+		// since KIP-360.
+		return nil, nil
+	}
+	if b.ProducerEpoch < st.Epoch {
+		return nil, catalog.ErrInvalidProducerEpoch
+	}
+	if b.ProducerEpoch > st.Epoch {
+		// A bumped epoch starts its sequences again at 0.
+		if b.BaseSequence != 0 {
+			return nil, catalog.ErrOutOfOrderSequence
+		}
+		return nil, nil
+	}
+	last := LastSequence(b.BaseSequence, b.OffsetSpan)
+	for i := range st.Entries {
+		if e := &st.Entries[i]; e.FirstSeq == b.BaseSequence && e.LastSeq == last {
+			return e, nil
+		}
+	}
+	if len(st.Entries) == 0 {
+		return nil, nil
+	}
+	if !InSequence(st.Entries[len(st.Entries)-1].LastSeq, b.BaseSequence) {
+		return nil, catalog.ErrOutOfOrderSequence
+	}
+	return nil, nil
+}
+
+// LastSequence is the sequence of a batch's last record; sequences wrap
+// from MaxInt32 to 0.
+func LastSequence(first, span int32) int32 {
+	inc := span - 1
+	if first > math.MaxInt32-inc {
+		return inc - (math.MaxInt32 - first) - 1
+	}
+	return first + inc
+}
+
+// InSequence reports whether next directly follows last.
+func InSequence(last, next int32) bool {
+	return int64(next) == int64(last)+1 || (next == 0 && last == math.MaxInt32)
+}

@@ -1,0 +1,110 @@
+package catalog
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a catalog backend. The zero value is usable: WithDefaults
+// fills in what is unset.
+type Options struct {
+	// Logger receives connection and migration events. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the catalog's metrics (see Instrument). Nil: no
+	// metrics.
+	Registerer prometheus.Registerer
+	// Now is the clock for heartbeats, leases and commit times. Default:
+	// time.Now. Agents of one fleet compare each other's timestamps, so
+	// their clocks must be roughly in sync (NTP).
+	Now func() time.Time
+	// SkipMigrate makes Open only check the schema version instead of
+	// applying pending migrations; a database older than the binary then
+	// fails with ErrSchemaTooOld.
+	SkipMigrate bool
+	// ApplicationName is PostgreSQL's application_name for every
+	// connection, so operators can see (and tests can find) them.
+	ApplicationName string
+	// MaxConns bounds the PostgreSQL connection pool (the LISTEN connection
+	// for Watch is extra).
+	MaxConns int32
+	// StatementTimeout bounds every PostgreSQL statement and the idle time
+	// inside a transaction, so a stuck agent cannot hold partition locks.
+	StatementTimeout time.Duration
+	// BusyTimeout is how long a SQLite writer waits for the file lock held
+	// by another process.
+	BusyTimeout time.Duration
+}
+
+// Option defaults.
+const (
+	DefaultApplicationName  = "floe"
+	DefaultMaxConns         = 8
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultBusyTimeout      = 10 * time.Second
+)
+
+// WithDefaults returns o with every unset field set to its default.
+func (o Options) WithDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ApplicationName == "" {
+		o.ApplicationName = DefaultApplicationName
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.StatementTimeout == 0 {
+		o.StatementTimeout = DefaultStatementTimeout
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	return o
+}
+
+// Validate reports settings that cannot work.
+func (o Options) Validate() error {
+	var errs []error
+	if o.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("max conns %d is negative", o.MaxConns))
+	}
+	if o.StatementTimeout < 0 {
+		errs = append(errs, fmt.Errorf("statement timeout %v is negative", o.StatementTimeout))
+	}
+	if o.BusyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("busy timeout %v is negative", o.BusyTimeout))
+	}
+	if len(o.ApplicationName) > 63 {
+		errs = append(errs, fmt.Errorf("application name is longer than PostgreSQL's 63 bytes"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("catalog: options: %w", err)
+	}
+	return nil
+}
+
+// RegisterFlags registers the settable options on fs, each name prefixed
+// with prefix (for example "catalog.").
+func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.BoolVar(&o.SkipMigrate, prefix+"skip-migrate", o.SkipMigrate, "do not apply schema migrations at start; only check the schema version")
+	fs.StringVar(&o.ApplicationName, prefix+"application-name", DefaultApplicationName, "PostgreSQL application_name of the catalog's connections")
+	fs.Func(prefix+"max-conns", fmt.Sprintf("PostgreSQL connection pool size (default %d)", DefaultMaxConns), func(s string) error {
+		var n int32
+		if _, err := fmt.Sscan(s, &n); err != nil {
+			return err
+		}
+		o.MaxConns = n
+		return nil
+	})
+	fs.DurationVar(&o.StatementTimeout, prefix+"statement-timeout", DefaultStatementTimeout, "PostgreSQL statement and idle-in-transaction timeout")
+	fs.DurationVar(&o.BusyTimeout, prefix+"busy-timeout", DefaultBusyTimeout, "SQLite wait for another process's write lock")
+}

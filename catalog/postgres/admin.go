@@ -1,0 +1,336 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// AllocateProducerID returns a new producer id with epoch 0.
+func (c *Catalog) AllocateProducerID(ctx context.Context) (int64, int16, error) {
+	var id int64
+	var epoch int16
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, `INSERT INTO producers (producer_id, epoch, updated)
+VALUES (nextval('producer_ids'), 0, $1) RETURNING producer_id, epoch`, c.now().UTC()).Scan(&id, &epoch)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("catalog: allocate producer id: %w", err)
+	}
+	return id, epoch, nil
+}
+
+// BumpProducerEpoch fences epoch and returns the next one. epoch may be
+// ahead of the stored one (clients bump locally, KIP-360); a retry of a
+// bump whose answer was lost (epoch one below the stored one) returns the
+// stored epoch. Older epochs are fenced (ErrInvalidProducerEpoch), unknown
+// ids are ErrUnknownProducerID, and an exhausted epoch space is
+// ErrInvalidProducerEpoch: allocate a new id then.
+func (c *Catalog) BumpProducerEpoch(ctx context.Context, id int64, epoch int16) (int16, error) {
+	var next int16
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		var cur int16
+		err := tx.QueryRow(ctx, `SELECT epoch FROM producers WHERE producer_id = $1 FOR UPDATE`, id).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.ErrUnknownProducerID
+		}
+		if err != nil {
+			return err
+		}
+		next, err = catalog.NextProducerEpoch(cur, epoch)
+		if err != nil || next == cur {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE producers SET epoch = $2, updated = $3 WHERE producer_id = $1`, id, next, c.now().UTC())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: bump epoch of producer %d: %w", id, err)
+	}
+	return next, nil
+}
+
+// CommitOffsets upserts the group's offsets in one statement.
+func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	n := len(offsets)
+	topics, parts, offs, epochs := make([]string, n), make([]int32, n), make([]int64, n), make([]int32, n)
+	metas, times := make([]string, n), make([]time.Time, n)
+	now := c.now().UTC()
+	// A later entry for the same partition wins, as if applied in order;
+	// one INSERT … ON CONFLICT cannot touch a row twice.
+	last := make(map[catalog.GroupPartition]int, n)
+	for i, o := range offsets {
+		last[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] = i
+	}
+	k := 0
+	for i, o := range offsets {
+		if last[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] != i {
+			continue
+		}
+		topics[k], parts[k], offs[k], epochs[k], metas[k] = o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata
+		times[k] = o.CommitTime.UTC()
+		if o.CommitTime.IsZero() {
+			times[k] = now
+		}
+		k++
+	}
+	err := c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `INSERT INTO group_offsets
+    (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_time)
+SELECT $1, u.t, u.p, u.o, u.e, u.m, u.ct
+FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::timestamptz[]) AS u(t, p, o, e, m, ct)
+ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+    committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
+    metadata = excluded.metadata, commit_time = excluded.commit_time`,
+			group, topics[:k], parts[:k], offs[:k], epochs[:k], metas[:k], times[:k])
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
+	}
+	return nil
+}
+
+func groupParts(parts []catalog.GroupPartition) ([]string, []int32) {
+	topics, ps := make([]string, len(parts)), make([]int32, len(parts))
+	for i, p := range parts {
+		topics[i], ps[i] = p.Topic, p.Partition
+	}
+	return topics, ps
+}
+
+// FetchOffsets returns the group's offsets for parts (all when nil), by
+// topic and partition.
+func (c *Catalog) FetchOffsets(ctx context.Context, group string, parts []catalog.GroupPartition) ([]catalog.GroupOffset, error) {
+	const cols = `SELECT g.topic, g.partition, g.committed_offset, g.leader_epoch, g.metadata, g.commit_time FROM group_offsets g `
+	var out []catalog.GroupOffset
+	err := c.retry(ctx, func(ctx context.Context) error {
+		var rows pgx.Rows
+		var err error
+		if parts == nil {
+			rows, err = c.pool.Query(ctx, cols+`WHERE g.group_id = $1 ORDER BY g.topic, g.partition`, group)
+		} else {
+			topics, ps := groupParts(parts)
+			rows, err = c.pool.Query(ctx, cols+`JOIN unnest($2::text[], $3::int4[]) AS u(t, p) ON g.topic = u.t AND g.partition = u.p
+WHERE g.group_id = $1 ORDER BY g.topic, g.partition`, group, topics, ps)
+		}
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.GroupOffset, error) {
+			var o catalog.GroupOffset
+			err := r.Scan(&o.Topic, &o.Partition, &o.Offset, &o.LeaderEpoch, &o.Metadata, &o.CommitTime)
+			return o, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: fetch offsets of group %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// DeleteOffsets removes the group's offsets for parts.
+func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catalog.GroupPartition) error {
+	topics, ps := groupParts(parts)
+	err := c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `DELETE FROM group_offsets g USING unnest($2::text[], $3::int4[]) AS u(t, p)
+WHERE g.group_id = $1 AND g.topic = u.t AND g.partition = u.p`, group, topics, ps)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: delete offsets of group %q: %w", group, err)
+	}
+	return nil
+}
+
+// DeleteGroup removes every offset of the group.
+func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
+	err := c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: delete group %q: %w", group, err)
+	}
+	return nil
+}
+
+// ListGroups returns the groups with committed offsets, sorted.
+func (c *Catalog) ListGroups(ctx context.Context) ([]string, error) {
+	var groups []string
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id`)
+		if err != nil {
+			return err
+		}
+		groups, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list groups: %w", err)
+	}
+	return groups, nil
+}
+
+// RegisterAgent registers a (or re-registers an agent with the same ID,
+// keeping its node id) and bumps the membership generation.
+func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.Agent, error) {
+	if a.ID == "" {
+		return catalog.Agent{}, fmt.Errorf("catalog: register agent: empty id")
+	}
+	now := c.now().UTC().Truncate(time.Microsecond)
+	if a.Started.IsZero() {
+		a.Started = now
+	}
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, `WITH a AS (
+    INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
+        started = excluded.started, heartbeat = excluded.heartbeat
+    RETURNING node_id, started, heartbeat
+), g AS (
+    UPDATE membership SET generation = generation + 1
+)
+SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started.UTC(), now).Scan(&a.NodeID, &a.Started, &a.Heartbeat)
+	})
+	if err != nil {
+		return catalog.Agent{}, fmt.Errorf("catalog: register agent %q: %w", a.ID, err)
+	}
+	return a, nil
+}
+
+// HeartbeatAgent refreshes the agent's heartbeat; ErrUnknownAgent if it
+// is not registered (expired agents must register again).
+func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
+	var n int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, `UPDATE agents SET heartbeat = $2 WHERE node_id = $1`, nodeID, c.now().UTC())
+		n = tag.RowsAffected()
+		return err
+	})
+	if err == nil && n == 0 {
+		err = catalog.ErrUnknownAgent
+	}
+	if err != nil {
+		return fmt.Errorf("catalog: heartbeat agent %d: %w", nodeID, err)
+	}
+	return nil
+}
+
+// DeregisterAgent removes the agent and bumps the generation. Removing an
+// agent that is not registered succeeds.
+func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32) error {
+	err := c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 RETURNING 1)
+UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: deregister agent %d: %w", nodeID, err)
+	}
+	return nil
+}
+
+// LiveAgents returns agents with a heartbeat younger than ttl, by node id,
+// and the generation, in one snapshot.
+func (c *Catalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
+	var agents []catalog.Agent
+	var gen int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT m.generation, a.node_id, a.id, a.addr, a.zone, a.started, a.heartbeat
+FROM membership m LEFT JOIN agents a ON a.heartbeat > $1
+ORDER BY a.node_id`, c.now().Add(-ttl).UTC())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		agents = agents[:0]
+		for rows.Next() {
+			var nodeID *int32
+			var id, addr, zone *string
+			var started, hb *time.Time
+			if err := rows.Scan(&gen, &nodeID, &id, &addr, &zone, &started, &hb); err != nil {
+				return err
+			}
+			if nodeID != nil {
+				agents = append(agents, catalog.Agent{NodeID: *nodeID, ID: *id, Addr: *addr, Zone: *zone, Started: *started, Heartbeat: *hb})
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog: live agents: %w", err)
+	}
+	return agents, gen, nil
+}
+
+// ExpireAgents removes agents whose heartbeat is older than ttl and bumps
+// the generation if any went.
+func (c *Catalog) ExpireAgents(ctx context.Context, ttl time.Duration) (int, error) {
+	var n int
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM agents WHERE heartbeat <= $1 RETURNING 1),
+g AS (UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d))
+SELECT count(*) FROM d`, c.now().Add(-ttl).UTC()).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire agents: %w", err)
+	}
+	return n, nil
+}
+
+// AcquireLease takes the lease if it is free, expired or already held by
+// holder (which renews it).
+func (c *Catalog) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	now := c.now().UTC()
+	var got bool
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, `INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+WHERE leases.expires <= $4 OR leases.holder = excluded.holder`, name, holder, now.Add(ttl), now)
+		got = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("catalog: acquire lease %q: %w", name, err)
+	}
+	return got, nil
+}
+
+// RenewLease extends a lease holder still holds; false if it expired or
+// another holder has it (the holder must stop the work then).
+func (c *Catalog) RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	now := c.now().UTC()
+	var got bool
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, `UPDATE leases SET expires = $3 WHERE name = $1 AND holder = $2 AND expires > $4`,
+			name, holder, now.Add(ttl), now)
+		got = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("catalog: renew lease %q: %w", name, err)
+	}
+	return got, nil
+}
+
+// ReleaseLease gives the lease up if holder holds it.
+func (c *Catalog) ReleaseLease(ctx context.Context, name, holder string) error {
+	err := c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: release lease %q: %w", name, err)
+	}
+	return nil
+}

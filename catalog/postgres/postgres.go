@@ -1,0 +1,258 @@
+// Package postgres is the PostgreSQL catalog backend, for fleets of agents
+// sharing one database.
+//
+// Guarantees beyond catalog.Catalog's:
+//   - CommitSegment runs in one READ COMMITTED transaction of two round
+//     trips: the first locks the touched partition rows in (topic id,
+//     partition) order with SELECT … FOR UPDATE and reads producer state,
+//     the second writes every row in one statement, NOTIFYs the commit id and
+//     COMMITs. The fixed lock order means agents never deadlock each other.
+//   - Commit ids are taken from a one-row counter updated inside the commit
+//     transaction, so they are assigned in commit order: a follower that has
+//     seen commit id N has seen every commit ≤ N (CommitsSince relies on it).
+//   - synchronous_commit is left as configured (on by default): a returned
+//     commit is durable in PostgreSQL's WAL.
+//   - Serialization failures (40001), deadlocks (40P01) and failures before
+//     any byte reached the server are retried with jittered backoff. A
+//     connection that dies after COMMIT was sent yields ErrCommitUnknown.
+//   - Watch LISTENs on a dedicated connection that reconnects by itself and,
+//     after reconnecting, publishes the latest commit id so followers catch
+//     up on anything they missed.
+//   - Every statement and every idle-in-transaction period is bounded by
+//     Options.StatementTimeout, so a stuck agent cannot hold partition locks.
+//
+// The schema lives in the search_path's first schema (add
+// ?search_path=myschema to the URL to isolate several catalogs in one
+// database) and is migrated by numbered, embedded SQL files under an
+// advisory lock.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/internal/watchhub"
+)
+
+// Catalog is a catalog.Catalog on PostgreSQL. Safe for concurrent use.
+type Catalog struct {
+	pool    *pgxpool.Pool
+	connCfg *pgx.ConnConfig // for the LISTEN connection
+	opts    catalog.Options
+	log     *slog.Logger
+	now     func() time.Time
+	schema  string
+	channel string // NOTIFY channel, per schema
+
+	hub    *watchhub.Hub
+	closed atomic.Bool
+	// The listener starts with the first Watch and stops at Close.
+	listen struct {
+		sync.Mutex
+		started bool
+		cancel  context.CancelFunc
+		done    chan struct{}
+	}
+}
+
+var _ catalog.Catalog = (*Catalog)(nil)
+
+// Open connects to the database at url (postgres:// or postgresql://, any
+// libpq-style URL pgx accepts), applies pending migrations unless
+// opts.SkipMigrate, and checks the schema version.
+func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, error) {
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: postgres: parse url: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	cfg.MinConns = 0
+	cfg.HealthCheckPeriod = 30 * time.Second
+	rp := cfg.ConnConfig.RuntimeParams
+	if _, ok := rp["application_name"]; !ok {
+		rp["application_name"] = opts.ApplicationName
+	}
+	ms := strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+	if _, ok := rp["statement_timeout"]; !ok {
+		rp["statement_timeout"] = ms
+	}
+	if _, ok := rp["idle_in_transaction_session_timeout"]; !ok {
+		rp["idle_in_transaction_session_timeout"] = ms
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: postgres: connect: %w", err)
+	}
+	c := &Catalog{
+		pool:    pool,
+		connCfg: cfg.ConnConfig.Copy(),
+		opts:    opts,
+		log:     opts.Logger.With("component", "catalog", "backend", "postgres"),
+		now:     opts.Now,
+		hub:     watchhub.New(),
+	}
+	if err := c.init(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Catalog) init(ctx context.Context) error {
+	var schema *string
+	if err := c.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return fmt.Errorf("catalog: postgres: connect: %w", err)
+	}
+	if schema == nil {
+		return fmt.Errorf("catalog: postgres: no schema of the search_path exists; create it first")
+	}
+	c.schema = *schema
+	c.channel = notifyChannel(c.schema)
+	if c.opts.SkipMigrate {
+		return c.checkVersion(ctx)
+	}
+	return c.Migrate(ctx)
+}
+
+// notifyChannel names the NOTIFY channel of a schema, within PostgreSQL's
+// 63-byte identifier limit.
+func notifyChannel(schema string) string {
+	if schema == "public" {
+		return "floe_commits"
+	}
+	ch := "floe_commits_" + schema
+	if len(ch) > 63 {
+		h := fnv.New64a()
+		h.Write([]byte(schema))
+		ch = fmt.Sprintf("floe_commits_%016x", h.Sum64())
+	}
+	return ch
+}
+
+// Close stops the Watch listener, closes every Watch channel and the pool.
+func (c *Catalog) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.listen.Lock()
+	if c.listen.started {
+		c.listen.cancel()
+		<-c.listen.done
+	}
+	c.listen.Unlock()
+	c.hub.Close()
+	c.pool.Close()
+	return nil
+}
+
+// Pool exposes the connection pool for tests and operational tools.
+func (c *Catalog) Pool() *pgxpool.Pool { return c.pool }
+
+// Schema returns the schema holding the catalog's tables.
+func (c *Catalog) Schema() string { return c.schema }
+
+func (c *Catalog) checkOpen() error {
+	if c.closed.Load() {
+		return catalog.ErrClosed
+	}
+	return nil
+}
+
+// SQLSTATE codes the backend reacts to.
+const (
+	codeSerialization  = "40001"
+	codeDeadlock       = "40P01"
+	codeUniqueViolated = "23505"
+)
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// retryable reports errors after which running the whole transaction again
+// is safe and may succeed.
+func retryable(err error) bool {
+	switch pgCode(err) {
+	case codeSerialization, codeDeadlock:
+		return true
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+const (
+	maxAttempts    = 8
+	backoffInitial = 2 * time.Millisecond
+	backoffMax     = 250 * time.Millisecond
+)
+
+// backoff sleeps before attempt (≥ 1) with full jitter, or returns ctx's
+// error.
+func backoff(ctx context.Context, attempt int) error {
+	d := backoffInitial << min(attempt-1, 10)
+	d = min(d, backoffMax)
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retry runs fn until it succeeds, fails with a non-retryable error or runs
+// out of attempts. fn must be safe to repeat (a whole transaction or an
+// idempotent statement).
+func (c *Catalog) retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !retryable(err) || attempt >= maxAttempts {
+			return err
+		}
+		if berr := backoff(ctx, attempt); berr != nil {
+			return err
+		}
+	}
+}
+
+// tx runs fn in a READ COMMITTED transaction, retried as retry does.
+func (c *Catalog) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return c.retry(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, c.pool, fn)
+	})
+}
+
+func topicIDs(tps []catalog.TopicPartition) ([][16]byte, []int32) {
+	ids := make([][16]byte, len(tps))
+	parts := make([]int32, len(tps))
+	for i, tp := range tps {
+		ids[i] = tp.TopicID
+		parts[i] = tp.Partition
+	}
+	return ids, parts
+}

@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// MaxBatchRows caps the rows one Batches call returns, whatever maxBytes
+// asks for; callers continue from the last row.
+const MaxBatchRows = 1000
+
+// DefaultCommitsLimit is CommitsSince's limit when the caller passes ≤ 0.
+const DefaultCommitsLimit = 1000
+
+const batchRowCols = `b.topic_id, b.partition, b.base_offset, b.last_offset, o.key,
+	b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id`
+
+func scanBatchRow(row pgx.Row) (catalog.BatchRow, error) {
+	var r catalog.BatchRow
+	var id [16]byte
+	err := row.Scan(&id, &r.Partition, &r.BaseOffset, &r.LastOffset, &r.ObjectKey,
+		&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID)
+	r.TopicID = id
+	return r, err
+}
+
+func collectBatchRows(rows pgx.Rows) ([]catalog.BatchRow, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.BatchRow, error) { return scanBatchRow(r) })
+}
+
+const sqlOffsets = `SELECT log_start_offset, next_offset FROM partitions WHERE topic_id = $1 AND partition = $2`
+
+// Offsets returns tp's log start and high watermark.
+func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
+	var o catalog.PartitionOffsets
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, sqlOffsets, [16]byte(tp.TopicID), tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return o, fmt.Errorf("catalog: offsets of %s: %w", tpString(tp), err)
+	}
+	return o, nil
+}
+
+// sqlBatches reads at most $4 rows from offset $3 on and keeps those that
+// start before $5 bytes are covered (so always the first). The window runs
+// over the already limited rows, not the whole partition tail.
+const sqlBatches = `SELECT ` + batchRowCols + `
+FROM (
+    SELECT l.*, sum(l.byte_length) OVER (ORDER BY l.last_offset) - l.byte_length AS before
+    FROM (
+        SELECT * FROM batches
+        WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3
+        ORDER BY last_offset LIMIT $4
+    ) l
+) b
+JOIN objects o ON o.id = b.object_id
+WHERE b.before < $5
+ORDER BY b.last_offset`
+
+// Batches returns tp's rows holding offsets ≥ from, ascending, at least one
+// if any exist, until maxBytes are covered or MaxBatchRows rows. from
+// below the log start or above the high watermark is ErrOffsetOutOfRange;
+// from at the high watermark returns no rows.
+func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, error) {
+	var out []catalog.BatchRow
+	err := c.retry(ctx, func(ctx context.Context) error {
+		b := &pgx.Batch{}
+		b.Queue(sqlOffsets, [16]byte(tp.TopicID), tp.Partition)
+		b.Queue(sqlBatches, [16]byte(tp.TopicID), tp.Partition, from, MaxBatchRows, max(maxBytes, 1))
+		br := c.pool.SendBatch(ctx, b)
+		defer br.Close()
+		var o catalog.PartitionOffsets
+		if err := br.QueryRow().Scan(&o.LogStart, &o.HighWatermark); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		out, err = collectBatchRows(rows)
+		if err != nil {
+			return err
+		}
+		if from < o.LogStart || from > o.HighWatermark {
+			return fmt.Errorf("%w: %d is outside [%d, %d]", catalog.ErrOffsetOutOfRange, from, o.LogStart, o.HighWatermark)
+		}
+		return nil
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog: batches of %s from %d: %w", tpString(tp), from, err)
+	}
+	return out, nil
+}
+
+// rowAboveLogStart reads one row of tp at or above its log start, chosen by
+// order, and reports ErrUnknownTopic for a missing partition.
+func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
+	q := `SELECT ` + batchRowCols + `
+FROM batches b JOIN objects o ON o.id = b.object_id
+WHERE b.topic_id = $1 AND b.partition = $2
+  AND b.last_offset >= (SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2)
+  ` + cond + `
+ORDER BY ` + order + ` LIMIT 1`
+	var row catalog.BatchRow
+	var found bool
+	err := c.retry(ctx, func(ctx context.Context) error {
+		b := &pgx.Batch{}
+		b.Queue(sqlOffsets, [16]byte(tp.TopicID), tp.Partition)
+		b.Queue(q, append([]any{[16]byte(tp.TopicID), tp.Partition}, args...)...)
+		br := c.pool.SendBatch(ctx, b)
+		defer br.Close()
+		var o catalog.PartitionOffsets
+		if err := br.QueryRow().Scan(&o.LogStart, &o.HighWatermark); err != nil {
+			return err
+		}
+		var err error
+		row, err = scanBatchRow(br.QueryRow())
+		found = err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return catalog.BatchRow{}, false, fmt.Errorf("catalog: %s of %s: %w", op, tpString(tp), err)
+	}
+	return row, found, nil
+}
+
+// BatchForTimestamp returns the first row (by offset, at or above the log
+// start) whose MaxTimestamp ≥ ts: where ListOffsets by timestamp starts.
+func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, `AND b.max_timestamp >= $3`, `b.last_offset`, ts)
+}
+
+// MaxTimestampBatch returns the row holding the largest timestamp (the
+// earliest such row on ties), at or above the log start.
+func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, ``, `b.max_timestamp DESC, b.last_offset`)
+}
+
+// DeleteRecords advances tp's log start to offset, clamped to the high
+// watermark; offset -1 means the high watermark (Kafka's DeleteRecords).
+// The log start never moves back.
+func (c *Catalog) DeleteRecords(ctx context.Context, tp catalog.TopicPartition, offset int64) (int64, error) {
+	if offset < -1 {
+		return 0, fmt.Errorf("catalog: delete records of %s to %d: %w", tpString(tp), offset, catalog.ErrOffsetOutOfRange)
+	}
+	var start int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, `UPDATE partitions
+SET log_start_offset = GREATEST(log_start_offset, CASE WHEN $3 < 0 THEN next_offset ELSE LEAST($3, next_offset) END)
+WHERE topic_id = $1 AND partition = $2
+RETURNING log_start_offset`, [16]byte(tp.TopicID), tp.Partition, offset).Scan(&start)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return 0, fmt.Errorf("catalog: delete records of %s to %d: %w", tpString(tp), offset, err)
+	}
+	return start, nil
+}
+
+// sqlCommitsSince reads the counter and the rows in one statement, so in
+// one snapshot: every commit ≤ the counter is complete in the rows.
+const sqlCommitsSince = `SELECT s.id, b.topic_id, b.partition, b.base_offset, b.last_offset, b.key,
+    b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id
+FROM commit_seq s
+LEFT JOIN LATERAL (
+    SELECT b.*, o.key FROM batches b JOIN objects o ON o.id = b.object_id
+    WHERE b.commit_id > $1
+    ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset
+    LIMIT $2
+) b ON true
+ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset`
+
+// CommitsSince returns rows of commits with id > after, whole commits only
+// (one commit larger than limit is returned whole), and the id to pass as
+// after next time: the last returned commit when the answer was cut short,
+// otherwise the latest commit id, read in the same snapshot as the rows, so
+// no commit between the two is skipped.
+func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]catalog.BatchRow, int64, error) {
+	if limit <= 0 {
+		limit = DefaultCommitsLimit
+	}
+	var rows []catalog.BatchRow
+	var latest int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		r, err := c.pool.Query(ctx, sqlCommitsSince, after, limit+1)
+		if err != nil {
+			return err
+		}
+		rows = rows[:0]
+		for r.Next() {
+			var id *[16]byte
+			var part, recs *int32
+			var base, last, off, length, ts, commit *int64
+			var key *string
+			if err := r.Scan(&latest, &id, &part, &base, &last, &key, &off, &length, &recs, &ts, &commit); err != nil {
+				r.Close()
+				return err
+			}
+			if id == nil {
+				continue // no rows: the LEFT JOIN's lone counter row
+			}
+			rows = append(rows, catalog.BatchRow{
+				TopicPartition: catalog.TopicPartition{TopicID: *id, Partition: *part},
+				BaseOffset:     *base, LastOffset: *last, ObjectKey: *key,
+				ByteOffset: *off, ByteLength: *length, Records: *recs, MaxTimestamp: *ts, CommitID: *commit,
+			})
+		}
+		if err := r.Err(); err != nil {
+			return err
+		}
+		if len(rows) <= limit {
+			return nil
+		}
+		// Cut short: drop the partial last commit, or if the first commit
+		// alone exceeds limit, return all of it.
+		last := rows[limit].CommitID
+		rows = rows[:limit]
+		for len(rows) > 0 && rows[len(rows)-1].CommitID == last {
+			rows = rows[:len(rows)-1]
+		}
+		if len(rows) == 0 {
+			r, err := c.pool.Query(ctx, `SELECT `+batchRowCols+`
+FROM batches b JOIN objects o ON o.id = b.object_id
+WHERE b.commit_id = $1
+ORDER BY b.topic_id, b.partition, b.last_offset`, last)
+			if err != nil {
+				return err
+			}
+			if rows, err = collectBatchRows(r); err != nil {
+				return err
+			}
+		}
+		latest = rows[len(rows)-1].CommitID
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog: commits since %d: %w", after, err)
+	}
+	return rows, latest, nil
+}
+
+func tpString(tp catalog.TopicPartition) string {
+	return fmt.Sprintf("%x/%d", tp.TopicID[:], tp.Partition)
+}

@@ -1,0 +1,230 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+const topicCols = "id, name, partitions, configs, created"
+
+// newTopicID returns a random (version 4) UUID.
+func newTopicID() catalog.TopicID {
+	var id catalog.TopicID
+	rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+func scanTopic(row pgx.Row) (catalog.Topic, error) {
+	var t catalog.Topic
+	var id [16]byte
+	var configs map[string]string
+	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &t.Created); err != nil {
+		return catalog.Topic{}, err
+	}
+	t.ID = id
+	t.Configs = configs
+	if t.Configs == nil {
+		t.Configs = map[string]string{}
+	}
+	return t, nil
+}
+
+// CreateTopic creates the topic and its partition rows in one transaction.
+func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (catalog.Topic, error) {
+	if err := catalog.ValidateTopicSpec(spec); err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: create topic %q: %w", spec.Name, err)
+	}
+	configs := spec.Configs
+	if configs == nil {
+		configs = map[string]string{}
+	}
+	created := c.now().UTC().Truncate(time.Microsecond)
+	var t catalog.Topic
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		id := newTopicID()
+		var err error
+		t, err = scanTopic(tx.QueryRow(ctx,
+			`INSERT INTO topics (id, name, partitions, configs, created) VALUES ($1, $2, $3, $4, $5)
+			 ON CONFLICT (name) DO NOTHING RETURNING `+topicCols,
+			[16]byte(id), spec.Name, spec.Partitions, configs, created))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.ErrTopicExists
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx,
+			`INSERT INTO partitions (topic_id, partition) SELECT $1, generate_series(0, $2 - 1)`,
+			[16]byte(id), spec.Partitions)
+		return err
+	})
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: create topic %q: %w", spec.Name, err)
+	}
+	return t, nil
+}
+
+// DeleteTopic removes the topic, its partitions, batch rows and producer
+// state. Its objects stay until garbage collection finds them unreferenced.
+func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		var id [16]byte
+		err := tx.QueryRow(ctx, `SELECT id FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		// Lock the partitions in commit order first: the cascade would lock
+		// them in an order of its own and could deadlock with a commit.
+		b := &pgx.Batch{}
+		b.Queue(`SELECT 1 FROM partitions WHERE topic_id = $1 ORDER BY partition FOR UPDATE`, id)
+		b.Queue(`DELETE FROM batches WHERE topic_id = $1`, id)
+		b.Queue(`DELETE FROM producer_state WHERE topic_id = $1`, id)
+		b.Queue(`DELETE FROM topics WHERE id = $1`, id)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
+	}
+	return nil
+}
+
+// Topic returns the topic named name, or ErrUnknownTopic.
+func (c *Catalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
+	var t catalog.Topic
+	err := c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		t, err = scanTopic(c.pool.QueryRow(ctx, `SELECT `+topicCols+` FROM topics WHERE name = $1`, name))
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: topic %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// TopicByID returns the topic with id, or ErrUnknownTopic.
+func (c *Catalog) TopicByID(ctx context.Context, id catalog.TopicID) (catalog.Topic, error) {
+	var t catalog.Topic
+	err := c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		t, err = scanTopic(c.pool.QueryRow(ctx, `SELECT `+topicCols+` FROM topics WHERE id = $1`, [16]byte(id)))
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: topic %x: %w", id[:], err)
+	}
+	return t, nil
+}
+
+// ListTopics returns every topic by name.
+func (c *Catalog) ListTopics(ctx context.Context) ([]catalog.Topic, error) {
+	var topics []catalog.Topic
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT `+topicCols+` FROM topics ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		topics, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Topic, error) { return scanTopic(r) })
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list topics: %w", err)
+	}
+	return topics, nil
+}
+
+// CreatePartitions grows the topic to total partitions.
+func (c *Catalog) CreatePartitions(ctx context.Context, name string, total int32) error {
+	if err := catalog.ValidatePartitionCount(total); err != nil {
+		return fmt.Errorf("catalog: create partitions %q: %w", name, err)
+	}
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		var id [16]byte
+		var cur int32
+		err := tx.QueryRow(ctx, `SELECT id, partitions FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id, &cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		if total <= cur {
+			return fmt.Errorf("%w: topic has %d partitions, cannot grow to %d", catalog.ErrInvalidPartitions, cur, total)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE topics SET partitions = $2 WHERE id = $1`, id, total)
+		b.Queue(`INSERT INTO partitions (topic_id, partition) SELECT $1, generate_series($2::int, $3 - 1)`, id, cur, total)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: create partitions %q: %w", name, err)
+	}
+	return nil
+}
+
+// AlterTopicConfigs applies ops in order under the topic's row lock.
+func (c *Catalog) AlterTopicConfigs(ctx context.Context, name string, ops []catalog.ConfigOp) (catalog.Topic, error) {
+	t, err := c.updateConfigs(ctx, name, func(cur map[string]string) (map[string]string, error) {
+		return catalog.ApplyConfigOps(cur, ops)
+	})
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: alter configs of %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// ReplaceTopicConfigs sets the explicit configs to exactly configs.
+func (c *Catalog) ReplaceTopicConfigs(ctx context.Context, name string, configs map[string]string) (catalog.Topic, error) {
+	if err := catalog.ValidateConfigs(configs); err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: replace configs of %q: %w", name, err)
+	}
+	t, err := c.updateConfigs(ctx, name, func(map[string]string) (map[string]string, error) {
+		out := make(map[string]string, len(configs))
+		for k, v := range configs {
+			out[k] = v
+		}
+		return out, nil
+	})
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: replace configs of %q: %w", name, err)
+	}
+	return t, nil
+}
+
+func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(map[string]string) (map[string]string, error)) (catalog.Topic, error) {
+	var t catalog.Topic
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		cur, err := scanTopic(tx.QueryRow(ctx, `SELECT `+topicCols+` FROM topics WHERE name = $1 FOR UPDATE`, name))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		next, err := change(cur.Configs)
+		if err != nil {
+			return err
+		}
+		t, err = scanTopic(tx.QueryRow(ctx, `UPDATE topics SET configs = $2 WHERE id = $1 RETURNING `+topicCols, [16]byte(cur.ID), next))
+		return err
+	})
+	return t, err
+}

@@ -1,0 +1,110 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// listenIdle is how long the listener waits for a notification before it
+// checks the connection and re-reads the counter, so a silently dead
+// connection or a lost notification costs at most this much latency.
+const listenIdle = 15 * time.Second
+
+// Watch delivers commit ids as commits happen anywhere in the fleet. The
+// first call starts a dedicated LISTEN connection shared by all watchers.
+func (c *Catalog) Watch(ctx context.Context) (<-chan int64, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, fmt.Errorf("catalog: watch: %w", err)
+	}
+	c.startListener()
+	ch, ok := c.hub.Subscribe(ctx)
+	if !ok {
+		return nil, fmt.Errorf("catalog: watch: %w", catalog.ErrClosed)
+	}
+	return ch, nil
+}
+
+func (c *Catalog) startListener() {
+	c.listen.Lock()
+	defer c.listen.Unlock()
+	if c.listen.started || c.closed.Load() {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.listen.started = true
+	c.listen.cancel = cancel
+	c.listen.done = make(chan struct{})
+	go func() {
+		defer close(c.listen.done)
+		c.listenLoop(ctx)
+	}()
+}
+
+// listenLoop keeps one LISTEN connection alive until ctx ends.
+func (c *Catalog) listenLoop(ctx context.Context) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		err := c.listenOnce(ctx, func() { attempt = 0 })
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("catalog commit listener disconnected; reconnecting", "err", err)
+		if backoff(ctx, min(attempt, 10)) != nil {
+			return
+		}
+	}
+}
+
+// listenOnce connects, LISTENs, publishes the current commit id (so
+// followers catch up on whatever happened while no connection listened)
+// and then relays notifications until the connection fails.
+func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, c.connCfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{c.channel}.Sanitize()); err != nil {
+		return err
+	}
+	publishLatest := func() error {
+		var id int64
+		if err := conn.QueryRow(ctx, "SELECT id FROM commit_seq").Scan(&id); err != nil {
+			return err
+		}
+		c.hub.Publish(id)
+		return nil
+	}
+	if err := publishLatest(); err != nil {
+		return err
+	}
+	connected()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, listenIdle)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			id, perr := strconv.ParseInt(n.Payload, 10, 64)
+			if perr != nil {
+				c.log.Warn("catalog commit listener: bad payload", "payload", n.Payload)
+				continue
+			}
+			c.hub.Publish(id)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
+			if err := publishLatest(); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}

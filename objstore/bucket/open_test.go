@@ -1,0 +1,258 @@
+package bucket
+
+import (
+	"context"
+	"io"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	miniogo "github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/objstore/gcs"
+	"github.com/floebroker/floe/objstore/minio"
+	"github.com/floebroker/floe/objstore/objstoretest"
+)
+
+func TestOpenErrors(t *testing.T) {
+	t.Setenv("MINIO_ACCESS_KEY", "")
+	t.Setenv("MINIO_ROOT_USER", "")
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	for _, tt := range []struct {
+		url, want string
+	}{
+		{"", "no scheme"},
+		{"/tmp/x", "no scheme"},
+		{"ftp://x", `unknown scheme "ftp"`},
+		{"mem://name", "no name"},
+		{"mem://?latency=bogus", "want op=p50"},
+		{"mem://?latency=put=p50:1ms,p99:fast", "bad duration"},
+		{"mem://?retry_attempts=x", "want an integer"},
+		{"mem://?retry_max_elapsed=-1s", "want a duration"},
+		{"mem://?retry_initial_backoff=5s&retry_max_backoff=1s", "initial backoff"},
+		{"mem://?color=blue", "unknown parameter(s) color"},
+		{"file://host/x", "want file:///absolute"},
+		{"file:///tmp/x?part_size=1", "unknown parameter(s) part_size"},
+		{"s3://?region=x", "no bucket name"},
+		{"s3://b?endpoint=localhost:9000", "want http"},
+		{"s3://b?path_style=maybe", "want true or false"},
+		{"s3://b?part_size=8MB", "want a byte count"},
+		{"s3://b?part_size=1MiB", "part size"},
+		{"s3://b?regoin=eu-west-1", "unknown parameter(s) regoin"},
+		{"gs://?x=1", "unknown parameter(s) x"},
+		{"gs://b?chunk_size=1KiB", "chunk size"},
+		{"minio://host:9000", "want minio://host:port/bucket"},
+		{"minio://host:9000/b", "no credentials"},
+		{"minio://a:b@host:9000/b?secure=perhaps", "want true or false"},
+		{"%zz://x", "parse URL"},
+	} {
+		t.Run(tt.url, func(t *testing.T) {
+			b, err := Open(t.Context(), tt.url, Options{})
+			if err == nil {
+				b.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Open(%q) = %v, want it to mention %q", tt.url, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	got := Redacted("minio://key:supersecret@host:9000/b")
+	if strings.Contains(got, "supersecret") {
+		t.Errorf("Redacted = %q", got)
+	}
+	b, err := Open(t.Context(), "minio://key:supersecret@127.0.0.1:1/b?secure=false&check=true", Options{})
+	if err == nil {
+		b.Close()
+		t.Fatal("Open succeeded with nothing listening")
+	}
+	if strings.Contains(err.Error(), "supersecret") {
+		t.Errorf("error leaks the secret: %v", err)
+	}
+}
+
+func roundTrip(t *testing.T, b objstore.Bucket, key string) {
+	t.Helper()
+	ctx := t.Context()
+	if err := b.Put(ctx, key, strings.NewReader("payload"), 7); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); string(got) != "payload" {
+		t.Fatalf("Get = %q", got)
+	}
+}
+
+func TestOpenLocal(t *testing.T) {
+	dir := t.TempDir()
+	rel, err := filepath.Rel(mustGetwd(t), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{
+		"mem://",
+		"mem://?latency=s3-express&retry_attempts=1",
+		"file://" + dir,
+		"file://localhost" + dir,
+		"file:" + rel,
+		"file:///" + strings.TrimPrefix(dir, "/") + "/sub?latency=put=p50:1ms",
+	} {
+		t.Run(u, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			b, err := Open(t.Context(), u, Options{Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			roundTrip(t, b, "a/b")
+			if n := counterValue(t, reg, "floe_objstore_operations_total", "put"); n != 1 {
+				t.Errorf("put count = %v, want 1", n)
+			}
+		})
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name, op string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{op=%q}", name, op)
+	return 0
+}
+
+// TestOpenServices opens every remote scheme against the test services,
+// with a prefix, and checks the prefix lands in the bucket.
+func TestOpenServices(t *testing.T) {
+	endpoint := objstoretest.Env(t, "FLOE_TEST_MINIO_ENDPOINT")
+	access := objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY")
+	secret := objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY")
+	gcsEndpoint := objstoretest.Env(t, "FLOE_TEST_GCS_ENDPOINT")
+	ctx := context.Background()
+
+	name := objstoretest.BucketName(t)
+	admin, err := minio.New(ctx, minio.Config{Endpoint: endpoint, Bucket: name, AccessKey: access, SecretKey: secret, SkipBucketCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Client().MakeBucket(ctx, name, miniogo.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for info, err := range admin.List(ctx, "") {
+			if err == nil {
+				_ = admin.Delete(ctx, info.Key)
+			}
+		}
+		_ = admin.Client().RemoveBucket(ctx, name)
+	})
+
+	t.Run("s3 env credentials", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", access)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+		b, err := Open(ctx, "s3://"+name+"/pre/fix?region=us-east-1&path_style=true&endpoint="+url.QueryEscape("http://"+endpoint), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		roundTrip(t, b, "s3key")
+		if _, err := admin.Stat(ctx, "pre/fix/s3key"); err != nil {
+			t.Errorf("prefix not applied: %v", err)
+		}
+	})
+	t.Run("s3 URL credentials", func(t *testing.T) {
+		b, err := Open(ctx, "s3://"+access+":"+secret+"@"+name+"?path_style=true&endpoint=http://"+endpoint, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		roundTrip(t, b, "s3key2")
+	})
+	t.Run("s3 missing bucket", func(t *testing.T) {
+		_, err := Open(ctx, "s3://"+access+":"+secret+"@floe-missing-bucket?path_style=true&endpoint=http://"+endpoint, Options{})
+		if err == nil || !strings.Contains(err.Error(), "check bucket") {
+			t.Fatalf("Open = %v", err)
+		}
+	})
+	t.Run("minio URL credentials", func(t *testing.T) {
+		b, err := Open(ctx, "minio://"+access+":"+secret+"@"+endpoint+"/"+name+"/m/p?secure=false", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		roundTrip(t, b, "mkey")
+		if _, err := admin.Stat(ctx, "m/p/mkey"); err != nil {
+			t.Errorf("prefix not applied: %v", err)
+		}
+	})
+	t.Run("minio env credentials", func(t *testing.T) {
+		t.Setenv("MINIO_ACCESS_KEY", access)
+		t.Setenv("MINIO_SECRET_KEY", secret)
+		b, err := Open(ctx, "minio://"+endpoint+"/"+name+"?secure=false", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		roundTrip(t, b, "mkey2")
+	})
+	t.Run("gs", func(t *testing.T) {
+		gname := objstoretest.BucketName(t)
+		if _, err := Open(ctx, "gs://"+gname+"?endpoint="+url.QueryEscape(gcsEndpoint), Options{}); err == nil || !strings.Contains(err.Error(), "no such bucket") {
+			t.Fatalf("Open of a missing GCS bucket = %v", err)
+		}
+		gb, err := gcs.New(ctx, gcs.Config{Bucket: gname, Endpoint: gcsEndpoint, SkipBucketCheck: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer gb.Close()
+		if err := gb.Client().Bucket(gname).Create(ctx, "floe-test", nil); err != nil {
+			t.Fatal(err)
+		}
+		defer gb.Client().Bucket(gname).Delete(ctx)
+		b, err := Open(ctx, "gs://"+gname+"/g?endpoint="+url.QueryEscape(gcsEndpoint), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		roundTrip(t, b, "gkey")
+		if _, err := b.Stat(ctx, "gkey"); err != nil {
+			t.Fatal(err)
+		}
+		_ = b.Delete(ctx, "gkey")
+		if err := gb.Delete(ctx, "g/gkey"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

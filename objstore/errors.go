@@ -1,0 +1,200 @@
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+)
+
+// ErrSizeMismatch reports that a Put's reader ended before the size the
+// caller declared. The Put fails and leaves no object behind. It is never
+// transient: retrying would read the same short input.
+var ErrSizeMismatch = errors.New("objstore: body shorter than declared size")
+
+// StatusError is a backend's account of a call the service answered with an
+// error: the HTTP status and the service's own error code. Backends wrap
+// their SDK errors in it so the retry and metrics wrappers can classify
+// failures without importing any SDK.
+type StatusError struct {
+	// Status is the HTTP status code (0 if the SDK did not say).
+	Status int
+	// Code is the service's error code, such as "SlowDown".
+	Code string
+	// Err is the SDK's error.
+	Err error
+}
+
+func (e *StatusError) Error() string {
+	switch {
+	case e.Code != "" && e.Status != 0:
+		return fmt.Sprintf("%s (HTTP %d): %v", e.Code, e.Status, e.Err)
+	case e.Status != 0:
+		return fmt.Sprintf("HTTP %d: %v", e.Status, e.Err)
+	default:
+		return e.Err.Error()
+	}
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// transientCodes are service error codes that mean "try again later" even
+// when the status code alone would not say so (S3 sends some of them with
+// 400).
+var transientCodes = map[string]bool{
+	"SlowDown":                   true,
+	"Throttling":                 true,
+	"ThrottlingException":        true,
+	"RequestTimeout":             true,
+	"RequestTimeoutException":    true,
+	"RequestLimitExceeded":       true,
+	"TooManyRequestsException":   true,
+	"ServiceUnavailable":         true,
+	"InternalError":              true,
+	"OperationAborted":           true,
+	"XMinioServerNotInitialized": true,
+	"rateLimitExceeded":          true,
+	"backendError":               true,
+}
+
+// Transient reports whether the service asked to be retried: throttling,
+// 408, 429 and every 5xx except 501 Not Implemented.
+func (e *StatusError) Transient() bool {
+	if transientCodes[e.Code] {
+		return true
+	}
+	switch {
+	case e.Status == 408, e.Status == 429:
+		return true
+	case e.Status >= 500 && e.Status != 501:
+		return true
+	}
+	return false
+}
+
+// IsTransient reports whether err is worth retrying: the service throttled
+// or failed internally, or the connection timed out, was refused or reset.
+// It is false for missing objects, bad ranges, short bodies, authentication
+// and other 4xx answers, and for cancelled or expired contexts, because
+// none of those change on a second try.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNotExist) || errors.Is(err, ErrInvalidRange) || errors.Is(err, ErrSizeMismatch) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var t interface{ Transient() bool }
+	if errors.As(err, &t) {
+		return t.Transient()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, syscall.ETIMEDOUT} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.IsTimeout || dns.IsTemporary
+	}
+	// A response cut off mid-body: the connection died, the request may
+	// well succeed on a fresh one.
+	return errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// ErrorKind is a bounded classification of an error, for metric labels and
+// logs: "not_found", "invalid_range", "canceled", "transient" or "other".
+func ErrorKind(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrNotExist):
+		return "not_found"
+	case errors.Is(err, ErrInvalidRange):
+		return "invalid_range"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	case IsTransient(err):
+		return "transient"
+	default:
+		return "other"
+	}
+}
+
+// ExactReader returns a reader that yields exactly size bytes of r and
+// reports ErrSizeMismatch, rather than io.EOF, if r ends sooner. Backends
+// wrap a Put's body in it so a short body is an error the SDK propagates
+// (and aborts the upload on) instead of a smaller object. Bytes of r past
+// size are not read.
+func ExactReader(r io.Reader, size int64) io.Reader {
+	return &exactReader{r: r, left: size, size: size}
+}
+
+type exactReader struct {
+	r    io.Reader
+	left int64
+	size int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF {
+		if e.left > 0 {
+			return n, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, e.size-e.left, e.size)
+		}
+		if n > 0 {
+			err = nil
+		}
+	}
+	return n, err
+}
+
+// ReadFull reads exactly size bytes of r into a new buffer, reporting
+// ErrSizeMismatch if r holds fewer. It is for backends that need the whole
+// body in memory (to retry, sign or split it).
+func ReadFull(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, size)
+	n, err := io.ReadFull(r, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, n, size)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ClampRange applies GetRange's contract to an object of size bytes: it
+// returns how many bytes a read of length at off yields (length < 0: to the
+// end; a range past the end is cut), or ErrInvalidRange when off is at or
+// past the end, except off == 0 on an empty object.
+func ClampRange(size, off, length int64) (int64, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalidRange, off)
+	}
+	if off >= size && !(off == 0 && size == 0) {
+		return 0, fmt.Errorf("%w: offset %d, object size %d", ErrInvalidRange, off, size)
+	}
+	if length < 0 || length > size-off {
+		return size - off, nil
+	}
+	return length, nil
+}

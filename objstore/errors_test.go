@@ -1,0 +1,148 @@
+package objstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/iotest"
+
+	"github.com/floebroker/floe/objstore"
+)
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestIsTransientAndKind(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		transient bool
+		kind      string
+	}{
+		{"nil", nil, false, ""},
+		{"not exist", fmt.Errorf("s3: get: %w", objstore.ErrNotExist), false, "not_found"},
+		{"invalid range", objstore.ErrInvalidRange, false, "invalid_range"},
+		{"size mismatch", objstore.ErrSizeMismatch, false, "other"},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), false, "canceled"},
+		{"deadline", context.DeadlineExceeded, false, "canceled"},
+		{"503", &objstore.StatusError{Status: 503}, true, "transient"},
+		{"500", &objstore.StatusError{Status: 500}, true, "transient"},
+		{"501", &objstore.StatusError{Status: 501}, false, "other"},
+		{"429", &objstore.StatusError{Status: 429}, true, "transient"},
+		{"408", &objstore.StatusError{Status: 408}, true, "transient"},
+		{"403", &objstore.StatusError{Status: 403, Code: "AccessDenied"}, false, "other"},
+		{"400 slowdown", &objstore.StatusError{Status: 400, Code: "SlowDown"}, true, "transient"},
+		{"400 request timeout", &objstore.StatusError{Status: 400, Code: "RequestTimeout"}, true, "transient"},
+		{"wrapped status", fmt.Errorf("s3: put: %w", &objstore.StatusError{Status: 502}), true, "transient"},
+		{"net timeout", &net.OpError{Op: "read", Err: timeoutErr{}}, true, "transient"},
+		{"dial refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true, "transient"},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true, "transient"},
+		{"pipe", syscall.EPIPE, true, "transient"},
+		{"unexpected eof", io.ErrUnexpectedEOF, true, "transient"},
+		{"dns not found", &net.DNSError{Err: "no such host", IsNotFound: true}, false, "other"},
+		{"dns timeout", &net.DNSError{Err: "timeout", IsTimeout: true}, true, "transient"},
+		{"plain", errors.New("boom"), false, "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := objstore.IsTransient(tt.err); got != tt.transient {
+				t.Errorf("IsTransient(%v) = %v, want %v", tt.err, got, tt.transient)
+			}
+			if got := objstore.ErrorKind(tt.err); got != tt.kind {
+				t.Errorf("ErrorKind(%v) = %q, want %q", tt.err, got, tt.kind)
+			}
+		})
+	}
+}
+
+func TestStatusErrorMessage(t *testing.T) {
+	e := &objstore.StatusError{Status: 503, Code: "SlowDown", Err: errors.New("reduce rate")}
+	if got := e.Error(); got != "SlowDown (HTTP 503): reduce rate" {
+		t.Errorf("Error() = %q", got)
+	}
+	if !errors.Is(fmt.Errorf("x: %w", e), e.Err) {
+		t.Error("StatusError does not unwrap")
+	}
+}
+
+func TestExactReader(t *testing.T) {
+	tests := []struct {
+		name    string
+		r       io.Reader
+		size    int64
+		want    string
+		wantErr error
+	}{
+		{"exact", strings.NewReader("hello"), 5, "hello", nil},
+		{"longer source", strings.NewReader("hello world"), 5, "hello", nil},
+		{"short", strings.NewReader("hel"), 5, "hel", objstore.ErrSizeMismatch},
+		{"empty", strings.NewReader(""), 0, "", nil},
+		{"empty claimed", strings.NewReader(""), 3, "", objstore.ErrSizeMismatch},
+		{"one byte at a time", iotest.OneByteReader(strings.NewReader("hello")), 5, "hello", nil},
+		{"data with eof", iotest.DataErrReader(strings.NewReader("hello")), 5, "hello", nil},
+		{"source error", iotest.ErrReader(io.ErrClosedPipe), 5, "", io.ErrClosedPipe},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := io.ReadAll(objstore.ExactReader(tt.r, tt.size))
+			if string(got) != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Errorf("got %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	// Bytes past size stay in the source.
+	src := strings.NewReader("abcdef")
+	if _, err := io.ReadAll(objstore.ExactReader(src, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(src); string(rest) != "cdef" {
+		t.Errorf("source left %q", rest)
+	}
+}
+
+func TestReadFull(t *testing.T) {
+	if b, err := objstore.ReadFull(strings.NewReader("abc"), 3); err != nil || string(b) != "abc" {
+		t.Errorf("ReadFull = %q, %v", b, err)
+	}
+	if _, err := objstore.ReadFull(strings.NewReader("ab"), 3); !errors.Is(err, objstore.ErrSizeMismatch) {
+		t.Errorf("ReadFull short = %v", err)
+	}
+	if b, err := objstore.ReadFull(bytes.NewReader(nil), 0); err != nil || len(b) != 0 {
+		t.Errorf("ReadFull empty = %q, %v", b, err)
+	}
+}
+
+func TestClampRange(t *testing.T) {
+	tests := []struct {
+		size, off, length, want int64
+		invalid                 bool
+	}{
+		{10, 0, -1, 10, false},
+		{10, 0, 5, 5, false},
+		{10, 5, 100, 5, false},
+		{10, 9, 1, 1, false},
+		{10, 9, 0, 0, false},
+		{10, 10, 1, 0, true},
+		{10, 11, -1, 0, true},
+		{10, -1, 1, 0, true},
+		{0, 0, -1, 0, false},
+		{0, 0, 5, 0, false},
+		{0, 1, 5, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := objstore.ClampRange(tt.size, tt.off, tt.length)
+		if tt.invalid != errors.Is(err, objstore.ErrInvalidRange) || got != tt.want {
+			t.Errorf("ClampRange(%d, %d, %d) = %d, %v", tt.size, tt.off, tt.length, got, err)
+		}
+	}
+}

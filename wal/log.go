@@ -1,0 +1,601 @@
+package wal
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// Log is an open write-ahead log. Create it with Open, start its flusher
+// with Run, and Append from any goroutine.
+type Log struct {
+	cfg  Config
+	fs   FS
+	sink Sink
+	log  *slog.Logger
+	m    *metrics
+	now  func() time.Time
+
+	running  atomic.Bool
+	failedCh chan struct{} // closed when the WAL fails
+	// kick wakes Run: a buffer opened (it needs a deadline) or reached
+	// FlushBytes. Capacity 1; senders never block.
+	kick chan struct{}
+	// progress wakes Run when a buffer left the pipeline (a slot freed).
+	progress chan struct{}
+
+	mu struct {
+		sync.Mutex
+		entropy  io.Reader // ULID entropy, monotonic within a millisecond
+		nextSeq  uint64
+		cur      *buffer   // open buffer, nil when nothing is buffered
+		sealed   []*buffer // sealed, not yet released, in seal order
+		started  int       // sealed[:started] are uploading or committing
+		buffered int64     // batch bytes not yet released
+		space    chan struct{}
+		closed   bool
+		failed   error
+	}
+}
+
+// buffer is one WAL file and the appenders waiting on it.
+type buffer struct {
+	seq      uint64
+	base     string // path without the ".tmp"/".wal" suffix
+	file     File   // open while the buffer is; nil once sealed
+	sealed   Sealed
+	deadline time.Time // seal by then
+	sealedAt time.Time
+
+	uploaded  chan struct{} // closed when upload (and fsync) ended
+	uploadErr error
+
+	once    sync.Once
+	done    chan struct{} // closed when resolved
+	results []catalog.BatchResult
+	err     error
+}
+
+func (b *buffer) tmpPath() string { return b.base + ".tmp" }
+func (b *buffer) walPath() string { return b.base + ".wal" }
+
+// resolve settles the buffer's acks once; later calls do nothing.
+func (b *buffer) resolve(results []catalog.BatchResult, err error) {
+	b.once.Do(func() {
+		b.results, b.err = results, err
+		close(b.done)
+	})
+}
+
+// Ack is the receipt of one Append.
+type Ack struct {
+	b          *buffer
+	start, end int
+}
+
+// Wait returns one result per appended entry, in order, once that buffer's
+// commit returned. A per-entry catalog error (an out-of-order sequence, a
+// deleted topic) is in the result; the error is for the whole append: the
+// upload or commit failed permanently, the WAL failed (ErrFailed), it shut
+// down before the data was flushed (ErrClosed), or ctx ended first.
+func (a *Ack) Wait(ctx context.Context) ([]catalog.BatchResult, error) {
+	select {
+	case <-a.b.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if a.b.err != nil {
+		return nil, a.b.err
+	}
+	return slices.Clone(a.b.results[a.start:a.end]), nil
+}
+
+// Open opens (creating) cfg.Dir, replays the buffers a previous process left
+// there (repairing a torn tail of an unsealed one) and queues them to be
+// uploaded and committed before anything appended now. Corruption other than
+// a torn tail fails Open with a *CorruptionError.
+func Open(cfg Config, sink Sink) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	l := &Log{
+		cfg:      cfg,
+		fs:       cfg.FS,
+		sink:     sink,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		failedCh: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		progress: make(chan struct{}, 1),
+	}
+	if l.fs == nil {
+		l.fs = OSFS{}
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	l.m = newMetrics(cfg.Registerer)
+	l.mu.entropy = ulid.Monotonic(rand.Reader, 0)
+	l.mu.space = make(chan struct{})
+	if err := l.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
+	}
+	if err := l.replay(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Healthy returns nil, or why the WAL has failed.
+func (l *Log) Healthy() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.failed != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, l.mu.failed)
+	}
+	return nil
+}
+
+// Append writes entries to the open buffer's file and returns the Ack that
+// resolves when they are committed. The write is buffered by the OS and
+// fsynced when the buffer is sealed; nothing is acknowledged before that.
+// All entries of one call land in one buffer, in order. Append waits while
+// more than MaxBufferedBytes are not yet committed; if ctx ends first it
+// returns an error wrapping ErrBackpressure and ctx.Err().
+func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
+	var n int64
+	size := 0
+	for i := range entries {
+		if len(entries[i].Batch) > MaxBatchBytes {
+			return nil, fmt.Errorf("wal: append: batch of %d bytes exceeds %d", len(entries[i].Batch), MaxBatchBytes)
+		}
+		n += int64(len(entries[i].Batch))
+		size += frameSize(&entries[i])
+	}
+	// Encode outside the lock: copying batches is the expensive part.
+	frames := make([]byte, 0, size)
+	for i := range entries {
+		frames = appendEntry(frames, &entries[i])
+	}
+
+	l.mu.Lock()
+	for {
+		if err := l.unusableLocked(); err != nil {
+			l.mu.Unlock()
+			return nil, err
+		}
+		if l.mu.buffered <= l.cfg.MaxBufferedBytes {
+			break
+		}
+		space := l.mu.space
+		l.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrBackpressure, ctx.Err())
+		}
+		l.mu.Lock()
+	}
+	defer l.mu.Unlock()
+	if len(entries) == 0 {
+		b := &buffer{done: make(chan struct{})}
+		b.resolve(nil, nil)
+		return &Ack{b: b}, nil
+	}
+	if l.mu.cur == nil {
+		b, err := l.openBufferLocked()
+		if err != nil {
+			l.failLocked(err)
+			return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+		l.mu.cur = b
+		l.wake(l.kick)
+	}
+	b := l.mu.cur
+	if _, err := b.file.Write(frames); err != nil {
+		err = fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
+		l.failLocked(err)
+		return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	ack := &Ack{b: b, start: len(b.sealed.Entries)}
+	b.sealed.Entries = append(b.sealed.Entries, entries...)
+	ack.end = len(b.sealed.Entries)
+	b.sealed.Bytes += n
+	l.mu.buffered += n
+	l.m.buffered.Set(float64(l.mu.buffered))
+	if b.sealed.Bytes >= l.cfg.FlushBytes {
+		l.wake(l.kick)
+	}
+	return ack, nil
+}
+
+func (l *Log) unusableLocked() error {
+	if l.mu.failed != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, l.mu.failed)
+	}
+	if l.mu.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// openBufferLocked creates the next buffer's file and writes its header.
+func (l *Log) openBufferLocked() (*buffer, error) {
+	now := l.now()
+	id, err := ulid.New(ulid.Timestamp(now), l.mu.entropy)
+	if err != nil {
+		return nil, fmt.Errorf("wal: new buffer id: %w", err)
+	}
+	h := fileHeader{seq: l.mu.nextSeq, created: now.UnixNano(), id: id}
+	l.mu.nextSeq++
+	b := newBuffer(l.cfg.Dir, h)
+	b.deadline = now.Add(l.cfg.FlushInterval)
+	f, err := l.fs.OpenFile(b.tmpPath(), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("wal: create %s: %w", b.tmpPath(), err)
+	}
+	if _, err := f.Write(appendFileHeader(nil, h)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
+	}
+	b.file = f
+	return b, nil
+}
+
+func newBuffer(dir string, h fileHeader) *buffer {
+	return &buffer{
+		seq:      h.seq,
+		base:     filepath.Join(dir, fmt.Sprintf("%016x-%s", h.seq, h.id)),
+		sealed:   Sealed{ID: h.id.String(), Created: h.createdTime()},
+		uploaded: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// failLocked makes the WAL fail with cause: the open buffer's acks fail now
+// (its file is damaged), Run fails the rest and returns.
+func (l *Log) failLocked(cause error) {
+	if l.mu.failed != nil {
+		return
+	}
+	l.mu.failed = cause
+	l.log.Error("wal failed", "err", cause)
+	close(l.failedCh)
+	if b := l.mu.cur; b != nil {
+		b.resolve(nil, fmt.Errorf("%w: %w", ErrFailed, cause))
+	}
+	l.wakeSpaceLocked()
+}
+
+func (l *Log) fail(cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failLocked(cause)
+}
+
+func (l *Log) wakeSpaceLocked() {
+	close(l.mu.space)
+	l.mu.space = make(chan struct{})
+}
+
+func (l *Log) wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run is the flusher. It seals the open buffer every FlushInterval after its
+// first append or once it holds FlushBytes (never when empty), uploads up to
+// MaxInflight buffers at once while fsyncing them, commits them in seal
+// order, resolves their acks and deletes their files.
+//
+// When ctx ends, Append starts returning ErrClosed and Run drains: it seals
+// and flushes everything appended before, for at most DrainTimeout, and
+// returns nil (or an error wrapping ErrClosed if something was left for the
+// next Open). On a fatal write or fsync error it fails every pending ack and
+// returns an error wrapping ErrFailed.
+func (l *Log) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("wal: Run called twice")
+	}
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	commitQ := make(chan *buffer, l.cfg.MaxInflight)
+	wg.Go(func() { l.committer(workCtx, commitQ) })
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	ctxDone := ctx.Done()
+	var drainTimeout <-chan time.Time
+	draining := false
+	var exitErr error
+loop:
+	for {
+		idle, next := l.step(workCtx, &wg, commitQ, draining)
+		if draining && idle {
+			break
+		}
+		if !next.IsZero() {
+			timer.Reset(max(next.Sub(l.now()), 0))
+		}
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+			draining = true
+			l.mu.Lock()
+			l.mu.closed = true
+			l.wakeSpaceLocked()
+			l.mu.Unlock()
+			t := time.NewTimer(l.cfg.DrainTimeout)
+			defer t.Stop()
+			drainTimeout = t.C
+		case <-l.kick:
+		case <-l.progress:
+		case <-timer.C:
+		case <-l.failedCh:
+			exitErr = fmt.Errorf("%w: %w", ErrFailed, l.Healthy())
+			break loop
+		case <-drainTimeout:
+			exitErr = fmt.Errorf("%w: drain timed out after %v; unflushed buffers stay in %s for the next start", ErrClosed, l.cfg.DrainTimeout, l.cfg.Dir)
+			break loop
+		}
+		timer.Stop()
+	}
+	cancelWork()
+	wg.Wait()
+	return l.shutdown(exitErr)
+}
+
+// step seals the open buffer if it is due and starts uploads while slots are
+// free. It reports whether nothing is left to flush and when the open buffer
+// falls due (zero if not waiting on a deadline).
+func (l *Log) step(ctx context.Context, wg *sync.WaitGroup, commitQ chan<- *buffer, draining bool) (idle bool, next time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.failed != nil {
+		return false, time.Time{}
+	}
+	// Replayed buffers wait in sealed[started:]; a new buffer is sealed only
+	// behind them, and only when it can start uploading at once, so under
+	// back-pressure the open buffer grows (fewer, larger objects).
+	if b := l.mu.cur; b != nil {
+		due := draining || b.sealed.Bytes >= l.cfg.FlushBytes || !l.now().Before(b.deadline)
+		if !due {
+			next = b.deadline
+		} else if l.mu.started == len(l.mu.sealed) && l.mu.started < l.cfg.MaxInflight {
+			l.mu.cur = nil
+			b.sealedAt = l.now()
+			l.mu.sealed = append(l.mu.sealed, b)
+			l.m.flushBytes.Observe(float64(b.sealed.Bytes))
+			l.m.flushEntries.Observe(float64(len(b.sealed.Entries)))
+		}
+	}
+	for l.mu.started < len(l.mu.sealed) && l.mu.started < l.cfg.MaxInflight {
+		b := l.mu.sealed[l.mu.started]
+		l.mu.started++
+		commitQ <- b // never blocks: at most MaxInflight started buffers exist
+		wg.Go(func() { l.upload(ctx, b) })
+	}
+	return l.mu.cur == nil && len(l.mu.sealed) == 0, next
+}
+
+// upload fsyncs and publishes b's file while the sink uploads it.
+func (l *Log) upload(ctx context.Context, b *buffer) {
+	defer close(b.uploaded)
+	syncErr := make(chan error, 1)
+	if b.file != nil {
+		go func() { syncErr <- l.persist(b) }()
+	} else {
+		syncErr <- nil
+	}
+	start := time.Now()
+	err := l.retry(ctx, "upload", b, func() error { return l.sink.Upload(ctx, &b.sealed) })
+	if err == nil {
+		l.m.uploadSeconds.Observe(time.Since(start).Seconds())
+	}
+	if serr := <-syncErr; serr != nil {
+		l.fail(serr)
+		err = fmt.Errorf("%w: %w", ErrFailed, serr)
+	}
+	b.uploadErr = err
+}
+
+// persist fsyncs b's file and renames it to its sealed name; the directory
+// fsync makes the rename (and earlier removals) durable.
+func (l *Log) persist(b *buffer) error {
+	start := time.Now()
+	f := b.file
+	b.file = nil
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: fsync %s: %w", b.tmpPath(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("wal: close %s: %w", b.tmpPath(), err)
+	}
+	if err := l.fs.Rename(b.tmpPath(), b.walPath()); err != nil {
+		return fmt.Errorf("wal: seal %s: %w", b.walPath(), err)
+	}
+	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
+		return fmt.Errorf("wal: fsync dir %s: %w", l.cfg.Dir, err)
+	}
+	l.m.fsyncSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// committer commits buffers in the order they arrive on q (seal order).
+func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
+	for {
+		var b *buffer
+		select {
+		case b = <-q:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-b.uploaded:
+		case <-ctx.Done():
+			return
+		}
+		if ctx.Err() != nil {
+			return // shutting down; Run settles b
+		}
+		err := b.uploadErr
+		var results []catalog.BatchResult
+		if err == nil {
+			start := time.Now()
+			err = l.retry(ctx, "commit", b, func() error {
+				var cerr error
+				results, cerr = l.sink.Commit(ctx, &b.sealed)
+				if cerr == nil && len(results) != len(b.sealed.Entries) {
+					return Permanent(fmt.Errorf("wal: sink returned %d results for %d entries", len(results), len(b.sealed.Entries)))
+				}
+				return cerr
+			})
+			if err == nil {
+				l.m.commitSeconds.Observe(time.Since(start).Seconds())
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !IsPermanent(err) {
+			// Only a fatal WAL error gets here (everything else is retried
+			// or permanent); Run settles b.
+			return
+		}
+		if err != nil {
+			l.log.Error("wal: dropping buffer after permanent sink error", "buffer", b.sealed.ID, "entries", len(b.sealed.Entries), "err", err)
+			err = fmt.Errorf("wal: flush buffer %s: %w", b.sealed.ID, err)
+			l.m.dropped.Inc()
+		} else {
+			l.m.flushes.Inc()
+			if !b.sealedAt.IsZero() {
+				l.m.sealToCommit.Observe(time.Since(b.sealedAt).Seconds())
+			}
+		}
+		b.resolve(results, err)
+		// The removal becomes durable with the next directory fsync; if a
+		// crash resurrects the file, replay re-commits it idempotently.
+		if rerr := l.fs.Remove(b.walPath()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			l.log.Warn("wal: remove committed buffer", "file", b.walPath(), "err", rerr)
+		}
+		l.release(b)
+	}
+}
+
+// release takes the committed (or dropped) first sealed buffer out of the
+// pipeline.
+func (l *Log) release(b *buffer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.mu.sealed) == 0 || l.mu.sealed[0] != b {
+		panic("wal: release out of seal order")
+	}
+	l.mu.sealed = l.mu.sealed[1:]
+	l.mu.started--
+	l.mu.buffered -= b.sealed.Bytes
+	l.m.buffered.Set(float64(l.mu.buffered))
+	l.wakeSpaceLocked()
+	l.wake(l.progress)
+}
+
+// retry calls f until it succeeds, returns a permanent error, or ctx ends.
+func (l *Log) retry(ctx context.Context, op string, b *buffer, f func() error) error {
+	backoff := l.cfg.RetryBackoff
+	for {
+		err := f()
+		if err == nil || IsPermanent(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wal: %s buffer %s: %w", op, b.sealed.ID, ctx.Err())
+		}
+		l.m.retries.WithLabelValues(op).Inc()
+		l.log.Warn("wal: sink call failed; retrying", "op", op, "buffer", b.sealed.ID, "backoff", backoff, "err", err)
+		wait := backoff/2 + time.Duration(mrand.Int64N(int64(backoff/2)+1))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wal: %s buffer %s: %w (last error: %w)", op, b.sealed.ID, ctx.Err(), err)
+		}
+		backoff = min(backoff*2, l.cfg.MaxRetryBackoff)
+	}
+}
+
+// shutdown settles every unsettled ack with why and closes the open file.
+// Buffers that were not committed stay on disk for the next Open.
+func (l *Log) shutdown(why error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.closed = true
+	l.wakeSpaceLocked()
+	var errs []error
+	if why != nil {
+		errs = append(errs, why)
+	}
+	ackErr := why
+	if ackErr == nil {
+		ackErr = ErrClosed
+	}
+	for _, b := range l.mu.sealed {
+		b.resolve(nil, ackErr)
+		if b.file != nil { // sealed, upload never started
+			errs = append(errs, l.closeUnsealed(b))
+		}
+	}
+	if b := l.mu.cur; b != nil {
+		b.resolve(nil, ackErr)
+		errs = append(errs, l.closeUnsealed(b))
+		l.mu.cur = nil
+	}
+	if l.mu.failed == nil {
+		// Make the removals of committed buffers durable.
+		if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("wal: fsync dir %s: %w", l.cfg.Dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closeUnsealed syncs and closes an open buffer file at shutdown so its
+// entries survive for replay. A failed WAL's files are closed unsynced.
+func (l *Log) closeUnsealed(b *buffer) error {
+	f := b.file
+	b.file = nil
+	if l.mu.failed != nil {
+		f.Close()
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: fsync %s: %w", b.tmpPath(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("wal: close %s: %w", b.tmpPath(), err)
+	}
+	return nil
+}

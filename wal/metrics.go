@@ -1,0 +1,65 @@
+package wal
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	flushBytes    prometheus.Histogram
+	flushEntries  prometheus.Histogram
+	flushes       prometheus.Counter
+	dropped       prometheus.Counter
+	sealToCommit  prometheus.Histogram
+	uploadSeconds prometheus.Histogram
+	commitSeconds prometheus.Histogram
+	fsyncSeconds  prometheus.Histogram
+	buffered      prometheus.Gauge
+	retries       *prometheus.CounterVec
+	replayed      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	lat := prometheus.ExponentialBuckets(0.001, 2, 15) // 1ms .. 16s
+	m := &metrics{
+		flushBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_flush_size_bytes", Help: "Batch bytes per sealed buffer.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 10), // 1 KiB .. 256 MiB
+		}),
+		flushEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_flush_entries", Help: "Record batches per sealed buffer.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		flushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_wal_flushes_total", Help: "Buffers uploaded and committed.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_wal_dropped_buffers_total", Help: "Buffers dropped after a permanent upload or commit error (their appends failed).",
+		}),
+		sealToCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_seal_to_commit_seconds", Help: "Time from sealing a buffer to its commit.", Buckets: lat,
+		}),
+		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_upload_duration_seconds", Help: "Time to upload a buffer, retries included.", Buckets: lat,
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_commit_duration_seconds", Help: "Time to commit a buffer, retries included.", Buckets: lat,
+		}),
+		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_fsync_duration_seconds", Help: "Time to fsync, rename and fsync the directory of a sealed buffer.", Buckets: lat,
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_wal_buffered_bytes", Help: "Batch bytes appended and not yet committed.",
+		}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_wal_sink_retries_total", Help: "Failed sink calls that were retried, by operation.",
+		}, []string{"op"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_wal_replayed_buffers_total", Help: "Buffers found on disk at open and queued for flushing.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.dropped, m.sealToCommit,
+			m.uploadSeconds, m.commitSeconds, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
+	}
+	return m
+}

@@ -1,0 +1,261 @@
+// Package wal is the agent's local write-ahead log and flush pipeline. It
+// owns the bytes between a produce request and their commit: appends land in
+// the open buffer's file, the flusher seals the buffer every FlushInterval or
+// FlushBytes, fsyncs it while a Sink uploads it, has the Sink commit buffers
+// strictly in seal order, resolves the appenders' Acks with the commit's
+// results, and deletes the file.
+//
+// Guarantees:
+//   - An Ack resolves successfully only after the Sink's Commit of its
+//     buffer returned results; the Sink (agent/flush) returns only after the
+//     object is in the bucket and its offsets are committed. Nothing on local
+//     disk is ever the only copy of an acknowledged record.
+//   - Commits happen one buffer at a time in seal order, so batches of one
+//     producer to one partition never reorder, even with several uploads in
+//     flight.
+//   - A buffer is committed and deleted only after its file was fsynced.
+//     After a crash, Open finds every buffer not yet deleted and hands it to
+//     the Sink again (same ID, same Created, same entries) before new data;
+//     the Sink's per-ID idempotence makes a repeated commit harmless.
+//   - A failed write or fsync is fatal: the affected acks fail, Healthy
+//     reports the cause, later appends fail with ErrFailed, and Run returns.
+//     Nothing is retried on a file whose fsync failed.
+//   - Only a torn tail of an unsealed buffer file is repaired (truncated);
+//     any other damage is a *CorruptionError naming the file and offset.
+//
+// Append, Ack.Wait and Healthy are safe for concurrent use; Run is called
+// once.
+//
+// # On disk
+//
+// One file per buffer in Config.Dir, named "<seq>-<id>.tmp" while open and
+// renamed to "<seq>-<id>.wal" when sealed (after its fsync; the directory is
+// fsynced after the rename). seq is 16 hex digits giving the seal order
+// across restarts; id is the buffer's ULID. All integers little-endian.
+//
+//	file header (fileHeaderSize = 48 bytes)
+//	  0   [8]byte   magic "FLOEWAL1"
+//	  8   uint16    format version (1)
+//	  10  uint16    reserved (0)
+//	  12  uint64    seq
+//	  20  int64     created, Unix nanoseconds
+//	  28  [16]byte  buffer id (ULID, binary)
+//	  44  uint32    CRC-32C (Castagnoli) of bytes 0..44
+//	records, back to back
+//	  0   uint32    payload length n (entryFixed <= n <= maxPayload)
+//	  4   uint32    CRC-32C of the payload
+//	  8   [n]byte   payload:
+//	        0   uint8     record type (1 = entry)
+//	        1   [16]byte  topic id
+//	        17  int32     partition
+//	        21  int32     offset span
+//	        25  int32     records
+//	        29  int64     first timestamp
+//	        37  int64     max timestamp
+//	        45  int64     producer id
+//	        53  int16     producer epoch
+//	        55  int32     base sequence
+//	        59  [n-59]    record batch, verbatim
+package wal
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// Errors returned by Append and Ack.Wait.
+var (
+	// ErrBackpressure: buffered bytes stayed above MaxBufferedBytes until the
+	// caller's ctx ended. The returned error also wraps ctx.Err().
+	ErrBackpressure = errors.New("wal: too many bytes waiting to be flushed")
+	// ErrClosed: the log has shut down (Run returned).
+	ErrClosed = errors.New("wal: closed")
+	// ErrFailed: a write or fsync failed; the WAL accepts nothing more. The
+	// returned error also wraps the cause.
+	ErrFailed = errors.New("wal: failed")
+)
+
+// Entry is one record batch to store, with the header fields the commit
+// needs (the agent parses them once).
+type Entry struct {
+	TopicPartition catalog.TopicPartition
+	// Batch is one validated Kafka v2 record batch, stored verbatim. The log
+	// keeps a reference until the buffer is committed; do not modify it.
+	Batch          []byte
+	OffsetSpan     int32
+	Records        int32
+	FirstTimestamp int64
+	MaxTimestamp   int64
+	// ProducerID < 0 for a non-idempotent batch.
+	ProducerID    int64
+	ProducerEpoch int16
+	BaseSequence  int32
+}
+
+// Sealed is a buffer handed to the Sink.
+type Sealed struct {
+	// ID is unique and stable across replay; the object key derives from it.
+	ID string
+	// Created is when the buffer opened, stable across replay.
+	Created time.Time
+	Entries []Entry
+	// Bytes is the sum of the entries' batch lengths.
+	Bytes int64
+	// Replayed is true when this buffer was found on disk by Open, so an
+	// earlier process may already have uploaded (and committed) it.
+	Replayed bool
+}
+
+// Sink uploads and commits sealed buffers. agent/flush implements it.
+type Sink interface {
+	// Upload makes b durable in the bucket. Called for up to
+	// Config.MaxInflight buffers concurrently.
+	Upload(ctx context.Context, b *Sealed) error
+	// Commit assigns offsets in the catalog. Called one buffer at a time,
+	// strictly in seal order, after that buffer's Upload succeeded. Returns
+	// one result per entry, in entry order.
+	Commit(ctx context.Context, b *Sealed) ([]catalog.BatchResult, error)
+}
+
+// Permanent marks a Sink error as not worth retrying: the buffer's acks fail
+// with it and the buffer is dropped. Any other Sink error is retried with
+// backoff until it succeeds or the log shuts down.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// CorruptionError reports a WAL file that cannot be replayed.
+type CorruptionError struct {
+	File   string
+	Offset int64
+	Reason string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("wal: corrupt file %s at offset %d: %s", e.File, e.Offset, e.Reason)
+}
+
+// Config configures a Log.
+type Config struct {
+	// Dir holds the buffer files. Required.
+	Dir string
+	// FlushInterval bounds how long an entry waits before its buffer is
+	// sealed. Default 250ms.
+	FlushInterval time.Duration
+	// FlushBytes seals the buffer once its batches reach this size.
+	// Default 8 MiB.
+	FlushBytes int64
+	// MaxBufferedBytes bounds the batch bytes held (open, sealed, being
+	// uploaded or committed); Append waits beyond it. Default 64 MiB.
+	MaxBufferedBytes int64
+	// MaxInflight bounds the buffers sealed but not yet committed (and so the
+	// concurrent Uploads). Default 4.
+	MaxInflight int
+	// DrainTimeout bounds how long Run keeps flushing after its ctx ended.
+	// Whatever is left stays in the WAL for the next Open. Default 30s.
+	DrainTimeout time.Duration
+	// RetryBackoff is the first wait after a failed Upload or Commit; it
+	// doubles up to MaxRetryBackoff. Defaults 50ms and 5s.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+
+	// FS is the file system; nil means the operating system's.
+	FS FS
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registerer for floe_wal_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now stamps buffers' Created; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultFlushInterval    = 250 * time.Millisecond
+	DefaultFlushBytes       = 8 << 20
+	DefaultMaxBufferedBytes = 64 << 20
+	DefaultMaxInflight      = 4
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultRetryBackoff     = 50 * time.Millisecond
+	DefaultMaxRetryBackoff  = 5 * time.Second
+)
+
+// RegisterFlags registers the tunables under "wal." with the current values
+// (or the defaults for zero values) as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.setDefaults()
+	fs.StringVar(&c.Dir, "wal.dir", c.Dir, "directory for the write-ahead log")
+	fs.DurationVar(&c.FlushInterval, "wal.flush-interval", c.FlushInterval, "seal and flush the open buffer at least this often")
+	fs.Int64Var(&c.FlushBytes, "wal.flush-bytes", c.FlushBytes, "seal and flush the open buffer once it holds this many bytes")
+	fs.Int64Var(&c.MaxBufferedBytes, "wal.max-buffered-bytes", c.MaxBufferedBytes, "produce waits while this many bytes are not yet committed")
+	fs.IntVar(&c.MaxInflight, "wal.max-inflight", c.MaxInflight, "buffers uploading or committing at once")
+	fs.DurationVar(&c.DrainTimeout, "wal.drain-timeout", c.DrainTimeout, "how long shutdown keeps flushing before leaving data in the WAL")
+}
+
+func (c *Config) setDefaults() {
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushBytes == 0 {
+		c.FlushBytes = DefaultFlushBytes
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.MaxRetryBackoff == 0 {
+		c.MaxRetryBackoff = DefaultMaxRetryBackoff
+	}
+}
+
+// Validate reports the first invalid setting. Zero values mean the default.
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.Dir == "":
+		return errors.New("wal: config: dir is required")
+	case c.FlushInterval < 0:
+		return fmt.Errorf("wal: config: flush interval %v is negative", c.FlushInterval)
+	case c.FlushBytes < 0:
+		return fmt.Errorf("wal: config: flush bytes %d is negative", c.FlushBytes)
+	case c.MaxBufferedBytes < c.FlushBytes:
+		return fmt.Errorf("wal: config: max buffered bytes %d is below flush bytes %d", c.MaxBufferedBytes, c.FlushBytes)
+	case c.MaxInflight < 1:
+		return fmt.Errorf("wal: config: max inflight %d is below 1", c.MaxInflight)
+	case c.DrainTimeout < 0:
+		return fmt.Errorf("wal: config: drain timeout %v is negative", c.DrainTimeout)
+	case c.RetryBackoff < 0 || c.MaxRetryBackoff < c.RetryBackoff:
+		return fmt.Errorf("wal: config: retry backoff %v..%v invalid", c.RetryBackoff, c.MaxRetryBackoff)
+	}
+	return nil
+}
