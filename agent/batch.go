@@ -182,28 +182,81 @@ func validateProduceBatch(b []byte, produceVersion int16) (batchHeader, error) {
 // Real codecs stay far below it even for empty records.
 const maxCompressionRatio = 4096
 
-// checkRecords walks the records of an uncompressed batch: each length must
-// fit, and their number must equal the header's count.
+// checkRecords parses the records of an uncompressed batch: every field
+// must fit its record, every record its batch, and their number must equal
+// the header's count.
 func checkRecords(b []byte, want int32) error {
 	n := int32(0)
 	for len(b) > 0 {
-		l, sz := binary.Varint(b)
-		if sz <= 0 {
-			return corrupt("record %d has a bad length varint", n)
+		if n == want {
+			return corrupt("batch holds more records than its count %d", want)
 		}
-		if l < minRecordSize-1 || l > int64(len(b)-sz) {
-			return corrupt("record %d length %d does not fit the batch", n, l)
+		l, sz := binary.Varint(b)
+		if sz <= 0 || l < minRecordSize-1 || l > int64(len(b)-sz) {
+			return corrupt("record %d has a bad length", n)
+		}
+		if err := checkRecord(b[sz : sz+int(l)]); err != nil {
+			return corrupt("record %d: %v", n, err)
 		}
 		b = b[sz+int(l):]
 		n++
-		if n > want {
-			return corrupt("batch holds more records than its count %d", want)
-		}
 	}
 	if n != want {
 		return corrupt("batch holds %d records, its header says %d", n, want)
 	}
 	return nil
+}
+
+// checkRecord parses one record body: attributes, timestamp delta, offset
+// delta, key, value and headers, which must use it up exactly.
+func checkRecord(r []byte) error {
+	r = r[1:] // attributes; the length check guarantees the byte
+	for _, field := range []string{"timestamp delta", "offset delta"} {
+		_, sz := binary.Varint(r)
+		if sz <= 0 {
+			return fmt.Errorf("bad %s", field)
+		}
+		r = r[sz:]
+	}
+	var err error
+	if r, err = skipVarBytes(r, true, "key"); err != nil {
+		return err
+	}
+	if r, err = skipVarBytes(r, true, "value"); err != nil {
+		return err
+	}
+	headers, sz := binary.Varint(r)
+	if sz <= 0 || headers < 0 || headers > int64(len(r)) {
+		return errors.New("bad header count")
+	}
+	r = r[sz:]
+	for i := int64(0); i < headers; i++ {
+		if r, err = skipVarBytes(r, false, "header key"); err != nil {
+			return err
+		}
+		if r, err = skipVarBytes(r, true, "header value"); err != nil {
+			return err
+		}
+	}
+	if len(r) != 0 {
+		return fmt.Errorf("%d bytes left after the headers", len(r))
+	}
+	return nil
+}
+
+// skipVarBytes skips a varint-length-prefixed field (-1 is null where
+// nullable).
+func skipVarBytes(r []byte, nullable bool, field string) ([]byte, error) {
+	l, sz := binary.Varint(r)
+	switch {
+	case sz <= 0:
+		return nil, fmt.Errorf("bad %s length", field)
+	case l == -1 && nullable:
+		return r[sz:], nil
+	case l < 0 || l > int64(len(r)-sz):
+		return nil, fmt.Errorf("%s length %d does not fit", field, l)
+	}
+	return r[sz+int(l):], nil
 }
 
 // setLogAppendTime rewrites a validated batch for a topic with

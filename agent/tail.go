@@ -291,9 +291,14 @@ func (a *Agent) followStart(ctx context.Context) (int64, bool) {
 }
 
 // catchUp applies every commit after `after` and returns the last applied.
+// CommitsSince returns whole commits only, and its `latest` is the
+// catalog's newest commit id unless it cut the answer short (then it is the
+// last commit returned), so the loop ends once an answer is empty or
+// provably complete. Only row commit ids advance the position: a commit
+// without rows has nothing to miss.
 func (a *Agent) catchUp(ctx context.Context, after int64) (int64, error) {
 	for {
-		rows, _, err := a.cat.CommitsSince(ctx, after, followBatch)
+		rows, latest, err := a.cat.CommitsSince(ctx, after, followBatch)
 		if err != nil {
 			return after, err
 		}
@@ -301,11 +306,8 @@ func (a *Agent) catchUp(ctx context.Context, after int64) (int64, error) {
 		for _, r := range rows {
 			after = max(after, r.CommitID)
 		}
-		if len(rows) < followBatch {
-			// Only row commit ids advance the position: a commit
-			// without rows has nothing to miss, and trusting
-			// `latest` could skip a commit racing the read.
-			a.m.followerCommit.Set(float64(after))
+		a.m.followerCommit.Set(float64(after))
+		if len(rows) == 0 || latest > after {
 			return after, nil
 		}
 	}

@@ -254,9 +254,10 @@ type counters struct{ puts, flushes, commits float64 }
 
 // Metric names the harness reads from the agent's /metrics.
 const (
-	metricRequests = "floe_objstore_requests_total" // label op="put"
-	metricFlushes  = "floe_wal_flushes_total"
-	metricCommits  = "floe_catalog_commits_total"
+	metricRequests     = "floe_objstore_operations_total" // label op="put"
+	metricFlushes      = "floe_wal_flushes_total"
+	metricCommits      = "floe_flush_commit_duration_seconds" // histogram: count = successful commits
+	metricCommitErrors = "floe_flush_commit_errors_total"
 )
 
 func scrape(u string) (counters, error) {
@@ -292,6 +293,8 @@ func scrape(u string) (counters, error) {
 			}
 			if m.GetCounter() != nil {
 				s += m.GetCounter().GetValue()
+			} else if m.GetHistogram() != nil {
+				s += float64(m.GetHistogram().GetSampleCount())
 			} else if m.GetUntyped() != nil {
 				s += m.GetUntyped().GetValue()
 			}
@@ -300,6 +303,6 @@ func scrape(u string) (counters, error) {
 	}
 	c.puts = sum(metricRequests, "op", "put")
 	c.flushes = sum(metricFlushes, "", "")
-	c.commits = sum(metricCommits, "", "")
+	c.commits = sum(metricCommits, "", "") + sum(metricCommitErrors, "", "")
 	return c, nil
 }

@@ -84,16 +84,20 @@ func IsTransient(err error) bool {
 		return false
 	}
 	if errors.Is(err, ErrNotExist) || errors.Is(err, ErrInvalidRange) || errors.Is(err, ErrSizeMismatch) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		errors.Is(err, context.Canceled) {
+		return false
+	}
+	// net/http's own timeouts (ResponseHeaderTimeout) also claim to be
+	// context.DeadlineExceeded; only the caller's expired context is final.
+	if transportTimeout(err) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var t interface{ Transient() bool }
 	if errors.As(err, &t) {
 		return t.Transient()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
 	}
 	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, syscall.ETIMEDOUT} {
 		if errors.Is(err, errno) {
@@ -113,6 +117,33 @@ func IsTransient(err error) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// transportTimeout reports whether err's tree ends in a timeout raised by
+// the network or the HTTP transport, as opposed to the caller's expired
+// context. Wrappers such as url.Error pass Timeout through from what they
+// wrap, so only leaves are asked.
+func transportTimeout(err error) bool {
+	switch u := err.(type) {
+	case nil:
+		return false
+	case interface{ Unwrap() error }:
+		if inner := u.Unwrap(); inner != nil {
+			return transportTimeout(inner)
+		}
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if transportTimeout(e) {
+				return true
+			}
+		}
+		return false
+	}
+	if err == context.DeadlineExceeded {
+		return false
+	}
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
 // ErrorKind is a bounded classification of an error, for metric labels and
 // logs: "not_found", "invalid_range", "canceled", "transient" or "other".
 func ErrorKind(err error) string {
@@ -123,10 +154,10 @@ func ErrorKind(err error) string {
 		return "not_found"
 	case errors.Is(err, ErrInvalidRange):
 		return "invalid_range"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
 	case IsTransient(err):
 		return "transient"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
 	default:
 		return "other"
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -21,6 +22,15 @@ type timeoutErr struct{}
 func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
+
+// headerTimeout mimics net/http's response header timeout, which is a
+// net.Error and also matches context.DeadlineExceeded.
+type headerTimeout struct{}
+
+func (headerTimeout) Error() string        { return "net/http: timeout awaiting response headers" }
+func (headerTimeout) Timeout() bool        { return true }
+func (headerTimeout) Temporary() bool      { return true }
+func (headerTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
 
 func TestIsTransientAndKind(t *testing.T) {
 	tests := []struct {
@@ -52,6 +62,10 @@ func TestIsTransientAndKind(t *testing.T) {
 		{"dns not found", &net.DNSError{Err: "no such host", IsNotFound: true}, false, "other"},
 		{"dns timeout", &net.DNSError{Err: "timeout", IsTimeout: true}, true, "transient"},
 		{"plain", errors.New("boom"), false, "other"},
+		{"os deadline", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true, "transient"},
+		{"caller deadline in url error", &url.Error{Op: "Get", URL: "http://x", Err: context.DeadlineExceeded}, false, "canceled"},
+		{"caller deadline joined", fmt.Errorf("%w (after attempt 1: %w)", context.DeadlineExceeded, &objstore.StatusError{Status: 503}), false, "canceled"},
+		{"transport timeout claiming deadline", &url.Error{Op: "Put", URL: "http://x", Err: headerTimeout{}}, true, "transient"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

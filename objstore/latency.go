@@ -52,8 +52,9 @@ type LatencyConfig struct {
 	// Stat, List (before the first page) and Delete.
 	Stat, List, Delete Dist
 
-	// Rand draws the samples; nil seeds one from the runtime. Guarded by
-	// the wrapper, so it need not be safe for concurrent use.
+	// Rand draws the samples; nil seeds one from the runtime. The wrapper
+	// guards it, so it need not be safe for concurrent use, but it must
+	// not be shared with another wrapper.
 	Rand *rand.Rand
 	// Sleep waits d or until ctx is done; nil uses a timer.
 	Sleep func(ctx context.Context, d time.Duration) error

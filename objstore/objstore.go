@@ -12,6 +12,20 @@
 //     whatever the backend's SDK calls it.
 //   - Deleting a missing object succeeds.
 //   - All methods are safe for concurrent use and honour ctx cancellation.
+//
+// Package objstore/bucket opens a Bucket from a URL (s3://, gs://,
+// minio://, file://, mem://) and composes the wrappers every Floe bucket
+// gets: backend → WithLatency (benchmarks only) → WithPrefix → WithRetry →
+// WithMetrics. It is a separate package because it imports every backend
+// and every backend imports this one.
+//
+// What a backend owes the wrappers: map its SDK's not-found to ErrNotExist
+// and an unsatisfiable range to ErrInvalidRange; wrap other answers from
+// the service in *StatusError (HTTP status and error code) so IsTransient
+// can tell throttling from a bad request; turn the SDK's own retries off,
+// since WithRetry is the one retry layer; fail a short Put body with
+// ErrSizeMismatch (see ExactReader, ReadFull) leaving no object; and pass
+// objstoretest.Run.
 package objstore
 
 import (

@@ -17,7 +17,8 @@
 #                                       to reach them, stop with Ctrl-C
 #
 # Needs go, kcat and psql; starts the services itself when their variables
-# (FLOE_TEST_POSTGRES_URL, FLOE_TEST_MINIO_*) are not already set.
+# (FLOE_TEST_POSTGRES_URL, FLOE_TEST_MINIO_*) are not already set. FLOE_BIN
+# names a prebuilt floe binary to use instead of building one.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,8 +83,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building floe (docker/build.sh)"
-"$ROOT/docker/build.sh" "$BIN" compose-local
+if [[ -n "${FLOE_BIN:-}" ]]; then
+	BIN=$FLOE_BIN
+else
+	log "building floe (docker/build.sh)"
+	"$ROOT/docker/build.sh" "$BIN" compose-local
+fi
 
 psql -q "$FLOE_TEST_POSTGRES_URL" -c "CREATE DATABASE $DB" >/dev/null || die "cannot create database $DB"
 # Same server, new database: replace the path of the URL.

@@ -221,8 +221,8 @@ func TestBackpressure(t *testing.T) {
 	l := start(t, cfg, sink)
 
 	var acks []*Ack
-	for range 5 {
-		acks = append(acks, mustAppend(t, l.Log, entry(tp(1, 0), 300, 1))) // 1500 > 1000
+	for range 4 {
+		acks = append(acks, mustAppend(t, l.Log, entry(tp(1, 0), 300, 1))) // 1200 > 1000
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
@@ -233,8 +233,8 @@ func TestBackpressure(t *testing.T) {
 	l.mu.Lock()
 	buffered := l.mu.buffered
 	l.mu.Unlock()
-	if buffered != 1500 {
-		t.Fatalf("buffered %d bytes, want 1500 (the rejected append must not count)", buffered)
+	if buffered != 1200 {
+		t.Fatalf("buffered %d bytes, want 1200 (the rejected append must not count)", buffered)
 	}
 	// A blocked appender proceeds once space frees.
 	done := make(chan error, 1)
@@ -547,6 +547,7 @@ func TestConfig(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	l := start(t, testConfig(NewMemFS()), newFakeSink())
+	eventually(t, "Run started", l.running.Load)
 	if err := l.Run(context.Background()); err == nil {
 		t.Fatal("second Run accepted")
 	}

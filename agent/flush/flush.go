@@ -193,12 +193,12 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		return nil, fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
 	}
 	s.m.commitSeconds.Observe(time.Since(start).Seconds())
+	// Committed (or never retried again): the WAL will not call Commit for
+	// this buffer again in this process.
+	s.Forget(b.ID)
 	if len(res.Results) != len(bu.refs) {
 		return nil, wal.Permanent(fmt.Errorf("flush: commit segment %s: catalog returned %d results for %d batches", bu.key, len(res.Results), len(bu.refs)))
 	}
-	s.mu.Lock()
-	delete(s.mu.built, b.ID)
-	s.mu.Unlock()
 
 	out := make([]catalog.BatchResult, len(res.Results))
 	var rows []catalog.BatchRow
@@ -233,8 +233,9 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 	return out, nil
 }
 
-// Forget drops what Upload kept for buffer id; the WAL does not need it, but
-// an owner that abandons a buffer between Upload and Commit can free memory.
+// Forget drops what Upload kept for buffer id. Commit does it; an owner
+// that abandons a buffer between Upload and Commit can call it to free the
+// object's memory.
 func (s *Sink) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

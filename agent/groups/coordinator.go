@@ -312,6 +312,11 @@ func (c *Coordinator) lookup(id string, create bool, kind groupKind) (*group, in
 	if !create {
 		return nil, 0
 	}
+	if c.running.Load() == 2 {
+		// Shut down: a request that passed gate just before must not
+		// create a group no timer will ever serve.
+		return nil, kerr.NotCoordinator.Code
+	}
 	if len(c.mu.groups) >= c.cfg.MaxGroups && !c.evictOneLocked() {
 		c.log.Warn("groups: too many groups in memory", "max", c.cfg.MaxGroups)
 		return nil, kerr.CoordinatorNotAvailable.Code
@@ -508,6 +513,9 @@ func (c *Coordinator) countErrors(key int16, resp kmsg.Response) {
 }
 
 func errName(code int16) string {
+	if code == 0 {
+		return "NONE"
+	}
 	if err := kerr.ErrorForCode(code); err != nil {
 		if ke, ok := err.(*kerr.Error); ok {
 			return ke.Message

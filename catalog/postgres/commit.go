@@ -14,67 +14,123 @@ import (
 	"github.com/floebroker/floe/catalog/internal/commitplan"
 )
 
-// The first round trip of a commit: open the transaction, lock the touched
-// partitions in (topic id, partition) order, then — under those locks, with
-// a fresh READ COMMITTED snapshot per statement — look for the key and read
-// the producer state. ORDER BY runs below the row locking, so rows are
-// locked in sorted order and two commits never wait on each other in a
-// cycle.
+// How a commit works
+//
+// Round trip 1 reads, without locks, what the decisions depend on: which
+// of the segment's partitions exist, whether the key is already committed,
+// and the producer state (each row versioned by the commit that last wrote
+// it) and epochs. commitplan.Build then decides every batch with offsets
+// relative to each partition's next offset (commitplan.RelBase).
+//
+// Round trip 2 is one pipeline: BEGIN; lock the partitions FOR UPDATE in
+// (topic id, partition) order; one statement that — in a snapshot taken
+// after the locks, so it sees every commit that held them before — checks
+// that what round trip 1 read still holds, and only then turns the
+// relative offsets absolute, writes every row, takes the next commit id and
+// NOTIFYs it; COMMIT. No client round trip happens while the locks are
+// held, so contended partitions pass from commit to commit at server speed.
+//
+// If the check fails (a concurrent commit of the same producer on the same
+// partition, a topic created or deleted, the key committed meanwhile) the
+// statement writes nothing and the commit starts over. After a few such
+// conflicts it runs in locked mode instead: round trip 1 opens the
+// transaction and takes the locks before reading, so the check cannot fail
+// for lack of isolation and the commit makes progress whatever the load.
+
 const (
 	sqlBegin = `BEGIN ISOLATION LEVEL READ COMMITTED`
 
-	sqlLockPartitions = `SELECT topic_id, partition, next_offset, log_start_offset
-FROM partitions
+	// sqlPartitions lists which requested partitions exist; sqlLock also
+	// locks them. ORDER BY runs below the row locking, so rows are locked
+	// in sorted order and two commits never wait on each other in a cycle.
+	sqlPartitions = `SELECT topic_id, partition FROM partitions
 WHERE (topic_id, partition) IN (SELECT t, p FROM unnest($1::uuid[], $2::int4[]) AS u(t, p))
-ORDER BY topic_id, partition
+ORDER BY topic_id, partition`
+	sqlLock = sqlPartitions + `
 FOR UPDATE`
 
 	sqlFindObject = `SELECT commit_id, results FROM objects WHERE key = $1`
 
-	sqlProducerState = `SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.entries
+	sqlProducerState = `SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.entries, s.pending_base, s.commit_id
 FROM producer_state s
 JOIN unnest($1::int8[], $2::uuid[], $3::int4[]) AS u(pid, t, p)
   ON s.producer_id = u.pid AND s.topic_id = u.t AND s.partition = u.p`
 
 	sqlProducerEpochs = `SELECT producer_id, epoch FROM producers WHERE producer_id = ANY($1::int8[])`
-)
 
-// The second round trip: one statement writes everything and takes the
-// next commit id. The commit_seq row lock is the last lock a commit takes
-// and is held only for this statement and the COMMIT behind it in the same
-// pipeline, with no client round trip in between.
-const (
-	sqlWrite = `WITH seq AS (
-    UPDATE commit_seq SET id = id + 1 RETURNING id
-), obj AS (
-    INSERT INTO objects (key, size, created, commit_id, results)
-    SELECT $1, $2, $3, seq.id, $4 FROM seq
-    RETURNING id, commit_id
-), rows AS (
-    INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,
-                         byte_offset, byte_length, records, max_timestamp, commit_id)
-    SELECT r.t, r.p, r.bo, r.lo, obj.id, r.off, r.len, r.n, r.ts, obj.commit_id
-    FROM obj, unnest($5::uuid[], $6::int4[], $7::int8[], $8::int8[], $9::int8[],
-                     $10::int8[], $11::int4[], $12::int8[]) AS r(t, p, bo, lo, off, len, n, ts)
-), parts AS (
-    UPDATE partitions SET next_offset = u.n, last_commit_id = obj.commit_id
-    FROM obj, unnest($13::uuid[], $14::int4[], $15::int8[]) AS u(t, p, n)
-    WHERE partitions.topic_id = u.t AND partitions.partition = u.p
-), states AS (
-    INSERT INTO producer_state (producer_id, topic_id, partition, epoch, entries, updated)
-    SELECT s.pid, s.t, s.p, s.e, s.en, $3
-    FROM unnest($16::int8[], $17::uuid[], $18::int4[], $19::int2[], $20::bytea[]) AS s(pid, t, p, e, en)
-    ON CONFLICT (topic_id, partition, producer_id)
-    DO UPDATE SET epoch = excluded.epoch, entries = excluded.entries, updated = excluded.updated
-)
-SELECT commit_id FROM obj`
-
-	sqlNotify = `SELECT pg_notify($1, id::text) FROM commit_seq`
 	sqlCommit = `COMMIT`
 )
 
-// CommitSegment assigns offsets to seg's batches in one transaction; see
-// the package doc for how. It is idempotent per seg.Key.
+// sqlWrite checks round trip 1's reads (chk) and, only if they hold, writes
+// the commit. cur is read in this statement's snapshot, after the locks:
+// the partitions' next offsets before this commit. The results' partition
+// table is appended to the Go-encoded results with int8send. The commit id
+// comes from a one-row counter whose row lock is taken here, last, and held
+// to COMMIT, so ids are handed out in commit order.
+const sqlWrite = `WITH req AS (
+    SELECT u.t, u.p, u.e, u.ord
+    FROM unnest($5::uuid[], $6::int4[], $7::bool[]) WITH ORDINALITY AS u(t, p, e, ord)
+), cur AS (
+    SELECT p.topic_id, p.partition, p.next_offset, p.log_start_offset
+    FROM partitions p JOIN req ON p.topic_id = req.t AND p.partition = req.p
+), chk AS (
+    SELECT NOT EXISTS (SELECT 1 FROM objects WHERE key = $1)
+       AND NOT EXISTS (
+           SELECT 1 FROM req LEFT JOIN cur ON cur.topic_id = req.t AND cur.partition = req.p
+           WHERE (cur.topic_id IS NOT NULL) <> req.e)
+       AND NOT EXISTS (
+           SELECT 1 FROM unnest($24::int8[], $25::uuid[], $26::int4[], $27::int8[]) AS x(pid, t, p, v)
+           LEFT JOIN producer_state s ON s.topic_id = x.t AND s.partition = x.p AND s.producer_id = x.pid
+           WHERE coalesce(s.commit_id, 0) <> x.v)
+       AND NOT EXISTS (
+           SELECT 1 FROM unnest($28::int8[], $29::int2[]) AS y(pid, e)
+           LEFT JOIN producers pr ON pr.producer_id = y.pid
+           WHERE coalesce(pr.epoch, -1) <> y.e) AS ok
+), seq AS (
+    UPDATE commit_seq SET id = id + 1 WHERE (SELECT ok FROM chk) RETURNING id
+), obj AS (
+    INSERT INTO objects (key, size, created, commit_id, results)
+    SELECT $1, $2, $3, seq.id, $4::bytea || coalesce((
+        SELECT string_agg(int8send(coalesce(cur.next_offset, -1)) || int8send(coalesce(cur.log_start_offset, -1)), ''::bytea ORDER BY req.ord)
+        FROM req LEFT JOIN cur ON cur.topic_id = req.t AND cur.partition = req.p), ''::bytea)
+    FROM seq
+    RETURNING id, commit_id
+), new_rows AS (
+    INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,
+                         byte_offset, byte_length, records, max_timestamp, commit_id)
+    SELECT r.t, r.p, cur.next_offset + r.bo, cur.next_offset + r.lo, obj.id, r.off, r.len, r.n, r.ts, obj.commit_id
+    FROM obj, unnest($8::uuid[], $9::int4[], $10::int8[], $11::int8[], $12::int8[],
+                     $13::int8[], $14::int4[], $15::int8[]) AS r(t, p, bo, lo, off, len, n, ts)
+    JOIN cur ON cur.topic_id = r.t AND cur.partition = r.p
+), moved AS (
+    UPDATE partitions SET next_offset = partitions.next_offset + u.n, last_commit_id = obj.commit_id
+    FROM obj, unnest($16::uuid[], $17::int4[], $18::int8[]) AS u(t, p, n)
+    WHERE partitions.topic_id = u.t AND partitions.partition = u.p
+), states AS (
+    INSERT INTO producer_state (topic_id, partition, producer_id, epoch, entries, pending_base, commit_id, updated)
+    SELECT s.t, s.p, s.pid, s.e, s.en, cur.next_offset, obj.commit_id, $3
+    FROM obj, unnest($19::int8[], $20::uuid[], $21::int4[], $22::int2[], $23::bytea[]) AS s(pid, t, p, e, en)
+    JOIN cur ON cur.topic_id = s.t AND cur.partition = s.p
+    ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET
+        epoch = excluded.epoch, entries = excluded.entries, pending_base = excluded.pending_base,
+        commit_id = excluded.commit_id, updated = excluded.updated
+), note AS (
+    SELECT pg_notify($30, obj.commit_id::text) FROM obj
+)
+SELECT chk.ok, obj.commit_id, cur.topic_id, cur.partition, cur.next_offset, cur.log_start_offset,
+       (SELECT count(*) FROM note)
+FROM chk LEFT JOIN obj ON true LEFT JOIN cur ON true`
+
+// errConflict reports that round trip 1's reads no longer held under the
+// locks; nothing was written.
+var errConflict = errors.New("catalog: commit read stale state")
+
+// optimisticTries is how many conflicts a commit tolerates before it
+// switches to locked mode.
+const optimisticTries = 2
+
+// CommitSegment assigns offsets to seg's batches in one transaction (see
+// "How a commit works" above). It is idempotent per seg.Key.
 func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catalog.CommitResult, error) {
 	if err := commitplan.ValidateSegment(seg); err != nil {
 		return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
@@ -88,11 +144,20 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 		keys: commitplan.ProducerKeys(seg),
 		pids: commitplan.ProducerIDs(seg),
 	}
+	conflicts := 0
 	for attempt := 1; ; attempt++ {
-		res, err := c.commitOnce(ctx, in)
+		res, err := c.commitOnce(ctx, in, conflicts >= optimisticTries)
 		if err == nil {
 			c.hub.Publish(res.CommitID)
 			return res, nil
+		}
+		if errors.Is(err, errConflict) {
+			c.conflicts.Add(1)
+			conflicts++
+			if conflicts <= optimisticTries+maxAttempts {
+				attempt-- // conflicts have their own budget
+				continue
+			}
 		}
 		// A duplicate key means a concurrent commit of the same segment
 		// won: the next attempt finds its row and returns its results.
@@ -106,6 +171,11 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 	}
 }
 
+// CommitConflicts returns how many commit attempts found their unlocked
+// reads stale (a measure of contention on producer state, for tests and
+// benchmarks).
+func (c *Catalog) CommitConflicts() int64 { return c.conflicts.Load() }
+
 type commitInput struct {
 	seg  catalog.Segment
 	tps  []catalog.TopicPartition
@@ -113,20 +183,79 @@ type commitInput struct {
 	pids []int64
 }
 
+// readState is what round trip 1 read.
+type readState struct {
+	plan     commitplan.Input
+	versions map[commitplan.ProducerKey]int64
+	existing *catalog.CommitResult // the key is already committed
+}
+
 // commitOnce is one attempt. Errors from before COMMIT was sent leave
 // nothing behind; errors after it wrap ErrCommitUnknown.
-func (c *Catalog) commitOnce(ctx context.Context, in commitInput) (res catalog.CommitResult, err error) {
+func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool) (res catalog.CommitResult, err error) {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer func() { releaseConn(conn) }()
-
-	// Round trip 1: begin, lock, read.
-	b := &pgx.Batch{}
-	b.Queue(sqlBegin)
 	ids, parts := topicIDs(in.tps)
-	b.Queue(sqlLockPartitions, ids, parts)
+
+	rs, err := c.readForCommit(ctx, conn, in, ids, parts, locked)
+	if err != nil {
+		return res, readErr(err)
+	}
+	if rs.existing != nil {
+		return *rs.existing, nil // in locked mode, the deferred release rolls back
+	}
+	plan := commitplan.Build(rs.plan)
+
+	w := &pgx.Batch{}
+	if !locked {
+		w.Queue(sqlBegin)
+		w.Queue(sqlLock, ids, parts)
+	}
+	w.Queue(sqlWrite, c.writeArgs(in, rs, plan)...)
+	w.Queue(sqlCommit)
+	br := conn.SendBatch(ctx, w)
+	defer br.Close()
+	if !locked {
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return res, commitErr(err, false)
+			}
+		}
+	}
+	ok, commitID, states, err := scanWrite(br)
+	if err != nil {
+		return res, commitErr(err, false)
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return res, commitErr(err, true)
+	}
+	if tag.String() != "COMMIT" {
+		// Cannot happen after successful statements; never report a
+		// rolled-back transaction as committed.
+		return res, fmt.Errorf("transaction ended with %q instead of COMMIT", tag.String())
+	}
+	if !ok {
+		return res, errConflict
+	}
+	// COMMIT's CommandComplete arrived: the commit is durable whatever
+	// happens to the connection now.
+	return catalog.CommitResult{CommitID: commitID, Results: commitplan.Resolve(in.seg, plan.Results, states)}, nil
+}
+
+// readForCommit sends round trip 1. In locked mode it opens the
+// transaction and locks the partitions first.
+func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in commitInput, ids [][16]byte, parts []int32, locked bool) (readState, error) {
+	b := &pgx.Batch{}
+	if locked {
+		b.Queue(sqlBegin)
+		b.Queue(sqlLock, ids, parts)
+	} else {
+		b.Queue(sqlPartitions, ids, parts)
+	}
 	b.Queue(sqlFindObject, in.seg.Key)
 	if len(in.keys) > 0 {
 		pids := make([]int64, len(in.keys))
@@ -138,73 +267,31 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput) (res catalog.C
 		b.Queue(sqlProducerState, pids, kids, kparts)
 		b.Queue(sqlProducerEpochs, in.pids)
 	}
-	plan, existing, err := c.readForCommit(ctx, conn, b, in)
-	if err != nil {
-		return res, readErr(err)
-	}
-	if existing != nil {
-		return *existing, nil // deferred release rolls back
-	}
-
-	// Round trip 2: write, notify, commit.
-	w := &pgx.Batch{}
-	w.Queue(sqlWrite, writeArgs(in.seg, plan, c.now())...)
-	w.Queue(sqlNotify, c.channel)
-	w.Queue(sqlCommit)
-	br := conn.SendBatch(ctx, w)
-	defer br.Close()
-	var commitID int64
-	if err := br.QueryRow().Scan(&commitID); err != nil {
-		return res, commitErr(err, false)
-	}
-	if _, err := br.Exec(); err != nil {
-		return res, commitErr(err, false)
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return res, commitErr(err, true)
-	}
-	if tag.String() != "COMMIT" {
-		// Cannot happen after two successful statements; never report a
-		// rolled-back transaction as committed.
-		return res, fmt.Errorf("transaction ended with %q instead of COMMIT", tag.String())
-	}
-	// COMMIT's CommandComplete arrived: the commit is durable whatever
-	// happens to the connection now.
-	return catalog.CommitResult{CommitID: commitID, Results: plan.Results}, nil
-}
-
-// readForCommit sends the first round trip and builds the plan, or returns
-// the stored results if the key is already committed.
-func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, in commitInput) (commitplan.Plan, *catalog.CommitResult, error) {
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return commitplan.Plan{}, nil, err
-	}
-	pin := commitplan.Input{
-		Segment:    in.seg,
-		Partitions: make(map[catalog.TopicPartition]commitplan.Partition, len(in.tps)),
-		States:     make(map[commitplan.ProducerKey]commitplan.ProducerState, len(in.keys)),
-		Epochs:     make(map[int64]int16, len(in.pids)),
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return commitplan.Plan{}, nil, err
-	}
-	for rows.Next() {
-		var id [16]byte
-		var tp catalog.TopicPartition
-		var p commitplan.Partition
-		if err := rows.Scan(&id, &tp.Partition, &p.NextOffset, &p.LogStart); err != nil {
-			rows.Close()
-			return commitplan.Plan{}, nil, err
+	if locked {
+		if _, err := br.Exec(); err != nil {
+			return readState{}, err
 		}
-		tp.TopicID = id
-		pin.Partitions[tp] = p
 	}
-	if err := rows.Err(); err != nil {
-		return commitplan.Plan{}, nil, err
+	rs := readState{
+		plan: commitplan.Input{
+			Segment:    in.seg,
+			Partitions: make(map[catalog.TopicPartition]commitplan.Partition, len(in.tps)),
+			States:     make(map[commitplan.ProducerKey]commitplan.ProducerState, len(in.keys)),
+			Epochs:     make(map[int64]int16, len(in.pids)),
+		},
+		versions: make(map[commitplan.ProducerKey]int64, len(in.keys)),
+	}
+	var id [16]byte
+	var tp catalog.TopicPartition
+	if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&id, &tp.Partition}, func() error {
+		tp.TopicID = id
+		// Offsets are assigned in SQL: plan relative to every partition.
+		rs.plan.Partitions[tp] = commitplan.Partition{NextOffset: commitplan.RelBase}
+		return nil
+	}); err != nil {
+		return readState{}, err
 	}
 
 	var commitID int64
@@ -213,72 +300,111 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, b *pgx.
 	case err == nil:
 		results, err := commitplan.DecodeResults(stored)
 		if err != nil {
-			return commitplan.Plan{}, nil, fmt.Errorf("stored results of %s: %w", in.seg.Key, err)
+			return readState{}, fmt.Errorf("stored results: %w", err)
 		}
-		return commitplan.Plan{}, &catalog.CommitResult{CommitID: commitID, Results: results}, nil
+		rs.existing = &catalog.CommitResult{CommitID: commitID, Results: results}
+		return rs, nil
 	case !errors.Is(err, pgx.ErrNoRows):
-		return commitplan.Plan{}, nil, err
+		return readState{}, err
 	}
 
 	if len(in.keys) > 0 {
-		rows, err := br.Query()
-		if err != nil {
-			return commitplan.Plan{}, nil, err
-		}
-		for rows.Next() {
-			var k commitplan.ProducerKey
-			var id [16]byte
-			var st commitplan.ProducerState
-			var entries []byte
-			if err := rows.Scan(&k.ProducerID, &id, &k.Partition, &st.Epoch, &entries); err != nil {
-				rows.Close()
-				return commitplan.Plan{}, nil, err
-			}
+		var k commitplan.ProducerKey
+		var epoch int16
+		var entries []byte
+		var pending, version int64
+		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&k.ProducerID, &id, &k.Partition, &epoch, &entries, &pending, &version}, func() error {
 			k.TopicID = id
-			if st.Entries, err = commitplan.DecodeEntries(entries); err != nil {
-				rows.Close()
-				return commitplan.Plan{}, nil, fmt.Errorf("producer %d state: %w", k.ProducerID, err)
+			es, err := commitplan.DecodeEntries(entries, pending)
+			if err != nil {
+				return fmt.Errorf("producer %d state: %w", k.ProducerID, err)
 			}
-			pin.States[k] = st
+			rs.plan.States[k] = commitplan.ProducerState{Epoch: epoch, Entries: es}
+			rs.versions[k] = version
+			return nil
+		}); err != nil {
+			return readState{}, err
 		}
-		if err := rows.Err(); err != nil {
-			return commitplan.Plan{}, nil, err
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return commitplan.Plan{}, nil, err
-		}
-		for rows.Next() {
-			var pid int64
-			var epoch int16
-			if err := rows.Scan(&pid, &epoch); err != nil {
-				rows.Close()
-				return commitplan.Plan{}, nil, err
-			}
-			pin.Epochs[pid] = epoch
-		}
-		if err := rows.Err(); err != nil {
-			return commitplan.Plan{}, nil, err
+		var pid int64
+		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&pid, &epoch}, func() error {
+			rs.plan.Epochs[pid] = epoch
+			return nil
+		}); err != nil {
+			return readState{}, err
 		}
 	}
-	return commitplan.Build(pin), nil, nil
+	return rs, nil
 }
 
-// writeArgs flattens a plan into sqlWrite's arrays.
-func writeArgs(seg catalog.Segment, plan commitplan.Plan, now time.Time) []any {
+// mustRows adapts BatchResults.Query for ForEachRow: a query error is
+// reported by the returned rows.
+func mustRows(rows pgx.Rows, err error) pgx.Rows {
+	if err != nil {
+		return errRows{rows, err}
+	}
+	return rows
+}
+
+type errRows struct {
+	pgx.Rows
+	err error
+}
+
+func (r errRows) Next() bool { return false }
+func (r errRows) Err() error { return r.err }
+func (r errRows) Close()     {}
+
+// scanWrite reads sqlWrite's rows: the check's outcome, the commit id and
+// the partitions' state before the commit.
+func scanWrite(br pgx.BatchResults) (bool, int64, map[catalog.TopicPartition]commitplan.PartitionState, error) {
+	var ok bool
+	var commitID *int64
+	var id *[16]byte
+	var part *int32
+	var next, logStart *int64
+	var notified int64
+	states := map[catalog.TopicPartition]commitplan.PartitionState{}
+	_, err := pgx.ForEachRow(mustRows(br.Query()), []any{&ok, &commitID, &id, &part, &next, &logStart, &notified}, func() error {
+		if id != nil {
+			states[catalog.TopicPartition{TopicID: *id, Partition: *part}] = commitplan.PartitionState{NextOffset: *next, LogStart: *logStart}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, 0, nil, err
+	}
+	if !ok {
+		return false, 0, nil, nil
+	}
+	if commitID == nil {
+		return false, 0, nil, fmt.Errorf("commit statement returned no commit id")
+	}
+	return true, *commitID, states, nil
+}
+
+// writeArgs flattens a plan and the expectations of round trip 1 into
+// sqlWrite's arrays.
+func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) []any {
+	req := len(in.tps)
+	reqIDs, reqParts := topicIDs(in.tps)
+	exists := make([]bool, req)
+	for i, tp := range in.tps {
+		_, exists[i] = rs.plan.Partitions[tp]
+	}
+
 	n := len(plan.Rows)
 	rt, rp := make([][16]byte, n), make([]int32, n)
 	bo, lo, off, ln := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	recs, ts := make([]int32, n), make([]int64, n)
 	for i, r := range plan.Rows {
 		rt[i], rp[i] = r.TopicID, r.Partition
-		bo[i], lo[i], off[i], ln[i] = r.BaseOffset, r.LastOffset, r.ByteOffset, r.ByteLength
-		recs[i], ts[i] = r.Records, r.MaxTimestamp
+		bo[i], lo[i] = r.BaseOffset-commitplan.RelBase, r.LastOffset-commitplan.RelBase
+		off[i], ln[i], recs[i], ts[i] = r.ByteOffset, r.ByteLength, r.Records, r.MaxTimestamp
 	}
 	m := len(plan.Partitions)
 	pt, pp, pn := make([][16]byte, m), make([]int32, m), make([]int64, m)
 	for i, p := range plan.Partitions {
-		pt[i], pp[i], pn[i] = p.TopicID, p.Partition, p.NextOffset
+		pt[i], pp[i], pn[i] = p.TopicID, p.Partition, p.NextOffset-commitplan.RelBase
 	}
 	k := len(plan.States)
 	sid, st, sp := make([]int64, k), make([][16]byte, k), make([]int32, k)
@@ -287,11 +413,28 @@ func writeArgs(seg catalog.Segment, plan commitplan.Plan, now time.Time) []any {
 		sid[i], st[i], sp[i] = s.ProducerID, s.TopicID, s.Partition
 		se[i], sen[i] = s.Epoch, commitplan.EncodeEntries(s.Entries)
 	}
+	x := len(in.keys)
+	xid, xt, xp, xv := make([]int64, x), make([][16]byte, x), make([]int32, x), make([]int64, x)
+	for i, key := range in.keys {
+		xid[i], xt[i], xp[i], xv[i] = key.ProducerID, key.TopicID, key.Partition, rs.versions[key]
+	}
+	y := len(in.pids)
+	yid, ye := make([]int64, y), make([]int16, y)
+	for i, pid := range in.pids {
+		yid[i], ye[i] = pid, -1
+		if e, ok := rs.plan.Epochs[pid]; ok {
+			ye[i] = e
+		}
+	}
 	return []any{
-		seg.Key, seg.Size, now.UTC(), commitplan.EncodeResults(plan.Results),
+		in.seg.Key, in.seg.Size, c.now().UTC(), commitplan.EncodeResults(in.seg, plan.Results),
+		reqIDs, reqParts, exists,
 		rt, rp, bo, lo, off, ln, recs, ts,
 		pt, pp, pn,
 		sid, st, sp, se, sen,
+		xid, xt, xp, xv,
+		yid, ye,
+		c.channel,
 	}
 }
 
@@ -317,8 +460,8 @@ func readErr(err error) error {
 // commitErr classifies an error of the second round trip. A server ERROR
 // proves the transaction failed: PostgreSQL skips the rest of the pipeline
 // and the transaction can only roll back (an ERROR answering COMMIT means
-// it rolled back too). A FATAL answering the write or notify statement
-// means the backend died before running COMMIT. Anything else — a dropped
+// it rolled back too). A FATAL answering a statement before COMMIT means
+// the backend died before running COMMIT. Anything else — a dropped
 // connection, a cancelled context, a FATAL while committing — leaves the
 // outcome unknown.
 func commitErr(err error, atCommit bool) error {

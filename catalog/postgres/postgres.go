@@ -2,11 +2,13 @@
 // sharing one database.
 //
 // Guarantees beyond catalog.Catalog's:
-//   - CommitSegment runs in one READ COMMITTED transaction of two round
-//     trips: the first locks the touched partition rows in (topic id,
-//     partition) order with SELECT … FOR UPDATE and reads producer state,
-//     the second writes every row in one statement, NOTIFYs the commit id and
-//     COMMITs. The fixed lock order means agents never deadlock each other.
+//   - CommitSegment takes two round trips: unlocked reads, then one
+//     pipelined READ COMMITTED transaction that locks the touched partition
+//     rows in (topic id, partition) order with SELECT … FOR UPDATE, verifies
+//     the reads under the locks, writes every row in one statement, NOTIFYs
+//     the commit id and COMMITs (details in commit.go). The fixed lock order
+//     means agents never deadlock each other, and no client round trip
+//     happens while locks are held.
 //   - Commit ids are taken from a one-row counter updated inside the commit
 //     transaction, so they are assigned in commit order: a follower that has
 //     seen commit id N has seen every commit ≤ N (CommitsSince relies on it).
@@ -57,8 +59,9 @@ type Catalog struct {
 	schema  string
 	channel string // NOTIFY channel, per schema
 
-	hub    *watchhub.Hub
-	closed atomic.Bool
+	hub       *watchhub.Hub
+	closed    atomic.Bool
+	conflicts atomic.Int64 // see CommitConflicts
 	// The listener starts with the first Watch and stops at Close.
 	listen struct {
 		sync.Mutex

@@ -1,10 +1,7 @@
 package gcs
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"strings"
 	"testing"
 
@@ -92,25 +89,6 @@ func TestNewChecks(t *testing.T) {
 
 func BenchmarkPutGet(b *testing.B) {
 	bk := newTestBucket(b, func(c *Config) { c.ChunkSize = 0 })
-	for _, size := range []int{1 << 20, 8 << 20} {
-		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			data := bytes.Repeat([]byte("floe"), size/4)
-			ctx := context.Background()
-			b.SetBytes(int64(size))
-			for i := 0; b.Loop(); i++ {
-				key := fmt.Sprintf("bench/%d", i)
-				if err := bk.Put(ctx, key, bytes.NewReader(data), int64(size)); err != nil {
-					b.Fatal(err)
-				}
-				rc, err := bk.Get(ctx, key)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n, err := io.Copy(io.Discard, rc); err != nil || n != int64(size) {
-					b.Fatal(n, err)
-				}
-				rc.Close()
-			}
-		})
-	}
+	defer bk.Close()
+	objstoretest.BenchmarkPutGet(b, bk)
 }

@@ -11,3 +11,7 @@ import (
 func TestAcceptance(t *testing.T) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Bucket { return mem.New(nil) })
 }
+
+func BenchmarkPutGet(b *testing.B) {
+	objstoretest.BenchmarkPutGet(b, mem.New(nil))
+}

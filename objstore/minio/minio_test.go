@@ -1,14 +1,13 @@
 package minio
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
+	"go.uber.org/goleak"
 
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/objstoretest"
@@ -109,25 +108,27 @@ func TestNewChecks(t *testing.T) {
 
 func BenchmarkPutGet(b *testing.B) {
 	bk := newTestBucket(b, func(c *Config) { c.PartSize = 0 })
-	for _, size := range []int{1 << 20, 8 << 20} {
-		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			data := bytes.Repeat([]byte("floe"), size/4)
-			ctx := context.Background()
-			b.SetBytes(int64(size))
-			for i := 0; b.Loop(); i++ {
-				key := fmt.Sprintf("bench/%d", i)
-				if err := bk.Put(ctx, key, bytes.NewReader(data), int64(size)); err != nil {
-					b.Fatal(err)
-				}
-				rc, err := bk.Get(ctx, key)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n, err := io.Copy(io.Discard, rc); err != nil || n != int64(size) {
-					b.Fatal(n, err)
-				}
-				rc.Close()
-			}
-		})
+	defer bk.Close()
+	objstoretest.BenchmarkPutGet(b, bk)
+}
+
+func TestListEarlyStopLeaksNothing(t *testing.T) {
+	b := newTestBucket(t, nil)
+	ctx := t.Context()
+	for i := range 20 {
+		if err := b.Put(ctx, fmt.Sprintf("k/%02d", i), strings.NewReader("v"), 1); err != nil {
+			t.Fatal(err)
+		}
 	}
+	ignore := goleak.IgnoreCurrent()
+	for range 3 {
+		for _, err := range b.List(ctx, "k/") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	b.Close()
+	goleak.VerifyNone(t, ignore)
 }

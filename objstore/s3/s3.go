@@ -36,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/floebroker/floe/objstore"
 )
@@ -163,6 +164,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		awsconfig.WithDefaultRegion("us-east-1"),
+		// The SDK's logger writes unstructured lines to stderr; what
+		// matters reaches the caller as an error.
+		awsconfig.WithLogger(logging.Nop{}),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(cfg.Region))

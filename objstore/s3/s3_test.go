@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,25 +155,30 @@ func TestEnvCredentials(t *testing.T) {
 
 func BenchmarkPutGet(b *testing.B) {
 	bk := newMinioBucket(b, func(c *Config) { c.MultipartThreshold, c.PartSize = 0, 0 })
-	for _, size := range []int{1 << 20, 8 << 20} {
-		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			data := bytes.Repeat([]byte("floe"), size/4)
-			ctx := context.Background()
-			b.SetBytes(int64(size))
-			for i := 0; b.Loop(); i++ {
-				key := fmt.Sprintf("bench/%d", i)
-				if err := bk.Put(ctx, key, bytes.NewReader(data), int64(size)); err != nil {
-					b.Fatal(err)
-				}
-				rc, err := bk.Get(ctx, key)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n, err := io.Copy(io.Discard, rc); err != nil || n != int64(size) {
-					b.Fatal(n, err)
-				}
-				rc.Close()
-			}
-		})
+	defer bk.Close()
+	objstoretest.BenchmarkPutGet(b, bk)
+}
+
+// TestLargeObjectIsMultipart checks the threshold: S3 gives multipart
+// objects an ETag ending in "-<parts>".
+func TestLargeObjectIsMultipart(t *testing.T) {
+	b := newMinioBucket(t, nil) // threshold 6 MiB, parts 5 MiB
+	ctx := t.Context()
+	for _, tt := range []struct {
+		size  int
+		parts string
+	}{{6 << 20, ""}, {6<<20 + 1, "-2"}, {objstoretest.LargeSize, "-5"}} {
+		key := fmt.Sprint(tt.size)
+		if err := b.Put(ctx, key, bytes.NewReader(make([]byte, tt.size)), int64(tt.size)); err != nil {
+			t.Fatal(err)
+		}
+		out, err := b.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		etag := strings.Trim(*out.ETag, `"`)
+		if tt.parts == "" && strings.Contains(etag, "-") || tt.parts != "" && !strings.HasSuffix(etag, tt.parts) {
+			t.Errorf("%d bytes: ETag %s, want parts suffix %q", tt.size, etag, tt.parts)
+		}
 	}
 }

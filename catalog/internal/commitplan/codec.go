@@ -4,12 +4,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/floebroker/floe/catalog"
 )
 
+// RelBase marks offsets that are relative to a partition's next offset at
+// commit time: a backend that assigns offsets in SQL (catalog/postgres)
+// builds its plan with every partition's NextOffset set to RelBase, so each
+// offset the plan produces is RelBase + (position within the commit). Real
+// offsets stay far below 2^62, so the two ranges never meet.
+const RelBase int64 = 1 << 62
+
+// IsRelative reports whether v is a RelBase-relative offset.
+func IsRelative(v int64) bool { return v >= RelBase }
+
 // Two small binary encodings live in catalog columns; both backends share
-// them.
+// them. Varints are encoding/binary's (zig-zag for signed).
 //
 // Producer entries (producer_state.entries), version 1:
 //
@@ -17,16 +28,25 @@ import (
 //	count    uvarint  (≤ MaxEntries)
 //	count × { first_seq varint, last_seq varint, base_offset varint }
 //
+// A base_offset ≥ RelBase is relative to the row's pending_base column (the
+// partition's next offset when the entry was written); ResolveEntries turns
+// them absolute.
+//
 // Commit results (objects.results), version 1, so a re-commit of a key
 // returns exactly what the first commit returned:
 //
-//	version  byte   = 1
-//	count    uvarint  (one per BatchRef of the segment)
-//	count × { code byte, base_offset varint, log_start_offset varint }
+//	version   byte   = 1
+//	nparts    uvarint   distinct partitions of the segment (sorted order)
+//	nresults  uvarint   one per BatchRef of the segment
+//	nresults × { code byte, part uvarint, base_offset varint }
+//	nparts   × { next_offset int64 big-endian, log_start int64 big-endian }
 //
 // code: 0 stored, 1 duplicate, 2 unknown topic, 3 out-of-order sequence,
-// 4 invalid producer epoch, 5 unknown producer id. Varints are
-// encoding/binary's (zig-zag for signed).
+// 4 invalid producer epoch, 5 unknown producer id. part indexes the
+// partition table; a base_offset ≥ RelBase is relative to that partition's
+// next_offset (its value before the commit). The fixed-width partition
+// table comes last so PostgreSQL can append it in SQL (int8send) from the
+// rows it locked; -1 marks a partition that did not exist.
 
 const codecVersion = 1
 
@@ -46,8 +66,9 @@ func EncodeEntries(entries []SeqEntry) []byte {
 	return buf
 }
 
-// DecodeEntries decodes EncodeEntries' output.
-func DecodeEntries(b []byte) ([]SeqEntry, error) {
+// DecodeEntries decodes EncodeEntries' output and resolves relative base
+// offsets against pendingBase.
+func DecodeEntries(b []byte, pendingBase int64) ([]SeqEntry, error) {
 	d := decoder{b: b}
 	if v := d.byte(); v != codecVersion {
 		return nil, fmt.Errorf("%w: producer entries version %d", ErrCorrupt, v)
@@ -62,6 +83,9 @@ func DecodeEntries(b []byte) ([]SeqEntry, error) {
 			FirstSeq:   d.int32(),
 			LastSeq:    d.int32(),
 			BaseOffset: d.varint(),
+		}
+		if IsRelative(e.BaseOffset) {
+			e.BaseOffset = e.BaseOffset - RelBase + pendingBase
 		}
 		entries = append(entries, e)
 	}
@@ -78,27 +102,6 @@ var resultErrs = []error{
 	5: catalog.ErrUnknownProducerID,
 }
 
-// EncodeResults encodes a commit's results. Errors other than the sentinels
-// a commit produces cannot be encoded and panic: Build never returns them.
-func EncodeResults(results []catalog.BatchResult) []byte {
-	buf := make([]byte, 0, 2+len(results)*8)
-	buf = append(buf, codecVersion)
-	buf = binary.AppendUvarint(buf, uint64(len(results)))
-	for _, r := range results {
-		code := byte(0)
-		switch {
-		case r.Err != nil:
-			code = errCode(r.Err)
-		case r.Duplicate:
-			code = 1
-		}
-		buf = append(buf, code)
-		buf = binary.AppendVarint(buf, r.BaseOffset)
-		buf = binary.AppendVarint(buf, r.LogStartOffset)
-	}
-	return buf
-}
-
 func errCode(err error) byte {
 	for c, e := range resultErrs {
 		if e != nil && err == e {
@@ -108,38 +111,130 @@ func errCode(err error) byte {
 	panic(fmt.Sprintf("commitplan: cannot encode result error %v", err))
 }
 
-// DecodeResults decodes EncodeResults' output.
+// EncodeResults encodes the results of seg without the partition table,
+// which the caller appends (AppendPartitionTable, or SQL). Errors other
+// than the sentinels a commit produces cannot be encoded and panic: Build
+// never returns them.
+func EncodeResults(seg catalog.Segment, results []catalog.BatchResult) []byte {
+	parts := Partitions(seg)
+	index := make(map[catalog.TopicPartition]int, len(parts))
+	for i, tp := range parts {
+		index[tp] = i
+	}
+	buf := make([]byte, 0, 4+len(results)*8+len(parts)*16)
+	buf = append(buf, codecVersion)
+	buf = binary.AppendUvarint(buf, uint64(len(parts)))
+	buf = binary.AppendUvarint(buf, uint64(len(results)))
+	for i, r := range results {
+		code := byte(0)
+		switch {
+		case r.Err != nil:
+			code = errCode(r.Err)
+		case r.Duplicate:
+			code = 1
+		}
+		buf = append(buf, code)
+		buf = binary.AppendUvarint(buf, uint64(index[seg.Batches[i].TopicPartition]))
+		buf = binary.AppendVarint(buf, r.BaseOffset)
+	}
+	return buf
+}
+
+// PartitionState is one partition's entry in the results' partition table.
+type PartitionState struct {
+	NextOffset int64 // before the commit; -1: the partition did not exist
+	LogStart   int64
+}
+
+// AppendPartitionTable appends the partition table, in Partitions(seg)
+// order, to an EncodeResults buffer.
+func AppendPartitionTable(buf []byte, table []PartitionState) []byte {
+	for _, p := range table {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(p.NextOffset))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(p.LogStart))
+	}
+	return buf
+}
+
+// DecodeResults decodes a complete results encoding and resolves relative
+// offsets and log starts from its partition table.
 func DecodeResults(b []byte) ([]catalog.BatchResult, error) {
 	d := decoder{b: b}
 	if v := d.byte(); v != codecVersion {
 		return nil, fmt.Errorf("%w: results version %d", ErrCorrupt, v)
 	}
-	n := d.uvarint()
-	// Each result takes at least 3 bytes; refuse counts the input cannot
-	// hold before allocating.
-	if n > uint64(len(b))/3 {
-		return nil, fmt.Errorf("%w: %d results in %d bytes", ErrCorrupt, n, len(b))
+	nparts, n := d.uvarint(), d.uvarint()
+	// Each result takes at least 3 bytes and each partition 16; refuse
+	// counts the input cannot hold before allocating.
+	if nparts > uint64(len(b))/16 || n > uint64(len(b))/3 {
+		return nil, fmt.Errorf("%w: %d results and %d partitions in %d bytes", ErrCorrupt, n, nparts, len(b))
 	}
-	results := make([]catalog.BatchResult, 0, n)
+	type raw struct {
+		code byte
+		part uint64
+		base int64
+	}
+	raws := make([]raw, 0, n)
 	for range n {
-		var r catalog.BatchResult
-		switch code := d.byte(); {
-		case code == 0:
-		case code == 1:
-			r.Duplicate = true
-		case int(code) < len(resultErrs) && resultErrs[code] != nil:
-			r.Err = resultErrs[code]
-		default:
-			d.fail(fmt.Errorf("%w: result code %d", ErrCorrupt, code))
+		r := raw{code: d.byte(), part: d.uvarint(), base: d.varint()}
+		if r.part >= nparts {
+			d.fail(fmt.Errorf("%w: partition index %d of %d", ErrCorrupt, r.part, nparts))
 		}
-		r.BaseOffset = d.varint()
-		r.LogStartOffset = d.varint()
-		results = append(results, r)
+		raws = append(raws, r)
 	}
-	if err := d.finish(); err != nil {
-		return nil, fmt.Errorf("results: %w", err)
+	if d.err == nil && uint64(len(d.b)) != nparts*16 {
+		d.fail(fmt.Errorf("%w: partition table of %d bytes for %d partitions", ErrCorrupt, len(d.b), nparts))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("results: %w", d.err)
+	}
+	table := make([]PartitionState, nparts)
+	for i := range table {
+		table[i].NextOffset = int64(binary.BigEndian.Uint64(d.b[16*i:]))
+		table[i].LogStart = int64(binary.BigEndian.Uint64(d.b[16*i+8:]))
+	}
+	results := make([]catalog.BatchResult, len(raws))
+	for i, r := range raws {
+		res := &results[i]
+		p := table[r.part]
+		switch {
+		case r.code == 0 || r.code == 1:
+			res.Duplicate = r.code == 1
+			res.LogStartOffset = p.LogStart
+			res.BaseOffset = r.base
+			if IsRelative(r.base) {
+				if p.NextOffset < 0 || r.base-RelBase > math.MaxInt64-p.NextOffset {
+					return nil, fmt.Errorf("%w: relative offset on partition %d without a base", ErrCorrupt, r.part)
+				}
+				res.BaseOffset = r.base - RelBase + p.NextOffset
+			}
+		case int(r.code) < len(resultErrs) && resultErrs[r.code] != nil:
+			res.Err = resultErrs[r.code]
+			res.BaseOffset, res.LogStartOffset = -1, -1
+		default:
+			return nil, fmt.Errorf("%w: result code %d", ErrCorrupt, r.code)
+		}
 	}
 	return results, nil
+}
+
+// Resolve turns a plan's relative offsets absolute and fills log starts,
+// given the partitions' states at commit time (absent: did not exist).
+func Resolve(seg catalog.Segment, results []catalog.BatchResult, parts map[catalog.TopicPartition]PartitionState) []catalog.BatchResult {
+	out := make([]catalog.BatchResult, len(results))
+	for i, r := range results {
+		if r.Err == nil {
+			p := parts[seg.Batches[i].TopicPartition]
+			if IsRelative(r.BaseOffset) {
+				r.BaseOffset = r.BaseOffset - RelBase + p.NextOffset
+			}
+			r.LogStartOffset = p.LogStart
+		} else {
+			r.BaseOffset, r.LogStartOffset = -1, -1
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // decoder reads varints, remembering the first error.
@@ -187,7 +282,7 @@ func (d *decoder) varint() int64 {
 
 func (d *decoder) int32() int32 {
 	v := d.varint()
-	if v < -1<<31 || v > 1<<31-1 {
+	if v < math.MinInt32 || v > math.MaxInt32 {
 		d.fail(fmt.Errorf("%w: %d overflows int32", ErrCorrupt, v))
 		return 0
 	}

@@ -225,37 +225,59 @@ func TestValidateSegment(t *testing.T) {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	entries := []SeqEntry{{0, 9, 0}, {math.MaxInt32, 3, math.MaxInt64}, {-5, -1, -1}}
-	got, err := DecodeEntries(EncodeEntries(entries))
-	if err != nil || !reflect.DeepEqual(got, entries) {
+	entries := []SeqEntry{{0, 9, 0}, {math.MaxInt32, 3, 1 << 40}, {-5, -1, -1}, {7, 8, RelBase + 5}}
+	got, err := DecodeEntries(EncodeEntries(entries), 1000)
+	want := append(entries[:3:3], SeqEntry{7, 8, 1005})
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("entries: %v %+v", err, got)
 	}
-	if got, err := DecodeEntries(EncodeEntries(nil)); err != nil || len(got) != 0 {
+	if got, err := DecodeEntries(EncodeEntries(nil), 0); err != nil || len(got) != 0 {
 		t.Fatalf("empty entries: %v %+v", err, got)
 	}
+
+	seg := catalog.Segment{Key: "k", Batches: []catalog.BatchRef{
+		ref(tpB, 0, 1, 1), ref(tpA, 1, 1, 1), ref(tpA, 2, 1, 1), ref(tpX, 3, 1, 1), ref(tpA, 4, 1, 1), ref(tpB, 5, 1, 1),
+	}}
 	results := []catalog.BatchResult{
-		{BaseOffset: 5, LogStartOffset: 2},
-		{BaseOffset: 1, Duplicate: true},
-		{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrUnknownTopic},
+		{BaseOffset: RelBase + 3},              // tpB, relative
+		{BaseOffset: 17, Duplicate: true},      // tpA, absolute duplicate
+		{BaseOffset: RelBase, Duplicate: true}, // tpA, duplicate of a batch of this commit
+		{BaseOffset: -1, Err: catalog.ErrUnknownTopic},
 		{BaseOffset: -1, Err: catalog.ErrOutOfOrderSequence},
 		{BaseOffset: -1, Err: catalog.ErrInvalidProducerEpoch},
-		{BaseOffset: -1, Err: catalog.ErrUnknownProducerID},
 	}
-	gotR, err := DecodeResults(EncodeResults(results))
-	if err != nil || !reflect.DeepEqual(gotR, results) {
-		t.Fatalf("results: %v %+v", err, gotR)
+	// Partitions(seg) order: tpA, tpB, tpX.
+	table := []PartitionState{{NextOffset: 100, LogStart: 7}, {NextOffset: 50, LogStart: 0}, {NextOffset: -1, LogStart: -1}}
+	b := AppendPartitionTable(EncodeResults(seg, results), table)
+	gotR, err := DecodeResults(b)
+	wantR := []catalog.BatchResult{
+		{BaseOffset: 53, LogStartOffset: 0},
+		{BaseOffset: 17, Duplicate: true, LogStartOffset: 7},
+		{BaseOffset: 100, Duplicate: true, LogStartOffset: 7},
+		{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrUnknownTopic},
+		{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrOutOfOrderSequence},
+		{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrInvalidProducerEpoch},
 	}
-	for _, r := range gotR {
-		if r.Err != nil && !errors.Is(r.Err, catalog.ErrUnknownTopic) && !errors.Is(r.Err, catalog.ErrOutOfOrderSequence) &&
-			!errors.Is(r.Err, catalog.ErrInvalidProducerEpoch) && !errors.Is(r.Err, catalog.ErrUnknownProducerID) {
-			t.Fatalf("decoded error %v is not a sentinel", r.Err)
+	if err != nil || !reflect.DeepEqual(gotR, wantR) {
+		t.Fatalf("results: %v\n got %+v\nwant %+v", err, gotR, wantR)
+	}
+	resolved := Resolve(seg, results, map[catalog.TopicPartition]PartitionState{tpA: table[0], tpB: table[1]})
+	if !reflect.DeepEqual(resolved, wantR) {
+		t.Fatalf("Resolve\n got %+v\nwant %+v", resolved, wantR)
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], append(b, 0), {2}, {}} {
+		if _, err := DecodeResults(bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("corrupt %x: %v", bad, err)
 		}
 	}
 }
 
 func FuzzDecodeResults(f *testing.F) {
-	f.Add(EncodeResults(nil))
-	f.Add(EncodeResults([]catalog.BatchResult{{BaseOffset: 1 << 40, LogStartOffset: 3}, {Duplicate: true}, {Err: catalog.ErrUnknownTopic}}))
+	seg := catalog.Segment{Key: "k", Batches: []catalog.BatchRef{ref(tpA, 0, 1, 1), ref(tpB, 1, 1, 1), ref(tpX, 2, 1, 1)}}
+	f.Add(AppendPartitionTable(EncodeResults(catalog.Segment{Key: "k"}, nil), nil))
+	f.Add(AppendPartitionTable(EncodeResults(seg, []catalog.BatchResult{
+		{BaseOffset: RelBase + 1}, {BaseOffset: 3, Duplicate: true}, {Err: catalog.ErrUnknownTopic},
+	}), []PartitionState{{5, 1}, {6, 0}, {-1, -1}}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -263,27 +285,27 @@ func FuzzDecodeResults(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := DecodeResults(EncodeResults(res))
-		if err != nil || !reflect.DeepEqual(again, res) {
-			t.Fatalf("re-encode: %v %+v != %+v", err, again, res)
+		for _, r := range res {
+			if r.Err != nil && (r.BaseOffset != -1 || r.Duplicate) {
+				t.Fatalf("failed result with an offset: %+v", r)
+			}
 		}
 	})
 }
 
 func FuzzDecodeEntries(f *testing.F) {
-	f.Add(EncodeEntries(nil))
-	f.Add(EncodeEntries([]SeqEntry{{0, 4, 100}, {5, 9, 105}}))
-	f.Add([]byte{1, 6})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		es, err := DecodeEntries(b)
+	f.Add(EncodeEntries(nil), int64(0))
+	f.Add(EncodeEntries([]SeqEntry{{0, 4, 100}, {5, 9, RelBase + 5}}), int64(10))
+	f.Add([]byte{1, 6}, int64(0))
+	f.Fuzz(func(t *testing.T, b []byte, pending int64) {
+		es, err := DecodeEntries(b, pending)
 		if err != nil {
 			return
 		}
 		if len(es) > MaxEntries {
 			t.Fatalf("%d entries", len(es))
 		}
-		again, err := DecodeEntries(EncodeEntries(es))
-		if err != nil || !reflect.DeepEqual(again, es) {
+		if _, err := DecodeEntries(EncodeEntries(es), pending); err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})

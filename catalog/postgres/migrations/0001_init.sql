@@ -20,8 +20,9 @@ CREATE TABLE partitions (
     PRIMARY KEY (topic_id, partition)
 ) WITH (fillfactor = 50);
 
--- One row per segment object. results holds the encoded CommitResult so a
--- re-commit of the same key returns the original answer.
+-- One row per segment object. results holds the encoded CommitResult
+-- (commitplan's encoding, partition table appended in SQL) so a re-commit
+-- of the same key returns the original answer.
 CREATE TABLE objects (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     key       text NOT NULL UNIQUE,
@@ -70,14 +71,20 @@ CREATE TABLE producers (
 );
 
 -- Per producer and partition: the epoch and the last five batches
--- (commitplan's encoding), as Kafka keeps them.
+-- (commitplan's encoding), as Kafka keeps them. Entries written by the last
+-- commit hold offsets relative to pending_base (the partition's next offset
+-- when that commit started), because offsets are assigned in SQL. commit_id
+-- (the last writer) is the row's version: a commit that read the row
+-- without locks verifies it under the partition lock.
 CREATE TABLE producer_state (
-    topic_id    uuid NOT NULL,
-    partition   integer NOT NULL,
-    producer_id bigint NOT NULL,
-    epoch       smallint NOT NULL,
-    entries     bytea NOT NULL,
-    updated     timestamptz NOT NULL,
+    topic_id     uuid NOT NULL,
+    partition    integer NOT NULL,
+    producer_id  bigint NOT NULL,
+    epoch        smallint NOT NULL,
+    entries      bytea NOT NULL,
+    pending_base bigint NOT NULL,
+    commit_id    bigint NOT NULL,
+    updated      timestamptz NOT NULL,
     PRIMARY KEY (topic_id, partition, producer_id)
 );
 

@@ -1,0 +1,341 @@
+package flush
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/objstore/mem"
+	"github.com/floebroker/floe/segment"
+	"github.com/floebroker/floe/wal"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func tp(topic byte, part int32) catalog.TopicPartition {
+	return catalog.TopicPartition{TopicID: catalog.TopicID{topic}, Partition: part}
+}
+
+// fakeCatalog implements CommitSegment like a catalog: offsets per
+// partition, idempotent per key. Other methods are not used by Sink.
+type fakeCatalog struct {
+	catalog.Catalog
+	mu       sync.Mutex
+	next     map[catalog.TopicPartition]int64
+	byKey    map[string]catalog.CommitResult
+	segments []catalog.Segment
+	commitID int64
+	err      error // returned by the next CommitSegment, once
+	short    bool  // return one result too few
+}
+
+func newFakeCatalog() *fakeCatalog {
+	return &fakeCatalog{next: map[catalog.TopicPartition]int64{}, byKey: map[string]catalog.CommitResult{}}
+}
+
+func (c *fakeCatalog) CommitSegment(_ context.Context, seg catalog.Segment) (catalog.CommitResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.err; err != nil {
+		c.err = nil
+		return catalog.CommitResult{}, err
+	}
+	if r, ok := c.byKey[seg.Key]; ok {
+		return r, nil
+	}
+	c.commitID++
+	r := catalog.CommitResult{CommitID: c.commitID}
+	for _, b := range seg.Batches {
+		if b.ProducerID == 99 { // the test's fenced producer
+			r.Results = append(r.Results, catalog.BatchResult{Err: catalog.ErrInvalidProducerEpoch})
+			continue
+		}
+		r.Results = append(r.Results, catalog.BatchResult{BaseOffset: c.next[b.TopicPartition]})
+		c.next[b.TopicPartition] += int64(b.OffsetSpan)
+	}
+	if c.short {
+		r.Results = r.Results[1:]
+	}
+	c.byKey[seg.Key] = r
+	c.segments = append(c.segments, seg)
+	return r, nil
+}
+
+// countingBucket counts Puts.
+type countingBucket struct {
+	objstore.Bucket
+	mu   sync.Mutex
+	puts int
+	err  error
+}
+
+func (b *countingBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	b.mu.Lock()
+	b.puts++
+	err := b.err
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return b.Bucket.Put(ctx, key, r, size)
+}
+
+func entry(t catalog.TopicPartition, batch string, span int32, pid int64) wal.Entry {
+	return wal.Entry{TopicPartition: t, Batch: []byte(batch), OffsetSpan: span, Records: span,
+		FirstTimestamp: 10, MaxTimestamp: 20, ProducerID: pid, ProducerEpoch: 0, BaseSequence: 0}
+}
+
+func sealed() *wal.Sealed {
+	return &wal.Sealed{
+		ID:      "01J0000000000000000000000A",
+		Created: time.Unix(1700000000, 0).UTC(),
+		Entries: []wal.Entry{
+			entry(tp(2, 0), "two-zero", 3, -1),
+			entry(tp(1, 5), "one-five", 1, 7),
+			entry(tp(2, 0), "two-zero-again", 2, -1),
+			entry(tp(1, 5), "fenced", 1, 99),
+		},
+		Bytes: 36,
+	}
+}
+
+func TestObjectKey(t *testing.T) {
+	k := ObjectKey("prod", "01J0000000000000000000000A")
+	if !regexp.MustCompile(`^v1/[0-9a-f]{4}/prod/01J0000000000000000000000A\.seg$`).MatchString(k) {
+		t.Fatalf("key %q", k)
+	}
+	if k != ObjectKey("prod", "01J0000000000000000000000A") {
+		t.Fatal("not deterministic")
+	}
+	prefixes := map[string]bool{}
+	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		prefixes[ObjectKey("c", id)[:7]] = true
+	}
+	if len(prefixes) < 6 {
+		t.Fatalf("hash prefixes do not spread: %v", prefixes)
+	}
+}
+
+func TestUploadCommit(t *testing.T) {
+	ctx := context.Background()
+	bucket := mem.New(nil)
+	cat := newFakeCatalog()
+	var gotKey string
+	var gotObj []byte
+	var gotRows []catalog.BatchRow
+	s := New(Config{Cluster: "c1", AgentID: "agent-a", OnCommitted: func(key string, obj []byte, rows []catalog.BatchRow) {
+		gotKey, gotObj, gotRows = key, obj, rows
+	}}, bucket, cat, nil, prometheus.NewRegistry())
+	b := sealed()
+	if err := s.Upload(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	key := ObjectKey("c1", b.ID)
+	info, err := bucket.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := segment.ReadIndex(ctx, bucket, key, info.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx.Header.AgentID != "agent-a" || !idx.Header.Created.Equal(b.Created) || len(idx.Runs) != 2 {
+		t.Fatalf("index %+v", idx)
+	}
+
+	res, err := s.Commit(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entry order: tp(2,0) "two-zero" 0, tp(1,5) 0, tp(2,0) 3, fenced.
+	want := []catalog.BatchResult{{BaseOffset: 0}, {BaseOffset: 0}, {BaseOffset: 3}, {Err: catalog.ErrInvalidProducerEpoch}}
+	if !slices.Equal(res, want) {
+		t.Fatalf("results %+v, want %+v", res, want)
+	}
+	seg := cat.segments[0]
+	if seg.Key != key || seg.Size != info.Size {
+		t.Fatalf("segment %s %d", seg.Key, seg.Size)
+	}
+	obj, _ := readAll(ctx, bucket, key)
+	// Object order, and every ref slices out its batch.
+	wantBatches := []string{"one-five", "fenced", "two-zero", "two-zero-again"}
+	for k, ref := range seg.Batches {
+		if got := string(obj[ref.ByteOffset : ref.ByteOffset+ref.ByteLength]); got != wantBatches[k] {
+			t.Fatalf("ref %d slices %q, want %q", k, got, wantBatches[k])
+		}
+	}
+	if r := seg.Batches[0]; r.ProducerID != 7 || r.OffsetSpan != 1 || r.MaxTimestamp != 20 {
+		t.Fatalf("ref fields %+v", r)
+	}
+	// The hook saw the object and the rows it added (not the fenced batch).
+	if gotKey != key || !bytes.Equal(gotObj, obj) || len(gotRows) != 3 {
+		t.Fatalf("OnCommitted(%q, %d bytes, %+v)", gotKey, len(gotObj), gotRows)
+	}
+	if r := gotRows[2]; r.TopicPartition != tp(2, 0) || r.BaseOffset != 3 || r.LastOffset != 4 || r.CommitID != 1 || r.ObjectKey != key {
+		t.Fatalf("row %+v", r)
+	}
+	if len(s.mu.built) != 0 {
+		t.Fatal("upload state kept after commit")
+	}
+}
+
+func readAll(ctx context.Context, b objstore.Bucket, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+func TestDeterministicObject(t *testing.T) {
+	ctx := context.Background()
+	b1, b2 := mem.New(nil), mem.New(nil)
+	New(Config{Cluster: "c", AgentID: "x"}, b1, newFakeCatalog(), nil, nil).Upload(ctx, sealed())
+	New(Config{Cluster: "c", AgentID: "x"}, b2, newFakeCatalog(), nil, nil).Upload(ctx, sealed())
+	key := ObjectKey("c", sealed().ID)
+	o1, err1 := readAll(ctx, b1, key)
+	o2, err2 := readAll(ctx, b2, key)
+	if err1 != nil || err2 != nil || !bytes.Equal(o1, o2) {
+		t.Fatalf("replayed upload differs (%v, %v)", err1, err2)
+	}
+}
+
+// A replayed buffer whose object an earlier process (with another agent
+// id) already put is not put again, and commits the same byte ranges.
+func TestReplayedUploadSkipsExistingObject(t *testing.T) {
+	ctx := context.Background()
+	bucket := &countingBucket{Bucket: mem.New(nil)}
+	cat := newFakeCatalog()
+	first := New(Config{Cluster: "c", AgentID: "old-agent"}, bucket, cat, nil, nil)
+	if err := first.Upload(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	res1, err := first.Commit(ctx, sealed())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := New(Config{Cluster: "c", AgentID: "a-new-and-longer-agent-id"}, bucket, cat, nil, nil)
+	b := sealed()
+	b.Replayed = true
+	if err := second.Upload(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if bucket.puts != 1 {
+		t.Fatalf("%d puts", bucket.puts)
+	}
+	res2, err := second.Commit(ctx, b)
+	if err != nil || !slices.Equal(res1, res2) {
+		t.Fatalf("re-commit %v %v, want %v", res2, err, res1)
+	}
+	if len(cat.segments) != 1 {
+		t.Fatal("committed twice")
+	}
+	// A replayed buffer whose object is missing is put.
+	b.ID = "01J0000000000000000000000B"
+	if err := second.Upload(ctx, b); err != nil || bucket.puts != 2 {
+		t.Fatalf("upload %v, %d puts", err, bucket.puts)
+	}
+}
+
+func TestCommitWithoutUploadRebuilds(t *testing.T) {
+	ctx := context.Background()
+	cat := newFakeCatalog()
+	a := New(Config{Cluster: "c", AgentID: "x"}, mem.New(nil), cat, nil, nil)
+	b := New(Config{Cluster: "c", AgentID: "x"}, mem.New(nil), newFakeCatalog(), nil, nil)
+	a.Upload(ctx, sealed())
+	b.Upload(ctx, sealed())
+	c := New(Config{Cluster: "c", AgentID: "x"}, mem.New(nil), cat, nil, nil)
+	if _, err := c.Commit(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(cat.segments[0].Batches, b.cat.(*fakeCatalog).segments[0].Batches, func(x, y catalog.BatchRef) bool { return x == y }) {
+		t.Fatal("rebuilt refs differ")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	boom := errors.New("503")
+	bucket := &countingBucket{Bucket: mem.New(nil), err: boom}
+	cat := newFakeCatalog()
+	s := New(Config{Cluster: "c"}, bucket, cat, nil, nil)
+	if err := s.Upload(ctx, sealed()); !errors.Is(err, boom) || wal.IsPermanent(err) {
+		t.Fatalf("put error: %v", err)
+	}
+	bucket.err = nil
+	cat.err = catalog.ErrCommitUnknown
+	if _, err := s.Commit(ctx, sealed()); !errors.Is(err, catalog.ErrCommitUnknown) || wal.IsPermanent(err) {
+		t.Fatalf("commit error: %v", err)
+	}
+	cat.short = true
+	if _, err := s.Commit(ctx, sealed()); !wal.IsPermanent(err) {
+		t.Fatalf("short results: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if (Config{}).Validate() == nil {
+		t.Fatal("empty cluster accepted")
+	}
+	if err := (Config{Cluster: "c"}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The WAL and the sink together: an append is acknowledged with offsets
+// once its object is in the bucket and committed.
+func TestWithWAL(t *testing.T) {
+	bucket := mem.New(nil)
+	cat := newFakeCatalog()
+	sink := New(Config{Cluster: "c", AgentID: "a"}, bucket, cat, nil, nil)
+	l, err := wal.Open(wal.Config{Dir: "/w", FS: wal.NewMemFS(), FlushInterval: 5 * time.Millisecond}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	ack, err := l.Append(ctx, []wal.Entry{entry(tp(1, 0), "hello", 2, -1), entry(tp(1, 0), "world", 1, -1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	res, err := ack.Wait(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].BaseOffset != 0 || res[1].BaseOffset != 2 {
+		t.Fatalf("results %+v", res)
+	}
+	seg := cat.segments[0]
+	obj, err := readAll(ctx, bucket, seg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(obj[seg.Batches[1].ByteOffset:][:seg.Batches[1].ByteLength]); got != "world" {
+		t.Fatalf("batch 1 is %q", got)
+	}
+}

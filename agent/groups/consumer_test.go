@@ -1,0 +1,521 @@
+package groups
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+func consumerJoin(group, member string, topics []string) *kmsg.ConsumerGroupHeartbeatRequest {
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version = 1
+	r.Group, r.MemberID = group, member
+	r.RebalanceTimeoutMillis = 30_000
+	r.SubscribedTopicNames = topics
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	return r
+}
+
+// cmember plays a KIP-848 client that takes every assignment at once (so it
+// acknowledges a revocation with its next heartbeat).
+type cmember struct {
+	h          *harness
+	group, id  string
+	instance   *string
+	epoch      int32
+	names      []string
+	regex      *string
+	assignor   *string
+	rebalance  int32
+	owned      tpSet
+	lastCode   int16
+	assignment bool // the last response carried an assignment
+}
+
+func (h *harness) member(group, id string, names ...string) *cmember {
+	return &cmember{h: h, group: group, id: id, names: names, rebalance: 30_000, owned: tpSet{}}
+}
+
+func (m *cmember) request() *kmsg.ConsumerGroupHeartbeatRequest {
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version = 1
+	r.Group, r.MemberID, r.MemberEpoch = m.group, m.id, m.epoch
+	r.InstanceID = m.instance
+	r.RebalanceTimeoutMillis = m.rebalance
+	r.SubscribedTopicNames = m.names
+	if m.names == nil && m.regex == nil {
+		r.SubscribedTopicNames = []string{}
+	}
+	r.SubscribedTopicRegex = m.regex
+	r.ServerAssignor = m.assignor
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	if m.epoch > 0 {
+		ids, parts := m.owned.byTopic()
+		for _, id := range ids {
+			r.Topics = append(r.Topics, kmsg.ConsumerGroupHeartbeatRequestTopic{TopicID: id, Partitions: parts[id]})
+		}
+	}
+	return r
+}
+
+// beat sends one full heartbeat and adopts the answer.
+func (m *cmember) beat() *kmsg.ConsumerGroupHeartbeatResponse {
+	m.h.t.Helper()
+	r := m.h.do(m.request()).(*kmsg.ConsumerGroupHeartbeatResponse)
+	m.lastCode = r.ErrorCode
+	m.assignment = r.Assignment != nil
+	if r.ErrorCode != 0 {
+		return r
+	}
+	if r.MemberID == nil || *r.MemberID != m.id {
+		m.h.t.Fatalf("member id %v, want %s", r.MemberID, m.id)
+	}
+	if r.HeartbeatIntervalMillis != 5000 {
+		m.h.t.Fatalf("heartbeat interval %d", r.HeartbeatIntervalMillis)
+	}
+	m.epoch = r.MemberEpoch
+	if r.Assignment != nil {
+		m.owned = tpSet{}
+		for _, t := range r.Assignment.Topics {
+			for _, p := range t.Partitions {
+				m.owned[topicPartition{catalog.TopicID(t.TopicID), p}] = struct{}{}
+			}
+		}
+	}
+	return r
+}
+
+func (m *cmember) ownedOf(topic catalog.Topic) []int32 {
+	var out []int32
+	for tp := range m.owned {
+		if tp.id == topic.ID {
+			out = append(out, tp.p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// noOverlap fails if two members own one partition.
+func noOverlap(t testing.TB, ms ...*cmember) {
+	t.Helper()
+	seen := make(map[topicPartition]string)
+	for _, m := range ms {
+		for tp := range m.owned {
+			if o, ok := seen[tp]; ok {
+				t.Fatalf("partition %d owned by %s and %s", tp.p, o, m.id)
+			}
+			seen[tp] = m.id
+		}
+	}
+}
+
+// settle heartbeats every member until a round changes nothing.
+func settle(t testing.TB, ms ...*cmember) {
+	t.Helper()
+	for range 20 {
+		changed := false
+		for _, m := range ms {
+			before := m.epoch
+			owned := len(m.owned)
+			m.beat()
+			errIs(t, "heartbeat "+m.id, m.lastCode, nil)
+			noOverlap(t, ms...)
+			changed = changed || before != m.epoch || owned != len(m.owned)
+		}
+		if !changed {
+			return
+		}
+	}
+	t.Fatal("the group did not settle")
+}
+
+func TestConsumerUniformRevokeBeforeAssign(t *testing.T) {
+	h := newHarness(t)
+	topic := h.cat.addTopic("t", 6)
+	a := h.member("g", "a", "t")
+	a.beat()
+	errIs(t, "a join", a.lastCode, nil)
+	if a.epoch != 1 || len(a.owned) != 6 {
+		t.Fatalf("a: epoch %d owns %v", a.epoch, a.ownedOf(topic))
+	}
+	b := h.member("g", "b", "t")
+	b.beat()
+	errIs(t, "b join", b.lastCode, nil)
+	if b.epoch != 2 || len(b.owned) != 0 {
+		t.Fatalf("b must wait for a's revocation: epoch %d owns %v", b.epoch, b.ownedOf(topic))
+	}
+	a.beat()
+	if a.epoch != 1 || len(a.owned) != 3 {
+		t.Fatalf("a must revoke keeping its epoch: epoch %d owns %v", a.epoch, a.ownedOf(topic))
+	}
+	b.beat()
+	if len(b.owned) != 0 {
+		t.Fatal("b got partitions a still holds")
+	}
+	a.beat() // acknowledges the revocation
+	if a.epoch != 2 || len(a.owned) != 3 {
+		t.Fatalf("a: epoch %d owns %v", a.epoch, a.ownedOf(topic))
+	}
+	b.beat()
+	if len(b.owned) != 3 {
+		t.Fatalf("b owns %v", b.ownedOf(topic))
+	}
+	noOverlap(t, a, b)
+
+	d := h.consumerDescribe("g")
+	if d.State != "Stable" || d.Epoch != 2 || d.AssignmentEpoch != 2 || d.AssignorName != "uniform" || len(d.Members) != 2 {
+		t.Fatalf("describe: %+v", d)
+	}
+	m := d.Members[0]
+	if m.MemberID != "a" || m.MemberEpoch != 2 || m.MemberType != 1 || len(m.Assignment.TopicPartitions) != 1 ||
+		m.Assignment.TopicPartitions[0].Topic != "t" || len(m.TargetAssignment.TopicPartitions[0].Partitions) != 3 {
+		t.Fatalf("describe member: %+v", m)
+	}
+
+	// A keepalive (no owned partitions, no subscription) gets no
+	// assignment back when nothing changed.
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version, r.Group, r.MemberID, r.MemberEpoch, r.RebalanceTimeoutMillis = 1, "g", "a", 2, -1
+	resp := h.do(r).(*kmsg.ConsumerGroupHeartbeatResponse)
+	errIs(t, "keepalive", resp.ErrorCode, nil)
+	if resp.Assignment != nil {
+		t.Fatal("keepalive got an assignment")
+	}
+
+	// b leaves: a gets everything.
+	leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	leave.Version, leave.Group, leave.MemberID, leave.MemberEpoch = 1, "g", "b", -1
+	lr := h.do(leave).(*kmsg.ConsumerGroupHeartbeatResponse)
+	errIs(t, "leave", lr.ErrorCode, nil)
+	if lr.MemberEpoch != -1 {
+		t.Fatalf("leave epoch %d", lr.MemberEpoch)
+	}
+	a.beat()
+	if len(a.owned) != 6 || a.epoch != 3 {
+		t.Fatalf("after leave a: epoch %d owns %v", a.epoch, a.ownedOf(topic))
+	}
+}
+
+func (h *harness) topicID(name string) [16]byte {
+	t, _ := h.cat.Topic(nil, name)
+	return t.ID
+}
+
+func (h *harness) consumerDescribe(group string) kmsg.ConsumerGroupDescribeResponseGroup {
+	h.t.Helper()
+	r := kmsg.NewPtrConsumerGroupDescribeRequest()
+	r.Version = 1
+	r.Groups = []string{group}
+	return h.do(r).(*kmsg.ConsumerGroupDescribeResponse).Groups[0]
+}
+
+func TestConsumerRangeAssignor(t *testing.T) {
+	h := newHarness(t)
+	t1, t2 := h.cat.addTopic("t1", 5), h.cat.addTopic("t2", 5)
+	rangeName := "range"
+	ms := []*cmember{h.member("g", "m1", "t1", "t2"), h.member("g", "m2", "t1", "t2")}
+	for _, m := range ms {
+		m.assignor = &rangeName
+	}
+	settle(t, ms...)
+	for _, tc := range []struct {
+		m     *cmember
+		topic catalog.Topic
+		want  []int32
+	}{
+		{ms[0], t1, []int32{0, 1, 2}}, {ms[0], t2, []int32{0, 1, 2}},
+		{ms[1], t1, []int32{3, 4}}, {ms[1], t2, []int32{3, 4}},
+	} {
+		if got := tc.m.ownedOf(tc.topic); !slices.Equal(got, tc.want) {
+			t.Fatalf("%s owns %s %v, want %v", tc.m.id, tc.topic.Name, got, tc.want)
+		}
+	}
+	if d := h.consumerDescribe("g"); d.AssignorName != "range" {
+		t.Fatalf("assignor %q", d.AssignorName)
+	}
+}
+
+func TestConsumerRegexSubscription(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("foo-1", 2)
+	h.cat.addTopic("foo-2", 2)
+	h.cat.addTopic("bar", 2)
+	h.cat.addTopic("xfoo-1", 2) // the regex matches whole names only
+	re := "foo-.*"
+	m := h.member("g", "m")
+	m.names, m.regex = nil, &re
+	settle(t, m)
+	if len(m.owned) != 4 {
+		t.Fatalf("owns %d partitions, want foo-1 and foo-2's 4", len(m.owned))
+	}
+	foo3 := h.cat.addTopic("foo-3", 2)
+	h.advance(3 * time.Second) // past the topic cache's TTL
+	settle(t, m)
+	if len(m.owned) != 6 || len(m.ownedOf(foo3)) != 2 {
+		t.Fatalf("a new matching topic was not assigned: %d partitions", len(m.owned))
+	}
+	if d := h.consumerDescribe("g"); d.Members[0].SubscribedTopicRegex == nil || *d.Members[0].SubscribedTopicRegex != re {
+		t.Fatalf("describe: %+v", d.Members[0])
+	}
+	// Added partitions are assigned too.
+	h.cat.addTopic("foo-1", 4)
+	h.advance(3 * time.Second)
+	settle(t, m)
+	if len(m.owned) != 8 {
+		t.Fatalf("added partitions not assigned: %d", len(m.owned))
+	}
+}
+
+func TestConsumerHeartbeatErrors(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxMetadataBytes = 256 })
+	h.cat.addTopic("t", 2)
+	a := h.member("g", "a", "t")
+	settle(t, a)
+	b := h.member("g", "b", "t")
+	settle(t, a, b)
+	x := h.member("g", "x", "t")
+	settle(t, a, b, x)
+	leaveX := x.request()
+	leaveX.MemberEpoch = -1
+	h.do(leaveX)
+	settle(t, a, b)
+	if a.epoch < 4 {
+		t.Fatalf("a's epoch is only %d", a.epoch)
+	}
+	h.stableGroup("classic", 1)
+
+	mod := func(f func(r *kmsg.ConsumerGroupHeartbeatRequest)) *kmsg.ConsumerGroupHeartbeatRequest {
+		r := a.request()
+		f(r)
+		return r
+	}
+	join := func(f func(r *kmsg.ConsumerGroupHeartbeatRequest)) *kmsg.ConsumerGroupHeartbeatRequest {
+		r := consumerJoin("g", "new", []string{"t"})
+		f(r)
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		req  *kmsg.ConsumerGroupHeartbeatRequest
+		want *kerr.Error
+	}{
+		{"epoch ahead", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch++ }), kerr.FencedMemberEpoch},
+		{"previous epoch owning others' partitions", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.MemberEpoch--
+			r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{{TopicID: h.topicID("t"), Partitions: []int32{0, 1}}}
+		}), kerr.FencedMemberEpoch},
+		{"two epochs behind", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch -= 2 }), kerr.FencedMemberEpoch},
+		{"unknown member", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberID = "ghost" }), kerr.UnknownMemberID},
+		{"unknown group", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.Group = "nope" }), kerr.UnknownMemberID},
+		{"empty group", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.Group = "" }), kerr.InvalidRequest},
+		{"empty member id", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberID = "" }), kerr.InvalidRequest},
+		{"join without rebalance timeout", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.RebalanceTimeoutMillis = -1 }), kerr.InvalidRequest},
+		{"join owning partitions", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{{Partitions: []int32{0}}}
+		}), kerr.InvalidRequest},
+		{"join without subscription", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames = nil }), kerr.InvalidRequest},
+		{"epoch -3", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch = -3 }), kerr.InvalidRequest},
+		{"static leave without instance", mod(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch = -2 }), kerr.InvalidRequest},
+		{"empty instance id", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.InstanceID = kmsg.StringPtr("") }), kerr.InvalidRequest},
+		{"unknown assignor", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.ServerAssignor = kmsg.StringPtr("sticky") }), kerr.UnsupportedAssignor},
+		{"bad regex", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("(") }), kerr.InvalidRegularExpression},
+		{"oversized subscription", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.SubscribedTopicNames = []string{strings.Repeat("t", 300)}
+		}), kerr.InvalidRequest},
+		{"classic group", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.Group = "classic" }), kerr.GroupIDNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do(tc.req).(*kmsg.ConsumerGroupHeartbeatResponse)
+			errIs(t, "heartbeat", r.ErrorCode, tc.want)
+			if tc.want == kerr.InvalidRequest && r.ErrorMessage == nil {
+				t.Fatal("INVALID_REQUEST without a message")
+			}
+		})
+	}
+	// Nothing changed: both still hold their partitions at the same epoch.
+	epochA, ownedA := a.epoch, len(a.owned)
+	settle(t, a, b)
+	if a.epoch != epochA || len(a.owned) != ownedA {
+		t.Fatalf("bad heartbeats changed the group: epoch %d→%d", epochA, a.epoch)
+	}
+	// A classic JoinGroup cannot take over a consumer group with members.
+	errIs(t, "classic join", h.do(joinReq(9, "g", "", "m")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+
+	// The previous epoch is accepted when the member reports owning only
+	// what it still has: it lost our last response.
+	g, _ := h.c.lockGroup("g", false, kindConsumer)
+	prev := g.cg.members["a"].prevEpoch
+	g.mu.Unlock()
+	if prev <= 0 {
+		t.Fatalf("a's previous epoch is %d", prev)
+	}
+	lost := a.request()
+	lost.MemberEpoch = prev
+	errIs(t, "previous epoch", h.do(lost).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+}
+
+func TestConsumerStaticMember(t *testing.T) {
+	h := newHarness(t)
+	topic := h.cat.addTopic("t", 4)
+	inst := "inst"
+	s := h.member("g", "s1", "t")
+	s.instance = &inst
+	other := h.member("g", "o", "t")
+	settle(t, s, other)
+	epoch, mine := s.epoch, s.ownedOf(topic)
+
+	dup := h.member("g", "s-dup", "t")
+	dup.instance = &inst
+	dup.beat()
+	errIs(t, "second holder", dup.lastCode, kerr.UnreleasedInstanceID)
+
+	leave := s.request()
+	leave.MemberEpoch = -2
+	lr := h.do(leave).(*kmsg.ConsumerGroupHeartbeatResponse)
+	errIs(t, "static leave", lr.ErrorCode, nil)
+	if lr.MemberEpoch != -2 {
+		t.Fatalf("static leave epoch %d", lr.MemberEpoch)
+	}
+	if d := h.consumerDescribe("g"); d.Members[1].MemberEpoch != -2 || d.Epoch != epoch {
+		t.Fatalf("after static leave: %+v", d)
+	}
+	// The restarted process takes over the identity with a new member id:
+	// same partitions, same epoch, no rebalance.
+	s2 := h.member("g", "s2", "t")
+	s2.instance = &inst
+	s2.beat()
+	errIs(t, "rejoin", s2.lastCode, nil)
+	if s2.epoch != epoch || !slices.Equal(s2.ownedOf(topic), mine) {
+		t.Fatalf("rejoin: epoch %d owns %v, want %d %v", s2.epoch, s2.ownedOf(topic), epoch, mine)
+	}
+	s.beat()
+	errIs(t, "old id", s.lastCode, kerr.UnknownMemberID)
+	settle(t, s2, other)
+	if s2.epoch != epoch {
+		t.Fatal("the static rejoin rebalanced")
+	}
+}
+
+func TestConsumerSessionAndRebalanceTimeouts(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 4)
+	a, b := h.member("g", "a", "t"), h.member("g", "b", "t")
+	settle(t, a, b)
+	h.advance(30 * time.Second)
+	a.beat()
+	h.advance(20 * time.Second) // b silent for 50s > 45s
+	a.beat()
+	if len(a.owned) != 4 {
+		t.Fatalf("a owns %d after b expired", len(a.owned))
+	}
+	b.beat()
+	errIs(t, "expired member", b.lastCode, kerr.UnknownMemberID)
+
+	// c joins; a must revoke within its rebalance timeout (5s) or go.
+	a.rebalance = 5000
+	a.beat()
+	c := h.member("g", "c", "t")
+	c.beat()
+	r := h.do(a.request()).(*kmsg.ConsumerGroupHeartbeatResponse) // told to revoke, does not ack
+	errIs(t, "a", r.ErrorCode, nil)
+	h.advance(6 * time.Second)
+	c.beat()
+	if len(c.owned) != 4 {
+		t.Fatalf("c owns %d after a timed out revoking", len(c.owned))
+	}
+}
+
+func TestConsumerOffsetEpochs(t *testing.T) {
+	h := newHarness(t)
+	topic := h.cat.addTopic("t", 2)
+	a, b := h.member("g", "a", "t"), h.member("g", "b", "t")
+	settle(t, a, b)
+	mine, theirs := a.ownedOf(topic)[0], b.ownedOf(topic)[0]
+	for _, tc := range []struct {
+		name   string
+		member string
+		epoch  int32
+		part   int32
+		want   *kerr.Error
+	}{
+		{"current epoch", "a", a.epoch, mine, nil},
+		{"future epoch", "a", a.epoch + 1, mine, kerr.StaleMemberEpoch},
+		{"older epoch, owned", "a", a.epoch - 1, mine, nil},
+		{"older epoch, not owned", "a", a.epoch - 1, theirs, kerr.StaleMemberEpoch},
+		{"unknown member", "z", a.epoch, mine, kerr.UnknownMemberID},
+		{"no member info", "", -1, mine, kerr.UnknownMemberID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := commitReq("g", tc.member, tc.epoch, "t", map[int32]int64{tc.part: 5})
+			errIs(t, "commit", commitCodes(h.do(r).(*kmsg.OffsetCommitResponse))[fmt.Sprintf("t/%d", tc.part)], tc.want)
+		})
+	}
+	fetch := func(member string, epoch int32) int16 {
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version = 9
+		f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", MemberID: kmsg.StringPtr(member), MemberEpoch: epoch}}
+		return h.do(f).(*kmsg.OffsetFetchResponse).Groups[0].ErrorCode
+	}
+	errIs(t, "fetch current", fetch("a", a.epoch), nil)
+	errIs(t, "fetch stale", fetch("a", a.epoch-1), kerr.StaleMemberEpoch)
+	errIs(t, "fetch unknown", fetch("z", 1), kerr.UnknownMemberID)
+}
+
+// TestConsumerChurnNeverDoublesOwnership joins, heartbeats and removes
+// members at random and checks after every step that no partition has two
+// owners, then that the group converges to a balanced full assignment.
+func TestConsumerChurnNeverDoublesOwnership(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("a", 7)
+	h.cat.addTopic("b", 5)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var live []*cmember
+	next := 0
+	for step := range 300 {
+		switch op := rng.IntN(10); {
+		case op < 2 && len(live) < 6:
+			next++
+			topics := []string{"a", "b"}
+			if rng.IntN(3) == 0 {
+				topics = []string{"a"}
+			}
+			live = append(live, h.member("g", fmt.Sprintf("m%d", next), topics...))
+		case op < 3 && len(live) > 1:
+			i := rng.IntN(len(live))
+			r := live[i].request()
+			r.MemberEpoch = -1
+			h.do(r)
+			live = slices.Delete(live, i, i+1)
+		default:
+			if len(live) == 0 {
+				continue
+			}
+			m := live[rng.IntN(len(live))]
+			m.beat()
+			if m.lastCode != 0 {
+				t.Fatalf("step %d: %s got %s", step, m.id, errName(m.lastCode))
+			}
+		}
+		noOverlap(t, live...)
+	}
+	settle(t, live...)
+	total := 0
+	for _, m := range live {
+		total += len(m.owned)
+	}
+	if total != 12 {
+		t.Fatalf("%d of 12 partitions assigned after settling", total)
+	}
+	if d := h.consumerDescribe("g"); d.State != "Stable" {
+		t.Fatalf("state %s", d.State)
+	}
+}

@@ -1,0 +1,447 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeCatalog implements the catalog methods the coordinator calls; the
+// embedded nil interface panics on any other, which a test would notice.
+type fakeCatalog struct {
+	catalog.Catalog
+
+	mu        sync.Mutex
+	topics    map[string]catalog.Topic
+	offsets   map[string]map[catalog.GroupPartition]catalog.GroupOffset
+	commitErr error
+	commits   int
+}
+
+func newFakeCatalog() *fakeCatalog {
+	return &fakeCatalog{
+		topics:  make(map[string]catalog.Topic),
+		offsets: make(map[string]map[catalog.GroupPartition]catalog.GroupOffset),
+	}
+}
+
+func (f *fakeCatalog) addTopic(name string, partitions int32) catalog.Topic {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var id catalog.TopicID
+	copy(id[:], fmt.Sprintf("%-16s", name))
+	t := catalog.Topic{ID: id, Name: name, Partitions: partitions}
+	f.topics[name] = t
+	return t
+}
+
+func (f *fakeCatalog) Topic(_ context.Context, name string) (catalog.Topic, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.topics[name]
+	if !ok {
+		return catalog.Topic{}, catalog.ErrUnknownTopic
+	}
+	return t, nil
+}
+
+func (f *fakeCatalog) ListTopics(context.Context) ([]catalog.Topic, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []catalog.Topic
+	for _, t := range f.topics {
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (f *fakeCatalog) CommitOffsets(_ context.Context, group string, offsets []catalog.GroupOffset) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.commitErr != nil {
+		return f.commitErr
+	}
+	f.commits++
+	m := f.offsets[group]
+	if m == nil {
+		m = make(map[catalog.GroupPartition]catalog.GroupOffset)
+		f.offsets[group] = m
+	}
+	for _, o := range offsets {
+		m[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] = o
+	}
+	return nil
+}
+
+func (f *fakeCatalog) FetchOffsets(_ context.Context, group string, parts []catalog.GroupPartition) ([]catalog.GroupOffset, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []catalog.GroupOffset
+	for gp, o := range f.offsets[group] {
+		if parts == nil || slices.Contains(parts, gp) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeCatalog) DeleteOffsets(_ context.Context, group string, parts []catalog.GroupPartition) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, gp := range parts {
+		delete(f.offsets[group], gp)
+	}
+	if len(f.offsets[group]) == 0 {
+		delete(f.offsets, group)
+	}
+	return nil
+}
+
+func (f *fakeCatalog) DeleteGroup(_ context.Context, group string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.offsets, group)
+	return nil
+}
+
+func (f *fakeCatalog) ListGroups(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for g := range f.offsets {
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func (f *fakeCatalog) stored(group, topic string, partition int32) (catalog.GroupOffset, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.offsets[group][catalog.GroupPartition{Topic: topic, Partition: partition}]
+	return o, ok
+}
+
+// fakePlacement coordinates every group on node 1 except those moved.
+type fakePlacement struct {
+	mu    sync.Mutex
+	moved map[string]int32
+	err   error
+}
+
+func (p *fakePlacement) Coordinator(_ context.Context, key string) (int32, string, int32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return 0, "", 0, p.err
+	}
+	if n, ok := p.moved[key]; ok {
+		return n, fmt.Sprintf("agent%d", n), 9092, nil
+	}
+	return 1, "agent1", 9092, nil
+}
+
+func (p *fakePlacement) Self() int32 { return 1 }
+
+func (p *fakePlacement) move(group string, node int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.moved == nil {
+		p.moved = make(map[string]int32)
+	}
+	p.moved[group] = node
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// harness is a running Coordinator on a fake catalog, placement and clock.
+type harness struct {
+	t     testing.TB
+	c     *Coordinator
+	cat   *fakeCatalog // nil when on another catalog
+	place *fakePlacement
+	clock *fakeClock
+}
+
+func newHarness(t testing.TB, tweak ...func(*Config)) *harness {
+	t.Helper()
+	cat := newFakeCatalog()
+	h := newHarnessOn(t, cat, tweak...)
+	h.cat = cat
+	return h
+}
+
+// newHarnessOn runs a Coordinator on cat.
+func newHarnessOn(t testing.TB, cat catalog.Catalog, tweak ...func(*Config)) *harness {
+	t.Helper()
+	h := &harness{
+		t:     t,
+		place: &fakePlacement{},
+		clock: &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	cfg := DefaultConfig()
+	cfg.InitialRebalanceDelay = 0
+	cfg.Now = h.clock.Now
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	h.c = New(cfg, cat, h.place, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for h.c.running.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	return h
+}
+
+// advance moves the clock and runs the timers that came due.
+func (h *harness) advance(d time.Duration) {
+	h.clock.mu.Lock()
+	h.clock.t = h.clock.t.Add(d)
+	h.clock.mu.Unlock()
+	h.c.fire(h.clock.Now())
+}
+
+// do sends req at its max version unless it has one set.
+func (h *harness) do(req kmsg.Request) kmsg.Response {
+	h.t.Helper()
+	resp, err := h.c.Handle(context.Background(), "client", "127.0.0.1", req)
+	if err != nil {
+		h.t.Fatalf("Handle %T: %v", req, err)
+	}
+	return resp
+}
+
+// async sends req in the background; the response arrives on the channel.
+func (h *harness) async(req kmsg.Request) <-chan kmsg.Response {
+	ch := make(chan kmsg.Response, 1)
+	go func() {
+		resp, err := h.c.Handle(context.Background(), "client", "127.0.0.1", req)
+		if err != nil {
+			h.t.Errorf("Handle %T: %v", req, err)
+		}
+		ch <- resp
+	}()
+	return ch
+}
+
+func wait[T kmsg.Response](t testing.TB, ch <-chan kmsg.Response) T {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r.(T)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no response")
+	}
+	panic("unreachable")
+}
+
+// pending reports that no response arrived yet.
+func pending(ch <-chan kmsg.Response) bool {
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case r := <-ch:
+		_ = r
+		return false
+	default:
+		return true
+	}
+}
+
+func errIs(t testing.TB, what string, got int16, want *kerr.Error) {
+	t.Helper()
+	var wantCode int16
+	if want != nil {
+		wantCode = want.Code
+	}
+	if got != wantCode {
+		t.Fatalf("%s: error %s, want %s", what, errName(got), errName(wantCode))
+	}
+}
+
+func joinReq(version int16, group, member string, meta string) *kmsg.JoinGroupRequest {
+	r := kmsg.NewPtrJoinGroupRequest()
+	r.Version = version
+	r.Group = group
+	r.MemberID = member
+	r.SessionTimeoutMillis = 10_000
+	r.RebalanceTimeoutMillis = 20_000
+	r.ProtocolType = "consumer"
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name = "range"
+	p.Metadata = []byte(meta)
+	r.Protocols = append(r.Protocols, p)
+	return r
+}
+
+func syncReq(group, member string, gen int32, assign map[string]string) *kmsg.SyncGroupRequest {
+	r := kmsg.NewPtrSyncGroupRequest()
+	r.Version = 5
+	r.Group, r.MemberID, r.Generation = group, member, gen
+	for _, id := range sortedKeys(assign) {
+		a := kmsg.NewSyncGroupRequestGroupAssignment()
+		a.MemberID, a.MemberAssignment = id, []byte(assign[id])
+		r.GroupAssignment = append(r.GroupAssignment, a)
+	}
+	return r
+}
+
+func hbReq(group, member string, gen int32) *kmsg.HeartbeatRequest {
+	r := kmsg.NewPtrHeartbeatRequest()
+	r.Version = 4
+	r.Group, r.MemberID, r.Generation = group, member, gen
+	return r
+}
+
+// joinNew joins a new member with v9 (member id required) and returns its
+// member id once MEMBER_ID_REQUIRED came back, and the channel of its
+// second join.
+func (h *harness) joinNew(group, meta string) (string, <-chan kmsg.Response) {
+	h.t.Helper()
+	r := h.do(joinReq(9, group, "", meta)).(*kmsg.JoinGroupResponse)
+	errIs(h.t, "first join", r.ErrorCode, kerr.MemberIDRequired)
+	if !strings.HasPrefix(r.MemberID, "client-") {
+		h.t.Fatalf("member id %q does not start with the client id", r.MemberID)
+	}
+	return r.MemberID, h.async(joinReq(9, group, r.MemberID, meta))
+}
+
+// stableGroup forms a stable group of n members and returns their ids
+// (leader first) and the generation.
+func (h *harness) stableGroup(gid string, n int) ([]string, int32) {
+	h.t.Helper()
+	ids := make([]string, n)
+	chans := make([]<-chan kmsg.Response, n)
+	for i := range n {
+		ids[i], chans[i] = h.joinNew(gid, fmt.Sprintf("meta%d", i))
+		if i == 0 && n > 1 {
+			// The first member alone completes a generation at once (no
+			// initial delay): make it rejoin with the others.
+			r := wait[*kmsg.JoinGroupResponse](h.t, chans[0])
+			errIs(h.t, "join", r.ErrorCode, nil)
+		}
+	}
+	if n > 1 {
+		// Member 0 formed generation 1 alone; the others' joins started
+		// a rebalance that waits for it.
+		h.waitFor("others wait in the join phase", func(g *group) bool {
+			if g.cl.state != statePreparingRebalance || len(g.cl.pending) > 0 {
+				return false
+			}
+			for _, id := range ids[1:] {
+				if m := g.cl.members[id]; m == nil || m.joinWait == nil {
+					return false
+				}
+			}
+			return true
+		}, gid)
+		chans[0] = h.async(joinReq(9, gid, ids[0], "meta0"))
+	}
+	var leader string
+	var gen int32
+	resps := make([]*kmsg.JoinGroupResponse, n)
+	for i := range n {
+		resps[i] = wait[*kmsg.JoinGroupResponse](h.t, chans[i])
+		errIs(h.t, "join", resps[i].ErrorCode, nil)
+		leader, gen = resps[i].LeaderID, resps[i].Generation
+	}
+	assign := make(map[string]string)
+	for _, id := range ids {
+		assign[id] = "assignment-of-" + id
+	}
+	var syncs []<-chan kmsg.Response
+	for _, id := range ids {
+		if id != leader {
+			syncs = append(syncs, h.async(syncReq(gid, id, gen, nil)))
+		}
+	}
+	lr := h.do(syncReq(gid, leader, gen, assign)).(*kmsg.SyncGroupResponse)
+	errIs(h.t, "leader sync", lr.ErrorCode, nil)
+	for _, ch := range syncs {
+		sr := wait[*kmsg.SyncGroupResponse](h.t, ch)
+		errIs(h.t, "sync", sr.ErrorCode, nil)
+	}
+	out := []string{leader}
+	for _, id := range ids {
+		if id != leader {
+			out = append(out, id)
+		}
+	}
+	return out, gen
+}
+
+// waitFor polls cond on the locked group until it holds.
+func (h *harness) waitFor(what string, cond func(*group) bool, id string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		g, _ := h.c.lockGroup(id, false, kindClassic)
+		if g != nil {
+			ok := cond(g)
+			g.mu.Unlock()
+			if ok {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting: %s", what)
+}
+
+func commitReq(group, member string, gen int32, topic string, offsets map[int32]int64) *kmsg.OffsetCommitRequest {
+	r := kmsg.NewPtrOffsetCommitRequest()
+	r.Version = 9
+	r.Group, r.MemberID, r.Generation = group, member, gen
+	t := kmsg.NewOffsetCommitRequestTopic()
+	t.Topic = topic
+	for _, p := range slices.Sorted(maps.Keys(offsets)) {
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = p, offsets[p]
+		t.Partitions = append(t.Partitions, rp)
+	}
+	r.Topics = append(r.Topics, t)
+	return r
+}
+
+func commitCodes(r *kmsg.OffsetCommitResponse) map[string]int16 {
+	out := make(map[string]int16)
+	for _, t := range r.Topics {
+		for _, p := range t.Partitions {
+			out[fmt.Sprintf("%s/%d", t.Topic, p.Partition)] = p.ErrorCode
+		}
+	}
+	return out
+}
+
+var errBoom = errors.New("boom")

@@ -1,0 +1,345 @@
+package groups
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestSimpleGroupCommitAndFetch(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 3)
+	for _, v := range []int16{2, 5, 6, 7, 8, 9} {
+		r := commitReq("simple", "", -1, "t", map[int32]int64{0: int64(v) * 10, 2: 7})
+		r.Version = v
+		r.Topics[0].Partitions[0].Metadata = kmsg.StringPtr("meta")
+		r.Topics[0].Partitions[0].LeaderEpoch = 4
+		for code, c := range commitCodes(h.do(r).(*kmsg.OffsetCommitResponse)) {
+			errIs(t, code, c, nil)
+		}
+		o, ok := h.cat.stored("simple", "t", 0)
+		if !ok || o.Offset != int64(v)*10 || o.Metadata != "meta" {
+			t.Fatalf("v%d: stored %+v %v", v, o, ok)
+		}
+		if wantEpoch := int32(-1); v >= 6 && o.LeaderEpoch != 4 || v < 6 && o.LeaderEpoch != wantEpoch {
+			t.Fatalf("v%d: leader epoch %d", v, o.LeaderEpoch)
+		}
+	}
+	for v := int16(1); v <= 7; v++ {
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version, f.Group = v, "simple"
+		f.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1, 2}}}
+		r := h.do(f).(*kmsg.OffsetFetchResponse)
+		errIs(t, "fetch", r.ErrorCode, nil)
+		got := r.Topics[0].Partitions
+		if got[0].Offset != 90 || got[1].Offset != -1 || got[2].Offset != 7 || *got[0].Metadata != "meta" {
+			t.Fatalf("v%d fetch: %+v", v, got)
+		}
+	}
+	all := kmsg.NewPtrOffsetFetchRequest()
+	all.Version, all.Group = 7, "simple"
+	if r := h.do(all).(*kmsg.OffsetFetchResponse); len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 2 {
+		t.Fatalf("fetch all: %+v", r.Topics)
+	}
+}
+
+func TestOffsetCommitBadInput(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxOffsetMetadataBytes = 10 })
+	h.cat.addTopic("t", 2)
+	r := kmsg.NewPtrOffsetCommitRequest()
+	r.Version, r.Group, r.Generation = 9, "g", -1
+	add := func(topic string, p int32, meta string) {
+		t := kmsg.NewOffsetCommitRequestTopic()
+		t.Topic = topic
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.Metadata = p, 5, kmsg.StringPtr(meta)
+		t.Partitions = append(t.Partitions, rp)
+		r.Topics = append(r.Topics, t)
+	}
+	add("t", 0, "ok")
+	add("nope", 0, "")
+	add("t", 2, "")
+	add("t", -1, "")
+	add("t", 1, strings.Repeat("m", 11))
+	codes := commitCodes(h.do(r).(*kmsg.OffsetCommitResponse))
+	for key, want := range map[string]*kerr.Error{
+		"t/0":    nil,
+		"nope/0": kerr.UnknownTopicOrPartition,
+		"t/2":    kerr.UnknownTopicOrPartition,
+		"t/-1":   kerr.UnknownTopicOrPartition,
+		"t/1":    kerr.OffsetMetadataTooLarge,
+	} {
+		errIs(t, key, codes[key], want)
+	}
+	if _, ok := h.cat.stored("g", "nope", 0); ok {
+		t.Fatal("an offset of an unknown topic was stored")
+	}
+	if _, ok := h.cat.stored("g", "t", 1); ok {
+		t.Fatal("an offset with oversized metadata was stored")
+	}
+	if _, ok := h.cat.stored("g", "t", 0); !ok {
+		t.Fatal("the valid offset was not stored")
+	}
+
+	// A partition added since the cache was filled is seen.
+	h.cat.addTopic("t", 3)
+	codes = commitCodes(h.do(commitReq("g", "", -1, "t", map[int32]int64{2: 1})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "new partition", codes["t/2"], nil)
+
+	// A catalog failure acknowledges nothing.
+	h.cat.mu.Lock()
+	h.cat.commitErr = errBoom
+	h.cat.mu.Unlock()
+	codes = commitCodes(h.do(commitReq("g", "", -1, "t", map[int32]int64{0: 99})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "catalog down", codes["t/0"], kerr.CoordinatorNotAvailable)
+	if o, _ := h.cat.stored("g", "t", 0); o.Offset == 99 {
+		t.Fatal("stored despite the failure")
+	}
+}
+
+func TestOffsetCommitFencing(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	ids, gen := h.stableGroup("g", 2)
+	join := joinReq(9, "static", "", "m")
+	join.InstanceID = kmsg.StringPtr("inst")
+	static := h.do(join).(*kmsg.JoinGroupResponse).MemberID
+	h.do(syncReq("static", static, 1, nil))
+	withInstance := commitReq("static", static, 1, "t", map[int32]int64{0: 1})
+	withInstance.InstanceID = kmsg.StringPtr("other-inst")
+
+	for _, tc := range []struct {
+		name string
+		req  *kmsg.OffsetCommitRequest
+		want *kerr.Error
+	}{
+		{"member of current generation", commitReq("g", ids[1], gen, "t", map[int32]int64{0: 1}), nil},
+		{"stale generation", commitReq("g", ids[1], gen-1, "t", map[int32]int64{0: 2}), kerr.IllegalGeneration},
+		{"unknown member", commitReq("g", "ghost", gen, "t", map[int32]int64{0: 2}), kerr.UnknownMemberID},
+		{"no member info in an active group", commitReq("g", "", -1, "t", map[int32]int64{0: 2}), kerr.UnknownMemberID},
+		{"generation of a group never seen", commitReq("unseen", "m", 3, "t", map[int32]int64{0: 2}), kerr.IllegalGeneration},
+		{"simple commit to an unseen group", commitReq("unseen", "", -1, "t", map[int32]int64{0: 2}), nil},
+		{"wrong instance id", withInstance, kerr.UnknownMemberID},
+		{"not coordinator", commitReq("elsewhere", "", -1, "t", map[int32]int64{0: 2}), kerr.NotCoordinator},
+		{"empty group id", commitReq("", "", -1, "t", map[int32]int64{0: 2}), kerr.InvalidGroupID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.req.Group == "elsewhere" {
+				h.place.move("elsewhere", 2)
+			}
+			errIs(t, "commit", commitCodes(h.do(tc.req).(*kmsg.OffsetCommitResponse))["t/0"], tc.want)
+		})
+	}
+	if o, _ := h.cat.stored("g", "t", 0); o.Offset != 1 {
+		t.Fatalf("a fenced commit changed the offset to %d", o.Offset)
+	}
+
+	// While the group completes a rebalance, members must wait.
+	a := h.async(joinReq(9, "g", ids[0], "meta"))
+	b := h.async(joinReq(9, "g", ids[1], "meta"))
+	wait[*kmsg.JoinGroupResponse](t, a)
+	wait[*kmsg.JoinGroupResponse](t, b)
+	codes := commitCodes(h.do(commitReq("g", ids[1], gen+1, "t", map[int32]int64{0: 3})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "completing rebalance", codes["t/0"], kerr.RebalanceInProgress)
+}
+
+func TestOffsetFetchBatched(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 2)
+	h.cat.addTopic("u", 1)
+	h.do(commitReq("a", "", -1, "t", map[int32]int64{0: 10, 1: 11}))
+	h.do(commitReq("b", "", -1, "u", map[int32]int64{0: 20}))
+	h.place.move("c", 2)
+	for _, v := range []int16{8, 9} {
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version, f.RequireStable = v, true
+		f.Groups = []kmsg.OffsetFetchRequestGroup{
+			{Group: "a", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{1}}}},
+			{Group: "b"}, // all topics
+			{Group: "c"},
+			{Group: "empty", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0}}}},
+		}
+		r := h.do(f).(*kmsg.OffsetFetchResponse)
+		if len(r.Groups) != 4 {
+			t.Fatalf("v%d: %d groups", v, len(r.Groups))
+		}
+		a, b, c, e := r.Groups[0], r.Groups[1], r.Groups[2], r.Groups[3]
+		errIs(t, "a", a.ErrorCode, nil)
+		if len(a.Topics) != 1 || len(a.Topics[0].Partitions) != 1 || a.Topics[0].Partitions[0].Offset != 11 {
+			t.Fatalf("v%d a: %+v", v, a.Topics)
+		}
+		if len(b.Topics) != 1 || b.Topics[0].Topic != "u" || b.Topics[0].Partitions[0].Offset != 20 {
+			t.Fatalf("v%d b: %+v", v, b.Topics)
+		}
+		errIs(t, "c", c.ErrorCode, kerr.NotCoordinator)
+		if e.Topics[0].Partitions[0].Offset != -1 {
+			t.Fatalf("v%d: a group without offsets: %+v", v, e.Topics)
+		}
+	}
+}
+
+func TestOffsetDeleteAndDeleteGroups(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	h.cat.addTopic("u", 1)
+	for _, g := range []string{"simple", "active"} {
+		h.do(commitReq(g, "", -1, "t", map[int32]int64{0: 1}))
+		h.do(commitReq(g, "", -1, "u", map[int32]int64{0: 1}))
+	}
+	sub := kmsg.NewConsumerMemberMetadata()
+	sub.Topics = []string{"t"}
+	join := joinReq(3, "active", "", "")
+	join.Protocols[0].Metadata = sub.AppendTo(nil)
+	errIs(t, "join", h.do(join).(*kmsg.JoinGroupResponse).ErrorCode, nil)
+	h.place.move("elsewhere", 2)
+
+	del := func(group string, topics ...string) *kmsg.OffsetDeleteResponse {
+		r := kmsg.NewPtrOffsetDeleteRequest()
+		r.Group = group
+		for _, t := range topics {
+			r.Topics = append(r.Topics, kmsg.OffsetDeleteRequestTopic{Topic: t, Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}})
+		}
+		return h.do(r).(*kmsg.OffsetDeleteResponse)
+	}
+	r := del("simple", "t")
+	errIs(t, "simple", r.ErrorCode, nil)
+	errIs(t, "simple t/0", r.Topics[0].Partitions[0].ErrorCode, nil)
+	if _, ok := h.cat.stored("simple", "t", 0); ok {
+		t.Fatal("offset not deleted")
+	}
+	r = del("active", "t", "u")
+	errIs(t, "active t/0", r.Topics[0].Partitions[0].ErrorCode, kerr.GroupSubscribedToTopic)
+	errIs(t, "active u/0", r.Topics[1].Partitions[0].ErrorCode, nil)
+	if _, ok := h.cat.stored("active", "t", 0); !ok {
+		t.Fatal("a subscribed topic's offset was deleted")
+	}
+	errIs(t, "unknown group", del("nope", "t").ErrorCode, kerr.GroupIDNotFound)
+
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	dg.Version = 2
+	dg.Groups = []string{"simple", "active", "nope", "elsewhere"}
+	resp := h.do(dg).(*kmsg.DeleteGroupsResponse)
+	for i, want := range []*kerr.Error{nil, kerr.NonEmptyGroup, kerr.GroupIDNotFound, kerr.NotCoordinator} {
+		errIs(t, resp.Groups[i].Group, resp.Groups[i].ErrorCode, want)
+	}
+	if _, ok := h.cat.stored("simple", "u", 0); ok {
+		t.Fatal("deleted group kept offsets")
+	}
+}
+
+func TestListAndDescribeGroups(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	h.stableGroup("active", 1)
+	h.do(commitReq("simple", "", -1, "t", map[int32]int64{0: 1}))
+	h.do(commitReq("moved", "", -1, "t", map[int32]int64{0: 1}))
+	h.place.move("moved", 2)
+	cr := consumerJoin("k", "member-k", []string{"t"})
+	errIs(t, "consumer join", h.do(cr).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+
+	list := func(v int16, states, types []string) []string {
+		r := kmsg.NewPtrListGroupsRequest()
+		r.Version, r.StatesFilter, r.TypesFilter = v, states, types
+		resp := h.do(r).(*kmsg.ListGroupsResponse)
+		errIs(t, "list", resp.ErrorCode, nil)
+		var out []string
+		for _, g := range resp.Groups {
+			out = append(out, g.Group+":"+g.GroupState+":"+g.GroupType+":"+g.ProtocolType)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name          string
+		v             int16
+		states, types []string
+		want          string
+	}{
+		{"all", 5, nil, nil, "active:Stable:classic:consumer k:Stable:consumer:consumer simple:Empty:classic:"},
+		{"v0", 0, nil, nil, "active:Stable:classic:consumer k:Stable:consumer:consumer simple:Empty:classic:"},
+		{"states", 4, []string{"empty"}, nil, "simple:Empty:classic:"},
+		{"types", 5, nil, []string{"Consumer"}, "k:Stable:consumer:consumer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(list(tc.v, tc.states, tc.types), " "); got != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+
+	d := kmsg.NewPtrDescribeGroupsRequest()
+	d.Version, d.IncludeAuthorizedOperations = 6, true
+	d.Groups = []string{"active", "simple", "nope", "k", "moved"}
+	groups := h.do(d).(*kmsg.DescribeGroupsResponse).Groups
+	for i, want := range []struct {
+		state string
+		err   *kerr.Error
+	}{{"Stable", nil}, {"Empty", nil}, {"Dead", kerr.GroupIDNotFound}, {"Dead", kerr.GroupIDNotFound}, {"", kerr.NotCoordinator}} {
+		g := groups[i]
+		errIs(t, g.Group, g.ErrorCode, want.err)
+		if g.State != want.state {
+			t.Fatalf("%s: state %q, want %q", g.Group, g.State, want.state)
+		}
+	}
+	if groups[0].AuthorizedOperations != authorizedGroupOps {
+		t.Fatalf("authorized operations %d", groups[0].AuthorizedOperations)
+	}
+	d.Version, d.IncludeAuthorizedOperations = 5, false
+	d.Groups = []string{"nope"}
+	g := h.do(d).(*kmsg.DescribeGroupsResponse).Groups[0]
+	if g.ErrorCode != 0 || g.State != "Dead" || g.AuthorizedOperations != -2147483648 {
+		t.Fatalf("v5 unknown group: %+v", g)
+	}
+}
+
+func TestFindCoordinator(t *testing.T) {
+	h := newHarness(t)
+	h.place.move("g2", 2)
+	for v := int16(0); v <= 6; v++ {
+		r := kmsg.NewPtrFindCoordinatorRequest()
+		r.Version = v
+		if v < 4 {
+			r.CoordinatorKey = "g2"
+		} else {
+			r.CoordinatorKeys = []string{"g1", "g2", ""}
+		}
+		resp := h.do(r).(*kmsg.FindCoordinatorResponse)
+		if v < 4 {
+			if resp.ErrorCode != 0 || resp.NodeID != 2 || resp.Host != "agent2" || resp.Port != 9092 {
+				t.Fatalf("v%d: %+v", v, resp)
+			}
+			continue
+		}
+		cs := resp.Coordinators
+		if len(cs) != 3 || cs[0].NodeID != 1 || cs[1].NodeID != 2 || cs[2].ErrorCode != kerr.InvalidRequest.Code {
+			t.Fatalf("v%d: %+v", v, cs)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		keyType int8
+		want    *kerr.Error
+	}{
+		{"transaction", keyTypeTransaction, kerr.CoordinatorNotAvailable},
+		{"share", keyTypeShare, kerr.InvalidRequest},
+		{"unknown", 9, kerr.InvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := kmsg.NewPtrFindCoordinatorRequest()
+			r.Version, r.CoordinatorKey, r.CoordinatorType = 3, "x", tc.keyType
+			resp := h.do(r).(*kmsg.FindCoordinatorResponse)
+			errIs(t, "find", resp.ErrorCode, tc.want)
+			if resp.NodeID != -1 || resp.ErrorMessage == nil {
+				t.Fatalf("%+v", resp)
+			}
+		})
+	}
+	h.place.mu.Lock()
+	h.place.err = errBoom
+	h.place.mu.Unlock()
+	r := kmsg.NewPtrFindCoordinatorRequest()
+	r.Version, r.CoordinatorKey = 3, "g"
+	errIs(t, "placement down", h.do(r).(*kmsg.FindCoordinatorResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+	errIs(t, "placement down join", h.do(joinReq(9, "g", "", "m")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+}

@@ -1,0 +1,94 @@
+package groups
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+)
+
+func openSQLite(t testing.TB, path string) *sqlite.Catalog {
+	t.Helper()
+	cat, err := sqlite.Open(context.Background(), path, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	return cat
+}
+
+// TestOffsetsOnSQLite runs the offset APIs on the embedded catalog, and
+// checks offsets survive a coordinator restart.
+func TestOffsetsOnSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	cat := openSQLite(t, path)
+	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessOn(t, cat)
+	ids, gen := h.stableGroup("g", 2)
+	codes := commitCodes(h.do(commitReq("g", ids[1], gen, "t", map[int32]int64{0: 10, 3: 30})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "member commit", codes["t/0"], nil)
+	codes = commitCodes(h.do(commitReq("simple", "", -1, "t", map[int32]int64{1: 5})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "simple commit", codes["t/1"], nil)
+	codes = commitCodes(h.do(commitReq("simple", "", -1, "nope", map[int32]int64{0: 5})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "unknown topic", codes["nope/0"], kerr.UnknownTopicOrPartition)
+	codes = commitCodes(h.do(commitReq("g", ids[1], gen-1, "t", map[int32]int64{0: 1})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "stale generation", codes["t/0"], kerr.IllegalGeneration)
+
+	fetch := func(h *harness) *kmsg.OffsetFetchResponse {
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version = 9
+		f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g"}, {Group: "simple"}}
+		return h.do(f).(*kmsg.OffsetFetchResponse)
+	}
+	check := func(r *kmsg.OffsetFetchResponse) {
+		t.Helper()
+		g, s := r.Groups[0], r.Groups[1]
+		if len(g.Topics) != 1 || len(g.Topics[0].Partitions) != 2 || g.Topics[0].Partitions[1].Offset != 30 {
+			t.Fatalf("group g: %+v", g.Topics)
+		}
+		if len(s.Topics) != 1 || s.Topics[0].Partitions[0].Offset != 5 {
+			t.Fatalf("group simple: %+v", s.Topics)
+		}
+	}
+	check(fetch(h))
+
+	l := kmsg.NewPtrListGroupsRequest()
+	l.Version = 5
+	if groups := h.do(l).(*kmsg.ListGroupsResponse).Groups; len(groups) != 2 {
+		t.Fatalf("listed %+v", groups)
+	}
+
+	// A new coordinator on the same file (an agent restart) has no members
+	// but every offset.
+	cat2 := openSQLite(t, path)
+	h2 := newHarnessOn(t, cat2)
+	check(fetch(h2))
+	hb := h2.do(hbReq("g", ids[1], gen)).(*kmsg.HeartbeatResponse)
+	errIs(t, "heartbeat on the new coordinator", hb.ErrorCode, kerr.UnknownMemberID)
+
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	dg.Version, dg.Groups = 2, []string{"simple"}
+	errIs(t, "delete", h2.do(dg).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, nil)
+	if offs, _ := cat2.FetchOffsets(context.Background(), "simple", nil); len(offs) != 0 {
+		t.Fatalf("deleted group kept %v", offs)
+	}
+}
+
+// BenchmarkOffsetCommitSQLite is BenchmarkOffsetCommit on an SQLite file
+// (synchronous=FULL: every commit is fsynced), the `floe dev` catalog.
+func BenchmarkOffsetCommitSQLite(b *testing.B) {
+	cat := openSQLite(b, filepath.Join(b.TempDir(), "catalog.db"))
+	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 64}); err != nil {
+		b.Fatal(err)
+	}
+	h := newHarnessOn(b, cat, func(c *Config) { c.Now = time.Now })
+	benchCommits(b, h)
+}

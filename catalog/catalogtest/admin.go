@@ -1,0 +1,362 @@
+package catalogtest
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+var producerTests = []namedTest{
+	{"AllocateIDs", testAllocateIDs},
+	{"Duplicates", testDuplicates},
+	{"OutOfOrder", testOutOfOrder},
+	{"Fencing", testFencing},
+	{"BumpEpoch", testBumpEpoch},
+}
+
+var groupTests = []namedTest{
+	{"Offsets", testGroupOffsets},
+}
+
+var agentTests = []namedTest{
+	{"Membership", testMembership},
+	{"Expiry", testAgentExpiry},
+}
+
+var leaseTests = []namedTest{
+	{"Ownership", testLeaseOwnership},
+	{"Expiry", testLeaseExpiry},
+}
+
+func testAllocateIDs(t *testing.T, c catalog.Catalog) {
+	seen := map[int64]bool{}
+	for range 20 {
+		id, epoch, err := c.AllocateProducerID(ctx(t))
+		noErr(t, err, "AllocateProducerID")
+		if id < 0 || epoch != 0 || seen[id] {
+			t.Fatalf("AllocateProducerID = %d, %d (seen %v)", id, epoch, seen[id])
+		}
+		seen[id] = true
+	}
+}
+
+func testDuplicates(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "t", 2, nil)
+	tp := tpOf(topic, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	commit(t, c, segment(batch(tp, 1, 1))) // offset 0 taken by someone else
+	var bases []int64
+	for seq := int32(0); seq < 30; seq += 5 {
+		r := commit(t, c, segment(idemBatch(tp, 5, pid, epoch, seq)))
+		if r.Results[0].Err != nil || r.Results[0].Duplicate {
+			t.Fatalf("seq %d: %s", seq, describe(r.Results[0]))
+		}
+		bases = append(bases, r.Results[0].BaseOffset)
+	}
+	// Retries of each of the last five batches, in a new segment and mixed
+	// with other traffic, are duplicates carrying the original offsets.
+	var retry []catalog.BatchRef
+	for i := 1; i < 6; i++ {
+		retry = append(retry, idemBatch(tp, 5, pid, epoch, int32(i*5)), batch(tpOf(topic, 1), 1, 1))
+	}
+	r := commit(t, c, segment(retry...))
+	for i := 0; i < 5; i++ {
+		got := r.Results[2*i]
+		if got.Err != nil || !got.Duplicate || got.BaseOffset != bases[i+1] {
+			t.Fatalf("retry of seq %d: %s, want duplicate at %d", (i+1)*5, describe(got), bases[i+1])
+		}
+		if r.Results[2*i+1].Err != nil || r.Results[2*i+1].Duplicate {
+			t.Fatalf("other traffic: %s", describe(r.Results[2*i+1]))
+		}
+	}
+	if o := offsets(t, c, tp); o.HighWatermark != 31 {
+		t.Fatalf("duplicates were stored: %+v", o)
+	}
+	// The oldest batch is no longer retained: its retry is out of order.
+	r = commit(t, c, segment(idemBatch(tp, 5, pid, epoch, 0)))
+	wantErr(t, r.Results[0].Err, catalog.ErrOutOfOrderSequence, "retry beyond the last five")
+	// The same producer on another partition has its own sequence.
+	r = commit(t, c, segment(idemBatch(tpOf(topic, 1), 2, pid, epoch, 0)))
+	if r.Results[0].Err != nil || r.Results[0].Duplicate {
+		t.Fatalf("other partition: %s", describe(r.Results[0]))
+	}
+	// A retry inside one segment is caught too.
+	b := idemBatch(tp, 2, pid, epoch, 30)
+	r = commit(t, c, segment(b, b))
+	if r.Results[0].Err != nil || r.Results[0].Duplicate || !r.Results[1].Duplicate || r.Results[1].BaseOffset != r.Results[0].BaseOffset {
+		t.Fatalf("retry in one segment: %s %s", describe(r.Results[0]), describe(r.Results[1]))
+	}
+}
+
+func testOutOfOrder(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "t", 1, nil)
+	tp := tpOf(topic, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	// A producer new to a partition may start at any sequence (KIP-360).
+	r := commit(t, c, segment(idemBatch(tp, 3, pid, epoch, 7)))
+	if r.Results[0].Err != nil {
+		t.Fatalf("first batch: %s", describe(r.Results[0]))
+	}
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, epoch, 11), idemBatch(tp, 1, pid, epoch, 10)))
+	wantErr(t, r.Results[0].Err, catalog.ErrOutOfOrderSequence, "gap")
+	if r.Results[1].Err != nil || r.Results[1].BaseOffset != 3 {
+		t.Fatalf("in-order batch after a rejected one: %s", describe(r.Results[1]))
+	}
+	if o := offsets(t, c, tp); o.HighWatermark != 4 {
+		t.Fatalf("rejected batch stored: %+v", o)
+	}
+}
+
+func testFencing(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "t", 1, nil)
+	tp := tpOf(topic, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	commit(t, c, segment(idemBatch(tp, 1, pid, epoch, 0)))
+	next, err := c.BumpProducerEpoch(ctx(t), pid, epoch)
+	noErr(t, err, "BumpProducerEpoch")
+	if next != epoch+1 {
+		t.Fatalf("bumped epoch %d, want %d", next, epoch+1)
+	}
+	// The zombie with the old epoch is fenced, even continuing in order.
+	r := commit(t, c, segment(idemBatch(tp, 1, pid, epoch, 1)))
+	wantErr(t, r.Results[0].Err, catalog.ErrInvalidProducerEpoch, "old epoch after bump")
+	// The new epoch restarts sequences at 0; anything else is out of order.
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, next, 5)))
+	wantErr(t, r.Results[0].Err, catalog.ErrOutOfOrderSequence, "new epoch not at 0")
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, next, 0)))
+	if r.Results[0].Err != nil || r.Results[0].BaseOffset != 1 {
+		t.Fatalf("new epoch at 0: %s", describe(r.Results[0]))
+	}
+	// A client-side bump (KIP-360) is accepted and then fences the older one.
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, next+1, 0)))
+	if r.Results[0].Err != nil {
+		t.Fatalf("locally bumped epoch: %s", describe(r.Results[0]))
+	}
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, next, 1)))
+	wantErr(t, r.Results[0].Err, catalog.ErrInvalidProducerEpoch, "epoch older than the partition's")
+}
+
+func testBumpEpoch(t *testing.T, c catalog.Catalog) {
+	_, err := c.BumpProducerEpoch(ctx(t), 1<<40, 0)
+	wantErr(t, err, catalog.ErrUnknownProducerID, "BumpProducerEpoch of an unknown id")
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	e1, err := c.BumpProducerEpoch(ctx(t), pid, epoch)
+	noErr(t, err, "bump")
+	again, err := c.BumpProducerEpoch(ctx(t), pid, epoch) // the answer was lost: retry
+	noErr(t, err, "retried bump")
+	if again != e1 {
+		t.Fatalf("retried bump = %d, want %d", again, e1)
+	}
+	e2, err := c.BumpProducerEpoch(ctx(t), pid, e1)
+	noErr(t, err, "second bump")
+	if e2 != e1+1 {
+		t.Fatalf("second bump = %d, want %d", e2, e1+1)
+	}
+	_, err = c.BumpProducerEpoch(ctx(t), pid, epoch)
+	wantErr(t, err, catalog.ErrInvalidProducerEpoch, "bump of a fenced epoch")
+	_, err = c.BumpProducerEpoch(ctx(t), pid, 32766)
+	wantErr(t, err, catalog.ErrInvalidProducerEpoch, "bump at the end of the epoch space")
+}
+
+func testGroupOffsets(t *testing.T, c catalog.Catalog) {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	noErr(t, c.CommitOffsets(ctx(t), "g1", []catalog.GroupOffset{
+		{Topic: "a", Partition: 1, Offset: 10, LeaderEpoch: 3, Metadata: "m", CommitTime: at},
+		{Topic: "a", Partition: 0, Offset: 5, LeaderEpoch: -1},
+		{Topic: "b", Partition: 0, Offset: 7, LeaderEpoch: -1},
+		{Topic: "b", Partition: 0, Offset: 8, LeaderEpoch: -1}, // later entry wins
+	}), "CommitOffsets")
+	noErr(t, c.CommitOffsets(ctx(t), "g0", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 1}}), "CommitOffsets g0")
+	noErr(t, c.CommitOffsets(ctx(t), "g2", nil), "CommitOffsets empty")
+
+	all, err := c.FetchOffsets(ctx(t), "g1", nil)
+	noErr(t, err, "FetchOffsets all")
+	if len(all) != 3 || all[0].Topic != "a" || all[0].Partition != 0 || all[1].Partition != 1 || all[2].Offset != 8 {
+		t.Fatalf("FetchOffsets(nil) = %+v", all)
+	}
+	if a1 := all[1]; a1.Offset != 10 || a1.LeaderEpoch != 3 || a1.Metadata != "m" || !a1.CommitTime.Equal(at) {
+		t.Fatalf("a/1 = %+v", a1)
+	}
+	if all[0].CommitTime.IsZero() || time.Since(all[0].CommitTime) > time.Hour {
+		t.Fatalf("zero commit time not set to now: %v", all[0].CommitTime)
+	}
+	some, err := c.FetchOffsets(ctx(t), "g1", []catalog.GroupPartition{{Topic: "a", Partition: 1}, {Topic: "zzz", Partition: 0}})
+	noErr(t, err, "FetchOffsets some")
+	if len(some) != 1 || some[0].Offset != 10 {
+		t.Fatalf("FetchOffsets(some) = %+v", some)
+	}
+	none, err := c.FetchOffsets(ctx(t), "nobody", nil)
+	noErr(t, err, "FetchOffsets unknown group")
+	if len(none) != 0 {
+		t.Fatalf("unknown group has offsets %+v", none)
+	}
+
+	noErr(t, c.CommitOffsets(ctx(t), "g1", []catalog.GroupOffset{{Topic: "a", Partition: 1, Offset: 11}}), "overwrite")
+	some, err = c.FetchOffsets(ctx(t), "g1", []catalog.GroupPartition{{Topic: "a", Partition: 1}})
+	noErr(t, err, "FetchOffsets")
+	if len(some) != 1 || some[0].Offset != 11 || some[0].Metadata != "" {
+		t.Fatalf("after overwrite: %+v", some)
+	}
+
+	groups, err := c.ListGroups(ctx(t))
+	noErr(t, err, "ListGroups")
+	if !slices.Equal(groups, []string{"g0", "g1"}) {
+		t.Fatalf("ListGroups = %v", groups)
+	}
+	noErr(t, c.DeleteOffsets(ctx(t), "g1", []catalog.GroupPartition{{Topic: "a", Partition: 0}, {Topic: "b", Partition: 9}}), "DeleteOffsets")
+	all, err = c.FetchOffsets(ctx(t), "g1", nil)
+	noErr(t, err, "FetchOffsets")
+	if len(all) != 2 {
+		t.Fatalf("after DeleteOffsets: %+v", all)
+	}
+	noErr(t, c.DeleteGroup(ctx(t), "g1"), "DeleteGroup")
+	noErr(t, c.DeleteGroup(ctx(t), "never"), "DeleteGroup unknown")
+	groups, err = c.ListGroups(ctx(t))
+	noErr(t, err, "ListGroups")
+	if !slices.Equal(groups, []string{"g0"}) {
+		t.Fatalf("ListGroups after delete = %v", groups)
+	}
+}
+
+func testMembership(t *testing.T, c catalog.Catalog) {
+	_, gen0, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.1:9092", Zone: "z1"})
+	noErr(t, err, "RegisterAgent a")
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-b", Addr: "10.0.0.2:9092", Zone: "z2"})
+	noErr(t, err, "RegisterAgent b")
+	if a.NodeID == b.NodeID || a.NodeID < 0 || b.NodeID < 0 {
+		t.Fatalf("node ids %d and %d", a.NodeID, b.NodeID)
+	}
+	if a.Started.IsZero() || a.Heartbeat.IsZero() {
+		t.Fatalf("registered agent %+v lacks times", a)
+	}
+	live, gen1, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if gen1 < gen0+2 {
+		t.Fatalf("generation %d after two joins from %d", gen1, gen0)
+	}
+	if len(live) != 2 || live[0].NodeID > live[1].NodeID || live[0].Addr == "" || live[0].Zone == "" {
+		t.Fatalf("LiveAgents = %+v", live)
+	}
+	noErr(t, c.HeartbeatAgent(ctx(t), a.NodeID), "HeartbeatAgent")
+	// A restarted agent with the same id keeps its node id.
+	a2, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.9:9092", Zone: "z1"})
+	noErr(t, err, "re-register")
+	if a2.NodeID != a.NodeID {
+		t.Fatalf("re-registered agent got node id %d, had %d", a2.NodeID, a.NodeID)
+	}
+	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID), "DeregisterAgent")
+	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID), "DeregisterAgent twice")
+	live, gen2, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if gen2 <= gen1 || len(live) != 1 || live[0].Addr != "10.0.0.9:9092" {
+		t.Fatalf("after deregister: gen %d (was %d), %+v", gen2, gen1, live)
+	}
+	err = c.HeartbeatAgent(ctx(t), b.NodeID)
+	wantErr(t, err, catalog.ErrUnknownAgent, "heartbeat of a deregistered agent")
+	if _, err := c.RegisterAgent(ctx(t), catalog.Agent{}); err == nil {
+		t.Fatal("RegisterAgent without an id succeeded")
+	}
+}
+
+func testAgentExpiry(t *testing.T, c catalog.Catalog) {
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "old", Addr: "h:1"})
+	noErr(t, err, "RegisterAgent")
+	// Generous margins: a loaded machine may take a while between calls.
+	const ttl = time.Second
+	time.Sleep(ttl + 300*time.Millisecond)
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "new", Addr: "h:2"})
+	noErr(t, err, "RegisterAgent")
+	live, gen, err := c.LiveAgents(ctx(t), ttl)
+	noErr(t, err, "LiveAgents")
+	if len(live) != 1 || live[0].NodeID != b.NodeID {
+		t.Fatalf("LiveAgents(%v) = %+v, want only the new agent", ttl, live)
+	}
+	n, err := c.ExpireAgents(ctx(t), ttl)
+	noErr(t, err, "ExpireAgents")
+	if n != 1 {
+		t.Fatalf("ExpireAgents removed %d, want 1", n)
+	}
+	_, gen2, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if gen2 <= gen {
+		t.Fatalf("expiry did not bump the generation: %d then %d", gen, gen2)
+	}
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID), catalog.ErrUnknownAgent, "heartbeat after expiry")
+	n, err = c.ExpireAgents(ctx(t), time.Minute)
+	noErr(t, err, "ExpireAgents")
+	_, gen3, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if n != 0 || gen3 != gen2 {
+		t.Fatalf("an expiry removing nothing: n %d, generation %d then %d", n, gen2, gen3)
+	}
+}
+
+func testLeaseOwnership(t *testing.T, c catalog.Catalog) {
+	got := func(ok bool, err error) bool {
+		t.Helper()
+		noErr(t, err, "lease call")
+		return ok
+	}
+	if !got(c.AcquireLease(ctx(t), "gc", "a", time.Minute)) {
+		t.Fatal("a could not acquire a free lease")
+	}
+	if got(c.AcquireLease(ctx(t), "gc", "b", time.Minute)) {
+		t.Fatal("b acquired a's lease")
+	}
+	if !got(c.AcquireLease(ctx(t), "gc", "a", time.Minute)) {
+		t.Fatal("a could not re-acquire its own lease")
+	}
+	if !got(c.RenewLease(ctx(t), "gc", "a", time.Minute)) {
+		t.Fatal("a could not renew")
+	}
+	if got(c.RenewLease(ctx(t), "gc", "b", time.Minute)) {
+		t.Fatal("b renewed a's lease")
+	}
+	if !got(c.AcquireLease(ctx(t), "other", "b", time.Minute)) {
+		t.Fatal("leases are not independent by name")
+	}
+	noErr(t, c.ReleaseLease(ctx(t), "gc", "b"), "release by non-holder")
+	if got(c.AcquireLease(ctx(t), "gc", "b", time.Minute)) {
+		t.Fatal("a non-holder's release freed the lease")
+	}
+	noErr(t, c.ReleaseLease(ctx(t), "gc", "a"), "release")
+	if !got(c.AcquireLease(ctx(t), "gc", "b", time.Minute)) {
+		t.Fatal("b could not acquire a released lease")
+	}
+	if got(c.RenewLease(ctx(t), "gc", "a", time.Minute)) {
+		t.Fatal("a renewed after releasing")
+	}
+	noErr(t, c.ReleaseLease(ctx(t), "never", "x"), "release of an unknown lease")
+}
+
+func testLeaseExpiry(t *testing.T, c catalog.Catalog) {
+	ok, err := c.AcquireLease(ctx(t), "compact", "a", 200*time.Millisecond)
+	noErr(t, err, "AcquireLease")
+	if !ok {
+		t.Fatal("acquire failed")
+	}
+	time.Sleep(350 * time.Millisecond)
+	ok, err = c.RenewLease(ctx(t), "compact", "a", time.Minute)
+	noErr(t, err, "RenewLease")
+	if ok {
+		t.Fatal("an expired lease was renewed")
+	}
+	ok, err = c.AcquireLease(ctx(t), "compact", "b", time.Minute)
+	noErr(t, err, "AcquireLease")
+	if !ok {
+		t.Fatal("b could not take an expired lease")
+	}
+	ok, err = c.AcquireLease(ctx(t), "compact", "a", time.Minute)
+	noErr(t, err, "AcquireLease")
+	if ok {
+		t.Fatal("a took b's live lease")
+	}
+}

@@ -1,0 +1,139 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// BenchmarkCommit measures CommitSegment against the test PostgreSQL:
+// runs partitions per commit (one idempotent batch each, as agents flush
+// them) × committers, each committer its own Catalog like separate agents.
+// Partitions are drawn at random from one 256-partition topic shared by all
+// committers ("shared": every commit competes for the same row locks) or
+// from a slice of it per committer ("spread": partitions led by different
+// agents, what rendezvous leadership produces). Reports commits/s and
+// p50/p99 commit latency.
+func BenchmarkCommit(b *testing.B) {
+	for _, layout := range []string{"shared", "spread"} {
+		for _, runs := range []int{1, 16, 256} {
+			for _, committers := range []int{1, 8} {
+				if layout == "spread" && (committers == 1 || runs == 256) {
+					continue // same as shared
+				}
+				b.Run(fmt.Sprintf("layout=%s/runs=%d/committers=%d", layout, runs, committers), func(b *testing.B) {
+					benchCommit(b, layout, runs, committers)
+				})
+			}
+		}
+	}
+}
+
+func benchCommit(b *testing.B, layout string, runs, committers int) {
+	const partitions = 256
+	url := freshSchema(b)
+	admin := openTest(b, url, catalog.Options{})
+	topic, err := admin.CreateTopic(context.Background(), catalog.TopicSpec{Name: "bench", Partitions: partitions})
+	if err != nil {
+		b.Fatal(err)
+	}
+	type committer struct {
+		c    *Catalog
+		pid  int64
+		seq  []int32
+		lat  []time.Duration
+		pool []int32 // partitions it draws from
+	}
+	cs := make([]*committer, committers)
+	for i := range cs {
+		c := openTest(b, url, catalog.Options{MaxConns: 2})
+		pid, _, err := c.AllocateProducerID(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool := make([]int32, partitions)
+		for p := range pool {
+			pool[p] = int32(p)
+		}
+		if layout == "spread" {
+			// Each committer mostly writes its own slice, plus a few
+			// partitions of others, as clients with stale metadata do.
+			per := partitions / committers
+			own := pool[i*per : (i+1)*per]
+			pool = append(slices.Clone(own), int32((i*per+per+3)%partitions))
+		}
+		cs[i] = &committer{c: c, pid: pid, seq: make([]int32, partitions), pool: pool}
+	}
+	segFor := func(cm *committer, rng *rand.Rand) catalog.Segment {
+		n := min(runs, len(cm.pool))
+		parts := make([]int32, 0, n)
+		for _, j := range rng.Perm(len(cm.pool))[:n] {
+			parts = append(parts, cm.pool[j])
+		}
+		slices.Sort(parts)
+		seg := catalog.Segment{Key: fmt.Sprintf("bench/%d/%d", cm.pid, rng.Uint64())}
+		var off int64
+		for _, p := range parts {
+			seg.Batches = append(seg.Batches, catalog.BatchRef{
+				TopicPartition: catalog.TopicPartition{TopicID: topic.ID, Partition: p},
+				ByteOffset:     off, ByteLength: 1000, OffsetSpan: 10, Records: 10,
+				FirstTimestamp: 1, MaxTimestamp: 2,
+				ProducerID: cm.pid, BaseSequence: cm.seq[p],
+			})
+			cm.seq[p] += 10
+			off += 1000
+		}
+		seg.Size = off
+		return seg
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := (b.N + committers - 1) / committers
+	for i, cm := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 42))
+			for range per {
+				seg := segFor(cm, rng)
+				t0 := time.Now()
+				res, err := cm.c.CommitSegment(context.Background(), seg)
+				cm.lat = append(cm.lat, time.Since(t0))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for _, r := range res.Results {
+					if r.Err != nil {
+						b.Errorf("result: %v", r.Err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	var lat []time.Duration
+	for _, cm := range cs {
+		lat = append(lat, cm.lat...)
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return
+	}
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "commits/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}

@@ -1,0 +1,235 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+const topicCols = "id, name, partitions, configs, created"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTopic(row scanner) (catalog.Topic, error) {
+	var t catalog.Topic
+	var id []byte
+	var configs string
+	var created int64
+	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &created); err != nil {
+		return catalog.Topic{}, err
+	}
+	var err error
+	if t.ID, err = topicID(id); err != nil {
+		return catalog.Topic{}, err
+	}
+	t.Configs = map[string]string{}
+	if err := json.Unmarshal([]byte(configs), &t.Configs); err != nil {
+		return catalog.Topic{}, fmt.Errorf("stored configs of %q: %w", t.Name, err)
+	}
+	t.Created = fromMicros(created)
+	return t, nil
+}
+
+func newTopicID() catalog.TopicID {
+	var id catalog.TopicID
+	rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+func configsJSON(m map[string]string) string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	b, _ := json.Marshal(m) // a map[string]string always marshals
+	return string(b)
+}
+
+// CreateTopic creates the topic and its partition rows in one transaction.
+func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (catalog.Topic, error) {
+	if err := catalog.ValidateTopicSpec(spec); err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: create topic %q: %w", spec.Name, err)
+	}
+	var t catalog.Topic
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		id := newTopicID()
+		var err error
+		t, err = scanTopic(tx.QueryRowContext(ctx, `INSERT INTO topics (id, name, partitions, configs, created)
+VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING RETURNING `+topicCols,
+			id[:], spec.Name, spec.Partitions, configsJSON(spec.Configs), micros(c.now())))
+		if errors.Is(err, sql.ErrNoRows) {
+			return catalog.ErrTopicExists
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `WITH RECURSIVE s(p) AS (SELECT 0 UNION ALL SELECT p + 1 FROM s WHERE p + 1 < ?2)
+INSERT INTO partitions (topic_id, partition) SELECT ?1, p FROM s`, id[:], spec.Partitions)
+		return err
+	})
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: create topic %q: %w", spec.Name, err)
+	}
+	return t, nil
+}
+
+// DeleteTopic removes the topic, its partitions, batch rows and producer
+// state. Its objects stay until garbage collection finds them unreferenced.
+func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		var id []byte
+		err := tx.QueryRowContext(ctx, `SELECT id FROM topics WHERE name = ?1`, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM batches WHERE topic_id = ?1`,
+			`DELETE FROM producer_state WHERE topic_id = ?1`,
+			`DELETE FROM partitions WHERE topic_id = ?1`,
+			`DELETE FROM topics WHERE id = ?1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Catalog) topicWhere(ctx context.Context, op, where string, arg any) (catalog.Topic, error) {
+	var t catalog.Topic
+	err := c.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = scanTopic(tx.QueryRowContext(ctx, `SELECT `+topicCols+` FROM topics WHERE `+where, arg))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		err = catalog.ErrUnknownTopic
+	}
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: topic %s: %w", op, err)
+	}
+	return t, nil
+}
+
+// Topic returns the topic named name, or ErrUnknownTopic.
+func (c *Catalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
+	return c.topicWhere(ctx, fmt.Sprintf("%q", name), `name = ?1`, name)
+}
+
+// TopicByID returns the topic with id, or ErrUnknownTopic.
+func (c *Catalog) TopicByID(ctx context.Context, id catalog.TopicID) (catalog.Topic, error) {
+	return c.topicWhere(ctx, fmt.Sprintf("%x", id[:]), `id = ?1`, id[:])
+}
+
+// ListTopics returns every topic by name.
+func (c *Catalog) ListTopics(ctx context.Context) ([]catalog.Topic, error) {
+	var topics []catalog.Topic
+	err := c.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+topicCols+` FROM topics ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTopic(rows)
+			if err != nil {
+				return err
+			}
+			topics = append(topics, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list topics: %w", err)
+	}
+	return topics, nil
+}
+
+// CreatePartitions grows the topic to total partitions.
+func (c *Catalog) CreatePartitions(ctx context.Context, name string, total int32) error {
+	if err := catalog.ValidatePartitionCount(total); err != nil {
+		return fmt.Errorf("catalog: create partitions %q: %w", name, err)
+	}
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		var id []byte
+		var cur int32
+		err := tx.QueryRowContext(ctx, `SELECT id, partitions FROM topics WHERE name = ?1`, name).Scan(&id, &cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		if total <= cur {
+			return fmt.Errorf("%w: topic has %d partitions, cannot grow to %d", catalog.ErrInvalidPartitions, cur, total)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE topics SET partitions = ?2 WHERE id = ?1`, id, total); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `WITH RECURSIVE s(p) AS (SELECT ?2 UNION ALL SELECT p + 1 FROM s WHERE p + 1 < ?3)
+INSERT INTO partitions (topic_id, partition) SELECT ?1, p FROM s`, id, cur, total)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: create partitions %q: %w", name, err)
+	}
+	return nil
+}
+
+// AlterTopicConfigs applies ops in order.
+func (c *Catalog) AlterTopicConfigs(ctx context.Context, name string, ops []catalog.ConfigOp) (catalog.Topic, error) {
+	t, err := c.updateConfigs(ctx, name, func(cur map[string]string) (map[string]string, error) {
+		return catalog.ApplyConfigOps(cur, ops)
+	})
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: alter configs of %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// ReplaceTopicConfigs sets the explicit configs to exactly configs.
+func (c *Catalog) ReplaceTopicConfigs(ctx context.Context, name string, configs map[string]string) (catalog.Topic, error) {
+	if err := catalog.ValidateConfigs(configs); err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: replace configs of %q: %w", name, err)
+	}
+	t, err := c.updateConfigs(ctx, name, func(map[string]string) (map[string]string, error) { return configs, nil })
+	if err != nil {
+		return catalog.Topic{}, fmt.Errorf("catalog: replace configs of %q: %w", name, err)
+	}
+	return t, nil
+}
+
+func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(map[string]string) (map[string]string, error)) (catalog.Topic, error) {
+	var t catalog.Topic
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		cur, err := scanTopic(tx.QueryRowContext(ctx, `SELECT `+topicCols+` FROM topics WHERE name = ?1`, name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return catalog.ErrUnknownTopic
+		}
+		if err != nil {
+			return err
+		}
+		next, err := change(cur.Configs)
+		if err != nil {
+			return err
+		}
+		t, err = scanTopic(tx.QueryRowContext(ctx, `UPDATE topics SET configs = ?2 WHERE id = ?1 RETURNING `+topicCols,
+			cur.ID[:], configsJSON(next)))
+		return err
+	})
+	return t, err
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/wal"
+)
+
+// health is what /healthz and /readyz look at.
+type health struct {
+	agent  *agent.Agent
+	wal    *wal.Log
+	cat    catalog.Catalog
+	bucket objstore.BucketReader
+	ttl    time.Duration
+}
+
+// live reports whether the process can still do its work: a failed WAL is
+// fatal (the process is about to exit).
+func (h health) live() error { return h.wal.Healthy() }
+
+// ready reports whether the agent should get traffic: it serves, its WAL
+// works, and the catalog and the bucket answer.
+func (h health) ready(ctx context.Context) error {
+	if !h.agent.Ready() {
+		return errors.New("agent is not serving (starting or draining)")
+	}
+	if err := h.wal.Healthy(); err != nil {
+		return err
+	}
+	if _, _, err := h.cat.LiveAgents(ctx, h.ttl); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	// A key that never exists: not-found proves the bucket answers.
+	if _, err := h.bucket.Stat(ctx, "floe-readiness-probe"); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+		return fmt.Errorf("bucket: %w", err)
+	}
+	return nil
+}
+
+// startAdminHTTP serves /metrics, /healthz, /readyz and /debug/pprof on
+// addr (nothing when addr is empty) and returns a function that stops it.
+func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.live(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := h.ready(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin HTTP server failed", "err", err)
+		}
+	}()
+	logger.Info("admin HTTP serving", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

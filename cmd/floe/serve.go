@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/agent/flush"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore/bucket"
+	"github.com/floebroker/floe/wal"
+)
+
+// serveConfig is everything `floe dev` and `floe agent` take.
+type serveConfig struct {
+	mode        string // "dev" or "agent"
+	configFile  string
+	catalogURL  string
+	bucketURL   string
+	data        string
+	adminListen string
+	logLevel    string
+	logFormat   string
+
+	flushInterval    time.Duration
+	flushBytes       int64
+	maxBufferedBytes int64
+
+	agent   agent.Config
+	catalog catalog.Options
+}
+
+// newServeFlags registers the serve settings with the mode's defaults.
+func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{mode: mode, agent: agent.DefaultConfig(), logLevel: "info", logFormat: "text",
+		flushInterval: wal.DefaultFlushInterval, flushBytes: wal.DefaultFlushBytes, maxBufferedBytes: wal.DefaultMaxBufferedBytes}
+	if mode == "dev" {
+		c.data = "./floe-data"
+		c.adminListen = "localhost:" + defaultAdminPort
+		c.flushInterval = 10 * time.Millisecond
+		c.agent.AutoCreateTopics = true
+	} else {
+		c.data = "./floe-wal"
+		c.adminListen = ":" + defaultAdminPort
+		c.logFormat = "json"
+	}
+	fs := flag.NewFlagSet("floe "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.configFile, "config", "", "YAML file of settings (keys are flag names)")
+	if mode == "dev" {
+		fs.StringVar(&c.catalogURL, "catalog", "", "catalog URL (default: sqlite under --data)")
+		fs.StringVar(&c.bucketURL, "bucket", "", "bucket URL (default: a directory under --data)")
+		fs.StringVar(&c.data, "data", c.data, "directory holding the bucket, the SQLite catalog and the WAL")
+	} else {
+		fs.StringVar(&c.catalogURL, "catalog", "", "catalog URL: postgres://… or sqlite:///path (required)")
+		fs.StringVar(&c.bucketURL, "bucket", "", "bucket URL: s3://…, gs://…, minio://…, file://… or mem:// (required)")
+		fs.StringVar(&c.data, "data", c.data, "directory of the write-ahead log")
+	}
+	fs.StringVar(&c.adminListen, "admin-listen", c.adminListen, "host:port of the admin HTTP server (/metrics, /healthz, /readyz, /debug/pprof); empty disables it")
+	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", c.logFormat, "log format: text or json")
+	fs.DurationVar(&c.flushInterval, "flush-interval", c.flushInterval, "flush the WAL to a segment object at least this often")
+	fs.Int64Var(&c.flushBytes, "flush-bytes", c.flushBytes, "flush once this many bytes are buffered")
+	fs.Int64Var(&c.maxBufferedBytes, "max-buffered-bytes", c.maxBufferedBytes, "produce waits while this many bytes are not yet committed")
+	c.agent.RegisterFlags(fs)
+	c.catalog.RegisterFlags(fs, "catalog.")
+	return fs, c
+}
+
+// finish fills dev defaults that derive from --data and validates.
+func (c *serveConfig) finish() error {
+	walDir := c.data
+	if c.mode == "dev" {
+		if c.catalogURL == "" {
+			c.catalogURL = "sqlite://" + filepath.Join(c.data, "catalog.db")
+		}
+		if c.bucketURL == "" {
+			abs, err := filepath.Abs(filepath.Join(c.data, "bucket"))
+			if err != nil {
+				return err
+			}
+			c.bucketURL = "file://" + abs
+		}
+		walDir = filepath.Join(c.data, "wal")
+	}
+	c.data = walDir
+	var errs []error
+	if c.catalogURL == "" {
+		errs = append(errs, errors.New("--catalog is required"))
+	}
+	if c.bucketURL == "" {
+		errs = append(errs, errors.New("--bucket is required"))
+	}
+	if c.data == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if _, err := parseLevel(c.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
+	}
+	if err := c.agent.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.walConfig(nil, nil).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.catalog.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func (c *serveConfig) walConfig(logger *slog.Logger, reg prometheus.Registerer) wal.Config {
+	return wal.Config{
+		Dir:              c.data,
+		FlushInterval:    c.flushInterval,
+		FlushBytes:       c.flushBytes,
+		MaxBufferedBytes: c.maxBufferedBytes,
+		Logger:           logger,
+		Registerer:       reg,
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// cmdServe is `floe dev` and `floe agent`.
+func cmdServe(ctx context.Context, mode string, args []string, stderr io.Writer) error {
+	fs, c := newServeFlags(mode, stderr)
+	if err := parseLayered(fs, args, "config", os.Getenv); err != nil {
+		return err
+	}
+	if err := c.finish(); err != nil {
+		return err
+	}
+	return serve(ctx, c, newLogger(stderr, c.logLevel, c.logFormat), nil)
+}
+
+// serve runs one agent until ctx ends, then drains it: the agent stops
+// accepting and finishes in-flight requests, then the WAL flushes and
+// commits what it holds. ready, if not nil, receives the Kafka listener's
+// address once the agent serves (tests use it).
+func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready func(addr string)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if c.agent.AgentID == "" {
+		c.agent.AgentID = agent.NewAgentID()
+	}
+	logger = logger.With("agent_id", c.agent.AgentID)
+	openCtx, cancelOpen := context.WithTimeout(ctx, time.Minute)
+	defer cancelOpen()
+
+	catOpts := c.catalog
+	catOpts.Logger, catOpts.Registerer = logger, reg
+	cat, _, err := openCatalog(openCtx, c.catalogURL, catOpts)
+	if err != nil {
+		return fmt.Errorf("open catalog: %w", err)
+	}
+	defer cat.Close()
+	bkt, err := bucket.Open(openCtx, c.bucketURL, bucket.Options{Logger: logger, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("open bucket: %w", err)
+	}
+	defer bkt.Close()
+
+	var ref atomic.Pointer[agent.Agent]
+	sink := flush.New(flush.Config{
+		Cluster: c.agent.ClusterID,
+		AgentID: c.agent.AgentID,
+		OnCommitted: func(key string, obj []byte, rows []catalog.BatchRow) {
+			if a := ref.Load(); a != nil {
+				a.OnCommitted(key, obj, rows)
+			}
+		},
+	}, bkt, cat, logger, reg)
+	w, err := wal.Open(c.walConfig(logger, reg), sink)
+	if err != nil {
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	ag, err := agent.New(c.agent, agent.Deps{Catalog: cat, Bucket: bkt, WAL: w, Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	ref.Store(ag)
+
+	// The WAL runs on its own context: it must outlive the agent's drain,
+	// which waits for in-flight produces to be committed.
+	walCtx, stopWAL := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWAL()
+	walDone := make(chan error, 1)
+	go func() { walDone <- w.Run(walCtx) }()
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.agent.Listen)
+	if err != nil {
+		stopWAL()
+		<-walDone
+		return fmt.Errorf("listen %s: %w", c.agent.Listen, err)
+	}
+	adminStop, err := startAdminHTTP(c.adminListen, reg, health{agent: ag, wal: w, cat: cat, bucket: bkt, ttl: c.agent.AgentTTL}, logger)
+	if err != nil {
+		ln.Close()
+		stopWAL()
+		<-walDone
+		return err
+	}
+	defer adminStop()
+
+	agCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	agDone := make(chan error, 1)
+	go func() { agDone <- ag.Serve(agCtx, ln) }()
+	if ready != nil {
+		go func() {
+			for !ag.Ready() {
+				select {
+				case <-agCtx.Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			ready(ln.Addr().String())
+		}()
+	}
+	logger.Info("floe started", "mode", c.mode, "listen", ln.Addr().String(), "catalog", redactURL(c.catalogURL), "bucket", redactURL(c.bucketURL), "wal", c.data)
+
+	var agErr, walErr error
+	agentDone, walFinished := false, false
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: draining")
+	case agErr = <-agDone:
+		agentDone = true
+	case walErr = <-walDone:
+		walFinished = true
+		logger.Error("WAL stopped; shutting down", "err", walErr)
+	}
+	stopAgent()
+	if !agentDone {
+		agErr = <-agDone
+	}
+	stopWAL()
+	if !walFinished {
+		walErr = <-walDone
+	}
+	if walFinished && walErr == nil {
+		walErr = errors.New("WAL stopped unexpectedly")
+	}
+	if err := errors.Join(agErr, walErr); err != nil {
+		return err
+	}
+	logger.Info("floe stopped")
+	return nil
+}
+
+// redactURL hides a URL's password for logs.
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		if j := strings.Index(s[i+3:], "@"); j >= 0 {
+			return s[:i+3] + "…@" + s[i+3+j+1:]
+		}
+	}
+	return s
+}

@@ -1,0 +1,301 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// TestReplayAfterCrash: buffer A committed before the crash is not
+// committed again; buffer B, sealed and uploaded but not committed, is
+// handed to the sink again with the same ID, Created and entries, before
+// anything appended after the restart.
+func TestReplayAfterCrash(t *testing.T) {
+	fs := NewMemFS()
+	sink := newFakeSink()
+	blocked := make(chan *Sealed, 1)
+	sink.onCommit = func(ctx context.Context, b *Sealed) error {
+		if len(b.Entries) == 2 { // buffer B
+			blocked <- b
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	cfg := testConfig(fs)
+	cfg.DrainTimeout = 10 * time.Millisecond
+	l1 := start(t, cfg, sink)
+	wait(t, mustAppend(t, l1.Log, entry(tp(1, 0), 10, 1)))
+	eventually(t, "A deleted", func() bool { return len(walFiles(t, fs, "/wal")) == 0 })
+	mustAppend(t, l1.Log, entry(tp(1, 0), 10, 1), entry(tp(2, 0), 20, 3))
+	b := <-blocked // B is fsynced, renamed and uploaded; its commit hangs
+	disk := fs.Crash()
+	l1.stop(t)
+
+	sink2 := newFakeSink()
+	sink2.next = sink.next // the catalog survived; A's offsets are taken
+	l2, err := Open(testConfig(disk), sink2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Appended before Run: still committed after the replayed buffer.
+	late, err := l2.Append(context.Background(), []Entry{entry(tp(1, 0), 10, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l2.Run(ctx) }()
+	res := wait(t, late)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	order := sink2.commitOrder()
+	if len(order) != 2 || order[0] != b.ID {
+		t.Fatalf("commits after restart %v, want B (%s) first then the new buffer", order, b.ID)
+	}
+	got := sink2.sealed[b.ID]
+	if !got.Replayed || !got.Created.Equal(b.Created) || got.Bytes != b.Bytes || len(got.Entries) != 2 {
+		t.Fatalf("replayed %+v, original %+v", got, b)
+	}
+	for i := range got.Entries {
+		if !entriesEqual(got.Entries[i], b.Entries[i]) {
+			t.Fatalf("entry %d differs after replay", i)
+		}
+	}
+	// tp(1,0): A took 0, B took 1, the late append 2.
+	if res[0].BaseOffset != 2 {
+		t.Fatalf("late append offset %d", res[0].BaseOffset)
+	}
+	if n := len(walFiles(t, disk, "/wal")); n != 0 {
+		t.Fatalf("%d files left", n)
+	}
+}
+
+func entriesEqual(a, b Entry) bool { return reflect.DeepEqual(a, b) }
+
+// A crash after the commit but before the file's removal is durable makes
+// replay commit the buffer again; the sink's idempotence per ID returns the
+// first results and assigns nothing new.
+func TestReplayOfCommittedBufferIsIdempotent(t *testing.T) {
+	fs := NewMemFS()
+	sink := newFakeSink()
+	var disk *MemFS
+	sink.afterCmt = func(*Sealed) {
+		if disk == nil {
+			disk = fs.Crash()
+		}
+	}
+	l1 := start(t, testConfig(fs), sink)
+	first := wait(t, mustAppend(t, l1.Log, entry(tp(1, 0), 10, 4)))
+	l1.stop(t)
+	if len(walFiles(t, disk, "/wal")) != 1 {
+		t.Fatal("the crash image should still hold the committed buffer")
+	}
+	l2 := start(t, testConfig(disk), sink) // same catalog
+	eventually(t, "replayed buffer flushed", func() bool { return len(walFiles(t, disk, "/wal")) == 0 })
+	r := wait(t, mustAppend(t, l2.Log, entry(tp(1, 0), 10, 1)))
+	if r[0].BaseOffset != 4 || first[0].BaseOffset != 0 {
+		t.Fatalf("offsets %v then %v: the replay must not take offsets", first, r)
+	}
+	if _, cm := sink.counts(); cm != 2 {
+		t.Fatalf("%d effective commits", cm)
+	}
+}
+
+// fileBytes builds a buffer file with n entries.
+func fileBytes(seq uint64, id ulid.ULID, n int) []byte {
+	b := appendFileHeader(nil, fileHeader{seq: seq, created: 1700000000e9, id: id})
+	for i := range n {
+		e := entry(tp(1, int32(i)), 10+i, 1)
+		b = appendEntry(b, &e)
+	}
+	return b
+}
+
+func fileName(seq uint64, id ulid.ULID, ext string) string {
+	return fmt.Sprintf("/wal/%016x-%s.%s", seq, id, ext)
+}
+
+func TestReplayRepairsTornTail(t *testing.T) {
+	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("x", 16)))
+	full := fileBytes(3, id, 3)
+	twoRecords := len(fileBytes(3, id, 2))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want int // entries replayed
+	}{
+		{"complete", full, 3},
+		{"last record cut", full[:len(full)-4], 2},
+		{"last record header cut", full[:twoRecords+5], 2},
+		{"bad CRC in last record", func() []byte { d := slices.Clone(full); d[len(d)-1] ^= 1; return d }(), 2},
+		{"zero-filled tail", append(slices.Clone(full[:twoRecords]), make([]byte, 100)...), 2},
+		{"header only", full[:fileHeaderSize], 0},
+		{"torn header", full[:20], 0},
+		{"zero header", make([]byte, 200), 0},
+		{"empty file", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := NewMemFS()
+			fs.MkdirAll("/wal", 0o755)
+			fs.WriteFile(fileName(3, id, "tmp"), tc.data)
+			sink := newFakeSink()
+			l := start(t, testConfig(fs), sink)
+			if tc.want == 0 {
+				if n := len(walFiles(t, fs, "/wal")); n != 0 {
+					t.Fatalf("%d files left after open", n)
+				}
+				if up, _ := sink.counts(); up != 0 {
+					t.Fatal("uploaded an empty buffer")
+				}
+				// The next buffer's seq continues after the file found.
+				if l.mu.nextSeq != 4 {
+					t.Fatalf("next seq %d", l.mu.nextSeq)
+				}
+				return
+			}
+			eventually(t, "commit", func() bool { _, c := sink.counts(); return c == 1 })
+			got := sink.sealed[id.String()]
+			if len(got.Entries) != tc.want || !got.Replayed || got.Created.UnixNano() != 1700000000e9 {
+				t.Fatalf("replayed %d entries (%+v)", len(got.Entries), got)
+			}
+			eventually(t, "file deleted", func() bool { return len(walFiles(t, fs, "/wal")) == 0 })
+		})
+	}
+}
+
+func TestReplayRejectsCorruption(t *testing.T) {
+	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("y", 16)))
+	full := fileBytes(1, id, 3)
+	midCRC := slices.Clone(full)
+	midCRC[fileHeaderSize+frameHeader+5] ^= 1 // inside the first record's payload
+	badLen := slices.Clone(full)
+	le.PutUint32(badLen[fileHeaderSize:], 3)
+	for _, tc := range []struct {
+		name    string
+		file    string
+		data    []byte
+		wantOff int64
+	}{
+		{"bad CRC mid-file (unsealed)", fileName(1, id, "tmp"), midCRC, fileHeaderSize},
+		{"bad CRC mid-file (sealed)", fileName(1, id, "wal"), midCRC, fileHeaderSize},
+		{"bad length mid-file", fileName(1, id, "tmp"), badLen, fileHeaderSize},
+		{"torn tail in a sealed file", fileName(1, id, "wal"), full[:len(full)-3], int64(len(fileBytes(1, id, 2)))},
+		{"bad header CRC", fileName(1, id, "wal"), func() []byte { d := slices.Clone(full); d[30] ^= 1; return d }(), 44},
+		{"header names another buffer", fileName(2, id, "wal"), full, 0},
+		{"unknown record type", fileName(1, id, "wal"), func() []byte {
+			d := fileBytes(1, id, 0)
+			e := entry(tp(1, 0), 3, 1)
+			d = appendEntry(d, &e)
+			d[fileHeaderSize+frameHeader] = 9
+			le.PutUint32(d[fileHeaderSize+4:], crc32Of(d[fileHeaderSize+frameHeader:]))
+			return d
+		}(), fileHeaderSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := NewMemFS()
+			fs.MkdirAll("/wal", 0o755)
+			fs.WriteFile(tc.file, tc.data)
+			_, err := Open(testConfig(fs), newFakeSink())
+			var ce *CorruptionError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open: %v, want *CorruptionError", err)
+			}
+			if ce.File != tc.file || ce.Offset != tc.wantOff {
+				t.Fatalf("error names %s offset %d, want %s offset %d (%v)", ce.File, ce.Offset, tc.file, tc.wantOff, err)
+			}
+			if got, _ := fs.ReadFile(tc.file); !slices.Equal(got, tc.data) {
+				t.Fatal("Open modified a corrupt file")
+			}
+		})
+	}
+}
+
+func TestReplayIgnoresUnknownFilesAndOrdersBySeq(t *testing.T) {
+	fs := NewMemFS()
+	fs.MkdirAll("/wal", 0o755)
+	var ids []ulid.ULID
+	for seq := range uint64(3) {
+		id := ulid.MustNew(100-seq, strings.NewReader(strings.Repeat("z", 16))) // ULIDs descending
+		ids = append(ids, id)
+		fs.WriteFile(fileName(seq+10, id, "wal"), fileBytes(seq+10, id, 1))
+	}
+	fs.WriteFile("/wal/README", []byte("hi"))
+	sink := newFakeSink()
+	l := start(t, testConfig(fs), sink)
+	eventually(t, "commits", func() bool { _, c := sink.counts(); return c == 3 })
+	got := sink.commitOrder()
+	for i, id := range ids {
+		if got[i] != id.String() {
+			t.Fatalf("commit order %v", got)
+		}
+	}
+	l.stop(t)
+	if names := walFiles(t, fs, "/wal"); !slices.Equal(names, []string{"README"}) {
+		t.Fatalf("left %v", names)
+	}
+}
+
+// The same flows on the real file system.
+func TestOSFS(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(nil)
+	cfg.Dir = dir
+	cfg.DrainTimeout = 10 * time.Millisecond
+	sink := newFakeSink()
+	l := start(t, cfg, sink)
+	if r := wait(t, mustAppend(t, l.Log, entry(tp(1, 0), 100, 2))); r[0].BaseOffset != 0 {
+		t.Fatal(r)
+	}
+	// Leave two buffers behind: X sealed (its upload hangs until the drain
+	// gives up), Y still open (no upload slot is free).
+	cfg.MaxInflight = 1
+	l.stop(t)
+	hung := make(chan struct{}, 1)
+	sink.onUpload = func(ctx context.Context, _ *Sealed) error {
+		hung <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	l = start(t, cfg, sink)
+	mustAppend(t, l.Log, entry(tp(1, 0), 100, 2))
+	<-hung
+	mustAppend(t, l.Log, entry(tp(1, 0), 100, 2))
+	if err := l.stop(t); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 || !strings.HasSuffix(ents[0].Name(), ".wal") || !strings.HasSuffix(ents[1].Name(), ".tmp") {
+		t.Fatalf("left %v, want one sealed and one open buffer", ents)
+	}
+	// Tear the open buffer's tail as a crash could.
+	path := filepath.Join(dir, ents[1].Name())
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{1, 2, 3})
+	f.Close()
+
+	sink.onUpload = nil
+	l2 := start(t, cfg, sink)
+	eventually(t, "replayed commits", func() bool { _, c := sink.counts(); return c == 3 })
+	if r := wait(t, mustAppend(t, l2.Log, entry(tp(1, 0), 100, 2))); r[0].BaseOffset != 6 {
+		t.Fatal(r)
+	}
+	l2.stop(t)
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("%d files left", len(ents))
+	}
+}
