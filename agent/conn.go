@@ -43,6 +43,10 @@ type conn struct {
 
 	queue chan *pending // reader → writer, request order
 	done  chan struct{} // closed when the writer has finished
+	// peerDone is closed when the client closed its sending side: pending
+	// requests are still answered (long polls at once), then the
+	// connection closes.
+	peerDone chan struct{}
 
 	// lastOrdered is the ordered gate of the newest request (see
 	// pending.ordered); only the reader touches it.
@@ -93,14 +97,15 @@ type requestHeader struct {
 func newConn(a *Agent, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		a:      a,
-		nc:     nc,
-		remote: nc.RemoteAddr().String(),
-		br:     bufio.NewReaderSize(nc, 32<<10),
-		ctx:    ctx,
-		cancel: cancel,
-		queue:  make(chan *pending, a.cfg.MaxInflightPerConn),
-		done:   make(chan struct{}),
+		a:        a,
+		nc:       nc,
+		remote:   nc.RemoteAddr().String(),
+		br:       bufio.NewReaderSize(nc, 32<<10),
+		ctx:      ctx,
+		cancel:   cancel,
+		queue:    make(chan *pending, a.cfg.MaxInflightPerConn),
+		done:     make(chan struct{}),
+		peerDone: make(chan struct{}),
 	}
 	start := make(chan struct{})
 	close(start)
@@ -142,7 +147,11 @@ func (c *conn) readLoop() {
 	for {
 		p, reason := c.readRequest()
 		if p == nil {
-			if reason != "" {
+			switch reason {
+			case "drain": // the writer answers what is pending, then closes
+			case "eof":
+				close(c.peerDone)
+			default:
 				c.close(reason)
 			}
 			return
@@ -159,8 +168,8 @@ func (c *conn) readLoop() {
 }
 
 // readRequest reads one frame and prepares its pending entry, starting its
-// handler. A nil pending ends the reader; reason says why the connection
-// must be closed at once ("" for a drain, which lets the writer finish).
+// handler. A nil pending ends the reader; reason says why: "drain" and
+// "eof" let the writer answer what is pending, others close at once.
 func (c *conn) readRequest() (*pending, string) {
 	var sizeBuf [4]byte
 	if reason := c.readFull(sizeBuf[:], true); reason != "" {
@@ -186,9 +195,10 @@ func (c *conn) readRequest() (*pending, string) {
 	return c.dispatch(frame)
 }
 
-// readFull fills buf. Between requests (idle) a read deadline expiry only
-// ends the connection once it has been idle for IdleTimeout with nothing in
-// flight; inside a frame, the same timeout applies to the client's silence.
+// readFull fills buf and returns "", or why reading ended. Between
+// requests a read deadline expiry only ends the connection once it has been
+// idle for IdleTimeout with nothing in flight; inside a frame, the same
+// timeout applies to the client's silence.
 func (c *conn) readFull(buf []byte, atBoundary bool) string {
 	n := 0
 	for n < len(buf) {
@@ -196,7 +206,7 @@ func (c *conn) readFull(buf []byte, atBoundary bool) string {
 		// Checked after setting the deadline: stopReading sets the flag,
 		// then a past deadline, so one of the two is always seen.
 		if c.stopping.Load() {
-			return "" // drain: the writer answers what is pending, then closes
+			return "drain"
 		}
 		m, err := c.br.Read(buf[n:])
 		n += m
@@ -205,7 +215,7 @@ func (c *conn) readFull(buf []byte, atBoundary bool) string {
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.stopping.Load() {
-				return ""
+				return "drain"
 			}
 			if c.inflight.Load() > 0 {
 				c.touch() // a long request is not idleness

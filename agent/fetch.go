@@ -87,6 +87,8 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		case <-ctx.Done():
 		case <-a.draining:
 			deadline = time.Now()
+		case <-r.conn.peerDone:
+			deadline = time.Now()
 		}
 	}
 }
@@ -147,6 +149,9 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 			op.Partition = fp.tp.Partition
 			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
 			op.PreferredReadReplica = -1
+			// Non-nil: before v12 a nil records field encodes as null,
+			// which librdkafka rejects (invalid MessageSetSize -1).
+			op.RecordBatches = []byte{}
 			if req.IsolationLevel == 1 {
 				op.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
@@ -203,7 +208,9 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 	if newHW > hw {
 		op.HighWatermark, op.LastStableOffset = newHW, newHW
 	}
-	op.RecordBatches = data
+	if data != nil {
+		op.RecordBatches = data
+	}
 	return int64(len(data))
 }
 

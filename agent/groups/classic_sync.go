@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"time"
@@ -92,7 +93,8 @@ func (g *group) applyAssignment(as []kmsg.SyncGroupRequestGroupAssignment) int16
 			return kerr.MessageTooLarge.Code
 		}
 		if cl.members[a.MemberID] != nil {
-			byID[a.MemberID] = a.MemberAssignment
+			// Copy: request bytes alias the connection's read buffer.
+			byID[a.MemberID] = bytes.Clone(a.MemberAssignment)
 		}
 	}
 	var grow int64

@@ -366,6 +366,20 @@ func TestClassicSyncErrors(t *testing.T) {
 	errIs(t, "good sync", h.do(syncReq("g", ids[0], gen, map[string]string{ids[0]: "ok"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
 }
 
+// TestClassicAssignmentIsCopied: the stored assignment must not alias the
+// request, whose bytes belong to the connection's read buffer.
+func TestClassicAssignmentIsCopied(t *testing.T) {
+	h := newHarness(t)
+	id, ch := h.joinNew("g", "m")
+	wait[*kmsg.JoinGroupResponse](t, ch)
+	req := syncReq("g", id, 1, map[string]string{id: "abc"})
+	errIs(t, "sync", h.do(req).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+	copy(req.GroupAssignment[0].MemberAssignment, "xyz")
+	if got := string(h.describe("g").Members[0].MemberAssignment); got != "abc" {
+		t.Fatalf("stored assignment changed with the request buffer: %q", got)
+	}
+}
+
 func TestClassicLeaveBatch(t *testing.T) {
 	h := newHarness(t)
 	join := joinReq(9, "g", "", "m")

@@ -16,6 +16,10 @@ import (
 // The request checks are Kafka's (INVALID_REQUEST with a message), plus a
 // cap of MaxMetadataBytes on a member's id and subscription.
 
+// maxRegexBytes caps a subscription regex: compiling one costs time and
+// memory in proportion to its length, on every full heartbeat.
+const maxRegexBytes = 4096
+
 // memberTypeConsumer is ConsumerGroupDescribe's MemberType of a member
 // that speaks KIP-848 (0 would be a classic member).
 const memberTypeConsumer int8 = 1
@@ -140,6 +144,9 @@ func (c *Coordinator) consumerParams(clientID, clientHost string, req *kmsg.Cons
 		p.names = slices.Compact(names)
 	}
 	if r := req.SubscribedTopicRegex; r != nil {
+		if len(*r) > maxRegexBytes {
+			return nil, kerr.InvalidRegularExpression.Code, fmt.Sprintf("SubscribedTopicRegex is longer than %d bytes", maxRegexBytes)
+		}
 		size += int64(len(*r))
 		if size <= int64(c.cfg.MaxMetadataBytes) && *r != "" {
 			// Kafka matches the whole topic name (RE2J's matches()).

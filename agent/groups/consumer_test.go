@@ -328,6 +328,9 @@ func TestConsumerHeartbeatErrors(t *testing.T) {
 		{"empty instance id", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.InstanceID = kmsg.StringPtr("") }), kerr.InvalidRequest},
 		{"unknown assignor", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.ServerAssignor = kmsg.StringPtr("sticky") }), kerr.UnsupportedAssignor},
 		{"bad regex", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("(") }), kerr.InvalidRegularExpression},
+		{"huge regex", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.SubscribedTopicRegex = kmsg.StringPtr(strings.Repeat("a", maxRegexBytes+1))
+		}), kerr.InvalidRegularExpression},
 		{"oversized subscription", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
 			r.SubscribedTopicNames = []string{strings.Repeat("t", 300)}
 		}), kerr.InvalidRequest},

@@ -51,6 +51,11 @@
 //   - An OffsetCommit naming a generation for a group this coordinator has
 //     no members for gets ILLEGAL_GENERATION at every version, so classic
 //     and KIP-848 clients alike rejoin after a coordinator move.
+//   - A ConsumerGroupHeartbeat with an epoch for a group this coordinator
+//     does not know gets UNKNOWN_MEMBER_ID (Kafka: GROUP_ID_NOT_FOUND), so a
+//     member that followed a coordinator move rejoins instead of failing.
+//   - A KIP-848 subscription regex longer than 4 KiB gets
+//     INVALID_REGULAR_EXPRESSION.
 //   - There are no transactional offsets, so RequireStable never waits.
 //   - The uniform and range assignors balance by partition count and ignore
 //     racks.

@@ -232,8 +232,8 @@ func testAlterConfigs(t *testing.T, c catalog.Catalog) {
 		{{Key: "retention.ms", Value: "x"}},
 		{{Key: "no.such", Value: "1"}},
 		{{Key: "retention.ms", Value: "1"}, {Key: "retention.bytes", Value: "?"}}, // all or nothing
-		{{Key: "retention.ms", Value: "1", Op: catalog.ConfigAppend}},            // not a list
-		{{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigSubtract}},  // empties the list
+		{{Key: "retention.ms", Value: "1", Op: catalog.ConfigAppend}},             // not a list
+		{{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigSubtract}},   // empties the list
 	}
 	for i, ops := range bad {
 		_, err := c.AlterTopicConfigs(ctx(t), "cfg", ops)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -35,6 +36,8 @@ func BenchmarkCommit(b *testing.B) {
 	}
 }
 
+var benchLocked = flag.Bool("locked", false, "benchmark commits in locked mode only")
+
 func benchCommit(b *testing.B, layout string, runs, committers int) {
 	const partitions = 256
 	url := freshSchema(b)
@@ -53,6 +56,7 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 	cs := make([]*committer, committers)
 	for i := range cs {
 		c := openTest(b, url, catalog.Options{MaxConns: 2})
+		c.alwaysLock = *benchLocked
 		pid, _, err := c.AllocateProducerID(context.Background())
 		if err != nil {
 			b.Fatal(err)
@@ -135,5 +139,10 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "commits/s")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+	var conflicts int64
+	for _, cm := range cs {
+		conflicts += cm.c.CommitConflicts()
+	}
+	b.ReportMetric(float64(conflicts)/float64(len(lat)), "conflicts/op")
 	b.ReportMetric(0, "ns/op")
 }

@@ -26,8 +26,8 @@ import (
 // (topic id, partition) order; one statement that — in a snapshot taken
 // after the locks, so it sees every commit that held them before — checks
 // that what round trip 1 read still holds, and only then turns the
-// relative offsets absolute, writes every row, takes the next commit id and
-// NOTIFYs it; COMMIT. No client round trip happens while the locks are
+// relative offsets absolute and writes every row; one statement that takes
+// the next commit id (in commit order) and NOTIFYs it; COMMIT. No client round trip happens while the locks are
 // held, so contended partitions pass from commit to commit at server speed.
 //
 // If the check fails (a concurrent commit of the same producer on the same
@@ -51,10 +51,14 @@ FOR UPDATE`
 
 	sqlFindObject = `SELECT commit_id, results FROM objects WHERE key = $1`
 
-	sqlProducerState = `SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.entries, s.pending_base, s.commit_id
-FROM producer_state s
-JOIN unnest($1::int8[], $2::uuid[], $3::int4[]) AS u(pid, t, p)
-  ON s.producer_id = u.pid AND s.topic_id = u.t AND s.partition = u.p`
+	// Correlated lookups: one primary-key probe per key, whatever the
+	// table's size (a join may be planned as a scan of the whole table).
+	sqlProducerState = `SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.entries, s.pending_base, s.version
+FROM unnest($1::int8[], $2::uuid[], $3::int4[]) AS u(pid, t, p)
+CROSS JOIN LATERAL (
+    SELECT * FROM producer_state s
+    WHERE s.topic_id = u.t AND s.partition = u.p AND s.producer_id = u.pid
+) s`
 
 	sqlProducerEpochs = `SELECT producer_id, epoch FROM producers WHERE producer_id = ANY($1::int8[])`
 
@@ -62,11 +66,9 @@ JOIN unnest($1::int8[], $2::uuid[], $3::int4[]) AS u(pid, t, p)
 )
 
 // sqlWrite checks round trip 1's reads (chk) and, only if they hold, writes
-// the commit. cur is read in this statement's snapshot, after the locks:
-// the partitions' next offsets before this commit. The results' partition
-// table is appended to the Go-encoded results with int8send. The commit id
-// comes from a one-row counter whose row lock is taken here, last, and held
-// to COMMIT, so ids are handed out in commit order.
+// the commit's rows. cur is read in this statement's snapshot, after the
+// locks: the partitions' next offsets before this commit. The results'
+// partition table is appended to the Go-encoded results with int8send.
 const sqlWrite = `WITH req AS (
     SELECT u.t, u.p, u.e, u.ord
     FROM unnest($5::uuid[], $6::int4[], $7::bool[]) WITH ORDINALITY AS u(t, p, e, ord)
@@ -80,46 +82,54 @@ const sqlWrite = `WITH req AS (
            WHERE (cur.topic_id IS NOT NULL) <> req.e)
        AND NOT EXISTS (
            SELECT 1 FROM unnest($24::int8[], $25::uuid[], $26::int4[], $27::int8[]) AS x(pid, t, p, v)
-           LEFT JOIN producer_state s ON s.topic_id = x.t AND s.partition = x.p AND s.producer_id = x.pid
-           WHERE coalesce(s.commit_id, 0) <> x.v)
+           WHERE x.v <> coalesce((SELECT s.version FROM producer_state s
+                                  WHERE s.topic_id = x.t AND s.partition = x.p AND s.producer_id = x.pid), 0))
        AND NOT EXISTS (
            SELECT 1 FROM unnest($28::int8[], $29::int2[]) AS y(pid, e)
-           LEFT JOIN producers pr ON pr.producer_id = y.pid
-           WHERE coalesce(pr.epoch, -1) <> y.e) AS ok
-), seq AS (
-    UPDATE commit_seq SET id = id + 1 WHERE (SELECT ok FROM chk) RETURNING id
+           WHERE y.e <> coalesce((SELECT pr.epoch FROM producers pr WHERE pr.producer_id = y.pid), -1)) AS ok
 ), obj AS (
-    INSERT INTO objects (key, size, created, commit_id, results)
-    SELECT $1, $2, $3, seq.id, $4::bytea || coalesce((
+    INSERT INTO objects (key, size, created, results)
+    SELECT $1, $2, $3, $4::bytea || coalesce((
         SELECT string_agg(int8send(coalesce(cur.next_offset, -1)) || int8send(coalesce(cur.log_start_offset, -1)), ''::bytea ORDER BY req.ord)
         FROM req LEFT JOIN cur ON cur.topic_id = req.t AND cur.partition = req.p), ''::bytea)
-    FROM seq
-    RETURNING id, commit_id
+    WHERE (SELECT ok FROM chk)
+    RETURNING id
 ), new_rows AS (
     INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,
-                         byte_offset, byte_length, records, max_timestamp, commit_id)
-    SELECT r.t, r.p, cur.next_offset + r.bo, cur.next_offset + r.lo, obj.id, r.off, r.len, r.n, r.ts, obj.commit_id
+                         byte_offset, byte_length, records, max_timestamp)
+    SELECT r.t, r.p, cur.next_offset + r.bo, cur.next_offset + r.lo, obj.id, r.off, r.len, r.n, r.ts
     FROM obj, unnest($8::uuid[], $9::int4[], $10::int8[], $11::int8[], $12::int8[],
                      $13::int8[], $14::int4[], $15::int8[]) AS r(t, p, bo, lo, off, len, n, ts)
     JOIN cur ON cur.topic_id = r.t AND cur.partition = r.p
 ), moved AS (
-    UPDATE partitions SET next_offset = partitions.next_offset + u.n, last_commit_id = obj.commit_id
+    UPDATE partitions SET next_offset = partitions.next_offset + u.n
     FROM obj, unnest($16::uuid[], $17::int4[], $18::int8[]) AS u(t, p, n)
     WHERE partitions.topic_id = u.t AND partitions.partition = u.p
 ), states AS (
-    INSERT INTO producer_state (topic_id, partition, producer_id, epoch, entries, pending_base, commit_id, updated)
-    SELECT s.t, s.p, s.pid, s.e, s.en, cur.next_offset, obj.commit_id, $3
+    INSERT INTO producer_state (topic_id, partition, producer_id, epoch, entries, pending_base, version, updated)
+    SELECT s.t, s.p, s.pid, s.e, s.en, cur.next_offset, obj.id, $3
     FROM obj, unnest($19::int8[], $20::uuid[], $21::int4[], $22::int2[], $23::bytea[]) AS s(pid, t, p, e, en)
     JOIN cur ON cur.topic_id = s.t AND cur.partition = s.p
     ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET
         epoch = excluded.epoch, entries = excluded.entries, pending_base = excluded.pending_base,
-        commit_id = excluded.commit_id, updated = excluded.updated
-), note AS (
-    SELECT pg_notify($30, obj.commit_id::text) FROM obj
+        version = excluded.version, updated = excluded.updated
 )
-SELECT chk.ok, obj.commit_id, cur.topic_id, cur.partition, cur.next_offset, cur.log_start_offset,
-       (SELECT count(*) FROM note)
-FROM chk LEFT JOIN obj ON true LEFT JOIN cur ON true`
+SELECT chk.ok, cur.topic_id, cur.partition, cur.next_offset, cur.log_start_offset
+FROM chk LEFT JOIN cur ON true`
+
+// sqlFinish takes the next commit id for the object sqlWrite inserted and
+// NOTIFYs it. It is the last statement before COMMIT: the commit_seq row
+// lock, which hands out ids in commit order, is held only for it and the
+// COMMIT. Without an object (the check failed) it does nothing.
+const sqlFinish = `WITH o AS (
+    SELECT id FROM objects WHERE key = $1 AND commit_id IS NULL
+), seq AS (
+    UPDATE commit_seq SET id = id + 1 WHERE EXISTS (SELECT 1 FROM o) RETURNING id
+), note AS (
+    SELECT pg_notify($2, seq.id::text) FROM seq
+)
+UPDATE objects SET commit_id = seq.id FROM seq, o WHERE objects.id = o.id
+RETURNING objects.commit_id, (SELECT count(*) FROM note)`
 
 // errConflict reports that round trip 1's reads no longer held under the
 // locks; nothing was written.
@@ -146,12 +156,13 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 	}
 	conflicts := 0
 	for attempt := 1; ; attempt++ {
-		res, err := c.commitOnce(ctx, in, conflicts >= optimisticTries)
+		res, err := c.commitOnce(ctx, in, c.alwaysLock || conflicts >= optimisticTries)
 		if err == nil {
 			c.hub.Publish(res.CommitID)
 			return res, nil
 		}
 		if errors.Is(err, errConflict) {
+			c.forgetPartitions(in.tps)
 			c.conflicts.Add(1)
 			conflicts++
 			if conflicts <= optimisticTries+maxAttempts {
@@ -195,7 +206,7 @@ type readState struct {
 func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool) (res catalog.CommitResult, err error) {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
-		return res, err
+		return res, safeErr{err} // nothing was sent
 	}
 	defer func() { releaseConn(conn) }()
 	ids, parts := topicIDs(in.tps)
@@ -215,6 +226,7 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool) (
 		w.Queue(sqlLock, ids, parts)
 	}
 	w.Queue(sqlWrite, c.writeArgs(in, rs, plan)...)
+	w.Queue(sqlFinish, in.seg.Key, c.channel)
 	w.Queue(sqlCommit)
 	br := conn.SendBatch(ctx, w)
 	defer br.Close()
@@ -225,8 +237,12 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool) (
 			}
 		}
 	}
-	ok, commitID, states, err := scanWrite(br)
+	ok, states, err := scanWrite(br)
 	if err != nil {
+		return res, commitErr(err, false)
+	}
+	var commitID, notified int64
+	if err := br.QueryRow().Scan(&commitID, &notified); err != nil && (ok || !errors.Is(err, pgx.ErrNoRows)) {
 		return res, commitErr(err, false)
 	}
 	tag, err := br.Exec()
@@ -249,11 +265,13 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool) (
 // readForCommit sends round trip 1. In locked mode it opens the
 // transaction and locks the partitions first.
 func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in commitInput, ids [][16]byte, parts []int32, locked bool) (readState, error) {
+	// Unlocked, the partitions' existence may come from the cache.
+	askParts := locked || !c.knownPartitions(in.tps)
 	b := &pgx.Batch{}
 	if locked {
 		b.Queue(sqlBegin)
 		b.Queue(sqlLock, ids, parts)
-	} else {
+	} else if askParts {
 		b.Queue(sqlPartitions, ids, parts)
 	}
 	b.Queue(sqlFindObject, in.seg.Key)
@@ -283,15 +301,25 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 		},
 		versions: make(map[commitplan.ProducerKey]int64, len(in.keys)),
 	}
+	// Offsets are assigned in SQL: plan relative to every partition.
+	rel := commitplan.Partition{NextOffset: commitplan.RelBase}
 	var id [16]byte
-	var tp catalog.TopicPartition
-	if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&id, &tp.Partition}, func() error {
-		tp.TopicID = id
-		// Offsets are assigned in SQL: plan relative to every partition.
-		rs.plan.Partitions[tp] = commitplan.Partition{NextOffset: commitplan.RelBase}
-		return nil
-	}); err != nil {
-		return readState{}, err
+	if askParts {
+		var tp catalog.TopicPartition
+		var exist []catalog.TopicPartition
+		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&id, &tp.Partition}, func() error {
+			tp.TopicID = id
+			rs.plan.Partitions[tp] = rel
+			exist = append(exist, tp)
+			return nil
+		}); err != nil {
+			return readState{}, err
+		}
+		c.learnPartitions(exist)
+	} else {
+		for _, tp := range in.tps {
+			rs.plan.Partitions[tp] = rel
+		}
 	}
 
 	var commitID int64
@@ -354,32 +382,21 @@ func (r errRows) Next() bool { return false }
 func (r errRows) Err() error { return r.err }
 func (r errRows) Close()     {}
 
-// scanWrite reads sqlWrite's rows: the check's outcome, the commit id and
-// the partitions' state before the commit.
-func scanWrite(br pgx.BatchResults) (bool, int64, map[catalog.TopicPartition]commitplan.PartitionState, error) {
+// scanWrite reads sqlWrite's rows: the check's outcome and the partitions'
+// state before the commit.
+func scanWrite(br pgx.BatchResults) (bool, map[catalog.TopicPartition]commitplan.PartitionState, error) {
 	var ok bool
-	var commitID *int64
 	var id *[16]byte
 	var part *int32
 	var next, logStart *int64
-	var notified int64
 	states := map[catalog.TopicPartition]commitplan.PartitionState{}
-	_, err := pgx.ForEachRow(mustRows(br.Query()), []any{&ok, &commitID, &id, &part, &next, &logStart, &notified}, func() error {
+	_, err := pgx.ForEachRow(mustRows(br.Query()), []any{&ok, &id, &part, &next, &logStart}, func() error {
 		if id != nil {
 			states[catalog.TopicPartition{TopicID: *id, Partition: *part}] = commitplan.PartitionState{NextOffset: *next, LogStart: *logStart}
 		}
 		return nil
 	})
-	if err != nil {
-		return false, 0, nil, err
-	}
-	if !ok {
-		return false, 0, nil, nil
-	}
-	if commitID == nil {
-		return false, 0, nil, fmt.Errorf("commit statement returned no commit id")
-	}
-	return true, *commitID, states, nil
+	return ok, states, err
 }
 
 // writeArgs flattens a plan and the expectations of round trip 1 into
@@ -434,7 +451,6 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) 
 		sid, st, sp, se, sen,
 		xid, xt, xp, xv,
 		yid, ye,
-		c.channel,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -81,3 +82,5 @@ func openTest(t testing.TB, url string, opts catalog.Options) *Catalog {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -62,6 +62,16 @@ type Catalog struct {
 	hub       *watchhub.Hub
 	closed    atomic.Bool
 	conflicts atomic.Int64 // see CommitConflicts
+	// alwaysLock makes every commit run in locked mode (tests compare the
+	// two modes).
+	alwaysLock bool
+	// known caches how many partitions each topic is known to have, so a
+	// commit need not ask. A stale entry is harmless: the commit verifies
+	// existence under its locks and drops the entry on a conflict.
+	known struct {
+		sync.Mutex
+		parts map[catalog.TopicID]int32
+	}
 	// The listener starts with the first Watch and stops at Close.
 	listen struct {
 		sync.Mutex
@@ -99,18 +109,27 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	if _, ok := rp["idle_in_transaction_session_timeout"]; !ok {
 		rp["idle_in_transaction_session_timeout"] = ms
 	}
+	// Every statement here is written for a generic plan (primary-key
+	// probes, unnest joins); re-planning each execution only costs CPU.
+	if _, ok := rp["plan_cache_mode"]; !ok {
+		rp["plan_cache_mode"] = "force_generic_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: postgres: connect: %w", err)
 	}
+	listenCfg := cfg.ConnConfig.Copy()
+	// Operators (and tests) tell the long-lived LISTEN connection apart.
+	listenCfg.RuntimeParams["application_name"] = truncate(rp["application_name"], 56) + "/listen"
 	c := &Catalog{
 		pool:    pool,
-		connCfg: cfg.ConnConfig.Copy(),
+		connCfg: listenCfg,
 		opts:    opts,
 		log:     opts.Logger.With("component", "catalog", "backend", "postgres"),
 		now:     opts.Now,
 		hub:     watchhub.New(),
 	}
+	c.known.parts = make(map[catalog.TopicID]int32)
 	if err := c.init(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -132,6 +151,13 @@ func (c *Catalog) init(ctx context.Context) error {
 		return c.checkVersion(ctx)
 	}
 	return c.Migrate(ctx)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // notifyChannel names the NOTIFY channel of a schema, within PostgreSQL's
@@ -212,7 +238,7 @@ const (
 // backoff sleeps before attempt (≥ 1) with full jitter, or returns ctx's
 // error.
 func backoff(ctx context.Context, attempt int) error {
-	d := backoffInitial << min(attempt-1, 10)
+	d := backoffInitial << min(max(attempt, 1)-1, 10)
 	d = min(d, backoffMax)
 	d = d/2 + rand.N(d/2+1)
 	t := time.NewTimer(d)
@@ -248,6 +274,39 @@ func (c *Catalog) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return c.retry(ctx, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, c.pool, fn)
 	})
+}
+
+// knownPartitions reports whether every tp is known to exist.
+func (c *Catalog) knownPartitions(tps []catalog.TopicPartition) bool {
+	c.known.Lock()
+	defer c.known.Unlock()
+	for _, tp := range tps {
+		if tp.Partition >= c.known.parts[tp.TopicID] {
+			return false
+		}
+	}
+	return true
+}
+
+// learnPartitions records that the partitions in exist exist (partitions
+// are numbered densely, so partition p implies 0..p).
+func (c *Catalog) learnPartitions(exist []catalog.TopicPartition) {
+	c.known.Lock()
+	defer c.known.Unlock()
+	for _, tp := range exist {
+		if tp.Partition+1 > c.known.parts[tp.TopicID] {
+			c.known.parts[tp.TopicID] = tp.Partition + 1
+		}
+	}
+}
+
+// forgetPartitions drops what is known about the topics of tps.
+func (c *Catalog) forgetPartitions(tps []catalog.TopicPartition) {
+	c.known.Lock()
+	defer c.known.Unlock()
+	for _, tp := range tps {
+		delete(c.known.parts, tp.TopicID)
+	}
 }
 
 func topicIDs(tps []catalog.TopicPartition) ([][16]byte, []int32) {

@@ -18,7 +18,7 @@ const MaxBatchRows = 1000
 const DefaultCommitsLimit = 1000
 
 const batchRowCols = `b.topic_id, b.partition, b.base_offset, b.last_offset, o.key,
-	b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id`
+	b.byte_offset, b.byte_length, b.records, b.max_timestamp, o.commit_id`
 
 func scanBatchRow(row pgx.Row) (catalog.BatchRow, error) {
 	var r catalog.BatchRow
@@ -183,9 +183,10 @@ const sqlCommitsSince = `SELECT s.id, b.topic_id, b.partition, b.base_offset, b.
     b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id
 FROM commit_seq s
 LEFT JOIN LATERAL (
-    SELECT b.*, o.key FROM batches b JOIN objects o ON o.id = b.object_id
-    WHERE b.commit_id > $1
-    ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset
+    SELECT ` + batchRowCols + `
+    FROM objects o JOIN batches b ON b.object_id = o.id
+    WHERE o.commit_id > $1
+    ORDER BY o.commit_id, b.topic_id, b.partition, b.last_offset
     LIMIT $2
 ) b ON true
 ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset`
@@ -240,8 +241,8 @@ func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]c
 		}
 		if len(rows) == 0 {
 			r, err := c.pool.Query(ctx, `SELECT `+batchRowCols+`
-FROM batches b JOIN objects o ON o.id = b.object_id
-WHERE b.commit_id = $1
+FROM objects o JOIN batches b ON b.object_id = o.id
+WHERE o.commit_id = $1
 ORDER BY b.topic_id, b.partition, b.last_offset`, last)
 			if err != nil {
 				return err

@@ -76,8 +76,8 @@ func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (cata
 // DeleteTopic removes the topic, its partitions, batch rows and producer
 // state. Its objects stay until garbage collection finds them unreferenced.
 func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+	var id [16]byte
 	err := c.tx(ctx, func(tx pgx.Tx) error {
-		var id [16]byte
 		err := tx.QueryRow(ctx, `SELECT id FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return catalog.ErrUnknownTopic
@@ -97,6 +97,7 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
 	}
+	c.forgetPartitions([]catalog.TopicPartition{{TopicID: id}})
 	return nil
 }
 

@@ -50,7 +50,8 @@ func (c *Catalog) startListener() {
 // listenLoop keeps one LISTEN connection alive until ctx ends.
 func (c *Catalog) listenLoop(ctx context.Context) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		err := c.listenOnce(ctx, func() { attempt = 0 })
+		// A connection that got as far as listening starts the backoff over.
+		err := c.listenOnce(ctx, func() { attempt = 1 })
 		if ctx.Err() != nil {
 			return
 		}

@@ -2,9 +2,12 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/catalog/catalogtest"
@@ -39,4 +42,48 @@ func TestStress(t *testing.T) {
 	catalogtest.Stress(t, func(t *testing.T) catalog.Catalog {
 		return openTest(t, path, catalog.Options{})
 	}, catalogtest.StressConfig{Commits: catalogtest.CommitsFromEnv(100), ProducerBatches: 10})
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSchemaVersionChecks(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	if _, err := Open(ctx, path, catalog.Options{SkipMigrate: true}); !errors.Is(err, catalog.ErrSchemaTooOld) {
+		t.Fatalf("SkipMigrate on a new file: %v, want ErrSchemaTooOld", err)
+	}
+	c := openTest(t, path, catalog.Options{})
+	if _, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "kept", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Data survives a reopen; migrating again is a no-op.
+	c = openTest(t, path, catalog.Options{})
+	if _, err := c.Topic(ctx, "kept"); err != nil {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if _, err := c.w.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (999, 'future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for _, skip := range []bool{false, true} {
+		if _, err := Open(ctx, path, catalog.Options{SkipMigrate: skip}); !errors.Is(err, catalog.ErrSchemaTooNew) {
+			t.Fatalf("Open(SkipMigrate=%v) of a newer file: %v, want ErrSchemaTooNew", skip, err)
+		}
+	}
+}
+
+func TestWALMode(t *testing.T) {
+	c := openTest(t, filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{})
+	var mode string
+	var sync int
+	if err := c.w.QueryRowContext(context.Background(), `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.w.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" || sync != 2 {
+		t.Fatalf("journal_mode %q synchronous %d, want wal and 2 (FULL)", mode, sync)
+	}
 }

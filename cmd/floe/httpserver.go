@@ -52,10 +52,11 @@ func (h health) ready(ctx context.Context) error {
 }
 
 // startAdminHTTP serves /metrics, /healthz, /readyz and /debug/pprof on
-// addr (nothing when addr is empty) and returns a function that stops it.
-func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slog.Logger) (func(), error) {
+// addr (nothing when addr is empty) and returns the bound address and a
+// function that stops it.
+func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slog.Logger) (string, func(), error) {
 	if addr == "" {
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -83,7 +84,7 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slo
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
+		return "", nil, fmt.Errorf("admin listen %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -92,7 +93,7 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slo
 		}
 	}()
 	logger.Info("admin HTTP serving", "addr", ln.Addr().String())
-	return func() {
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

@@ -41,6 +41,10 @@ type serveConfig struct {
 
 	agent   agent.Config
 	catalog catalog.Options
+
+	// onReady, if set, is called with the Kafka and admin addresses once
+	// the agent serves (tests use it).
+	onReady func(kafkaAddr, adminAddr string)
 }
 
 // newServeFlags registers the serve settings with the mode's defaults.
@@ -165,14 +169,13 @@ func cmdServe(ctx context.Context, mode string, args []string, stderr io.Writer)
 	if err := c.finish(); err != nil {
 		return err
 	}
-	return serve(ctx, c, newLogger(stderr, c.logLevel, c.logFormat), nil)
+	return serve(ctx, c, newLogger(stderr, c.logLevel, c.logFormat))
 }
 
 // serve runs one agent until ctx ends, then drains it: the agent stops
 // accepting and finishes in-flight requests, then the WAL flushes and
-// commits what it holds. ready, if not nil, receives the Kafka listener's
-// address once the agent serves (tests use it).
-func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready func(addr string)) error {
+// commits what it holds.
+func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -230,7 +233,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready func(
 		<-walDone
 		return fmt.Errorf("listen %s: %w", c.agent.Listen, err)
 	}
-	adminStop, err := startAdminHTTP(c.adminListen, reg, health{agent: ag, wal: w, cat: cat, bucket: bkt, ttl: c.agent.AgentTTL}, logger)
+	adminAddr, adminStop, err := startAdminHTTP(c.adminListen, reg, health{agent: ag, wal: w, cat: cat, bucket: bkt, ttl: c.agent.AgentTTL}, logger)
 	if err != nil {
 		ln.Close()
 		stopWAL()
@@ -243,7 +246,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready func(
 	defer stopAgent()
 	agDone := make(chan error, 1)
 	go func() { agDone <- ag.Serve(agCtx, ln) }()
-	if ready != nil {
+	if c.onReady != nil {
 		go func() {
 			for !ag.Ready() {
 				select {
@@ -252,7 +255,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready func(
 				case <-time.After(5 * time.Millisecond):
 				}
 			}
-			ready(ln.Addr().String())
+			c.onReady(ln.Addr().String(), adminAddr)
 		}()
 	}
 	logger.Info("floe started", "mode", c.mode, "listen", ln.Addr().String(), "catalog", redactURL(c.catalogURL), "bucket", redactURL(c.bucketURL), "wal", c.data)

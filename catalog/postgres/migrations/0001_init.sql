@@ -16,27 +16,30 @@ CREATE TABLE partitions (
     partition        integer NOT NULL,
     next_offset      bigint NOT NULL DEFAULT 0,
     log_start_offset bigint NOT NULL DEFAULT 0,
-    last_commit_id   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (topic_id, partition)
 ) WITH (fillfactor = 50);
 
--- One row per segment object. results holds the encoded CommitResult
--- (commitplan's encoding, partition table appended in SQL) so a re-commit
--- of the same key returns the original answer.
+-- One row per segment object, and so per commit: commit_id lives here, not
+-- on every batch row. results holds the encoded CommitResult (commitplan's
+-- encoding, partition table appended in SQL) so a re-commit of the same
+-- key returns the original answer. commit_id is set by the commit's last
+-- statement, so it is never NULL outside the committing transaction.
 CREATE TABLE objects (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     key       text NOT NULL UNIQUE,
     size      bigint NOT NULL,
     created   timestamptz NOT NULL,
     state     text NOT NULL DEFAULT 'live' CHECK (state IN ('live', 'compacted', 'deletable')),
-    commit_id bigint NOT NULL,
+    commit_id bigint,
     results   bytea NOT NULL
 );
+CREATE UNIQUE INDEX objects_commit_id ON objects (commit_id);
 
 -- The batch index. Rows of a partition never overlap, so last_offset is
 -- unique per partition and the primary key serves "rows holding offsets
--- >= x". No foreign keys: they would cost a lookup per inserted row on the
--- hottest path, and commits are the only writer.
+-- >= x". A row's commit id is its object's. No foreign keys: they would
+-- cost a lookup per inserted row on the hottest path, and commits are the
+-- only writer.
 CREATE TABLE batches (
     topic_id      uuid NOT NULL,
     partition     integer NOT NULL,
@@ -47,15 +50,14 @@ CREATE TABLE batches (
     byte_length   bigint NOT NULL,
     records       integer NOT NULL,
     max_timestamp bigint NOT NULL,
-    commit_id     bigint NOT NULL,
     PRIMARY KEY (topic_id, partition, last_offset)
 );
-CREATE INDEX batches_commit_id ON batches (commit_id);
--- Garbage collection asks which objects no row references.
+-- Followers (CommitsSince) and garbage collection go from objects to rows.
 CREATE INDEX batches_object_id ON batches (object_id);
 
--- The global commit id. Updated inside every commit transaction, so the
--- row lock hands out ids in commit order (a sequence would not).
+-- The global commit id. Updated by the last statement of every commit
+-- transaction, so the row lock hands out ids in commit order (a sequence
+-- would not) and is held only for that statement and the COMMIT.
 CREATE TABLE commit_seq (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     id        bigint NOT NULL
@@ -73,9 +75,9 @@ CREATE TABLE producers (
 -- Per producer and partition: the epoch and the last five batches
 -- (commitplan's encoding), as Kafka keeps them. Entries written by the last
 -- commit hold offsets relative to pending_base (the partition's next offset
--- when that commit started), because offsets are assigned in SQL. commit_id
--- (the last writer) is the row's version: a commit that read the row
--- without locks verifies it under the partition lock.
+-- when that commit started), because offsets are assigned in SQL. version
+-- (the last writer's object id) lets a commit that read the row without
+-- locks verify it under the partition lock.
 CREATE TABLE producer_state (
     topic_id     uuid NOT NULL,
     partition    integer NOT NULL,
@@ -83,10 +85,10 @@ CREATE TABLE producer_state (
     epoch        smallint NOT NULL,
     entries      bytea NOT NULL,
     pending_base bigint NOT NULL,
-    commit_id    bigint NOT NULL,
+    version      bigint NOT NULL,
     updated      timestamptz NOT NULL,
     PRIMARY KEY (topic_id, partition, producer_id)
-);
+) WITH (fillfactor = 70);
 
 CREATE TABLE group_offsets (
     group_id         text NOT NULL,

@@ -1,0 +1,370 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestAdminTopicsAndConfigs(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	retention := "3600000"
+
+	t.Run("validate only creates nothing", func(t *testing.T) {
+		resp, err := adm.ValidateCreateTopics(ctx, 3, -1, map[string]*string{"retention.ms": &retention}, "v")
+		if err != nil || resp["v"].Err != nil {
+			t.Fatalf("validate: %v %v", err, resp["v"].Err)
+		}
+		topics, err := adm.ListTopics(ctx)
+		if err != nil || topics.Has("v") {
+			t.Fatalf("validate-only created the topic (%v)", err)
+		}
+	})
+	t.Run("create errors", func(t *testing.T) {
+		bad := "x"
+		for _, tc := range []struct {
+			name    string
+			parts   int32
+			configs map[string]*string
+			want    *kerr.Error
+		}{
+			{"bad/name", 1, nil, kerr.InvalidTopicException},
+			{"zero-parts", 0, nil, kerr.InvalidPartitions},
+			{"bad-config", 1, map[string]*string{"retention.ms": &bad}, kerr.InvalidConfig},
+			{"unknown-config", 1, map[string]*string{"no.such.config": &bad}, kerr.InvalidConfig},
+		} {
+			resp, err := adm.CreateTopics(ctx, tc.parts, -1, tc.configs, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp[tc.name].Err; !errors.Is(got, tc.want) {
+				t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+			}
+		}
+	})
+
+	created, err := adm.CreateTopic(ctx, 2, 3, map[string]*string{"retention.ms": &retention}, "cfg")
+	if err != nil || created.Err != nil {
+		t.Fatalf("create: %v %v", err, created.Err)
+	}
+	if again, _ := adm.CreateTopic(ctx, 2, -1, nil, "cfg"); !errors.Is(again.Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("second create: %v", again.Err)
+	}
+
+	t.Run("describe configs", func(t *testing.T) {
+		rcs, err := adm.DescribeTopicConfigs(ctx, "cfg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := rcs.On("cfg", nil)
+		if err != nil || rc.Err != nil {
+			t.Fatalf("describe: %v %v", err, rc.Err)
+		}
+		found := map[string]kadm.Config{}
+		for _, c := range rc.Configs {
+			found[c.Key] = c
+		}
+		if c := found["retention.ms"]; c.MaybeValue() != retention || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+			t.Errorf("retention.ms: %q source %v", c.MaybeValue(), c.Source)
+		}
+		if c := found["cleanup.policy"]; c.MaybeValue() != "delete" || c.Source != kmsg.ConfigSourceDefaultConfig {
+			t.Errorf("cleanup.policy: %q source %v", c.MaybeValue(), c.Source)
+		}
+		brokers, err := adm.DescribeBrokerConfigs(ctx)
+		if err != nil || len(brokers) == 0 || brokers[0].Err != nil || len(brokers[0].Configs) == 0 {
+			t.Fatalf("broker configs: %v %+v", err, brokers)
+		}
+	})
+	t.Run("incremental alter", func(t *testing.T) {
+		compact := "compact"
+		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: kmsg.StringPtr("2000")},
+			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: &compact},
+			{Op: kadm.DeleteConfig, Name: "retention.ms"},
+		}, "cfg")
+		if err != nil || resp[0].Err != nil {
+			t.Fatalf("alter: %v %v", err, resp)
+		}
+		rcs, _ := adm.DescribeTopicConfigs(ctx, "cfg")
+		rc, _ := rcs.On("cfg", nil)
+		for _, c := range rc.Configs {
+			switch c.Key {
+			case "cleanup.policy":
+				if c.MaybeValue() != "delete,compact" {
+					t.Errorf("cleanup.policy %q", c.MaybeValue())
+				}
+			case "retention.ms":
+				if c.Source != kmsg.ConfigSourceDefaultConfig {
+					t.Errorf("retention.ms still set: %q", c.MaybeValue())
+				}
+			case "max.message.bytes":
+				if c.MaybeValue() != "2000" {
+					t.Errorf("max.message.bytes %q", c.MaybeValue())
+				}
+			}
+		}
+		bad, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kmsg.StringPtr("soon")}}, "cfg")
+		if err != nil || !errors.Is(bad[0].Err, kerr.InvalidConfig) {
+			t.Fatalf("bad value: %v %v", err, bad)
+		}
+	})
+	t.Run("replace configs", func(t *testing.T) {
+		resp, err := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "segment.ms", Value: kmsg.StringPtr("60000")}}, "cfg")
+		if err != nil || resp[0].Err != nil {
+			t.Fatalf("alter state: %v %v", err, resp)
+		}
+		rcs, _ := adm.DescribeTopicConfigs(ctx, "cfg")
+		rc, _ := rcs.On("cfg", nil)
+		for _, c := range rc.Configs {
+			explicit := c.Source == kmsg.ConfigSourceDynamicTopicConfig
+			if explicit != (c.Key == "segment.ms") {
+				t.Errorf("%s: source %v after replacing the set", c.Key, c.Source)
+			}
+		}
+	})
+	t.Run("create partitions", func(t *testing.T) {
+		resp, err := adm.UpdatePartitions(ctx, 4, "cfg")
+		if err != nil || resp["cfg"].Err != nil {
+			t.Fatalf("update partitions: %v %v", err, resp)
+		}
+		shrink, _ := adm.UpdatePartitions(ctx, 2, "cfg")
+		if !errors.Is(shrink["cfg"].Err, kerr.InvalidPartitions) {
+			t.Fatalf("shrink: %v", shrink["cfg"].Err)
+		}
+		td, err := adm.ListTopics(ctx, "cfg")
+		if err != nil || len(td["cfg"].Partitions) != 4 {
+			t.Fatalf("after grow: %v %+v", err, td)
+		}
+		prod := a.Client(t, kgo.DefaultProduceTopic("cfg"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err := prod.ProduceSync(ctx, &kgo.Record{Partition: 3, Value: []byte("p3")}).FirstErr(); err != nil {
+			t.Fatalf("produce to the new partition: %v", err)
+		}
+	})
+	t.Run("delete by id and name", func(t *testing.T) {
+		idTopic, err := adm.CreateTopic(ctx, 1, -1, nil, "byid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrDeleteTopicsRequest()
+		req.Version = 6
+		dt := kmsg.NewDeleteTopicsRequestTopic()
+		dt.TopicID = idTopic.ID
+		req.Topics = append(req.Topics, dt)
+		c := floetest.Dial(t, a.Addr)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := resp.(*kmsg.DeleteTopicsResponse).Topics[0]; r.ErrorCode != 0 || r.Topic == nil || *r.Topic != "byid" {
+			t.Fatalf("delete by id: %+v", r)
+		}
+		if r, err := adm.DeleteTopic(ctx, "cfg"); err != nil || r.Err != nil {
+			t.Fatalf("delete: %v %v", err, r.Err)
+		}
+		if r, _ := adm.DeleteTopic(ctx, "cfg"); !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			t.Fatalf("second delete: %v", r.Err)
+		}
+		// A fresh client: kgo caches metadata answers for a while.
+		topics, _ := kadm.NewClient(a.Client(t)).ListTopics(ctx)
+		if len(topics) != 0 {
+			t.Fatalf("topics left: %v", topics.Names())
+		}
+	})
+}
+
+func TestClusterMetadata(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t, kgo.ClientID("app,floe_az=z1")))
+	if _, err := adm.CreateTopic(ctx, 8, -1, nil, "md"); err != nil {
+		t.Fatal(err)
+	}
+	md, err := adm.Metadata(ctx, "md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := a.Agent.NodeID()
+	if len(md.Brokers) != 1 || md.Brokers[0].NodeID != node || md.Controller != node || md.Cluster != "floe" {
+		t.Fatalf("metadata: brokers %+v controller %d cluster %q", md.Brokers, md.Controller, md.Cluster)
+	}
+	for _, p := range md.Topics["md"].Partitions {
+		if p.Leader != node || p.LeaderEpoch < 1 || len(p.Replicas) != 1 {
+			t.Fatalf("partition %+v", p)
+		}
+	}
+	bd, err := adm.ListBrokers(ctx)
+	if err != nil || len(bd) != 1 || bd[0].NodeID != node {
+		t.Fatalf("describe cluster: %v %+v", err, bd)
+	}
+	epochs, err := adm.OffsetForLeaderEpoch(ctx, kadm.OffsetForLeaderEpochRequest{"md": {0: md.Topics["md"].Partitions[0].LeaderEpoch}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range epochs {
+		for _, o := range ps {
+			if o.Err != nil || o.EndOffset != 0 {
+				t.Errorf("offset for leader epoch: %+v", o)
+			}
+		}
+	}
+}
+
+func TestListOffsetsAndDeleteRecords(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, "ts"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	// Ten batches of ten records, compressed, timestamps base+0..base+99,
+	// with the largest timestamp on offset 42.
+	prod := a.Client(t, kgo.DefaultProduceTopic("ts"), kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.MaxBufferedRecords(10))
+	for b := 0; b < 10; b++ {
+		var rs []*kgo.Record
+		for i := b * 10; i < b*10+10; i++ {
+			ts := base + int64(i)
+			if i == 42 {
+				ts = base + 1000
+			}
+			rs = append(rs, &kgo.Record{Value: []byte{byte(i)}, Timestamp: time.UnixMilli(ts)})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(name string, lo kadm.ListedOffsets, err error, wantOffset, wantTS int64) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		o, _ := lo.Lookup("ts", 0)
+		if o.Err != nil || o.Offset != wantOffset || (wantTS != 0 && o.Timestamp != wantTS) {
+			t.Errorf("%s: offset %d ts %d (%v), want offset %d ts %d", name, o.Offset, o.Timestamp, o.Err, wantOffset, wantTS)
+		}
+	}
+	lo, err := adm.ListOffsetsAfterMilli(ctx, base+35, "ts")
+	check("after base+35", lo, err, 35, base+35)
+	// The first record at or after base+55 in offset order is 42.
+	lo, err = adm.ListOffsetsAfterMilli(ctx, base+55, "ts")
+	check("after base+55", lo, err, 42, base+1000)
+	lo, err = adm.ListOffsetsAfterMilli(ctx, base+500, "ts")
+	check("after base+500", lo, err, 42, base+1000)
+	lo, err = adm.ListMaxTimestampOffsets(ctx, "ts")
+	check("max timestamp", lo, err, 42, base+1000)
+	lo, err = adm.ListOffsetsAfterMilli(ctx, base+5000, "ts")
+	check("after everything", lo, err, 100, 0)
+	lo, err = adm.ListEndOffsets(ctx, "ts")
+	check("end", lo, err, 100, 0)
+
+	resp, err := adm.DeleteRecords(ctx, kadm.Offsets{"ts": {0: {At: 30}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := resp.Lookup("ts", 0); r.Err != nil || r.LowWatermark != 30 {
+		t.Fatalf("delete records: %+v", r)
+	}
+	lo, err = adm.ListStartOffsets(ctx, "ts")
+	check("start after delete", lo, err, 30, 0)
+	if tooFar, _ := adm.DeleteRecords(ctx, kadm.Offsets{"ts": {0: {At: 101}}}); tooFar != nil {
+		if r, _ := tooFar.Lookup("ts", 0); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+			t.Fatalf("delete past the end: %v", r.Err)
+		}
+	}
+	// A fetch below the log start is out of range; consumers resetting to
+	// the start begin at 30.
+	cons := a.Client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"ts": {0: kgo.NewOffset().AtStart()}}))
+	fs := cons.PollFetches(ctx)
+	var first int64 = -1
+	fs.EachRecord(func(r *kgo.Record) {
+		if first < 0 {
+			first = r.Offset
+		}
+	})
+	if first != 30 {
+		t.Fatalf("first record after delete at %d, want 30", first)
+	}
+}
+
+func TestLogAppendTime(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	lat := "LogAppendTime"
+	if _, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"message.timestamp.type": &lat}, "lat"); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	prod := a.Client(t, kgo.DefaultProduceTopic("lat"))
+	old := time.Unix(1000, 0)
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("x"), Timestamp: old}, &kgo.Record{Value: []byte("y"), Timestamp: old}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := a.Client(t, kgo.ConsumeTopics("lat"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	n := 0
+	for n < 2 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal(ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			if r.Attrs.TimestampType() != 1 || r.Timestamp.Before(before) {
+				t.Errorf("record %d: timestamp %v type %d, want the append time", r.Offset, r.Timestamp, r.Attrs.TimestampType())
+			}
+		})
+	}
+}
+
+// TestFetchFirstBatchLargerThanLimits: KIP-74 — the first batch comes back
+// even when it exceeds MaxBytes and PartitionMaxBytes, and nothing else
+// does.
+func TestFetchFirstBatchLargerThanLimits(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	createTopic(t, a, "big", 2, nil)
+	c := floetest.Dial(t, a.Addr)
+	batch := floetest.Batch(floetest.BatchSpec{Records: 1, Value: make([]byte, 50_000)})
+	small := floetest.Batch(floetest.BatchSpec{Records: 1})
+	for _, b := range [][]byte{batch, batch} {
+		ps := produce(t, c, produceReq("big", -1, b, small))
+		wantCode(t, "produce", ps[0].ErrorCode, nil)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 12
+	req.MaxBytes = 1000
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "big"
+	for p := int32(0); p < 2; p++ {
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.PartitionMaxBytes = p, 1000
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	req.Topics = append(req.Topics, ft)
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := resp.(*kmsg.FetchResponse).Topics[0].Partitions
+	if len(ps[0].RecordBatches) != len(batch) {
+		t.Fatalf("partition 0: %d bytes, want exactly the first batch (%d)", len(ps[0].RecordBatches), len(batch))
+	}
+	if len(ps[1].RecordBatches) != 0 || ps[1].HighWatermark != 2 {
+		t.Fatalf("partition 1: %d bytes (hw %d), want none once the limit is used", len(ps[1].RecordBatches), ps[1].HighWatermark)
+	}
+}

@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/objstore/mem"
+)
+
+// countingBucket counts GetRange calls and can slow them down.
+type countingBucket struct {
+	objstore.BucketReader
+	gets  atomic.Int64
+	delay time.Duration
+}
+
+func (b *countingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	b.gets.Add(1)
+	time.Sleep(b.delay)
+	return b.BucketReader.GetRange(ctx, key, off, n)
+}
+
+func TestReadCache(t *testing.T) {
+	ctx := context.Background()
+	mb := mem.New(nil)
+	obj := bytes.Repeat([]byte("0123456789"), 100)
+	if err := mb.Put(ctx, "obj", bytes.NewReader(obj), int64(len(obj))); err != nil {
+		t.Fatal(err)
+	}
+	b := &countingBucket{BucketReader: mb, delay: 20 * time.Millisecond}
+	c := newReadCache(250, newMetrics(nil))
+
+	// Concurrent misses of one range share one read.
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := c.get(ctx, b, "obj", 10, 100)
+			if err != nil || !bytes.Equal(got, obj[10:110]) {
+				t.Errorf("get: %v %q", err, got)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := b.gets.Load(); n != 1 {
+		t.Fatalf("%d bucket reads for one range, want 1", n)
+	}
+	// A hit reads nothing.
+	if _, err := c.get(ctx, b, "obj", 10, 100); err != nil || b.gets.Load() != 1 {
+		t.Fatalf("hit: %v, %d reads", err, b.gets.Load())
+	}
+	// Filling past the bound evicts the least recently used range.
+	for off := int64(200); off < 500; off += 100 {
+		if _, err := c.get(ctx, b, "obj", off, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := b.gets.Load()
+	if _, err := c.get(ctx, b, "obj", 10, 100); err != nil || b.gets.Load() != before+1 {
+		t.Fatalf("evicted range served without a read (%v)", err)
+	}
+	// Whole objects from OnCommitted serve any range inside them.
+	c2 := newReadCache(10_000, newMetrics(nil))
+	c2.putObject("obj", obj)
+	got, err := c2.get(ctx, b, "obj", 990, 10)
+	if err != nil || !bytes.Equal(got, obj[990:]) || b.gets.Load() != before+1 {
+		t.Fatalf("whole object: %v %q", err, got)
+	}
+	// Errors are not cached.
+	if _, err := c.get(ctx, b, "missing", 0, 10); err == nil {
+		t.Fatal("missing object read without error")
+	}
+}
+
+func TestRendezvousLeader(t *testing.T) {
+	agents := []catalog.Agent{
+		{NodeID: 1, ID: "a", Zone: "z1"},
+		{NodeID: 2, ID: "b", Zone: "z1"},
+		{NodeID: 3, ID: "c", Zone: "z2"},
+		{NodeID: 4, ID: "d", Zone: "z2"},
+	}
+	m := &membership{self: agents[0], agents: agents, generation: 7}
+	var id catalog.TopicID
+	copy(id[:], "topic-id-0123456")
+	counts := map[int32]int{}
+	moved := 0
+	without := &membership{self: agents[0], agents: []catalog.Agent{agents[0], agents[1], agents[2]}}
+	for p := int32(0); p < 400; p++ {
+		l := m.leader(id, p, "")
+		counts[l]++
+		if l2 := m.leader(id, p, ""); l2 != l {
+			t.Fatal("leader is not deterministic")
+		}
+		if z := m.leader(id, p, "z2"); z != 3 && z != 4 {
+			t.Fatalf("zone z2 client got leader %d", z)
+		}
+		if z := m.leader(id, p, "nowhere"); z != l {
+			t.Fatalf("unknown zone: leader %d, want %d", z, l)
+		}
+		if l != 4 && without.leader(id, p, "") != l {
+			moved++
+		}
+	}
+	for n, c := range counts {
+		if c < 50 {
+			t.Errorf("node %d leads %d of 400 partitions: unbalanced %v", n, c, counts)
+		}
+	}
+	if moved != 0 {
+		t.Errorf("removing node 4 moved %d partitions it did not lead", moved)
+	}
+	if m.leaderEpoch() != 7 {
+		t.Errorf("epoch %d", m.leaderEpoch())
+	}
+	if got := (&membership{self: agents[0]}).leader(id, 0, ""); got != 1 {
+		t.Errorf("empty view: leader %d, want self", got)
+	}
+}
+
+func TestClientZone(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                         "",
+		"app":                      "",
+		"floe_az=us-east-1a":       "us-east-1a",
+		"app,floe_az=eu-west-1b":   "eu-west-1b",
+		"floe_az=z1;other=x":       "z1",
+		"prefix floe_az=z2 suffix": "z2",
+	} {
+		if got := clientZone(in); got != want {
+			t.Errorf("clientZone(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string // substring of the error; "" for valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"zero value", func(c *Config) { *c = Config{} }, ""},
+		{"bad listen", func(c *Config) { c.Listen = "nohostport" }, "listen"},
+		{"advertise without port", func(c *Config) { c.Advertise = "host" }, "advertise"},
+		{"advertise port 0", func(c *Config) { c.Advertise = "host:0" }, "advertise"},
+		{"tiny max request", func(c *Config) { c.MaxRequestBytes = 10 }, "max request bytes"},
+		{"negative timeout", func(c *Config) { c.IdleTimeout = -time.Second }, "idle timeout"},
+		{"ttl below heartbeat", func(c *Config) { c.HeartbeatInterval, c.AgentTTL = 5*time.Second, time.Second }, "agent ttl"},
+		{"negative partitions", func(c *Config) { c.DefaultPartitions = -1 }, "default partitions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("valid config rejected: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	if d := (Config{}).withDefaults(); d != DefaultConfig() {
+		t.Fatalf("zero config with defaults %+v != DefaultConfig", d)
+	}
+}
+
+func TestTailIndex(t *testing.T) {
+	ti := newTailIndex(time.Now)
+	tp := catalog.TopicPartition{Partition: 1}
+	row := func(base, last int64) catalog.BatchRow {
+		return catalog.BatchRow{TopicPartition: tp, BaseOffset: base, LastOffset: last, ByteLength: 100, ObjectKey: fmt.Sprint(base)}
+	}
+	ch := ti.changed()
+	ti.add([]catalog.BatchRow{row(10, 19), row(20, 29)})
+	select {
+	case <-ch:
+	default:
+		t.Fatal("add did not wake waiters")
+	}
+	if _, ok := ti.lookup(tp, 5, 1000); ok {
+		t.Fatal("lookup below the run claimed coverage")
+	}
+	rows, ok := ti.lookup(tp, 25, 1000)
+	if !ok || len(rows) != 1 || rows[0].BaseOffset != 20 {
+		t.Fatalf("lookup 25: %v %+v", ok, rows)
+	}
+	ti.add([]catalog.BatchRow{row(20, 29)}) // duplicate delivery
+	ti.add([]catalog.BatchRow{row(40, 49)}) // gap: a new run
+	if _, ok := ti.lookup(tp, 25, 1000); ok {
+		t.Fatal("rows before a gap still served")
+	}
+	if rows, ok := ti.lookup(tp, 45, 1000); !ok || rows[0].BaseOffset != 40 {
+		t.Fatalf("lookup after gap: %v %+v", ok, rows)
+	}
+	ls, hw := ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 45})
+	if ls != 0 || hw != 50 {
+		t.Fatalf("offsets %d %d, want 0 50 (the followed high watermark wins)", ls, hw)
+	}
+}

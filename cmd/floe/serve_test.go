@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// startServe runs `floe dev` (in-process) on data and returns the Kafka and
+// admin addresses and a stop function that drains it and returns serve's
+// error.
+func startServe(t *testing.T, data string) (string, string, func() error) {
+	t.Helper()
+	fs, c := newServeFlags("dev", io.Discard)
+	args := []string{"--data", data, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--flush-interval", "5ms"}
+	if err := parseLayered(fs, args, "config", func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); err != nil {
+		t.Fatal(err)
+	}
+	type addrs struct{ kafka, admin string }
+	ready := make(chan addrs, 1)
+	c.onReady = func(k, a string) { ready <- addrs{k, a} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c, newLogger(tLogWriter{t}, "warn", "text")) }()
+	select {
+	case a := <-ready:
+		var once bool
+		stop := func() error {
+			if once {
+				return nil
+			}
+			once = true
+			cancel()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(60 * time.Second):
+				t.Fatal("serve did not return after its context ended")
+				return nil
+			}
+		}
+		t.Cleanup(func() { _ = stop() })
+		return a.kafka, a.admin, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve returned before ready: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("serve not ready in 60s")
+	}
+	return "", "", nil
+}
+
+// tLogWriter sends log lines to t.Log (shown with -v or on failure).
+type tLogWriter struct{ t *testing.T }
+
+func (w tLogWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // a line logged after the test ended
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDevServesAndDrains: `floe dev` serves Kafka and its admin endpoints,
+// drains cleanly when its context ends, and serves the same data after a
+// restart on the same --data.
+func TestDevServesAndDrains(t *testing.T) {
+	data := t.TempDir()
+	kafka, admin, stop := startServe(t, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(t, "http://"+admin+path); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka), kgo.DefaultProduceTopic("dev"), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	_, metrics := get(t, "http://"+admin+"/metrics")
+	for _, name := range []string{"floe_agent_requests_total", "floe_agent_request_duration_seconds", "floe_wal_", "go_goroutines"} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if code, _ := get(t, "http://"+admin+"/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("pprof: %d", code)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, "wal")); len(entries) != 0 {
+		t.Errorf("WAL not empty after a clean drain: %d files", len(entries))
+	}
+
+	kafka, _, _ = startServe(t, data)
+	cons, err := kgo.NewClient(kgo.SeedBrokers(kafka), kgo.ConsumeTopics("dev"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	n := 0
+	for n < 20 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of 20 after restart", n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Value[0] != byte(n) {
+				t.Fatalf("record %d: value %d", n, r.Value[0])
+			}
+			n++
+		})
+	}
+}
+
+func TestMigrateAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	db := filepath.Join(t.TempDir(), "c.db")
+	if code := runMain(context.Background(), []string{"migrate", "--catalog", "sqlite://" + db}, &out, &errb); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "schema is at version") {
+		t.Fatalf("migrate output %q", out.String())
+	}
+	out.Reset()
+	if code := runMain(context.Background(), []string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "floe ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	for _, args := range [][]string{{"migrate"}, {"nope"}, {"agent", "--catalog", "sqlite://" + db}, {"migrate", "--catalog", "mysql://x"}} {
+		errb.Reset()
+		if code := runMain(context.Background(), args, &out, &errb); code == 0 {
+			t.Errorf("%v: exit 0, want failure", args)
+		}
+	}
+}
