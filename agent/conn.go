@@ -161,9 +161,6 @@ func (c *conn) readLoop() {
 		case <-c.ctx.Done():
 			return
 		}
-		if p.err != nil {
-			return // the writer closes the connection when it gets here
-		}
 	}
 }
 

@@ -216,9 +216,25 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 
 // readBatches returns whole batches holding offsets from `from`, their
 // base offsets patched, within budget (at least one when minOne), and the
-// high watermark the rows it read prove.
+// high watermark the rows it read prove. A row whose object is gone was
+// replaced by compaction since it was looked up: the catalog's current
+// rows are read once more.
 func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne bool) ([]byte, int64, error) {
-	rows, ok := a.tail.lookup(tp, from, max(budget, 1))
+	data, hw, err := a.readBatchesFrom(ctx, tp, from, budget, minOne, true)
+	if errors.Is(err, objstore.ErrNotExist) {
+		data, hw, err = a.readBatchesFrom(ctx, tp, from, budget, minOne, false)
+	}
+	return data, hw, err
+}
+
+func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool) ([]byte, int64, error) {
+	var (
+		rows []catalog.BatchRow
+		ok   bool
+	)
+	if useTail {
+		rows, ok = a.tail.lookup(tp, from, max(budget, 1))
+	}
 	if !ok {
 		var err error
 		rows, err = a.cat.Batches(ctx, tp, from, max(budget, 1))
@@ -267,8 +283,8 @@ func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from
 }
 
 // readRow reads a row's bytes through the cache. A missing object means
-// compaction replaced the row since it was looked up; the caller's next
-// fetch finds the new row, and this one reports a retriable error.
+// compaction replaced the row since it was looked up: the partition's tail
+// rows are dropped so the catalog is asked again.
 func (a *Agent) readRow(ctx context.Context, row catalog.BatchRow) ([]byte, error) {
 	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength)
 	if errors.Is(err, objstore.ErrNotExist) {

@@ -47,26 +47,33 @@ func (m *membership) leader(id catalog.TopicID, partition int32, zone string) in
 	if len(candidates) == 0 {
 		return m.self.NodeID
 	}
-	best, bestScore := candidates[0].NodeID, uint64(0)
-	for i, ag := range candidates {
-		s := rendezvousScore(ag.ID, id, partition)
-		if i == 0 || s > bestScore || (s == bestScore && ag.NodeID < best) {
-			best, bestScore = ag.NodeID, s
+	var key [20]byte
+	copy(key[:], id[:])
+	binary.BigEndian.PutUint32(key[16:], uint32(partition))
+	return pick(candidates, key[:]).NodeID
+}
+
+// pick is rendezvous hashing: the agent with the highest score for key,
+// ties to the lower node id. candidates must not be empty.
+func pick(candidates []catalog.Agent, key []byte) catalog.Agent {
+	best, bestScore := candidates[0], rendezvousScore(candidates[0].ID, key)
+	for _, ag := range candidates[1:] {
+		s := rendezvousScore(ag.ID, key)
+		if s > bestScore || (s == bestScore && ag.NodeID < best.NodeID) {
+			best, bestScore = ag, s
 		}
 	}
 	return best
 }
 
-// rendezvousScore hashes (agent, partition) with FNV-1a and a splitmix64
+// rendezvousScore hashes (agent, key) with FNV-1a and a splitmix64
 // finalizer: stable across processes and versions, which a placement that
 // every agent computes independently needs.
-func rendezvousScore(agentID string, id catalog.TopicID, partition int32) uint64 {
+func rendezvousScore(agentID string, key []byte) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(agentID))
-	h.Write(id[:])
-	var p [4]byte
-	binary.BigEndian.PutUint32(p[:], uint32(partition))
-	h.Write(p[:])
+	h.Write([]byte{0})
+	h.Write(key)
 	x := h.Sum64()
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -177,3 +184,24 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		a.refreshMembers(ctx)
 	}
 }
+
+// Coordinator is the consumer-group placement (agent/groups.Placement): a
+// rendezvous hash of the group id over the live agents of every zone, so
+// all members of a group meet at one agent whatever their zones. It reads
+// only the in-memory view.
+func (a *Agent) Coordinator(_ context.Context, key string) (int32, string, int32, error) {
+	m := a.members.Load()
+	if !m.registered {
+		return -1, "", -1, errors.New("agent: not registered yet")
+	}
+	agents := m.agents
+	if len(agents) == 0 {
+		agents = []catalog.Agent{m.self}
+	}
+	ag := pick(agents, []byte(key))
+	host, port := hostPort(ag.Addr)
+	return ag.NodeID, host, port, nil
+}
+
+// Self is this agent's node id (agent/groups.Placement).
+func (a *Agent) Self() int32 { return a.NodeID() }

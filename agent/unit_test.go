@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
@@ -206,5 +209,57 @@ func TestTailIndex(t *testing.T) {
 	ls, hw := ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 45})
 	if ls != 0 || hw != 50 {
 		t.Fatalf("offsets %d %d, want 0 50 (the followed high watermark wins)", ls, hw)
+	}
+}
+
+// TestAPIsMatchKafka41 checks the served versions against franz-go's record
+// of what Kafka 4.1 serves (kversion) and that kmsg can encode them.
+func TestAPIsMatchKafka41(t *testing.T) {
+	kafka := kversion.V4_1_0()
+	a := &Agent{}
+	table := a.newAPITable()
+	n := 0
+	for _, s := range table {
+		if s == nil {
+			continue
+		}
+		n++
+		max, ok := kafka.LookupMaxKeyVersion(s.key)
+		if !ok {
+			t.Errorf("%s (key %d) is not served by Kafka 4.1", s.name, s.key)
+			continue
+		}
+		if kmax := kmsg.RequestForKey(s.key).MaxVersion(); s.max != min(max, kmax) {
+			t.Errorf("%s: max version %d, Kafka 4.1 serves %d and kmsg knows %d", s.name, s.max, max, kmax)
+		}
+		if s.name != kmsg.NameForKey(s.key) && !strings.EqualFold(s.name, kmsg.NameForKey(s.key)) {
+			t.Errorf("key %d named %q, kmsg calls it %q", s.key, s.name, kmsg.NameForKey(s.key))
+		}
+	}
+	if n != 15 {
+		t.Errorf("%d APIs served, want 15", n)
+	}
+}
+
+func TestGroupCoordinatorPlacement(t *testing.T) {
+	a := &Agent{}
+	a.members.Store(&membership{})
+	if _, _, _, err := a.Coordinator(context.Background(), "g"); err == nil {
+		t.Fatal("placement before registration")
+	}
+	agents := []catalog.Agent{{NodeID: 1, ID: "a", Addr: "h1:9092", Zone: "z1"}, {NodeID: 2, ID: "b", Addr: "h2:9093", Zone: "z2"}}
+	a.members.Store(&membership{self: agents[0], registered: true, agents: agents})
+	seen := map[int32]bool{}
+	for i := 0; i < 50; i++ {
+		g := fmt.Sprintf("group-%d", i)
+		n, host, port, err := a.Coordinator(context.Background(), g)
+		n2, _, _, _ := a.Coordinator(context.Background(), g)
+		if err != nil || n != n2 || (n == 1 && (host != "h1" || port != 9092)) || (n == 2 && (host != "h2" || port != 9093)) {
+			t.Fatalf("%s: %d %s:%d %v", g, n, host, port, err)
+		}
+		seen[n] = true
+	}
+	if len(seen) != 2 || a.Self() != 1 {
+		t.Fatalf("groups placed on %v, self %d", seen, a.Self())
 	}
 }

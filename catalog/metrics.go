@@ -281,6 +281,14 @@ func (i *instrumented) ReleaseLease(ctx context.Context, name, holder string) (e
 
 func (i *instrumented) Close() error { return i.c.Close() }
 
+// Ping passes through to the backend's Ping (both backends have one).
+func (i *instrumented) Ping(ctx context.Context) error {
+	if p, ok := i.c.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 // Unwrap returns the instrumented catalog (for backend-specific calls such
 // as Migrate).
 func (i *instrumented) Unwrap() Catalog { return i.c }

@@ -36,10 +36,17 @@ die() {
 	exit 1
 }
 
+# free_port prints a loopback port nobody listens on, below the kernel's
+# ephemeral range: a port in that range can be taken at any moment as the
+# local end of some outgoing connection, and then bind fails.
 free_port() {
-	local p i
+	local p i lo=20000 hi=32767 eph
+	if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph - 1 < hi)); then
+		hi=$((eph - 1))
+	fi
+	((hi - lo > 1000)) || lo=1024
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((lo + RANDOM % (hi - lo)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -167,11 +174,12 @@ grep -q '"retention.ms"' "$WORK/describe.json" || die "describe does not show re
 produce_consume() {
 	local from=$1 to=$2 tag=$3 n=500
 	seq 1 $n | sed "s/.*/$tag-key-&:$tag-value-&/" >"$WORK/$tag.in"
-	kcat -P -b "$from" -t compose-check -K: -X acks=all -l "$WORK/$tag.in" ||
+	timeout 120 kcat -P -b "$from" -t compose-check -K: -X acks=all -l "$WORK/$tag.in" ||
 		die "kcat produce through $from failed"
-	# Consume everything, then keep this run's lines.
-	kcat -C -b "$to" -t compose-check -o beginning -e -q -f '%k:%s\n' >"$WORK/$tag.all" ||
-		die "kcat consume through $to failed"
+	# Consume everything (to the end of every partition), then keep this
+	# run's lines. The timeout turns a fetch bug into a failure, not a hang.
+	timeout 120 kcat -C -b "$to" -t compose-check -o beginning -e -q -f '%k:%s\n' >"$WORK/$tag.all" ||
+		die "kcat consume through $to failed or did not reach the end of the partitions"
 	grep "^$tag-" "$WORK/$tag.all" | sort >"$WORK/$tag.out" || true
 	sort "$WORK/$tag.in" >"$WORK/$tag.sorted"
 	cmp -s "$WORK/$tag.sorted" "$WORK/$tag.out" ||

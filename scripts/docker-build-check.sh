@@ -36,10 +36,17 @@ cleanup() {
 trap cleanup EXIT
 keep_log=1
 
+# free_port prints a loopback port nobody listens on, below the kernel's
+# ephemeral range: a port in that range can be taken at any moment as the
+# local end of some outgoing connection, and then bind fails.
 free_port() {
-	local p i
+	local p i lo=20000 hi=32767 eph
+	if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph - 1 < hi)); then
+		hi=$((eph - 1))
+	fi
+	((hi - lo > 1000)) || lo=1024
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((lo + RANDOM % (hi - lo)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0

@@ -12,7 +12,7 @@
 #            works offline, so no plugin is ever downloaded)
 set -euo pipefail
 
-FLOE_TOOLS_DIR="${FLOE_TOOLS_DIR:-/root/.cache/floe-tools}"
+FLOE_TOOLS_DIR="${FLOE_TOOLS_DIR:-${FLOE_TOOLS:-$HOME/.cache/floe-tools}}"
 BIN="$FLOE_TOOLS_DIR/bin"
 TFLINT_VERSION="${TFLINT_VERSION:-v0.64.0}"
 

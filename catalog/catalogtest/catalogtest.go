@@ -10,7 +10,8 @@
 //	}
 //
 // The factory must return a new, empty catalog each call and close it in
-// t.Cleanup.
+// t.Cleanup. One subtest closes its catalog itself, so a second Close must
+// not fail (or its error must be ignored by the cleanup).
 package catalogtest
 
 import (

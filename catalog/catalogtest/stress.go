@@ -131,9 +131,13 @@ func Stress(t *testing.T, open Factory, cfg StressConfig) {
 	total := cfg.Committers * cfg.Commits
 	t.Logf("phase 1: %d commits by %d committers in %v (%.0f commits/s)", total, cfg.Committers, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
 
+	vstart := time.Now()
 	checkStored(t, admin, tps, all)
 	checkCommitIDs(t, all)
+	t.Logf("checked offsets in %v", time.Since(vstart).Round(time.Millisecond))
+	vstart = time.Now()
 	checkFollow(t, admin, len(all))
+	t.Logf("followed every commit in %v", time.Since(vstart).Round(time.Millisecond))
 	if t.Failed() {
 		return
 	}

@@ -10,7 +10,8 @@
 //
 // Both backends apply pending migrations at open unless
 // Options.SkipMigrate; with Options.Registerer set, the catalog is wrapped
-// in catalog.Instrument.
+// in catalog.Instrument. Whatever Open returns also has a
+// Ping(context.Context) error method, for readiness probes.
 package open
 
 import (

@@ -26,6 +26,9 @@ func TestOpenSQLite(t *testing.T) {
 	if _, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "a", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.(interface{ Ping(context.Context) error }).Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
 	if _, err := c.Topic(ctx, "missing"); !errors.Is(err, catalog.ErrUnknownTopic) {
 		t.Fatalf("Topic(missing) = %v", err)
 	}

@@ -73,13 +73,12 @@ const sqlWrite = `WITH req AS (
     SELECT u.t, u.p, u.e, u.ord
     FROM unnest($5::uuid[], $6::int4[], $7::bool[]) WITH ORDINALITY AS u(t, p, e, ord)
 ), cur AS (
-    SELECT p.topic_id, p.partition, p.next_offset, p.log_start_offset
+    SELECT p.topic_id, p.partition, p.next_offset, p.log_start_offset, req.ord
     FROM partitions p JOIN req ON p.topic_id = req.t AND p.partition = req.p
 ), chk AS (
     SELECT NOT EXISTS (SELECT 1 FROM objects WHERE key = $1)
-       AND NOT EXISTS (
-           SELECT 1 FROM req LEFT JOIN cur ON cur.topic_id = req.t AND cur.partition = req.p
-           WHERE (cur.topic_id IS NOT NULL) <> req.e)
+       AND (SELECT count(*) FROM cur) = (SELECT count(*) FROM req WHERE req.e)
+       AND NOT EXISTS (SELECT 1 FROM cur JOIN req USING (ord) WHERE NOT req.e)
        AND NOT EXISTS (
            SELECT 1 FROM unnest($24::int8[], $25::uuid[], $26::int4[], $27::int8[]) AS x(pid, t, p, v)
            WHERE x.v <> coalesce((SELECT s.version FROM producer_state s
@@ -88,8 +87,8 @@ const sqlWrite = `WITH req AS (
            SELECT 1 FROM unnest($28::int8[], $29::int2[]) AS y(pid, e)
            WHERE y.e <> coalesce((SELECT pr.epoch FROM producers pr WHERE pr.producer_id = y.pid), -1)) AS ok
 ), obj AS (
-    INSERT INTO objects (key, size, created, results)
-    SELECT $1, $2, $3, $4::bytea || coalesce((
+    INSERT INTO objects (key, size, created, nrows, results)
+    SELECT $1, $2, $3, $30, $4::bytea || coalesce((
         SELECT string_agg(int8send(coalesce(cur.next_offset, -1)) || int8send(coalesce(cur.log_start_offset, -1)), ''::bytea ORDER BY req.ord)
         FROM req LEFT JOIN cur ON cur.topic_id = req.t AND cur.partition = req.p), ''::bytea)
     WHERE (SELECT ok FROM chk)
@@ -451,6 +450,7 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) 
 		sid, st, sp, se, sen,
 		xid, xt, xp, xv,
 		yid, ye,
+		int32(len(plan.Rows)),
 	}
 }
 

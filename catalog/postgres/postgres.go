@@ -191,8 +191,16 @@ func (c *Catalog) Close() error {
 	return nil
 }
 
-// Pool exposes the connection pool for tests and operational tools.
-func (c *Catalog) Pool() *pgxpool.Pool { return c.pool }
+// Ping checks that the database answers (for readiness probes).
+func (c *Catalog) Ping(ctx context.Context) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if err := c.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("catalog: ping: %w", err)
+	}
+	return nil
+}
 
 // Schema returns the schema holding the catalog's tables.
 func (c *Catalog) Schema() string { return c.schema }

@@ -178,18 +178,24 @@ RETURNING log_start_offset`, [16]byte(tp.TopicID), tp.Partition, offset).Scan(&s
 }
 
 // sqlCommitsSince reads the counter and the rows in one statement, so in
-// one snapshot: every commit ≤ the counter is complete in the rows.
-const sqlCommitsSince = `SELECT s.id, b.topic_id, b.partition, b.base_offset, b.last_offset, b.key,
-    b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id
+// one snapshot: every commit ≤ the counter is complete in the rows. It
+// scans at most $2 commits (an index range on objects.commit_id) and joins
+// the rows only of commits that start within $3 rows, so a follower far
+// behind costs one page, not the whole backlog.
+const sqlCommitsSince = `SELECT s.id, c.commit_id, c.upto, c.nrows,
+    b.topic_id, b.partition, b.base_offset, b.last_offset, c.key,
+    b.byte_offset, b.byte_length, b.records, b.max_timestamp
 FROM commit_seq s
 LEFT JOIN LATERAL (
-    SELECT ` + batchRowCols + `
-    FROM objects o JOIN batches b ON b.object_id = o.id
-    WHERE o.commit_id > $1
-    ORDER BY o.commit_id, b.topic_id, b.partition, b.last_offset
-    LIMIT $2
+    SELECT o.id, o.commit_id, o.key, o.nrows, sum(o.nrows) OVER (ORDER BY o.commit_id) AS upto
+    FROM (SELECT id, commit_id, key, nrows FROM objects WHERE commit_id > $1 ORDER BY commit_id LIMIT $2) o
+) c ON true
+LEFT JOIN LATERAL (
+    -- OFFSET 0 keeps this a per-commit index probe: flattened into a join,
+    -- it may be planned as a scan of the whole batches table.
+    SELECT * FROM batches b WHERE b.object_id = c.id AND c.upto - c.nrows < $3 OFFSET 0
 ) b ON true
-ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset`
+ORDER BY c.commit_id, b.topic_id, b.partition, b.last_offset`
 
 // CommitsSince returns rows of commits with id > after, whole commits only
 // (one commit larger than limit is returned whole), and the id to pass as
@@ -203,55 +209,59 @@ func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]c
 	var rows []catalog.BatchRow
 	var latest int64
 	err := c.retry(ctx, func(ctx context.Context) error {
-		r, err := c.pool.Query(ctx, sqlCommitsSince, after, limit+1)
+		r, err := c.pool.Query(ctx, sqlCommitsSince, after, limit+1, limit)
 		if err != nil {
 			return err
 		}
+		defer r.Close()
 		rows = rows[:0]
+		var counter int64
+		var commits int
+		var lastIncluded, lastSeen int64 = -1, -1
+		cut := false
 		for r.Next() {
+			var commit, upto *int64
+			var nrows *int32
 			var id *[16]byte
 			var part, recs *int32
-			var base, last, off, length, ts, commit *int64
+			var base, last, off, length, ts *int64
 			var key *string
-			if err := r.Scan(&latest, &id, &part, &base, &last, &key, &off, &length, &recs, &ts, &commit); err != nil {
-				r.Close()
+			if err := r.Scan(&counter, &commit, &upto, &nrows, &id, &part, &base, &last, &key, &off, &length, &recs, &ts); err != nil {
 				return err
 			}
-			if id == nil {
-				continue // no rows: the LEFT JOIN's lone counter row
+			if commit == nil || cut {
+				continue // no commits after after, or past the cut
 			}
-			rows = append(rows, catalog.BatchRow{
-				TopicPartition: catalog.TopicPartition{TopicID: *id, Partition: *part},
-				BaseOffset:     *base, LastOffset: *last, ObjectKey: *key,
-				ByteOffset: *off, ByteLength: *length, Records: *recs, MaxTimestamp: *ts, CommitID: *commit,
-			})
+			if *commit != lastSeen {
+				lastSeen = *commit
+				commits++
+				start := *upto - int64(*nrows)
+				// Whole commits only: stop before one that would overflow
+				// limit, unless it is the first.
+				if start >= int64(limit) || (*upto > int64(limit) && lastIncluded >= 0) {
+					cut = true
+					continue
+				}
+				lastIncluded = *commit
+			}
+			if id != nil {
+				rows = append(rows, catalog.BatchRow{
+					TopicPartition: catalog.TopicPartition{TopicID: *id, Partition: *part},
+					BaseOffset:     *base, LastOffset: *last, ObjectKey: *key,
+					ByteOffset: *off, ByteLength: *length, Records: *recs, MaxTimestamp: *ts, CommitID: *commit,
+				})
+			}
 		}
 		if err := r.Err(); err != nil {
 			return err
 		}
-		if len(rows) <= limit {
-			return nil
+		switch {
+		case cut || commits > limit:
+			// More commits follow: resume after the last one returned.
+			latest = lastIncluded
+		default:
+			latest = counter
 		}
-		// Cut short: drop the partial last commit, or if the first commit
-		// alone exceeds limit, return all of it.
-		last := rows[limit].CommitID
-		rows = rows[:limit]
-		for len(rows) > 0 && rows[len(rows)-1].CommitID == last {
-			rows = rows[:len(rows)-1]
-		}
-		if len(rows) == 0 {
-			r, err := c.pool.Query(ctx, `SELECT `+batchRowCols+`
-FROM objects o JOIN batches b ON b.object_id = o.id
-WHERE o.commit_id = $1
-ORDER BY b.topic_id, b.partition, b.last_offset`, last)
-			if err != nil {
-				return err
-			}
-			if rows, err = collectBatchRows(r); err != nil {
-				return err
-			}
-		}
-		latest = rows[len(rows)-1].CommitID
 		return nil
 	})
 	if err != nil {

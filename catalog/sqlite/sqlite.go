@@ -241,6 +241,17 @@ func (c *Catalog) closeDBs() error {
 	return nil
 }
 
+// Ping checks that the database file answers (for readiness probes).
+func (c *Catalog) Ping(ctx context.Context) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if err := c.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("catalog: ping: %w", err)
+	}
+	return nil
+}
+
 func (c *Catalog) checkOpen() error {
 	if c.closed.Load() {
 		return catalog.ErrClosed

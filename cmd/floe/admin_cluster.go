@@ -28,11 +28,12 @@ type agentJSON struct {
 	Host   string `json:"host"`
 	Port   int32  `json:"port"`
 	Zone   string `json:"zone"`
-	// KafkaVersion is franz-go's guess of the Kafka release whose API
-	// versions the agent serves (Kafka has no field for a broker's version).
-	KafkaVersion string    `json:"kafka_version"`
-	APIs         []apiJSON `json:"apis"`
-	Error        string    `json:"error,omitempty"`
+	// APIs are the API keys and versions the agent serves (ApiVersions).
+	// Kafka has no field for a broker's software version, and guessing a
+	// Kafka release from the API set misleads for Floe, which serves a
+	// subset.
+	APIs  []apiJSON `json:"apis"`
+	Error string    `json:"error,omitempty"`
 }
 
 type clusterJSON struct {
@@ -118,7 +119,6 @@ func (a *adminCLI) cluster(ctx context.Context, args []string) error {
 			errs = append(errs, fmt.Errorf("agent %d: %w", ag.NodeID, err))
 			continue
 		}
-		ag.KafkaVersion = v.VersionGuess()
 		v.EachKeySorted(func(key, lo, hi int16) {
 			ag.APIs = append(ag.APIs, apiJSON{Key: key, Name: kmsg.NameForKey(key), Min: lo, Max: hi})
 		})
@@ -133,9 +133,9 @@ func (a *adminCLI) cluster(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.out, "Cluster: %s\tController: %d\tAgents: %d\tZones: %s\n",
 		dash(res.ClusterID), res.Controller, len(res.Agents), dash(strings.Join(res.Zones, ",")))
-	t := newTable(a.out, "NODE", "HOST", "PORT", "ZONE", "APIS", "KAFKA-VERSION", "ERROR")
+	t := newTable(a.out, "NODE", "HOST", "PORT", "ZONE", "APIS", "PRODUCE", "FETCH", "ERROR")
 	for _, ag := range res.Agents {
-		t.row(ag.NodeID, ag.Host, ag.Port, dash(ag.Zone), len(ag.APIs), dash(ag.KafkaVersion), ag.Error)
+		t.row(ag.NodeID, ag.Host, ag.Port, dash(ag.Zone), len(ag.APIs), apiRange(ag.APIs, 0), apiRange(ag.APIs, 1), ag.Error)
 	}
 	t.flush()
 	if apis {
@@ -149,6 +149,16 @@ func (a *adminCLI) cluster(ctx context.Context, args []string) error {
 		}
 	}
 	return failures("floe cluster", errs)
+}
+
+// apiRange is "vMIN-vMAX" of one API key, or "-" when it is not served.
+func apiRange(apis []apiJSON, key int16) string {
+	for _, a := range apis {
+		if a.Key == key {
+			return fmt.Sprintf("v%d-v%d", a.Min, a.Max)
+		}
+	}
+	return "-"
 }
 
 func deref(s *string) string {

@@ -5,6 +5,7 @@
 //	floe agent      an agent of a fleet (PostgreSQL or SQLite, S3/GCS/MinIO/dir)
 //	floe migrate    apply the catalog's schema migrations
 //	floe version    print the version
+//	floe bench      the benchmark harness (make bench)
 //	floe topics|groups|cluster|healthcheck   operator commands (Kafka protocol)
 //
 // Settings come from flags, then FLOE_* environment variables (the flag name
@@ -26,6 +27,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+
+	"github.com/floebroker/floe/bench"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -46,6 +49,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"agent":   func(ctx context.Context, args []string) error { return cmdServe(ctx, "agent", args, stderr) },
 		"migrate": func(ctx context.Context, args []string) error { return cmdMigrate(ctx, args, stdout, stderr) },
 		"version": func(context.Context, []string) error { fmt.Fprintln(stdout, versionString()); return nil },
+		"bench":   bench.Main,
 	}
 	for name, f := range adminCommands() {
 		cmds[name] = f

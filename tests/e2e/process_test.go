@@ -58,7 +58,13 @@ var listenRE = regexp.MustCompile(`msg="floe started".* listen=(\S+)`)
 // picks one), and waits until it serves.
 func startDev(t *testing.T, data, listen string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"dev", "--data", data, "--listen", listen, "--admin-listen", "", "--log-level", "info", "--flush-interval", "5ms"}, extra...)
+	return startFloe(t, append([]string{"dev", "--data", data, "--listen", listen, "--admin-listen", "", "--log-level", "info", "--flush-interval", "5ms"}, extra...)...)
+}
+
+// startFloe runs the floe binary with args (which must make it log at info
+// level in text format) and waits until its Kafka listener answers.
+func startFloe(t *testing.T, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(floeBin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

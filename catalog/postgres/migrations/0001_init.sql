@@ -31,6 +31,7 @@ CREATE TABLE objects (
     created   timestamptz NOT NULL,
     state     text NOT NULL DEFAULT 'live' CHECK (state IN ('live', 'compacted', 'deletable')),
     commit_id bigint,
+    nrows     integer NOT NULL, -- batch rows of the commit, for paging followers
     results   bytea NOT NULL
 );
 CREATE UNIQUE INDEX objects_commit_id ON objects (commit_id);

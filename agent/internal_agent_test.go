@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/agent/flush"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/objstore/mem"
+	"github.com/floebroker/floe/wal"
+)
+
+// startInternalAgent runs an agent on an in-memory catalog and bucket,
+// after mutate (which may replace handlers), and stops it at cleanup.
+func startInternalAgent(t *testing.T, mutate func(*Agent)) string {
+	t.Helper()
+	ctx := context.Background()
+	cat, err := sqlite.Open(ctx, ":memory:", catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := mem.New(nil)
+	cfg := DefaultConfig()
+	cfg.AgentID = NewAgentID()
+	cfg.AutoCreateTopics = true
+	sink := flush.New(flush.Config{Cluster: "t", AgentID: cfg.AgentID}, bucket, cat, nil, nil)
+	w, err := wal.Open(wal.Config{Dir: filepath.Join(t.TempDir(), "wal"), FlushInterval: time.Millisecond}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walCtx, stopWAL := context.WithCancel(ctx)
+	walDone := make(chan struct{})
+	go func() { _ = w.Run(walCtx); close(walDone) }()
+	a, err := New(cfg, Deps{Catalog: cat, Bucket: bucket, WAL: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(a)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agCtx, stopAgent := context.WithCancel(ctx)
+	agDone := make(chan struct{})
+	go func() { _ = a.Serve(agCtx, ln); close(agDone) }()
+	t.Cleanup(func() {
+		stopAgent()
+		<-agDone
+		stopWAL()
+		<-walDone
+		cat.Close()
+	})
+	for !a.Ready() {
+		time.Sleep(time.Millisecond)
+	}
+	return ln.Addr().String()
+}
+
+func roundTrip(t *testing.T, nc net.Conn, req kmsg.Request, version int16, corr int32) (kmsg.Response, error) {
+	t.Helper()
+	if _, err := nc.Write(frame(req, version, corr)); err != nil {
+		return nil, err
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(nc, size[:]); err != nil {
+		return nil, err
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return nil, err
+	}
+	resp := req.ResponseKind()
+	resp.SetVersion(version)
+	b := body[4:]
+	if resp.IsFlexible() && req.Key() != apiVersionsKey {
+		b = b[1:] // empty header tags
+	}
+	return resp, resp.ReadFrom(b)
+}
+
+// TestHandlerPanic: a panicking handler closes its connection only; the
+// agent keeps serving.
+func TestHandlerPanic(t *testing.T) {
+	addr := startInternalAgent(t, func(a *Agent) {
+		a.apis[60].handle = func(context.Context, *request) (kmsg.Response, error) { panic("boom") }
+	})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := roundTrip(t, nc, kmsg.NewPtrDescribeClusterRequest(), 0, 1); err == nil {
+		t.Fatal("panicking handler answered")
+	}
+	nc2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	md := kmsg.NewPtrMetadataRequest()
+	if _, err := roundTrip(t, nc2, md, 12, 1); err != nil {
+		t.Fatalf("agent stopped serving after a panic: %v", err)
+	}
+}
+
+// TestFetchLongPollAndRange: a fetch at the high watermark waits for a
+// commit notification and returns as soon as data arrives; offsets past
+// the high watermark are out of range.
+func TestFetchLongPollAndRange(t *testing.T) {
+	addr := startInternalAgent(t, nil)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	prod := func(conn net.Conn, corr int32) {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "lp"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = makeBatch(t, testBatch{records: 1, firstTS: time.Now().UnixMilli()})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := roundTrip(t, conn, req, 9, corr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if ec := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; ec != 0 {
+			t.Errorf("produce error %d", ec)
+		}
+	}
+	prod(nc, 1) // creates the topic, offset 0
+
+	fetch := func(offset int64, wait int32) (*kmsg.FetchResponseTopicPartition, time.Duration) {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MinBytes, req.MaxBytes = wait, 1, 1<<20
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = "lp"
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.FetchOffset, fp.PartitionMaxBytes = offset, 1<<20
+		ft.Partitions = append(ft.Partitions, fp)
+		req.Topics = append(req.Topics, ft)
+		start := time.Now()
+		resp, err := roundTrip(t, nc, req, 12, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], time.Since(start)
+	}
+	if p, _ := fetch(5, 100); p.ErrorCode != 1 {
+		t.Fatalf("fetch past the end: error %d, want OFFSET_OUT_OF_RANGE", p.ErrorCode)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		nc2, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nc2.Close()
+		prod(nc2, 1)
+	}()
+	p, took := fetch(1, 10_000)
+	if p.ErrorCode != 0 || len(p.RecordBatches) == 0 || p.HighWatermark != 2 {
+		t.Fatalf("long poll: error %d, %d bytes, hw %d", p.ErrorCode, len(p.RecordBatches), p.HighWatermark)
+	}
+	if took < 250*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("long poll returned after %v; want soon after the produce at 300ms", took)
+	}
+	if got := int64(binary.BigEndian.Uint64(p.RecordBatches)); got != 1 {
+		t.Fatalf("returned batch base offset %d, want 1", got)
+	}
+}
