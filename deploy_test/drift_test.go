@@ -21,6 +21,7 @@ import (
 
 var (
 	floeOnce sync.Once
+	floeDir  string // removed by TestMain
 	floeBin  string
 	floeErr  error
 	floeOut  string
@@ -41,6 +42,7 @@ func floeBinary(t *testing.T) string {
 			floeErr = err
 			return
 		}
+		floeDir = dir
 		floeBin = filepath.Join(dir, "floe")
 		// The image's build command, so the scripts' builds reuse the
 		// compiled packages and only relink.

@@ -12,6 +12,14 @@ import (
 	"time"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if floeDir != "" {
+		os.RemoveAll(floeDir)
+	}
+	os.Exit(code)
+}
+
 // root is the repository root: this package lives one directory below it.
 func root(t testing.TB) string {
 	t.Helper()

@@ -93,11 +93,13 @@ install() {
 	go_build_wait fake-gcs-server
 }
 
-# free_port prints a loopback TCP port nobody listens on.
+# free_port prints a loopback TCP port nobody listens on, below the
+# kernel's ephemeral range (32768+) so an outgoing connection cannot take it
+# between this check and the server binding it.
 free_port() {
 	local p i
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((15000 + RANDOM % 17000))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0

@@ -114,6 +114,11 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	if _, ok := rp["plan_cache_mode"]; !ok {
 		rp["plan_cache_mode"] = "force_generic_plan"
 	}
+	// JIT compiles a plan the planner thinks expensive, taking 100 ms and
+	// more: never worth it for these short statements.
+	if _, ok := rp["jit"]; !ok {
+		rp["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: postgres: connect: %w", err)
