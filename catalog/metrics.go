@@ -99,8 +99,21 @@ func (m *Metrics) observe(op string, start time.Time, err error) {
 }
 
 // Instrument wraps c so every call is measured on m. Cross-cutting, like
-// objstore's metric bucket: backends stay free of metrics code.
-func Instrument(c Catalog, m *Metrics) Catalog { return &instrumented{c: c, m: m} }
+// objstore's metric bucket: backends stay free of metrics code. If c is
+// also a Compactor, so is the result (compaction calls pass through
+// unmeasured; package compaction has its own metrics).
+func Instrument(c Catalog, m *Metrics) Catalog {
+	i := &instrumented{c: c, m: m}
+	if comp, ok := c.(Compactor); ok {
+		return instrumentedCompactor{i, comp}
+	}
+	return i
+}
+
+type instrumentedCompactor struct {
+	*instrumented
+	Compactor
+}
 
 type instrumented struct {
 	c Catalog

@@ -198,7 +198,9 @@ write_env() {
 		echo "export FLOE_TEST_GCS_ENDPOINT='$(cat "$STATE/fake-gcs.url")'"
 		echo "export FLOE_TEST_KCAT='$(command -v kcat)'"
 	} >"$ENVFILE"
-	cp "$ENVFILE" "$SHARED_ENV"
+	# Only the checkout's default services are published; a run with its
+	# own FLOE_SERVICES_DIR (CI, a second checkout) keeps to itself.
+	if [ -z "${FLOE_SERVICES_DIR:-}" ]; then cp "$ENVFILE" "$SHARED_ENV"; fi
 }
 
 start() {

@@ -6,7 +6,8 @@
 //	postgresql://…                                       PostgreSQL
 //	sqlite:///absolute/path/catalog.db                   SQLite file
 //	sqlite://relative/path/catalog.db                    SQLite file
-//	sqlite://:memory:                                    private in-memory SQLite (tests)
+//	sqlite:relative/path.db                              SQLite file
+//	sqlite://:memory: or sqlite::memory:                 private in-memory SQLite (tests)
 //
 // Both backends apply pending migrations at open unless
 // Options.SkipMigrate; with Options.Registerer set, the catalog is wrapped
@@ -42,21 +43,19 @@ func Open(ctx context.Context, url string, opts catalog.Options) (catalog.Catalo
 }
 
 func openBackend(ctx context.Context, url string, opts catalog.Options) (catalog.Catalog, error) {
-	scheme, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return nil, fmt.Errorf("catalog: open %q: want postgres://… or sqlite://…", redact(url))
-	}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
+	lower := strings.ToLower(url)
+	switch {
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
 		return postgres.Open(ctx, url, opts)
-	case "sqlite", "sqlite3":
-		path, _, _ := strings.Cut(rest, "?")
+	case strings.HasPrefix(lower, "sqlite:"):
+		path := strings.TrimPrefix(url[len("sqlite:"):], "//")
+		path, _, _ = strings.Cut(path, "?")
 		if path == "" {
 			return nil, fmt.Errorf("catalog: open %q: no path", url)
 		}
 		return sqlite.Open(ctx, path, opts)
 	default:
-		return nil, fmt.Errorf("catalog: open %q: unknown scheme %q (want postgres or sqlite)", redact(url), scheme)
+		return nil, fmt.Errorf("catalog: open %q: want postgres://… or sqlite:…", redact(url))
 	}
 }
 

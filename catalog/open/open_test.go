@@ -26,6 +26,9 @@ func TestOpenSQLite(t *testing.T) {
 	if _, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "a", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := c.(catalog.Compactor); !ok {
+		t.Fatal("the instrumented catalog hides the backend's Compactor")
+	}
 	if err := c.(interface{ Ping(context.Context) error }).Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
@@ -60,18 +63,20 @@ func TestOpenSQLite(t *testing.T) {
 }
 
 func TestOpenMemory(t *testing.T) {
-	c, err := Open(context.Background(), "sqlite://:memory:", catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.CreateTopic(context.Background(), catalog.TopicSpec{Name: "a", Partitions: 1}); err != nil {
-		t.Fatal(err)
+	for _, u := range []string{"sqlite://:memory:", "sqlite::memory:"} {
+		c, err := Open(context.Background(), u, catalog.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateTopic(context.Background(), catalog.TopicSpec{Name: "a", Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
-	for _, u := range []string{"mysql://x", "nothing", "sqlite://", "postgres://user:secret@127.0.0.1:1/db?connect_timeout=1"} {
+	for _, u := range []string{"mysql://x", "nothing", "sqlite://", "sqlite:", "postgres://user:secret@127.0.0.1:1/db?connect_timeout=1"} {
 		_, err := Open(context.Background(), u, catalog.Options{})
 		if err == nil {
 			t.Fatalf("Open(%q) succeeded", u)

@@ -22,6 +22,10 @@
 //     up on anything they missed.
 //   - Every statement and every idle-in-transaction period is bounded by
 //     Options.StatementTimeout, so a stuck agent cannot hold partition locks.
+//   - Connections run with plan_cache_mode=force_generic_plan and jit=off
+//     (unless the URL sets them): the statements are short primary-key and
+//     index probes, written so any plan is cheap, and JIT compilation of a
+//     plan estimated "expensive" on fresh statistics costs 100 ms or more.
 //
 // The schema lives in the search_path's first schema (add
 // ?search_path=myschema to the URL to isolate several catalogs in one

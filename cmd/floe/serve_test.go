@@ -107,7 +107,7 @@ func TestDevServesAndDrains(t *testing.T) {
 	}
 	cl.Close()
 	_, metrics := get(t, "http://"+admin+"/metrics")
-	for _, name := range []string{"floe_agent_requests_total", "floe_agent_request_duration_seconds", "floe_wal_", "go_goroutines"} {
+	for _, name := range []string{"floe_agent_requests_total", "floe_agent_request_duration_seconds", "floe_wal_", "floe_groups_groups", "go_goroutines"} {
 		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
@@ -160,6 +160,31 @@ func TestMigrateAndVersion(t *testing.T) {
 		errb.Reset()
 		if code := runMain(context.Background(), args, &out, &errb); code == 0 {
 			t.Errorf("%v: exit 0, want failure", args)
+		}
+	}
+}
+
+// TestGroupFlags: the coordinator's settings are flags (group.*), and
+// `floe dev` starts a new group's first rebalance sooner than `floe agent`.
+func TestGroupFlags(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		args []string
+		want time.Duration
+	}{
+		{"dev", nil, devInitialRebalanceDelay},
+		{"agent", nil, 300 * time.Millisecond},
+		{"agent", []string{"--group.initial-rebalance-delay", "1s", "--group.max-size", "7"}, time.Second},
+	} {
+		fs, c := newServeFlags(tc.mode, io.Discard)
+		if err := parseLayered(fs, tc.args, "config", func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.agent.Groups.InitialRebalanceDelay; got != tc.want {
+			t.Errorf("%s %v: initial rebalance delay %v, want %v", tc.mode, tc.args, got, tc.want)
+		}
+		if err := c.agent.Validate(); err != nil {
+			t.Errorf("%s %v: %v", tc.mode, tc.args, err)
 		}
 	}
 }

@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+var _ catalog.Compactor = (*Catalog)(nil)
+
+// CompactionRows returns up to limit rows of tp from `from`, with objects.
+func (c *Catalog) CompactionRows(ctx context.Context, tp catalog.TopicPartition, from int64, limit int) ([]catalog.CompactionRow, error) {
+	var out []catalog.CompactionRow
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT `+batchRowCols+`, o.id, o.size, o.created
+FROM batches b JOIN objects o ON o.id = b.object_id
+WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= $3
+ORDER BY b.last_offset LIMIT $4`, [16]byte(tp.TopicID), tp.Partition, from, max(limit, 1))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (catalog.CompactionRow, error) {
+			var r catalog.CompactionRow
+			var id [16]byte
+			err := row.Scan(&id, &r.Partition, &r.BaseOffset, &r.LastOffset, &r.ObjectKey,
+				&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID,
+				&r.ObjectID, &r.ObjectSize, &r.ObjectCreated)
+			r.TopicID = id
+			return r, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: compaction rows of %s from %d: %w", tpString(tp), from, err)
+	}
+	return out, nil
+}
+
+// SwapRows replaces s.Old by s.New in one transaction holding the
+// partition's row lock (so it serializes with commits, DeleteRecords and
+// other swaps of the partition), only if every old row is unchanged.
+func (c *Catalog) SwapRows(ctx context.Context, s catalog.RowSwap) error {
+	if err := catalog.ValidateSwap(s); err != nil {
+		return fmt.Errorf("catalog: swap rows of %s: %w", tpString(s.TopicPartition), err)
+	}
+	id := [16]byte(s.TopicID)
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 FOR UPDATE`,
+			id, s.Partition).Scan(&one); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return catalog.ErrSwapConflict
+			}
+			return err
+		}
+		bases := make([]int64, len(s.Old))
+		lasts := make([]int64, len(s.Old))
+		keys := make([]string, len(s.Old))
+		offs := make([]int64, len(s.Old))
+		lens := make([]int64, len(s.Old))
+		for i, r := range s.Old {
+			bases[i], lasts[i], keys[i], offs[i], lens[i] = r.BaseOffset, r.LastOffset, r.ObjectKey, r.ByteOffset, r.ByteLength
+		}
+		rows, err := tx.Query(ctx, `DELETE FROM batches b USING objects o,
+    unnest($3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[]) AS x(base, last, key, off, len)
+WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset = x.last AND b.base_offset = x.base
+  AND o.id = b.object_id AND o.key = x.key AND b.byte_offset = x.off AND b.byte_length = x.len
+RETURNING b.object_id`, id, s.Partition, bases, lasts, keys, offs, lens)
+		if err != nil {
+			return err
+		}
+		oldIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if len(oldIDs) != len(s.Old) {
+			return catalog.ErrSwapConflict // rolls the deletes back
+		}
+		var objectID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO objects (key, size, created, state, nrows, results, unreferenced)
+VALUES ($1, $2, now(), 'live', $3, '\x'::bytea, CASE WHEN $3 = 0 THEN now() END) RETURNING id`,
+			s.ObjectKey, s.ObjectSize, len(s.New)).Scan(&objectID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE objects SET commit_id = -id WHERE id = $1`, objectID); err != nil {
+			return err
+		}
+		n := len(s.New)
+		nb, nl, no, nn, nr, nt := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int32, n), make([]int64, n)
+		for i, r := range s.New {
+			nb[i], nl[i], no[i], nn[i], nr[i], nt[i] = r.BaseOffset, r.LastOffset, r.ByteOffset, r.ByteLength, r.Records, r.MaxTimestamp
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,
+    byte_offset, byte_length, records, max_timestamp)
+SELECT $1, $2, x.base, x.last, $3, x.off, x.len, x.recs, x.ts
+FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::integer[], $9::bigint[]) AS x(base, last, off, len, recs, ts)`,
+			id, s.Partition, objectID, nb, nl, no, nn, nr, nt); err != nil {
+			return err
+		}
+		return markUnreferenced(ctx, tx, oldIDs)
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: swap rows of %s into %s: %w", tpString(s.TopicPartition), s.ObjectKey, err)
+	}
+	return nil
+}
+
+func markUnreferenced(ctx context.Context, tx pgx.Tx, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE objects o SET unreferenced = now(), state = 'compacted'
+WHERE o.id = ANY($1) AND o.unreferenced IS NULL
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)`, ids)
+	return err
+}
+
+// RetentionOffsetForBytes finds where retention.bytes lets the log start.
+func (c *Catalog) RetentionOffsetForBytes(ctx context.Context, tp catalog.TopicPartition, maxBytes int64) (int64, bool, error) {
+	var off int64
+	var found bool
+	err := c.retry(ctx, func(ctx context.Context) error {
+		err := c.pool.QueryRow(ctx, `SELECT base_offset FROM (
+    SELECT b.base_offset, sum(b.byte_length) OVER (ORDER BY b.last_offset DESC) AS suffix
+    FROM batches b JOIN partitions p ON p.topic_id = b.topic_id AND p.partition = b.partition
+    WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= p.log_start_offset
+) s WHERE suffix >= $3 ORDER BY base_offset DESC LIMIT 1`, [16]byte(tp.TopicID), tp.Partition, maxBytes).Scan(&off)
+		found = err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("catalog: retention offset of %s for %d bytes: %w", tpString(tp), maxBytes, err)
+	}
+	return off, found, nil
+}
+
+// TrimRows deletes tp's rows wholly below its log start.
+func (c *Catalog) TrimRows(ctx context.Context, tp catalog.TopicPartition) (int, error) {
+	var n int
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `DELETE FROM batches b USING partitions p
+WHERE b.topic_id = $1 AND b.partition = $2 AND p.topic_id = b.topic_id AND p.partition = b.partition
+  AND b.last_offset < p.log_start_offset
+RETURNING b.object_id`, [16]byte(tp.TopicID), tp.Partition)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		n = len(ids)
+		seen := map[int64]bool{}
+		uniq := ids[:0:0]
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				uniq = append(uniq, id)
+			}
+		}
+		return markUnreferenced(ctx, tx, uniq)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: trim rows of %s: %w", tpString(tp), err)
+	}
+	return n, nil
+}
+
+// UnreferencedObjects lists objects without rows since before `before`.
+func (c *Catalog) UnreferencedObjects(ctx context.Context, before time.Time, limit int) ([]catalog.ObjectRef, error) {
+	var out []catalog.ObjectRef
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT id, key, size, created FROM objects o
+WHERE coalesce(o.unreferenced, o.created) < $1 AND o.commit_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
+ORDER BY id LIMIT $2`, before, max(limit, 1))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (catalog.ObjectRef, error) {
+			var r catalog.ObjectRef
+			err := row.Scan(&r.ID, &r.Key, &r.Size, &r.Created)
+			return r, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: unreferenced objects: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetObject deletes an object row nothing references.
+func (c *Catalog) ForgetObject(ctx context.Context, id int64) (bool, error) {
+	var done bool
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, `DELETE FROM objects o WHERE o.id = $1 AND o.commit_id IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)`, id)
+		done = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("catalog: forget object %d: %w", id, err)
+	}
+	return done, nil
+}
+
+// KnownObjects returns which keys have object rows.
+func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(keys))
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT key FROM objects WHERE key = ANY($1)`, keys)
+		if err != nil {
+			return err
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, k := range found {
+			out[k] = true
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: known objects: %w", err)
+	}
+	return out, nil
+}
+
+// CompactionStats counts rows and objects.
+func (c *Catalog) CompactionStats(ctx context.Context) (catalog.CompactionStats, error) {
+	var s catalog.CompactionStats
+	err := c.retry(ctx, func(ctx context.Context) error {
+		var oldest *time.Time
+		err := c.pool.QueryRow(ctx, `SELECT
+    (SELECT count(*) FROM batches), (SELECT coalesce(sum(byte_length), 0)::bigint FROM batches),
+    (SELECT count(*) FROM objects),
+    (SELECT min(o.created) FROM objects o WHERE o.commit_id > 0
+        AND EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id))`).Scan(&s.Rows, &s.LiveBytes, &s.Objects, &oldest)
+		if oldest != nil {
+			s.OldestFlush = *oldest
+		}
+		return err
+	})
+	if err != nil {
+		return s, fmt.Errorf("catalog: compaction stats: %w", err)
+	}
+	return s, nil
+}

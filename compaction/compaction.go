@@ -1,0 +1,327 @@
+// Package compaction is Floe's background work on stored data: it merges
+// small multi-partition segment objects into large per-partition ones,
+// enforces retention (retention.ms, retention.bytes, DeleteRecords) and
+// deletes objects no catalog row references.
+//
+// Every agent runs one Compactor. Work is split into shards of partitions
+// (a hash of topic id and partition) plus one GC sweep, each owned through
+// a catalog lease, so one agent works on a piece at a time; a holder that
+// dies is replaced once its lease expires.
+//
+// Guarantees:
+//   - Offsets, record bytes and their order never change: a merge copies
+//     batches byte for byte into a new object, uploads it, and only then
+//     swaps the catalog rows in one compare-and-swap transaction
+//     (catalog.Compactor.SwapRows). A swap that lost a race changes
+//     nothing; its object is deleted (or, after a crash, found by the
+//     orphan sweep).
+//   - Work is idempotent: a holder killed at any point leaves either the
+//     old rows or the new ones, never a mix, and the next holder redoes
+//     whatever is left.
+//   - No object is deleted while a row references it, nor before
+//     Config.GCGrace has passed since its last row went away (so reads
+//     that looked a row up before a swap still find their bytes), nor an
+//     unknown object younger than Config.GCGrace (an upload whose commit
+//     is in flight).
+package compaction
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+)
+
+// Catalog is what compaction needs of the catalog.
+type Catalog interface {
+	ListTopics(ctx context.Context) ([]catalog.Topic, error)
+	Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error)
+	BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (catalog.BatchRow, bool, error)
+	DeleteRecords(ctx context.Context, tp catalog.TopicPartition, offset int64) (int64, error)
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+	catalog.Compactor
+}
+
+// Config holds compaction's settings.
+type Config struct {
+	// Cluster names the key space (flush.ObjectKey) of merged objects and
+	// of the orphan sweep.
+	Cluster string
+	// Holder names this worker in leases (the agent id).
+	Holder string
+
+	Interval time.Duration // between passes over the shards
+	// MergeMinAge: rows in objects younger than this are left alone (the
+	// tail is read from agents' caches and changes fastest).
+	MergeMinAge time.Duration
+	// TargetBytes is the size merged objects grow to.
+	TargetBytes int64
+	// SmallObjectBytes: rows in objects at least this large are not merged
+	// again. Defaults to TargetBytes/2.
+	SmallObjectBytes int64
+	// GCGrace is how long an unreferenced object stays in the bucket:
+	// longer than the longest fetch.
+	GCGrace time.Duration
+	// OrphanInterval is how often the bucket is listed for objects the
+	// catalog never knew.
+	OrphanInterval time.Duration
+	Shards         int
+	LeaseTTL       time.Duration
+	// Disabled turns the loop off (Run waits for ctx).
+	Disabled bool
+}
+
+// Defaults for an agent in production.
+const (
+	DefaultInterval       = 30 * time.Second
+	DefaultMergeMinAge    = 2 * time.Minute
+	DefaultTargetBytes    = 64 << 20
+	DefaultGCGrace        = 10 * time.Minute
+	DefaultOrphanInterval = 10 * time.Minute
+	DefaultShards         = 16
+	DefaultLeaseTTL       = time.Minute
+)
+
+// DevConfig tightens the loops for `floe dev`, so a user sees retention
+// and merges act within seconds.
+func (c *Config) DevConfig() {
+	c.Interval, c.MergeMinAge, c.GCGrace, c.OrphanInterval = 3*time.Second, 5*time.Second, 30*time.Second, time.Minute
+}
+
+// RegisterFlags registers the settings as compaction.* flags, defaulting
+// to c's values where set (DevConfig's, for `floe dev`) and to the package
+// defaults otherwise.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := c.WithDefaults()
+	fs.DurationVar(&c.Interval, "compaction.interval", d.Interval, "how often compaction, retention and GC run")
+	fs.DurationVar(&c.MergeMinAge, "compaction.merge-min-age", d.MergeMinAge, "segments younger than this are not merged")
+	fs.Int64Var(&c.TargetBytes, "compaction.target-bytes", d.TargetBytes, "size of merged per-partition segments")
+	fs.Int64Var(&c.SmallObjectBytes, "compaction.small-object-bytes", c.SmallObjectBytes, "segments smaller than this are merged (0: target-bytes/2)")
+	fs.DurationVar(&c.GCGrace, "compaction.gc-grace", d.GCGrace, "how long an unreferenced object is kept (longer than any fetch)")
+	fs.DurationVar(&c.OrphanInterval, "compaction.orphan-interval", d.OrphanInterval, "how often the bucket is listed for orphaned uploads")
+	fs.IntVar(&c.Shards, "compaction.shards", d.Shards, "partition shards (one lease each)")
+	fs.DurationVar(&c.LeaseTTL, "compaction.lease-ttl", d.LeaseTTL, "how long a dead worker's lease blocks others")
+	fs.BoolVar(&c.Disabled, "compaction.disabled", c.Disabled, "do not run compaction, retention or GC on this agent")
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Interval, DefaultInterval)
+	def(&c.MergeMinAge, DefaultMergeMinAge)
+	def(&c.GCGrace, DefaultGCGrace)
+	def(&c.OrphanInterval, DefaultOrphanInterval)
+	def(&c.LeaseTTL, DefaultLeaseTTL)
+	if c.TargetBytes == 0 {
+		c.TargetBytes = DefaultTargetBytes
+	}
+	if c.SmallObjectBytes == 0 {
+		c.SmallObjectBytes = c.TargetBytes / 2
+	}
+	if c.Shards == 0 {
+		c.Shards = DefaultShards
+	}
+	return c
+}
+
+// Validate checks the settings (after WithDefaults).
+func (c Config) Validate() error {
+	switch {
+	case c.Cluster == "":
+		return errors.New("compaction: config: cluster is required")
+	case c.Holder == "":
+		return errors.New("compaction: config: holder is required")
+	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0:
+		return errors.New("compaction: config: intervals must be positive")
+	case c.TargetBytes < 1<<10:
+		return errors.New("compaction: config: target bytes must be at least 1 KiB")
+	case c.SmallObjectBytes <= 0:
+		return errors.New("compaction: config: small object bytes must be positive")
+	case c.Shards < 1 || c.Shards > 4096:
+		return errors.New("compaction: config: shards must be in [1, 4096]")
+	}
+	return nil
+}
+
+// Compactor runs merge, retention and GC passes. One Compactor runs one
+// pass at a time (RunOnce is not reentrant); several Compactors, in one
+// process or many, share the work through leases.
+type Compactor struct {
+	cfg    Config
+	cat    Catalog
+	bucket objstore.Bucket
+	log    *slog.Logger
+	m      *metrics
+	now    func() time.Time
+
+	lastOrphanSweep time.Time
+}
+
+// New makes a Compactor. now may be nil (time.Now).
+func New(cfg Config, cat Catalog, bucket objstore.Bucket, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*Compactor, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now}, nil
+}
+
+// Run runs a pass every Config.Interval until ctx ends. Errors of a pass
+// are logged and counted; the next pass retries.
+func (c *Compactor) Run(ctx context.Context) error {
+	if c.cfg.Disabled {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := c.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			c.m.errors.Inc()
+			c.log.Warn("compaction pass failed", "err", err)
+		}
+	}
+}
+
+// RunOnce does one pass: every shard whose lease it gets (retention, then
+// merge, per partition), then the GC sweep if its lease is free.
+func (c *Compactor) RunOnce(ctx context.Context) error {
+	topics, err := c.cat.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("compaction: list topics: %w", err)
+	}
+	shards := make([][]partition, c.cfg.Shards)
+	for _, t := range topics {
+		for p := int32(0); p < t.Partitions; p++ {
+			tp := catalog.TopicPartition{TopicID: t.ID, Partition: p}
+			s := shardOf(tp, c.cfg.Shards)
+			shards[s] = append(shards[s], partition{tp: tp, topic: t})
+		}
+	}
+	var errs []error
+	for i, parts := range shards {
+		if len(parts) == 0 {
+			continue
+		}
+		errs = append(errs, c.withLease(ctx, fmt.Sprintf("compaction/shard/%d", i), func(renew func() error) error {
+			for _, p := range parts {
+				if err := renew(); err != nil {
+					return err
+				}
+				if err := c.partitionPass(ctx, p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return nil
+		}))
+	}
+	errs = append(errs, c.withLease(ctx, "compaction/gc", func(renew func() error) error {
+		return c.gcPass(ctx, renew)
+	}))
+	c.updateStats(ctx)
+	return errors.Join(errs...)
+}
+
+type partition struct {
+	tp    catalog.TopicPartition
+	topic catalog.Topic
+}
+
+func (c *Compactor) partitionPass(ctx context.Context, p partition) error {
+	if err := c.retain(ctx, p); err != nil {
+		return err
+	}
+	return c.merge(ctx, p.tp)
+}
+
+// errLeaseLost stops work whose lease another holder took.
+var errLeaseLost = errors.New("compaction: lease lost")
+
+// withLease runs fn if the lease is free; renew extends it (call it
+// between units of work: losing it stops fn).
+func (c *Compactor) withLease(ctx context.Context, name string, fn func(renew func() error) error) error {
+	ok, err := c.cat.AcquireLease(ctx, name, c.cfg.Holder, c.cfg.LeaseTTL)
+	if err != nil || !ok {
+		return err
+	}
+	last := c.now()
+	renew := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.now().Sub(last) < c.cfg.LeaseTTL/3 {
+			return nil
+		}
+		ok, err := c.cat.RenewLease(ctx, name, c.cfg.Holder, c.cfg.LeaseTTL)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errLeaseLost
+		}
+		last = c.now()
+		return nil
+	}
+	err = fn(renew)
+	// Released even when ctx ended, so the next holder need not wait.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := c.cat.ReleaseLease(rctx, name, c.cfg.Holder); rerr != nil && err == nil {
+		err = rerr
+	}
+	if errors.Is(err, errLeaseLost) {
+		return nil
+	}
+	return err
+}
+
+func shardOf(tp catalog.TopicPartition, n int) int {
+	h := fnv.New32a()
+	h.Write(tp.TopicID[:])
+	h.Write([]byte{byte(tp.Partition >> 24), byte(tp.Partition >> 16), byte(tp.Partition >> 8), byte(tp.Partition)})
+	return int(h.Sum32() % uint32(n))
+}
+
+func (c *Compactor) updateStats(ctx context.Context) {
+	s, err := c.cat.CompactionStats(ctx)
+	if err != nil {
+		return
+	}
+	c.m.rows.Set(float64(s.Rows))
+	c.m.objects.Set(float64(s.Objects))
+	c.m.liveBytes.Set(float64(s.LiveBytes))
+	lag := 0.0
+	if !s.OldestFlush.IsZero() {
+		lag = c.now().Sub(s.OldestFlush).Seconds()
+	}
+	c.m.lag.Set(lag)
+}

@@ -1,0 +1,102 @@
+package compaction
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/floebroker/floe/objstore"
+)
+
+// gcBatch is how many objects one catalog query hands the sweep.
+const gcBatch = 500
+
+// gcPass deletes objects no row has referenced for GCGrace, then (every
+// OrphanInterval) lists the cluster's key space for objects the catalog
+// does not know that are older than GCGrace. The catalog row goes first:
+// a crash before the bucket delete leaves an orphan, which the listing
+// finds; the other order could leave a row naming a deleted object.
+func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
+	before := c.now().Add(-c.cfg.GCGrace)
+	for {
+		objs, err := c.cat.UnreferencedObjects(ctx, before, gcBatch)
+		if err != nil {
+			return fmt.Errorf("compaction: gc: %w", err)
+		}
+		for _, o := range objs {
+			if err := renew(); err != nil {
+				return err
+			}
+			ok, err := c.cat.ForgetObject(ctx, o.ID)
+			if err != nil {
+				return fmt.Errorf("compaction: gc: %w", err)
+			}
+			if !ok {
+				continue
+			}
+			if err := c.bucket.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("compaction: gc: delete %s: %w", o.Key, err)
+			}
+			c.m.gcDeleted.WithLabelValues("unreferenced").Inc()
+		}
+		if len(objs) < gcBatch {
+			break
+		}
+	}
+	if c.now().Sub(c.lastOrphanSweep) < c.cfg.OrphanInterval {
+		return nil
+	}
+	if err := c.orphanSweep(ctx, renew); err != nil {
+		return err
+	}
+	c.lastOrphanSweep = c.now()
+	return nil
+}
+
+// orphanSweep deletes objects of this cluster's key space that the catalog
+// never committed (an upload whose agent died before the commit, or a
+// merge output whose swap never happened) once older than GCGrace.
+func (c *Compactor) orphanSweep(ctx context.Context, renew func() error) error {
+	suffix := "/" + c.cfg.Cluster + "/"
+	before := c.now().Add(-c.cfg.GCGrace)
+	var page []objstore.ObjectInfo
+	flush := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		keys := make([]string, len(page))
+		for i, o := range page {
+			keys[i] = o.Key
+		}
+		known, err := c.cat.KnownObjects(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("compaction: orphan sweep: %w", err)
+		}
+		for _, o := range page {
+			if known[o.Key] {
+				continue
+			}
+			if err := c.bucket.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("compaction: orphan sweep: delete %s: %w", o.Key, err)
+			}
+			c.m.gcDeleted.WithLabelValues("orphan").Inc()
+		}
+		page = page[:0]
+		return renew()
+	}
+	for o, err := range c.bucket.List(ctx, "v1/") {
+		if err != nil {
+			return fmt.Errorf("compaction: orphan sweep: list: %w", err)
+		}
+		if !strings.Contains(o.Key, suffix) || !strings.HasSuffix(o.Key, ".seg") || !o.LastModified.Before(before) {
+			continue
+		}
+		page = append(page, o)
+		if len(page) == gcBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}

@@ -1,0 +1,171 @@
+package compaction
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/floebroker/floe/agent/flush"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/segment"
+)
+
+// mergeRowsPerPass bounds the rows one pass reads of a partition; the
+// next pass continues (merged rows are no longer candidates).
+const mergeRowsPerPass = 5000
+
+// merge rewrites the partition's rows held in small objects older than
+// MergeMinAge into per-partition objects of up to TargetBytes. Each output
+// object replaces a run of consecutive candidate rows in one SwapRows.
+func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition) error {
+	rows, err := c.cat.CompactionRows(ctx, tp, 0, mergeRowsPerPass)
+	if err != nil {
+		return fmt.Errorf("compaction: merge: %w", err)
+	}
+	cutoff := c.now().Add(-c.cfg.MergeMinAge)
+	var group []catalog.CompactionRow
+	var groupBytes int64
+	done := func() error {
+		g := group
+		group, groupBytes = nil, 0
+		if len(g) == 0 || (len(g) == 1 && 2*g[0].ByteLength > g[0].ObjectSize) {
+			return nil // one row that already owns most of its object
+		}
+		return c.mergeGroup(ctx, tp, g)
+	}
+	for _, r := range rows {
+		candidate := r.ObjectCreated.Before(cutoff) && r.ObjectSize < c.cfg.SmallObjectBytes
+		if !candidate || (len(group) > 0 && groupBytes+r.ByteLength > c.cfg.TargetBytes) {
+			if err := done(); err != nil {
+				return err
+			}
+		}
+		if candidate {
+			group = append(group, r)
+			groupBytes += r.ByteLength
+		}
+	}
+	return done()
+}
+
+// mergeGroup copies the rows' batches into one new object, uploads it and
+// swaps the rows. A lost race deletes the upload again.
+func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g []catalog.CompactionRow) error {
+	w := segment.NewWriter(segment.Header{AgentID: c.cfg.Holder, Created: c.now()})
+	first := make([]int, len(g)) // index of each row's first Add
+	n := 0
+	inputs := map[int64]bool{}
+	for i, r := range g {
+		data, err := c.readRow(ctx, r.BatchRow)
+		if err != nil {
+			return err
+		}
+		first[i] = n
+		if err := eachBatch(data, func(b []byte, meta segment.BatchMeta) {
+			w.Add(tp, b, meta)
+			n++
+		}); err != nil {
+			return fmt.Errorf("compaction: merge: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
+		}
+		inputs[r.ObjectID] = true
+	}
+	obj, placements := w.Finish()
+	old := make([]catalog.BatchRow, len(g))
+	var out []catalog.BatchRow
+	for i, r := range g {
+		old[i] = r.BatchRow
+		end := n
+		if i+1 < len(g) {
+			end = first[i+1]
+		}
+		off := placements[first[i]].ByteOffset
+		last := placements[end-1]
+		nr := catalog.BatchRow{TopicPartition: tp, BaseOffset: r.BaseOffset, LastOffset: r.LastOffset,
+			ByteOffset: off, ByteLength: last.ByteOffset + last.ByteLength - off, Records: r.Records, MaxTimestamp: r.MaxTimestamp}
+		// Rows of consecutive offsets whose bytes are adjacent become one.
+		if k := len(out) - 1; k >= 0 && out[k].LastOffset+1 == nr.BaseOffset && out[k].ByteOffset+out[k].ByteLength == nr.ByteOffset {
+			out[k].LastOffset = nr.LastOffset
+			out[k].ByteLength += nr.ByteLength
+			out[k].Records += nr.Records
+			out[k].MaxTimestamp = max(out[k].MaxTimestamp, nr.MaxTimestamp)
+			continue
+		}
+		out = append(out, nr)
+	}
+	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
+	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+		return fmt.Errorf("compaction: merge: put %s: %w", key, err)
+	}
+	err := c.cat.SwapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: out})
+	if errors.Is(err, catalog.ErrSwapConflict) {
+		c.m.swapConflicts.Inc()
+		// Nothing references the upload: delete it now. If this fails,
+		// the orphan sweep will.
+		if derr := c.bucket.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			c.log.Warn("deleting a dropped merge output failed", "key", key, "err", derr)
+		}
+		return nil
+	}
+	if err != nil {
+		// The outcome may be unknown: the object is left for the orphan
+		// sweep, which keeps it if the swap did commit.
+		return fmt.Errorf("compaction: merge: %w", err)
+	}
+	c.m.bytesCompacted.Add(float64(len(obj)))
+	c.m.objectsCompacted.Add(float64(len(inputs)))
+	c.m.rowsBefore.Add(float64(len(g)))
+	c.m.rowsAfter.Add(float64(len(out)))
+	return nil
+}
+
+func (c *Compactor) readRow(ctx context.Context, r catalog.BatchRow) ([]byte, error) {
+	rc, err := c.bucket.GetRange(ctx, r.ObjectKey, r.ByteOffset, r.ByteLength)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: read %s [%d,+%d): %w", r.ObjectKey, r.ByteOffset, r.ByteLength, err)
+	}
+	defer rc.Close()
+	buf := make([]byte, r.ByteLength)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, fmt.Errorf("compaction: read %s [%d,+%d): %w", r.ObjectKey, r.ByteOffset, r.ByteLength, err)
+	}
+	return buf, nil
+}
+
+// Kafka RecordBatch v2 header fields (big endian) that compaction reads.
+const (
+	batchLengthOff    = 8  // int32: bytes after this field
+	batchMagicOff     = 16 // int8
+	batchFirstTsOff   = 27 // int64
+	batchMaxTsOff     = 35 // int64
+	batchProducerOff  = 43 // int64
+	batchRecordsOff   = 57 // int32
+	batchHeaderLength = 61
+)
+
+var errBadBatch = errors.New("malformed record batch")
+
+// eachBatch splits a row's bytes into its record batches.
+func eachBatch(b []byte, fn func(batch []byte, meta segment.BatchMeta)) error {
+	for len(b) > 0 {
+		if len(b) < batchHeaderLength || b[batchMagicOff] != 2 {
+			return errBadBatch
+		}
+		n := 12 + int64(int32(binary.BigEndian.Uint32(b[batchLengthOff:])))
+		if n < batchHeaderLength || n > int64(len(b)) {
+			return errBadBatch
+		}
+		fn(b[:n], segment.BatchMeta{
+			Records:        int32(binary.BigEndian.Uint32(b[batchRecordsOff:])),
+			FirstTimestamp: int64(binary.BigEndian.Uint64(b[batchFirstTsOff:])),
+			MaxTimestamp:   int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])),
+			ProducerID:     int64(binary.BigEndian.Uint64(b[batchProducerOff:])),
+		})
+		b = b[n:]
+	}
+	return nil
+}
