@@ -47,7 +47,20 @@ type Config struct {
 	// its read cache and tail index. It runs on the commit path: keep it
 	// fast, and do not modify obj.
 	OnCommitted func(key string, obj []byte, rows []catalog.BatchRow)
+	// MaxUploadAge bounds how old an upload may be when its commit is
+	// attempted: an older one (the catalog was unreachable for a while, or
+	// the upload happened in a previous process) is put again first. The
+	// garbage collector deletes uncommitted objects once they are older
+	// than its grace period, which must exceed MaxUploadAge; re-putting
+	// restarts the object's age, so an object is never collected while a
+	// commit that will reference it is on its way. Default 30s.
+	MaxUploadAge time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
 }
+
+// DefaultMaxUploadAge is Config.MaxUploadAge's default.
+const DefaultMaxUploadAge = 30 * time.Second
 
 // Validate reports the first invalid setting.
 func (c Config) Validate() error {
@@ -56,6 +69,8 @@ func (c Config) Validate() error {
 		return errors.New("flush: config: cluster is required")
 	case len(c.AgentID) > segment.MaxAgentIDLen:
 		return fmt.Errorf("flush: config: agent id of %d bytes is too long", len(c.AgentID))
+	case c.MaxUploadAge < 0:
+		return errors.New("flush: config: max upload age must not be negative")
 	}
 	return nil
 }
@@ -88,10 +103,11 @@ type Sink struct {
 var _ wal.Sink = (*Sink)(nil)
 
 type built struct {
-	key   string
-	obj   []byte
-	refs  []catalog.BatchRef // object order
-	order []int              // refs[k] is entry order[k]
+	key      string
+	obj      []byte
+	refs     []catalog.BatchRef // object order
+	order    []int              // refs[k] is entry order[k]
+	uploaded time.Time          // zero: not put by this Sink
 }
 
 // New returns a Sink. cfg must be valid (see Config.Validate); an invalid
@@ -103,6 +119,12 @@ func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.L
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxUploadAge == 0 {
+		cfg.MaxUploadAge = DefaultMaxUploadAge
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	s := &Sink{cfg: cfg, bucket: bucket, cat: cat, log: logger, m: newMetrics(reg)}
 	s.mu.built = make(map[string]*built)
@@ -141,23 +163,21 @@ func (s *Sink) build(b *wal.Sealed) *built {
 	return &built{key: ObjectKey(s.cfg.Cluster, b.ID), obj: obj, refs: refs, order: order}
 }
 
-// Upload builds b's segment object and puts it. For a replayed buffer whose
-// object is already in the bucket (a previous process put it, perhaps with
-// another agent id in the index) the put is skipped: batch offsets do not
-// depend on the agent id, and Floe never rewrites an object.
+// Upload builds b's segment object and puts it. A replayed buffer is put
+// again even if a previous process already put it: the batch bytes and
+// offsets are identical (only the index's agent id may differ), and the
+// fresh put restarts the object's age so the garbage collector cannot take
+// it before the commit that follows.
 func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
 	bu := s.build(b)
-	if b.Replayed {
-		_, err := s.bucket.Stat(ctx, bu.key)
-		switch {
-		case err == nil:
-			s.log.Info("flush: replayed object already in bucket", "key", bu.key)
-			s.remember(b.ID, bu)
-			return nil
-		case !errors.Is(err, objstore.ErrNotExist):
-			return fmt.Errorf("flush: stat %s: %w", bu.key, err)
-		}
+	if err := s.put(ctx, bu); err != nil {
+		return err
 	}
+	s.remember(b.ID, bu)
+	return nil
+}
+
+func (s *Sink) put(ctx context.Context, bu *built) error {
 	start := time.Now()
 	if err := s.bucket.Put(ctx, bu.key, bytes.NewReader(bu.obj), int64(len(bu.obj))); err != nil {
 		s.m.putErrors.Inc()
@@ -165,7 +185,7 @@ func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
 	}
 	s.m.putSeconds.Observe(time.Since(start).Seconds())
 	s.m.objectBytes.Observe(float64(len(bu.obj)))
-	s.remember(b.ID, bu)
+	bu.uploaded = s.cfg.Now()
 	return nil
 }
 
@@ -185,6 +205,13 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		// Upload ran in another Sink (or process); the layout is
 		// deterministic, so rebuild it.
 		bu = s.build(b)
+	}
+	if bu.uploaded.IsZero() || s.cfg.Now().Sub(bu.uploaded) > s.cfg.MaxUploadAge {
+		// See Config.MaxUploadAge: never commit an object that may be
+		// old enough for the garbage collector to take.
+		if err := s.put(ctx, bu); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	res, err := s.cat.CommitSegment(ctx, catalog.Segment{Key: bu.key, Size: int64(len(bu.obj)), Batches: bu.refs})

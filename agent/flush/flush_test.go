@@ -213,8 +213,9 @@ func TestDeterministicObject(t *testing.T) {
 }
 
 // A replayed buffer whose object an earlier process (with another agent
-// id) already put is not put again, and commits the same byte ranges.
-func TestReplayedUploadSkipsExistingObject(t *testing.T) {
+// id) already put is put again (restarting its age for the garbage
+// collector) and re-commits to the first commit's results.
+func TestReplayedUploadPutsAgainAndRecommitsOnce(t *testing.T) {
 	ctx := context.Background()
 	bucket := &countingBucket{Bucket: mem.New(nil)}
 	cat := newFakeCatalog()
@@ -233,8 +234,8 @@ func TestReplayedUploadSkipsExistingObject(t *testing.T) {
 	if err := second.Upload(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if bucket.puts != 1 {
-		t.Fatalf("%d puts", bucket.puts)
+	if bucket.puts != 2 {
+		t.Fatalf("%d puts, want 2", bucket.puts)
 	}
 	res2, err := second.Commit(ctx, b)
 	if err != nil || !slices.Equal(res1, res2) {
@@ -243,10 +244,26 @@ func TestReplayedUploadSkipsExistingObject(t *testing.T) {
 	if len(cat.segments) != 1 {
 		t.Fatal("committed twice")
 	}
-	// A replayed buffer whose object is missing is put.
-	b.ID = "01J0000000000000000000000B"
-	if err := second.Upload(ctx, b); err != nil || bucket.puts != 2 {
-		t.Fatalf("upload %v, %d puts", err, bucket.puts)
+	if bucket.puts != 2 {
+		t.Fatalf("%d puts after a fresh upload's commit, want 2", bucket.puts)
+	}
+}
+
+// A commit attempted long after its upload puts the object again first.
+func TestStaleUploadIsPutAgainBeforeCommit(t *testing.T) {
+	ctx := context.Background()
+	bucket := &countingBucket{Bucket: mem.New(nil)}
+	now := time.Unix(1000, 0)
+	s := New(Config{Cluster: "c", AgentID: "x", MaxUploadAge: time.Minute, Now: func() time.Time { return now }}, bucket, newFakeCatalog(), nil, nil)
+	if err := s.Upload(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := s.Commit(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if bucket.puts != 2 {
+		t.Fatalf("%d puts, want 2", bucket.puts)
 	}
 }
 
