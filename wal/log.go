@@ -29,6 +29,8 @@ type Log struct {
 	log  *slog.Logger
 	m    *metrics
 	now  func() time.Time
+	// lock holds the directory (OSFS only) from Open until Run returns.
+	lock *dirLock
 
 	running  atomic.Bool
 	failedCh chan struct{} // closed when the WAL fails
@@ -138,7 +140,15 @@ func Open(cfg Config, sink Sink) (*Log, error) {
 	if err := l.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
 	}
+	if _, onDisk := l.fs.(OSFS); onDisk {
+		lk, err := lockDir(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		l.lock = lk
+	}
 	if err := l.replay(); err != nil {
+		l.lock.release()
 		return nil, err
 	}
 	return l, nil
@@ -364,6 +374,7 @@ loop:
 	}
 	cancelWork()
 	wg.Wait()
+	defer l.lock.release()
 	return l.shutdown(exitErr)
 }
 

@@ -29,6 +29,9 @@ func (l *Log) replay() error {
 	var files []found
 	for _, name := range names {
 		seq, id, sealed, ok := parseName(name)
+		if !ok && name == "LOCK" {
+			continue
+		}
 		if !ok {
 			l.log.Warn("wal: ignoring unknown file", "dir", l.cfg.Dir, "file", name)
 			continue
