@@ -170,7 +170,8 @@ func latency(ctx context.Context, bootstrap []string, topic string, rate int, d 
 		return nil, nil, err
 	}
 	defer cons.Close()
-	prod, err := producer(bootstrap, kgo.ProducerLinger(0))
+	// 5 ms is the Java client's linger.ms default since Kafka 4.0.
+	prod, err := producer(bootstrap, kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -255,7 +256,8 @@ type counters struct{ puts, flushes, commits float64 }
 
 // Metric names the harness reads from the agent's /metrics.
 const (
-	metricRequests     = "floe_objstore_operations_total" // label op="put"
+	metricRequests     = "floe_objstore_operations_total"  // label op="put"
+	metricHedges       = "floe_objstore_hedged_puts_total" // extra PUTs, billed too
 	metricFlushes      = "floe_wal_flushes_total"
 	metricCommits      = "floe_flush_commit_duration_seconds" // histogram: count = successful commits
 	metricCommitErrors = "floe_flush_commit_errors_total"
@@ -302,7 +304,7 @@ func scrape(u string) (counters, error) {
 		}
 		return s
 	}
-	c.puts = sum(metricRequests, "op", "put")
+	c.puts = sum(metricRequests, "op", "put") + sum(metricHedges, "", "")
 	c.flushes = sum(metricFlushes, "", "")
 	c.commits = sum(metricCommits, "", "") + sum(metricCommitErrors, "", "")
 	return c, nil

@@ -48,7 +48,10 @@ type RowSwap struct {
 // CompactionStats sizes what compaction looks after.
 type CompactionStats struct {
 	Rows    int64 // batch rows
-	Objects int64 // object rows (referenced or waiting for GC)
+	Objects int64 // object rows (referenced or waiting for GC), tombstones excluded
+	// Tombstones are object rows kept after GC deleted their object, so
+	// a late re-commit of the same key is still recognised.
+	Tombstones int64
 	// LiveBytes is the sum of the rows' byte lengths.
 	LiveBytes int64
 	// OldestFlush is the creation time of the oldest flushed (never
@@ -67,6 +70,16 @@ type CompactionStats struct {
 // An object whose last row goes away (SwapRows, TrimRows) is stamped with
 // the time; UnreferencedObjects lists those, and objects left without rows
 // by other means (topic deletion), once that time is older than a bound.
+//
+// Tombstones: CommitSegment's per-key idempotence finds a retried segment
+// key in the objects table (a WAL buffer replayed after its commit). So
+// garbage collection never deletes an object row outright: ForgetObject
+// turns it into a tombstone (state 'deletable', its stored commit results
+// kept, stamped with the time), which CommitSegment still answers from,
+// and which every other reader ignores (UnreferencedObjects, KnownObjects,
+// CompactionStats.Objects). PruneTombstones deletes tombstones only after
+// a long retention (DefaultTombstoneRetention); a WAL buffer older than
+// that is refused at replay (agent/flush Config.MaxReplayAge).
 type Compactor interface {
 	// CompactionRows returns up to limit rows of tp with last offset ≥
 	// from, ascending.
@@ -82,17 +95,29 @@ type Compactor interface {
 	// TrimRows deletes tp's rows wholly below its log start offset and
 	// returns how many it deleted.
 	TrimRows(ctx context.Context, tp TopicPartition) (int, error)
-	// UnreferencedObjects returns up to limit objects no row references
-	// since before `before`.
+	// UnreferencedObjects returns up to limit objects (not tombstones) no
+	// row references since before `before`.
 	UnreferencedObjects(ctx context.Context, before time.Time, limit int) ([]ObjectRef, error)
-	// ForgetObject deletes the object row id if no row references it and
-	// reports whether it did. The caller deletes the bucket object after.
+	// ForgetObject turns the object row id into a tombstone if no row
+	// references it and it is not one already, and reports whether it
+	// did. The caller deletes the bucket object after.
 	ForgetObject(ctx context.Context, id int64) (bool, error)
-	// KnownObjects returns the subset of keys the objects table holds.
+	// PruneTombstones deletes up to limit tombstones made before `before`
+	// and returns how many it deleted.
+	PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error)
+	// KnownObjects returns the subset of keys the objects table holds as
+	// live objects (not tombstones: a tombstone's key found in the bucket
+	// is a replay's re-put that nothing references).
 	KnownObjects(ctx context.Context, keys []string) (map[string]bool, error)
 	// CompactionStats sizes the batch index and objects table.
 	CompactionStats(ctx context.Context) (CompactionStats, error)
 }
+
+// DefaultTombstoneRetention is how long a tombstone of a garbage-collected
+// object is kept. A WAL buffer older than this must never be committed
+// (its commit may have happened and its tombstone be gone, so it would
+// commit its batches twice): agent/flush refuses it.
+const DefaultTombstoneRetention = 7 * 24 * time.Hour
 
 // ValidateSwap checks a RowSwap's shape (not its freshness).
 func ValidateSwap(s RowSwap) error {

@@ -1,7 +1,10 @@
 // Package compaction is Floe's background work on stored data: it merges
 // small multi-partition segment objects into large per-partition ones,
-// enforces retention (retention.ms, retention.bytes, DeleteRecords) and
-// deletes objects no catalog row references.
+// enforces retention (retention.ms, retention.bytes, DeleteRecords),
+// applies log compaction (cleanup.policy=compact: the latest record per
+// key, see logcompact.go for the exact rules) and deletes objects no
+// catalog row references, keeping their catalog rows as tombstones for
+// TombstoneRetention (see catalog.Compactor).
 //
 // Every agent runs one Compactor. Work is split into shards of partitions
 // (a hash of topic id and partition) plus one GC sweep, each owned through
@@ -9,6 +12,9 @@
 // dies is replaced once its lease expires.
 //
 // Guarantees:
+//   - Log compaction removes superseded records and expired tombstones
+//     only; surviving records keep their offsets, keys, values, headers
+//     and timestamps, and batches keep their codec (logcompact.go).
 //   - Offsets, record bytes and their order never change: a merge copies
 //     batches byte for byte into a new object, uploads it, and only then
 //     swaps the catalog rows in one compare-and-swap transaction
@@ -75,8 +81,14 @@ type Config struct {
 	// OrphanInterval is how often the bucket is listed for objects the
 	// catalog never knew.
 	OrphanInterval time.Duration
-	Shards         int
-	LeaseTTL       time.Duration
+	// TombstoneRetention is how long the catalog keeps a collected
+	// object's row as a tombstone, so a WAL buffer replayed late is still
+	// recognised as committed (see catalog.Compactor). It must not be
+	// shorter than the agents' flush.Config.MaxReplayAge; both default to
+	// catalog.DefaultTombstoneRetention.
+	TombstoneRetention time.Duration
+	Shards             int
+	LeaseTTL           time.Duration
 	// Disabled turns the loop off (Run waits for ctx).
 	Disabled bool
 }
@@ -109,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.SmallObjectBytes, "compaction.small-object-bytes", c.SmallObjectBytes, "segments smaller than this are merged (0: target-bytes/2)")
 	fs.DurationVar(&c.GCGrace, "compaction.gc-grace", d.GCGrace, "how long an unreferenced object is kept (longer than any fetch)")
 	fs.DurationVar(&c.OrphanInterval, "compaction.orphan-interval", d.OrphanInterval, "how often the bucket is listed for orphaned uploads")
+	fs.DurationVar(&c.TombstoneRetention, "compaction.tombstone-retention", d.TombstoneRetention, "how long a collected object's catalog row is kept to recognise late WAL replays (at least the agents' max replay age)")
 	fs.IntVar(&c.Shards, "compaction.shards", d.Shards, "partition shards (one lease each)")
 	fs.DurationVar(&c.LeaseTTL, "compaction.lease-ttl", d.LeaseTTL, "how long a dead worker's lease blocks others")
 	fs.BoolVar(&c.Disabled, "compaction.disabled", c.Disabled, "do not run compaction, retention or GC on this agent")
@@ -126,6 +139,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.GCGrace, DefaultGCGrace)
 	def(&c.OrphanInterval, DefaultOrphanInterval)
 	def(&c.LeaseTTL, DefaultLeaseTTL)
+	def(&c.TombstoneRetention, catalog.DefaultTombstoneRetention)
 	if c.TargetBytes == 0 {
 		c.TargetBytes = DefaultTargetBytes
 	}
@@ -147,6 +161,8 @@ func (c Config) Validate() error {
 		return errors.New("compaction: config: holder is required")
 	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0:
 		return errors.New("compaction: config: intervals must be positive")
+	case c.TombstoneRetention < c.GCGrace:
+		return errors.New("compaction: config: tombstone retention must be at least the GC grace")
 	case c.TargetBytes < 1<<10:
 		return errors.New("compaction: config: target bytes must be at least 1 KiB")
 	case c.SmallObjectBytes <= 0:
@@ -260,6 +276,11 @@ func (c *Compactor) partitionPass(ctx context.Context, p partition) error {
 	if err := c.retain(ctx, p); err != nil {
 		return err
 	}
+	if p.topic.CleanupPolicy().Compact {
+		if err := c.compactLog(ctx, p); err != nil {
+			return err
+		}
+	}
 	return c.merge(ctx, p.tp)
 }
 
@@ -318,6 +339,7 @@ func (c *Compactor) updateStats(ctx context.Context) {
 	}
 	c.m.rows.Set(float64(s.Rows))
 	c.m.objects.Set(float64(s.Objects))
+	c.m.tombstones.Set(float64(s.Tombstones))
 	c.m.liveBytes.Set(float64(s.LiveBytes))
 	lag := 0.0
 	if !s.OldestFlush.IsZero() {

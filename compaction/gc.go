@@ -11,11 +11,14 @@ import (
 // gcBatch is how many objects one catalog query hands the sweep.
 const gcBatch = 500
 
-// gcPass deletes objects no row has referenced for GCGrace, then (every
+// gcPass deletes objects no row has referenced for GCGrace (leaving
+// their catalog rows as tombstones), prunes tombstones older than
+// TombstoneRetention, then (every
 // OrphanInterval) lists the cluster's key space for objects the catalog
-// does not know that are older than GCGrace. The catalog row goes first:
-// a crash before the bucket delete leaves an orphan, which the listing
-// finds; the other order could leave a row naming a deleted object.
+// does not know that are older than GCGrace. The catalog row turns into a
+// tombstone first: a crash before the bucket delete leaves an orphan,
+// which the listing finds (KnownObjects ignores tombstones); the other
+// order could leave a row naming a deleted object.
 func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 	before := c.now().Add(-c.cfg.GCGrace)
 	for {
@@ -41,6 +44,19 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 		}
 		if len(objs) < gcBatch {
 			break
+		}
+	}
+	for {
+		n, err := c.cat.PruneTombstones(ctx, c.now().Add(-c.cfg.TombstoneRetention), gcBatch)
+		if err != nil {
+			return fmt.Errorf("compaction: gc: %w", err)
+		}
+		c.m.tombstonesPruned.Add(float64(n))
+		if n < gcBatch {
+			break
+		}
+		if err := renew(); err != nil {
+			return err
 		}
 	}
 	if c.now().Sub(c.lastOrphanSweep) < c.cfg.OrphanInterval {

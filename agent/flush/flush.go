@@ -55,6 +55,16 @@ type Config struct {
 	// restarts the object's age, so an object is never collected while a
 	// commit that will reference it is on its way. Default 30s.
 	MaxUploadAge time.Duration
+	// MaxReplayAge bounds how old a buffer (by its Created) may be when
+	// it is committed. Garbage collection keeps a collected object's
+	// catalog row as a tombstone only for a bounded time (compaction's
+	// TombstoneRetention, at least this long); an older buffer may have
+	// been committed already with no tombstone left to say so, and
+	// committing it would duplicate its batches. Such a buffer (normally
+	// one replayed from a WAL directory left alone for days) is dropped
+	// with a permanent error, logged loudly. Default
+	// catalog.DefaultTombstoneRetention.
+	MaxReplayAge time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -71,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("flush: config: agent id of %d bytes is too long", len(c.AgentID))
 	case c.MaxUploadAge < 0:
 		return errors.New("flush: config: max upload age must not be negative")
+	case c.MaxReplayAge < 0:
+		return errors.New("flush: config: max replay age must not be negative")
 	}
 	return nil
 }
@@ -123,6 +135,9 @@ func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.L
 	if cfg.MaxUploadAge == 0 {
 		cfg.MaxUploadAge = DefaultMaxUploadAge
 	}
+	if cfg.MaxReplayAge == 0 {
+		cfg.MaxReplayAge = catalog.DefaultTombstoneRetention
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -169,6 +184,9 @@ func (s *Sink) build(b *wal.Sealed) *built {
 // fresh put restarts the object's age so the garbage collector cannot take
 // it before the commit that follows.
 func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
+	if err := s.checkAge(b); err != nil {
+		return err
+	}
 	bu := s.build(b)
 	if err := s.put(ctx, bu); err != nil {
 		return err
@@ -198,6 +216,10 @@ func (s *Sink) remember(id string, bu *built) {
 // Commit commits b's uploaded object in one catalog transaction and returns
 // the results in entry order.
 func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult, error) {
+	if err := s.checkAge(b); err != nil {
+		s.Forget(b.ID)
+		return nil, err
+	}
 	s.mu.Lock()
 	bu := s.mu.built[b.ID]
 	s.mu.Unlock()
@@ -258,6 +280,17 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		s.cfg.OnCommitted(bu.key, bu.obj, rows)
 	}
 	return out, nil
+}
+
+// checkAge refuses a buffer older than MaxReplayAge (see there).
+func (s *Sink) checkAge(b *wal.Sealed) error {
+	age := s.cfg.Now().Sub(b.Created)
+	if age <= s.cfg.MaxReplayAge {
+		return nil
+	}
+	s.log.Error("flush: refusing a WAL buffer older than the max replay age: its commit may already have happened and no longer be recognisable; its batches are dropped",
+		"buffer", b.ID, "created", b.Created, "age", age, "max_replay_age", s.cfg.MaxReplayAge, "replayed", b.Replayed, "entries", len(b.Entries))
+	return wal.Permanent(fmt.Errorf("flush: buffer %s is %s old, older than the max replay age %s", b.ID, age.Round(time.Second), s.cfg.MaxReplayAge))
 }
 
 // Forget drops what Upload kept for buffer id. Commit does it; an owner

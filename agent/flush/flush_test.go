@@ -96,10 +96,14 @@ func entry(t catalog.TopicPartition, batch string, span int32, pid int64) wal.En
 		FirstTimestamp: 10, MaxTimestamp: 20, ProducerID: pid, ProducerEpoch: 0, BaseSequence: 0}
 }
 
+// testCreated is the fixture buffers' creation time: fixed within a run,
+// recent enough for Config.MaxReplayAge.
+var testCreated = time.Now().UTC().Truncate(time.Second)
+
 func sealed() *wal.Sealed {
 	return &wal.Sealed{
 		ID:      "01J0000000000000000000000A",
-		Created: time.Unix(1700000000, 0).UTC(),
+		Created: testCreated,
 		Entries: []wal.Entry{
 			entry(tp(2, 0), "two-zero", 3, -1),
 			entry(tp(1, 5), "one-five", 1, 7),

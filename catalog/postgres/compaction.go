@@ -179,7 +179,7 @@ func (c *Catalog) UnreferencedObjects(ctx context.Context, before time.Time, lim
 	var out []catalog.ObjectRef
 	err := c.retry(ctx, func(ctx context.Context) error {
 		rows, err := c.pool.Query(ctx, `SELECT id, key, size, created FROM objects o
-WHERE coalesce(o.unreferenced, o.created) < $1 AND o.commit_id IS NOT NULL
+WHERE coalesce(o.unreferenced, o.created) < $1 AND o.commit_id IS NOT NULL AND o.state <> 'deletable'
   AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
 ORDER BY id LIMIT $2`, before, max(limit, 1))
 		if err != nil {
@@ -198,12 +198,15 @@ ORDER BY id LIMIT $2`, before, max(limit, 1))
 	return out, nil
 }
 
-// ForgetObject deletes an object row nothing references.
+// ForgetObject turns an object row nothing references into a tombstone:
+// state 'deletable', results kept for CommitSegment, unreferenced
+// re-stamped with the time of death for PruneTombstones.
 func (c *Catalog) ForgetObject(ctx context.Context, id int64) (bool, error) {
 	var done bool
 	err := c.retry(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, `DELETE FROM objects o WHERE o.id = $1 AND o.commit_id IS NOT NULL
-AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)`, id)
+		tag, err := c.pool.Exec(ctx, `UPDATE objects o SET state = 'deletable', unreferenced = now()
+WHERE o.id = $1 AND o.commit_id IS NOT NULL AND o.state <> 'deletable'
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)`, id)
 		done = tag.RowsAffected() == 1
 		return err
 	})
@@ -213,11 +216,26 @@ AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)`, id)
 	return done, nil
 }
 
-// KnownObjects returns which keys have object rows.
+// PruneTombstones deletes tombstones stamped before `before`.
+func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, `DELETE FROM objects WHERE id IN (
+    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < $1 ORDER BY id LIMIT $2)`, before, max(limit, 1))
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: prune tombstones: %w", err)
+	}
+	return int(n), nil
+}
+
+// KnownObjects returns which keys have live (not tombstone) object rows.
 func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(keys))
 	err := c.retry(ctx, func(ctx context.Context) error {
-		rows, err := c.pool.Query(ctx, `SELECT key FROM objects WHERE key = ANY($1)`, keys)
+		rows, err := c.pool.Query(ctx, `SELECT key FROM objects WHERE key = ANY($1) AND state <> 'deletable'`, keys)
 		if err != nil {
 			return err
 		}
@@ -240,9 +258,9 @@ func (c *Catalog) CompactionStats(ctx context.Context) (catalog.CompactionStats,
 		var oldest *time.Time
 		err := c.pool.QueryRow(ctx, `SELECT
     (SELECT count(*) FROM batches), (SELECT coalesce(sum(byte_length), 0)::bigint FROM batches),
-    (SELECT count(*) FROM objects),
+    (SELECT count(*) FILTER (WHERE state <> 'deletable') FROM objects), (SELECT count(*) FILTER (WHERE state = 'deletable') FROM objects),
     (SELECT min(o.created) FROM objects o WHERE o.commit_id > 0
-        AND EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id))`).Scan(&s.Rows, &s.LiveBytes, &s.Objects, &oldest)
+        AND EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id))`).Scan(&s.Rows, &s.LiveBytes, &s.Objects, &s.Tombstones, &oldest)
 		if oldest != nil {
 			s.OldestFlush = *oldest
 		}

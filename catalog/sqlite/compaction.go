@@ -183,7 +183,7 @@ func (c *Catalog) UnreferencedObjects(ctx context.Context, before time.Time, lim
 	var out []catalog.ObjectRef
 	err := c.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id, key, size, created FROM objects o
-WHERE coalesce(o.unreferenced, o.created) < ?1
+WHERE coalesce(o.unreferenced, o.created) < ?1 AND o.state <> 'deletable'
   AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
 ORDER BY id LIMIT ?2`, micros(before), max(limit, 1))
 		if err != nil {
@@ -207,12 +207,15 @@ ORDER BY id LIMIT ?2`, micros(before), max(limit, 1))
 	return out, nil
 }
 
-// ForgetObject deletes an object row nothing references.
+// ForgetObject turns an object row nothing references into a tombstone:
+// state 'deletable', results kept for CommitSegment, unreferenced
+// re-stamped with the time of death for PruneTombstones.
 func (c *Catalog) ForgetObject(ctx context.Context, id int64) (bool, error) {
 	var done bool
+	now := micros(c.now())
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE id = ?1
-AND NOT EXISTS (SELECT 1 FROM batches WHERE object_id = ?1)`, id)
+		res, err := tx.ExecContext(ctx, `UPDATE objects SET state = 'deletable', unreferenced = ?2
+WHERE id = ?1 AND state <> 'deletable' AND NOT EXISTS (SELECT 1 FROM batches WHERE object_id = ?1)`, id, now)
 		if err != nil {
 			return err
 		}
@@ -226,7 +229,25 @@ AND NOT EXISTS (SELECT 1 FROM batches WHERE object_id = ?1)`, id)
 	return done, nil
 }
 
-// KnownObjects returns which keys have object rows.
+// PruneTombstones deletes tombstones stamped before `before`.
+func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int64
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE id IN (
+    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < ?1 ORDER BY id LIMIT ?2)`, micros(before), max(limit, 1))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: prune tombstones: %w", err)
+	}
+	return int(n), nil
+}
+
+// KnownObjects returns which keys have live (not tombstone) object rows.
 func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(keys))
 	err := c.read(ctx, func(tx *sql.Tx) error {
@@ -237,7 +258,7 @@ func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]b
 			for i, k := range chunk {
 				args[i] = k
 			}
-			rows, err := tx.QueryContext(ctx, `SELECT key FROM objects WHERE key IN (?`+strings.Repeat(",?", len(chunk)-1)+`)`, args...)
+			rows, err := tx.QueryContext(ctx, `SELECT key FROM objects WHERE state <> 'deletable' AND key IN (?`+strings.Repeat(",?", len(chunk)-1)+`)`, args...)
 			if err != nil {
 				return err
 			}
@@ -270,7 +291,7 @@ func (c *Catalog) CompactionStats(ctx context.Context) (catalog.CompactionStats,
 		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(byte_length), 0) FROM batches`).Scan(&s.Rows, &s.LiveBytes); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM objects`).Scan(&s.Objects); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE state <> 'deletable'), count(*) FILTER (WHERE state = 'deletable') FROM objects`).Scan(&s.Objects, &s.Tombstones); err != nil {
 			return err
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT min(o.created) FROM objects o

@@ -1,0 +1,292 @@
+package catalogtest
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// RunCompaction runs the conformance subtests of catalog.Compactor, each
+// on its own fresh catalog, which must implement it.
+func RunCompaction(t *testing.T, newCatalog Factory) {
+	for _, tt := range compactionTests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCatalog(t)
+			cc, ok := c.(catalog.Compactor)
+			if !ok {
+				t.Fatalf("%T does not implement catalog.Compactor", c)
+			}
+			tt.fn(t, c, cc)
+		})
+	}
+}
+
+var compactionTests = []struct {
+	name string
+	fn   func(t *testing.T, c catalog.Catalog, cc catalog.Compactor)
+}{
+	{"SwapRowsReplacesAndStampsOldObjects", testSwapRows},
+	{"SwapRowsConflict", testSwapConflict},
+	{"TrimAndRetentionBytes", testTrimAndRetentionBytes},
+	{"GCLeavesTombstoneThatCommitRecognises", testTombstone},
+	{"ForgetObjectRefusesReferenced", testForgetReferenced},
+}
+
+// Far enough either side of "now" for both the Go clock and the
+// database's.
+var (
+	longAgo   = func() time.Time { return time.Now().Add(-time.Hour) }
+	farFuture = func() time.Time { return time.Now().Add(time.Hour) }
+)
+
+func compactionRows(t *testing.T, cc catalog.Compactor, tp catalog.TopicPartition) []catalog.CompactionRow {
+	t.Helper()
+	rows, err := cc.CompactionRows(ctx(t), tp, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func unreferenced(t *testing.T, cc catalog.Compactor, before time.Time) map[string]int64 {
+	t.Helper()
+	objs, err := cc.UnreferencedObjects(ctx(t), before, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, o := range objs {
+		out[o.Key] = o.ID
+	}
+	return out
+}
+
+func stats(t *testing.T, cc catalog.Compactor) catalog.CompactionStats {
+	t.Helper()
+	s, err := cc.CompactionStats(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testSwapRows(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "swap", 2, nil)
+	tp, other := tpOf(top, 0), tpOf(top, 1)
+	var keys []string
+	for range 3 {
+		seg := segment(batch(tp, 2, 1000), batch(other, 1, 1000), batch(tp, 3, 1001))
+		commit(t, c, seg)
+		keys = append(keys, seg.Key)
+	}
+	rows := compactionRows(t, cc, tp)
+	if len(rows) != 6 || rows[0].BaseOffset != 0 || rows[5].LastOffset != 14 {
+		t.Fatalf("rows before swap: %+v", rows)
+	}
+	if rows[0].ObjectSize <= 0 || rows[0].ObjectCreated.IsZero() || rows[0].ObjectID == 0 {
+		t.Fatalf("row lacks its object: %+v", rows[0])
+	}
+	old := make([]catalog.BatchRow, len(rows))
+	var length int64
+	for i, r := range rows {
+		old[i] = r.BatchRow
+		length += r.ByteLength
+	}
+	newKey := uniqueKey("merged")
+	err := cc.SwapRows(ctx(t), catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: newKey, ObjectSize: length + 100,
+		New: []catalog.BatchRow{{TopicPartition: tp, BaseOffset: 0, LastOffset: 14, ByteOffset: 50, ByteLength: length, Records: 15, MaxTimestamp: 1001}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Batches(ctx(t), tp, 0, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ObjectKey != newKey || got[0].BaseOffset != 0 || got[0].LastOffset != 14 || got[0].ByteLength != length {
+		t.Fatalf("rows after swap: %+v", got)
+	}
+	// The flushed objects still hold partition 1's rows: not unreferenced.
+	if u := unreferenced(t, cc, farFuture()); len(u) != 0 {
+		t.Fatalf("objects with rows listed as unreferenced: %v", u)
+	}
+	if _, err := c.DeleteRecords(ctx(t), other, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.TrimRows(ctx(t), other); err != nil {
+		t.Fatal(err)
+	}
+	u := unreferenced(t, cc, farFuture())
+	if len(u) != 3 {
+		t.Fatalf("unreferenced after swap and trim: %v, want the 3 flushed objects", u)
+	}
+	for _, k := range keys {
+		if _, ok := u[k]; !ok {
+			t.Fatalf("%s not unreferenced: %v", k, u)
+		}
+	}
+	if u := unreferenced(t, cc, longAgo()); len(u) != 0 {
+		t.Fatalf("unreferenced before their stamp: %v", u)
+	}
+	known, err := cc.KnownObjects(ctx(t), append([]string{newKey, "v1/none.seg"}, keys...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !known[newKey] || known["v1/none.seg"] || !known[keys[0]] {
+		t.Fatalf("known objects: %v", known)
+	}
+	s := stats(t, cc)
+	if s.Rows != 1 || s.Objects != 4 || s.Tombstones != 0 || s.LiveBytes != length {
+		t.Fatalf("stats %+v", s)
+	}
+	if !s.OldestFlush.IsZero() {
+		t.Fatalf("oldest flush %v with only a merged object referenced", s.OldestFlush)
+	}
+}
+
+func testSwapConflict(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "conflict", 1, nil)
+	tp := tpOf(top, 0)
+	commit(t, c, segment(batch(tp, 2, 1000)))
+	commit(t, c, segment(batch(tp, 2, 1000)))
+	rows := compactionRows(t, cc, tp)
+	old := []catalog.BatchRow{rows[0].BatchRow, rows[1].BatchRow}
+	stale := old[1]
+	stale.ByteLength++
+	swap := func(old []catalog.BatchRow) error {
+		return cc.SwapRows(ctx(t), catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: uniqueKey("merged"), ObjectSize: 1000,
+			New: []catalog.BatchRow{{TopicPartition: tp, BaseOffset: 0, LastOffset: 3, ByteOffset: 0, ByteLength: 400, Records: 4}}})
+	}
+	if err := swap([]catalog.BatchRow{old[0], stale}); !errors.Is(err, catalog.ErrSwapConflict) {
+		t.Fatalf("swap of a changed row: %v, want ErrSwapConflict", err)
+	}
+	if got := compactionRows(t, cc, tp); !reflect.DeepEqual(got, rows) {
+		t.Fatalf("a failed swap changed rows: %+v", got)
+	}
+	if err := swap(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := swap(old); !errors.Is(err, catalog.ErrSwapConflict) {
+		t.Fatalf("second swap of the same rows: %v, want ErrSwapConflict", err)
+	}
+	if s := stats(t, cc); s.Objects != 3 { // two flushed, one merged
+		t.Fatalf("a failed swap registered its object: %+v", s)
+	}
+}
+
+func testTrimAndRetentionBytes(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "trim", 1, nil)
+	tp := tpOf(top, 0)
+	for range 5 {
+		commit(t, c, segment(batch(tp, 2, 1000))) // 200 bytes per row
+	}
+	off, ok, err := cc.RetentionOffsetForBytes(ctx(t), tp, 450)
+	if err != nil || !ok || off != 4 {
+		t.Fatalf("retention offset for 450 bytes: %d %v %v, want 4 (the last 3 rows hold ≥ 450)", off, ok, err)
+	}
+	if _, ok, err := cc.RetentionOffsetForBytes(ctx(t), tp, 5000); err != nil || ok {
+		t.Fatalf("retention offset beyond the partition's size: %v %v", ok, err)
+	}
+	if n, err := cc.TrimRows(ctx(t), tp); err != nil || n != 0 {
+		t.Fatalf("trim at log start 0: %d %v", n, err)
+	}
+	if _, err := c.DeleteRecords(ctx(t), tp, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Offsets 0-3 are wholly below 5; the row 4-5 stays.
+	if n, err := cc.TrimRows(ctx(t), tp); err != nil || n != 2 {
+		t.Fatalf("trim below 5: %d %v, want 2", n, err)
+	}
+	rows := compactionRows(t, cc, tp)
+	if len(rows) != 3 || rows[0].BaseOffset != 4 {
+		t.Fatalf("rows after trim: %+v", rows)
+	}
+	if u := unreferenced(t, cc, farFuture()); len(u) != 2 {
+		t.Fatalf("unreferenced after trim: %v", u)
+	}
+}
+
+// GC's ForgetObject keeps the row as a tombstone: a WAL buffer replayed
+// after its object was collected re-commits with the same key and must
+// get the original results, not a second copy of its batches.
+func testTombstone(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "tomb", 1, nil)
+	tp := tpOf(top, 0)
+	seg := segment(batch(tp, 3, 1000), batch(tp, 2, 1000))
+	first := commit(t, c, seg)
+	if _, err := c.DeleteRecords(ctx(t), tp, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.TrimRows(ctx(t), tp); err != nil {
+		t.Fatal(err)
+	}
+	u := unreferenced(t, cc, farFuture())
+	id, ok := u[seg.Key]
+	if !ok {
+		t.Fatalf("trimmed object not unreferenced: %v", u)
+	}
+	if done, err := cc.ForgetObject(ctx(t), id); err != nil || !done {
+		t.Fatalf("forget: %v %v", done, err)
+	}
+	if done, err := cc.ForgetObject(ctx(t), id); err != nil || done {
+		t.Fatalf("second forget of a tombstone: %v %v, want false", done, err)
+	}
+	if u := unreferenced(t, cc, farFuture()); len(u) != 0 {
+		t.Fatalf("tombstone listed as unreferenced: %v", u)
+	}
+	known, err := cc.KnownObjects(ctx(t), []string{seg.Key})
+	if err != nil || known[seg.Key] {
+		t.Fatalf("tombstone known as an object: %v %v", known, err)
+	}
+	if s := stats(t, cc); s.Objects != 0 || s.Tombstones != 1 || s.Rows != 0 {
+		t.Fatalf("stats with one tombstone: %+v", s)
+	}
+
+	// The late replay: same key, original results, nothing added.
+	again := commit(t, c, seg)
+	if !reflect.DeepEqual(again, first) {
+		t.Fatalf("re-commit over a tombstone: %+v, want %+v", again, first)
+	}
+	o, err := c.Offsets(ctx(t), tp)
+	if err != nil || o.HighWatermark != 5 || o.LogStart != 5 {
+		t.Fatalf("offsets after the re-commit: %+v %v, want 5/5", o, err)
+	}
+	if s := stats(t, cc); s.Rows != 0 || s.Tombstones != 1 {
+		t.Fatalf("re-commit over a tombstone added rows: %+v", s)
+	}
+
+	// Pruning honours the stamp.
+	if n, err := cc.PruneTombstones(ctx(t), longAgo(), 100); err != nil || n != 0 {
+		t.Fatalf("prune of young tombstones: %d %v", n, err)
+	}
+	if n, err := cc.PruneTombstones(ctx(t), farFuture(), 100); err != nil || n != 1 {
+		t.Fatalf("prune: %d %v, want 1", n, err)
+	}
+	if s := stats(t, cc); s.Tombstones != 0 || s.Objects != 0 {
+		t.Fatalf("stats after prune: %+v", s)
+	}
+	// This is why WAL buffers older than the tombstone retention are
+	// refused: with the tombstone gone the key commits anew.
+	if late := commit(t, c, seg); late.Results[0].BaseOffset != 5 {
+		t.Fatalf("commit after prune: %+v, want new offsets from 5", late)
+	}
+}
+
+func testForgetReferenced(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "ref", 1, nil)
+	tp := tpOf(top, 0)
+	seg := segment(batch(tp, 1, 1000))
+	commit(t, c, seg)
+	rows := compactionRows(t, cc, tp)
+	if done, err := cc.ForgetObject(ctx(t), rows[0].ObjectID); err != nil || done {
+		t.Fatalf("forget of a referenced object: %v %v, want false", done, err)
+	}
+	if known, err := cc.KnownObjects(ctx(t), []string{seg.Key}); err != nil || !known[seg.Key] {
+		t.Fatalf("referenced object not known: %v %v", known, err)
+	}
+	if n, err := cc.PruneTombstones(ctx(t), farFuture(), 100); err != nil || n != 0 {
+		t.Fatalf("prune removed a live object: %d %v", n, err)
+	}
+}
