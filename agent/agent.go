@@ -3,8 +3,11 @@
 // API key to one handler per API (one file each: produce.go, fetch.go,
 // metadata.go, …) and writes the responses back in request order. It owns
 // the agent's life in the fleet (registration, heartbeat, the view of the
-// live agents that Metadata serves), the tail index that follows catalog
-// commits, and the read cache in front of the bucket.
+// live agents that Metadata serves and group placement uses, leaving on
+// shutdown), per-zone listeners, the tail index that follows catalog
+// commits, and the read caches in front of the bucket (tail and catch-up,
+// cache.go). The consumer-group APIs are served by the coordinator of
+// agent/groups, which the agent runs.
 //
 // Guarantees:
 //   - The one rule: a produce partition is answered with ErrorCode 0 only
@@ -26,6 +29,12 @@
 //     and never the agent.
 //   - A fetch with nothing new waits on commit notifications (the commit
 //     follower's, fed by catalog.Watch), never by polling the catalog.
+//   - A fetch at the tail (the offset is in the tail index) reads neither
+//     the catalog nor, at the agent that wrote the rows, the bucket; the
+//     log start offset and topics it checks are re-read in the background.
+//   - Concurrent reads of one object range share one bucket GET. Catch-up
+//     reads use their own cache and a bounded number of bucket reads, so
+//     they never evict the tail or take every read.
 //
 // Differences from Kafka are listed in COMPATIBILITY.md.
 package agent
@@ -37,8 +46,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +54,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/floebroker/floe/agent/groups"
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/wal"
@@ -68,6 +76,11 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Uploads, if set, tracks the flusher's Puts (its bucket is
+	// Uploads.Bucket of the agent's), so fetches of an object this agent
+	// is committing wait for OnCommitted to cache it instead of reading it
+	// back.
+	Uploads *Uploads
 }
 
 // Agent is one Kafka protocol server. Create it with New, then call Run or
@@ -82,14 +95,22 @@ type Agent struct {
 	m      *metrics
 
 	apis   apiTable
+	groups *groups.Coordinator
 	topics *topicCache
 	tail   *tailIndex
-	cache  *readCache
+	// cache serves tail reads, catchup reads far behind it (cache.go).
+	cache   *rangeCache
+	catchup *rangeCache
+	uploads *Uploads
 
 	// members is the current view of the fleet (*membership).
 	members atomic.Pointer[membership]
-	// advertise is the host:port registered for this agent.
+	// advertise is the address registered for this agent (see
+	// listeners.go for its format).
 	advertise string
+	// listeners are the bound listener addresses by zone, for tests.
+	listenersMu sync.Mutex
+	listeners   map[string]string
 
 	// draining is closed when shutdown starts: readers stop taking new
 	// requests and long polls return what they have.
@@ -127,6 +148,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		now:      deps.Now,
 		draining: make(chan struct{}),
 		conns:    make(map[*conn]struct{}),
+		uploads:  deps.Uploads,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -136,10 +158,12 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.now = time.Now
 	}
 	a.m = newMetrics(deps.Registerer)
+	a.groups = groups.New(cfg.Groups, deps.Catalog, a, a.log.With("component", "groups"), deps.Registerer)
 	a.apis = a.newAPITable()
 	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)
 	a.tail = newTailIndex(a.now)
-	a.cache = newReadCache(cfg.ReadCacheBytes, a.m)
+	a.cache = newRangeCache(cfg.ReadCacheBytes, 0, a.m.cache("tail"))
+	a.catchup = newRangeCache(cfg.CatchUpCacheBytes, cfg.CatchUpReads, a.m.cache("catchup"))
 	a.members.Store(&membership{})
 	return a, nil
 }
@@ -169,7 +193,8 @@ func (a *Agent) Ready() bool { return a.ready.Load() }
 // tail index, so consumers at the tail are served from memory. Safe for
 // concurrent use; cheap.
 func (a *Agent) OnCommitted(key string, obj []byte, rows []catalog.BatchRow) {
-	a.cache.putObject(key, obj)
+	a.cache.put(key, 0, obj)
+	a.uploads.finish(key)
 	a.tail.add(rows)
 }
 
@@ -184,54 +209,88 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // Serve registers the agent in the catalog with ln's address (or
-// cfg.Advertise), follows catalog commits, heartbeats, and serves Kafka
-// connections accepted from ln until ctx ends. Then it deregisters, stops
-// accepting, stops reading new requests, lets in-flight requests finish
-// (produces wait for their acks, so the WAL must still run) and returns.
-// Serve closes ln. It may be called once.
+// cfg.Advertise) and those of its per-zone listeners (cfg.ZoneListeners,
+// which Serve opens), follows catalog commits, heartbeats, runs the group
+// coordinator, and serves Kafka connections until ctx ends.
+//
+// Then it shuts down in this order: it stops heartbeating and deregisters,
+// so the other agents stop listing it; while others are live it keeps
+// serving for cfg.ShutdownGrace with answers (Metadata, FindCoordinator)
+// that already leave it out, so clients that refresh move away; then it
+// stops accepting, stops the coordinator (waiting joins get
+// NOT_COORDINATOR), stops reading new requests, lets in-flight requests
+// finish (produces wait for their acks, so the WAL must still run) and
+// returns. Serve closes ln. It may be called once.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	if !a.started.CompareAndSwap(false, true) {
 		ln.Close()
 		return errors.New("agent: Serve called twice")
 	}
-	a.advertise = advertiseAddr(a.cfg.Advertise, ln.Addr())
-	self, err := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
+	listeners, err := a.listenZones(ctx, ln)
 	if err != nil {
 		ln.Close()
+		return err
+	}
+	closeAll := func() {
+		for _, l := range listeners {
+			l.ln.Close()
+		}
+	}
+	a.advertise = registeredAddr(listeners)
+	self, err := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
+	if err != nil {
+		closeAll()
 		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)
 	}
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
 	a.refreshMembers(ctx)
 	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
 
-	// The follower and heartbeat outlive the accept loop a little: in-flight
-	// fetches still want commit notifications while they finish.
+	// The follower outlives the accept loop: in-flight fetches still want
+	// commit notifications while they finish. The heartbeat stops first,
+	// before deregistration (it would register the agent again).
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	var bg errgroup.Group
 	bg.Go(func() error { a.followCommits(bgCtx); return nil })
-	bg.Go(func() error { a.heartbeat(bgCtx); return nil })
+	hbCtx, stopHB := context.WithCancel(bgCtx)
+	defer stopHB()
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); a.heartbeat(hbCtx) }()
+	coordCtx, stopCoord := context.WithCancel(bgCtx)
+	defer stopCoord()
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- a.groups.Run(coordCtx) }()
 	if err := a.tail.waitStarted(ctx); err != nil {
 		a.log.Warn("commit follower did not start before shutdown", "err", err)
 	}
 
 	a.ready.Store(true)
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		a.acceptLoop(ln)
-	}()
+	var accepting sync.WaitGroup
+	for _, l := range listeners {
+		accepting.Go(func() { a.acceptLoop(l.ln, l.zone) })
+	}
 
 	<-ctx.Done()
 	a.ready.Store(false)
 	a.log.Info("agent draining")
+	stopHB()
+	<-hbDone
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	if err := a.cat.DeregisterAgent(dctx, a.members.Load().self.NodeID); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
-		a.log.Warn("deregister failed", "err", err)
-	}
+	others := a.leave(dctx)
 	cancel()
-	ln.Close()
-	<-acceptDone
+	if others {
+		// The other agents re-read the live agents every heartbeat
+		// interval; until they have, their metadata still lists this one.
+		a.log.Info("deregistered; serving until the fleet has noticed", "grace", a.cfg.ShutdownGrace)
+		sleepCtx(context.Background(), a.cfg.ShutdownGrace)
+	}
+	closeAll()
+	accepting.Wait()
+	stopCoord()
+	if err := <-coordDone; err != nil {
+		a.log.Warn("group coordinator failed", "err", err)
+	}
 	a.drain()
 	stopBG()
 	_ = bg.Wait()
@@ -239,8 +298,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// acceptLoop accepts connections until ln is closed.
-func (a *Agent) acceptLoop(ln net.Listener) {
+// acceptLoop accepts connections until ln is closed. zone is the zone of a
+// per-zone listener ("" for the main one).
+func (a *Agent) acceptLoop(ln net.Listener, zone string) {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -256,14 +316,14 @@ func (a *Agent) acceptLoop(ln net.Listener) {
 			continue
 		}
 		backoff = 0
-		a.serveConn(nc)
+		a.serveConn(nc, zone)
 	}
 }
 
 // serveConn starts the goroutines of one connection, unless the agent is
 // draining.
-func (a *Agent) serveConn(nc net.Conn) {
-	c := newConn(a, nc)
+func (a *Agent) serveConn(nc net.Conn, zone string) {
+	c := newConn(a, nc, zone)
 	a.connsMu.Lock()
 	select {
 	case <-a.draining:
@@ -302,35 +362,4 @@ func (a *Agent) drain() {
 		<-c.done
 	}
 	a.handlers.Wait()
-}
-
-// advertiseAddr is the address registered for the agent: the configured
-// one, else the listener's, with the host name replacing a wildcard host.
-func advertiseAddr(configured string, ln net.Addr) string {
-	if configured != "" {
-		return configured
-	}
-	host, port, err := net.SplitHostPort(ln.String())
-	if err != nil {
-		return ln.String()
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		if h, err := os.Hostname(); err == nil {
-			host = h
-		}
-	}
-	return net.JoinHostPort(host, port)
-}
-
-// hostPort splits an advertised address for Metadata's broker list.
-func hostPort(addr string) (string, int32) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, 0
-	}
-	p, err := strconv.ParseInt(port, 10, 32)
-	if err != nil {
-		return host, 0
-	}
-	return host, int32(p)
 }

@@ -6,119 +6,225 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/floebroker/floe/objstore"
 )
 
-// readCache is a byte-bounded LRU of object bytes in front of the bucket.
-// Entries are whole objects (the segments this agent just flushed, from
-// OnCommitted) or the byte ranges of catalog rows that fetches read.
-// Concurrent misses for one range share one bucket read. Cached slices are
-// shared and must not be modified.
-type readCache struct {
+// The agent reads objects through two caches of the same kind:
+//
+//   - the tail cache holds what consumers at the tail read: the segment
+//     objects this agent just wrote (whole, put at commit time, so the
+//     partition's leader serves its tail with no GET at all) and the rows
+//     of the tail index that other agents wrote;
+//   - the catch-up cache holds what consumers far behind read (rows found
+//     in the catalog, below the tail index) and what is prefetched for
+//     them. It has its own byte budget and a bound on its concurrent bucket
+//     reads, so a backfill can neither evict the tail nor take every
+//     connection to the bucket.
+
+// readTimeout bounds one bucket read. The read is shared by every waiter,
+// so it does not run on any one request's context.
+const readTimeout = time.Minute
+
+// rangeCache is a byte-bounded LRU of object byte ranges in front of the
+// bucket. A lookup is served by any cached range that contains it, so a
+// whole object or a span of several rows serves each row inside it.
+// Concurrent misses for ranges inside one read in flight share it: one
+// GET. Cached slices are shared and must not be modified. Safe for
+// concurrent use.
+type rangeCache struct {
 	max int64
-	m   *metrics
+	// sem bounds the bucket reads in flight; nil: unbounded.
+	sem chan struct{}
+	m   cacheMetrics
 
 	mu struct {
 		sync.Mutex
 		size     int64
-		lru      *list.List // of *cacheEntry, front = most recent
-		entries  map[cacheKey]*list.Element
-		objects  map[string]*list.Element // whole objects by key
-		inflight map[cacheKey]*cacheCall
+		lru      *list.List                 // of *cacheEntry, front = most recent
+		byKey    map[string][]*list.Element // ranges held of each object
+		inflight map[string][]*cacheCall    // reads in flight of each object
 	}
-}
-
-// cacheKey names a byte range; length -1 is a whole object.
-type cacheKey struct {
-	key         string
-	off, length int64
 }
 
 type cacheEntry struct {
-	k    cacheKey
+	key  string
+	off  int64
 	data []byte
 }
 
+// cacheCall is one bucket read in flight.
 type cacheCall struct {
-	done chan struct{}
-	data []byte
-	err  error
+	off, length int64
+	done        chan struct{}
+	data        []byte
+	err         error
 }
 
-func newReadCache(maxBytes int64, m *metrics) *readCache {
-	c := &readCache{max: maxBytes, m: m}
+// cacheMetrics are one cache's series of the floe_agent_read_cache_*
+// metrics.
+type cacheMetrics struct {
+	hits, misses, prefetches, evictions prometheus.Counter
+	bytes                               prometheus.Gauge
+}
+
+func newRangeCache(maxBytes int64, concurrency int, m cacheMetrics) *rangeCache {
+	c := &rangeCache{max: maxBytes, m: m}
+	if concurrency > 0 {
+		c.sem = make(chan struct{}, concurrency)
+	}
 	c.mu.lru = list.New()
-	c.mu.entries = make(map[cacheKey]*list.Element)
-	c.mu.objects = make(map[string]*list.Element)
-	c.mu.inflight = make(map[cacheKey]*cacheCall)
+	c.mu.byKey = make(map[string][]*list.Element)
+	c.mu.inflight = make(map[string][]*cacheCall)
 	return c
 }
 
-// putObject caches a whole object.
-func (c *readCache) putObject(key string, obj []byte) {
-	if int64(len(obj)) > c.max/2 {
-		return // would evict most of the cache for one object
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.insertLocked(cacheKey{key: key, off: 0, length: -1}, obj)
+func contains(off, length, innerOff, innerLen int64) bool {
+	return innerOff >= off && innerOff+innerLen <= off+length
 }
 
-// get returns length bytes of key from off: from a cached whole object or
-// range, else from the bucket (and then cached).
-func (c *readCache) get(ctx context.Context, b objstore.BucketReader, key string, off, length int64) ([]byte, error) {
-	k := cacheKey{key: key, off: off, length: length}
-	c.mu.Lock()
-	if el, ok := c.mu.objects[key]; ok {
-		obj := el.Value.(*cacheEntry).data
-		if off >= 0 && length >= 0 && off+length <= int64(len(obj)) {
+// lookupLocked returns the bytes of [off, off+length) of key if a cached
+// range holds them, and marks that range used.
+func (c *rangeCache) lookupLocked(key string, off, length int64) ([]byte, bool) {
+	for _, el := range c.mu.byKey[key] {
+		e := el.Value.(*cacheEntry)
+		if contains(e.off, int64(len(e.data)), off, length) {
 			c.mu.lru.MoveToFront(el)
-			c.mu.Unlock()
-			c.m.cacheHits.Inc()
-			return obj[off : off+length : off+length], nil
+			i := off - e.off
+			return e.data[i : i+length : i+length], true
 		}
 	}
-	if el, ok := c.mu.entries[k]; ok {
-		c.mu.lru.MoveToFront(el)
-		c.mu.Unlock()
-		c.m.cacheHits.Inc()
-		return el.Value.(*cacheEntry).data, nil
-	}
-	if call, ok := c.mu.inflight[k]; ok {
-		c.mu.Unlock()
-		select {
-		case <-call.done:
-			return call.data, call.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	call := &cacheCall{done: make(chan struct{})}
-	c.mu.inflight[k] = call
-	c.mu.Unlock()
-	c.m.cacheMisses.Inc()
+	return nil, false
+}
 
-	// The read is shared by every waiter, so one waiter's cancellation
-	// must not fail the others: it runs on a context of its own.
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	go func() {
-		defer cancel()
-		call.data, call.err = readRange(rctx, b, key, off, length)
-		c.mu.Lock()
-		delete(c.mu.inflight, k)
-		if call.err == nil {
-			c.insertLocked(k, call.data)
+func (c *rangeCache) inflightLocked(key string, off, length int64) *cacheCall {
+	for _, call := range c.mu.inflight[key] {
+		if contains(call.off, call.length, off, length) {
+			return call
 		}
+	}
+	return nil
+}
+
+// peek returns the range if it is cached, without reading the bucket or
+// counting a hit (the caller counts what it serves).
+func (c *rangeCache) peek(key string, off, length int64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookupLocked(key, off, length)
+}
+
+// put caches data as the bytes of key from off (a whole object: off 0).
+func (c *rangeCache) put(key string, off int64, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.insertLocked(key, off, data)
+}
+
+// get returns length bytes of key from off: from a cached range, from a
+// read in flight that covers them, or else by reading [spanOff,
+// spanOff+spanLen) — which must contain the range — from the bucket and
+// caching it. Reading a span of several rows at once is how catch-up reads
+// fetch the next rows with the same GET.
+func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key string, off, length, spanOff, spanLen int64) ([]byte, error) {
+	if !contains(spanOff, spanLen, off, length) {
+		spanOff, spanLen = off, length
+	}
+	c.mu.Lock()
+	if data, ok := c.lookupLocked(key, off, length); ok {
 		c.mu.Unlock()
-		close(call.done)
-	}()
+		c.m.hits.Inc()
+		return data, nil
+	}
+	call := c.inflightLocked(key, off, length)
+	if call == nil {
+		call = c.startLocked(b, key, spanOff, spanLen, false)
+		c.m.misses.Inc()
+	} else {
+		// Another request's read brings these bytes: no GET of our own.
+		c.m.hits.Inc()
+	}
+	c.mu.Unlock()
 	select {
 	case <-call.done:
-		return call.data, call.err
+		if call.err != nil {
+			return nil, call.err
+		}
+		i := off - call.off
+		return call.data[i : i+length : i+length], nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// prefetch starts reading [off, off+length) of key into the cache unless
+// it is cached or being read, or every read slot is taken: prefetching
+// never waits for, or takes a slot from, a read a consumer waits on.
+func (c *rangeCache) prefetch(b objstore.BucketReader, key string, off, length int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.lookupLocked(key, off, length); ok || c.inflightLocked(key, off, length) != nil {
+		return
+	}
+	if c.sem != nil {
+		select {
+		case c.sem <- struct{}{}:
+		default:
+			return
+		}
+	}
+	c.startLocked(b, key, off, length, true)
+	c.m.prefetches.Inc()
+}
+
+// startLocked starts one bucket read. acquired says the caller holds a
+// read slot already.
+func (c *rangeCache) startLocked(b objstore.BucketReader, key string, off, length int64, acquired bool) *cacheCall {
+	call := &cacheCall{off: off, length: length, done: make(chan struct{})}
+	c.mu.inflight[key] = append(c.mu.inflight[key], call)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		if c.sem != nil && !acquired {
+			select {
+			case c.sem <- struct{}{}:
+			case <-ctx.Done():
+				c.finish(key, call, nil, fmt.Errorf("agent: read %s: waiting for a read slot: %w", key, ctx.Err()))
+				return
+			}
+		}
+		data, err := readRange(ctx, b, key, off, length)
+		if c.sem != nil {
+			<-c.sem
+		}
+		c.finish(key, call, data, err)
+	}()
+	return call
+}
+
+func (c *rangeCache) finish(key string, call *cacheCall, data []byte, err error) {
+	call.data, call.err = data, err
+	c.mu.Lock()
+	calls := c.mu.inflight[key]
+	for i, x := range calls {
+		if x == call {
+			calls = append(calls[:i:i], calls[i+1:]...)
+			break
+		}
+	}
+	if len(calls) == 0 {
+		delete(c.mu.inflight, key)
+	} else {
+		c.mu.inflight[key] = calls
+	}
+	if err == nil {
+		c.insertLocked(key, call.off, data)
+	}
+	c.mu.Unlock()
+	close(call.done)
 }
 
 func readRange(ctx context.Context, b objstore.BucketReader, key string, off, length int64) ([]byte, error) {
@@ -134,35 +240,62 @@ func readRange(ctx context.Context, b objstore.BucketReader, key string, off, le
 	return buf, nil
 }
 
-func (c *readCache) insertLocked(k cacheKey, data []byte) {
-	if int64(len(data)) > c.max {
+// insertLocked caches a range unless a cached range holds it already or
+// it would take more than half the budget (one object must not evict most
+// of the cache), then evicts the least recently used ranges over budget.
+func (c *rangeCache) insertLocked(key string, off int64, data []byte) {
+	n := int64(len(data))
+	if n > c.max/2 {
 		return
 	}
-	if k.length < 0 {
-		if _, ok := c.mu.objects[k.key]; ok {
+	els := c.mu.byKey[key]
+	for _, el := range els {
+		e := el.Value.(*cacheEntry)
+		if contains(e.off, int64(len(e.data)), off, n) {
 			return
 		}
-	} else if _, ok := c.mu.entries[k]; ok {
-		return
 	}
-	el := c.mu.lru.PushFront(&cacheEntry{k: k, data: data})
-	if k.length < 0 {
-		c.mu.objects[k.key] = el
-	} else {
-		c.mu.entries[k] = el
-	}
-	c.mu.size += int64(len(data))
-	for c.mu.size > c.max {
-		last := c.mu.lru.Back()
-		e := last.Value.(*cacheEntry)
-		c.mu.lru.Remove(last)
-		if e.k.length < 0 {
-			delete(c.mu.objects, e.k.key)
-		} else {
-			delete(c.mu.entries, e.k)
+	// Ranges the new one holds are redundant now.
+	kept := els[:0]
+	for _, el := range els {
+		e := el.Value.(*cacheEntry)
+		if contains(off, n, e.off, int64(len(e.data))) {
+			c.mu.lru.Remove(el)
+			c.mu.size -= int64(len(e.data))
+			continue
 		}
-		c.mu.size -= int64(len(e.data))
-		c.m.cacheEvictions.Inc()
+		kept = append(kept, el)
 	}
-	c.m.cacheBytes.Set(float64(c.mu.size))
+	c.mu.byKey[key] = append(kept, c.mu.lru.PushFront(&cacheEntry{key: key, off: off, data: data}))
+	c.mu.size += n
+	for c.mu.size > c.max {
+		c.removeLocked(c.mu.lru.Back())
+		c.m.evictions.Inc()
+	}
+	c.m.bytes.Set(float64(c.mu.size))
+}
+
+func (c *rangeCache) removeLocked(el *list.Element) {
+	e := el.Value.(*cacheEntry)
+	c.mu.lru.Remove(el)
+	c.mu.size -= int64(len(e.data))
+	els := c.mu.byKey[e.key]
+	for i, x := range els {
+		if x == el {
+			els = append(els[:i:i], els[i+1:]...)
+			break
+		}
+	}
+	if len(els) == 0 {
+		delete(c.mu.byKey, e.key)
+	} else {
+		c.mu.byKey[e.key] = els
+	}
+}
+
+// stats returns the bytes held and the number of ranges, for tests.
+func (c *rangeCache) stats() (int64, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.size, c.mu.lru.Len()
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/floebroker/floe/agent/groups"
 )
 
 // Config is the agent's protocol-server configuration. Zero values are
@@ -21,6 +23,10 @@ type Config struct {
 	// Zone is this agent's availability zone, served as the broker rack
 	// and used for zone-aware leader placement.
 	Zone string
+	// ZoneListeners are extra Kafka listeners whose connections are
+	// treated as coming from a zone, for clients that cannot name their
+	// zone in their client id (see listeners.go).
+	ZoneListeners []ZoneListener
 	// ClusterID is the cluster id served in Metadata and DescribeCluster.
 	ClusterID string
 	// AgentID names this agent in the catalog (and in the segment objects
@@ -58,30 +64,53 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// AgentTTL is how long an agent without a heartbeat stays live.
 	AgentTTL time.Duration
-	// ReadCacheBytes bounds the in-memory cache of object byte ranges.
+	// ShutdownGrace is how long a stopping agent keeps serving after it
+	// deregistered, while other agents are live, so that their views
+	// (re-read every HeartbeatInterval) no longer list it before its
+	// connections close and clients ask them where to go. Default: the
+	// heartbeat interval and a quarter.
+	ShutdownGrace time.Duration
+	// ReadCacheBytes bounds the tail cache: the objects this agent just
+	// wrote and the tail rows consumers read (see cache.go).
 	ReadCacheBytes int64
+	// CatchUpCacheBytes bounds the separate cache of catch-up reads
+	// (consumers reading below the tail index) and their prefetches.
+	CatchUpCacheBytes int64
+	// CatchUpReads bounds the bucket reads in flight for catch-up reads
+	// and prefetches together; tail reads are not bounded by it.
+	CatchUpReads int
+	// CatchUpPrefetchBytes is how far a catch-up read reads ahead of what
+	// its fetch returns, per partition.
+	CatchUpPrefetchBytes int64
 	// TopicCacheTTL bounds how long topic metadata is reused before the
 	// catalog is read again. Misses (unknown topic, partition out of
 	// range) always read the catalog.
 	TopicCacheTTL time.Duration
+
+	// Groups configures the consumer group coordinator.
+	Groups groups.Config
 }
 
 // DefaultConfig returns the defaults: Kafka's where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		Listen:             "localhost:9092",
-		ClusterID:          "floe",
-		MaxRequestBytes:    100 << 20,
-		IdleTimeout:        10 * time.Minute,
-		WriteTimeout:       30 * time.Second,
-		MaxInflightPerConn: 32,
-		ProduceTimeout:     30 * time.Second,
-		FetchMaxWait:       30 * time.Second,
-		DefaultPartitions:  1,
-		HeartbeatInterval:  3 * time.Second,
-		AgentTTL:           15 * time.Second,
-		ReadCacheBytes:     256 << 20,
-		TopicCacheTTL:      5 * time.Second,
+		Listen:               "localhost:9092",
+		ClusterID:            "floe",
+		MaxRequestBytes:      100 << 20,
+		IdleTimeout:          10 * time.Minute,
+		WriteTimeout:         30 * time.Second,
+		MaxInflightPerConn:   32,
+		ProduceTimeout:       30 * time.Second,
+		FetchMaxWait:         30 * time.Second,
+		DefaultPartitions:    1,
+		HeartbeatInterval:    3 * time.Second,
+		AgentTTL:             15 * time.Second,
+		ReadCacheBytes:       256 << 20,
+		CatchUpCacheBytes:    64 << 20,
+		CatchUpReads:         8,
+		CatchUpPrefetchBytes: 4 << 20,
+		TopicCacheTTL:        5 * time.Second,
+		Groups:               groups.DefaultConfig(),
 	}
 }
 
@@ -117,8 +146,23 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "agent registration heartbeat interval")
 	fs.DurationVar(&c.AgentTTL, "agent-ttl", c.AgentTTL, "an agent without heartbeat for this long is dead")
-	fs.Int64Var(&c.ReadCacheBytes, "read-cache-bytes", c.ReadCacheBytes, "bytes of object ranges cached in memory for fetches")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long a stopping agent serves after deregistering while others are live (default: 1.25 heartbeat intervals)")
+	fs.Func("zone-listeners", "extra listeners whose clients are treated as one zone's: zone=host:port[@advertised-host:port],…", func(s string) error {
+		zls, err := parseZoneListeners(s)
+		if err != nil {
+			return err
+		}
+		c.ZoneListeners = zls
+		return nil
+	})
+	fs.Int64Var(&c.ReadCacheBytes, "read-cache-bytes", c.ReadCacheBytes, "bytes of the tail cache (objects just written, tail reads)")
+	fs.Int64Var(&c.CatchUpCacheBytes, "catch-up-cache-bytes", c.CatchUpCacheBytes, "bytes of the separate cache of catch-up reads and their prefetches")
+	fs.IntVar(&c.CatchUpReads, "catch-up-reads", c.CatchUpReads, "bucket reads in flight for catch-up reads and prefetches")
+	fs.Int64Var(&c.CatchUpPrefetchBytes, "catch-up-prefetch-bytes", c.CatchUpPrefetchBytes, "bytes a catch-up read reads ahead per partition")
 	fs.DurationVar(&c.TopicCacheTTL, "topic-cache-ttl", c.TopicCacheTTL, "how long topic metadata is reused before re-reading the catalog")
+	// The coordinator's flags start from its defaults, whatever c.Groups
+	// held (groups.Config.RegisterFlags resets it).
+	c.Groups.RegisterFlags(fs, "group.")
 }
 
 // withDefaults fills zero fields from DefaultConfig.
@@ -157,8 +201,20 @@ func (c Config) withDefaults() Config {
 	if c.AgentTTL == 0 {
 		c.AgentTTL = d.AgentTTL
 	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = c.HeartbeatInterval + c.HeartbeatInterval/4
+	}
 	if c.ReadCacheBytes == 0 {
 		c.ReadCacheBytes = d.ReadCacheBytes
+	}
+	if c.CatchUpCacheBytes == 0 {
+		c.CatchUpCacheBytes = d.CatchUpCacheBytes
+	}
+	if c.CatchUpReads == 0 {
+		c.CatchUpReads = d.CatchUpReads
+	}
+	if c.CatchUpPrefetchBytes == 0 {
+		c.CatchUpPrefetchBytes = d.CatchUpPrefetchBytes
 	}
 	if c.TopicCacheTTL == 0 {
 		c.TopicCacheTTL = d.TopicCacheTTL
@@ -180,6 +236,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("advertise %q: want host:port with a port", c.Advertise))
 		}
 	}
+	if err := validateZoneListeners(c.ZoneListeners); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxRequestBytes < 0 || (c.MaxRequestBytes > 0 && c.MaxRequestBytes < 1024) {
 		errs = append(errs, fmt.Errorf("max request bytes %d: want at least 1024", c.MaxRequestBytes))
 	}
@@ -190,6 +249,7 @@ func (c Config) Validate() error {
 		{"idle timeout", c.IdleTimeout}, {"write timeout", c.WriteTimeout},
 		{"produce timeout", c.ProduceTimeout}, {"fetch max wait", c.FetchMaxWait},
 		{"heartbeat interval", c.HeartbeatInterval}, {"agent ttl", c.AgentTTL},
+		{"shutdown grace", c.ShutdownGrace},
 		{"topic cache ttl", c.TopicCacheTTL},
 	} {
 		if d.v < 0 {
@@ -202,8 +262,11 @@ func (c Config) Validate() error {
 	if c.DefaultPartitions < 0 {
 		errs = append(errs, fmt.Errorf("default partitions %d: must be positive", c.DefaultPartitions))
 	}
-	if c.ReadCacheBytes < 0 {
-		errs = append(errs, fmt.Errorf("read cache bytes %d: must not be negative", c.ReadCacheBytes))
+	if c.ReadCacheBytes < 0 || c.CatchUpCacheBytes < 0 || c.CatchUpPrefetchBytes < 0 {
+		errs = append(errs, fmt.Errorf("cache sizes %d, %d and prefetch %d: must not be negative", c.ReadCacheBytes, c.CatchUpCacheBytes, c.CatchUpPrefetchBytes))
+	}
+	if c.CatchUpReads < 0 {
+		errs = append(errs, fmt.Errorf("catch-up reads %d: must not be negative", c.CatchUpReads))
 	}
 	hb, ttl := c.HeartbeatInterval, c.AgentTTL
 	if hb == 0 {
@@ -214,6 +277,9 @@ func (c Config) Validate() error {
 	}
 	if ttl <= hb {
 		errs = append(errs, fmt.Errorf("agent ttl %v must exceed the heartbeat interval %v", ttl, hb))
+	}
+	if err := c.Groups.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -36,7 +36,10 @@ type conn struct {
 	a      *Agent
 	nc     net.Conn
 	remote string
-	br     *bufio.Reader
+	// listenerZone is the zone of the per-zone listener that accepted the
+	// connection, "" for the main listener.
+	listenerZone string
+	br           *bufio.Reader
 
 	ctx    context.Context // cancelled when the connection dies
 	cancel context.CancelFunc
@@ -94,24 +97,35 @@ type requestHeader struct {
 	clientID      string
 }
 
-func newConn(a *Agent, nc net.Conn) *conn {
+func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		a:        a,
-		nc:       nc,
-		remote:   nc.RemoteAddr().String(),
-		br:       bufio.NewReaderSize(nc, 32<<10),
-		ctx:      ctx,
-		cancel:   cancel,
-		queue:    make(chan *pending, a.cfg.MaxInflightPerConn),
-		done:     make(chan struct{}),
-		peerDone: make(chan struct{}),
+		a:            a,
+		nc:           nc,
+		remote:       nc.RemoteAddr().String(),
+		listenerZone: listenerZone,
+		br:           bufio.NewReaderSize(nc, 32<<10),
+		ctx:          ctx,
+		cancel:       cancel,
+		queue:        make(chan *pending, a.cfg.MaxInflightPerConn),
+		done:         make(chan struct{}),
+		peerDone:     make(chan struct{}),
 	}
 	start := make(chan struct{})
 	close(start)
 	c.lastOrdered = start
 	c.touch()
 	return c
+}
+
+// clientHost is the client's address as Kafka shows it in DescribeGroups:
+// "/" and the IP.
+func (c *conn) clientHost() string {
+	host, _, err := net.SplitHostPort(c.remote)
+	if err != nil {
+		host = c.remote
+	}
+	return "/" + host
 }
 
 func (c *conn) touch() { c.lastActivity.Store(time.Now().UnixNano()) }

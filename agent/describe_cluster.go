@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func (a *Agent) handleDescribeCluster(_ context.Context, _ *request, req *kmsg.DescribeClusterRequest) (kmsg.Response, error) {
+func (a *Agent) handleDescribeCluster(_ context.Context, r *request, req *kmsg.DescribeClusterRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.ClusterAuthorizedOperations = authorizedOperationsUnknown
 	resp.EndpointType = req.EndpointType
@@ -25,9 +25,9 @@ func (a *Agent) handleDescribeCluster(_ context.Context, _ *request, req *kmsg.D
 	}
 	m := a.members.Load()
 	resp.ClusterID = a.cfg.ClusterID
-	resp.ControllerID = m.self.NodeID
+	resp.ControllerID = m.controller()
 	for _, ag := range m.agents {
-		host, port := hostPort(ag.Addr)
+		host, port := agentAddr(ag, r.conn.listenerZone)
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID, b.Host, b.Port = ag.NodeID, host, port
 		if ag.Zone != "" {

@@ -26,8 +26,14 @@ type request struct {
 // ordered section (see pending). Produce appends to the WAL in it.
 func (r *request) inOrder(f func()) { r.p.passOrdered(f) }
 
-// zone is the client's zone from its client id.
-func (r *request) zone() string { return clientZone(r.hdr.clientID) }
+// zone is the client's zone: named in its client id (floe_az=<zone>), else
+// that of the per-zone listener it connected to.
+func (r *request) zone() string {
+	if z := clientZone(r.hdr.clientID); z != "" {
+		return z
+	}
+	return r.conn.listenerZone
+}
 
 // handlerFunc handles one request. A nil response with a nil error sends no
 // response (acks=0 produce); an error closes the connection after the
@@ -70,7 +76,8 @@ func typed[T kmsg.Request](f func(ctx context.Context, r *request, req T) (kmsg.
 
 // newAPITable is the one list of served APIs. Versions are those Kafka 4.1
 // serves, capped at what kmsg knows; see COMPATIBILITY.md. Adding an API
-// (the consumer-group APIs, for instance) is one line here plus its file.
+// is one line here plus its file. The consumer-group APIs are the
+// coordinator's (agent/groups), at the versions it lists.
 func (a *Agent) newAPITable() apiTable {
 	specs := []apiSpec{
 		{key: 0, name: "Produce", min: 3, max: 13, advertisedMin: 0, ordered: true, handle: typed(a.handleProduce)},
@@ -88,6 +95,11 @@ func (a *Agent) newAPITable() apiTable {
 		{key: 37, name: "CreatePartitions", min: 0, max: 3, handle: typed(a.handleCreatePartitions)},
 		{key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, handle: typed(a.handleIncrementalAlterConfigs)},
 		{key: 60, name: "DescribeCluster", min: 0, max: 2, handle: typed(a.handleDescribeCluster)},
+	}
+	if a.groups != nil {
+		for _, api := range a.groups.APIs() {
+			specs = append(specs, apiSpec{key: api.Key, name: kmsg.NameForKey(api.Key), min: api.MinVersion, max: api.MaxVersion, handle: a.handleGroup})
+		}
 	}
 	var t apiTable
 	for i := range specs {
@@ -111,6 +123,18 @@ func (t *apiTable) name(key int16) string {
 		return s.name
 	}
 	return "other"
+}
+
+// handleGroup passes a consumer-group request to the coordinator. The
+// context is the connection's: JoinGroup and SyncGroup wait for the whole
+// rebalance (up to the members' rebalance timeout), so they must end when
+// the client goes away, not after a per-request deadline. When the agent
+// stops, the coordinator answers its waiting calls NOT_COORDINATOR.
+func (a *Agent) handleGroup(ctx context.Context, r *request) (kmsg.Response, error) {
+	if z := r.conn.listenerZone; z != "" {
+		ctx = context.WithValue(ctx, listenerZoneKey{}, z)
+	}
+	return a.groups.Handle(ctx, r.hdr.clientID, r.conn.clientHost(), r.kreq)
 }
 
 func stack() string { return string(debug.Stack()) }

@@ -17,7 +17,12 @@ package agent
 //   - CurrentLeaderEpoch and LastFetchedEpoch are not checked: any agent
 //     serves any partition and the log is never truncated, so there is no
 //     stale leader to fence and no divergence to report.
-//   - PreferredReadReplica is always -1 (any agent serves the partition).
+//   - PreferredReadReplica (KIP-392) steers consumers to their zone: when a
+//     fetch names a rack id (v11+) and its client no zone otherwise (client
+//     id, per-zone listener), a partition whose leader among that zone's
+//     live agents is another agent is answered with that agent as
+//     PreferredReadReplica and no records. Otherwise it is -1: any agent
+//     serves any partition.
 
 import (
 	"context"
@@ -41,6 +46,34 @@ type fetchPart struct {
 	offset   int64
 	maxBytes int32
 	errCode  int16 // set when the topic or partition is unknown
+	// preferred is the agent the client should fetch this partition from
+	// instead (KIP-392), or -1.
+	preferred int32
+}
+
+// steerToZone sets the preferred read replica of the partitions whose
+// leader in the consumer's rack zone is another agent. Only a rack id
+// steers: a client that named its zone otherwise was sent to that zone's
+// leader by Metadata already.
+func (a *Agent) steerToZone(r *request, req *kmsg.FetchRequest, parts [][]fetchPart) {
+	if req.Version < 11 || req.Rack == "" || r.zone() != "" {
+		return
+	}
+	m := a.members.Load()
+	if !m.hasZone(req.Rack) {
+		return // no agent there: any agent is as good
+	}
+	for i := range parts {
+		for j := range parts[i] {
+			fp := &parts[i][j]
+			if fp.errCode != 0 {
+				continue
+			}
+			if leader := m.leader(fp.tp.TopicID, fp.tp.Partition, req.Rack); leader != m.self.NodeID {
+				fp.preferred = leader
+			}
+		}
+	}
 }
 
 func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequest) (kmsg.Response, error) {
@@ -64,6 +97,7 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 	}
 
 	parts := a.resolveFetch(ctx, req)
+	a.steerToZone(r, req, parts)
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -73,8 +107,8 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 	for {
 		changed := a.tail.changed()
 		resp.Topics = resp.Topics[:0]
-		total, anyErr := a.buildFetch(ctx, req, parts, maxBytes, resp)
-		if total >= int64(req.MinBytes) || anyErr || !time.Now().Before(deadline) || ctx.Err() != nil {
+		total, now := a.buildFetch(ctx, req, parts, maxBytes, resp)
+		if total >= int64(req.MinBytes) || now || !time.Now().Before(deadline) || ctx.Err() != nil {
 			a.m.fetchedBytes.Add(float64(total))
 			return resp, nil
 		}
@@ -123,7 +157,7 @@ func (a *Agent) resolveFetch(ctx context.Context, req *kmsg.FetchRequest) [][]fe
 		}
 		out[i] = make([]fetchPart, len(rt.Partitions))
 		for j, rp := range rt.Partitions {
-			fp := fetchPart{tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, errCode: topicErr}
+			fp := fetchPart{tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, errCode: topicErr, preferred: -1}
 			if topicErr == 0 && (rp.Partition < 0 || rp.Partition >= t.Partitions) {
 				fp.errCode = kerr.UnknownTopicOrPartition.Code
 			}
@@ -134,10 +168,11 @@ func (a *Agent) resolveFetch(ctx context.Context, req *kmsg.FetchRequest) [][]fe
 }
 
 // buildFetch fills resp with what is readable now and returns the record
-// bytes it holds and whether any partition has an error.
+// bytes it holds and whether the response must go at once (a partition has
+// an error or a preferred read replica).
 func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts [][]fetchPart, maxBytes int64, resp *kmsg.FetchResponse) (int64, bool) {
 	var total int64
-	anyErr := false
+	now := false
 	for i, rt := range req.Topics {
 		ot := kmsg.NewFetchResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
@@ -155,9 +190,15 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 			if req.IsolationLevel == 1 {
 				op.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
-			if fp.errCode != 0 {
+			switch {
+			case fp.errCode != 0:
 				op.ErrorCode = fp.errCode
-			} else {
+			case fp.preferred >= 0:
+				// Answered at once, without records, like an error: the
+				// client moves this partition to the preferred agent.
+				op.PreferredReadReplica = fp.preferred
+				now = true
+			default:
 				// KIP-74: until some partition returned data, the first
 				// batch is returned whatever its size.
 				minOne := total == 0
@@ -166,13 +207,13 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				total += n
 			}
 			if op.ErrorCode != 0 {
-				anyErr = true
+				now = true
 				a.m.partitionErrs.WithLabelValues("Fetch", errName(op.ErrorCode)).Inc()
 			}
 		}
 		resp.Topics = append(resp.Topics, ot)
 	}
-	return total, anyErr
+	return total, now
 }
 
 // fetchPartition reads one partition from its fetch offset, at most budget
@@ -230,14 +271,16 @@ func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from
 func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool) ([]byte, int64, error) {
 	var (
 		rows []catalog.BatchRow
-		ok   bool
+		tail bool
 	)
 	if useTail {
-		rows, ok = a.tail.lookup(tp, from, max(budget, 1))
+		rows, tail = a.tail.lookup(tp, from, max(budget, 1))
 	}
-	if !ok {
+	if !tail {
+		// A catch-up read: the rows after the ones this fetch needs are
+		// read ahead (below) so the consumer's next fetch finds them.
 		var err error
-		rows, err = a.cat.Batches(ctx, tp, from, max(budget, 1))
+		rows, err = a.cat.Batches(ctx, tp, from, max(budget, 1)+a.cfg.CatchUpPrefetchBytes)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -246,16 +289,29 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		out  []byte
 		hw   int64
 		full bool
+		next int // rows[next:] were not needed
 	)
-	for _, row := range rows {
+	for i, row := range rows {
 		if full {
 			break
 		}
+		next = i + 1
 		hw = max(hw, row.LastOffset+1)
 		if row.LastOffset < from {
 			continue
 		}
-		raw, err := a.readRow(ctx, row)
+		var (
+			raw []byte
+			err error
+		)
+		if tail {
+			raw, err = a.readTailRow(ctx, row)
+		} else {
+			// Keep the next rows' reads in flight while this one is
+			// read: a catch-up fetch often spans many small objects.
+			a.prefetchRows(rows[i+1 : min(len(rows), i+1+a.cfg.CatchUpReads)])
+			raw, err = a.readCatchUpRow(ctx, row, rows[i+1:])
+		}
 		if err != nil {
 			return nil, 0, err
 		}
@@ -276,21 +332,74 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 			return nil, 0, err
 		}
 	}
-	if !ok && hw > 0 {
-		a.tail.raiseHW(tp, hw)
+	if !tail {
+		if full {
+			next-- // the row that did not fit is the next fetch's first
+		}
+		a.prefetchRows(rows[next:])
+		if hw > 0 {
+			a.tail.raiseHW(tp, hw)
+		}
 	}
 	return out, hw, nil
 }
 
-// readRow reads a row's bytes through the cache. A missing object means
-// compaction replaced the row since it was looked up: the partition's tail
-// rows are dropped so the catalog is asked again.
-func (a *Agent) readRow(ctx context.Context, row catalog.BatchRow) ([]byte, error) {
-	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength)
+// readTailRow reads a row of the tail index through the tail cache. A
+// missing object means compaction replaced the row since it was looked up:
+// the partition's tail rows are dropped so the catalog is asked again.
+func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow) ([]byte, error) {
+	// An object this agent is committing is about to be cached whole.
+	a.uploads.wait(ctx, row.ObjectKey)
+	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, row.ByteOffset, row.ByteLength)
 	if errors.Is(err, objstore.ErrNotExist) {
 		a.tail.forget(row.TopicPartition)
 	}
 	return raw, err
+}
+
+// catchUpSpanBytes caps one catch-up GET that reads a row together with
+// the rows stored right after it.
+const catchUpSpanBytes = 8 << 20
+
+// readCatchUpRow reads a row found in the catalog: from the tail cache if
+// it happens to hold it (without adding to it), else through the catch-up
+// cache, in one GET with the following rows when they are stored right
+// after it in the same object (a compacted per-partition segment).
+func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow) ([]byte, error) {
+	if raw, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
+		a.cache.m.hits.Inc()
+		return raw, nil
+	}
+	spanLen := row.ByteLength
+	for _, r := range following {
+		if r.ObjectKey != row.ObjectKey || r.ByteOffset != row.ByteOffset+spanLen || spanLen+r.ByteLength > catchUpSpanBytes {
+			break
+		}
+		spanLen += r.ByteLength
+	}
+	return a.catchup.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, row.ByteOffset, spanLen)
+}
+
+// prefetchRows starts reading rows a consumer is expected to fetch next
+// into the catch-up cache, adjacent rows of one object in one GET. It
+// never waits: with every catch-up read slot taken it reads nothing.
+func (a *Agent) prefetchRows(rows []catalog.BatchRow) {
+	for i := 0; i < len(rows); {
+		r := rows[i]
+		spanLen := r.ByteLength
+		j := i + 1
+		for ; j < len(rows); j++ {
+			n := rows[j]
+			if n.ObjectKey != r.ObjectKey || n.ByteOffset != r.ByteOffset+spanLen || spanLen+n.ByteLength > catchUpSpanBytes {
+				break
+			}
+			spanLen += n.ByteLength
+		}
+		if _, ok := a.cache.peek(r.ObjectKey, r.ByteOffset, spanLen); !ok {
+			a.catchup.prefetch(a.bucket, r.ObjectKey, r.ByteOffset, spanLen)
+		}
+		i = j
+	}
 }
 
 // catalogErrorCode maps a catalog error of a partition read.

@@ -106,7 +106,7 @@ var errInvalidTimestamp = errors.New("agent: invalid list offsets timestamp")
 // that match accepts. A row whose batches hold no such record (a producer
 // lied in a batch header) answers the row's first offset after it.
 func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, match func(ts int64) bool) (int64, int64, error) {
-	raw, err := a.readRow(ctx, row)
+	raw, err := a.readCatchUpRow(ctx, row, nil)
 	if err != nil {
 		return -1, -1, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,11 +14,15 @@ import (
 )
 
 // membership is one immutable view of the fleet: the live agents (always
-// including this one) and the membership generation, which is every
-// partition's leader epoch.
+// including this one, except while it leaves) and the membership
+// generation, which is every partition's leader epoch.
 type membership struct {
 	self       catalog.Agent
 	registered bool
+	// leaving is set once the agent deregistered during shutdown: agents
+	// then lists the others only, so Metadata, FindCoordinator and
+	// placement send clients away from it.
+	leaving    bool
 	agents     []catalog.Agent // by NodeID
 	generation int64
 }
@@ -25,6 +30,25 @@ type membership struct {
 // leaderEpoch is the generation as Kafka's int32 epoch.
 func (m *membership) leaderEpoch() int32 {
 	return int32(min(max(m.generation, 0), math.MaxInt32))
+}
+
+// controller is the node served as controller: this agent, or while it
+// leaves the first other live agent.
+func (m *membership) controller() int32 {
+	if m.leaving && len(m.agents) > 0 {
+		return m.agents[0].NodeID
+	}
+	return m.self.NodeID
+}
+
+// hasZone reports whether a live agent is in zone.
+func (m *membership) hasZone(zone string) bool {
+	for _, ag := range m.agents {
+		if ag.Zone == zone {
+			return true
+		}
+	}
+	return false
 }
 
 // leader picks a partition's leader by rendezvous hashing over the live
@@ -119,18 +143,58 @@ func (a *Agent) refreshMembers(ctx context.Context) {
 	// A view without this agent (its heartbeat is late, or the view was
 	// read before its registration was visible) would send clients
 	// elsewhere while it serves: always include it.
-	found := false
-	for _, ag := range agents {
+	a.storeView(cur, agents, gen)
+}
+
+// storeView stores a new view built from the catalog's live agents: this
+// agent is added when missing (a view without it would send clients
+// elsewhere while it serves) and removed while it leaves; the generation
+// never goes back.
+func (a *Agent) storeView(cur *membership, agents []catalog.Agent, gen int64) {
+	found := -1
+	for i, ag := range agents {
 		if ag.NodeID == cur.self.NodeID {
-			found = true
+			found = i
 			break
 		}
 	}
-	if !found {
+	switch {
+	case cur.leaving && found >= 0:
+		agents = append(agents[:found:found], agents[found+1:]...)
+	case !cur.leaving && found < 0:
 		agents = insertByNodeID(agents, cur.self)
 	}
-	a.members.Store(&membership{self: cur.self, registered: cur.registered, agents: agents, generation: max(gen, cur.generation)})
+	a.members.Store(&membership{self: cur.self, registered: cur.registered, leaving: cur.leaving, agents: agents, generation: max(gen, cur.generation)})
 	a.m.liveAgents.Set(float64(len(agents)))
+}
+
+// leave deregisters the agent and switches to a view without it, so that
+// from now on its answers send clients to the other agents. It reports
+// whether any other agent is live (then clients have somewhere to go and
+// the caller waits for the other agents to notice). The heartbeat must
+// have stopped: it would register the agent again.
+func (a *Agent) leave(ctx context.Context) bool {
+	cur := a.members.Load()
+	if err := a.cat.DeregisterAgent(ctx, cur.self.NodeID); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
+		a.log.Warn("deregister failed", "err", err)
+	}
+	agents, gen, err := a.cat.LiveAgents(ctx, a.cfg.AgentTTL)
+	if err != nil {
+		// Leave with the last view: it is at most one heartbeat old.
+		a.log.Warn("reading live agents failed", "err", err)
+		agents, gen = slices.Clone(cur.agents), cur.generation
+	}
+	others := 0
+	for _, ag := range agents {
+		if ag.NodeID != cur.self.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return false // keep serving as the only agent until the drain
+	}
+	a.storeView(&membership{self: cur.self, registered: cur.registered, leaving: true, generation: cur.generation}, agents, gen)
+	return true
 }
 
 func insertByNodeID(agents []catalog.Agent, ag catalog.Agent) []catalog.Agent {
@@ -188,8 +252,9 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // Coordinator is the consumer-group placement (agent/groups.Placement): a
 // rendezvous hash of the group id over the live agents of every zone, so
 // all members of a group meet at one agent whatever their zones. It reads
-// only the in-memory view.
-func (a *Agent) Coordinator(_ context.Context, key string) (int32, string, int32, error) {
+// only the in-memory view. A client on a per-zone listener is given the
+// coordinator's listener for that zone.
+func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int32, error) {
 	m := a.members.Load()
 	if !m.registered {
 		return -1, "", -1, errors.New("agent: not registered yet")
@@ -199,7 +264,8 @@ func (a *Agent) Coordinator(_ context.Context, key string) (int32, string, int32
 		agents = []catalog.Agent{m.self}
 	}
 	ag := pick(agents, []byte(key))
-	host, port := hostPort(ag.Addr)
+	zone, _ := ctx.Value(listenerZoneKey{}).(string)
+	host, port := agentAddr(ag, zone)
 	return ag.NodeID, host, port, nil
 }
 

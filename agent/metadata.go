@@ -4,8 +4,11 @@ package agent
 //
 // Differences from Kafka: the brokers are the live agents; every partition
 // has one "replica", its leader, chosen by rendezvous hashing over the live
-// agents of the client's zone (named in the client id as floe_az=<zone>),
-// and its leader epoch is the fleet's membership generation. Any agent
+// agents of the client's zone (named in the client id as floe_az=<zone>, or
+// the zone of the per-zone listener the client connected to, whose
+// addresses the brokers are then given with), falling back to all agents
+// when the zone has none; its leader epoch is the fleet's membership
+// generation. A stopping agent leaves itself out (see Agent.Serve). Any agent
 // accepts produce and fetch for any partition, so stale metadata never
 // fails a client. The controller id is the answering agent (any agent
 // serves admin requests). Auto-created topics are created synchronously and
@@ -30,7 +33,7 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	m := a.members.Load()
 	for _, ag := range m.agents {
-		host, port := hostPort(ag.Addr)
+		host, port := agentAddr(ag, r.conn.listenerZone)
 		b := kmsg.NewMetadataResponseBroker()
 		b.NodeID, b.Host, b.Port = ag.NodeID, host, port
 		if ag.Zone != "" {
@@ -39,7 +42,7 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	resp.ClusterID = kmsg.StringPtr(a.cfg.ClusterID)
-	resp.ControllerID = m.self.NodeID
+	resp.ControllerID = m.controller()
 	resp.AuthorizedOperations = authorizedOperationsUnknown
 
 	zone := r.zone()

@@ -20,10 +20,11 @@ type metrics struct {
 	producedBatches prometheus.Counter
 	fetchedBytes    prometheus.Counter
 
-	cacheHits      prometheus.Counter
-	cacheMisses    prometheus.Counter
-	cacheBytes     prometheus.Gauge
-	cacheEvictions prometheus.Counter
+	cacheHits       *prometheus.CounterVec // cache
+	cacheMisses     *prometheus.CounterVec // cache
+	cachePrefetches *prometheus.CounterVec // cache
+	cacheBytes      *prometheus.GaugeVec   // cache
+	cacheEvictions  *prometheus.CounterVec // cache
 
 	followerCommit prometheus.Gauge
 	followerErrors prometheus.Counter
@@ -63,18 +64,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_agent_fetched_bytes_total", Help: "Record batch bytes served to fetchers.",
 		}),
-		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_agent_read_cache_hits_total", Help: "Byte range reads served from the read cache.",
-		}),
-		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_agent_read_cache_misses_total", Help: "Byte range reads that went to the bucket.",
-		}),
-		cacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "floe_agent_read_cache_bytes", Help: "Bytes held by the read cache.",
-		}),
-		cacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_agent_read_cache_evictions_total", Help: "Entries evicted from the read cache.",
-		}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_hits_total", Help: "Byte range reads served from a read cache (or a read already in flight), by cache (tail, catchup).",
+		}, []string{"cache"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_misses_total", Help: "Byte range reads that started a bucket GET, by cache.",
+		}, []string{"cache"}),
+		cachePrefetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_prefetches_total", Help: "Bucket GETs started ahead of catch-up reads, by cache.",
+		}, []string{"cache"}),
+		cacheBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "floe_agent_read_cache_bytes", Help: "Bytes held by a read cache, by cache.",
+		}, []string{"cache"}),
+		cacheEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_read_cache_evictions_total", Help: "Ranges evicted from a read cache, by cache.",
+		}, []string{"cache"}),
 		followerCommit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "floe_agent_follower_commit_id", Help: "Latest catalog commit id applied to the tail index.",
 		}),
@@ -89,8 +93,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.requests, m.latency, m.requestErrors, m.partitionErrs,
 			m.connsActive, m.connsTotal, m.connsClosed,
 			m.producedBytes, m.producedBatches, m.fetchedBytes,
-			m.cacheHits, m.cacheMisses, m.cacheBytes, m.cacheEvictions,
+			m.cacheHits, m.cacheMisses, m.cachePrefetches, m.cacheBytes, m.cacheEvictions,
 			m.followerCommit, m.followerErrors, m.liveAgents)
 	}
 	return m
+}
+
+// cache returns the series of one read cache.
+func (m *metrics) cache(name string) cacheMetrics {
+	return cacheMetrics{
+		hits:       m.cacheHits.WithLabelValues(name),
+		misses:     m.cacheMisses.WithLabelValues(name),
+		prefetches: m.cachePrefetches.WithLabelValues(name),
+		evictions:  m.cacheEvictions.WithLabelValues(name),
+		bytes:      m.cacheBytes.WithLabelValues(name),
+	}
 }

@@ -41,6 +41,8 @@ type tailPart struct {
 	// logStart and offsetsAt cache the catalog's Offsets.
 	logStart  int64
 	offsetsAt time.Time
+	// refreshing is set while a background Offsets read runs.
+	refreshing bool
 }
 
 // maxTailRows bounds the rows kept per partition: enough to serve
@@ -169,14 +171,53 @@ func (t *tailIndex) raiseHW(tp catalog.TopicPartition, hw int64) {
 	p.hw = max(p.hw, hw)
 }
 
+// covers reports whether the index holds the row of offset.
+func (t *tailIndex) covers(tp catalog.TopicPartition, offset int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.mu.parts[tp]
+	return ok && len(p.rows) > 0 && offset >= p.rows[0].BaseOffset && offset <= p.rows[len(p.rows)-1].LastOffset
+}
+
+// startRefresh marks a background Offsets read of tp as running, unless
+// one already is.
+func (t *tailIndex) startRefresh(tp catalog.TopicPartition) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.partLocked(tp)
+	if p.refreshing {
+		return false
+	}
+	p.refreshing = true
+	return true
+}
+
+func (t *tailIndex) endRefresh(tp catalog.TopicPartition) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.mu.parts[tp]; ok {
+		p.refreshing = false
+	}
+}
+
+// offsetsRefreshTimeout bounds a background Offsets read.
+const offsetsRefreshTimeout = 10 * time.Second
+
 // offsets returns a partition's log start and high watermark: from memory
 // when fresh, from the catalog otherwise or when force is set. A fetch at
-// the known high watermark (a consumer waiting at the tail) is answered
-// from memory however old the log start is, so long polls do not read the
-// catalog.
+// the tail is answered from memory however old the log start is, so
+// consumers at the tail never wait for the catalog: at the known high
+// watermark (a long poll), or inside the tail index's rows, while the log
+// start — which only DeleteRecords and retention move — is re-read in the
+// background.
 func (a *Agent) offsets(ctx context.Context, tp catalog.TopicPartition, fetchOffset int64, force bool) (logStart, hw int64, err error) {
 	if !force {
-		if ls, hw, fresh := a.tail.cachedOffsets(tp); ls >= 0 && (fresh || fetchOffset == hw) {
+		ls, hw, fresh := a.tail.cachedOffsets(tp)
+		if ls >= 0 && (fresh || fetchOffset == hw) {
+			return ls, hw, nil
+		}
+		if ls >= 0 && fetchOffset >= ls && fetchOffset < hw && a.tail.covers(tp, fetchOffset) {
+			a.refreshOffsets(tp)
 			return ls, hw, nil
 		}
 	}
@@ -186,6 +227,22 @@ func (a *Agent) offsets(ctx context.Context, tp catalog.TopicPartition, fetchOff
 	}
 	ls, hw := a.tail.storeOffsets(tp, o)
 	return ls, hw, nil
+}
+
+// refreshOffsets re-reads tp's offsets from the catalog in the background
+// (one read per partition at a time).
+func (a *Agent) refreshOffsets(tp catalog.TopicPartition) {
+	if !a.tail.startRefresh(tp) {
+		return
+	}
+	go func() {
+		defer a.tail.endRefresh(tp)
+		ctx, cancel := context.WithTimeout(context.Background(), offsetsRefreshTimeout)
+		defer cancel()
+		if o, err := a.cat.Offsets(ctx, tp); err == nil {
+			a.tail.storeOffsets(tp, o)
+		}
+	}()
 }
 
 // waitStarted waits until the follower has found its starting commit.

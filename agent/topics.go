@@ -11,12 +11,14 @@ import (
 )
 
 // topicCache keeps recently read topics so that produce and fetch do not
-// read the catalog for every request. An entry is reused for the TTL; a
-// miss, an unknown topic or a partition past the cached count always reads
-// the catalog, so a topic created or grown on another agent is seen at
-// once. A deleted topic may be served for up to the TTL: its produces then
-// fail in the commit (the catalog rejects unknown partitions) and its
-// fetches find no rows.
+// read the catalog for every request. An entry older than the TTL is still
+// served while a background read refreshes it, so requests at steady state
+// never wait for the catalog; a miss, an unknown topic or a partition past
+// the cached count always reads the catalog at once, so a topic created or
+// grown on another agent is seen at once. A deleted topic may be served
+// for up to the TTL and one catalog read: its produces then fail in the
+// commit (the catalog rejects unknown partitions) and its fetches find no
+// rows.
 type topicCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -25,6 +27,8 @@ type topicCache struct {
 		sync.Mutex
 		byName map[string]cachedTopic
 		byID   map[catalog.TopicID]cachedTopic
+		// refreshing holds the names and ids being re-read.
+		refreshing map[any]bool
 	}
 }
 
@@ -37,27 +41,41 @@ func newTopicCache(ttl time.Duration, now func() time.Time) *topicCache {
 	c := &topicCache{ttl: ttl, now: now}
 	c.mu.byName = make(map[string]cachedTopic)
 	c.mu.byID = make(map[catalog.TopicID]cachedTopic)
+	c.mu.refreshing = make(map[any]bool)
 	return c
 }
 
-func (c *topicCache) getName(name string) (catalog.Topic, bool) {
+// getName returns the cached topic and whether it is younger than the TTL.
+func (c *topicCache) getName(name string) (t catalog.Topic, found, fresh bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.mu.byName[name]
-	if !ok || c.now().Sub(e.at) > c.ttl {
-		return catalog.Topic{}, false
-	}
-	return e.t, true
+	return e.t, ok, ok && c.now().Sub(e.at) <= c.ttl
 }
 
-func (c *topicCache) getID(id catalog.TopicID) (catalog.Topic, bool) {
+func (c *topicCache) getID(id catalog.TopicID) (t catalog.Topic, found, fresh bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.mu.byID[id]
-	if !ok || c.now().Sub(e.at) > c.ttl {
-		return catalog.Topic{}, false
+	return e.t, ok, ok && c.now().Sub(e.at) <= c.ttl
+}
+
+// startRefresh marks a background read of key (a name or an id) as
+// running, unless one already is.
+func (c *topicCache) startRefresh(key any) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.refreshing[key] {
+		return false
 	}
-	return e.t, true
+	c.mu.refreshing[key] = true
+	return true
+}
+
+func (c *topicCache) endRefresh(key any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.mu.refreshing, key)
 }
 
 func (c *topicCache) put(t catalog.Topic) {
@@ -77,6 +95,15 @@ func (c *topicCache) put(t catalog.Topic) {
 	}
 }
 
+func (c *topicCache) forgetID(id catalog.TopicID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.mu.byID[id]; ok {
+		delete(c.mu.byName, e.t.Name)
+		delete(c.mu.byID, id)
+	}
+}
+
 func (c *topicCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -89,9 +116,17 @@ func (c *topicCache) forget(name string) {
 // topic returns the named topic, from the cache when fresh. When
 // minPartitions exceeds the cached count the catalog is read again.
 func (a *Agent) topic(ctx context.Context, name string, minPartitions int32) (catalog.Topic, error) {
-	if t, ok := a.topics.getName(name); ok && t.Partitions >= minPartitions {
+	if t, found, fresh := a.topics.getName(name); found && t.Partitions >= minPartitions {
+		if !fresh {
+			a.refreshTopic(name, func(ctx context.Context) error { _, err := a.readTopic(ctx, name); return err })
+		}
 		return t, nil
 	}
+	return a.readTopic(ctx, name)
+}
+
+// readTopic reads a topic from the catalog into the cache.
+func (a *Agent) readTopic(ctx context.Context, name string) (catalog.Topic, error) {
 	t, err := a.cat.Topic(ctx, name)
 	if err != nil {
 		if errors.Is(err, catalog.ErrUnknownTopic) {
@@ -105,15 +140,38 @@ func (a *Agent) topic(ctx context.Context, name string, minPartitions int32) (ca
 
 // topicByID is topic by id.
 func (a *Agent) topicByID(ctx context.Context, id catalog.TopicID, minPartitions int32) (catalog.Topic, error) {
-	if t, ok := a.topics.getID(id); ok && t.Partitions >= minPartitions {
+	if t, found, fresh := a.topics.getID(id); found && t.Partitions >= minPartitions {
+		if !fresh {
+			a.refreshTopic(id, func(ctx context.Context) error { _, err := a.readTopicByID(ctx, id); return err })
+		}
 		return t, nil
 	}
+	return a.readTopicByID(ctx, id)
+}
+
+func (a *Agent) readTopicByID(ctx context.Context, id catalog.TopicID) (catalog.Topic, error) {
 	t, err := a.cat.TopicByID(ctx, id)
 	if err != nil {
+		if errors.Is(err, catalog.ErrUnknownTopic) {
+			a.topics.forgetID(id)
+		}
 		return catalog.Topic{}, err
 	}
 	a.topics.put(t)
 	return t, nil
+}
+
+// refreshTopic runs read in the background, once per key at a time.
+func (a *Agent) refreshTopic(key any, read func(context.Context) error) {
+	if !a.topics.startRefresh(key) {
+		return
+	}
+	go func() {
+		defer a.topics.endRefresh(key)
+		ctx, cancel := context.WithTimeout(context.Background(), offsetsRefreshTimeout)
+		defer cancel()
+		_ = read(ctx)
+	}()
 }
 
 // topicOrCreate returns the topic, creating it with the default partition

@@ -1,12 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
+	"github.com/floebroker/floe/agent/groups"
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
-	"github.com/floebroker/floe/objstore/mem"
 )
 
 // countingBucket counts GetRange calls and can slow them down.
@@ -30,59 +29,6 @@ func (b *countingBucket) GetRange(ctx context.Context, key string, off, n int64)
 	b.gets.Add(1)
 	time.Sleep(b.delay)
 	return b.BucketReader.GetRange(ctx, key, off, n)
-}
-
-func TestReadCache(t *testing.T) {
-	ctx := context.Background()
-	mb := mem.New(nil)
-	obj := bytes.Repeat([]byte("0123456789"), 100)
-	if err := mb.Put(ctx, "obj", bytes.NewReader(obj), int64(len(obj))); err != nil {
-		t.Fatal(err)
-	}
-	b := &countingBucket{BucketReader: mb, delay: 20 * time.Millisecond}
-	c := newReadCache(250, newMetrics(nil))
-
-	// Concurrent misses of one range share one read.
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := c.get(ctx, b, "obj", 10, 100)
-			if err != nil || !bytes.Equal(got, obj[10:110]) {
-				t.Errorf("get: %v %q", err, got)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := b.gets.Load(); n != 1 {
-		t.Fatalf("%d bucket reads for one range, want 1", n)
-	}
-	// A hit reads nothing.
-	if _, err := c.get(ctx, b, "obj", 10, 100); err != nil || b.gets.Load() != 1 {
-		t.Fatalf("hit: %v, %d reads", err, b.gets.Load())
-	}
-	// Filling past the bound evicts the least recently used range.
-	for off := int64(200); off < 500; off += 100 {
-		if _, err := c.get(ctx, b, "obj", off, 100); err != nil {
-			t.Fatal(err)
-		}
-	}
-	before := b.gets.Load()
-	if _, err := c.get(ctx, b, "obj", 10, 100); err != nil || b.gets.Load() != before+1 {
-		t.Fatalf("evicted range served without a read (%v)", err)
-	}
-	// Whole objects from OnCommitted serve any range inside them.
-	c2 := newReadCache(10_000, newMetrics(nil))
-	c2.putObject("obj", obj)
-	got, err := c2.get(ctx, b, "obj", 990, 10)
-	if err != nil || !bytes.Equal(got, obj[990:]) || b.gets.Load() != before+1 {
-		t.Fatalf("whole object: %v %q", err, got)
-	}
-	// Errors are not cached.
-	if _, err := c.get(ctx, b, "missing", 0, 10); err == nil {
-		t.Fatal("missing object read without error")
-	}
 }
 
 func TestRendezvousLeader(t *testing.T) {
@@ -173,8 +119,12 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if d := (Config{}).withDefaults(); d != DefaultConfig() {
-		t.Fatalf("zero config with defaults %+v != DefaultConfig", d)
+	// The group coordinator fills its own defaults; the shutdown grace
+	// derives from the heartbeat interval.
+	d, want := (Config{}).withDefaults(), DefaultConfig()
+	want.Groups, want.ShutdownGrace = d.Groups, want.HeartbeatInterval*5/4
+	if !reflect.DeepEqual(d, want) {
+		t.Fatalf("zero config with defaults %+v != DefaultConfig %+v", d, want)
 	}
 }
 
@@ -217,6 +167,7 @@ func TestTailIndex(t *testing.T) {
 func TestAPIsMatchKafka41(t *testing.T) {
 	kafka := kversion.V4_1_0()
 	a := &Agent{}
+	a.groups = groups.New(groups.DefaultConfig(), nil, a, nil, nil)
 	table := a.newAPITable()
 	n := 0
 	for _, s := range table {
@@ -236,8 +187,8 @@ func TestAPIsMatchKafka41(t *testing.T) {
 			t.Errorf("key %d named %q, kmsg calls it %q", s.key, s.name, kmsg.NameForKey(s.key))
 		}
 	}
-	if n != 15 {
-		t.Errorf("%d APIs served, want 15", n)
+	if n != 28 {
+		t.Errorf("%d APIs served, want 28 (15 and the 13 group APIs)", n)
 	}
 }
 

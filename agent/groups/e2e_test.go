@@ -1,9 +1,6 @@
-//go:build floe_e2e_groups
-
 // End-to-end tests of consumer groups against real in-process agents
 // (tests/floetest): franz-go classic and KIP-848 groups, kcat -G, restarts,
-// coordinator failover between two agents, and bad input. They compile once
-// the agent serves this package (see WIRING.md); drop the build tag then.
+// coordinator failover between two agents, and bad input.
 package groups_test
 
 import (

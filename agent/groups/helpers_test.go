@@ -19,7 +19,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The end-to-end tests' MinIO client keeps idle HTTP connections in
+	// its transport after its bucket is closed.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
 }
 
 // fakeCatalog implements the catalog methods the coordinator calls; the

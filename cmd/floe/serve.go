@@ -20,9 +20,13 @@ import (
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/compaction"
 	"github.com/floebroker/floe/objstore/bucket"
 	"github.com/floebroker/floe/wal"
 )
+
+// devInitialRebalanceDelay is `floe dev`'s group.initial-rebalance-delay.
+const devInitialRebalanceDelay = 50 * time.Millisecond
 
 // serveConfig is everything `floe dev` and `floe agent` take.
 type serveConfig struct {
@@ -39,8 +43,9 @@ type serveConfig struct {
 	flushBytes       int64
 	maxBufferedBytes int64
 
-	agent   agent.Config
-	catalog catalog.Options
+	agent      agent.Config
+	catalog    catalog.Options
+	compaction compaction.Config
 
 	// onReady, if set, is called with the Kafka and admin addresses once
 	// the agent serves (tests use it).
@@ -80,7 +85,17 @@ func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) 
 	fs.Int64Var(&c.flushBytes, "flush-bytes", c.flushBytes, "flush once this many bytes are buffered")
 	fs.Int64Var(&c.maxBufferedBytes, "max-buffered-bytes", c.maxBufferedBytes, "produce waits while this many bytes are not yet committed")
 	c.agent.RegisterFlags(fs)
+	if mode == "dev" {
+		// One developer's consumers: a new group's first rebalance need
+		// not wait long for more members.
+		c.agent.Groups.InitialRebalanceDelay = devInitialRebalanceDelay
+		fs.Lookup("group.initial-rebalance-delay").DefValue = devInitialRebalanceDelay.String()
+	}
 	c.catalog.RegisterFlags(fs, "catalog.")
+	if mode == "dev" {
+		c.compaction.DevConfig()
+	}
+	c.compaction.RegisterFlags(fs)
 	return fs, c
 }
 
@@ -200,6 +215,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	defer bkt.Close()
 
 	var ref atomic.Pointer[agent.Agent]
+	uploads := agent.NewUploads()
 	sink := flush.New(flush.Config{
 		Cluster: c.agent.ClusterID,
 		AgentID: c.agent.AgentID,
@@ -208,16 +224,28 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 				a.OnCommitted(key, obj, rows)
 			}
 		},
-	}, bkt, cat, logger, reg)
+	}, uploads.Bucket(bkt), cat, logger, reg)
 	w, err := wal.Open(c.walConfig(logger, reg), sink)
 	if err != nil {
 		return fmt.Errorf("open WAL: %w", err)
 	}
-	ag, err := agent.New(c.agent, agent.Deps{Catalog: cat, Bucket: bkt, WAL: w, Logger: logger, Registerer: reg})
+	ag, err := agent.New(c.agent, agent.Deps{Catalog: cat, Bucket: bkt, WAL: w, Logger: logger, Registerer: reg, Uploads: uploads})
 	if err != nil {
 		return err
 	}
 	ref.Store(ag)
+	if cc, ok := cat.(compaction.Catalog); ok && !c.compaction.Disabled {
+		cfg := c.compaction
+		cfg.Cluster, cfg.Holder = c.agent.ClusterID, c.agent.AgentID
+		comp, err := compaction.New(cfg, cc, bkt, logger, reg, nil)
+		if err != nil {
+			return err
+		}
+		compCtx, stopComp := context.WithCancel(ctx)
+		compDone := make(chan error, 1)
+		go func() { compDone <- comp.Run(compCtx) }()
+		defer func() { stopComp(); <-compDone }()
+	}
 
 	// The WAL runs on its own context: it must outlive the agent's drain,
 	// which waits for in-flight produces to be committed.

@@ -141,6 +141,7 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 	}
 
 	var ref atomic.Pointer[agent.Agent]
+	uploads := agent.NewUploads()
 	sink := flush.New(flush.Config{
 		Cluster: cfg.ClusterID,
 		AgentID: cfg.AgentID,
@@ -149,7 +150,7 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 				a.OnCommitted(key, obj, rows)
 			}
 		},
-	}, bucket, cat, logger, opts.Registerer)
+	}, uploads.Bucket(bucket), cat, logger, opts.Registerer)
 	w, err := wal.Open(wal.Config{
 		Dir:           filepath.Join(opts.Dir, "wal"),
 		FlushInterval: opts.FlushInterval,
@@ -160,7 +161,7 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 		cleanup()
 		return nil, err
 	}
-	ag, err := agent.New(cfg, agent.Deps{Catalog: cat, Bucket: bucket, WAL: w, Logger: logger, Registerer: opts.Registerer})
+	ag, err := agent.New(cfg, agent.Deps{Catalog: cat, Bucket: bucket, WAL: w, Logger: logger, Registerer: opts.Registerer, Uploads: uploads})
 	if err != nil {
 		cleanup()
 		return nil, err

@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/floebroker/floe/objstore/mem"
+)
+
+// TestRangeCache: concurrent misses coalesce into one GET, hits and ranges
+// inside cached ranges (whole objects, spans) read nothing, the byte bound
+// evicts the least recently used range, errors are not cached.
+func TestRangeCache(t *testing.T) {
+	ctx := context.Background()
+	mb := mem.New(nil)
+	obj := bytes.Repeat([]byte("0123456789"), 100)
+	if err := mb.Put(ctx, "obj", bytes.NewReader(obj), int64(len(obj))); err != nil {
+		t.Fatal(err)
+	}
+	b := &countingBucket{BucketReader: mb, delay: 20 * time.Millisecond}
+	m := newMetrics(nil)
+	c := newRangeCache(250, 0, m.cache("tail"))
+	get := func(c *rangeCache, off, n, spanOff, spanLen int64) {
+		t.Helper()
+		got, err := c.get(ctx, b, "obj", off, n, spanOff, spanLen)
+		if err != nil || !bytes.Equal(got, obj[off:off+n]) {
+			t.Fatalf("get [%d,+%d): %v %q", off, n, err, got)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			got, err := c.get(ctx, b, "obj", 10, 100, 10, 100)
+			if err != nil || !bytes.Equal(got, obj[10:110]) {
+				t.Errorf("get: %v %q", err, got)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.gets.Load(); n != 1 {
+		t.Fatalf("%d bucket reads for one range, want 1", n)
+	}
+	if miss, hit := testutil.ToFloat64(m.cacheMisses.WithLabelValues("tail")), testutil.ToFloat64(m.cacheHits.WithLabelValues("tail")); miss != 1 || hit != 7 {
+		t.Fatalf("misses %v hits %v, want 1 and 7", miss, hit)
+	}
+	get(c, 10, 100, 10, 100)
+	get(c, 50, 20, 50, 20) // inside the cached range
+	if b.gets.Load() != 1 {
+		t.Fatalf("hits read the bucket: %d reads", b.gets.Load())
+	}
+	// Filling past the bound evicts the least recently used range.
+	for off := int64(200); off < 500; off += 100 {
+		get(c, off, 100, off, 100)
+	}
+	before := b.gets.Load()
+	get(c, 10, 100, 10, 100)
+	if b.gets.Load() != before+1 {
+		t.Fatal("evicted range served without a read")
+	}
+	if size, _ := c.stats(); size > 250 {
+		t.Fatalf("cache holds %d bytes over its bound of 250", size)
+	}
+
+	// Whole objects (put at commit) and spans serve every range inside.
+	c2 := newRangeCache(10_000, 0, m.cache("tail"))
+	c2.put("obj", 0, obj)
+	get(c2, 990, 10, 990, 10)
+	c3 := newRangeCache(10_000, 0, m.cache("catchup"))
+	get(c3, 100, 50, 100, 400) // one GET of [100, 500)
+	get(c3, 150, 50, 150, 50)
+	get(c3, 450, 50, 450, 50)
+	if b.gets.Load() != before+2 {
+		t.Fatalf("%d reads for a whole object and one span, want 1", b.gets.Load()-before)
+	}
+	// Errors are not cached.
+	if _, err := c.get(ctx, b, "missing", 0, 10, 0, 10); err == nil {
+		t.Fatal("missing object read without error")
+	}
+}
+
+// blockingBucket holds every GetRange until release is closed.
+type blockingBucket struct {
+	countingBucket
+	release chan struct{}
+}
+
+func (b *blockingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	b.gets.Add(1)
+	<-b.release
+	return b.BucketReader.GetRange(ctx, key, off, n)
+}
+
+// TestCatchUpReadsBounded: catch-up reads hold at most their slots, and a
+// prefetch never waits for one: with every slot taken it reads nothing.
+func TestCatchUpReadsBounded(t *testing.T) {
+	ctx := context.Background()
+	mb := mem.New(nil)
+	obj := bytes.Repeat([]byte("x"), 1000)
+	if err := mb.Put(ctx, "obj", bytes.NewReader(obj), int64(len(obj))); err != nil {
+		t.Fatal(err)
+	}
+	b := &blockingBucket{countingBucket: countingBucket{BucketReader: mb}, release: make(chan struct{})}
+	c := newRangeCache(1<<20, 2, newMetrics(nil).cache("catchup"))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		off := int64(i * 100)
+		wg.Go(func() {
+			if _, err := c.get(ctx, b, "obj", off, 100, off, 100); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.gets.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := b.gets.Load(); n != 2 {
+		t.Fatalf("%d reads in flight with 2 slots", n)
+	}
+	c.prefetch(b, "obj", 900, 100)
+	time.Sleep(20 * time.Millisecond)
+	if n := b.gets.Load(); n != 2 {
+		t.Fatalf("a prefetch waited for or took a slot: %d reads", n)
+	}
+	close(b.release)
+	wg.Wait()
+	c.prefetch(b, "obj", 900, 100)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := c.peek("obj", 900, 100); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("prefetch with free slots did not fill the cache")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := b.gets.Load(); n != 5 {
+		t.Fatalf("%d reads, want 5 (four ranges, one prefetch)", n)
+	}
+}

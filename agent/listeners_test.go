@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+func TestZoneListenersFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg     string
+		want    []ZoneListener
+		invalid string // Validate's complaint, or "" when valid
+	}{
+		{"a=127.0.0.1:19092", []ZoneListener{{Zone: "a", Listen: "127.0.0.1:19092"}}, ""},
+		{"a=:19092@a.example:9092, b=:29092", []ZoneListener{{Zone: "a", Listen: ":19092", Advertise: "a.example:9092"}, {Zone: "b", Listen: ":29092"}}, ""},
+		{"a=:1,a=:2", []ZoneListener{{Zone: "a", Listen: ":1"}, {Zone: "a", Listen: ":2"}}, "given twice"},
+		{"a=nohost", []ZoneListener{{Zone: "a", Listen: "nohost"}}, "listen"},
+		{"a=:1@adv", []ZoneListener{{Zone: "a", Listen: ":1", Advertise: "adv"}}, "advertise"},
+	} {
+		c := DefaultConfig()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c.RegisterFlags(fs)
+		if err := fs.Parse([]string{"--zone-listeners", tc.arg}); err != nil {
+			t.Fatalf("%q: %v", tc.arg, err)
+		}
+		if len(c.ZoneListeners) != len(tc.want) {
+			t.Fatalf("%q: parsed %+v", tc.arg, c.ZoneListeners)
+		}
+		for i := range tc.want {
+			if c.ZoneListeners[i] != tc.want[i] {
+				t.Fatalf("%q: parsed %+v, want %+v", tc.arg, c.ZoneListeners, tc.want)
+			}
+		}
+		err := c.Validate()
+		if (tc.invalid == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.invalid)) {
+			t.Fatalf("%q: Validate = %v, want an error about %q", tc.arg, err, tc.invalid)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c := DefaultConfig()
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--zone-listeners", "nozone"}); err == nil {
+		t.Fatal("a listener without a zone parsed")
+	}
+}
+
+func TestAgentAddr(t *testing.T) {
+	ag := catalog.Agent{Addr: registeredAddr([]boundListener{
+		{advertise: "main:9092"}, {zone: "a", advertise: "za:19092"}, {zone: "b", advertise: "zb:29092"},
+	})}
+	if ag.Addr != "main:9092,a=za:19092,b=zb:29092" {
+		t.Fatalf("registered %q", ag.Addr)
+	}
+	for _, tc := range []struct {
+		zone, host string
+		port       int32
+	}{
+		{"", "main", 9092}, {"a", "za", 19092}, {"b", "zb", 29092}, {"c", "main", 9092},
+	} {
+		if h, p := agentAddr(ag, tc.zone); h != tc.host || p != tc.port {
+			t.Errorf("zone %q: %s:%d, want %s:%d", tc.zone, h, p, tc.host, tc.port)
+		}
+	}
+	// An agent without per-zone listeners (or of an older version).
+	if h, p := agentAddr(catalog.Agent{Addr: "old:9092"}, "a"); h != "old" || p != 9092 {
+		t.Errorf("plain address: %s:%d", h, p)
+	}
+}
+
+// TestLeaveView: a leaving agent drops itself from its view (and keeps it
+// out on refresh), is no coordinator or leader any more, and serves
+// another agent as controller; alone, it keeps its view.
+func TestLeaveView(t *testing.T) {
+	a := &Agent{m: newMetrics(nil)}
+	self := catalog.Agent{NodeID: 2, ID: "b", Addr: "h2:2"}
+	others := []catalog.Agent{{NodeID: 1, ID: "a", Addr: "h1:1"}, self, {NodeID: 3, ID: "c", Addr: "h3:3"}}
+	a.members.Store(&membership{self: self, registered: true, agents: others, generation: 5})
+	a.storeView(a.members.Load(), []catalog.Agent{others[0], others[2]}, 6) // late heartbeat
+	if m := a.members.Load(); len(m.agents) != 3 || m.generation != 6 {
+		t.Fatalf("serving view %+v: self must stay", m)
+	}
+	a.members.Store(&membership{self: self, registered: true, leaving: true, agents: []catalog.Agent{others[0], others[2]}, generation: 7})
+	a.storeView(a.members.Load(), others, 6)
+	m := a.members.Load()
+	if len(m.agents) != 2 || m.generation != 7 || m.controller() != 1 {
+		t.Fatalf("leaving view %+v, controller %d", m, m.controller())
+	}
+	var id catalog.TopicID
+	for p := int32(0); p < 50; p++ {
+		if m.leader(id, p, "") == 2 {
+			t.Fatal("a leaving agent leads a partition")
+		}
+	}
+	for i := range 50 {
+		n, _, _, err := a.Coordinator(context.Background(), strings.Repeat("g", i+1))
+		if err != nil || n == 2 {
+			t.Fatalf("group placed on %d (%v) while leaving", n, err)
+		}
+	}
+}
+
+func TestUploadsWait(t *testing.T) {
+	u := NewUploads()
+	ctx := context.Background()
+	if u.wait(ctx, "k") {
+		t.Fatal("an unknown key was pending")
+	}
+	u.start("k")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		u.finish("k")
+	}()
+	start := time.Now()
+	if !u.wait(ctx, "k") || time.Since(start) > uploadWait/2 {
+		t.Fatalf("wait for a pending key returned after %v", time.Since(start))
+	}
+	if u.wait(ctx, "k") {
+		t.Fatal("a finished key is still pending")
+	}
+	var nilU *Uploads
+	nilU.finish("k")
+	if nilU.wait(ctx, "k") {
+		t.Fatal("a nil tracker waited")
+	}
+}
