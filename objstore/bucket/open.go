@@ -18,7 +18,7 @@
 //
 //	latency=s3-standard|s3-express|none|put=p50:100ms,p99:400ms;get=…   (objstore.ParseLatency)
 //	hedge_put=250ms   start a second identical PUT when the first is this slow
-//	                  (default 250ms for s3:// and gs://, off elsewhere; 0 = off)
+//	                  (default 250ms for s3://, off elsewhere; 0 = off)
 //	retry_attempts=5 retry_initial_backoff=100ms retry_max_backoff=2s retry_max_elapsed=15s
 //
 // and per scheme:
@@ -111,7 +111,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, er
 		b = objstore.WithLatency(b, *common.latency)
 	}
 	hedge := common.hedgePut
-	if !common.hedgeSet && (u.Scheme == "s3" || u.Scheme == "gs") {
+	// Hedging is on by default only for S3, whose PUT cannot create an
+	// object from a truncated body (Content-Length is enforced and a
+	// multipart upload completes only when asked), so a cancelled hedge
+	// attempt can never overwrite the winner with partial bytes. For GCS
+	// that guarantee has not been shown here (see gcs.Config.ChunkSize), so
+	// it is opt-in.
+	if !common.hedgeSet && u.Scheme == "s3" {
 		hedge = DefaultHedgePut
 	}
 	b = objstore.WithHedgedPut(b, hedge, opts.Registerer)
@@ -132,7 +138,7 @@ func Redacted(rawURL string) string {
 	return u.Redacted()
 }
 
-// DefaultHedgePut is the hedge delay of s3:// and gs:// buckets: about
+// DefaultHedgePut is the hedge delay of s3:// buckets: about
 // S3 Standard's PUT p93, so some 6% of PUTs are sent twice and the PUT p99
 // (the produce p99) drops toward the p90. Set hedge_put=0 to turn it off.
 const DefaultHedgePut = 250 * time.Millisecond

@@ -43,7 +43,12 @@ type Config struct {
 	// means Google (or STORAGE_EMULATOR_HOST when set).
 	Endpoint string
 	// ChunkSize is the largest object sent in one request and the piece
-	// size of larger, resumable uploads. Default 16 MiB.
+	// size of larger, resumable uploads. Default 64 MiB, so every segment
+	// the flusher writes (8 MiB by default) and every merged segment of the
+	// default target size is one request: an abandoned single-request
+	// upload can never leave an object behind, while an abandoned resumable
+	// upload was seen to be finalised with partial content by
+	// fake-gcs-server.
 	ChunkSize int
 	// ListPageSize is the objects asked for per list call. Default 1000.
 	ListPageSize int
@@ -58,7 +63,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.ChunkSize == 0 {
-		c.ChunkSize = 16 << 20
+		c.ChunkSize = 64 << 20
 	}
 	if c.ListPageSize == 0 {
 		c.ListPageSize = 1000
@@ -242,16 +247,15 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	if size < 0 {
 		return fmt.Errorf("gcs: put %q: negative size %d", key, size)
 	}
+	if size <= int64(b.cfg.ChunkSize) {
+		return b.putOneRequest(ctx, key, r, size)
+	}
 	// Cancelling the writer's context is the only way to abandon an
 	// upload: Close would create the object from whatever was written.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := b.bucket.Object(key).NewWriter(wctx)
-	if size <= int64(b.cfg.ChunkSize) {
-		w.ChunkSize = 0 // one request, no buffer
-	} else {
-		w.ChunkSize = b.cfg.ChunkSize
-	}
+	w.ChunkSize = b.cfg.ChunkSize
 	if _, err := io.Copy(w, objstore.ExactReader(r, size)); err != nil {
 		cancel()
 		_ = w.Close()
@@ -264,6 +268,34 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 		cancel()
 		_ = w.Close()
 		return fmt.Errorf("gcs: put %q: %w", key, err)
+	}
+	if err := w.Close(); err != nil {
+		return opErr("put", key, err)
+	}
+	return nil
+}
+
+// putOneRequest reads the whole body before the upload starts, so a body
+// that fails or is cancelled halfway never reaches GCS: abandoning a
+// streaming single-request upload raced with the client ending the request
+// body cleanly, and fake-gcs-server then created the object from the
+// truncated body. Objects this small are in memory in the flusher anyway.
+func (b *Bucket) putOneRequest(ctx context.Context, key string, r io.Reader, size int64) error {
+	data := make([]byte, size)
+	if _, err := io.ReadFull(objstore.ExactReader(r, size), data); err != nil {
+		return fmt.Errorf("gcs: put %q: %w", key, errors.Join(ctx.Err(), err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("gcs: put %q: %w", key, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := b.bucket.Object(key).NewWriter(wctx)
+	w.ChunkSize = 0 // one request, no buffer
+	if _, err := w.Write(data); err != nil {
+		cancel()
+		_ = w.Close()
+		return opErr("put", key, err)
 	}
 	if err := w.Close(); err != nil {
 		return opErr("put", key, err)
