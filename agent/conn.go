@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -372,6 +373,11 @@ func (c *conn) writeLoop() {
 // tagged fields for flexible responses — except ApiVersions, whose response
 // header is always v0 so clients can parse it before knowing the versions.
 func appendResponse(dst []byte, hdr requestHeader, resp kmsg.Response) []byte {
+	if fr, ok := resp.(*kmsg.FetchResponse); ok {
+		// Sized once: appending a large fetch's records to a growing
+		// buffer copied them several times over.
+		dst = slices.Grow(dst, fetchResponseSizeHint(fr))
+	}
 	dst = append(dst, 0, 0, 0, 0)
 	dst = kbin.AppendInt32(dst, hdr.correlationID)
 	if resp.IsFlexible() && hdr.key != apiVersionsKey {

@@ -291,6 +291,11 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		full bool
 		next int // rows[next:] were not needed
 	)
+	// Sized once for the rows this fetch can take: growing it batch by
+	// batch copied a catch-up response's megabytes several times over.
+	if n := fetchSizeHint(rows, from, budget, minOne); n > 0 {
+		out = make([]byte, 0, n)
+	}
 	for i, row := range rows {
 		if full {
 			break
@@ -342,6 +347,45 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		}
 	}
 	return out, hw, nil
+}
+
+// fetchSizeHint bounds the bytes readBatchesFrom returns from rows: those
+// of the rows holding offsets from `from`, and at most budget, or the first
+// such row when minOne lets one batch exceed the budget.
+func fetchSizeHint(rows []catalog.BatchRow, from, budget int64, minOne bool) int64 {
+	var total, first int64
+	for _, row := range rows {
+		if row.LastOffset < from {
+			continue
+		}
+		if first == 0 {
+			first = row.ByteLength
+		}
+		total += row.ByteLength
+		if total >= budget && total >= first {
+			break
+		}
+	}
+	limit := budget
+	if minOne {
+		limit = max(limit, first)
+	}
+	return min(total, limit)
+}
+
+// fetchResponseSizeHint bounds the encoded size of resp from above: its
+// records plus a generous allowance for every other field.
+func fetchResponseSizeHint(resp *kmsg.FetchResponse) int {
+	n := 64
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		n += 32 + len(t.Topic)
+		for j := range t.Partitions {
+			p := &t.Partitions[j]
+			n += 64 + len(p.RecordBatches) + 24*len(p.AbortedTransactions)
+		}
+	}
+	return n
 }
 
 // readTailRow reads a row of the tail index through the tail cache. A
