@@ -113,6 +113,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer c.shutdown()
 	ownership := time.NewTicker(c.cfg.OwnershipCheckInterval)
 	defer ownership.Stop()
+	// Lag is computed apart from the timer loop: its catalog reads must
+	// not delay session expiries.
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		c.lagLoop(lagCtx)
+	}()
+	defer func() { stopLag(); <-lagDone }()
 	for {
 		wait := c.timers.untilNext(c.cfg.Now())
 		t := time.NewTimer(wait)

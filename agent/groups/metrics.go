@@ -16,6 +16,8 @@ type metrics struct {
 	commits          prometheus.Counter
 	commitSeconds    prometheus.Histogram
 	errors           *prometheus.CounterVec
+	// lag is nil without a registry (nothing would read it).
+	lag *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
@@ -50,6 +52,11 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 	if reg == nil {
 		return m
 	}
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "floe_groups_lag_records",
+		Help: "Records between a group's committed offsets and the high watermarks, summed over the topic's partitions (groups this coordinator holds; recomputed every 30s).",
+	}, []string{"group", "topic"})
+	reg.MustRegister(m.lag)
 	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_groups_groups",
