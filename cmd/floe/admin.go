@@ -91,6 +91,39 @@ func (f *adminFlags) validate() error {
 	return nil
 }
 
+// parse parses a subcommand's flags and positional names and validates the
+// common flags. noun names what the positional arguments are ("topic");
+// at least one is required. An empty noun means the command takes none.
+func (f *adminFlags) parse(fs *flag.FlagSet, args []string, cmd, noun string) ([]string, error) {
+	names, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case noun == "" && len(names) > 0:
+		return nil, fmt.Errorf("%s: unexpected arguments %q", cmd, names)
+	case noun != "" && len(names) == 0:
+		fs.Usage()
+		return nil, fmt.Errorf("%s: name at least one %s", cmd, noun)
+	}
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return names, nil
+}
+
+// open bounds ctx by --timeout and connects. done cancels the context and
+// closes the client.
+func (f *adminFlags) open(ctx context.Context) (context.Context, *kadm.Client, func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	adm, err := f.connect()
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, adm, func() { adm.Close(); cancel() }, nil
+}
+
 // connect opens a kadm client against the bootstrap list. The caller closes
 // it. kgo connects lazily, so an unreachable bootstrap shows up as the first
 // request's error, bounded by ctx.

@@ -51,15 +51,8 @@ func (a *adminCLI) cluster(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("cluster", "[flags]")
 	f.register(fs)
 	fs.BoolVar(&apis, "apis", false, "also list every API key and version range each agent serves")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
+	if _, err := f.parse(fs, args, "floe cluster", ""); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("floe cluster: unexpected arguments %q", pos)
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe cluster: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()

@@ -35,23 +35,14 @@ func (a *adminCLI) groupsList(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups list", "[flags]")
 	f.register(fs)
-	pos, err := parseArgs(fs, args)
+	if _, err := f.parse(fs, args, "floe groups list", ""); err != nil {
+		return err
+	}
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("floe groups list: unexpected arguments %q", pos)
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe groups list: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
-	if err != nil {
-		return err
-	}
-	defer adm.Close()
+	defer done()
 
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
@@ -107,24 +98,15 @@ func (a *adminCLI) groupsDescribe(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups describe", "GROUP... [flags]")
 	f.register(fs)
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe groups describe", "group")
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe groups describe: name at least one group")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe groups describe: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	lags, err := adm.Lag(ctx, names...)
 	if err != nil {
@@ -292,13 +274,11 @@ func (a *adminCLI) groupsResetOffsets(ctx context.Context, args []string) error 
 		return fmt.Errorf("floe groups reset-offsets: %w", err)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 	op := "floe groups reset-offsets " + group
 
 	// Kafka refuses to move the offsets of a group with live members (they
@@ -498,24 +478,15 @@ func (a *adminCLI) groupsDelete(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups delete", "GROUP... [flags]")
 	f.register(fs)
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe groups delete", "group")
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe groups delete: name at least one group")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe groups delete: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	resps, err := adm.DeleteGroups(ctx, names...)
 	if err != nil {

@@ -45,23 +45,14 @@ func (a *adminCLI) topicsList(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("topics list", "[flags]")
 	f.register(fs)
 	fs.BoolVar(&internal, "internal", false, "include internal topics")
-	pos, err := parseArgs(fs, args)
+	if _, err := f.parse(fs, args, "floe topics list", ""); err != nil {
+		return err
+	}
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("floe topics list: unexpected arguments %q", pos)
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe topics list: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
-	if err != nil {
-		return err
-	}
-	defer adm.Close()
+	defer done()
 
 	details, err := adm.ListTopicsWithInternal(ctx)
 	if err != nil {
@@ -112,16 +103,9 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 	fs.IntVar(&replication, "replication-factor", -1, "replication factor (-1: the broker's default; Floe ignores it: objects are replicated by the bucket)")
 	fs.Var(&configs, "config", "topic config `key=value` (repeatable), e.g. retention.ms=86400000")
 	fs.BoolVar(&validateOnly, "validate-only", false, "ask the broker to check the request without creating anything")
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe topics create", "topic")
 	if err != nil {
 		return err
-	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe topics create: name at least one topic")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe topics create: %w", err)
 	}
 	if partitions == 0 || partitions < -1 {
 		return fmt.Errorf("floe topics create: --partitions %d: want a positive count or -1", partitions)
@@ -135,13 +119,11 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 		cfg[k] = &v
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	create := adm.CreateTopics
 	if validateOnly {
@@ -233,24 +215,15 @@ func (a *adminCLI) topicsDescribe(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("topics describe", "TOPIC... [flags]")
 	f.register(fs)
 	fs.BoolVar(&allConfigs, "all-configs", false, "show every config, not only those set on the topic")
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe topics describe", "topic")
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe topics describe: name at least one topic")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe topics describe: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	details, err := adm.ListTopicsWithInternal(ctx, names...)
 	if err != nil {
@@ -413,16 +386,9 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 	fs.Var(&sets, "set", "set topic config `key=value` (repeatable)")
 	fs.Var(&deletes, "delete", "remove topic config `key`, reverting it to the default (repeatable)")
 	fs.BoolVar(&validateOnly, "validate-only", false, "ask the broker to check the request without changing anything")
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe topics alter", "topic")
 	if err != nil {
 		return err
-	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe topics alter: name at least one topic")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe topics alter: %w", err)
 	}
 	if partitions < 0 {
 		return fmt.Errorf("floe topics alter: --partitions %d: must be positive", partitions)
@@ -444,13 +410,11 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	// Each topic's outcome collects the partition and the config change.
 	results := make(map[string][]error, len(names))
@@ -508,24 +472,15 @@ func (a *adminCLI) topicsDelete(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("topics delete", "TOPIC... [flags]")
 	f.register(fs)
-	names, err := parseArgs(fs, args)
+	names, err := f.parse(fs, args, "floe topics delete", "topic")
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		fs.Usage()
-		return errors.New("floe topics delete: name at least one topic")
-	}
-	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe topics delete: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	adm, err := f.connect()
+	ctx, adm, done, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 
 	resps, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {
