@@ -1,19 +1,11 @@
 package compaction_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +68,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// row of each partition.
 	const parts, rounds = 4, 120
 	p := startAgent(t, bin, agentArgs("", "--compaction.disabled")...)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +95,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 		}
 	}
 	cl.Close()
-	p.stop()
+	p.Stop()
 
 	cat, err := postgres.Open(ctx, pg, catalog.Options{})
 	if err != nil {
@@ -127,7 +119,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// one partition's worth.
 	a := startAgent(t, bin, agentArgs("get=p50:20ms,p99:30ms", noGC...)...)
 	st.waitFor(30*time.Second, "A's first merge swap", func(s catalog.CompactionStats) bool { return s.Rows < before.Rows })
-	a.kill()
+	a.Kill()
 	mid := st.stats()
 	t.Logf("killed A mid-merge: rows %d → %d, objects %d → %d", before.Rows, mid.Rows, before.Objects, mid.Objects)
 	if mid.Rows <= parts {
@@ -138,7 +130,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// 3. B takes the shard leases once A's expire and finishes.
 	b := startAgent(t, bin, agentArgs("", noGC...)...)
 	merged := st.waitFor(30*time.Second, "B to finish the merge", func(s catalog.CompactionStats) bool { return s.Rows == parts })
-	b.stop()
+	b.Stop()
 	st.checkRowsStored("after B's merge")
 	if merged.Objects <= parts {
 		t.Fatalf("no merged-away objects left to collect: %+v", merged)
@@ -147,7 +139,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// 4. Kill C mid-sweep: every delete costs ~40ms.
 	c := startAgent(t, bin, agentArgs("delete=p50:40ms,p99:60ms", fastGC...)...)
 	st.waitFor(30*time.Second, "C's GC sweep to start", func(s catalog.CompactionStats) bool { return s.Tombstones >= 5 })
-	c.kill()
+	c.Kill()
 	mid = st.stats()
 	t.Logf("killed C mid-sweep: objects %d → %d, tombstones %d", merged.Objects, mid.Objects, mid.Tombstones)
 	if mid.Objects <= parts {
@@ -187,7 +179,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// Every acknowledged record reads back at its offset, through D
 	// alone (the others are gone from metadata once their heartbeats
 	// expire).
-	got := readAll(t, ctx, d.addr, topic, parts, rounds)
+	got := readAll(t, ctx, d.Addr, topic, parts, rounds)
 	for part := range int32(parts) {
 		if len(got[part]) != len(acked[part]) {
 			t.Errorf("partition %d: read %d records, %d acknowledged", part, len(got[part]), len(acked[part]))
@@ -328,117 +320,21 @@ func allHave(got map[int32]map[int64]string, want int) bool {
 	return true
 }
 
-// floeBinary builds cmd/floe into the test's temporary directory (the
-// build cache makes this a link step).
+// floeBinary builds cmd/floe into the test's temporary directory.
 func floeBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "floe")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/floebroker/floe/cmd/floe").CombinedOutput()
+	bin, err := floetest.BuildFloe(t.TempDir())
 	if err != nil {
-		t.Fatalf("building floe: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
 
 // floeProc is a running floe process.
-type floeProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	addr    string
-	exited  chan struct{}
-	exitErr error
-	mu      sync.Mutex
-	logs    strings.Builder
-}
+type floeProc = floetest.Process
 
-var startedRE = regexp.MustCompile(`msg="floe started".* listen=(\S+)`)
-
-// startAgent runs bin with args (text logs at info level) and waits until
-// its Kafka listener answers. The process is killed at cleanup.
+// startAgent runs bin with args and waits until it serves.
 func startAgent(t *testing.T, bin string, args ...string) *floeProc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start floe: %v", err)
-	}
-	p := &floeProc{t: t, cmd: cmd, exited: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := startedRE.FindStringSubmatch(line); m != nil {
-				addrCh <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("floe %v logs:\n%s", args[:1], p.logs.String())
-			p.mu.Unlock()
-		}
-	})
-	select {
-	case p.addr = <-addrCh:
-	case <-p.exited:
-		t.Fatalf("floe exited at start: %v", p.exitErr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("floe did not start in 30s")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", p.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("floe not reachable at %s", p.addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *floeProc) stop() {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-p.exited:
-		if p.exitErr != nil {
-			p.t.Fatalf("floe exited with %v after SIGTERM", p.exitErr)
-		}
-	case <-time.After(30 * time.Second):
-		p.t.Fatal("floe did not exit within 30s of SIGTERM")
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *floeProc) kill() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.t.Fatal("floe did not die after SIGKILL")
-	}
+	return floetest.StartProcess(t, bin, args...)
 }

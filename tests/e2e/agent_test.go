@@ -26,7 +26,7 @@ func TestAgentPostgresMinIO(t *testing.T) {
 			"--flush-interval", "10ms", "--auto-create-topics"}
 	}
 	p := startFloe(t, args()...)
-	prod := newClient(t, p.addr, kgo.DefaultProduceTopic("pgmin"), kgo.AllowAutoTopicCreation())
+	prod := newClient(t, p.Addr, kgo.DefaultProduceTopic("pgmin"), kgo.AllowAutoTopicCreation())
 	const n = 5000
 	for i := 0; i < n; i++ {
 		prod.Produce(ctx, &kgo.Record{Value: binary.BigEndian.AppendUint64(nil, uint64(i))}, func(_ *kgo.Record, err error) {
@@ -39,10 +39,10 @@ func TestAgentPostgresMinIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	prod.Close()
-	p.stop()
+	p.Stop()
 
 	p = startFloe(t, args()...)
-	got := consumeAll(t, ctx, p.addr, "pgmin")
+	got := consumeAll(t, ctx, p.Addr, "pgmin")
 	if len(got[0]) != n {
 		t.Fatalf("read %d of %d records", len(got[0]), n)
 	}
@@ -51,5 +51,5 @@ func TestAgentPostgresMinIO(t *testing.T) {
 			t.Fatalf("offset %d holds %d", i, v)
 		}
 	}
-	p.stop()
+	p.Stop()
 }

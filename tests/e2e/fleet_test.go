@@ -47,7 +47,7 @@ func TestFleetFailover(t *testing.T) {
 	}
 	var addrs []string
 	for _, p := range procs {
-		addrs = append(addrs, p.addr)
+		addrs = append(addrs, p.Addr)
 	}
 	seeds := kgo.SeedBrokers(addrs...)
 	// A fresh client per look: franz-go reuses a recent metadata answer.
@@ -161,7 +161,7 @@ func TestFleetFailover(t *testing.T) {
 	}
 	victim := -1
 	for i, p := range procs {
-		if p.addr == net.JoinHostPort(co.Host, strconv.Itoa(int(co.Port))) {
+		if p.Addr == net.JoinHostPort(co.Host, strconv.Itoa(int(co.Port))) {
 			victim = i
 		}
 	}
@@ -176,7 +176,7 @@ func TestFleetFailover(t *testing.T) {
 	ackedAtKill := len(acked)
 	cmu.Unlock()
 	mu.Unlock()
-	procs[victim].kill()
+	procs[victim].Kill()
 	killedAt := time.Now()
 	t.Logf("killed the coordinator (agent %d) with %d records acknowledged", victim, ackedAtKill)
 
@@ -254,17 +254,17 @@ func TestFleetFailover(t *testing.T) {
 			t.Fatalf("read from %s: %d records stored twice, %d acknowledged records missing", addr, dups, missing)
 		}
 	}
-	checkLog(survivors[0].addr)
+	checkLog(survivors[0].Addr)
 
 	// SIGTERM: the agent leaves the fleet and exits cleanly; the last one
 	// serves everything and lists only itself.
-	survivors[0].stop()
-	waitFor(t, 10*time.Second, "the last agent lists only itself", func() bool { return brokers(survivors[1].addr) == 1 })
-	if !strings.Contains(survivors[0].log(), "deregistered; serving until the fleet has noticed") {
+	survivors[0].Stop()
+	waitFor(t, 10*time.Second, "the last agent lists only itself", func() bool { return brokers(survivors[1].Addr) == 1 })
+	if !strings.Contains(survivors[0].Log(), "deregistered; serving until the fleet has noticed") {
 		t.Error("the stopped agent did not deregister before closing")
 	}
-	checkLog(survivors[1].addr)
-	survivors[1].stop()
+	checkLog(survivors[1].Addr)
+	survivors[1].Stop()
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {

@@ -3,20 +3,14 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/floebroker/floe/tests/floetest"
 )
 
 var floeBin string
@@ -27,11 +21,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	floeBin = filepath.Join(dir, "floe")
-	build := exec.Command("go", "build", "-o", floeBin, "github.com/floebroker/floe/cmd/floe")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building floe:", err)
+	floeBin, err = floetest.BuildFloe(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -40,19 +32,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running `floe dev`.
-type proc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-	// exited is closed when the process has exited, with exitErr set.
-	exited  chan struct{}
-	exitErr error
-	mu      sync.Mutex
-	logs    strings.Builder
-}
-
-var listenRE = regexp.MustCompile(`msg="floe started".* listen=(\S+)`)
+// proc is a running floe process.
+type proc = floetest.Process
 
 // startDev starts `floe dev` on data, listening on listen (host:port; port 0
 // picks one), and waits until it serves.
@@ -61,101 +42,10 @@ func startDev(t *testing.T, data, listen string, extra ...string) *proc {
 	return startFloe(t, append([]string{"dev", "--data", data, "--listen", listen, "--admin-listen", "", "--log-level", "info", "--flush-interval", "5ms"}, extra...)...)
 }
 
-// startFloe runs the floe binary with args (which must make it log at info
-// level in text format) and waits until its Kafka listener answers.
+// startFloe runs the floe binary with args and waits until it serves.
 func startFloe(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(floeBin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start floe: %v", err)
-	}
-	p := &proc{t: t, cmd: cmd, exited: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addrCh <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("floe logs:\n%s", p.log())
-		}
-	})
-	select {
-	case p.addr = <-addrCh:
-	case <-p.exited:
-		t.Fatalf("floe exited at start: %v\n%s", p.exitErr, p.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("floe did not start in 60s\n%s", p.log())
-	}
-	// "floe started" is logged once the listener exists; wait for the
-	// agent to answer.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", p.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("floe not reachable at %s", p.addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return p
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *proc) stop() {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-p.exited:
-		if p.exitErr != nil {
-			p.t.Fatalf("floe exited with %v after SIGTERM\n%s", p.exitErr, p.log())
-		}
-	case <-time.After(60 * time.Second):
-		p.t.Fatalf("floe did not exit within 60s of SIGTERM\n%s", p.log())
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.t.Fatal("floe did not die after SIGKILL")
-	}
+	return floetest.StartProcess(t, floeBin, args...)
 }
 
 // freePort returns a loopback address with a port free right now, for a

@@ -66,11 +66,11 @@ func TestDevRestartKeepsData(t *testing.T) {
 	data := t.TempDir()
 	ctx := testCtx(t, 2*time.Minute)
 	p := startDev(t, data, "127.0.0.1:0")
-	adm := kadm.NewClient(newClient(t, p.addr))
+	adm := kadm.NewClient(newClient(t, p.Addr))
 	if _, err := adm.CreateTopic(ctx, 3, -1, nil, "keep"); err != nil {
 		t.Fatal(err)
 	}
-	prod := newClient(t, p.addr, kgo.DefaultProduceTopic("keep"))
+	prod := newClient(t, p.Addr, kgo.DefaultProduceTopic("keep"))
 	const n = 3000
 	for i := 0; i < n; i++ {
 		r := &kgo.Record{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Value: binary.BigEndian.AppendUint64(nil, uint64(i))}
@@ -91,11 +91,11 @@ func TestDevRestartKeepsData(t *testing.T) {
 	}
 	prod.Close()
 	adm.Close()
-	p.stop()
+	p.Stop()
 
 	for round := 0; round < 2; round++ {
 		p = startDev(t, data, "127.0.0.1:0")
-		got := consumeAll(t, ctx, p.addr, "keep")
+		got := consumeAll(t, ctx, p.Addr, "keep")
 		seen := make(map[uint64]bool, n)
 		for _, vs := range got {
 			for _, v := range vs {
@@ -108,7 +108,7 @@ func TestDevRestartKeepsData(t *testing.T) {
 		if len(seen) != n {
 			t.Fatalf("after restart %d: %d of %d records", round+1, len(seen), n)
 		}
-		p.stop()
+		p.Stop()
 	}
 }
 
@@ -172,7 +172,7 @@ func TestKillDuringIdempotentProduce(t *testing.T) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
-	p.kill()
+	p.Kill()
 	mu.Lock()
 	ackedAtKill := len(acked)
 	mu.Unlock()
@@ -225,5 +225,5 @@ func TestKillDuringIdempotentProduce(t *testing.T) {
 		t.Fatalf("%d acknowledged records missing after the restart", missing)
 	}
 	t.Logf("%d acknowledged, %d stored, none duplicated", ackedCount, len(seen))
-	p.stop()
+	p.Stop()
 }
