@@ -76,11 +76,6 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Uploads, if set, tracks the flusher's Puts (its bucket is
-	// Uploads.Bucket of the agent's), so fetches of an object this agent
-	// is committing wait for OnCommitted to cache it instead of reading it
-	// back.
-	Uploads *Uploads
 }
 
 // Agent is one Kafka protocol server. Create it with New, then call Run or
@@ -101,7 +96,6 @@ type Agent struct {
 	// cache serves tail reads, catchup reads far behind it (cache.go).
 	cache   *rangeCache
 	catchup *rangeCache
-	uploads *Uploads
 
 	// members is the current view of the fleet (*membership).
 	members atomic.Pointer[membership]
@@ -148,7 +142,6 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		now:      deps.Now,
 		draining: make(chan struct{}),
 		conns:    make(map[*conn]struct{}),
-		uploads:  deps.Uploads,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -188,13 +181,19 @@ func (a *Agent) NodeID() int32 {
 // Ready reports whether the agent is registered and serving.
 func (a *Agent) Ready() bool { return a.ready.Load() }
 
-// OnCommitted is the flush.Config.OnCommitted hook: it warms the read cache
-// with the object this agent just wrote and adds the commit's rows to the
-// tail index, so consumers at the tail are served from memory. Safe for
-// concurrent use; cheap.
-func (a *Agent) OnCommitted(key string, obj []byte, rows []catalog.BatchRow) {
+// OnUploaded is the flush.Config.OnUploaded hook: it caches the object this
+// agent just put, before its commit, so that however this agent learns of
+// the commit (OnCommitted or the commit follower, whichever is first) the
+// partition's tail is served from memory with no GET. Safe for concurrent
+// use; cheap.
+func (a *Agent) OnUploaded(key string, obj []byte) {
 	a.cache.put(key, 0, obj)
-	a.uploads.finish(key)
+}
+
+// OnCommitted is the flush.Config.OnCommitted hook: it adds the commit's
+// rows to the tail index (the object is cached already, by OnUploaded).
+// Safe for concurrent use; cheap.
+func (a *Agent) OnCommitted(_ string, _ []byte, rows []catalog.BatchRow) {
 	a.tail.add(rows)
 }
 

@@ -392,8 +392,6 @@ func fetchResponseSizeHint(resp *kmsg.FetchResponse) int {
 // missing object means compaction replaced the row since it was looked up:
 // the partition's tail rows are dropped so the catalog is asked again.
 func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow) ([]byte, error) {
-	// An object this agent is committing is about to be cached whole.
-	a.uploads.wait(ctx, row.ObjectKey)
 	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, row.ByteOffset, row.ByteLength)
 	if errors.Is(err, objstore.ErrNotExist) {
 		a.tail.forget(row.TopicPartition)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -101,30 +100,5 @@ func TestLeaveView(t *testing.T) {
 		if err != nil || n == 2 {
 			t.Fatalf("group placed on %d (%v) while leaving", n, err)
 		}
-	}
-}
-
-func TestUploadsWait(t *testing.T) {
-	u := NewUploads()
-	ctx := context.Background()
-	if u.wait(ctx, "k") {
-		t.Fatal("an unknown key was pending")
-	}
-	u.start("k")
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		u.finish("k")
-	}()
-	start := time.Now()
-	if !u.wait(ctx, "k") || time.Since(start) > uploadWait/2 {
-		t.Fatalf("wait for a pending key returned after %v", time.Since(start))
-	}
-	if u.wait(ctx, "k") {
-		t.Fatal("a finished key is still pending")
-	}
-	var nilU *Uploads
-	nilU.finish("k")
-	if nilU.wait(ctx, "k") {
-		t.Fatal("a nil tracker waited")
 	}
 }

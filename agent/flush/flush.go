@@ -47,6 +47,11 @@ type Config struct {
 	// its read cache and tail index. It runs on the commit path: keep it
 	// fast, and do not modify obj.
 	OnCommitted func(key string, obj []byte, rows []catalog.BatchRow)
+	// OnUploaded, if set, is called after each successful Put of an object,
+	// before its commit, with the object's key and bytes, so the agent can
+	// cache the object before any agent (itself included) learns of the
+	// commit and reads it. Do not modify obj.
+	OnUploaded func(key string, obj []byte)
 	// MaxUploadAge bounds how old an upload may be when its commit is
 	// attempted: an older one (the catalog was unreachable for a while, or
 	// the upload happened in a previous process) is put again first. The
@@ -204,6 +209,9 @@ func (s *Sink) put(ctx context.Context, bu *built) error {
 	s.m.putSeconds.Observe(time.Since(start).Seconds())
 	s.m.objectBytes.Observe(float64(len(bu.obj)))
 	bu.uploaded = s.cfg.Now()
+	if s.cfg.OnUploaded != nil {
+		s.cfg.OnUploaded(bu.key, bu.obj)
+	}
 	return nil
 }
 

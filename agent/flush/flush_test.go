@@ -360,3 +360,40 @@ func TestWithWAL(t *testing.T) {
 		t.Fatalf("batch 1 is %q", got)
 	}
 }
+
+// OnUploaded sees the object, whole, before the commit that references it,
+// so an agent can cache it before anyone learns of the commit.
+func TestOnUploadedRunsBeforeCommit(t *testing.T) {
+	ctx := context.Background()
+	cat := newFakeCatalog()
+	var events []string
+	var cached []byte
+	s := New(Config{
+		Cluster: "c", AgentID: "x",
+		OnUploaded: func(key string, obj []byte) {
+			events = append(events, "uploaded")
+			cached = obj
+		},
+		OnCommitted: func(string, []byte, []catalog.BatchRow) {
+			if len(cat.segments) != 1 {
+				t.Error("OnCommitted before the catalog commit")
+			}
+			events = append(events, "committed")
+		},
+	}, mem.New(nil), cat, nil, nil)
+	if err := s.Upload(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || len(cat.segments) != 0 {
+		t.Fatalf("after Upload: events %v, %d commits", events, len(cat.segments))
+	}
+	if _, err := s.Commit(ctx, sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(events, []string{"uploaded", "committed"}) {
+		t.Fatalf("events %v", events)
+	}
+	if want := s.build(sealed()).obj; !bytes.Equal(cached, want) {
+		t.Fatal("OnUploaded got other bytes than the object put")
+	}
+}

@@ -215,7 +215,6 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	defer bkt.Close()
 
 	var ref atomic.Pointer[agent.Agent]
-	uploads := agent.NewUploads()
 	sink := flush.New(flush.Config{
 		Cluster: c.agent.ClusterID,
 		AgentID: c.agent.AgentID,
@@ -224,12 +223,17 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 				a.OnCommitted(key, obj, rows)
 			}
 		},
-	}, uploads.Bucket(bkt), cat, logger, reg)
+		OnUploaded: func(key string, obj []byte) {
+			if a := ref.Load(); a != nil {
+				a.OnUploaded(key, obj)
+			}
+		},
+	}, bkt, cat, logger, reg)
 	w, err := wal.Open(c.walConfig(logger, reg), sink)
 	if err != nil {
 		return fmt.Errorf("open WAL: %w", err)
 	}
-	ag, err := agent.New(c.agent, agent.Deps{Catalog: cat, Bucket: bkt, WAL: w, Logger: logger, Registerer: reg, Uploads: uploads})
+	ag, err := agent.New(c.agent, agent.Deps{Catalog: cat, Bucket: bkt, WAL: w, Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}

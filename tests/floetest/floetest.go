@@ -141,7 +141,6 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 	}
 
 	var ref atomic.Pointer[agent.Agent]
-	uploads := agent.NewUploads()
 	sink := flush.New(flush.Config{
 		Cluster: cfg.ClusterID,
 		AgentID: cfg.AgentID,
@@ -150,7 +149,12 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 				a.OnCommitted(key, obj, rows)
 			}
 		},
-	}, uploads.Bucket(bucket), cat, logger, opts.Registerer)
+		OnUploaded: func(key string, obj []byte) {
+			if a := ref.Load(); a != nil {
+				a.OnUploaded(key, obj)
+			}
+		},
+	}, bucket, cat, logger, opts.Registerer)
 	w, err := wal.Open(wal.Config{
 		Dir:           filepath.Join(opts.Dir, "wal"),
 		FlushInterval: opts.FlushInterval,
@@ -161,7 +165,7 @@ func start(t testing.TB, opts Options) (*Agent, error) {
 		cleanup()
 		return nil, err
 	}
-	ag, err := agent.New(cfg, agent.Deps{Catalog: cat, Bucket: bucket, WAL: w, Logger: logger, Registerer: opts.Registerer, Uploads: uploads})
+	ag, err := agent.New(cfg, agent.Deps{Catalog: cat, Bucket: bucket, WAL: w, Logger: logger, Registerer: opts.Registerer})
 	if err != nil {
 		cleanup()
 		return nil, err
