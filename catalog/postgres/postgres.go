@@ -2,13 +2,18 @@
 // sharing one database.
 //
 // Guarantees beyond catalog.Catalog's:
-//   - CommitSegment takes two round trips: unlocked reads, then one
-//     pipelined READ COMMITTED transaction that locks the touched partition
-//     rows in (topic id, partition) order with SELECT … FOR UPDATE, verifies
-//     the reads under the locks, writes every row in one statement, NOTIFYs
-//     the commit id and COMMITs (details in commit.go). The fixed lock order
-//     means agents never deadlock each other, and no client round trip
-//     happens while locks are held.
+//   - CommitSegment takes one round trip when the catalog remembers the
+//     producer state its segment needs (its own earlier commits verified
+//     it), two otherwise: unlocked reads, then one pipelined READ COMMITTED
+//     transaction that locks the touched partition rows in (topic id,
+//     partition) order with SELECT … FOR UPDATE, writes every row in one
+//     statement that also verifies, under the locks, everything the plan
+//     assumed (rolling back if not), NOTIFYs the commit id and COMMITs
+//     (details in commit.go). The fixed lock order means agents never
+//     deadlock each other, and no client round trip happens while locks
+//     are held. Commit transactions plan by index probes only (seq scans
+//     and hash joins are turned off for them), so a plan made while the
+//     tables were small cannot turn into full scans as they grow.
 //   - Commit ids are taken from a one-row counter updated inside the commit
 //     transaction, so they are assigned in commit order: a follower that has
 //     seen commit id N has seen every commit ≤ N (CommitsSince relies on it).
@@ -50,6 +55,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/internal/commitplan"
 	"github.com/floebroker/floe/catalog/internal/watchhub"
 )
 
@@ -69,6 +75,10 @@ type Catalog struct {
 	// alwaysLock makes every commit run in locked mode (tests compare the
 	// two modes).
 	alwaysLock bool
+	// states remembers the producer states and epochs this catalog's own
+	// commits verified, so a commit that knows them all skips round trip
+	// 1 (see "How a commit works" in commit.go).
+	states *commitplan.StateCache
 	// known caches how many partitions each topic is known to have, so a
 	// commit need not ask. A stale entry is harmless: the commit verifies
 	// existence under its locks and drops the entry on a conflict.
@@ -131,6 +141,7 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	// Operators (and tests) tell the long-lived LISTEN connection apart.
 	listenCfg.RuntimeParams["application_name"] = truncate(rp["application_name"], 56) + "/listen"
 	c := &Catalog{
+		states:  commitplan.NewStateCache(maxCachedStates),
 		pool:    pool,
 		connCfg: listenCfg,
 		opts:    opts,

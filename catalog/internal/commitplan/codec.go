@@ -117,13 +117,15 @@ func errCode(err error) byte {
 // never returns them.
 func EncodeResults(seg catalog.Segment, results []catalog.BatchResult) []byte {
 	parts := Partitions(seg)
-	index := make(map[catalog.TopicPartition]int, len(parts))
-	for i, tp := range parts {
-		index[tp] = i
-	}
-	buf := make([]byte, 0, 4+len(results)*8+len(parts)*16)
+	return EncodeResultsAt(results, len(parts), Positions(seg, parts))
+}
+
+// EncodeResultsAt is EncodeResults given the number of distinct partitions
+// and each batch's position among them (Positions).
+func EncodeResultsAt(results []catalog.BatchResult, nparts int, pos []int32) []byte {
+	buf := make([]byte, 0, 4+len(results)*8+nparts*16)
 	buf = append(buf, codecVersion)
-	buf = binary.AppendUvarint(buf, uint64(len(parts)))
+	buf = binary.AppendUvarint(buf, uint64(nparts))
 	buf = binary.AppendUvarint(buf, uint64(len(results)))
 	for i, r := range results {
 		code := byte(0)
@@ -134,7 +136,7 @@ func EncodeResults(seg catalog.Segment, results []catalog.BatchResult) []byte {
 			code = 1
 		}
 		buf = append(buf, code)
-		buf = binary.AppendUvarint(buf, uint64(index[seg.Batches[i].TopicPartition]))
+		buf = binary.AppendUvarint(buf, uint64(pos[i]))
 		buf = binary.AppendVarint(buf, r.BaseOffset)
 	}
 	return buf
@@ -219,12 +221,13 @@ func DecodeResults(b []byte) ([]catalog.BatchResult, error) {
 }
 
 // Resolve turns a plan's relative offsets absolute and fills log starts,
-// given the partitions' states at commit time (absent: did not exist).
-func Resolve(seg catalog.Segment, results []catalog.BatchResult, parts map[catalog.TopicPartition]PartitionState) []catalog.BatchResult {
+// given each batch's partition position (Positions) and the partitions'
+// states at commit time in that order.
+func Resolve(seg catalog.Segment, results []catalog.BatchResult, pos []int32, table []PartitionState) []catalog.BatchResult {
 	out := make([]catalog.BatchResult, len(results))
 	for i, r := range results {
 		if r.Err == nil {
-			p := parts[seg.Batches[i].TopicPartition]
+			p := table[pos[i]]
 			if IsRelative(r.BaseOffset) {
 				r.BaseOffset = r.BaseOffset - RelBase + p.NextOffset
 			}

@@ -10,6 +10,7 @@
 package commitplan
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"math"
@@ -130,6 +131,41 @@ func Partitions(seg catalog.Segment) []catalog.TopicPartition {
 	return slices.Compact(tps)
 }
 
+// Index finds partitions in a sorted list of distinct partitions (such as
+// Partitions' result); looking them up in order costs one comparison each.
+type Index struct {
+	tps  []catalog.TopicPartition
+	next int // where the last lookup ended + 1
+}
+
+// NewIndex returns an Index over tps, which must be sorted and distinct.
+func NewIndex(tps []catalog.TopicPartition) *Index { return &Index{tps: tps} }
+
+// Of returns the position of tp in the list, or -1.
+func (x *Index) Of(tp catalog.TopicPartition) int {
+	if x.next < len(x.tps) && x.tps[x.next] == tp {
+		x.next++
+		return x.next - 1
+	}
+	i, ok := slices.BinarySearchFunc(x.tps, tp, CompareTP)
+	if !ok {
+		return -1
+	}
+	x.next = i + 1
+	return i
+}
+
+// Positions returns the position of each batch's partition in tps, which
+// must hold every partition of seg (Partitions(seg)).
+func Positions(seg catalog.Segment, tps []catalog.TopicPartition) []int32 {
+	pos := make([]int32, len(seg.Batches))
+	x := NewIndex(tps)
+	for i, b := range seg.Batches {
+		pos[i] = int32(x.Of(b.TopicPartition))
+	}
+	return pos
+}
+
 // ProducerKeys returns the distinct (producer, partition) pairs of seg's
 // idempotent batches, sorted.
 func ProducerKeys(seg catalog.Segment) []ProducerKey {
@@ -139,7 +175,7 @@ func ProducerKeys(seg catalog.Segment) []ProducerKey {
 			keys = append(keys, ProducerKey{b.ProducerID, b.TopicPartition})
 		}
 	}
-	slices.SortFunc(keys, compareKey)
+	slices.SortFunc(keys, CompareKey)
 	return slices.Compact(keys)
 }
 
@@ -158,13 +194,14 @@ func ProducerIDs(seg catalog.Segment) []int64 {
 // CompareTP orders partitions as the catalog locks them: topic id bytes,
 // then partition number (PostgreSQL's uuid order is bytewise too).
 func CompareTP(a, b catalog.TopicPartition) int {
-	if c := slices.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
+	if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Partition, b.Partition)
 }
 
-func compareKey(a, b ProducerKey) int {
+// CompareKey orders producer keys: producer id, then partition.
+func CompareKey(a, b ProducerKey) int {
 	if c := cmp.Compare(a.ProducerID, b.ProducerID); c != 0 {
 		return c
 	}
@@ -174,20 +211,62 @@ func compareKey(a, b ProducerKey) int {
 // Build decides every batch of in.Segment.
 func Build(in Input) Plan {
 	n := len(in.Segment.Batches)
-	plan := Plan{Results: make([]catalog.BatchResult, n)}
-	parts := make(map[catalog.TopicPartition]Partition, len(in.Partitions))
-	for tp, p := range in.Partitions {
-		parts[tp] = p
+	plan := Plan{Results: make([]catalog.BatchResult, n), Rows: make([]Row, 0, n)}
+	// Working copies, made on first use; the output lists are collected in
+	// first-use order, already sorted when the segment's batches are
+	// (checking costs one pass).
+	type partAcc struct {
+		tp catalog.TopicPartition
+		Partition
+		moved bool
 	}
-	states := make(map[ProducerKey]ProducerState)
-	changed := make(map[ProducerKey]bool)
-	moved := make(map[catalog.TopicPartition]bool)
+	type stateAcc struct {
+		key ProducerKey
+		ProducerState
+		has     bool // a stored state exists or this commit wrote one
+		changed bool
+	}
+	parts := make(map[catalog.TopicPartition]*partAcc, len(in.Partitions))
+	states := make(map[ProducerKey]*stateAcc, len(in.States))
+	partSlab := make([]partAcc, 0, len(in.Partitions))
+	stateSlab := make([]stateAcc, 0, len(in.States))
+	var moved []*partAcc
+	var changed []*stateAcc
+	partOf := func(tp catalog.TopicPartition) *partAcc {
+		if p, ok := parts[tp]; ok {
+			return p
+		}
+		stored, ok := in.Partitions[tp]
+		if !ok {
+			parts[tp] = nil
+			return nil
+		}
+		partSlab = append(partSlab, partAcc{tp: tp, Partition: stored}) // never grows: one per entry of in.Partitions
+		p := &partSlab[len(partSlab)-1]
+		parts[tp] = p
+		return p
+	}
+	stateOf := func(key ProducerKey) *stateAcc {
+		if st, ok := states[key]; ok {
+			return st
+		}
+		stored, has := in.States[key]
+		var st *stateAcc
+		if len(stateSlab) < cap(stateSlab) {
+			stateSlab = append(stateSlab, stateAcc{key: key, ProducerState: stored, has: has})
+			st = &stateSlab[len(stateSlab)-1]
+		} else {
+			st = &stateAcc{key: key, ProducerState: stored, has: has}
+		}
+		states[key] = st
+		return st
+	}
 	lastStored := -1 // index of the batch that last extended plan.Rows
 
 	for i, b := range in.Segment.Batches {
 		res := &plan.Results[i]
-		p, ok := parts[b.TopicPartition]
-		if !ok {
+		p := partOf(b.TopicPartition)
+		if p == nil {
 			res.Err = catalog.ErrUnknownTopic
 			res.BaseOffset = -1
 			res.LogStartOffset = -1
@@ -195,16 +274,10 @@ func Build(in Input) Plan {
 		}
 		res.LogStartOffset = p.LogStart
 
-		var key ProducerKey
-		var st ProducerState
-		var hasState bool
+		var st *stateAcc
 		if b.ProducerID >= 0 {
-			key = ProducerKey{b.ProducerID, b.TopicPartition}
-			st, hasState = states[key]
-			if !hasState {
-				st, hasState = in.States[key]
-			}
-			dup, err := check(b, st, hasState, in.Epochs)
+			st = stateOf(ProducerKey{b.ProducerID, b.TopicPartition})
+			dup, err := check(b, st.ProducerState, st.has, in.Epochs)
 			if err != nil {
 				res.Err = err
 				res.BaseOffset = -1
@@ -220,12 +293,14 @@ func Build(in Input) Plan {
 		base := p.NextOffset
 		res.BaseOffset = base
 		p.NextOffset += int64(b.OffsetSpan)
-		parts[b.TopicPartition] = p
-		moved[b.TopicPartition] = true
+		if !p.moved {
+			p.moved = true
+			moved = append(moved, p)
+		}
 
-		if b.ProducerID >= 0 {
-			if !hasState || st.Epoch != b.ProducerEpoch {
-				st = ProducerState{Epoch: b.ProducerEpoch}
+		if st != nil {
+			if !st.has || st.Epoch != b.ProducerEpoch {
+				st.ProducerState = ProducerState{Epoch: b.ProducerEpoch}
 			}
 			entries := make([]SeqEntry, 0, MaxEntries)
 			if len(st.Entries) >= MaxEntries {
@@ -238,8 +313,11 @@ func Build(in Input) Plan {
 				LastSeq:    LastSequence(b.BaseSequence, b.OffsetSpan),
 				BaseOffset: base,
 			})
-			states[key] = st
-			changed[key] = true
+			st.has = true
+			if !st.changed {
+				st.changed = true
+				changed = append(changed, st)
+			}
 		}
 
 		if k := len(plan.Rows) - 1; k >= 0 && lastStored == i-1 && canExtend(plan.Rows[k], b, base) {
@@ -263,14 +341,20 @@ func Build(in Input) Plan {
 	}
 	// Commits never move a log start, so every result's LogStartOffset is
 	// already the value after the commit.
-	for tp := range moved {
-		plan.Partitions = append(plan.Partitions, PartitionUpdate{tp, parts[tp].NextOffset})
+	plan.Partitions = make([]PartitionUpdate, len(moved))
+	for i, p := range moved {
+		plan.Partitions[i] = PartitionUpdate{p.tp, p.NextOffset}
 	}
-	slices.SortFunc(plan.Partitions, func(a, b PartitionUpdate) int { return CompareTP(a.TopicPartition, b.TopicPartition) })
-	for key := range changed {
-		plan.States = append(plan.States, StateUpdate{key, states[key]})
+	if cmp := func(a, b PartitionUpdate) int { return CompareTP(a.TopicPartition, b.TopicPartition) }; !slices.IsSortedFunc(plan.Partitions, cmp) {
+		slices.SortFunc(plan.Partitions, cmp)
 	}
-	slices.SortFunc(plan.States, func(a, b StateUpdate) int { return compareKey(a.ProducerKey, b.ProducerKey) })
+	plan.States = make([]StateUpdate, len(changed))
+	for i, st := range changed {
+		plan.States[i] = StateUpdate{st.key, st.ProducerState}
+	}
+	if cmp := func(a, b StateUpdate) int { return CompareKey(a.ProducerKey, b.ProducerKey) }; !slices.IsSortedFunc(plan.States, cmp) {
+		slices.SortFunc(plan.States, cmp)
+	}
 	return plan
 }
 

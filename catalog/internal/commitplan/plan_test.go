@@ -261,7 +261,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(gotR, wantR) {
 		t.Fatalf("results: %v\n got %+v\nwant %+v", err, gotR, wantR)
 	}
-	resolved := Resolve(seg, results, map[catalog.TopicPartition]PartitionState{tpA: table[0], tpB: table[1]})
+	resolved := Resolve(seg, results, Positions(seg, Partitions(seg)), table)
 	if !reflect.DeepEqual(resolved, wantR) {
 		t.Fatalf("Resolve\n got %+v\nwant %+v", resolved, wantR)
 	}
@@ -309,4 +309,26 @@ func FuzzDecodeEntries(f *testing.F) {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})
+}
+
+func TestIndex(t *testing.T) {
+	tps := []catalog.TopicPartition{tpA, tpB, tpX}
+	x := NewIndex(tps)
+	for _, tt := range []struct {
+		tp   catalog.TopicPartition
+		want int
+	}{
+		{tpA, 0}, {tpB, 1}, {tpX, 2}, // in order
+		{tpB, 1}, {tpA, 0}, // out of order
+		{catalog.TopicPartition{TopicID: catalog.TopicID{1}, Partition: 7}, -1}, // absent
+		{tpX, 2},
+	} {
+		if got := x.Of(tt.tp); got != tt.want {
+			t.Errorf("Of(%v) = %d, want %d", tt.tp, got, tt.want)
+		}
+	}
+	seg := catalog.Segment{Batches: []catalog.BatchRef{ref(tpX, 0, 1, 1), ref(tpA, 1, 1, 1), ref(tpX, 2, 1, 1)}}
+	if got := Positions(seg, Partitions(seg)); !reflect.DeepEqual(got, []int32{1, 0, 1}) {
+		t.Errorf("Positions = %v", got)
+	}
 }
