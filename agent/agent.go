@@ -116,6 +116,8 @@ type Agent struct {
 	// handlers counts requests being handled, so shutdown can wait for
 	// them.
 	handlers sync.WaitGroup
+	// seal decides when the WAL's open buffer is sealed early (produce.go).
+	seal sealWatch
 
 	started atomic.Bool
 	ready   atomic.Bool

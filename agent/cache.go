@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 )
 
@@ -24,6 +25,25 @@ import (
 //     them. It has its own byte budget and a bound on its concurrent bucket
 //     reads, so a backfill can neither evict the tail nor take every
 //     connection to the bucket.
+//
+// A flushed segment object holds the rows of many partitions, and
+// consumers read each partition's row separately. A miss on a row of a
+// small object therefore reads the whole object (wholeObjectMaxBytes), so
+// one GET serves every partition's row of it, whichever consumer or fetch
+// asks first, and concurrent misses on the object wait for that one GET.
+// Large objects — compacted per-partition segments, up to hundreds of MiB
+// — are read by range: a row and the rows stored after it, prefetched.
+
+// wholeObjectMaxBytes caps the objects a miss reads whole: flushed
+// segments (8 MiB by default on S3, far less with a short flush interval)
+// but not compacted ones. A cache reads an object whole only if it is also
+// at most a sixteenth of the cache's budget (wholeMax), so the objects one
+// fetch brings in stay cached while the fetch's other partitions, and
+// other consumers, read their rows of them; and one partition read brings
+// in at most a quarter of the budget in whole objects (wholeWindow), so a
+// partition whose rows are thin slices of many objects cannot sweep the
+// cache: past that it reads ranges.
+const wholeObjectMaxBytes = 16 << 20
 
 // readTimeout bounds one bucket read. The read is shared by every waiter,
 // so it does not run on any one request's context.
@@ -82,6 +102,46 @@ func newRangeCache(maxBytes int64, concurrency int, m cacheMetrics) *rangeCache 
 	return c
 }
 
+// wholeMax is the largest object this cache reads whole.
+func (c *rangeCache) wholeMax() int64 { return min(wholeObjectMaxBytes, c.max/16) }
+
+// wholeWindow tracks the whole objects one partition read of a fetch
+// brings into a cache (see wholeObjectMaxBytes). The zero value reads
+// nothing whole.
+type wholeWindow struct {
+	c     *rangeCache
+	left  int64
+	taken map[string]struct{}
+}
+
+func (c *rangeCache) window() wholeWindow {
+	return wholeWindow{c: c, left: c.max / 4}
+}
+
+// span returns the range of row's object to read on a miss: the whole
+// object when it is small enough and the window has room, else the row's
+// own range (always for a nil window). An object taken before, or cached
+// or being read whole already, costs the window nothing.
+func (w *wholeWindow) span(row catalog.BatchRow) (off, length int64, whole bool) {
+	if w == nil || w.c == nil || row.ObjectSize <= 0 || row.ObjectSize > w.c.wholeMax() || row.ByteOffset+row.ByteLength > row.ObjectSize {
+		return row.ByteOffset, row.ByteLength, false
+	}
+	if _, ok := w.taken[row.ObjectKey]; !ok {
+		held := w.c.holds(row.ObjectKey, 0, row.ObjectSize)
+		if !held && row.ObjectSize > w.left {
+			return row.ByteOffset, row.ByteLength, false
+		}
+		if w.taken == nil {
+			w.taken = make(map[string]struct{})
+		}
+		w.taken[row.ObjectKey] = struct{}{}
+		if !held {
+			w.left -= row.ObjectSize
+		}
+	}
+	return 0, row.ObjectSize, true
+}
+
 func contains(off, length, innerOff, innerLen int64) bool {
 	return innerOff >= off && innerOff+innerLen <= off+length
 }
@@ -107,6 +167,16 @@ func (c *rangeCache) inflightLocked(key string, off, length int64) *cacheCall {
 		}
 	}
 	return nil
+}
+
+// holds reports whether the range is cached or being read.
+func (c *rangeCache) holds(key string, off, length int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.lookupLocked(key, off, length); ok {
+		return true
+	}
+	return c.inflightLocked(key, off, length) != nil
 }
 
 // peek returns the range if it is cached, without reading the bucket or

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
 )
 
@@ -145,5 +148,77 @@ func TestCatchUpReadsBounded(t *testing.T) {
 	}
 	if n := b.gets.Load(); n != 5 {
 		t.Fatalf("%d reads, want 5 (four ranges, one prefetch)", n)
+	}
+}
+
+// TestWholeObjectReads: misses on the rows of a small object read it whole
+// once, however many partitions and readers ask at once; objects over the
+// cache's whole-object limit, or of unknown size, are read by range; and
+// one window takes at most a quarter of the budget in whole objects.
+func TestWholeObjectReads(t *testing.T) {
+	ctx := context.Background()
+	mb := mem.New(nil)
+	put := func(key string, size int) {
+		if err := mb.Put(ctx, key, bytes.NewReader(bytes.Repeat([]byte{'x'}, size)), int64(size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newRangeCache(16_000, 0, newMetrics(nil).cache("catchup")) // whole up to 1,000 bytes
+	if c.wholeMax() != 1000 {
+		t.Fatalf("wholeMax %d, want a sixteenth of the budget", c.wholeMax())
+	}
+	row := func(key string, size, part int64) catalog.BatchRow {
+		return catalog.BatchRow{TopicPartition: catalog.TopicPartition{Partition: int32(part)}, ObjectKey: key,
+			ByteOffset: 100 + 200*part, ByteLength: 200, ObjectSize: size}
+	}
+	read := func(b objstore.BucketReader, w *wholeWindow, r catalog.BatchRow) {
+		t.Helper()
+		off, n, _ := w.span(r)
+		got, err := c.get(ctx, b, r.ObjectKey, r.ByteOffset, r.ByteLength, off, n)
+		if err != nil || int64(len(got)) != r.ByteLength {
+			t.Errorf("read %s row %d: %v, %d bytes", r.ObjectKey, r.Partition, err, len(got))
+		}
+	}
+
+	put("small", 1000)
+	b := &countingBucket{BucketReader: mb, delay: 20 * time.Millisecond}
+	var wg sync.WaitGroup
+	for range 3 { // three consumers
+		for p := range int64(4) { // four partitions of one object
+			wg.Go(func() {
+				w := c.window()
+				read(b, &w, row("small", 1000, p))
+			})
+		}
+	}
+	wg.Wait()
+	if n := b.gets.Load(); n != 1 {
+		t.Fatalf("%d GETs for the rows of one small object, want 1", n)
+	}
+
+	put("big", 1001)
+	put("unsized", 1000)
+	b = &countingBucket{BucketReader: mb}
+	w := c.window()
+	for p := range int64(4) {
+		read(b, &w, row("big", 1001, p))
+		read(b, &w, row("unsized", 0, p))
+	}
+	if n := b.gets.Load(); n != 8 {
+		t.Fatalf("%d GETs for four rows of a big and of an unsized object, want 8 (one per range)", n)
+	}
+
+	b = &countingBucket{BucketReader: mb}
+	w = c.window() // 4,000 bytes of whole objects
+	for i := range 5 {
+		put(fmt.Sprint("o", i), 1000)
+	}
+	for i := range 5 {
+		if _, _, whole := w.span(row(fmt.Sprint("o", i), 1000, 0)); whole != (i < 4) {
+			t.Fatalf("object %d read whole: %v; a window holds four", i, whole)
+		}
+	}
+	if _, _, whole := w.span(row("small", 1000, 2)); !whole {
+		t.Fatal("a cached object costs the window nothing, but was not read whole")
 	}
 }

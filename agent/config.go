@@ -52,6 +52,10 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// FetchMaxWait caps a fetch's MaxWaitMs long poll.
 	FetchMaxWait time.Duration
+	// FetchMaxBytes caps the record bytes of one fetch response whatever
+	// the client asks (Kafka's broker fetch.max.bytes); the first batch is
+	// returned whatever its size (KIP-74). Default DefaultFetchMaxBytes.
+	FetchMaxBytes int64
 	// AutoCreateTopics creates unknown topics on Metadata and Produce
 	// (Kafka's auto.create.topics.enable).
 	AutoCreateTopics bool
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 		MaxInflightPerConn:   32,
 		ProduceTimeout:       30 * time.Second,
 		FetchMaxWait:         30 * time.Second,
+		FetchMaxBytes:        DefaultFetchMaxBytes,
 		DefaultPartitions:    1,
 		HeartbeatInterval:    3 * time.Second,
 		AgentTTL:             15 * time.Second,
@@ -135,6 +140,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxInflightPerConn, "max-inflight-per-conn", c.MaxInflightPerConn, "requests of one connection handled or queued at once")
 	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", c.ProduceTimeout, "cap on a produce request's timeout")
 	fs.DurationVar(&c.FetchMaxWait, "fetch-max-wait", c.FetchMaxWait, "cap on a fetch request's long-poll wait")
+	fs.Int64Var(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "cap on the record bytes of one fetch response (Kafka's broker fetch.max.bytes); raise it for consumers far away (a round trip per response)")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics on metadata and produce requests")
 	fs.Func("default-partitions", fmt.Sprintf("partitions of auto-created topics (default %d)", c.DefaultPartitions), func(s string) error {
 		var v int32
@@ -191,6 +197,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = d.FetchMaxWait
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = d.FetchMaxBytes
 	}
 	if c.DefaultPartitions == 0 {
 		c.DefaultPartitions = d.DefaultPartitions
@@ -255,6 +264,9 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.name, d.v))
 		}
+	}
+	if c.FetchMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("fetch max bytes %d: must not be negative", c.FetchMaxBytes))
 	}
 	if c.MaxInflightPerConn < 0 {
 		errs = append(errs, fmt.Errorf("max inflight per conn %d: must not be negative", c.MaxInflightPerConn))

@@ -60,6 +60,11 @@ type conn struct {
 	lastActivity atomic.Int64 // unix nanos of the last complete read or write
 	stopping     atomic.Bool  // drain: read no further requests
 	closeOnce    sync.Once
+
+	// produce counts the connection's produce requests waiting for their
+	// acks, for early seals (sealWatch in produce.go, whose mutex guards
+	// it).
+	produce produceWaits
 }
 
 // pending is one request between reader and writer.
@@ -354,9 +359,18 @@ func (c *conn) writeLoop() {
 		if p.resp == nil {
 			continue
 		}
-		buf = appendResponse(buf[:0], p.hdr, p.resp)
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.a.cfg.WriteTimeout))
-		if _, err := c.nc.Write(buf); err != nil {
+		var err error
+		if fr, ok := p.resp.(*fetchResponse); ok {
+			// Records go from the cache to the socket (fetch_records.go).
+			bufs := fr.appendFrame(buf[:0], p.hdr)
+			buf = bufs[0][:0]
+			_, err = bufs.WriteTo(c.nc)
+		} else {
+			buf = appendResponse(buf[:0], p.hdr, p.resp)
+			_, err = c.nc.Write(buf)
+		}
+		if err != nil {
 			if c.ctx.Err() == nil {
 				c.a.log.Info("closing connection: write failed", "remote", c.remote, "err", err)
 			}
@@ -378,12 +392,19 @@ func appendResponse(dst []byte, hdr requestHeader, resp kmsg.Response) []byte {
 		// buffer copied them several times over.
 		dst = slices.Grow(dst, fetchResponseSizeHint(fr))
 	}
+	dst = appendResponseHeader(dst, hdr, resp)
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst, uint32(len(dst)-4))
+	return dst
+}
+
+// appendResponseHeader appends a frame's size (to be filled in),
+// correlation id and header tags (see appendResponse).
+func appendResponseHeader(dst []byte, hdr requestHeader, resp kmsg.Response) []byte {
 	dst = append(dst, 0, 0, 0, 0)
 	dst = kbin.AppendInt32(dst, hdr.correlationID)
 	if resp.IsFlexible() && hdr.key != apiVersionsKey {
 		dst = append(dst, 0)
 	}
-	dst = resp.AppendTo(dst)
-	binary.BigEndian.PutUint32(dst, uint32(len(dst)-4))
 	return dst
 }

@@ -1,41 +1,13 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/floebroker/floe/catalog"
 )
-
-func TestFetchSizeHint(t *testing.T) {
-	rows := []catalog.BatchRow{
-		{BaseOffset: 0, LastOffset: 9, ByteLength: 100},
-		{BaseOffset: 10, LastOffset: 19, ByteLength: 200},
-		{BaseOffset: 20, LastOffset: 29, ByteLength: 300},
-	}
-	for _, tc := range []struct {
-		name   string
-		from   int64
-		budget int64
-		minOne bool
-		want   int64
-	}{
-		{"all fit", 0, 1 << 20, false, 600},
-		{"from skips rows below", 10, 1 << 20, false, 500},
-		{"budget caps", 0, 250, false, 250},
-		{"zero budget", 0, 0, false, 0},
-		{"min one over budget", 10, 50, true, 200},
-		{"min one within budget", 0, 350, true, 350},
-		{"past the rows", 30, 1 << 20, true, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := fetchSizeHint(rows, tc.from, tc.budget, tc.minOne); got != tc.want {
-				t.Fatalf("fetchSizeHint(from %d, budget %d, minOne %v) = %d, want %d", tc.from, tc.budget, tc.minOne, got, tc.want)
-			}
-		})
-	}
-}
 
 // The hint must cover the encoded response, or the encoder grows the
 // buffer (correct, but the copy the hint exists to avoid).
@@ -61,5 +33,114 @@ func TestFetchResponseSizeHintCoversEncoding(t *testing.T) {
 		if n := len(appendResponse(nil, hdr, resp)); n > hint {
 			t.Errorf("v%d: encoded %d bytes, hint %d", version, n, hint)
 		}
+	}
+}
+
+// TestFetchFrame: a Fetch response whose records refer to cached bytes is
+// written as exactly the frame kmsg encodes with the records copied in,
+// at every version (int32 and uvarint length prefixes), with each batch's
+// base offset patched and the cached bytes left as they were.
+func TestFetchFrame(t *testing.T) {
+	small := makeBatch(t, testBatch{records: 3})
+	big := makeBatch(t, testBatch{records: 1000})
+	if len(big) < recordsCopyBelow || len(small) >= recordsCopyBelow {
+		t.Fatalf("batches of %d and %d bytes do not cover both sides of %d", len(small), len(big), recordsCopyBelow)
+	}
+	var stored []byte
+	for _, b := range [][]byte{small, big, small, big, big} {
+		stored = append(stored, b...)
+	}
+	orig := bytes.Clone(stored)
+
+	// fill adds the stored row (served from base) to rec and returns the
+	// bytes it must serve.
+	fill := func(rec *records, base int64) []byte {
+		var want []byte
+		err := forEachStoredBatch(stored, base, func(batch []byte, off int64, _ batchHeader) bool {
+			rec.add(batch, off)
+			c := bytes.Clone(batch)
+			patchBaseOffset(c, off)
+			want = append(want, c...)
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return want
+	}
+	for _, version := range []int16{4, 7, 11, 12, 13, 16, 18} {
+		fr := &fetchResponse{FetchResponse: kmsg.NewPtrFetchResponse()}
+		fr.SetVersion(version)
+		want := kmsg.NewPtrFetchResponse()
+		want.SetVersion(version)
+		for ti, bases := range [][]int64{{100, -1, 0}, {-1}, {5000}} {
+			ot := kmsg.NewFetchResponseTopic()
+			ot.Topic = fmt.Sprintf("topic-%d", ti)
+			ot.TopicID[0] = byte(ti + 1)
+			fr.recs = append(fr.recs, make([]records, len(bases)))
+			for pi, base := range bases {
+				op := kmsg.NewFetchResponseTopicPartition()
+				op.Partition = int32(pi)
+				op.HighWatermark, op.LastStableOffset, op.LogStartOffset = 1<<20, 1<<20, 3
+				op.RecordBatches = []byte{}
+				wp := op
+				if base >= 0 {
+					wp.RecordBatches = fill(&fr.recs[ti][pi], base)
+				} else {
+					op.ErrorCode, wp.ErrorCode = 1, 1
+				}
+				ot.Partitions = append(ot.Partitions, op)
+				wt := &want.Topics
+				if len(*wt) == ti {
+					*wt = append(*wt, kmsg.FetchResponseTopic{Topic: ot.Topic, TopicID: ot.TopicID})
+				}
+				(*wt)[ti].Partitions = append((*wt)[ti].Partitions, wp)
+			}
+			fr.Topics = append(fr.Topics, ot)
+		}
+		hdr := requestHeader{key: 1, version: version, correlationID: 42}
+		bufs := fr.appendFrame(nil, hdr)
+		got := bytes.Join(bufs, nil)
+		if exp := appendResponse(nil, hdr, want); !bytes.Equal(got, exp) {
+			t.Fatalf("v%d: frame of %d bytes differs from kmsg's encoding of %d bytes", version, len(got), len(exp))
+		}
+		if len(bufs) < 4 {
+			t.Errorf("v%d: %d buffers: records were copied, not referenced", version, len(bufs))
+		}
+		// The response still encodes (copying) for any other writer.
+		if exp := appendResponse(nil, hdr, want); !bytes.Equal(appendResponse(nil, hdr, fr), exp) {
+			t.Fatalf("v%d: AppendTo differs from kmsg's encoding", version)
+		}
+	}
+	if !bytes.Equal(stored, orig) {
+		t.Fatal("serving the records modified the cached bytes")
+	}
+}
+
+// TestRecordsAdd: batches whose base offset is already right are
+// referenced, small ones copied, large ones referenced after a patched
+// base offset, and adjacent pieces merge.
+func TestRecordsAdd(t *testing.T) {
+	small := makeBatch(t, testBatch{records: 2})
+	big := makeBatch(t, testBatch{records: 1000})
+	var r records
+	r.add(big, 0) // stored base 0: referenced whole
+	r.add(small, 9)
+	r.add(small, 11) // copied after the previous copy: one arena piece
+	r.add(big, 13)   // patched base, then the rest referenced
+	want := []int{len(big), 2*len(small) + 8, len(big) - 8}
+	if len(r.segs) != len(want) {
+		t.Fatalf("%d slices, want %d", len(r.segs), len(want))
+	}
+	for i, s := range r.segs {
+		if len(s) != want[i] {
+			t.Errorf("slice %d: %d bytes, want %d", i, len(s), want[i])
+		}
+	}
+	if r.n != int64(2*len(big)+2*len(small)) || int64(len(r.bytes())) != r.n {
+		t.Fatalf("n = %d, bytes %d", r.n, len(r.bytes()))
+	}
+	if got := int64(binary.BigEndian.Uint64(r.segs[1][len(small):])); got != 11 {
+		t.Fatalf("second copied batch has base %d, want 11", got)
 	}
 }

@@ -6,7 +6,9 @@ package agent
 // Differences from Kafka:
 //   - acks=1 and acks=-1 both answer only after the batch's segment object
 //     is in the bucket and its offsets are committed (the one rule), so a
-//     produce takes at least one flush interval.
+//     produce waits for its buffer's seal: up to one flush interval, less
+//     when every producer with data in the buffer has its in-flight window
+//     full (sealWatch below), then one PUT and one commit.
 //   - The batch is validated without decompressing it: header, lengths,
 //     CRC-32C, count against lastOffsetDelta, and (uncompressed batches
 //     only) that the records parse. Kafka also decompresses and checks
@@ -28,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -110,11 +113,22 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 
 	var ack *wal.Ack
 	var appendErr error
+	waiting := false // counted in r.conn.produce until answered
+	idempotent := allIdempotent(entries)
 	r.inOrder(func() {
 		if len(entries) > 0 {
 			ack, appendErr = a.wal.Append(ctx, entries)
+			if appendErr == nil && req.Acks != 0 {
+				waiting = true
+				if buf := ack.Buffer(); a.seal.appended(r.conn, buf, idempotent) {
+					a.wal.SealEarly(buf)
+				}
+			}
 		}
 	})
+	if waiting {
+		defer a.seal.answered(r.conn, idempotent)
+	}
 
 	var results []catalog.BatchResult
 	var waitErr error
@@ -153,6 +167,139 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 		return nil, nil
 	}
 	return resp, nil
+}
+
+// produceWindow is how many produce requests an idempotent producer keeps
+// in flight on one connection: franz-go, the Java client and librdkafka
+// all stop at 5, the most a Kafka broker deduplicates (it remembers the
+// last five batches per producer and partition). A connection with this
+// many idempotent produce requests waiting for their acks sends no more
+// produce data until one is answered.
+const produceWindow = 5
+
+// produceWaits is one connection's produce requests waiting for their
+// acks (appended to the WAL, not yet answered; acks=0 requests never
+// wait). plain counts those with a non-idempotent batch; answered is set
+// once one of its produce requests has been answered.
+type produceWaits struct {
+	waiting, plain int
+	answered       bool
+}
+
+// blocked reports whether the connection will send no more produce data
+// before an answer: its window is full. Only idempotent producers are known
+// to stop at produceWindow; others may allow any number (librdkafka a
+// million), so they are never blocked. Before its first answer the window
+// counts as one request: franz-go sends a single produce request on a new
+// connection until it is answered (it learns from the answer that the
+// broker deduplicates five), so holding that request for the flush interval
+// would stall the producer's start. A client that does send more loses
+// nothing but one extra PUT per connection.
+func (p produceWaits) blocked() bool {
+	if p.plain > 0 {
+		return false
+	}
+	return p.waiting >= produceWindow || (!p.answered && p.waiting > 0)
+}
+
+// sealWatch decides when the WAL's open buffer is worth sealing before its
+// flush interval ends. A producer whose window is full waits for acks, and
+// those come only once the buffer holding its data is sealed, uploaded and
+// committed. When every connection with data in the open buffer is
+// blocked like that, nothing more will arrive from them, so holding the
+// buffer open only adds latency: sealWatch says so and the produce handler
+// asks the WAL to seal it (wal.Log.SealEarly), which the WAL does no
+// sooner than its minimum flush interval after the previous seal, keeping
+// PUTs per second bounded. A producer that is not blocked (a trickle, a
+// big window, a client still filling its window) keeps the buffer open
+// for the flush interval, as before. acks=0 data is not tracked: nobody
+// waits for it, so it neither holds a buffer open nor seals one.
+//
+// It follows the newest buffer an append landed in, the connections with
+// data in it and how many of them are not blocked; each connection's
+// produceWaits changes under its mutex. The zero value is ready to use.
+type sealWatch struct {
+	mu    sync.Mutex
+	buf   uint64             // newest buffer an append landed in
+	conns map[*conn]struct{} // connections with data in buf
+	open  int                // of conns, those not blocked
+	asked bool               // appended returned true for buf
+}
+
+// appended counts c's produce request, just appended to buffer buf, as
+// waiting for its ack, and reports whether buf should be sealed now. Call
+// it in the connection's request order; call answered once the request
+// stops waiting.
+func (w *sealWatch) appended(c *conn, buf uint64, idempotent bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conns == nil || buf > w.buf {
+		// A newer buffer: the previous one has been sealed.
+		if w.conns == nil {
+			w.conns = make(map[*conn]struct{})
+		}
+		clear(w.conns)
+		w.buf, w.open, w.asked = buf, 0, false
+	}
+	w.update(c, func(p *produceWaits) {
+		p.waiting++
+		if !idempotent {
+			p.plain++
+		}
+	})
+	if buf < w.buf {
+		return false // sealed already: a later buffer has data
+	}
+	if _, ok := w.conns[c]; !ok {
+		w.conns[c] = struct{}{}
+		if !c.produce.blocked() {
+			w.open++
+		}
+	}
+	if w.open > 0 || w.asked {
+		return false
+	}
+	w.asked = true
+	return true
+}
+
+// answered counts c's produce request as no longer waiting.
+func (w *sealWatch) answered(c *conn, idempotent bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.update(c, func(p *produceWaits) {
+		p.waiting--
+		if !idempotent {
+			p.plain--
+		}
+		p.answered = true
+	})
+}
+
+// update applies f to c's counts and keeps open right if c has data in the
+// newest buffer.
+func (w *sealWatch) update(c *conn, f func(*produceWaits)) {
+	was := c.produce.blocked()
+	f(&c.produce)
+	now := c.produce.blocked()
+	if _, ok := w.conns[c]; !ok || was == now {
+		return
+	}
+	if now {
+		w.open--
+	} else {
+		w.open++
+	}
+}
+
+// allIdempotent reports whether every entry carries a producer id.
+func allIdempotent(entries []wal.Entry) bool {
+	for i := range entries {
+		if entries[i].ProducerID < 0 {
+			return false
+		}
+	}
+	return len(entries) > 0
 }
 
 // produceTopic resolves a request topic by name (v0-12) or id (v13+),

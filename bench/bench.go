@@ -94,9 +94,12 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.Runs < 1 {
 		o.Runs = 1
 	}
-	setups := allSetups(o)
-	var results []Result
-	for _, s := range setups {
+	var (
+		results []Result
+		active  []setup
+		slot    []int // active[k]'s index in results
+	)
+	for _, s := range allSetups(o) {
 		if len(o.Setups) > 0 && !contains(o.Setups, s.name) {
 			continue
 		}
@@ -104,17 +107,36 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 			results = append(results, Result{Setup: s.name, Skipped: why})
 			continue
 		}
-		var runs []run
-		for i := 0; i < o.Runs; i++ {
+		active = append(active, s)
+		slot = append(slot, len(results))
+		results = append(results, Result{Setup: s.name})
+	}
+	// Rounds run every setup once, so each setup's runs and kfake's are
+	// spread over the same minutes: on a shared machine, load that comes
+	// and goes then affects the ratios to kfake far less than when every
+	// kfake run came first.
+	runs := make([][]run, len(active))
+	summarizeAll := func() {
+		for k, s := range active {
+			if len(runs[k]) == 0 {
+				results[slot[k]].Skipped = "not run: an earlier run failed"
+				continue
+			}
+			results[slot[k]] = summarize(s, runs[k])
+		}
+	}
+	for i := 0; i < o.Runs; i++ {
+		for k, s := range active {
 			o.Logger.Info("bench: run", "setup", s.name, "run", i+1, "of", o.Runs)
 			r, err := runOnce(ctx, o, s)
 			if err != nil {
+				summarizeAll()
 				return results, fmt.Errorf("bench: %s run %d: %w", s.name, i+1, err)
 			}
-			runs = append(runs, r)
+			runs[k] = append(runs[k], r)
 		}
-		results = append(results, summarize(s, runs))
 	}
+	summarizeAll()
 	return results, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -104,16 +105,21 @@ func startKfake(context.Context) (*target, error) {
 
 var bucketSeq int
 
-// startFloeS3 starts `floe agent` on the shared PostgreSQL and a fresh MinIO
-// bucket reached through the S3 backend.
+// startFloeS3 starts `floe agent` on a fresh schema of the shared PostgreSQL
+// and a fresh MinIO bucket reached through the S3 backend.
 func startFloeS3(ctx context.Context, o Options, extraQuery string, extra []string) (*target, error) {
 	bucketSeq++
 	bucket := fmt.Sprintf("floe-bench-%d-%d", time.Now().Unix(), bucketSeq)
+	catalogURL, dropSchema, err := freshSchema(ctx, o.PostgresURL, fmt.Sprintf("floe_bench_%d_%d_%d", time.Now().Unix(), os.Getpid(), bucketSeq))
+	if err != nil {
+		return nil, err
+	}
 	mc, err := minio.New(o.MinIOAddr, &minio.Options{Creds: credentials.NewStaticV4(o.MinIOKey, o.MinIOSecret, "")})
 	if err != nil {
 		return nil, err
 	}
 	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
+		dropSchema()
 		return nil, fmt.Errorf("make bucket: %w", err)
 	}
 	q := url.Values{}
@@ -124,9 +130,54 @@ func startFloeS3(ctx context.Context, o Options, extraQuery string, extra []stri
 	if extraQuery != "" {
 		u += "&" + extraQuery
 	}
-	args := append([]string{"--catalog", o.PostgresURL, "--bucket", u, "--cluster", bucket}, extra...)
+	args := append([]string{"--catalog", catalogURL, "--bucket", u, "--cluster", bucket}, extra...)
 	env := []string{"AWS_ACCESS_KEY_ID=" + o.MinIOKey, "AWS_SECRET_ACCESS_KEY=" + o.MinIOSecret, "AWS_REGION=us-east-1"}
-	return startFloe(ctx, o, "agent", args, env...)
+	t, err := startFloe(ctx, o, "agent", args, env...)
+	if err != nil {
+		dropSchema()
+		return nil, err
+	}
+	stop := t.stop
+	t.stop = func() {
+		stop()
+		dropSchema()
+	}
+	return t, nil
+}
+
+// freshSchema creates schema in the database base names and returns a URL
+// whose connections use it, and a func that drops it. Agents sharing one
+// catalog form one fleet (Metadata lists them all, partitions are spread
+// over them), so a run on the database itself would join the agents of any
+// other run on it — a harness someone else started on the same services —
+// and send fetches to an agent that cannot read this run's bucket.
+func freshSchema(ctx context.Context, base, schema string) (string, func(), error) {
+	exec := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, fmt.Errorf("bench: create schema %s: %w", schema, err)
+	}
+	drop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, fmt.Errorf("bench: parse the PostgreSQL URL: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
 }
 
 func startFloe(ctx context.Context, o Options, mode string, args []string, env ...string) (*target, error) {

@@ -156,6 +156,12 @@ type BatchRow struct {
 	Records      int32
 	MaxTimestamp int64
 	CommitID     int64
+	// ObjectSize is the size in bytes of the whole object ObjectKey names,
+	// so a reader can choose between reading the object once and reading
+	// the row's range. Filled by every lookup that returns rows (Batches,
+	// BatchForTimestamp, MaxTimestampBatch, CommitsSince); 0 means
+	// unknown. Ignored in a RowSwap's rows.
+	ObjectSize int64
 }
 
 // GroupOffset is one committed consumer offset.

@@ -45,6 +45,7 @@ type Log struct {
 		entropy  io.Reader // ULID entropy, monotonic within a millisecond
 		nextSeq  uint64
 		cur      *buffer   // open buffer, nil when nothing is buffered
+		lastSeal time.Time // when the previous buffer was sealed (zero: none yet)
 		sealed   []*buffer // sealed, not yet released, in seal order
 		started  int       // sealed[:started] are uploading or committing
 		buffered int64     // batch bytes not yet released
@@ -61,6 +62,9 @@ type buffer struct {
 	file     File   // open while the buffer is; nil once sealed
 	sealed   Sealed
 	deadline time.Time // seal by then
+	// early is set by SealEarly: seal as soon as FlushMinInterval has
+	// passed since the previous seal.
+	early    bool
 	sealedAt time.Time
 
 	uploaded  chan struct{} // closed when upload (and fsync) ended
@@ -88,6 +92,15 @@ type Ack struct {
 	b          *buffer
 	start, end int
 }
+
+// noBuffer is the Buffer of an Append of no entries.
+const noBuffer = ^uint64(0)
+
+// Buffer identifies the buffer holding the appended entries, for
+// SealEarly. Buffers are numbered in the order they open (and are sealed),
+// so a larger number is a later buffer. An Append of no entries has no
+// buffer: its Buffer matches none.
+func (a *Ack) Buffer() uint64 { return a.b.seq }
 
 // Wait returns one result per appended entry, in order, once that buffer's
 // commit returned. A per-entry catalog error (an out-of-order sequence, a
@@ -206,7 +219,7 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 	}
 	defer l.mu.Unlock()
 	if len(entries) == 0 {
-		b := &buffer{done: make(chan struct{})}
+		b := &buffer{seq: noBuffer, done: make(chan struct{})}
 		b.resolve(nil, nil)
 		return &Ack{b: b}, nil
 	}
@@ -257,7 +270,20 @@ func (l *Log) openBufferLocked() (*buffer, error) {
 	h := fileHeader{seq: l.mu.nextSeq, created: now.UnixNano(), id: id}
 	l.mu.nextSeq++
 	b := newBuffer(l.cfg.Dir, h)
-	b.deadline = now.Add(l.cfg.FlushInterval)
+	// A buffer opened within FlushInterval of the previous seal falls due
+	// FlushInterval after that seal, not after its own first append: an
+	// appender that waits for its acks before sending more (a Kafka
+	// client whose in-flight window is full) appends again only once the
+	// previous buffer is committed, and counting the interval from then
+	// would add the upload and the commit to every cycle. After a longer
+	// pause the interval counts from the first append, so the first
+	// records after idle still wait for company (and a burst is not split
+	// into a lone first buffer and the rest). Seals stay at least
+	// FlushInterval apart either way.
+	b.deadline = l.mu.lastSeal.Add(l.cfg.FlushInterval)
+	if !now.Before(b.deadline) {
+		b.deadline = now.Add(l.cfg.FlushInterval)
+	}
 	f, err := l.fs.OpenFile(b.tmpPath(), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", b.tmpPath(), err)
@@ -313,8 +339,10 @@ func (l *Log) wake(ch chan struct{}) {
 	}
 }
 
-// Run is the flusher. It seals the open buffer every FlushInterval after its
-// first append or once it holds FlushBytes (never when empty), uploads up to
+// Run is the flusher. It seals the open buffer (never an empty one) once it
+// holds FlushBytes; FlushInterval after the previous seal, or after its
+// first append if it opened later than that; or FlushMinInterval after the
+// previous seal when SealEarly asked for it. It uploads up to
 // MaxInflight buffers at once while fsyncing them, commits them in seal
 // order, resolves their acks and deletes their files.
 //
@@ -391,13 +419,16 @@ func (l *Log) step(ctx context.Context, wg *sync.WaitGroup, commitQ chan<- *buff
 	// behind them, and only when it can start uploading at once, so under
 	// back-pressure the open buffer grows (fewer, larger objects).
 	if b := l.mu.cur; b != nil {
-		due := draining || b.sealed.Bytes >= l.cfg.FlushBytes || !l.now().Before(b.deadline)
-		if !due {
-			next = b.deadline
+		now := l.now()
+		reason, at := l.dueLocked(b, now, draining)
+		if reason == "" {
+			next = at
 		} else if l.mu.started == len(l.mu.sealed) && l.mu.started < l.cfg.MaxInflight {
 			l.mu.cur = nil
-			b.sealedAt = l.now()
+			b.sealedAt = now
+			l.mu.lastSeal = now
 			l.mu.sealed = append(l.mu.sealed, b)
+			l.m.seals.WithLabelValues(reason).Inc()
 			l.m.flushBytes.Observe(float64(b.sealed.Bytes))
 			l.m.flushEntries.Observe(float64(len(b.sealed.Entries)))
 		}
@@ -409,6 +440,61 @@ func (l *Log) step(ctx context.Context, wg *sync.WaitGroup, commitQ chan<- *buff
 		wg.Go(func() { l.upload(ctx, b) })
 	}
 	return l.mu.cur == nil && len(l.mu.sealed) == 0, next
+}
+
+// dueLocked says why the open buffer b is due at now ("" if it is not),
+// and otherwise when it falls due.
+func (l *Log) dueLocked(b *buffer, now time.Time, draining bool) (reason string, at time.Time) {
+	at = b.deadline
+	if b.early {
+		at = minTime(at, l.mu.lastSeal.Add(l.cfg.FlushMinInterval))
+	}
+	switch {
+	case draining:
+		return sealDrain, at
+	case b.sealed.Bytes >= l.cfg.FlushBytes:
+		return sealBytes, at
+	case !now.Before(b.deadline):
+		return sealInterval, at
+	case !now.Before(at):
+		return sealEarly, at
+	}
+	return "", at
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// Why a buffer was sealed (the reason label of floe_wal_seals_total).
+const (
+	sealInterval = "interval"
+	sealBytes    = "bytes"
+	sealEarly    = "early"
+	sealDrain    = "drain"
+)
+
+// SealEarly asks the flusher to seal buffer buf (an Ack's Buffer) as soon
+// as FlushMinInterval has passed since the previous seal, instead of
+// waiting for FlushInterval. The caller knows that holding buf open is
+// pointless: everyone with entries in it waits for them to be committed
+// before appending more. It does nothing if buf is no longer the open
+// buffer. The request stands until buf is sealed, even if other appends
+// land in buf meanwhile. With FlushMinInterval >= FlushInterval it does
+// nothing. Safe for concurrent use; never blocks on I/O.
+func (l *Log) SealEarly(buf uint64) {
+	if l.cfg.FlushMinInterval >= l.cfg.FlushInterval {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.mu.cur; b != nil && b.seq == buf && !b.early {
+		b.early = true
+		l.wake(l.kick)
+	}
 }
 
 // upload fsyncs and publishes b's file while the sink uploads it.

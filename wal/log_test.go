@@ -524,6 +524,8 @@ func TestConfig(t *testing.T) {
 		{"defaults", Config{Dir: "d"}, true},
 		{"no dir", Config{}, false},
 		{"negative interval", Config{Dir: "d", FlushInterval: -1}, false},
+		{"negative min interval", Config{Dir: "d", FlushMinInterval: -1}, false},
+		{"min interval above interval", Config{Dir: "d", FlushInterval: time.Second, FlushMinInterval: time.Hour}, true},
 		{"buffer below flush", Config{Dir: "d", FlushBytes: 10, MaxBufferedBytes: 5}, false},
 		{"negative inflight", Config{Dir: "d", MaxInflight: -1}, false},
 		{"backoff inverted", Config{Dir: "d", RetryBackoff: time.Second, MaxRetryBackoff: time.Millisecond}, false},
@@ -542,6 +544,19 @@ func TestConfig(t *testing.T) {
 	}
 	if c.Dir != "/x" || c.FlushInterval != time.Second || c.MaxInflight != 7 || c.FlushBytes != DefaultFlushBytes {
 		t.Fatalf("%+v", c)
+	}
+	// The minimum interval follows the interval unless set.
+	if c.setDefaults(); c.FlushMinInterval != 200*time.Millisecond {
+		t.Fatalf("flush min interval %v for a 1s interval, want 200ms", c.FlushMinInterval)
+	}
+	c = Config{}
+	fl = flag.NewFlagSet("x", flag.ContinueOnError)
+	c.RegisterFlags(fl)
+	if err := fl.Parse([]string{"-wal.flush-min-interval", "30ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.setDefaults(); c.FlushMinInterval != 30*time.Millisecond {
+		t.Fatalf("flush min interval %v, want 30ms", c.FlushMinInterval)
 	}
 }
 

@@ -8,6 +8,7 @@ type metrics struct {
 	flushBytes    prometheus.Histogram
 	flushEntries  prometheus.Histogram
 	flushes       prometheus.Counter
+	seals         *prometheus.CounterVec
 	dropped       prometheus.Counter
 	sealToCommit  prometheus.Histogram
 	uploadSeconds prometheus.Histogram
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		flushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_wal_flushes_total", Help: "Buffers uploaded and committed.",
 		}),
+		seals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_wal_seals_total", Help: "Buffers sealed, by reason: interval (the flush interval cadence), bytes (flush bytes reached), early (every appender waits for its acks; see SealEarly), drain (shutdown).",
+		}, []string{"reason"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_wal_dropped_buffers_total", Help: "Buffers dropped after a permanent upload or commit error (their appends failed).",
 		}),
@@ -57,8 +61,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "floe_wal_replayed_buffers_total", Help: "Buffers found on disk at open and queued for flushing.",
 		}),
 	}
+	for _, r := range []string{sealInterval, sealBytes, sealEarly, sealDrain} {
+		m.seals.WithLabelValues(r) // export zeros, so rate() works from the start
+	}
 	if reg != nil {
-		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.dropped, m.sealToCommit,
+		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.seals, m.dropped, m.sealToCommit,
 			m.uploadSeconds, m.commitSeconds, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
 	}
 	return m

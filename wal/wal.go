@@ -1,9 +1,11 @@
 // Package wal is the agent's local write-ahead log and flush pipeline. It
 // owns the bytes between a produce request and their commit: appends land in
-// the open buffer's file, the flusher seals the buffer every FlushInterval or
-// FlushBytes, fsyncs it while a Sink uploads it, has the Sink commit buffers
-// strictly in seal order, resolves the appenders' Acks with the commit's
-// results, and deletes the file.
+// the open buffer's file, the flusher seals the buffer on a FlushInterval
+// cadence, at FlushBytes, or early when the caller says nobody will append
+// more before being acknowledged (SealEarly, at most once per
+// FlushMinInterval), fsyncs it while a Sink uploads it, has the Sink commit
+// buffers strictly in seal order, resolves the appenders' Acks with the
+// commit's results, and deletes the file.
 //
 // Guarantees:
 //   - An Ack resolves successfully only after the Sink's Commit of its
@@ -161,9 +163,19 @@ func (e *CorruptionError) Error() string {
 type Config struct {
 	// Dir holds the buffer files. Required.
 	Dir string
-	// FlushInterval bounds how long an entry waits before its buffer is
-	// sealed. Default 250ms.
+	// FlushInterval paces the seals: a buffer opened within FlushInterval
+	// of the previous seal falls due FlushInterval after that seal (a
+	// fixed cadence under steady traffic), one opened later falls due
+	// FlushInterval after its first append. So an entry waits at most
+	// FlushInterval, and the timer never seals twice within one interval.
+	// Default 250ms.
 	FlushInterval time.Duration
+	// FlushMinInterval is the shortest gap between the previous seal and
+	// a seal asked for with SealEarly; with it, seals (and PUTs) per
+	// second stay at most 1/FlushMinInterval whatever the appenders do.
+	// FlushMinInterval >= FlushInterval makes SealEarly do nothing.
+	// Default FlushInterval/5.
+	FlushMinInterval time.Duration
 	// FlushBytes seals the buffer once its batches reach this size.
 	// Default 8 MiB.
 	FlushBytes int64
@@ -193,21 +205,31 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultFlushInterval    = 250 * time.Millisecond
-	DefaultFlushBytes       = 8 << 20
-	DefaultMaxBufferedBytes = 64 << 20
-	DefaultMaxInflight      = 4
-	DefaultDrainTimeout     = 30 * time.Second
-	DefaultRetryBackoff     = 50 * time.Millisecond
-	DefaultMaxRetryBackoff  = 5 * time.Second
+	DefaultFlushInterval = 250 * time.Millisecond
+	// DefaultFlushMinIntervalDivisor: FlushMinInterval defaults to
+	// FlushInterval divided by it (see docs/operations.md for why).
+	DefaultFlushMinIntervalDivisor = 5
+	DefaultFlushBytes              = 8 << 20
+	DefaultMaxBufferedBytes        = 64 << 20
+	DefaultMaxInflight             = 4
+	DefaultDrainTimeout            = 30 * time.Second
+	DefaultRetryBackoff            = 50 * time.Millisecond
+	DefaultMaxRetryBackoff         = 5 * time.Second
 )
 
 // RegisterFlags registers the tunables under "wal." with the current values
 // (or the defaults for zero values) as defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	// A zero FlushMinInterval stays zero, so that it follows a
+	// -wal.flush-interval given on the command line.
+	derivedMin := c.FlushMinInterval == 0
 	c.setDefaults()
+	if derivedMin {
+		c.FlushMinInterval = 0
+	}
 	fs.StringVar(&c.Dir, "wal.dir", c.Dir, "directory for the write-ahead log")
 	fs.DurationVar(&c.FlushInterval, "wal.flush-interval", c.FlushInterval, "seal and flush the open buffer at least this often")
+	fs.DurationVar(&c.FlushMinInterval, "wal.flush-min-interval", c.FlushMinInterval, "shortest gap between seals when every appender waits for its acks (0: flush interval / 5)")
 	fs.Int64Var(&c.FlushBytes, "wal.flush-bytes", c.FlushBytes, "seal and flush the open buffer once it holds this many bytes")
 	fs.Int64Var(&c.MaxBufferedBytes, "wal.max-buffered-bytes", c.MaxBufferedBytes, "produce waits while this many bytes are not yet committed")
 	fs.IntVar(&c.MaxInflight, "wal.max-inflight", c.MaxInflight, "buffers uploading or committing at once")
@@ -217,6 +239,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c *Config) setDefaults() {
 	if c.FlushInterval == 0 {
 		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushMinInterval == 0 {
+		c.FlushMinInterval = c.FlushInterval / DefaultFlushMinIntervalDivisor
 	}
 	if c.FlushBytes == 0 {
 		c.FlushBytes = DefaultFlushBytes
@@ -246,6 +271,8 @@ func (c Config) Validate() error {
 		return errors.New("wal: config: dir is required")
 	case c.FlushInterval < 0:
 		return fmt.Errorf("wal: config: flush interval %v is negative", c.FlushInterval)
+	case c.FlushMinInterval < 0:
+		return fmt.Errorf("wal: config: flush min interval %v is negative", c.FlushMinInterval)
 	case c.FlushBytes < 0:
 		return fmt.Errorf("wal: config: flush bytes %d is negative", c.FlushBytes)
 	case c.MaxBufferedBytes < c.FlushBytes:

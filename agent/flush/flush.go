@@ -280,6 +280,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 					Records:        ref.Records,
 					MaxTimestamp:   ref.MaxTimestamp,
 					CommitID:       res.CommitID,
+					ObjectSize:     int64(len(bu.obj)),
 				})
 			}
 		}

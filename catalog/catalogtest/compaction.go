@@ -108,6 +108,9 @@ func testSwapRows(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
 	if len(got) != 1 || got[0].ObjectKey != newKey || got[0].BaseOffset != 0 || got[0].LastOffset != 14 || got[0].ByteLength != length {
 		t.Fatalf("rows after swap: %+v", got)
 	}
+	if got[0].ObjectSize != length+100 {
+		t.Fatalf("row after swap has ObjectSize %d, want the new object's %d", got[0].ObjectSize, length+100)
+	}
 	// The flushed objects still hold partition 1's rows: not unreferenced.
 	if u := unreferenced(t, cc, farFuture()); len(u) != 0 {
 		t.Fatalf("objects with rows listed as unreferenced: %v", u)

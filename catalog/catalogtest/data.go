@@ -260,8 +260,12 @@ func checkTiling(t *testing.T, c catalog.Catalog, tp catalog.TopicPartition, n i
 func testBatches(t *testing.T, c catalog.Catalog) {
 	topic := createTopic(t, c, "t", 1, nil)
 	tp := tpOf(topic, 0)
+	sizes := map[string]int64{}
 	for range 5 {
-		commit(t, c, segment(batch(tp, 10, 1))) // rows 0-9, 10-19, …
+		seg := segment(batch(tp, 10, 1)) // rows 0-9, 10-19, …
+		seg.Size += int64(len(sizes))    // each object's own size
+		commit(t, c, seg)
+		sizes[seg.Key] = seg.Size
 	}
 	tests := []struct {
 		from      int64
@@ -293,6 +297,7 @@ func testBatches(t *testing.T, c catalog.Catalog) {
 		if len(rows) == 0 || rows[0].BaseOffset != tt.wantFirst || rows[len(rows)-1].LastOffset != 49 {
 			t.Fatalf("Batches(%d) = %+v, want rows from %d to the end", tt.from, rows, tt.wantFirst)
 		}
+		checkObjectSizes(t, "Batches", rows, sizes)
 	}
 	if _, err := c.DeleteRecords(ctx(t), tp, 15); err != nil {
 		t.Fatal(err)
@@ -336,9 +341,13 @@ func testBatchesMaxBytes(t *testing.T, c catalog.Catalog) {
 func testTimestamps(t *testing.T, c catalog.Catalog) {
 	topic := createTopic(t, c, "t", 2, nil)
 	tp := tpOf(topic, 0)
+	sizes := map[string]int64{}
 	// Timestamps are not monotonic across batches.
-	for _, ts := range []int64{100, 300, 200, 300, 50} {
-		commit(t, c, segment(batch(tp, 2, ts)))
+	for i, ts := range []int64{100, 300, 200, 300, 50} {
+		seg := segment(batch(tp, 2, ts))
+		seg.Size += int64(i)
+		commit(t, c, seg)
+		sizes[seg.Key] = seg.Size
 	}
 	tests := []struct {
 		ts       int64
@@ -357,12 +366,16 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
 			t.Fatalf("BatchForTimestamp(%d) = %+v %v, want base %d", tt.ts, row, ok, tt.wantBase)
 		}
+		if ok {
+			checkObjectSizes(t, "BatchForTimestamp", []catalog.BatchRow{row}, sizes)
+		}
 	}
 	row, ok, err := c.MaxTimestampBatch(ctx(t), tp)
 	noErr(t, err, "MaxTimestampBatch")
 	if !ok || row.MaxTimestamp != 300 || row.BaseOffset != 2 {
 		t.Fatalf("MaxTimestampBatch = %+v %v, want the first 300 at offset 2", row, ok)
 	}
+	checkObjectSizes(t, "MaxTimestampBatch", []catalog.BatchRow{row}, sizes)
 	_, err = c.DeleteRecords(ctx(t), tp, 4)
 	noErr(t, err, "DeleteRecords")
 	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0)
@@ -435,9 +448,13 @@ func testCommitsSince(t *testing.T, c catalog.Catalog) {
 	}
 	topic := createTopic(t, c, "t", 3, nil)
 	var ids []int64
+	sizes := map[string]int64{}
 	for i := range 4 {
-		r := commit(t, c, segment(batch(tpOf(topic, int32(i%2)), 1, 1), batch(tpOf(topic, 2), 1, 1)))
+		seg := segment(batch(tpOf(topic, int32(i%2)), 1, 1), batch(tpOf(topic, 2), 1, 1))
+		seg.Size += int64(i)
+		r := commit(t, c, seg)
 		ids = append(ids, r.CommitID)
+		sizes[seg.Key] = seg.Size
 	}
 	dup := commit(t, c, segment()) // a commit without rows still advances the id
 	rows, latest, err = c.CommitsSince(ctx(t), 0, 100)
@@ -450,6 +467,7 @@ func testCommitsSince(t *testing.T, c catalog.Catalog) {
 			t.Fatalf("row %d has commit id %d; ids %v", i, r.CommitID, ids)
 		}
 	}
+	checkObjectSizes(t, "CommitsSince", rows, sizes)
 	rows, latest, err = c.CommitsSince(ctx(t), ids[2], 100)
 	noErr(t, err, "CommitsSince(mid)")
 	if len(rows) != 2 || rows[0].CommitID != ids[3] || latest != dup.CommitID {
@@ -568,6 +586,17 @@ func testWatchCloses(t *testing.T, c catalog.Catalog) {
 			}
 		case <-timeout:
 			t.Fatal("watch channel not closed by Close")
+		}
+	}
+}
+
+// checkObjectSizes checks that every row carries the size of the object it
+// names, as committed (sizes by object key).
+func checkObjectSizes(t *testing.T, op string, rows []catalog.BatchRow, sizes map[string]int64) {
+	t.Helper()
+	for _, r := range rows {
+		if want, ok := sizes[r.ObjectKey]; !ok || r.ObjectSize != want {
+			t.Fatalf("%s: row %d-%d of object %s has ObjectSize %d, want %d", op, r.BaseOffset, r.LastOffset, r.ObjectKey, r.ObjectSize, want)
 		}
 	}
 }

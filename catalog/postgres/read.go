@@ -20,11 +20,16 @@ const DefaultCommitsLimit = 1000
 const batchRowCols = `b.topic_id, b.partition, b.base_offset, b.last_offset, o.key,
 	b.byte_offset, b.byte_length, b.records, b.max_timestamp, o.commit_id`
 
+// lookupCols are the columns scanBatchRow reads: batchRowCols (which
+// compaction's queries extend with their own object columns) and the
+// object's size.
+const lookupCols = batchRowCols + `, o.size`
+
 func scanBatchRow(row pgx.Row) (catalog.BatchRow, error) {
 	var r catalog.BatchRow
 	var id [16]byte
 	err := row.Scan(&id, &r.Partition, &r.BaseOffset, &r.LastOffset, &r.ObjectKey,
-		&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID)
+		&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID, &r.ObjectSize)
 	r.TopicID = id
 	return r, err
 }
@@ -53,7 +58,7 @@ func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catal
 // sqlBatches reads at most $4 rows from offset $3 on and keeps those that
 // start before $5 bytes are covered (so always the first). The window runs
 // over the already limited rows, not the whole partition tail.
-const sqlBatches = `SELECT ` + batchRowCols + `
+const sqlBatches = `SELECT ` + lookupCols + `
 FROM (
     SELECT l.*, sum(l.byte_length) OVER (ORDER BY l.last_offset) - l.byte_length AS before
     FROM (
@@ -107,7 +112,7 @@ func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from i
 // rowAboveLogStart reads one row of tp at or above its log start, chosen by
 // order, and reports ErrUnknownTopic for a missing partition.
 func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
-	q := `SELECT ` + batchRowCols + `
+	q := `SELECT ` + lookupCols + `
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = $1 AND b.partition = $2
   AND b.last_offset >= (SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2)
@@ -184,11 +189,11 @@ RETURNING log_start_offset`, [16]byte(tp.TopicID), tp.Partition, offset).Scan(&s
 // behind costs one page, not the whole backlog.
 const sqlCommitsSince = `SELECT s.id, c.commit_id, c.upto, c.nrows,
     b.topic_id, b.partition, b.base_offset, b.last_offset, c.key,
-    b.byte_offset, b.byte_length, b.records, b.max_timestamp
+    b.byte_offset, b.byte_length, b.records, b.max_timestamp, c.size
 FROM commit_seq s
 LEFT JOIN LATERAL (
-    SELECT o.id, o.commit_id, o.key, o.nrows, sum(o.nrows) OVER (ORDER BY o.commit_id) AS upto
-    FROM (SELECT id, commit_id, key, nrows FROM objects WHERE commit_id > $1 ORDER BY commit_id LIMIT $2) o
+    SELECT o.id, o.commit_id, o.key, o.size, o.nrows, sum(o.nrows) OVER (ORDER BY o.commit_id) AS upto
+    FROM (SELECT id, commit_id, key, size, nrows FROM objects WHERE commit_id > $1 ORDER BY commit_id LIMIT $2) o
 ) c ON true
 LEFT JOIN LATERAL (
     -- OFFSET 0 keeps this a per-commit index probe: flattened into a join,
@@ -224,9 +229,9 @@ func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]c
 			var nrows *int32
 			var id *[16]byte
 			var part, recs *int32
-			var base, last, off, length, ts *int64
+			var base, last, off, length, ts, size *int64
 			var key *string
-			if err := r.Scan(&counter, &commit, &upto, &nrows, &id, &part, &base, &last, &key, &off, &length, &recs, &ts); err != nil {
+			if err := r.Scan(&counter, &commit, &upto, &nrows, &id, &part, &base, &last, &key, &off, &length, &recs, &ts, &size); err != nil {
 				return err
 			}
 			if commit == nil || cut {
@@ -249,6 +254,7 @@ func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]c
 					TopicPartition: catalog.TopicPartition{TopicID: *id, Partition: *part},
 					BaseOffset:     *base, LastOffset: *last, ObjectKey: *key,
 					ByteOffset: *off, ByteLength: *length, Records: *recs, MaxTimestamp: *ts, CommitID: *commit,
+					ObjectSize: *size,
 				})
 			}
 		}

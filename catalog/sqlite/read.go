@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -19,11 +20,16 @@ const DefaultCommitsLimit = 1000
 const batchRowCols = `b.topic_id, b.partition, b.base_offset, b.last_offset, o.key,
 	b.byte_offset, b.byte_length, b.records, b.max_timestamp, b.commit_id`
 
+// lookupCols are the columns scanBatchRow reads: batchRowCols (which
+// compaction's queries extend with their own object columns) and the
+// object's size.
+const lookupCols = batchRowCols + `, o.size`
+
 func scanBatchRow(row scanner) (catalog.BatchRow, error) {
 	var r catalog.BatchRow
 	var id []byte
 	if err := row.Scan(&id, &r.Partition, &r.BaseOffset, &r.LastOffset, &r.ObjectKey,
-		&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID); err != nil {
+		&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID, &r.ObjectSize); err != nil {
 		return r, err
 	}
 	var err error
@@ -31,11 +37,65 @@ func scanBatchRow(row scanner) (catalog.BatchRow, error) {
 	return r, err
 }
 
+// stmtCache holds statements prepared once on the reader pool. The
+// driver parses and plans a statement on every Query otherwise, which was
+// most of what a catch-up fetch's Batches call cost.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// lockShared serializes a read outside read() with writers when readers
+// and writers share one connection (":memory:", as read does); it returns
+// the unlock.
+func (c *Catalog) lockShared() func() {
+	if c.r != c.w {
+		return func() {}
+	}
+	c.wmu.Lock()
+	return c.wmu.Unlock
+}
+
+// prepared returns query prepared on the reader pool (each connection
+// prepares it once). Call it before taking lockShared or starting a
+// transaction: preparing may need a connection of its own (":memory:" has
+// only one).
+func (c *Catalog) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	c.stmts.mu.Lock()
+	st, ok := c.stmts.m[query]
+	c.stmts.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := c.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts.mu.Lock()
+	defer c.stmts.mu.Unlock()
+	if prev, ok := c.stmts.m[query]; ok {
+		st.Close()
+		return prev, nil
+	}
+	if c.stmts.m == nil {
+		c.stmts.m = make(map[string]*sql.Stmt)
+	}
+	c.stmts.m[query] = st
+	return st, nil
+}
+
 func queryBatchRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]catalog.BatchRow, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
+	return collectBatchRows(rows)
+}
+
+func collectBatchRows(rows *sql.Rows) ([]catalog.BatchRow, error) {
 	defer rows.Close()
 	var out []catalog.BatchRow
 	for rows.Next() {
@@ -48,60 +108,111 @@ func queryBatchRows(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 	return out, rows.Err()
 }
 
+const sqlOffsets = `SELECT log_start_offset, next_offset FROM partitions WHERE topic_id = ?1 AND partition = ?2`
+
 func partitionOffsets(ctx context.Context, tx *sql.Tx, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
 	var o catalog.PartitionOffsets
-	err := tx.QueryRowContext(ctx, `SELECT log_start_offset, next_offset FROM partitions WHERE topic_id = ?1 AND partition = ?2`,
-		tp.TopicID[:], tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
+	err := tx.QueryRowContext(ctx, sqlOffsets, tp.TopicID[:], tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = catalog.ErrUnknownTopic
 	}
 	return o, err
 }
 
-// Offsets returns tp's log start and high watermark.
+// Offsets returns tp's log start and high watermark: one statement, so no
+// transaction of its own.
 func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
 	var o catalog.PartitionOffsets
-	err := c.read(ctx, func(tx *sql.Tx) error {
-		var err error
-		o, err = partitionOffsets(ctx, tx, tp)
-		return err
-	})
+	st, err := c.prepared(ctx, sqlOffsets)
+	if err == nil {
+		unlock := c.lockShared()
+		err = st.QueryRowContext(ctx, tp.TopicID[:], tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
+		unlock()
+		if errors.Is(err, sql.ErrNoRows) {
+			err = catalog.ErrUnknownTopic
+		}
+	}
 	if err != nil {
 		return o, fmt.Errorf("catalog: offsets of %s: %w", tpString(tp), err)
 	}
 	return o, nil
 }
 
+// sqlBatches reads the partition's offsets and, in the same statement (so
+// in one snapshot, without a transaction of its own), its rows from offset
+// ?3 on, at most ?4, in offset order straight from the primary key: the
+// caller stops reading once it has the bytes it wants, so a call costs the
+// rows it returns, not MaxBatchRows. Every row carries the offsets; a
+// partition without such rows gives one row whose topic id is NULL (and
+// other batch columns zero), and an unknown partition none.
+const sqlBatches = `SELECT p.log_start_offset, p.next_offset, b.topic_id,
+    coalesce(b.partition, 0), coalesce(b.base_offset, 0), coalesce(b.last_offset, 0), coalesce(o.key, ''),
+    coalesce(b.byte_offset, 0), coalesce(b.byte_length, 0), coalesce(b.records, 0), coalesce(b.max_timestamp, 0),
+    coalesce(b.commit_id, 0), coalesce(o.size, 0)
+FROM partitions p
+LEFT JOIN batches b ON b.topic_id = p.topic_id AND b.partition = p.partition AND b.last_offset >= ?3
+LEFT JOIN objects o ON o.id = b.object_id
+WHERE p.topic_id = ?1 AND p.partition = ?2
+ORDER BY b.last_offset
+LIMIT ?4`
+
 // Batches returns tp's rows holding offsets ≥ from, ascending, at least one
 // if any exist, until maxBytes are covered or MaxBatchRows rows. from
 // below the log start or above the high watermark is ErrOffsetOutOfRange;
 // from at the high watermark returns no rows.
 func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, error) {
-	var out []catalog.BatchRow
-	err := c.read(ctx, func(tx *sql.Tx) error {
-		o, err := partitionOffsets(ctx, tx, tp)
-		if err != nil {
-			return err
-		}
-		if from < o.LogStart || from > o.HighWatermark {
-			return fmt.Errorf("%w: %d is outside [%d, %d]", catalog.ErrOffsetOutOfRange, from, o.LogStart, o.HighWatermark)
-		}
-		out, err = queryBatchRows(ctx, tx, `SELECT `+batchRowCols+`
-FROM (
-    SELECT l.*, sum(l.byte_length) OVER (ORDER BY l.last_offset) - l.byte_length AS before
-    FROM (
-        SELECT * FROM batches
-        WHERE topic_id = ?1 AND partition = ?2 AND last_offset >= ?3
-        ORDER BY last_offset LIMIT ?4
-    ) l
-) b
-JOIN objects o ON o.id = b.object_id
-WHERE b.before < ?5
-ORDER BY b.last_offset`, tp.TopicID[:], tp.Partition, from, MaxBatchRows, max(maxBytes, 1))
-		return err
-	})
+	out, err := c.batches(ctx, tp, from, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: batches of %s from %d: %w", tpString(tp), from, err)
+	}
+	return out, nil
+}
+
+func (c *Catalog) batches(ctx context.Context, tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, error) {
+	st, err := c.prepared(ctx, sqlBatches)
+	if err != nil {
+		return nil, err
+	}
+	defer c.lockShared()()
+	rows, err := st.QueryContext(ctx, tp.TopicID[:], tp.Partition, from, MaxBatchRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var (
+		out     []catalog.BatchRow
+		o       catalog.PartitionOffsets
+		found   bool
+		covered int64
+	)
+	// Rows that start before maxBytes are covered: always the first.
+	for covered < max(maxBytes, 1) && rows.Next() {
+		var (
+			r  catalog.BatchRow
+			id []byte
+		)
+		if err := rows.Scan(&o.LogStart, &o.HighWatermark, &id, &r.Partition, &r.BaseOffset, &r.LastOffset, &r.ObjectKey,
+			&r.ByteOffset, &r.ByteLength, &r.Records, &r.MaxTimestamp, &r.CommitID, &r.ObjectSize); err != nil {
+			return nil, err
+		}
+		found = true
+		if id == nil {
+			continue // the partition, without rows
+		}
+		if r.TopicID, err = topicID(id); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+		covered += r.ByteLength
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, catalog.ErrUnknownTopic
+	}
+	if from < o.LogStart || from > o.HighWatermark {
+		return nil, fmt.Errorf("%w: %d is outside [%d, %d]", catalog.ErrOffsetOutOfRange, from, o.LogStart, o.HighWatermark)
 	}
 	return out, nil
 }
@@ -114,7 +225,7 @@ func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.To
 		if err != nil {
 			return err
 		}
-		row, err = scanBatchRow(tx.QueryRowContext(ctx, `SELECT `+batchRowCols+`
+		row, err = scanBatchRow(tx.QueryRowContext(ctx, `SELECT `+lookupCols+`
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.last_offset >= ?3 `+cond+`
 ORDER BY `+order+` LIMIT 1`, append([]any{tp.TopicID[:], tp.Partition, o.LogStart}, args...)...))
@@ -179,7 +290,7 @@ func (c *Catalog) CommitsSince(ctx context.Context, after int64, limit int) ([]c
 			return err
 		}
 		var err error
-		rows, err = queryBatchRows(ctx, tx, `SELECT `+batchRowCols+`
+		rows, err = queryBatchRows(ctx, tx, `SELECT `+lookupCols+`
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.commit_id > ?1
 ORDER BY b.commit_id, b.topic_id, b.partition, b.last_offset
@@ -193,7 +304,7 @@ LIMIT ?2`, after, limit+1)
 			rows = rows[:len(rows)-1]
 		}
 		if len(rows) == 0 {
-			rows, err = queryBatchRows(ctx, tx, `SELECT `+batchRowCols+`
+			rows, err = queryBatchRows(ctx, tx, `SELECT `+lookupCols+`
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.commit_id = ?1
 ORDER BY b.topic_id, b.partition, b.last_offset`, last)

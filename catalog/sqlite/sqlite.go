@@ -51,6 +51,9 @@ type Catalog struct {
 
 	hub    *watchhub.Hub
 	closed atomic.Bool
+
+	// stmts are the readers' prepared statements (read.go).
+	stmts stmtCache
 }
 
 var _ catalog.Catalog = (*Catalog)(nil)

@@ -40,6 +40,7 @@ type serveConfig struct {
 	logFormat   string
 
 	flushInterval    time.Duration
+	flushMinInterval time.Duration // 0: flushInterval / 5 (wal's default)
 	flushBytes       int64
 	maxBufferedBytes int64
 
@@ -82,6 +83,7 @@ func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) 
 	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", c.logFormat, "log format: text or json")
 	fs.DurationVar(&c.flushInterval, "flush-interval", c.flushInterval, "flush the WAL to a segment object at least this often")
+	fs.DurationVar(&c.flushMinInterval, "flush-min-interval", c.flushMinInterval, "shortest gap between flushes when every producer with data in the buffer has its in-flight window full and waits for acks (default: flush-interval / 5; equal to flush-interval: never flush early)")
 	fs.Int64Var(&c.flushBytes, "flush-bytes", c.flushBytes, "flush once this many bytes are buffered")
 	fs.Int64Var(&c.maxBufferedBytes, "max-buffered-bytes", c.maxBufferedBytes, "produce waits while this many bytes are not yet committed")
 	c.agent.RegisterFlags(fs)
@@ -151,6 +153,7 @@ func (c *serveConfig) walConfig(logger *slog.Logger, reg prometheus.Registerer) 
 	return wal.Config{
 		Dir:              c.data,
 		FlushInterval:    c.flushInterval,
+		FlushMinInterval: c.flushMinInterval,
 		FlushBytes:       c.flushBytes,
 		MaxBufferedBytes: c.maxBufferedBytes,
 		Logger:           logger,
