@@ -44,11 +44,16 @@ func TestLongPollAcrossAgents(t *testing.T) {
 		t.Fatalf("fetch on B: error %d, high watermark %d", p.ErrorCode, p.HighWatermark)
 	}
 	for round := range 3 {
-		go func() {
+		// The produce runs beside the long poll; it is waited for before
+		// anything can fail or the round ends, so it never outlives the
+		// test (its client is closed at cleanup).
+		var produced sync.WaitGroup
+		produced.Go(func() {
 			time.Sleep(300 * time.Millisecond)
 			produceN(t, prod, "poll", 0, 1)
-		}()
+		})
 		p, took := fetchAt(t, b.Addr, "poll", int64(round+1), 10*time.Second)
+		produced.Wait()
 		if p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
 			t.Fatalf("long poll on B: error %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
 		}
