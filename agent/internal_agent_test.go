@@ -22,6 +22,15 @@ import (
 // after mutate (which may replace handlers), and stops it at cleanup.
 func startInternalAgent(t *testing.T, mutate func(*Agent)) string {
 	t.Helper()
+	return startAgentWAL(t, wal.Config{FlushInterval: time.Millisecond}, mutate)
+}
+
+// startAgentWAL is startInternalAgent with the WAL's flush settings
+// (walCfg's Dir is set here). At cleanup the WAL stops first: its drain
+// seals whatever a test left waiting, so the agent's own drain never waits
+// for a long flush interval.
+func startAgentWAL(t *testing.T, walCfg wal.Config, mutate func(*Agent)) string {
+	t.Helper()
 	ctx := context.Background()
 	cat, err := sqlite.Open(ctx, ":memory:", catalog.Options{})
 	if err != nil {
@@ -32,7 +41,8 @@ func startInternalAgent(t *testing.T, mutate func(*Agent)) string {
 	cfg.AgentID = NewAgentID()
 	cfg.AutoCreateTopics = true
 	sink := flush.New(flush.Config{Cluster: "t", AgentID: cfg.AgentID}, bucket, cat, nil, nil)
-	w, err := wal.Open(wal.Config{Dir: filepath.Join(t.TempDir(), "wal"), FlushInterval: time.Millisecond}, sink)
+	walCfg.Dir = filepath.Join(t.TempDir(), "wal")
+	w, err := wal.Open(walCfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,10 +64,10 @@ func startInternalAgent(t *testing.T, mutate func(*Agent)) string {
 	agDone := make(chan struct{})
 	go func() { _ = a.Serve(agCtx, ln); close(agDone) }()
 	t.Cleanup(func() {
-		stopAgent()
-		<-agDone
 		stopWAL()
 		<-walDone
+		stopAgent()
+		<-agDone
 		cat.Close()
 	})
 	for !a.Ready() {

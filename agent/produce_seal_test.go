@@ -1,22 +1,16 @@
 package agent
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/floebroker/floe/agent/flush"
-	"github.com/floebroker/floe/catalog"
-	"github.com/floebroker/floe/catalog/sqlite"
-	"github.com/floebroker/floe/objstore/mem"
 	"github.com/floebroker/floe/wal"
 )
 
@@ -105,47 +99,7 @@ func TestSealWatch(t *testing.T) {
 // flush interval), so any produce answered in a test was sealed early.
 func sealAgent(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	cat, err := sqlite.Open(ctx, ":memory:", catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucket := mem.New(nil)
-	cfg := DefaultConfig()
-	cfg.AgentID = NewAgentID()
-	cfg.AutoCreateTopics = true
-	sink := flush.New(flush.Config{Cluster: "t", AgentID: cfg.AgentID}, bucket, cat, nil, nil)
-	w, err := wal.Open(wal.Config{Dir: filepath.Join(t.TempDir(), "wal"), FlushInterval: time.Hour, FlushMinInterval: time.Millisecond}, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	walCtx, stopWAL := context.WithCancel(ctx)
-	walDone := make(chan struct{})
-	go func() { _ = w.Run(walCtx); close(walDone) }()
-	a, err := New(cfg, Deps{Catalog: cat, Bucket: bucket, WAL: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agCtx, stopAgent := context.WithCancel(ctx)
-	agDone := make(chan struct{})
-	go func() { _ = a.Serve(agCtx, ln); close(agDone) }()
-	t.Cleanup(func() {
-		// The WAL first: its drain seals what a test left waiting, so the
-		// agent's drain does not wait an hour for those produces.
-		stopWAL()
-		<-walDone
-		stopAgent()
-		<-agDone
-		cat.Close()
-	})
-	for !a.Ready() {
-		time.Sleep(time.Millisecond)
-	}
-	addr := ln.Addr().String()
+	addr := startAgentWAL(t, wal.Config{FlushInterval: time.Hour, FlushMinInterval: time.Millisecond}, nil)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
