@@ -10,25 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/tests/floetest"
 )
-
-// kcatPath finds kcat (librdkafka's CLI): FLOE_TEST_KCAT, else the PATH.
-// Missing kcat skips the test, or fails it under CI=true.
-func kcatPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("FLOE_TEST_KCAT"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("kcat is not installed (CI=true): scripts/services.sh install")
-		}
-		t.Skip("kcat is not installed; skipping librdkafka tests")
-	}
-	return p
-}
 
 func runKcat(t *testing.T, kcat string, stdin []byte, args ...string) []byte {
 	t.Helper()
@@ -51,7 +35,7 @@ func runKcat(t *testing.T, kcat string, stdin []byte, args ...string) []byte {
 // compression codec, and consumes it from the beginning: the output must be
 // byte-identical to the input.
 func TestKcatRoundTrip(t *testing.T) {
-	kcat := kcatPath(t)
+	kcat := testenv.Kcat(t)
 	a := floetest.Start(t, floetest.Options{})
 	var lines bytes.Buffer
 	for i := 0; i < 2000; i++ {

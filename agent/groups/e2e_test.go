@@ -5,10 +5,8 @@ package groups_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/tests/floetest"
 )
 
@@ -79,37 +78,6 @@ func produce(t *testing.T, addrs, topic string, from, n int) {
 	}
 }
 
-// killable cuts all of a client's connections at once, so it dies without
-// leaving its group, as a crashed process does.
-type killable struct {
-	mu    sync.Mutex
-	dead  bool
-	conns []net.Conn
-}
-
-func (k *killable) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.dead {
-		return nil, errors.New("killed")
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, host)
-	if err == nil {
-		k.conns = append(k.conns, c)
-	}
-	return c, err
-}
-
-func (k *killable) kill() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.dead = true
-	for _, c := range k.conns {
-		c.Close()
-	}
-}
-
 // offsetWatch fails the test if a committed offset of group ever moves
 // back, polling through any agent of addrs.
 func offsetWatch(t *testing.T, addrs, group, topic string) (stop func()) {
@@ -154,12 +122,12 @@ func groupRun(t *testing.T, addrs, topic, group string, kill bool, between func(
 	defer cancel()
 	var wg sync.WaitGroup
 	var clients []*kgo.Client
-	killers := make([]*killable, 3)
+	killers := make([]*testenv.KillableDialer, 3)
 	for i := range 3 {
-		killers[i] = &killable{}
+		killers[i] = &testenv.KillableDialer{}
 		cl, err := kgo.NewClient(append([]kgo.Opt{
 			kgo.SeedBrokers(strings.Split(addrs, ",")...),
-			kgo.Dialer(killers[i].dial),
+			kgo.Dialer(killers[i].Dial),
 			kgo.ClientID(fmt.Sprintf("member-%d", i)),
 			kgo.ConsumerGroup(group),
 			kgo.ConsumeTopics(topic),
@@ -203,7 +171,7 @@ func groupRun(t *testing.T, addrs, topic, group string, kill bool, between func(
 	}
 	waitUntil(t, 60*time.Second, "the first third is consumed", func() bool { return count() == perPhase })
 	if kill {
-		killers[2].kill()
+		killers[2].Kill()
 	}
 	if between != nil {
 		between()
@@ -280,24 +248,10 @@ func TestE2EConsumerGroups(t *testing.T) {
 	}
 }
 
-func kcat(t *testing.T) string {
-	if p := os.Getenv("FLOE_TEST_KCAT"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("kcat"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kcat is not installed; under CI it must be (FLOE_TEST_KCAT)")
-	}
-	t.Skip("kcat is not installed (set FLOE_TEST_KCAT)")
-	return ""
-}
-
 // TestE2EKcatBalancedConsumer: librdkafka's balanced consumer joins two
 // members to a group over 12 partitions, consumes everything and commits.
 func TestE2EKcatBalancedConsumer(t *testing.T) {
-	bin := kcat(t)
+	bin := testenv.Kcat(t)
 	a := startAgent(t, floetest.Options{})
 	createTopic(t, a.Addr, "t")
 	produce(t, a.Addr, "t", 0, 600)

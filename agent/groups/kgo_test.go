@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/internal/testenv"
 )
 
 // These tests run real franz-go consumers against the coordinator: a kfake
@@ -161,37 +161,6 @@ func (env *kfakeEnv) produce(from, n int) {
 	}
 }
 
-// killable is a dialer whose connections can all be cut at once, so a
-// client dies without leaving its group, as a crashed process does.
-type killable struct {
-	mu    sync.Mutex
-	dead  bool
-	conns []net.Conn
-}
-
-func (k *killable) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.dead {
-		return nil, errors.New("killed")
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, host)
-	if err == nil {
-		k.conns = append(k.conns, c)
-	}
-	return c, err
-}
-
-func (k *killable) kill() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.dead = true
-	for _, c := range k.conns {
-		c.Close()
-	}
-}
-
 // groupRun consumes t with three members of group and checks every record
 // is consumed and the committed offsets reach the end offsets. kill cuts
 // one member mid-stream; between is run after the first third.
@@ -205,11 +174,11 @@ func (env *kfakeEnv) groupRun(group string, kill bool, between func(), opts ...k
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var clients []*kgo.Client
-	killers := make([]*killable, 3)
+	killers := make([]*testenv.KillableDialer, 3)
 	for i := range 3 {
-		killers[i] = &killable{}
+		killers[i] = &testenv.KillableDialer{}
 		cl := env.client(append([]kgo.Opt{
-			kgo.Dialer(killers[i].dial),
+			kgo.Dialer(killers[i].Dial),
 			kgo.ClientID(fmt.Sprintf("member-%d", i)),
 			kgo.ConsumerGroup(group),
 			kgo.ConsumeTopics("t"),
@@ -251,7 +220,7 @@ func (env *kfakeEnv) groupRun(group string, kill bool, between func(), opts ...k
 	}
 	waitUntil("the first third is consumed", func() bool { return count() == perPhase })
 	if kill {
-		killers[2].kill()
+		killers[2].Kill()
 	}
 	if between != nil {
 		between()
@@ -391,28 +360,11 @@ func (env *kfakeEnv) coordsConsumerDescribe(group string) kmsg.ConsumerGroupDesc
 	return resp.(*kmsg.ConsumerGroupDescribeResponse).Groups[0]
 }
 
-// kcatPath returns the kcat binary (FLOE_TEST_KCAT or PATH), or skips
-// (fails under CI=true).
-func kcatPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("FLOE_TEST_KCAT"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("kcat"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kcat is not installed; under CI it must be (FLOE_TEST_KCAT)")
-	}
-	t.Skip("kcat is not installed (set FLOE_TEST_KCAT)")
-	return ""
-}
-
 // TestKcatBalancedConsumer runs librdkafka's balanced consumer (kcat -G)
 // against the coordinator: it joins, consumes, commits on exit, and a second
 // run resumes at the committed offsets.
 func TestKcatBalancedConsumer(t *testing.T) {
-	kcat := kcatPath(t)
+	kcat := testenv.Kcat(t)
 	env := newKfakeEnv(t, 1, 4, nil)
 	run := func(n int) []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
