@@ -94,7 +94,8 @@ func (f *adminFlags) validate() error {
 // parse parses a subcommand's flags and positional names and validates the
 // common flags. noun names what the positional arguments are ("topic");
 // at least one is required. An empty noun means the command takes none.
-func (f *adminFlags) parse(fs *flag.FlagSet, args []string, cmd, noun string) ([]string, error) {
+func (f *adminFlags) parse(fs *flag.FlagSet, args []string, noun string) ([]string, error) {
+	cmd := "floe " + fs.Name()
 	names, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err

@@ -51,7 +51,7 @@ func (a *adminCLI) cluster(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("cluster", "[flags]")
 	f.register(fs)
 	fs.BoolVar(&apis, "apis", false, "also list every API key and version range each agent serves")
-	if _, err := f.parse(fs, args, "floe cluster", ""); err != nil {
+	if _, err := f.parse(fs, args, ""); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)

@@ -35,7 +35,7 @@ func (a *adminCLI) groupsList(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups list", "[flags]")
 	f.register(fs)
-	if _, err := f.parse(fs, args, "floe groups list", ""); err != nil {
+	if _, err := f.parse(fs, args, ""); err != nil {
 		return err
 	}
 	ctx, adm, done, err := f.open(ctx)
@@ -98,7 +98,7 @@ func (a *adminCLI) groupsDescribe(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups describe", "GROUP... [flags]")
 	f.register(fs)
-	names, err := f.parse(fs, args, "floe groups describe", "group")
+	names, err := f.parse(fs, args, "group")
 	if err != nil {
 		return err
 	}
@@ -478,7 +478,7 @@ func (a *adminCLI) groupsDelete(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("groups delete", "GROUP... [flags]")
 	f.register(fs)
-	names, err := f.parse(fs, args, "floe groups delete", "group")
+	names, err := f.parse(fs, args, "group")
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func (a *adminCLI) topicsList(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("topics list", "[flags]")
 	f.register(fs)
 	fs.BoolVar(&internal, "internal", false, "include internal topics")
-	if _, err := f.parse(fs, args, "floe topics list", ""); err != nil {
+	if _, err := f.parse(fs, args, ""); err != nil {
 		return err
 	}
 	ctx, adm, done, err := f.open(ctx)
@@ -103,7 +103,7 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 	fs.IntVar(&replication, "replication-factor", -1, "replication factor (-1: the broker's default; Floe ignores it: objects are replicated by the bucket)")
 	fs.Var(&configs, "config", "topic config `key=value` (repeatable), e.g. retention.ms=86400000")
 	fs.BoolVar(&validateOnly, "validate-only", false, "ask the broker to check the request without creating anything")
-	names, err := f.parse(fs, args, "floe topics create", "topic")
+	names, err := f.parse(fs, args, "topic")
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func (a *adminCLI) topicsDescribe(ctx context.Context, args []string) error {
 	fs := a.newFlagSet("topics describe", "TOPIC... [flags]")
 	f.register(fs)
 	fs.BoolVar(&allConfigs, "all-configs", false, "show every config, not only those set on the topic")
-	names, err := f.parse(fs, args, "floe topics describe", "topic")
+	names, err := f.parse(fs, args, "topic")
 	if err != nil {
 		return err
 	}
@@ -386,7 +386,7 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 	fs.Var(&sets, "set", "set topic config `key=value` (repeatable)")
 	fs.Var(&deletes, "delete", "remove topic config `key`, reverting it to the default (repeatable)")
 	fs.BoolVar(&validateOnly, "validate-only", false, "ask the broker to check the request without changing anything")
-	names, err := f.parse(fs, args, "floe topics alter", "topic")
+	names, err := f.parse(fs, args, "topic")
 	if err != nil {
 		return err
 	}
@@ -472,7 +472,7 @@ func (a *adminCLI) topicsDelete(ctx context.Context, args []string) error {
 	var f adminFlags
 	fs := a.newFlagSet("topics delete", "TOPIC... [flags]")
 	f.register(fs)
-	names, err := f.parse(fs, args, "floe topics delete", "topic")
+	names, err := f.parse(fs, args, "topic")
 	if err != nil {
 		return err
 	}
