@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,12 +124,21 @@ func groupRun(t *testing.T, addrs, topic, group string, kill bool, between func(
 	var wg sync.WaitGroup
 	var clients []*kgo.Client
 	killers := make([]*testenv.KillableDialer, 3)
+	// The first phase ends only once every member holds partitions: a fast
+	// first member can otherwise consume it alone before the others join,
+	// and the mid-stream checks (and the kill) would see a group of one.
+	var assigned [3]atomic.Bool
 	for i := range 3 {
 		killers[i] = &testenv.KillableDialer{}
 		cl, err := kgo.NewClient(append([]kgo.Opt{
 			kgo.SeedBrokers(strings.Split(addrs, ",")...),
 			kgo.Dialer(killers[i].Dial),
 			kgo.ClientID(fmt.Sprintf("member-%d", i)),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				if len(m) > 0 {
+					assigned[i].Store(true)
+				}
+			}),
 			kgo.ConsumerGroup(group),
 			kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -169,7 +179,8 @@ func groupRun(t *testing.T, addrs, topic, group string, kill bool, between func(
 		defer mu.Unlock()
 		return len(seen)
 	}
-	waitUntil(t, 60*time.Second, "the first third is consumed", func() bool { return count() == perPhase })
+	allAssigned := func() bool { return assigned[0].Load() && assigned[1].Load() && assigned[2].Load() }
+	waitUntil(t, 60*time.Second, "the first third is consumed by three members", func() bool { return count() == perPhase && allAssigned() })
 	if kill {
 		killers[2].Kill()
 	}

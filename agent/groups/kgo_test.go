@@ -175,11 +175,20 @@ func (env *kfakeEnv) groupRun(group string, kill bool, between func(), opts ...k
 	var wg sync.WaitGroup
 	var clients []*kgo.Client
 	killers := make([]*testenv.KillableDialer, 3)
+	// The first phase ends only once every member holds partitions: a fast
+	// first member can otherwise consume it alone before the others join,
+	// and the mid-stream checks (and the kill) would see a group of one.
+	var assigned [3]atomic.Bool
 	for i := range 3 {
 		killers[i] = &testenv.KillableDialer{}
 		cl := env.client(append([]kgo.Opt{
 			kgo.Dialer(killers[i].Dial),
 			kgo.ClientID(fmt.Sprintf("member-%d", i)),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				if len(m) > 0 {
+					assigned[i].Store(true)
+				}
+			}),
 			kgo.ConsumerGroup(group),
 			kgo.ConsumeTopics("t"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -218,7 +227,8 @@ func (env *kfakeEnv) groupRun(group string, kill bool, between func(), opts ...k
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitUntil("the first third is consumed", func() bool { return count() == perPhase })
+	allAssigned := func() bool { return assigned[0].Load() && assigned[1].Load() && assigned[2].Load() }
+	waitUntil("the first third is consumed by three members", func() bool { return count() == perPhase && allAssigned() })
 	if kill {
 		killers[2].Kill()
 	}
