@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
 )
@@ -66,9 +68,12 @@ func TestHedgedPut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := &slowPuts{Bucket: mem.New(nil), delays: tc.delays, fail: tc.fail}
-			b := objstore.WithHedgedPut(inner, 20*time.Millisecond, nil)
+			b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: 20 * time.Millisecond}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			start := time.Now()
-			err := b.Put(ctx, "k", tc.body, int64(len(data)))
+			err = b.Put(ctx, "k", tc.body, int64(len(data)))
 			if el := time.Since(start); el > tc.maxTime {
 				t.Errorf("Put took %v, want < %v", el, tc.maxTime)
 			}
@@ -92,4 +97,91 @@ func TestHedgedPut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHedgedPutAdaptive: with a quantile the delay follows the PUTs' own
+// latencies, the hedges it causes do not drag it down, and it never goes
+// below MinDelay.
+func TestHedgedPutAdaptive(t *testing.T) {
+	ctx := context.Background()
+	data := []byte("segment bytes")
+	// 90 of every 100 PUTs take 5 ms, the other 10 take 2 s: the first
+	// attempt's p80 is 5 ms, so the delay settles at MinDelay (20 ms), and
+	// the slow tenth is hedged there.
+	var delays []time.Duration
+	for i := range 200 {
+		d := 5 * time.Millisecond
+		if i%10 == 9 {
+			d = 2 * time.Second
+		}
+		delays = append(delays, d)
+	}
+	inner := &slowPuts{Bucket: mem.New(nil), delays: delays}
+	reg := prometheus.NewRegistry()
+	b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Hour, Quantile: 0.8, MinDelay: 20 * time.Millisecond}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until warmed up the configured delay (an hour) holds: no hedges, so
+	// only fast PUTs are sent then.
+	inner.delays = inner.delays[:0]
+	for range 40 {
+		if err := b.Put(ctx, "k", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := metricValue(t, reg, "floe_objstore_hedge_delay_seconds", "le1MiB"); got != 0.02 {
+		t.Fatalf("delay after 40 fast PUTs = %vs, want the 20 ms floor", got)
+	}
+	inner.mu.Lock()
+	inner.delays = delays
+	inner.mu.Unlock()
+	start := time.Now()
+	for range 100 {
+		if err := b.Put(ctx, "k", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("100 PUTs with 10 slow ones took %v: the slow ones were not hedged", el)
+	}
+	// 10 slow first attempts hedged, plus the hedges of those hedges'
+	// own attempts (each hedge draws the next delay in the schedule).
+	if h := metricValue(t, reg, "floe_objstore_hedged_puts_total", ""); h < 5 || h > 20 {
+		t.Errorf("%v hedges, want 5–20", h)
+	}
+}
+
+func TestHedgePolicyValidate(t *testing.T) {
+	for _, p := range []objstore.HedgePolicy{{Delay: time.Second, Quantile: 1}, {Delay: time.Second, Quantile: -0.5}, {Delay: time.Second, MinDelay: -1}} {
+		if _, err := objstore.WithHedgedPut(mem.New(nil), p, nil); err == nil {
+			t.Errorf("%+v accepted", p)
+		}
+	}
+}
+
+// metricValue returns the counter or gauge name, the child whose first
+// label has value label ("" for an unlabelled metric).
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if ls := m.GetLabel(); label != "" && (len(ls) == 0 || ls[0].GetValue() != label) {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s{%q}", name, label)
+	return 0
 }

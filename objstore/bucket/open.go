@@ -17,8 +17,10 @@
 // Query parameters for every scheme:
 //
 //	latency=s3-standard|s3-express|none|put=p50:100ms,p99:400ms;get=…   (objstore.ParseLatency)
-//	hedge_put=250ms   start a second identical PUT when the first is this slow
-//	                  (default 250ms for s3://, off elsewhere; 0 = off)
+//	hedge_put=p90     start a second identical PUT when the first is slower
+//	                  than 90% of recent PUTs of its size (adaptive), or a
+//	                  fixed delay such as 250ms; default p90 for s3://, off
+//	                  elsewhere; 0 = off
 //	retry_attempts=5 retry_initial_backoff=100ms retry_max_backoff=2s retry_max_elapsed=15s
 //
 // and per scheme:
@@ -110,7 +112,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, er
 	if common.latency != nil {
 		b = objstore.WithLatency(b, *common.latency)
 	}
-	hedge := common.hedgePut
+	hedge := common.hedge
 	// Hedging is on by default only for S3, whose PUT cannot create an
 	// object from a truncated body (Content-Length is enforced and a
 	// multipart upload completes only when asked), so a cancelled hedge
@@ -118,9 +120,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, er
 	// that guarantee has not been shown here (see gcs.Config.ChunkSize), so
 	// it is opt-in.
 	if !common.hedgeSet && u.Scheme == "s3" {
-		hedge = DefaultHedgePut
+		hedge = DefaultHedge
 	}
-	b = objstore.WithHedgedPut(b, hedge, opts.Registerer)
+	if b, err = objstore.WithHedgedPut(b, hedge, opts.Registerer); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", redacted, err)
+	}
 	b = objstore.WithPrefix(b, prefix)
 	b = objstore.WithRetry(b, common.retry)
 	if opts.Registerer != nil {
@@ -138,15 +142,17 @@ func Redacted(rawURL string) string {
 	return u.Redacted()
 }
 
-// DefaultHedgePut is the hedge delay of s3:// buckets: about
-// S3 Standard's PUT p93, so some 6% of PUTs are sent twice and the PUT p99
-// (the produce p99) drops toward the p90. Set hedge_put=0 to turn it off.
-const DefaultHedgePut = 250 * time.Millisecond
+// DefaultHedge is the hedge policy of s3:// buckets (hedge_put=p90): a
+// second PUT when the first is slower than 90% of recent PUTs of its size,
+// so about a tenth of PUTs are sent twice and the PUT p99 (the produce p99)
+// drops toward the p90. Until it has timed enough PUTs it hedges at 250 ms,
+// about S3 Standard's p93. Set hedge_put=0 to turn it off.
+var DefaultHedge = objstore.HedgePolicy{Delay: 250 * time.Millisecond, Quantile: 0.9}
 
 type common struct {
 	retry    objstore.RetryConfig
 	latency  *objstore.LatencyConfig
-	hedgePut time.Duration
+	hedge    objstore.HedgePolicy
 	hedgeSet bool
 }
 
@@ -161,8 +167,9 @@ func parseCommon(q *params, logger *slog.Logger) (common, error) {
 		c.latency = &l
 	}
 	var err error
-	if _, c.hedgeSet = q.v["hedge_put"]; c.hedgeSet {
-		if c.hedgePut, err = q.duration("hedge_put"); err != nil {
+	if s, ok := q.take("hedge_put"); ok {
+		c.hedgeSet = true
+		if c.hedge, err = parseHedge(s); err != nil {
 			return c, err
 		}
 	}
@@ -182,6 +189,27 @@ func parseCommon(q *params, logger *slog.Logger) (common, error) {
 		}
 	}
 	return c, c.retry.Validate()
+}
+
+// parseHedge reads hedge_put: a duration (a fixed delay; 0 turns hedging
+// off, as does "off") or pNN (adaptive at that percentile of recent PUTs, starting from
+// DefaultHedge's delay).
+func parseHedge(s string) (objstore.HedgePolicy, error) {
+	if s == "off" {
+		return objstore.HedgePolicy{}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, "p"); ok {
+		pct, err := strconv.ParseFloat(rest, 64)
+		if err != nil || pct <= 0 || pct >= 100 {
+			return objstore.HedgePolicy{}, fmt.Errorf("hedge_put %q: want a duration or a percentile p1…p99.9", s)
+		}
+		return objstore.HedgePolicy{Delay: DefaultHedge.Delay, Quantile: pct / 100}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return objstore.HedgePolicy{}, fmt.Errorf("hedge_put %q: want a duration or a percentile p1…p99.9", s)
+	}
+	return objstore.HedgePolicy{Delay: d}, nil
 }
 
 // prefixOf turns a URL path after the bucket into a key prefix.
