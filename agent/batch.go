@@ -191,7 +191,7 @@ func checkRecords(b []byte, want int32) error {
 		if n == want {
 			return corrupt("batch holds more records than its count %d", want)
 		}
-		l, sz := binary.Varint(b)
+		l, sz := varint(b)
 		if sz <= 0 || l < minRecordSize-1 || l > int64(len(b)-sz) {
 			return corrupt("record %d has a bad length", n)
 		}
@@ -211,8 +211,8 @@ func checkRecords(b []byte, want int32) error {
 // delta, key, value and headers, which must use it up exactly.
 func checkRecord(r []byte) error {
 	r = r[1:] // attributes; the length check guarantees the byte
-	for _, field := range []string{"timestamp delta", "offset delta"} {
-		_, sz := binary.Varint(r)
+	for _, field := range [...]string{"timestamp delta", "offset delta"} {
+		_, sz := varint(r)
 		if sz <= 0 {
 			return fmt.Errorf("bad %s", field)
 		}
@@ -225,7 +225,7 @@ func checkRecord(r []byte) error {
 	if r, err = skipVarBytes(r, true, "value"); err != nil {
 		return err
 	}
-	headers, sz := binary.Varint(r)
+	headers, sz := varint(r)
 	if sz <= 0 || headers < 0 || headers > int64(len(r)) {
 		return errors.New("bad header count")
 	}
@@ -247,7 +247,7 @@ func checkRecord(r []byte) error {
 // skipVarBytes skips a varint-length-prefixed field (-1 is null where
 // nullable).
 func skipVarBytes(r []byte, nullable bool, field string) ([]byte, error) {
-	l, sz := binary.Varint(r)
+	l, sz := varint(r)
 	switch {
 	case sz <= 0:
 		return nil, fmt.Errorf("bad %s length", field)
@@ -257,6 +257,16 @@ func skipVarBytes(r []byte, nullable bool, field string) ([]byte, error) {
 		return nil, fmt.Errorf("%s length %d does not fit", field, l)
 	}
 	return r[sz+int(l):], nil
+}
+
+// varint is binary.Varint with a fast path for the one-byte values that
+// most record fields hold (small deltas and lengths), which the produce
+// path decodes a few times per record.
+func varint(b []byte) (int64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return int64(b[0]>>1) ^ -int64(b[0]&1), 1
+	}
+	return binary.Varint(b)
 }
 
 // setLogAppendTime rewrites a validated batch for a topic with

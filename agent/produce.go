@@ -65,25 +65,28 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 		reqErr = kerr.TransactionalIDAuthorizationFailed.Code
 	}
 
-	var (
-		parts   []producePart
-		entries []wal.Entry
-	)
 	now := a.now().UnixMilli()
+	nparts := 0
+	resp.Topics = make([]kmsg.ProduceResponseTopic, 0, len(req.Topics))
 	for _, rt := range req.Topics {
 		ot := kmsg.NewProduceResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
 		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		resp.Topics = append(resp.Topics, ot)
+		nparts += len(rt.Partitions)
 	}
+	parts := make([]producePart, 0, nparts)
+	entries := make([]wal.Entry, 0, nparts)
 	for ti, rt := range req.Topics {
 		ot := &resp.Topics[ti]
 		var (
 			topic    catalog.Topic
 			topicErr int16
+			lim      topicLimits
 		)
 		if reqErr == 0 {
 			topic, topicErr = a.produceTopic(ctx, req.Version, rt)
+			lim = limitsOf(topic)
 		}
 		for pi, rp := range rt.Partitions {
 			out := &ot.Partitions[pi]
@@ -99,13 +102,13 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
 				// The topic may have grown on another agent.
 				if t, err := a.topic(ctx, topic.Name, rp.Partition+1); err == nil && rp.Partition >= 0 && rp.Partition < t.Partitions {
-					topic = t
-					pp = a.producePartition(req.Version, topic, rp, out, now, &entries)
+					topic, lim = t, limitsOf(t)
+					pp = a.producePartition(req.Version, topic, &lim, rp, out, now, &entries)
 				} else {
 					out.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				}
 			default:
-				pp = a.producePartition(req.Version, topic, rp, out, now, &entries)
+				pp = a.producePartition(req.Version, topic, &lim, rp, out, now, &entries)
 			}
 			parts = append(parts, pp)
 		}
@@ -149,14 +152,19 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 	}
 
 	anyErr := false
+	var produced producedCount
 	for _, pp := range parts {
 		if pp.entry >= 0 && req.Acks != 0 {
-			a.answerProduced(pp, entries[pp.entry], results, waitErr)
+			a.answerProduced(pp, entries[pp.entry], results, waitErr, &produced)
 		}
 		if pp.out.ErrorCode != 0 {
 			anyErr = true
 			a.m.partitionErrs.WithLabelValues("Produce", errName(pp.out.ErrorCode)).Inc()
 		}
+	}
+	if produced.batches > 0 {
+		a.m.producedBytes.Add(float64(produced.bytes))
+		a.m.producedBatches.Add(float64(produced.batches))
 	}
 	if req.Acks == 0 {
 		if anyErr || waitErr != nil {
@@ -330,12 +338,31 @@ func (a *Agent) produceTopic(ctx context.Context, version int16, rt kmsg.Produce
 	return t, kerr.KafkaStorageError.Code
 }
 
+// topicLimits are the topic configs the produce path applies to every
+// batch, read once per topic and request: a request spreading small
+// batches over thousands of partitions would otherwise look up and parse
+// them per batch (half its per-batch work).
+type topicLimits struct {
+	maxBytes      int // max.message.bytes, at most wal.MaxBatchBytes
+	logAppendTime bool
+	before, after int64 // message.timestamp.{before,after}.max.ms
+}
+
+func limitsOf(t catalog.Topic) topicLimits {
+	return topicLimits{
+		maxBytes:      min(int(t.MaxMessageBytes()), wal.MaxBatchBytes),
+		logAppendTime: t.LogAppendTime(),
+		before:        t.TimestampBeforeMaxMs(),
+		after:         t.TimestampAfterMaxMs(),
+	}
+}
+
 // producePartition validates one partition's batch and, if it is
-// acceptable, adds its WAL entry.
-func (a *Agent) producePartition(version int16, t catalog.Topic, rp kmsg.ProduceRequestTopicPartition, out *kmsg.ProduceResponseTopicPartition, now int64, entries *[]wal.Entry) producePart {
+// acceptable, adds its WAL entry. lim is limitsOf(t).
+func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimits, rp kmsg.ProduceRequestTopicPartition, out *kmsg.ProduceResponseTopicPartition, now int64, entries *[]wal.Entry) producePart {
 	pp := producePart{out: out, entry: -1}
 	b := rp.Records
-	if max := t.MaxMessageBytes(); len(b) > int(max) || len(b) > wal.MaxBatchBytes {
+	if len(b) > lim.maxBytes {
 		out.ErrorCode = kerr.MessageTooLarge.Code
 		return pp
 	}
@@ -350,13 +377,13 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, rp kmsg.Produce
 		}
 		return pp
 	}
-	if t.LogAppendTime() {
+	if lim.logAppendTime {
 		setLogAppendTime(b, now)
 		h.MaxTimestamp = now
 		pp.appendTS = now
 	} else {
 		pp.appendTS = -1
-		if msg := checkTimestamps(t, h, now); msg != "" {
+		if msg := checkTimestamps(lim, h, now); msg != "" {
 			out.ErrorCode = kerr.InvalidTimestamp.Code
 			out.ErrorMessage = kmsg.StringPtr(msg)
 			return pp
@@ -379,8 +406,8 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, rp kmsg.Produce
 
 // checkTimestamps applies message.timestamp.before/after.max.ms to the
 // batch's first and max timestamps (CreateTime topics).
-func checkTimestamps(t catalog.Topic, h batchHeader, now int64) string {
-	before, after := t.TimestampBeforeMaxMs(), t.TimestampAfterMaxMs()
+func checkTimestamps(lim *topicLimits, h batchHeader, now int64) string {
+	before, after := lim.before, lim.after
 	if h.MaxTimestamp >= 0 && h.MaxTimestamp-now > after {
 		return fmt.Sprintf("timestamp %d is more than %d ms after the broker time %d (message.timestamp.after.max.ms)", h.MaxTimestamp, after, now)
 	}
@@ -390,8 +417,13 @@ func checkTimestamps(t catalog.Topic, h batchHeader, now int64) string {
 	return ""
 }
 
-// answerProduced fills a partition's answer from its commit result.
-func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.BatchResult, waitErr error) {
+// producedCount sums a request's newly stored batches for the metrics,
+// which are updated once per request rather than per partition.
+type producedCount struct{ bytes, batches int }
+
+// answerProduced fills a partition's answer from its commit result and
+// counts a newly stored batch in n.
+func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.BatchResult, waitErr error, n *producedCount) {
 	out := pp.out
 	if waitErr != nil {
 		out.ErrorCode = walErrorCode(waitErr)
@@ -404,8 +436,8 @@ func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.Ba
 		out.LogStartOffset = res.LogStartOffset
 		out.LogAppendTime = pp.appendTS
 		if !res.Duplicate {
-			a.m.producedBytes.Add(float64(len(e.Batch)))
-			a.m.producedBatches.Inc()
+			n.bytes += len(e.Batch)
+			n.batches++
 		}
 	case errors.Is(res.Err, catalog.ErrOutOfOrderSequence):
 		out.ErrorCode = kerr.OutOfOrderSequenceNumber.Code

@@ -1,6 +1,8 @@
 package segment
 
 import (
+	"cmp"
+	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"slices"
@@ -13,6 +15,10 @@ import (
 type Writer struct {
 	h    Header
 	adds []added
+	// order caches Order until the next Add: the flush asks for it and
+	// Finish needs it, and sorting thousands of small batches twice is
+	// measurable.
+	order []int
 }
 
 type added struct {
@@ -31,6 +37,12 @@ func NewWriter(h Header) *Writer {
 // (it is copied once, by Finish); the caller must not modify it until then.
 func (w *Writer) Add(tp catalog.TopicPartition, batch []byte, meta BatchMeta) {
 	w.adds = append(w.adds, added{tp: tp, batch: batch, meta: meta})
+	w.order = nil
+}
+
+// Grow makes room for n more Adds without reallocating.
+func (w *Writer) Grow(n int) {
+	w.adds = slices.Grow(w.adds, n)
 }
 
 // Len reports the number of batches added.
@@ -38,26 +50,50 @@ func (w *Writer) Len() int { return len(w.adds) }
 
 // Order returns the indexes of the added batches in the order Finish lays
 // them out: ascending (TopicID, Partition), batches of one partition in Add
-// order. order[k] is the Add index of the k-th batch in the object.
+// order. order[k] is the Add index of the k-th batch in the object. The
+// slice is shared with the Writer until the next Add: do not modify it.
 func (w *Writer) Order() []int {
-	order := make([]int, len(w.adds))
-	for i := range order {
-		order[i] = i
+	if w.order != nil {
+		return w.order
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		ta, tb := w.adds[a].tp, w.adds[b].tp
-		if c := compareID(ta.TopicID, tb.TopicID); c != 0 {
-			return c
+	// Sort compact keys rather than indexes into adds: a flush of small
+	// batches over thousands of partitions sorts thousands of them. The
+	// Add index as the last key makes the order stable.
+	keys := make([]orderKey, len(w.adds))
+	for i, a := range w.adds {
+		keys[i] = orderKey{
+			hi:   binary.BigEndian.Uint64(a.tp.TopicID[:8]),
+			lo:   binary.BigEndian.Uint64(a.tp.TopicID[8:]),
+			part: a.tp.Partition,
+			add:  i,
 		}
-		switch {
-		case ta.Partition < tb.Partition:
-			return -1
-		case ta.Partition > tb.Partition:
-			return 1
+	}
+	slices.SortFunc(keys, func(a, b orderKey) int {
+		if a.hi != b.hi {
+			return cmp.Compare(a.hi, b.hi)
 		}
-		return 0
+		if a.lo != b.lo {
+			return cmp.Compare(a.lo, b.lo)
+		}
+		if a.part != b.part {
+			return cmp.Compare(a.part, b.part)
+		}
+		return cmp.Compare(a.add, b.add)
 	})
+	order := make([]int, len(keys))
+	for k, key := range keys {
+		order[k] = key.add
+	}
+	w.order = order
 	return order
+}
+
+// orderKey sorts one added batch: the topic id as two big-endian halves
+// (so it compares as its bytes do), the partition, the Add index.
+type orderKey struct {
+	hi, lo uint64
+	part   int32
+	add    int
 }
 
 // Finish lays the object out and returns it with one Placement per Add, in
@@ -71,7 +107,13 @@ func (w *Writer) Finish() (obj []byte, placements []Placement) {
 	for _, a := range w.adds {
 		bodyLen += int64(len(a.batch))
 	}
-	runs := make([]Run, 0, 1)
+	nruns := 0
+	for k, i := range order {
+		if k == 0 || w.adds[order[k-1]].tp != w.adds[i].tp {
+			nruns++
+		}
+	}
+	runs := make([]Run, 0, nruns)
 	placements = make([]Placement, len(w.adds))
 	off := int64(HeaderSize)
 	for _, i := range order {

@@ -46,12 +46,15 @@ type Log struct {
 		nextSeq  uint64
 		cur      *buffer   // open buffer, nil when nothing is buffered
 		lastSeal time.Time // when the previous buffer was sealed (zero: none yet)
-		sealed   []*buffer // sealed, not yet released, in seal order
-		started  int       // sealed[:started] are uploading or committing
-		buffered int64     // batch bytes not yet released
-		space    chan struct{}
-		closed   bool
-		failed   error
+		// lastEntries is the previous sealed buffer's entry count, the
+		// initial capacity of the next one's.
+		lastEntries int
+		sealed      []*buffer // sealed, not yet released, in seal order
+		started     int       // sealed[:started] are uploading or committing
+		buffered    int64     // batch bytes not yet released
+		space       chan struct{}
+		closed      bool
+		failed      error
 	}
 }
 
@@ -85,6 +88,28 @@ func (b *buffer) resolve(results []catalog.BatchResult, err error) {
 		b.results, b.err = results, err
 		close(b.done)
 	})
+}
+
+// framePool recycles Append's encoding buffers (*[]byte, empty), one per
+// concurrent Append. Buffers above maxPooledFrames are left to the
+// collector so one huge request does not pin its size.
+var framePool sync.Pool
+
+const maxPooledFrames = 16 << 20
+
+func getFrames(size int) *[]byte {
+	if p, ok := framePool.Get().(*[]byte); ok && cap(*p) >= size {
+		return p
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func putFrames(p *[]byte) {
+	if cap(*p) <= maxPooledFrames {
+		*p = (*p)[:0]
+		framePool.Put(p)
+	}
 }
 
 // Ack is the receipt of one Append.
@@ -193,11 +218,15 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		n += int64(len(entries[i].Batch))
 		size += frameSize(&entries[i])
 	}
-	// Encode outside the lock: copying batches is the expensive part.
-	frames := make([]byte, 0, size)
+	// Encode outside the lock: copying batches is the expensive part. The
+	// frames are garbage once written, so their buffer is reused.
+	fp := getFrames(size)
+	defer putFrames(fp)
+	frames := *fp
 	for i := range entries {
 		frames = appendEntry(frames, &entries[i])
 	}
+	*fp = frames
 
 	l.mu.Lock()
 	for {
@@ -233,6 +262,12 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		l.wake(l.kick)
 	}
 	b := l.mu.cur
+	if b.sealed.Entries == nil {
+		// Sized like the previous buffer: a steady load fills buffers
+		// alike, and growing a slice of thousands of entries by doubling
+		// copies (and makes the collector scan) each several times.
+		b.sealed.Entries = make([]Entry, 0, max(l.mu.lastEntries, len(entries)))
+	}
 	if _, err := b.file.Write(frames); err != nil {
 		err = fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
 		l.failLocked(err)
@@ -431,6 +466,7 @@ func (l *Log) step(ctx context.Context, wg *sync.WaitGroup, commitQ chan<- *buff
 			l.m.seals.WithLabelValues(reason).Inc()
 			l.m.flushBytes.Observe(float64(b.sealed.Bytes))
 			l.m.flushEntries.Observe(float64(len(b.sealed.Entries)))
+			l.mu.lastEntries = len(b.sealed.Entries)
 		}
 	}
 	for l.mu.started < len(l.mu.sealed) && l.mu.started < l.cfg.MaxInflight {

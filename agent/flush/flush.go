@@ -154,6 +154,7 @@ func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.L
 // build lays out b's segment object. It depends only on cfg and b.
 func (s *Sink) build(b *wal.Sealed) *built {
 	w := segment.NewWriter(segment.Header{AgentID: s.cfg.AgentID, Created: b.Created})
+	w.Grow(len(b.Entries))
 	for _, e := range b.Entries {
 		w.Add(e.TopicPartition, e.Batch, segment.BatchMeta{
 			Records:        e.Records,
@@ -259,15 +260,18 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 
 	out := make([]catalog.BatchResult, len(res.Results))
 	var rows []catalog.BatchRow
+	if s.cfg.OnCommitted != nil {
+		rows = make([]catalog.BatchRow, 0, len(res.Results))
+	}
+	var failed, dups int
 	for k, r := range res.Results {
 		out[bu.order[k]] = r
 		switch {
 		case r.Err != nil:
-			s.m.batches.WithLabelValues("error").Inc()
+			failed++
 		case r.Duplicate:
-			s.m.batches.WithLabelValues("duplicate").Inc()
+			dups++
 		default:
-			s.m.batches.WithLabelValues("ok").Inc()
 			if s.cfg.OnCommitted != nil {
 				ref := bu.refs[k]
 				rows = append(rows, catalog.BatchRow{
@@ -285,6 +289,10 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 			}
 		}
 	}
+	// Counted per commit, not per batch: a flush may hold thousands.
+	s.m.batchesOK.Add(float64(len(res.Results) - failed - dups))
+	s.m.batchesDup.Add(float64(dups))
+	s.m.batchesErr.Add(float64(failed))
 	if s.cfg.OnCommitted != nil {
 		s.cfg.OnCommitted(bu.key, bu.obj, rows)
 	}

@@ -9,6 +9,8 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 	commitErrors  prometheus.Counter
 	batches       *prometheus.CounterVec
+	// The children of batches, looked up once.
+	batchesOK, batchesDup, batchesErr prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,6 +36,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "floe_flush_batches_total", Help: "Committed batches by outcome (ok, duplicate, error).",
 		}, []string{"result"}),
 	}
+	m.batchesOK = m.batches.WithLabelValues("ok")
+	m.batchesDup = m.batches.WithLabelValues("duplicate")
+	m.batchesErr = m.batches.WithLabelValues("error")
 	if reg != nil {
 		reg.MustRegister(m.objectBytes, m.putSeconds, m.putErrors, m.commitSeconds, m.commitErrors, m.batches)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floebroker/floe/agent"
@@ -402,53 +403,102 @@ func BenchmarkFleetPartitions(b *testing.B) {
 	base := floetest.MinIOBucket(b)
 	a, _ := benchMember(b, cat, base, "")
 	benchWaitFleet(b, a)
-	const size, d = 1 << 10, 2 * time.Second
-	val := make([]byte, size)
-	_, _ = rand.Read(val)
-	run := func(partitions int32, round int) float64 {
+	partitionsRatio(b, func(partitions int32, round int) float64 {
 		topic := fmt.Sprintf("parts-%d-%d", partitions, round)
 		benchTopic(b, a.Addr, topic, partitions)
-		prod := benchClient(b, a.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
-			kgo.ProducerBatchCompression(kgo.NoCompression()))
-		defer prod.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
 		flushes0, entries0 := metricHist(b, a.reg, "floe_wal_flush_entries")
 		commits0, commitSecs0 := metricHist(b, a.reg, "floe_flush_commit_duration_seconds")
 		puts0, putSecs0 := metricHist(b, a.reg, "floe_flush_put_duration_seconds")
-		var acks sync.WaitGroup
-		var failed, n atomic.Int64
-		start := time.Now()
-		for i := 0; time.Since(start) < d; i++ {
-			acks.Add(1)
-			prod.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: val}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed.Add(1)
-				} else {
-					n.Add(1)
-				}
-				acks.Done()
-			})
-		}
-		acks.Wait()
-		took := time.Since(start)
-		if failed.Load() > 0 {
-			b.Fatalf("%d records failed", failed.Load())
-		}
+		s2c0, s2cSecs0 := metricHist(b, a.reg, "floe_wal_seal_to_commit_seconds")
+		seals0 := sealReasons(b, a.reg)
+		rate, n, took := producePartitions(b, a.Addr, topic, partitions)
 		flushes, entries := metricHist(b, a.reg, "floe_wal_flush_entries")
 		commits, commitSecs := metricHist(b, a.reg, "floe_flush_commit_duration_seconds")
 		puts, putSecs := metricHist(b, a.reg, "floe_flush_put_duration_seconds")
+		s2c, s2cSecs := metricHist(b, a.reg, "floe_wal_seal_to_commit_seconds")
+		seals := sealReasons(b, a.reg)
+		for r := range seals {
+			seals[r] -= seals0[r]
+		}
 		flushes, entries = flushes-flushes0, entries-entries0
-		rate := float64(n.Load()) / took.Seconds()
-		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average, mean put %v, mean commit %v",
-			partitions, round, n.Load(), size, took.Round(time.Millisecond), rate, rate*size/(1<<20),
-			flushes, entries/max(flushes, 1),
-			time.Duration(float64(time.Second)*(putSecs-putSecs0)/max(puts-puts0, 1)).Round(100*time.Microsecond),
-			time.Duration(float64(time.Second)*(commitSecs-commitSecs0)/max(commits-commits0, 1)).Round(100*time.Microsecond))
+		mean := func(secs, n float64) time.Duration {
+			return time.Duration(float64(time.Second) * secs / max(n, 1)).Round(100 * time.Microsecond)
+		}
+		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average (sealed by %v), %.0f CommitSegment calls (%.2f per flush), mean put %v, mean commit %v, mean seal to commit %v",
+			partitions, round, n, partitionsRecordSize, took.Round(time.Millisecond), rate, rate*partitionsRecordSize/(1<<20),
+			flushes, entries/max(flushes, 1), seals, commits-commits0, (commits-commits0)/max(flushes, 1),
+			mean(putSecs-putSecs0, puts-puts0), mean(commitSecs-commitSecs0, commits-commits0), mean(s2cSecs-s2cSecs0, s2c-s2c0))
 		return rate
+	})
+}
+
+// BenchmarkKfakePartitions is BenchmarkFleetPartitions against franz-go's
+// in-memory kfake broker in the same process: the ratio the client alone
+// allows on this machine, the ceiling for the agent's.
+func BenchmarkKfakePartitions(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		b.Fatal(err)
 	}
-	// Alternate the two setups and keep each one's best round, so a burst
-	// of load from elsewhere on the machine does not decide the ratio.
+	b.Cleanup(c.Close)
+	addr := c.ListenAddrs()[0]
+	adm := kadm.NewClient(benchClient(b, addr))
+	partitionsRatio(b, func(partitions int32, round int) float64 {
+		topic := fmt.Sprintf("parts-%d-%d", partitions, round)
+		benchTopic(b, addr, topic, partitions)
+		rate, n, took := producePartitions(b, addr, topic, partitions)
+		b.Logf("kfake, %d partitions, round %d: %d records of %d B in %v: %.0f records/s", partitions, round, n, partitionsRecordSize, took.Round(time.Millisecond), rate)
+		// kfake keeps every record in memory.
+		if _, err := adm.DeleteTopics(context.Background(), topic); err != nil {
+			b.Fatal(err)
+		}
+		return rate
+	})
+}
+
+// partitionsRecordSize is the value size of the partition benchmarks.
+const partitionsRecordSize = 1 << 10
+
+// producePartitions produces records round-robin over topic's partitions
+// through a new client of addr for two seconds, keeping the producer's
+// buffer (franz-go's default, 50,000 records) full, and returns the
+// acknowledged records per second.
+func producePartitions(tb testing.TB, addr, topic string, partitions int32) (rate float64, n int64, took time.Duration) {
+	tb.Helper()
+	const d = 2 * time.Second
+	val := make([]byte, partitionsRecordSize)
+	_, _ = rand.Read(val)
+	prod := benchClient(tb, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var acks sync.WaitGroup
+	var failed, done atomic.Int64
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		acks.Add(1)
+		prod.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: val}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			} else {
+				done.Add(1)
+			}
+			acks.Done()
+		})
+	}
+	acks.Wait()
+	took = time.Since(start)
+	if failed.Load() > 0 {
+		tb.Fatalf("%d records failed", failed.Load())
+	}
+	return float64(done.Load()) / took.Seconds(), done.Load(), took
+}
+
+// partitionsRatio alternates runs of 16 and 2,000 partitions and reports
+// the ratio of their best rounds, so a burst of load from elsewhere on the
+// machine does not decide it.
+func partitionsRatio(b *testing.B, run func(partitions int32, round int) float64) {
 	var best16, best2000 float64
 	for round := range 2 {
 		best16 = max(best16, run(16, round))
@@ -459,6 +509,16 @@ func BenchmarkFleetPartitions(b *testing.B) {
 	b.ReportMetric(best2000, "rec/s-2000")
 	b.ReportMetric(100*ratio, "%-2000-vs-16")
 	b.Logf("throughput with 2,000 partitions is %.0f%% of 16 partitions' (target at least 80%%)", 100*ratio)
+}
+
+// sealReasons counts the WAL's seals by reason.
+func sealReasons(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
+	tb.Helper()
+	out := map[string]float64{}
+	for _, r := range []string{"interval", "bytes", "early"} {
+		out[r] = metricSum(tb, reg, "floe_wal_seals_total", map[string]string{"reason": r})
+	}
+	return out
 }
 
 // metricHist returns a histogram family's total sample count and sum.
