@@ -12,3 +12,16 @@ func SetRetryHooks(c *RetryConfig, sleep func(context.Context, time.Duration) er
 
 // Sample exposes Dist.sample.
 func (d Dist) Sample(z float64) time.Duration { return d.sample(z) }
+
+// HedgeDelay returns the delay b (from WithHedgedPut) would use now for a
+// PUT of size bytes, and ObserveHedge records a first attempt's latency
+// as a finished PUT does.
+func HedgeDelay(b Bucket, size int64) time.Duration {
+	h := b.(*hedgeBucket)
+	return h.delay(sizeClass(size))
+}
+
+func ObserveHedge(b Bucket, size int64, d time.Duration) {
+	h := b.(*hedgeBucket)
+	h.observe(sizeClass(size), d)
+}

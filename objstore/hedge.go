@@ -18,6 +18,13 @@ import (
 // the recent first-attempt latencies of PUTs of similar size, so about
 // 1-Quantile of PUTs are hedged whatever the region, object size or time of
 // day, and a slow spell raises the delay rather than doubling every PUT.
+//
+// An adaptive policy also hedges the PUT that follows a hedged one sooner,
+// at the median. Floe's PUTs gate producers: while a segment's PUT is slow,
+// producers whose window is full cannot send, and the next segment carries
+// everything they held back, which has already waited through the slow
+// PUT. Hedging that one early spends a few more PUTs exactly where the
+// produce p99 is made.
 type HedgePolicy struct {
 	// Delay is the hedge delay, or with Quantile set the delay used until
 	// enough PUTs of a size have been timed. <= 0 turns hedging off.
@@ -145,6 +152,8 @@ type latencyWindow struct {
 	samples [hedgeWindow]time.Duration
 	n       int // samples recorded, total
 	delay   time.Duration
+	median  time.Duration // the delay after a hedged PUT (0 until warm)
+	slow    bool          // the last PUT to finish took the delay or longer
 	scratch []time.Duration
 }
 
@@ -154,6 +163,9 @@ func (h *hedgeBucket) delay(class int) time.Duration {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.slow && w.median > 0 {
+		return min(w.delay, w.median)
+	}
 	return w.delay
 }
 
@@ -169,6 +181,9 @@ func (h *hedgeBucket) observe(class int, d time.Duration) {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// Slow by the ordinary delay, not the sooner one: one slow PUT makes
+	// the next one urgent, and that one does not pass it on.
+	w.slow = d >= w.delay
 	w.samples[w.n%hedgeWindow] = d
 	w.n++
 	if w.n < hedgeWarmup || w.n%hedgeRecompute != 0 {
@@ -178,6 +193,7 @@ func (h *hedgeBucket) observe(class int, d time.Duration) {
 	slices.Sort(w.scratch)
 	q := w.scratch[int(h.policy.Quantile*float64(len(w.scratch)))]
 	w.delay = max(q, h.policy.MinDelay)
+	w.median = max(w.scratch[len(w.scratch)/2], h.policy.MinDelay)
 	if h.delays != nil {
 		h.delays.WithLabelValues(sizeClassNames[class]).Set(w.delay.Seconds())
 	}

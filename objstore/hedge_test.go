@@ -185,3 +185,43 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) flo
 	t.Fatalf("no %s{%q}", name, label)
 	return 0
 }
+
+// TestHedgeDelays: the adaptive delay is the quantile of its size class's
+// window, each class apart; after a slow PUT the next one is hedged at the
+// median, and that sooner delay does not carry on to the PUT after it.
+func TestHedgeDelays(t *testing.T) {
+	b, err := objstore.WithHedgedPut(mem.New(nil), objstore.HedgePolicy{Delay: time.Second, Quantile: 0.9, MinDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const small, big = 100 << 10, 8 << 20
+	for i := range 104 { // 1..100 ms, then 1..4 (the last PUT was fast)
+		objstore.ObserveHedge(b, small, time.Duration(i%100+1)*time.Millisecond)
+	}
+	for range 10 { // still warming up
+		objstore.ObserveHedge(b, big, time.Millisecond)
+	}
+	if d := objstore.HedgeDelay(b, small); d != 90*time.Millisecond {
+		t.Errorf("small delay %v, want the p90 90ms", d)
+	}
+	if d := objstore.HedgeDelay(b, big); d != time.Second {
+		t.Errorf("big delay %v, want the configured 1s before warm-up", d)
+	}
+	objstore.ObserveHedge(b, small, 5*time.Second) // slow
+	if d := objstore.HedgeDelay(b, small); d > 60*time.Millisecond {
+		t.Errorf("delay after a slow PUT %v, want about the median", d)
+	}
+	objstore.ObserveHedge(b, small, 70*time.Millisecond) // urgent, not slow
+	if d := objstore.HedgeDelay(b, small); d < 80*time.Millisecond {
+		t.Errorf("delay two PUTs after a slow one %v, want the p90 again", d)
+	}
+	// Fixed delays stay fixed.
+	f, err := objstore.WithHedgedPut(mem.New(nil), objstore.HedgePolicy{Delay: 250 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objstore.ObserveHedge(f, small, 5*time.Second)
+	if d := objstore.HedgeDelay(f, small); d != 250*time.Millisecond {
+		t.Errorf("fixed delay became %v", d)
+	}
+}
