@@ -160,6 +160,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	a.cache = newRangeCache(cfg.ReadCacheBytes, 0, a.m.cache("tail"))
 	a.catchup = newRangeCache(cfg.CatchUpCacheBytes, cfg.CatchUpReads, a.m.cache("catchup"))
 	a.members.Store(&membership{})
+	a.seal.holdLimit, a.seal.now = deps.WAL.FlushInterval(), a.now
 	return a, nil
 }
 

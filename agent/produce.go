@@ -192,6 +192,11 @@ const produceWindow = 5
 type produceWaits struct {
 	waiting, plain int
 	answered       bool
+	// blockedAt is when the connection last became blocked; held is set
+	// when it was then blocked for a whole flush interval, until its next
+	// produce request (see sealWatch).
+	blockedAt time.Time
+	held      bool
 }
 
 // blocked reports whether the connection will send no more produce data
@@ -223,10 +228,23 @@ func (p produceWaits) blocked() bool {
 // for the flush interval, as before. acks=0 data is not tracked: nobody
 // waits for it, so it neither holds a buffer open nor seals one.
 //
+// A producer held blocked for a whole flush interval (a slow PUT held its
+// window) has kept back everything produced meanwhile, and its first
+// request once answered carries that backlog, which has already waited
+// longer than any buffer should stay open. That request's buffer is sealed
+// at once rather than when the window fills again: the flush interval
+// bounds the wait before a seal counted from the client, not from the
+// agent. The rest of the window goes into the next buffer, so this costs
+// one extra PUT, and only after a slow cycle.
+//
 // It follows the newest buffer an append landed in, the connections with
 // data in it and how many of them are not blocked; each connection's
-// produceWaits changes under its mutex. The zero value is ready to use.
+// produceWaits changes under its mutex. The zero value is ready to use
+// and never seals for a held producer; set holdLimit and now for that.
 type sealWatch struct {
+	holdLimit time.Duration // the flush interval; 0: no held-producer seals
+	now       func() time.Time
+
 	mu    sync.Mutex
 	buf   uint64             // newest buffer an append landed in
 	conns map[*conn]struct{} // connections with data in buf
@@ -264,7 +282,9 @@ func (w *sealWatch) appended(c *conn, buf uint64, idempotent bool) bool {
 			w.open++
 		}
 	}
-	if w.open > 0 || w.asked {
+	held := c.produce.held && idempotent
+	c.produce.held = false
+	if (w.open > 0 && !held) || w.asked {
 		return false
 	}
 	w.asked = true
@@ -290,6 +310,14 @@ func (w *sealWatch) update(c *conn, f func(*produceWaits)) {
 	was := c.produce.blocked()
 	f(&c.produce)
 	now := c.produce.blocked()
+	if w.holdLimit > 0 && was != now {
+		t := w.now()
+		if now {
+			c.produce.blockedAt = t
+		} else if t.Sub(c.produce.blockedAt) >= w.holdLimit {
+			c.produce.held = true
+		}
+	}
 	if _, ok := w.conns[c]; !ok || was == now {
 		return
 	}

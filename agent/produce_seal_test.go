@@ -95,6 +95,50 @@ func TestSealWatch(t *testing.T) {
 	}
 }
 
+// TestSealWatchHeld: a producer answered after being blocked for a whole
+// flush interval gets its next request's buffer sealed at once (it carries
+// the backlog); after an ordinary wait it does not, and the held mark is
+// spent by that one request.
+func TestSealWatchHeld(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := sealWatch{holdLimit: 250 * time.Millisecond, now: func() time.Time { return now }}
+	c := &conn{}
+	c.produce.answered = true
+	fill := func(buf uint64) {
+		t.Helper()
+		for i := range produceWindow {
+			if got := w.appended(c, buf, true); got != (i == produceWindow-1) {
+				t.Fatalf("append %d to buffer %d: sealed %v", i, buf, got)
+			}
+		}
+	}
+	answerAll := func() {
+		for range produceWindow {
+			w.answered(c, true)
+		}
+	}
+	fill(1)
+	now = now.Add(100 * time.Millisecond) // an ordinary cycle
+	answerAll()
+	if w.appended(c, 2, true) {
+		t.Fatal("sealed after an ordinary wait")
+	}
+	for range produceWindow - 2 {
+		w.appended(c, 2, true)
+	}
+	if !w.appended(c, 2, true) {
+		t.Fatal("full window not sealed")
+	}
+	now = now.Add(300 * time.Millisecond) // a slow PUT held the window
+	answerAll()
+	if !w.appended(c, 3, true) {
+		t.Fatal("the backlog request after a held window was not sealed at once")
+	}
+	if w.appended(c, 4, true) {
+		t.Fatal("the next request was sealed too")
+	}
+}
+
 // sealAgent runs an agent whose WAL seals only when asked to (an hour-long
 // flush interval), so any produce answered in a test was sealed early.
 func sealAgent(t *testing.T) string {

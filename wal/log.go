@@ -513,6 +513,9 @@ const (
 	sealDrain    = "drain"
 )
 
+// FlushInterval is how long a buffer may stay open (Config.FlushInterval).
+func (l *Log) FlushInterval() time.Duration { return l.cfg.FlushInterval }
+
 // SealEarly asks the flusher to seal buffer buf (an Ack's Buffer) as soon
 // as FlushMinInterval has passed since the previous seal, instead of
 // waiting for FlushInterval. The caller knows that holding buf open is
