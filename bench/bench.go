@@ -51,7 +51,7 @@ func DefaultOptions() Options {
 		Records:     200_000,
 		RecordSz:    1024,
 		Rate:        2000,
-		LatencyD:    10 * time.Second,
+		LatencyD:    20 * time.Second,
 		Out:         os.Stdout,
 		Logger:      slog.Default(),
 		PostgresURL: os.Getenv("FLOE_TEST_POSTGRES_URL"),
