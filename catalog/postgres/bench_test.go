@@ -64,9 +64,11 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 		lat  []time.Duration
 		pool []int32 // partitions it draws from
 	}
+	// The committers' backends, told apart by name to measure their CPU.
+	app := fmt.Sprintf("floe-bench-%d", rand.Uint64())
 	cs := make([]*committer, committers)
 	for i := range cs {
-		c := openTest(b, url, catalog.Options{MaxConns: 2})
+		c := openTest(b, url, catalog.Options{MaxConns: 2, ApplicationName: app})
 		c.alwaysLock = *benchLocked
 		pid, _, err := c.AllocateProducerID(context.Background())
 		if err != nil {
@@ -108,6 +110,7 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 		return seg
 	}
 
+	cpu := startBackendCPU(b, url, app)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -139,6 +142,7 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	pgCPU := cpu.stop(b)
 	var lat []time.Duration
 	for _, cm := range cs {
 		lat = append(lat, cm.lat...)
@@ -156,6 +160,10 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 		conflicts += cm.c.CommitConflicts()
 	}
 	b.ReportMetric(float64(conflicts)/float64(len(lat)), "conflicts/op")
+	if pgCPU >= 0 {
+		// The server's CPU per commit, when it runs on this machine.
+		b.ReportMetric(pgCPU/float64(len(lat)), "pg-cpu-ms/op")
+	}
 	b.ReportMetric(0, "ns/op")
 
 }

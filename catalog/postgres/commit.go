@@ -5,12 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/floebroker/floe/catalog"
@@ -30,8 +28,8 @@ import (
 // offset (commitplan.RelBase).
 //
 // The (last) round trip is one pipeline: BEGIN; sqlPlanSettings; lock the
-// partitions FOR UPDATE in (topic id, partition) order; one statement
-// (sqlWrite) that —
+// partitions in (topic id, partition) order by moving their next offsets
+// (sqlAdvance: the UPDATE is the lock); one statement (sqlWrite) that —
 // in a snapshot taken after the locks, so it sees every commit that held
 // them before — turns the relative offsets absolute, writes every row and
 // verifies that what the plan assumed still holds, failing (and so rolling
@@ -66,8 +64,8 @@ const (
 	sqlPlanSettings = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
        set_config('enable_mergejoin', 'off', true)`
 
-	// sqlPartitions lists which requested partitions exist; sqlLock also
-	// locks them and sqlLockAll only counts them. The requested
+	// sqlPartitions lists which requested partitions exist and sqlLock
+	// also locks them. The requested
 	// partitions are distinct, so a join (probing the primary key) finds
 	// them; ORDER BY runs below the row locking, so rows are locked in
 	// sorted order and two commits never wait on each other in a cycle.
@@ -77,7 +75,6 @@ JOIN partitions p ON p.topic_id = u.t AND p.partition = u.p
 ORDER BY p.topic_id, p.partition`
 	sqlLock = sqlPartitions + `
 FOR UPDATE OF p`
-	sqlLockAll = `SELECT count(*) FROM (` + sqlLock + `) l`
 
 	sqlFindObject = `SELECT commit_id, results FROM objects WHERE key = $1`
 
@@ -93,33 +90,33 @@ CROSS JOIN LATERAL (
 	sqlCommit = `COMMIT`
 )
 
-// sqlWrite writes the commit's rows and, in the same statement, verifies
-// what the plan assumed; if any of it no longer holds, floe_commit_check
-// (migration 0003) fails the statement with codeCommitConflict and the
-// transaction rolls back whole. Checking in the writes themselves costs
-// one index probe per row instead of two: the partition UPDATE returns the
-// next offset it started from, a producer state UPDATE matches only the
-// version the plan assumed, and an INSERT of a state the plan assumed
-// absent, or of the object, does nothing if one exists.
+// sqlAdvance locks the commit's partitions and moves their next offsets
+// in one pass: the UPDATE is the lock (a separate SELECT … FOR UPDATE
+// would write every row, and a WAL record, once more). $1, $2 are the
+// request's distinct partitions in lock order; every other array names
+// one by its 1-based position i. $3 holds how far each one's next offset
+// moves (0: none of its batches is stored, and the row is only locked), $4
+// whether the plan assumed it exists and $5 how many the plan assumed to
+// exist. Rows are locked in the order the join produces them: the sorted
+// subquery (one with ORDER BY is never flattened) drives a nested loop of
+// primary-key probes, the only join commit transactions allow
+// (sqlPlanSettings); TestAdvanceLockOrder checks the plan. Arrays are
+// expanded by set-returning functions in a select list, which step
+// through them together without first copying every row into a
+// tuplestore as unnest in FROM does.
 //
-// Partitions are the request's distinct partitions ($5, $6, in lock
-// order); every other array names one by its 1-based position i. $7 holds
-// how far each one's next offset moves (0: none of its batches is stored,
-// and the UPDATE only reads it), $8 whether the plan assumed it exists.
-// Producer keys ($16–$20) carry the state version the plan assumed (0: no
-// row) and, when the commit writes the state, the new epoch and entries
-// (NULL entries: verify only). $24–$27 are how many partitions the plan
-// assumed to exist, and how many states it updates, inserts and only
-// verifies: the parts of the statement that have nothing to do (the common
-// case) are skipped.
-//
-// agg gathers the next offsets in position order once: as an array the
-// other statements index (one InitPlan, no join), and as the partition
-// table of the results (16 bytes per partition, -1 where none exists),
-// appended to the Go-encoded results and returned to the client.
-const sqlWrite = `WITH moved AS (
+// The statement fails with codeCommitConflict unless exactly the
+// partitions the plan assumed exist. It hands what sqlWrite needs — each
+// partition's next offset before the commit (-1 where none exists), as an
+// array and as the results' partition table (16 bytes per partition) —
+// to the next statement in transaction-local settings: reading the
+// partitions again would cost an index probe per partition. (It returns
+// only their lengths, not the values, to the client.)
+const sqlAdvance = `WITH moved AS (
     UPDATE partitions p SET next_offset = p.next_offset + u.n
-    FROM unnest($5::uuid[], $6::int4[], $7::int8[]) WITH ORDINALITY AS u(t, p, n, i)
+    FROM (SELECT unnest($1::uuid[]) AS t, unnest($2::int4[]) AS p, unnest($3::int8[]) AS n,
+                 generate_series(1, cardinality($1::uuid[])) AS i
+          ORDER BY 1, 2) u
     WHERE p.topic_id = u.t AND p.partition = u.p
     RETURNING u.i, p.next_offset - u.n AS base, p.log_start_offset AS ls
 ), agg AS (
@@ -127,10 +124,37 @@ const sqlWrite = `WITH moved AS (
            string_agg(int8send(x.base) || int8send(x.ls), ''::bytea ORDER BY x.i) AS tbl
     FROM (SELECT m.i, m.base, m.ls FROM moved m
           UNION ALL
-          SELECT e.i, -1, -1 FROM unnest($8::bool[]) WITH ORDINALITY AS e(x, i) WHERE NOT e.x) x
+          SELECT e.i, -1, -1 FROM unnest($4::bool[]) WITH ORDINALITY AS e(x, i) WHERE NOT e.x) x
+)
+SELECT floe_commit_check((SELECT count(*) FROM moved) = $5
+        AND ($5 = cardinality($4::bool[]) OR NOT EXISTS (SELECT 1 FROM moved m WHERE NOT ($4::bool[])[m.i]))),
+    length(set_config('floe.commit_base', coalesce(agg.base, '{}')::text, true)),
+    length(set_config('floe.commit_table', encode(coalesce(agg.tbl, ''::bytea), 'base64'), true))
+FROM agg`
+
+// sqlWrite writes the commit's rows and, in the same statement, verifies
+// what the plan assumed; if any of it no longer holds, floe_commit_check
+// (migration 0003) fails the statement with codeCommitConflict and the
+// transaction rolls back whole. It runs after sqlAdvance, so its snapshot
+// is taken under the partition locks. Checking in the writes themselves
+// costs one index probe per row instead of two: a producer state UPDATE
+// matches only the version the plan assumed, and an INSERT of a state the
+// plan assumed absent, or of the object, does nothing if one exists.
+//
+// $5, $6 are sqlAdvance's $1, $2 and every other array names a partition
+// by its position i; agg is what sqlAdvance handed over. Producer keys
+// ($14–$18) carry the state version the plan assumed (0: no row) and, when
+// the commit writes the state, the new epoch and entries (NULL entries:
+// verify only). $22–$24 are how many states it updates, inserts and only
+// verifies: the parts of the statement that have nothing to do (the common
+// case) are skipped. The partition table is appended to the Go-encoded
+// results and returned to the client.
+const sqlWrite = `WITH agg AS (
+    SELECT current_setting('floe.commit_base')::int8[] AS base,
+           decode(current_setting('floe.commit_table'), 'base64') AS tbl
 ), obj AS (
     INSERT INTO objects (key, size, created, nrows, results)
-    SELECT $1, $2, $3, $23, $4::bytea || coalesce(agg.tbl, ''::bytea) FROM agg
+    SELECT $1, $2, $3, $21, $4::bytea || coalesce(agg.tbl, ''::bytea) FROM agg
     ON CONFLICT (key) DO NOTHING
     RETURNING id
 ), new_rows AS (
@@ -139,13 +163,15 @@ const sqlWrite = `WITH moved AS (
     SELECT ($5::uuid[])[r.i], ($6::int4[])[r.i],
            ((SELECT base FROM agg))[r.i] + r.bo, ((SELECT base FROM agg))[r.i] + r.lo,
            (SELECT id FROM obj), r.off, r.len, r.n, r.ts
-    FROM unnest($9::int4[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
-                $14::int4[], $15::int8[]) AS r(i, bo, lo, off, len, n, ts)
+    FROM (SELECT unnest($7::int4[]) AS i, unnest($8::int8[]) AS bo, unnest($9::int8[]) AS lo,
+                 unnest($10::int8[]) AS off, unnest($11::int8[]) AS len, unnest($12::int4[]) AS n,
+                 unnest($13::int8[]) AS ts) r
     WHERE (SELECT id FROM obj) IS NOT NULL
 ), upd AS (
     UPDATE producer_state s SET epoch = k.e, entries = k.en, pending_base = ((SELECT base FROM agg))[k.i],
         version = (SELECT id FROM obj), updated = $3
-    FROM unnest($16::int8[], $17::int4[], $18::int8[], $19::int2[], $20::bytea[]) AS k(pid, i, v, e, en)
+    FROM (SELECT unnest($14::int8[]) AS pid, unnest($15::int4[]) AS i, unnest($16::int8[]) AS v,
+                 unnest($17::int2[]) AS e, unnest($18::bytea[]) AS en) k
     WHERE k.en IS NOT NULL AND k.v <> 0
       AND s.topic_id = ($5::uuid[])[k.i] AND s.partition = ($6::int4[])[k.i] AND s.producer_id = k.pid
       AND s.version = k.v AND (SELECT id FROM obj) IS NOT NULL
@@ -154,24 +180,23 @@ const sqlWrite = `WITH moved AS (
     INSERT INTO producer_state (topic_id, partition, producer_id, epoch, entries, pending_base, version, updated)
     SELECT ($5::uuid[])[k.i], ($6::int4[])[k.i], k.pid, k.e, k.en, ((SELECT base FROM agg))[k.i],
            (SELECT id FROM obj), $3
-    FROM unnest($16::int8[], $17::int4[], $18::int8[], $19::int2[], $20::bytea[]) AS k(pid, i, v, e, en)
-    WHERE $26 > 0 AND k.en IS NOT NULL AND k.v = 0 AND (SELECT id FROM obj) IS NOT NULL
+    FROM (SELECT unnest($14::int8[]) AS pid, unnest($15::int4[]) AS i, unnest($16::int8[]) AS v,
+                 unnest($17::int2[]) AS e, unnest($18::bytea[]) AS en) k
+    WHERE $23 > 0 AND k.en IS NOT NULL AND k.v = 0 AND (SELECT id FROM obj) IS NOT NULL
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT floe_commit_check(
         EXISTS (SELECT 1 FROM obj)
-        AND (SELECT count(*) FROM moved) = $24
-        AND ($24 = cardinality($8::bool[]) OR NOT EXISTS (SELECT 1 FROM moved m WHERE NOT ($8::bool[])[m.i]))
-        AND (SELECT count(*) FROM upd) = $25
-        AND (SELECT count(*) FROM ins) = $26
-        AND ($27 = 0 OR NOT EXISTS (
-            SELECT 1 FROM unnest($16::int8[], $17::int4[], $18::int8[], $20::bytea[]) AS k(pid, i, v, en)
+        AND (SELECT count(*) FROM upd) = $22
+        AND (SELECT count(*) FROM ins) = $23
+        AND ($24 = 0 OR NOT EXISTS (
+            SELECT 1 FROM unnest($14::int8[], $15::int4[], $16::int8[], $18::bytea[]) AS k(pid, i, v, en)
             WHERE k.en IS NULL AND k.v <> coalesce((
                 SELECT s.version FROM producer_state s
                 WHERE s.topic_id = ($5::uuid[])[k.i] AND s.partition = ($6::int4[])[k.i] AND s.producer_id = k.pid), 0)))
         AND NOT EXISTS (
-            SELECT 1 FROM unnest($21::int8[], $22::int2[]) AS y(pid, e)
+            SELECT 1 FROM unnest($19::int8[], $20::int2[]) AS y(pid, e)
             WHERE y.e <> coalesce((SELECT pr.epoch FROM producers pr WHERE pr.producer_id = y.pid), -1))),
     (SELECT id FROM obj), (SELECT tbl FROM agg)`
 
@@ -327,22 +352,29 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	}
 	plan := commitplan.Build(rs.plan)
 
+	advance, write := c.writeArgs(in, rs, plan)
 	w := &pgx.Batch{}
 	if !locked {
 		w.Queue(sqlBegin)
 		w.Queue(sqlPlanSettings)
-		w.Queue(sqlLockAll, uuidArray(ids), int4Array(parts))
 	}
-	w.Queue(sqlWrite, c.writeArgs(in, rs, plan)...)
+	w.Queue(sqlAdvance, advance...)
+	w.Queue(sqlWrite, write...)
 	w.Queue(sqlFinish, in.seg.Key, c.channel)
 	w.Queue(sqlCommit)
 	br := conn.SendBatch(ctx, w)
 	defer br.Close()
+	steps := 1 // sqlAdvance
 	if !locked {
-		for range 3 {
-			if _, err := br.Exec(); err != nil {
-				return res, commitErr(err, false)
-			}
+		steps = 3
+	}
+	for range steps {
+		_, err := br.Exec()
+		if pgCode(err) == codeCommitConflict {
+			return res, errConflict // nothing was written: the transaction failed
+		}
+		if err != nil {
+			return res, commitErr(err, false)
 		}
 	}
 	var checked bool
@@ -546,9 +578,9 @@ func partitionTable(b []byte, n int) ([]commitplan.PartitionState, error) {
 	return table, nil
 }
 
-// writeArgs flattens a plan and what it assumed into sqlWrite's arrays.
-// Positions are 1-based, as SQL arrays are.
-func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) []any {
+// writeArgs flattens a plan and what it assumed into the arguments of
+// sqlAdvance and sqlWrite. Positions are 1-based, as SQL arrays are.
+func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) (advance, write []any) {
 	req := len(in.tps)
 	reqIDs, reqParts := topicIDs(in.tps)
 	exists, moveBy := make([]bool, req), make([]int64, req)
@@ -603,14 +635,16 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) 
 			ye[i] = e
 		}
 	}
-	return []any{
+	advance = []any{uuidArray(reqIDs), int4Array(reqParts), int8Array(moveBy), boolArray(exists), nexist}
+	write = []any{
 		in.seg.Key, in.seg.Size, c.now().UTC(), commitplan.EncodeResultsAt(plan.Results, req, in.pos),
-		uuidArray(reqIDs), int4Array(reqParts), int8Array(moveBy), boolArray(exists),
+		uuidArray(reqIDs), int4Array(reqParts),
 		int4Array(ri), int8Array(bo), int8Array(lo), int8Array(off), int8Array(ln), int4Array(recs), int8Array(ts),
 		int8Array(kid), int4Array(ki), int8Array(kv), int2Array(ke), byteaArray(ken),
 		int8Array(yid), int2Array(ye),
-		int32(len(plan.Rows)), nexist, nupd, nins, nverify,
+		int32(len(plan.Rows)), nupd, nins, nverify,
 	}
+	return advance, write
 }
 
 // safeErr marks an error after which the transaction certainly did not
@@ -665,155 +699,4 @@ func releaseConn(conn *pgxpool.Conn) {
 		cancel()
 	}
 	conn.Release()
-}
-
-// Array parameters of a commit are encoded by hand, in PostgreSQL's binary
-// array format: pgx's generic array encoding boxes every element (an
-// allocation each), which costs a commit of 2,000 partitions about 2 ms of
-// client CPU and much garbage. Each connection's type map learns the
-// types once (useBinaryArrays); pgx then calls binaryArrayPlan for them.
-type (
-	int8Array  []int64
-	int4Array  []int32
-	int2Array  []int16
-	boolArray  []bool
-	uuidArray  [][16]byte
-	byteaArray [][]byte // nil elements are NULL
-)
-
-// binaryArray is one of the array types above.
-type binaryArray interface {
-	appendBinary(buf []byte) []byte
-	plain() any // the underlying slice, for pgx's (unused) fallback plan
-}
-
-// PostgreSQL element type oids.
-const (
-	oidBool  = 16
-	oidBytea = 17
-	oidInt8  = 20
-	oidInt2  = 21
-	oidInt4  = 23
-	oidUUID  = 2950
-)
-
-// appendArrayHeader appends a one-dimensional array header of n elements.
-func appendArrayHeader(buf []byte, elemOID uint32, n int, hasNull bool) []byte {
-	if n == 0 {
-		buf = binary.BigEndian.AppendUint32(buf, 0) // no dimensions: empty
-		buf = binary.BigEndian.AppendUint32(buf, 0)
-		return binary.BigEndian.AppendUint32(buf, elemOID)
-	}
-	flags := uint32(0)
-	if hasNull {
-		flags = 1
-	}
-	buf = binary.BigEndian.AppendUint32(buf, 1)
-	buf = binary.BigEndian.AppendUint32(buf, flags)
-	buf = binary.BigEndian.AppendUint32(buf, elemOID)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
-	return binary.BigEndian.AppendUint32(buf, 1) // lower bound
-}
-
-func (a int8Array) appendBinary(buf []byte) []byte {
-	buf = appendArrayHeader(buf, oidInt8, len(a), false)
-	for _, v := range a {
-		buf = binary.BigEndian.AppendUint32(buf, 8)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(v))
-	}
-	return buf
-}
-
-func (a int4Array) appendBinary(buf []byte) []byte {
-	buf = appendArrayHeader(buf, oidInt4, len(a), false)
-	for _, v := range a {
-		buf = binary.BigEndian.AppendUint32(buf, 4)
-		buf = binary.BigEndian.AppendUint32(buf, uint32(v))
-	}
-	return buf
-}
-
-func (a int2Array) appendBinary(buf []byte) []byte {
-	buf = appendArrayHeader(buf, oidInt2, len(a), false)
-	for _, v := range a {
-		buf = binary.BigEndian.AppendUint32(buf, 2)
-		buf = binary.BigEndian.AppendUint16(buf, uint16(v))
-	}
-	return buf
-}
-
-func (a boolArray) appendBinary(buf []byte) []byte {
-	buf = appendArrayHeader(buf, oidBool, len(a), false)
-	for _, v := range a {
-		b := byte(0)
-		if v {
-			b = 1
-		}
-		buf = binary.BigEndian.AppendUint32(buf, 1)
-		buf = append(buf, b)
-	}
-	return buf
-}
-
-func (a uuidArray) appendBinary(buf []byte) []byte {
-	buf = appendArrayHeader(buf, oidUUID, len(a), false)
-	for _, v := range a {
-		buf = binary.BigEndian.AppendUint32(buf, 16)
-		buf = append(buf, v[:]...)
-	}
-	return buf
-}
-
-func (a byteaArray) appendBinary(buf []byte) []byte {
-	hasNull := false
-	for _, v := range a {
-		hasNull = hasNull || v == nil
-	}
-	buf = appendArrayHeader(buf, oidBytea, len(a), hasNull)
-	for _, v := range a {
-		if v == nil {
-			buf = binary.BigEndian.AppendUint32(buf, 0xFFFFFFFF) // -1: NULL
-			continue
-		}
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(v)))
-		buf = append(buf, v...)
-	}
-	return buf
-}
-
-func (a int8Array) plain() any  { return []int64(a) }
-func (a int4Array) plain() any  { return []int32(a) }
-func (a int2Array) plain() any  { return []int16(a) }
-func (a boolArray) plain() any  { return []bool(a) }
-func (a uuidArray) plain() any  { return [][16]byte(a) }
-func (a byteaArray) plain() any { return [][]byte(a) }
-
-// tryWrapBinaryArray is a pgtype.TryWrapEncodePlanFunc for binaryArray
-// values. pgx accepts a wrapper only if it can also plan the value it
-// unwraps to, so it unwraps to the plain slice; binaryArrayPlan never
-// calls that plan.
-func tryWrapBinaryArray(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) {
-	a, ok := value.(binaryArray)
-	if !ok {
-		return nil, nil, false
-	}
-	return binaryArrayPlan{}, a.plain(), true
-}
-
-type binaryArrayPlan struct{}
-
-func (binaryArrayPlan) SetNext(pgtype.EncodePlan) {}
-
-func (binaryArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
-	return value.(binaryArray).appendBinary(buf), nil
-}
-
-// useBinaryArrays makes m encode binaryArray values with
-// binaryArrayPlan, once per type map (one per connection).
-func useBinaryArrays(m *pgtype.Map) {
-	fs := m.TryWrapEncodePlanFuncs
-	if len(fs) > 0 && reflect.ValueOf(fs[0]).Pointer() == reflect.ValueOf(tryWrapBinaryArray).Pointer() {
-		return
-	}
-	m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{tryWrapBinaryArray}, fs...)
 }

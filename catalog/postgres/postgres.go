@@ -6,9 +6,9 @@
 //     producer state its segment needs (its own earlier commits verified
 //     it), two otherwise: unlocked reads, then one pipelined READ COMMITTED
 //     transaction that locks the touched partition rows in (topic id,
-//     partition) order with SELECT … FOR UPDATE, writes every row in one
-//     statement that also verifies, under the locks, everything the plan
-//     assumed (rolling back if not), NOTIFYs the commit id and COMMITs
+//     partition) order by updating their next offsets, writes every row
+//     in one statement that also verifies, under the locks, everything the
+//     plan assumed (rolling back if not), NOTIFYs the commit id and COMMITs
 //     (details in commit.go). The fixed lock order means agents never
 //     deadlock each other, and no client round trip happens while locks
 //     are held. Commit transactions plan by index probes only (seq scans
