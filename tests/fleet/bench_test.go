@@ -22,6 +22,7 @@ import (
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/tests/floetest"
+	"github.com/floebroker/floe/wal"
 )
 
 // The fleet benchmarks of issue 6, on PostgreSQL + MinIO (the services
@@ -37,10 +38,16 @@ const gib = 1 << 30
 // benchMember starts an agent in zone with its own GET-counting view of
 // the shared bucket, so each agent's reads are counted apart.
 func benchMember(tb testing.TB, cat catalog.Catalog, base objstore.Bucket, zone string) (*member, *rangeBucket) {
+	return benchMemberFlush(tb, cat, base, zone, 0)
+}
+
+// benchMemberFlush is benchMember with a WAL flush interval (0: floetest's
+// short test default).
+func benchMemberFlush(tb testing.TB, cat catalog.Catalog, base objstore.Bucket, zone string, flush time.Duration) (*member, *rangeBucket) {
 	tb.Helper()
 	cb := &rangeBucket{countingBucket: &countingBucket{Bucket: base}}
 	reg := prometheus.NewRegistry()
-	a := floetest.Start(tb, floetest.Options{Catalog: cat, Bucket: cb, Registerer: reg, Config: func(c *agent.Config) {
+	a := floetest.Start(tb, floetest.Options{FlushInterval: flush, Catalog: cat, Bucket: cb, Registerer: reg, Config: func(c *agent.Config) {
 		c.Zone = zone
 		c.HeartbeatInterval = 100 * time.Millisecond
 		c.AgentTTL = time.Second
@@ -395,13 +402,18 @@ func BenchmarkFleetLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkFleetPartitions: produce throughput of one agent spreading
-// records over 2,000 partitions against 16 (target: at least 80%), each
-// for a fixed time with the producer's buffer kept full.
+// BenchmarkFleetPartitions: produce throughput of one agent, with the
+// flush settings of `floe agent`, spreading records over 2,000 partitions
+// against 16 (target: at least 80%), each for a fixed time with the
+// producer's buffer kept full.
 func BenchmarkFleetPartitions(b *testing.B) {
 	cat := floetest.PostgresCatalog(b)
 	base := floetest.MinIOBucket(b)
-	a, _ := benchMember(b, cat, base, "")
+	// The flush settings of `floe agent` (250 ms, early seals): a busy
+	// agent's buffers are then sealed by its producers' windows, as in
+	// production. floetest's 5 ms test default would seal (and commit)
+	// every few milliseconds whatever the load.
+	a, _ := benchMemberFlush(b, cat, base, "", wal.DefaultFlushInterval)
 	benchWaitFleet(b, a)
 	partitionsRatio(b, func(partitions int32, round int) float64 {
 		topic := fmt.Sprintf("parts-%d-%d", partitions, round)
