@@ -51,17 +51,6 @@ func (p HedgePolicy) Validate() error {
 	return nil
 }
 
-func (p HedgePolicy) String() string {
-	switch {
-	case p.Delay <= 0:
-		return "off"
-	case p.Quantile > 0:
-		return fmt.Sprintf("p%g (from %v, at least %v)", 100*p.Quantile, p.Delay, p.MinDelay)
-	default:
-		return p.Delay.String()
-	}
-}
-
 // WithHedgedPut returns a Bucket whose Put starts a second, identical Put
 // of the same key when the first has not finished after the policy's delay,
 // and returns as soon as either succeeds (the other is cancelled).
