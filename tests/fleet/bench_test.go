@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -423,7 +424,13 @@ func BenchmarkFleetPartitions(b *testing.B) {
 		puts0, putSecs0 := metricHist(b, a.reg, "floe_flush_put_duration_seconds")
 		s2c0, s2cSecs0 := metricHist(b, a.reg, "floe_wal_seal_to_commit_seconds")
 		seals0 := sealReasons(b, a.reg)
+		reqs0, reqSecs0 := metricHist(b, a.reg, "floe_agent_request_duration_seconds")
+		up0, upSecs0 := metricHist(b, a.reg, "floe_wal_upload_duration_seconds")
+		fs0, fsSecs0 := metricHist(b, a.reg, "floe_wal_fsync_duration_seconds")
 		rate, n, took := producePartitions(b, a.Addr, topic, partitions)
+		up, upSecs := metricHist(b, a.reg, "floe_wal_upload_duration_seconds")
+		fs, fsSecs := metricHist(b, a.reg, "floe_wal_fsync_duration_seconds")
+		reqs, reqSecs := metricHist(b, a.reg, "floe_agent_request_duration_seconds")
 		flushes, entries := metricHist(b, a.reg, "floe_wal_flush_entries")
 		commits, commitSecs := metricHist(b, a.reg, "floe_flush_commit_duration_seconds")
 		puts, putSecs := metricHist(b, a.reg, "floe_flush_put_duration_seconds")
@@ -436,10 +443,10 @@ func BenchmarkFleetPartitions(b *testing.B) {
 		mean := func(secs, n float64) time.Duration {
 			return time.Duration(float64(time.Second) * secs / max(n, 1)).Round(100 * time.Microsecond)
 		}
-		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average (sealed by %v), %.0f CommitSegment calls (%.2f per flush), mean put %v, mean commit %v, mean seal to commit %v",
+		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average (sealed by %v), %.0f CommitSegment calls (%.2f per flush), mean put %v, mean commit %v, mean seal to commit %v, %.0f requests of mean %v, upload %v, fsync %v",
 			partitions, round, n, partitionsRecordSize, took.Round(time.Millisecond), rate, rate*partitionsRecordSize/(1<<20),
 			flushes, entries/max(flushes, 1), seals, commits-commits0, (commits-commits0)/max(flushes, 1),
-			mean(putSecs-putSecs0, puts-puts0), mean(commitSecs-commitSecs0, commits-commits0), mean(s2cSecs-s2cSecs0, s2c-s2c0))
+			mean(putSecs-putSecs0, puts-puts0), mean(commitSecs-commitSecs0, commits-commits0), mean(s2cSecs-s2cSecs0, s2c-s2c0), reqs-reqs0, mean(reqSecs-reqSecs0, reqs-reqs0), mean(upSecs-upSecs0, up-up0), mean(fsSecs-fsSecs0, fs-fs0))
 		return rate
 	})
 }
@@ -510,11 +517,19 @@ func producePartitions(tb testing.TB, addr, topic string, partitions int32) (rat
 // partitionsRatio alternates runs of 16 and 2,000 partitions and reports
 // the ratio of their best rounds, so a burst of load from elsewhere on the
 // machine does not decide it.
+//
+// FLOE_BENCH_PARTITIONS=16 or =2000 runs only that side, for profiling
+// one of them (-cpuprofile); the ratio is then meaningless.
 func partitionsRatio(b *testing.B, run func(partitions int32, round int) float64) {
+	only := os.Getenv("FLOE_BENCH_PARTITIONS")
 	var best16, best2000 float64
 	for round := range 2 {
-		best16 = max(best16, run(16, round))
-		best2000 = max(best2000, run(2000, round))
+		if only != "2000" {
+			best16 = max(best16, run(16, round))
+		}
+		if only != "16" {
+			best2000 = max(best2000, run(2000, round))
+		}
 	}
 	ratio := best2000 / best16
 	b.ReportMetric(best16, "rec/s-16")
