@@ -22,7 +22,10 @@ import (
 // on each of <runs> partitions (as BenchmarkCommit's runs=2000 case),
 // times each statement of the commit transaction separately, and logs
 // EXPLAIN (ANALYZE, BUFFERS, WAL) of the last commit's statements and the
-// tables' update counters (HOT or not).
+// tables' update counters (HOT or not). FLOE_EXPLAIN_PLAIN=1 commits
+// non-idempotent batches (no producer state), and FLOE_EXPLAIN_SQL runs a
+// statement after the warm-up commits (e.g. DROP INDEX …), to price one
+// part of the commit by its absence.
 func TestExplainCommit(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("FLOE_EXPLAIN_COMMIT"))
 	if runs <= 0 {
@@ -41,14 +44,21 @@ func TestExplainCommit(t *testing.T) {
 	}
 	seq := int32(0)
 	n := 0
+	if os.Getenv("FLOE_EXPLAIN_PLAIN") == "1" {
+		pid = -1
+	}
 	segment := func() catalog.Segment {
 		n++
 		seg := catalog.Segment{Key: fmt.Sprintf("explain/%d", n)}
+		bseq := seq
+		if pid < 0 {
+			bseq = -1
+		}
 		for p := range runs {
 			seg.Batches = append(seg.Batches, catalog.BatchRef{
 				TopicPartition: catalog.TopicPartition{TopicID: topic.ID, Partition: int32(p)},
 				ByteOffset:     int64(p) * 1000, ByteLength: 1000, OffsetSpan: 10, Records: 10,
-				FirstTimestamp: 1, MaxTimestamp: 2, ProducerID: pid, BaseSequence: seq,
+				FirstTimestamp: 1, MaxTimestamp: 2, ProducerID: pid, BaseSequence: bseq,
 			})
 		}
 		seq += 10
@@ -71,6 +81,11 @@ func TestExplainCommit(t *testing.T) {
 	}
 	defer conn.Release()
 	useBinaryArrays(conn.Conn().TypeMap())
+	if q := os.Getenv("FLOE_EXPLAIN_SQL"); q != "" {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var backend int32
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 		t.Fatal(err)
