@@ -194,10 +194,12 @@ func (a *Agent) OnUploaded(key string, obj []byte) {
 }
 
 // OnCommitted is the flush.Config.OnCommitted hook: it adds the commit's
-// rows to the tail index (the object is cached already, by OnUploaded).
-// Safe for concurrent use; cheap.
+// rows to the tail index (the object is cached already, by OnUploaded),
+// and the commit follower then steps over this commit instead of reading
+// it back from the catalog, so rows must hold every row the commit stored
+// (flush.Sink's rows do). Safe for concurrent use; cheap.
 func (a *Agent) OnCommitted(_ string, _ []byte, rows []catalog.BatchRow) {
-	a.tail.add(rows)
+	a.tail.addOwn(rows)
 }
 
 // Run listens on cfg.Listen and serves until ctx ends (see Serve).

@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -11,8 +11,8 @@ import (
 )
 
 // tailIndex is the agent's memory of the newest catalog rows of each
-// partition, fed by the commit follower (every commit of the fleet) and by
-// OnCommitted (this agent's commits, a little sooner). It answers fetches
+// partition, fed by OnCommitted (this agent's commits) and by the commit
+// follower (every other commit of the fleet; see follow.go). It answers fetches
 // at the tail without reading the catalog, tracks each partition's high
 // watermark, and wakes long-polling fetches when anything is committed.
 //
@@ -31,6 +31,9 @@ type tailIndex struct {
 		// started is closed once the follower knows where to start.
 		started chan struct{}
 		startOK bool
+		// own holds, ascending, the ids of this agent's commits whose rows
+		// addOwn added and the follower has not yet stepped over.
+		own []int64
 	}
 }
 
@@ -86,23 +89,110 @@ func (t *tailIndex) add(rows []catalog.BatchRow) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, r := range rows {
-		p := t.partLocked(r.TopicPartition)
+	t.addLocked(rows)
+	t.wakeLocked()
+}
+
+// maxOwnCommits bounds the own commit ids remembered for a follower that
+// is not stepping over them (it is failing or far behind): forgetting one
+// only means reading that commit back from the catalog.
+const maxOwnCommits = 4096
+
+// addOwn records the rows of this agent's own commits (OnCommitted, which
+// has every row its commit stored) and remembers their commit ids, so the
+// commit follower steps over those commits instead of reading their rows
+// back from the catalog (see skipOwn). A commit without rows is not
+// remembered; the follower reads it, finding nothing.
+func (t *tailIndex) addOwn(rows []catalog.BatchRow) {
+	if len(rows) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.addLocked(rows)
+	last := int64(-1)
+	for i := range rows {
+		if id := rows[i].CommitID; id != last {
+			t.markOwnLocked(id)
+			last = id
+		}
+	}
+	t.wakeLocked()
+}
+
+func (t *tailIndex) markOwnLocked(id int64) {
+	own := t.mu.own
+	n := len(own)
+	switch {
+	case n == 0 || own[n-1] < id:
+		// The usual case: the WAL commits one buffer at a time.
+		own = append(own, id)
+	default:
+		i, found := slices.BinarySearch(own, id)
+		if found {
+			return
+		}
+		own = slices.Insert(own, i, id)
+	}
+	if len(own) > maxOwnCommits {
+		own = own[:copy(own, own[len(own)-maxOwnCommits/2:])]
+	}
+	t.mu.own = own
+}
+
+// skipOwn returns after advanced over the own commits that directly follow
+// it (ids after+1, after+2, …, all added by addOwn), and forgets own ids at
+// or below the result. Commit ids are unique, so an id known to be this
+// agent's own commit is no other commit: stepping over a contiguous run of
+// them skips nothing, whatever the catalog's numbering.
+func (t *tailIndex) skipOwn(after int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	own := t.mu.own
+	i := 0
+	for ; i < len(own) && own[i] <= after+1; i++ {
+		if own[i] == after+1 {
+			after++
+		}
+	}
+	if i > 0 {
+		t.mu.own = own[:copy(own, own[i:])]
+	}
+	return after
+}
+
+func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
+	// Rows come grouped by partition (object order, or the catalog's
+	// order): look each partition up once per run of rows.
+	var p *tailPart
+	var ptp catalog.TopicPartition
+	for i := range rows {
+		r := &rows[i]
+		if p == nil || r.TopicPartition != ptp {
+			p, ptp = t.partLocked(r.TopicPartition), r.TopicPartition
+		}
 		n := len(p.rows)
 		switch {
 		case n > 0 && r.BaseOffset <= p.rows[n-1].LastOffset:
-			// Already known (the hook and the follower both deliver
-			// this agent's commits).
+			// Already known (the follower read a commit OnCommitted
+			// already delivered).
 		case n > 0 && r.BaseOffset == p.rows[n-1].LastOffset+1:
-			p.rows = append(p.rows, r)
-			if len(p.rows) > maxTailRows {
-				p.rows = append(p.rows[:0:0], p.rows[len(p.rows)-maxTailRows/2:]...)
+			if n == maxTailRows {
+				// Keep the newest half, in place: lookup copies what it
+				// returns, so no caller holds p.rows.
+				n = copy(p.rows, p.rows[n-maxTailRows/2:])
+				clear(p.rows[n:])
+				p.rows = p.rows[:n]
 			}
+			p.rows = append(p.rows, *r)
 		default:
-			p.rows = append(p.rows[:0:0], r)
+			p.rows = append(p.rows[:0:0], *r)
 		}
 		p.hw = max(p.hw, r.LastOffset+1)
 	}
+}
+
+func (t *tailIndex) wakeLocked() {
 	close(t.mu.changed)
 	t.mu.changed = make(chan struct{})
 }
@@ -264,117 +354,5 @@ func (t *tailIndex) markStarted() {
 	if !t.mu.startOK {
 		t.mu.startOK = true
 		close(t.mu.started)
-	}
-}
-
-// followBatch is how many rows one CommitsSince call returns.
-const followBatch = 1000
-
-// followBackstop is how often the follower reads the catalog without a
-// notification: notifications can be lost (a PostgreSQL LISTEN connection
-// that dropped), and one cheap read per second per agent is not polling
-// by the fetches.
-const followBackstop = time.Second
-
-// followCommits applies every catalog commit after the agent started to
-// the tail index, woken by catalog.Watch, until ctx ends.
-func (a *Agent) followCommits(ctx context.Context) {
-	after, ok := a.followStart(ctx)
-	if !ok {
-		return
-	}
-	a.tail.markStarted()
-	var watch <-chan int64
-	backoff := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		if watch == nil {
-			w, err := a.cat.Watch(ctx)
-			if err != nil {
-				a.m.followerErrors.Inc()
-				a.log.Warn("watching catalog commits failed", "err", err)
-				sleepCtx(ctx, backoff)
-				backoff = min(2*backoff, 5*time.Second)
-				continue
-			}
-			watch = w
-		}
-		var err error
-		after, err = a.catchUp(ctx, after)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			a.m.followerErrors.Inc()
-			a.log.Warn("following catalog commits failed", "err", err)
-			sleepCtx(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		timer := time.NewTimer(followBackstop)
-		select {
-		case <-ctx.Done():
-		case _, open := <-watch:
-			if !open {
-				watch = nil
-			}
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
-}
-
-// followStart finds the commit id to follow from: the latest at start. An
-// agent does not need history; older rows come from the catalog on demand.
-func (a *Agent) followStart(ctx context.Context) (int64, bool) {
-	backoff := 50 * time.Millisecond
-	for {
-		_, latest, err := a.cat.CommitsSince(ctx, math.MaxInt64, 1)
-		if err == nil {
-			if latest == math.MaxInt64 || latest < 0 {
-				latest = 0
-			}
-			a.m.followerCommit.Set(float64(latest))
-			return latest, true
-		}
-		if ctx.Err() != nil {
-			return 0, false
-		}
-		a.m.followerErrors.Inc()
-		a.log.Warn("finding the latest catalog commit failed", "err", err)
-		sleepCtx(ctx, backoff)
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// catchUp applies every commit after `after` and returns the last applied.
-// CommitsSince returns whole commits only, and its `latest` is the
-// catalog's newest commit id unless it cut the answer short (then it is the
-// last commit returned), so the loop ends once an answer is empty or
-// provably complete. Only row commit ids advance the position: a commit
-// without rows has nothing to miss.
-func (a *Agent) catchUp(ctx context.Context, after int64) (int64, error) {
-	for {
-		rows, latest, err := a.cat.CommitsSince(ctx, after, followBatch)
-		if err != nil {
-			return after, err
-		}
-		a.tail.add(rows)
-		for _, r := range rows {
-			after = max(after, r.CommitID)
-		}
-		a.m.followerCommit.Set(float64(after))
-		if len(rows) == 0 || latest > after {
-			return after, nil
-		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

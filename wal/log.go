@@ -39,6 +39,9 @@ type Log struct {
 	kick chan struct{}
 	// progress wakes Run when a buffer left the pipeline (a slot freed).
 	progress chan struct{}
+	// committing is closed when the Sink.Commit call in progress returns;
+	// nil while none is (see Committing).
+	committing atomic.Pointer[chan struct{}]
 
 	mu struct {
 		sync.Mutex
@@ -90,13 +93,24 @@ func (b *buffer) resolve(results []catalog.BatchResult, err error) {
 	})
 }
 
-// framePool recycles Append's encoding buffers (*[]byte, empty), one per
-// concurrent Append. Buffers above maxPooledFrames are left to the
-// collector so one huge request does not pin its size.
+// framePool recycles Append's encoding buffers (*[]byte, empty), a few
+// per concurrent Append. Buffers above maxPooledFrames (only a single
+// frame larger than frameChunk makes one) are left to the collector so one
+// huge batch does not pin its size.
 var framePool sync.Pool
 
 const maxPooledFrames = 16 << 20
 
+// frameChunk is the size of the buffers Append encodes a request into. A
+// request is encoded into as many as it needs and written with one write
+// call each: at 2,000 partitions one produce request can hold tens of
+// megabytes, and a buffer that large, allocated (and zeroed) afresh for
+// every request, was the WAL's largest allocation and brought garbage
+// collections closer.
+const frameChunk = 1 << 20
+
+// getFrames returns an empty buffer for a chunk of size bytes (at most
+// frameChunk unless one frame is larger).
 func getFrames(size int) *[]byte {
 	if p, ok := framePool.Get().(*[]byte); ok && cap(*p) >= size {
 		return p
@@ -110,6 +124,27 @@ func putFrames(p *[]byte) {
 		*p = (*p)[:0]
 		framePool.Put(p)
 	}
+}
+
+// encodeFrames encodes entries (size bytes of frames in all) into chunks
+// of about frameChunk bytes, a frame never split across two. The caller
+// returns the chunks with putFrames.
+func encodeFrames(entries []Entry, size int) []*[]byte {
+	var chunks []*[]byte
+	if size > frameChunk {
+		chunks = make([]*[]byte, 0, size/frameChunk+2)
+	}
+	var cur *[]byte
+	for i := range entries {
+		n := frameSize(&entries[i])
+		if cur == nil || len(*cur)+n > cap(*cur) {
+			cur = getFrames(max(n, min(size, frameChunk)))
+			chunks = append(chunks, cur)
+		}
+		*cur = appendEntry(*cur, &entries[i])
+		size -= n
+	}
+	return chunks
 }
 
 // Ack is the receipt of one Append.
@@ -219,14 +254,13 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		size += frameSize(&entries[i])
 	}
 	// Encode outside the lock: copying batches is the expensive part. The
-	// frames are garbage once written, so their buffer is reused.
-	fp := getFrames(size)
-	defer putFrames(fp)
-	frames := *fp
-	for i := range entries {
-		frames = appendEntry(frames, &entries[i])
-	}
-	*fp = frames
+	// frames are garbage once written, so their buffers are reused.
+	chunks := encodeFrames(entries, size)
+	defer func() {
+		for _, c := range chunks {
+			putFrames(c)
+		}
+	}()
 
 	l.mu.Lock()
 	for {
@@ -268,10 +302,14 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		// copies (and makes the collector scan) each several times.
 		b.sealed.Entries = make([]Entry, 0, max(l.mu.lastEntries, len(entries)))
 	}
-	if _, err := b.file.Write(frames); err != nil {
-		err = fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
-		l.failLocked(err)
-		return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+	for _, c := range chunks {
+		// A failed write (even of a later chunk) fails the whole WAL, so
+		// a request is never half acknowledged.
+		if _, err := b.file.Write(*c); err != nil {
+			err = fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
+			l.failLocked(err)
+			return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
 	}
 	ack := &Ack{b: b, start: len(b.sealed.Entries)}
 	b.sealed.Entries = append(b.sealed.Entries, entries...)
@@ -602,8 +640,12 @@ func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
 		if err == nil {
 			start := time.Now()
 			err = l.retry(ctx, "commit", b, func() error {
+				done := make(chan struct{})
+				l.committing.Store(&done)
 				var cerr error
 				results, cerr = l.sink.Commit(ctx, &b.sealed)
+				l.committing.Store(nil)
+				close(done)
 				if cerr == nil && len(results) != len(b.sealed.Entries) {
 					return Permanent(fmt.Errorf("wal: sink returned %d results for %d entries", len(results), len(b.sealed.Entries)))
 				}
@@ -639,6 +681,18 @@ func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
 		}
 		l.release(b)
 	}
+}
+
+// Committing returns a channel that is closed when the Sink's Commit call
+// now in progress returns, or nil when no Commit call is in progress. A
+// catalog commit notification seen while it is non-nil may announce this
+// log's own commit, whose Sink hooks have not run yet: the agent's commit
+// follower waits for it rather than read the commit back from the catalog.
+func (l *Log) Committing() <-chan struct{} {
+	if p := l.committing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // release takes the committed (or dropped) first sealed buffer out of the

@@ -25,8 +25,8 @@
 //   - Only a torn tail of an unsealed buffer file is repaired (truncated);
 //     any other damage is a *CorruptionError naming the file and offset.
 //
-// Append, Ack.Wait and Healthy are safe for concurrent use; Run is called
-// once.
+// Append, Ack.Wait, Healthy and Committing are safe for concurrent use;
+// Run is called once.
 //
 // # On disk
 //
