@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -268,44 +269,65 @@ func scrape(u string) (counters, error) {
 	if u == "" {
 		return c, nil
 	}
+	m, err := scrapeMetrics(u)
+	if err != nil {
+		return c, err
+	}
+	c.puts = m.sum(metricRequests, "op", "put") + m.sum(metricHedges)
+	c.flushes = m.sum(metricFlushes)
+	c.commits = m.sum(metricCommits) + m.sum(metricCommitErrors)
+	return c, nil
+}
+
+// metrics is one scrape of an agent's /metrics.
+type metrics map[string]*dto.MetricFamily
+
+func scrapeMetrics(u string) (metrics, error) {
 	resp, err := http.Get(u)
 	if err != nil {
-		return c, fmt.Errorf("scrape %s: %w", u, err)
+		return nil, fmt.Errorf("scrape %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return c, fmt.Errorf("scrape %s: %w", u, err)
+		return nil, fmt.Errorf("scrape %s: %w", u, err)
 	}
-	sum := func(name string, label, value string) float64 {
-		f, ok := fams[name]
-		if !ok {
-			return 0
-		}
-		var s float64
-		for _, m := range f.GetMetric() {
-			match := label == ""
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
+	return fams, nil
+}
+
+// sum adds the samples of family name whose labels include the label
+// name/value pairs kv: a counter's, gauge's or untyped value, a histogram's
+// sample count.
+func (m metrics) sum(name string, kv ...string) float64 {
+	f, ok := m[name]
+	if !ok {
+		return 0
+	}
+	var s float64
+samples:
+	for _, x := range f.GetMetric() {
+		for i := 0; i+1 < len(kv); i += 2 {
+			match := false
+			for _, lp := range x.GetLabel() {
+				if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
 					match = true
 				}
 			}
 			if !match {
-				continue
-			}
-			if m.GetCounter() != nil {
-				s += m.GetCounter().GetValue()
-			} else if m.GetHistogram() != nil {
-				s += float64(m.GetHistogram().GetSampleCount())
-			} else if m.GetUntyped() != nil {
-				s += m.GetUntyped().GetValue()
+				continue samples
 			}
 		}
-		return s
+		switch {
+		case x.GetCounter() != nil:
+			s += x.GetCounter().GetValue()
+		case x.GetGauge() != nil:
+			s += x.GetGauge().GetValue()
+		case x.GetHistogram() != nil:
+			s += float64(x.GetHistogram().GetSampleCount())
+		case x.GetUntyped() != nil:
+			s += x.GetUntyped().GetValue()
+		}
 	}
-	c.puts = sum(metricRequests, "op", "put") + sum(metricHedges, "", "")
-	c.flushes = sum(metricFlushes, "", "")
-	c.commits = sum(metricCommits, "", "") + sum(metricCommitErrors, "", "")
-	return c, nil
+	return s
 }

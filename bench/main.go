@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ func Main(ctx context.Context, args []string) error {
 	o := DefaultOptions()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	out := fs.String("out", "", "also write the markdown table to this file (e.g. BENCHMARKS.md)")
-	setups := fs.String("setups", "", "comma-separated setups to run (default all): kfake,floe-embedded,floe-pg-minio,floe-pg-minio-10ms,floe-s3-standard")
+	setups := fs.String("setups", "", "comma-separated setups and fleet parts to run (default all): kfake,floe-embedded,floe-pg-minio,floe-pg-minio-10ms,floe-s3-standard,fleet-gets,fleet-latency,fleet-partitions")
 	fs.StringVar(&o.FloeBin, "floe", "", "floe binary to benchmark (default: this executable)")
 	fs.IntVar(&o.Runs, "runs", o.Runs, "runs per setup (medians are reported)")
 	fs.IntVar(&o.Records, "records", o.Records, "records in the throughput phase")
@@ -29,6 +30,9 @@ func Main(ctx context.Context, args []string) error {
 	}
 	if *setups != "" {
 		o.Setups = strings.Split(*setups, ",")
+		if bad := unknownSetups(o); len(bad) > 0 {
+			return fmt.Errorf("bench: unknown -setups %s", strings.Join(bad, ","))
+		}
 	}
 	if o.FloeBin == "" {
 		exe, err := os.Executable()
@@ -44,7 +48,13 @@ func Main(ctx context.Context, args []string) error {
 	}
 	started := time.Now()
 	results, err := Run(ctx, o)
-	md := Markdown(results, o, started)
+	var fleet []FleetRow
+	if ctx.Err() == nil {
+		var ferr error
+		fleet, ferr = RunFleet(ctx, o)
+		err = errors.Join(err, ferr)
+	}
+	md := Markdown(results, o, started) + FleetMarkdown(fleet, o)
 	fmt.Print(md)
 	if *out != "" {
 		if werr := os.WriteFile(*out, []byte(md), 0o644); werr != nil && err == nil {

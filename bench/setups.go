@@ -108,6 +108,32 @@ var bucketSeq int
 // startFloeS3 starts `floe agent` on a fresh schema of the shared PostgreSQL
 // and a fresh MinIO bucket reached through the S3 backend.
 func startFloeS3(ctx context.Context, o Options, extraQuery string, extra []string) (*target, error) {
+	e, err := newS3Env(ctx, o, extraQuery)
+	if err != nil {
+		return nil, err
+	}
+	t, err := e.start(ctx, o, extra...)
+	if err != nil {
+		e.drop()
+		return nil, err
+	}
+	stop := t.stop
+	t.stop = func() {
+		stop()
+		e.drop()
+	}
+	return t, nil
+}
+
+// s3Env is a fresh catalog schema and MinIO bucket: every agent started on
+// it joins the same fleet.
+type s3Env struct {
+	args []string // --catalog, --bucket, --cluster
+	env  []string // the S3 credentials
+	drop func()   // drops the schema
+}
+
+func newS3Env(ctx context.Context, o Options, extraQuery string) (*s3Env, error) {
 	bucketSeq++
 	bucket := fmt.Sprintf("floe-bench-%d-%d", time.Now().Unix(), bucketSeq)
 	catalogURL, dropSchema, err := freshSchema(ctx, o.PostgresURL, fmt.Sprintf("floe_bench_%d_%d_%d", time.Now().Unix(), os.Getpid(), bucketSeq))
@@ -116,6 +142,7 @@ func startFloeS3(ctx context.Context, o Options, extraQuery string, extra []stri
 	}
 	mc, err := minio.New(o.MinIOAddr, &minio.Options{Creds: credentials.NewStaticV4(o.MinIOKey, o.MinIOSecret, "")})
 	if err != nil {
+		dropSchema()
 		return nil, err
 	}
 	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
@@ -130,19 +157,17 @@ func startFloeS3(ctx context.Context, o Options, extraQuery string, extra []stri
 	if extraQuery != "" {
 		u += "&" + extraQuery
 	}
-	args := append([]string{"--catalog", catalogURL, "--bucket", u, "--cluster", bucket}, extra...)
-	env := []string{"AWS_ACCESS_KEY_ID=" + o.MinIOKey, "AWS_SECRET_ACCESS_KEY=" + o.MinIOSecret, "AWS_REGION=us-east-1"}
-	t, err := startFloe(ctx, o, "agent", args, env...)
-	if err != nil {
-		dropSchema()
-		return nil, err
-	}
-	stop := t.stop
-	t.stop = func() {
-		stop()
-		dropSchema()
-	}
-	return t, nil
+	return &s3Env{
+		args: []string{"--catalog", catalogURL, "--bucket", u, "--cluster", bucket},
+		env:  []string{"AWS_ACCESS_KEY_ID=" + o.MinIOKey, "AWS_SECRET_ACCESS_KEY=" + o.MinIOSecret, "AWS_REGION=us-east-1"},
+		drop: dropSchema,
+	}, nil
+}
+
+// start starts one `floe agent` on the environment with extra flags.
+func (e *s3Env) start(ctx context.Context, o Options, extra ...string) (*target, error) {
+	args := append(append([]string(nil), e.args...), extra...)
+	return startFloe(ctx, o, "agent", args, e.env...)
 }
 
 // freshSchema creates schema in the database base names and returns a URL

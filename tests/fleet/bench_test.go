@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/bench"
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/tests/floetest"
@@ -32,7 +32,11 @@ import (
 //
 //	go test -run - -bench Fleet -benchtime 1x -v ./tests/fleet/
 //
-// The figures are reported as custom metrics and logged.
+// The figures are reported as custom metrics and logged. `make bench`
+// (package bench) measures the same workloads against `floe agent`
+// subprocesses, as operators run them; these run the agents in-process,
+// with per-agent bucket and metric views, for profiling (-cpuprofile) and
+// for detail a subprocess does not expose.
 
 const gib = 1 << 30
 
@@ -176,46 +180,13 @@ func metricSum(tb testing.TB, reg *prometheus.Registry, name string, labels map[
 	return sum
 }
 
-// tailLoad produces batches of records of size bytes through prod for d
-// while every consumer tails the topic, and waits until each consumer has
-// every record. It returns how many records it produced.
+// tailLoad is bench.TailLoad, failing tb on error.
 func tailLoad(tb testing.TB, prod *kgo.Client, topic string, consumers []*kgo.Client, size int, d time.Duration) int64 {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var produced atomic.Int64
-	produced.Store(-1) // unknown until production ends
-	var wg sync.WaitGroup
-	for _, c := range consumers {
-		wg.Go(func() {
-			var got int64
-			for ctx.Err() == nil {
-				if p := produced.Load(); p >= 0 && got >= p {
-					return
-				}
-				pctx, pcancel := context.WithTimeout(ctx, 100*time.Millisecond)
-				got += int64(c.PollFetches(pctx).NumRecords())
-				pcancel()
-			}
-			tb.Errorf("a tailing consumer got %d records of %d", got, produced.Load())
-		})
+	n, err := bench.TailLoad(context.Background(), prod, topic, consumers, size, d)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	val := make([]byte, size)
-	_, _ = rand.Read(val) // incompressible, so bytes served are bytes stored
-	var n int64
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		rs := make([]*kgo.Record, 8)
-		for i := range rs {
-			rs[i] = &kgo.Record{Topic: topic, Value: val}
-		}
-		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
-			tb.Fatalf("produce: %v", err)
-		}
-		n += int64(len(rs))
-		time.Sleep(5 * time.Millisecond)
-	}
-	produced.Store(n)
-	wg.Wait()
 	return n
 }
 
@@ -478,40 +449,15 @@ func BenchmarkKfakePartitions(b *testing.B) {
 // partitionsRecordSize is the value size of the partition benchmarks.
 const partitionsRecordSize = 1 << 10
 
-// producePartitions produces records round-robin over topic's partitions
-// through a new client of addr for two seconds, keeping the producer's
-// buffer (franz-go's default, 50,000 records) full, and returns the
-// acknowledged records per second.
+// producePartitions is bench.ProducePartitions for two seconds, failing
+// tb on error.
 func producePartitions(tb testing.TB, addr, topic string, partitions int32) (rate float64, n int64, took time.Duration) {
 	tb.Helper()
-	const d = 2 * time.Second
-	val := make([]byte, partitionsRecordSize)
-	_, _ = rand.Read(val)
-	prod := benchClient(tb, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	defer prod.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var acks sync.WaitGroup
-	var failed, done atomic.Int64
-	start := time.Now()
-	for i := 0; time.Since(start) < d; i++ {
-		acks.Add(1)
-		prod.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: val}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Add(1)
-			} else {
-				done.Add(1)
-			}
-			acks.Done()
-		})
+	rate, n, took, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(partitions), partitionsRecordSize, 2*time.Second)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	acks.Wait()
-	took = time.Since(start)
-	if failed.Load() > 0 {
-		tb.Fatalf("%d records failed", failed.Load())
-	}
-	return float64(done.Load()) / took.Seconds(), done.Load(), took
+	return rate, n, took
 }
 
 // partitionsRatio alternates runs of 16 and 2,000 partitions and reports
