@@ -48,9 +48,24 @@ type tailPart struct {
 	refreshing bool
 }
 
-// maxTailRows bounds the rows kept per partition: enough to serve
-// consumers a few seconds behind the tail from memory.
-const maxTailRows = 512
+// The tail index keeps, per partition, the newest rows: enough to serve
+// consumers a few seconds behind the tail from memory. A partition keeps
+// at most maxTailRows, and all partitions together about tailRowBudget (a
+// row is ≈100 bytes and holds a pointer the collector scans): with many
+// partitions each keeps fewer, never fewer than minTailRows. At 2,000
+// partitions that is 65 rows each, several seconds of commits, where a
+// fixed 512 would hold a million rows (≈100 MiB) and grow with every
+// partition added.
+const (
+	maxTailRows   = 512
+	minTailRows   = 32
+	tailRowBudget = 1 << 17
+)
+
+// tailRowLimit is how many rows each of parts partitions keeps.
+func tailRowLimit(parts int) int {
+	return min(maxTailRows, max(minTailRows, tailRowBudget/max(parts, 1)))
+}
 
 // offsetsTTL bounds how long a partition's log start offset is reused.
 // Answers that would declare an offset out of range always re-read the
@@ -166,6 +181,7 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 	// order): look each partition up once per run of rows.
 	var p *tailPart
 	var ptp catalog.TopicPartition
+	limit := tailRowLimit(len(t.mu.parts))
 	for i := range rows {
 		r := &rows[i]
 		if p == nil || r.TopicPartition != ptp {
@@ -177,12 +193,19 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 			// Already known (the follower read a commit OnCommitted
 			// already delivered).
 		case n > 0 && r.BaseOffset == p.rows[n-1].LastOffset+1:
-			if n == maxTailRows {
-				// Keep the newest half, in place: lookup copies what it
-				// returns, so no caller holds p.rows.
-				n = copy(p.rows, p.rows[n-maxTailRows/2:])
-				clear(p.rows[n:])
-				p.rows = p.rows[:n]
+			if n >= limit {
+				// Keep the newest half. Lookup copies what it returns,
+				// so no caller holds p.rows: trim in place, or into a
+				// smaller array once the limit has fallen (more
+				// partitions) so the memory is given back.
+				keep := limit / 2
+				if cap(p.rows) > 2*limit {
+					p.rows = append(make([]catalog.BatchRow, 0, limit), p.rows[n-keep:]...)
+				} else {
+					n = copy(p.rows, p.rows[n-keep:])
+					clear(p.rows[n:])
+					p.rows = p.rows[:n]
+				}
 			}
 			p.rows = append(p.rows, *r)
 		default:
