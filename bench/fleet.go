@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,7 +227,9 @@ func FleetMarkdown(rows []FleetRow, o Options) string {
 	}
 	fmt.Fprintf(&b, "\nFleet parts:\n\n")
 	for _, p := range allFleetParts(o) {
-		fmt.Fprintf(&b, "- **%s**: %s\n", p.name, p.note)
+		if slices.ContainsFunc(rows, func(r FleetRow) bool { return r.Part == p.name }) {
+			fmt.Fprintf(&b, "- **%s**: %s\n", p.name, p.note)
+		}
 	}
 	return b.String()
 }

@@ -297,6 +297,39 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 	}
 	defer prod.Close()
 
+	var cls []*kgo.Client
+	defer func() { closeAll(cls) }()
+	for _, at := range []struct {
+		zone string
+		t    *target
+	}{{"a", a}, {"b", b}} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(at.t.bootstrap...), kgo.ClientID("consumer,floe_az="+at.zone), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		cls = append(cls, cl)
+	}
+	lats, err := EndToEnd(ctx, prod, topic, cls, latencyRecords, latencySpacing)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]float64{}
+	for i, name := range []string{"same", "other"} {
+		p50, p99 := quantile(lats[i], 0.50), quantile(lats[i], 0.99)
+		out["p50-"+name] = []float64{float64(p50) / float64(time.Millisecond)}
+		out["p99-"+name] = []float64{float64(p99) / float64(time.Millisecond)}
+		o.Logger.Info("bench: fleet-latency", "consumer", name, "records", len(lats[i]), "p50", p50, "p99", p99)
+	}
+	return out, nil
+}
+
+// EndToEnd measures end-to-end latency, produce call to receipt, to each
+// of consumers (new clients consuming topic from its end): it produces
+// warm-up records until every consumer receives, then n records spacing
+// apart, each carrying its send time, and returns each consumer's n
+// latencies. tests/fleet's benchmarks share it.
+func EndToEnd(ctx context.Context, prod *kgo.Client, topic string, consumers []*kgo.Client, n int, spacing time.Duration) ([][]time.Duration, error) {
 	type result struct {
 		warmed atomic.Bool
 		mu     sync.Mutex
@@ -307,26 +340,16 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 		defer r.mu.Unlock()
 		return len(r.lat)
 	}
-	results := []*result{{}, {}} // same agent, different agent
+	results := make([]*result, len(consumers))
 	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	var cls []*kgo.Client
 	defer func() {
 		cancel()
 		wg.Wait()
-		closeAll(cls)
 	}()
-	for i, at := range []struct {
-		zone string
-		t    *target
-	}{{"a", a}, {"b", b}} {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(at.t.bootstrap...), kgo.ClientID("consumer,floe_az="+at.zone), kgo.ConsumeTopics(topic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		cls = append(cls, cl)
-		r := results[i]
+	for i, cl := range consumers {
+		r := &result{}
+		results[i] = r
 		wg.Go(func() {
 			for cctx.Err() == nil {
 				fs := cl.PollFetches(cctx)
@@ -345,8 +368,16 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 			}
 		})
 	}
-	// Warm-up records (send time 0) until both consumers are at the tail.
-	for deadline := time.Now().Add(30 * time.Second); !results[0].warmed.Load() || !results[1].warmed.Load(); {
+	warmed := func() bool {
+		for _, r := range results {
+			if !r.warmed.Load() {
+				return false
+			}
+		}
+		return true
+	}
+	// Warm-up records (send time 0) until every consumer is at the tail.
+	for deadline := time.Now().Add(30 * time.Second); !warmed(); {
 		if time.Now().After(deadline) {
 			return nil, errors.New("the consumers did not reach the tail in 30s")
 		}
@@ -357,7 +388,7 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 	}
 	var acks sync.WaitGroup
 	var firstErr atomic.Value
-	for range latencyRecords {
+	for range n {
 		v := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
 		acks.Add(1)
 		prod.Produce(ctx, &kgo.Record{Topic: topic, Value: v}, func(_ *kgo.Record, err error) {
@@ -366,7 +397,7 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 				firstErr.CompareAndSwap(nil, err)
 			}
 		})
-		time.Sleep(latencySpacing)
+		time.Sleep(spacing)
 	}
 	acks.Wait()
 	if e := firstErr.Load(); e != nil {
@@ -374,22 +405,18 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, r := range results {
-		for count(r) < latencyRecords && time.Now().Before(deadline) {
+		for count(r) < n && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	cancel()
 	wg.Wait()
-	out := map[string][]float64{}
-	for i, name := range []string{"same", "other"} {
-		r := results[i]
-		if len(r.lat) < latencyRecords {
-			return nil, fmt.Errorf("the consumer on the %s agent received %d of %d records", name, len(r.lat), latencyRecords)
+	out := make([][]time.Duration, len(results))
+	for i, r := range results {
+		if len(r.lat) < n {
+			return nil, fmt.Errorf("consumer %d received %d of %d records", i, len(r.lat), n)
 		}
-		p50, p99 := quantile(r.lat, 0.50), quantile(r.lat, 0.99)
-		out["p50-"+name] = []float64{float64(p50) / float64(time.Millisecond)}
-		out["p99-"+name] = []float64{float64(p99) / float64(time.Millisecond)}
-		o.Logger.Info("bench: fleet-latency", "consumer", name, "records", len(r.lat), "p50", p50, "p99", p99)
+		out[i] = r.lat
 	}
 	return out, nil
 }

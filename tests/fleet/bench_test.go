@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -296,81 +295,22 @@ func BenchmarkFleetLatency(b *testing.B) {
 	benchTopic(b, a.Addr, topic, 1)
 	prod := benchClient(b, a.Addr, kgo.ClientID("producer,floe_az=a"), kgo.ProducerLinger(0))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		name   string
-		warmed atomic.Bool
-		mu     sync.Mutex
-		lat    []time.Duration
+	var cons []*kgo.Client
+	for _, m := range []*member{a, bm} {
+		cons = append(cons, benchClient(b, m.Addr, kgo.ClientID("consumer,floe_az="+m.zone), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second)))
 	}
-	count := func(r *result) int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.lat)
+	lats, err := bench.EndToEnd(context.Background(), prod, topic, cons, 400, 10*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
 	}
-	results := []*result{{name: "same"}, {name: "different"}}
-	var wg sync.WaitGroup
-	for i, m := range []*member{a, bm} {
-		cl := benchClient(b, m.Addr, kgo.ClientID("consumer,floe_az="+m.zone), kgo.ConsumeTopics(topic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
-		r := results[i]
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				fs := cl.PollFetches(ctx)
-				now := time.Now()
-				fs.EachRecord(func(rec *kgo.Record) {
-					r.warmed.Store(true)
-					if sent := int64(binary.BigEndian.Uint64(rec.Value)); sent > 0 {
-						r.mu.Lock()
-						r.lat = append(r.lat, now.Sub(time.Unix(0, sent)))
-						r.mu.Unlock()
-					}
-				})
-			}
-		})
-	}
-	// Warm-up records (timestamp 0) until both consumers are at the tail.
-	for deadline := time.Now().Add(10 * time.Second); !results[0].warmed.Load() || !results[1].warmed.Load(); {
-		if time.Now().After(deadline) {
-			b.Fatal("the consumers did not reach the tail in 10s")
-		}
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: make([]byte, 8)}).FirstErr(); err != nil {
-			b.Fatalf("produce: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	const n = 400
-	var acks sync.WaitGroup
-	for range n {
-		v := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
-		acks.Add(1)
-		prod.Produce(ctx, &kgo.Record{Topic: topic, Value: v}, func(_ *kgo.Record, err error) {
-			defer acks.Done()
-			if err != nil {
-				b.Errorf("produce: %v", err)
-			}
-		})
-		time.Sleep(10 * time.Millisecond)
-	}
-	acks.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, r := range results {
-		for count(r) < n && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	cancel()
-	wg.Wait()
-	for _, r := range results {
-		if len(r.lat) < n {
-			b.Fatalf("consumer on the %s agent received %d of %d records", r.name, len(r.lat), n)
-		}
-		slices.Sort(r.lat)
-		p50, p99 := r.lat[len(r.lat)/2], r.lat[len(r.lat)*99/100]
-		b.ReportMetric(float64(p99)/float64(time.Millisecond), "p99-ms-"+r.name)
+	for i, name := range []string{"same", "different"} {
+		lat := lats[i]
+		slices.Sort(lat)
+		p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+		b.ReportMetric(float64(p99)/float64(time.Millisecond), "p99-ms-"+name)
 		b.Logf("end-to-end latency, consumer on the %s agent: %d records, p50 %v, p99 %v, max %v",
-			r.name, len(r.lat), p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), r.lat[len(r.lat)-1].Round(100*time.Microsecond))
+			name, len(lat), p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), lat[len(lat)-1].Round(100*time.Microsecond))
 	}
 }
 
