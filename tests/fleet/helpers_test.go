@@ -241,10 +241,19 @@ func requests(t *testing.T, m *member, api string) float64 {
 	return counter(t, m.reg, "floe_agent_requests_total", map[string]string{"api": api})
 }
 
-// countingCatalog counts the catalog reads a fetch could make.
+// countingCatalog counts the catalog reads a fetch could make, and the
+// commit follower's reads.
 type countingCatalog struct {
 	catalog.Catalog
 	batches, offsets, topics atomic.Int64
+	commitsSince, commitRows atomic.Int64
+}
+
+func (c *countingCatalog) CommitsSince(ctx context.Context, after int64, limit int) ([]catalog.BatchRow, int64, error) {
+	rows, latest, err := c.Catalog.CommitsSince(ctx, after, limit)
+	c.commitsSince.Add(1)
+	c.commitRows.Add(int64(len(rows)))
+	return rows, latest, err
 }
 
 func (c *countingCatalog) Batches(ctx context.Context, tp catalog.TopicPartition, from, maxBytes int64) ([]catalog.BatchRow, error) {
