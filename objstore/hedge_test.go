@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
 )
@@ -130,7 +131,7 @@ func TestHedgedPutAdaptive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := metricValue(t, reg, "floe_objstore_hedge_delay_seconds", "le1MiB"); got != 0.02 {
+	if got := testenv.Metric(t, reg, "floe_objstore_hedge_delay_seconds", map[string]string{"size": "le1MiB"}); got != 0.02 {
 		t.Fatalf("delay after 40 fast PUTs = %vs, want the 20 ms floor", got)
 	}
 	inner.mu.Lock()
@@ -147,7 +148,7 @@ func TestHedgedPutAdaptive(t *testing.T) {
 	}
 	// 10 slow first attempts hedged, plus the hedges of those hedges'
 	// own attempts (each hedge draws the next delay in the schedule).
-	if h := metricValue(t, reg, "floe_objstore_hedged_puts_total", ""); h < 5 || h > 20 {
+	if h := testenv.Metric(t, reg, "floe_objstore_hedged_puts_total", nil); h < 5 || h > 20 {
 		t.Errorf("%v hedges, want 5–20", h)
 	}
 }
@@ -158,32 +159,6 @@ func TestHedgePolicyValidate(t *testing.T) {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-}
-
-// metricValue returns the counter or gauge name, the child whose first
-// label has value label ("" for an unlabelled metric).
-func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if ls := m.GetLabel(); label != "" && (len(ls) == 0 || ls[0].GetValue() != label) {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no %s{%q}", name, label)
-	return 0
 }
 
 // TestHedgeDelays: the adaptive delay is the quantile of its size class's

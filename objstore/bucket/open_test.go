@@ -11,6 +11,7 @@ import (
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/gcs"
 	"github.com/floebroker/floe/objstore/minio"
@@ -121,7 +122,7 @@ func TestOpenLocal(t *testing.T) {
 			}
 			defer b.Close()
 			roundTrip(t, b, "a/b")
-			if n := counterValue(t, reg, "floe_objstore_operations_total", "put"); n != 1 {
+			if n := testenv.Metric(t, reg, "floe_objstore_operations_total", map[string]string{"op": "put"}); n != 1 {
 				t.Errorf("put count = %v, want 1", n)
 			}
 		})
@@ -134,28 +135,6 @@ func mustGetwd(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return wd
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name, op string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "op" && l.GetValue() == op {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{op=%q}", name, op)
-	return 0
 }
 
 // TestOpenServices opens every remote scheme against the test services,

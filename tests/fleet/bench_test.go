@@ -153,32 +153,6 @@ func benchTopic(tb testing.TB, addr, topic string, partitions int32) {
 	}
 }
 
-// metricSum sums a counter or gauge family's samples whose labels include
-// labels.
-func metricSum(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
-
 // tailLoad is bench.TailLoad, failing tb on error.
 func tailLoad(tb testing.TB, prod *kgo.Client, topic string, consumers []*kgo.Client, size int, d time.Duration) int64 {
 	tb.Helper()
@@ -214,7 +188,7 @@ func BenchmarkFleetGETs(b *testing.B) {
 		return out
 	}
 	const d = 3 * time.Second
-	served := func(m *member) float64 { return metricSum(b, m.reg, "floe_agent_fetched_bytes_total", nil) }
+	served := func(m *member) float64 { return counter(b, m.reg, "floe_agent_fetched_bytes_total", nil) }
 
 	for _, at := range []struct {
 		name string
@@ -429,7 +403,7 @@ func sealReasons(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
 	tb.Helper()
 	out := map[string]float64{}
 	for _, r := range []string{"interval", "bytes", "early"} {
-		out[r] = metricSum(tb, reg, "floe_wal_seals_total", map[string]string{"reason": r})
+		out[r] = counter(tb, reg, "floe_wal_seals_total", map[string]string{"reason": r})
 	}
 	return out
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/tests/floetest"
 )
@@ -204,37 +205,9 @@ func consumeAll(t *testing.T, cl *kgo.Client, want int) map[int32][][]byte {
 
 // counter sums the samples of a metric family whose labels include
 // labels.
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+func counter(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	tb.Helper()
+	return testenv.Metric(tb, reg, name, labels)
 }
 
 func requests(t *testing.T, m *member, api string) float64 {
