@@ -35,7 +35,8 @@ const (
 	latencyRecords  = 400
 	latencySpacing  = 10 * time.Millisecond
 	partsRecordSize = 1 << 10
-	partsRound      = 2 * time.Second // production per side of a pair
+	partsWarm       = time.Second     // production per side before the measured window
+	partsRound      = 2 * time.Second // the measured window per side of a pair
 	partsPairs      = 4               // paired rounds per run
 	partsFew        = 16
 	partsMany       = 2000
@@ -117,10 +118,10 @@ func allFleetParts(o Options) []fleetPart {
 		},
 		{
 			name: partPartitions,
-			note: fmt.Sprintf("one `floe agent` on PostgreSQL + MinIO, default flush (250 ms / 8 MiB); a new idempotent producer (acks=all, 5 ms linger, uncompressed, records spread round-robin over the partitions) produces %d B records to a new topic for %v, keeping franz-go's record buffer full, and the acknowledged records per second are counted. "+
+			note: fmt.Sprintf("one `floe agent` on PostgreSQL + MinIO, default flush (250 ms / 8 MiB); a new idempotent producer (acks=all, 5 ms linger, uncompressed, records spread round-robin over the partitions) produces %d B records to a new topic, keeping franz-go's record buffer full; after %v of warm-up (the topic's first commits create its producer state) the records acknowledged in the next %v are counted. "+
 				"%d and %s partitions alternate (%d pairs per run, the order flipped every pair); each pair gives a ratio and the table reports the median ratio over all pairs of all runs, so a burst of load elsewhere on the machine decides at most one pair. "+
 				"The same pairs against franz-go's in-process kfake, run between Floe's, give the baseline: the ratio the client allows on this machine.",
-				partsRecordSize, partsRound, partsFew, thousands(partsMany), partsPairs),
+				partsRecordSize, partsWarm, partsRound, partsFew, thousands(partsMany), partsPairs),
 			rows: []fleetRowSpec{
 				{"few", fmt.Sprintf("records/s, %d partitions", partsFew), "–", "", 0},
 				{"many", fmt.Sprintf("records/s, %s partitions", thousands(partsMany)), "–", "", 0},

@@ -363,11 +363,11 @@ func BenchmarkKfakePartitions(b *testing.B) {
 // partitionsRecordSize is the value size of the partition benchmarks.
 const partitionsRecordSize = 1 << 10
 
-// producePartitions is bench.ProducePartitions for two seconds, failing
-// tb on error.
+// producePartitions is bench.ProducePartitions measuring two seconds after
+// one of warm-up, failing tb on error.
 func producePartitions(tb testing.TB, addr, topic string, partitions int32) (rate float64, n int64, took time.Duration) {
 	tb.Helper()
-	rate, n, took, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(partitions), partitionsRecordSize, 2*time.Second)
+	rate, n, took, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(partitions), partitionsRecordSize, time.Second, 2*time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
