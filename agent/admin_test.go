@@ -368,3 +368,79 @@ func TestFetchFirstBatchLargerThanLimits(t *testing.T) {
 		t.Fatalf("partition 1: %d bytes (hw %d), want none once the limit is used", len(ps[1].RecordBatches), ps[1].HighWatermark)
 	}
 }
+
+// TestListOffsetsManyPartitions asks for many partitions at once, in a
+// scrambled order with bad ones among them: the partitions are looked up
+// concurrently, and every answer must still land in its request slot.
+func TestListOffsetsManyPartitions(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	const parts = 64
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, parts, -1, nil, "many"); err != nil {
+		t.Fatal(err)
+	}
+	// Partition p holds p%5 records.
+	prod := a.Client(t, kgo.DefaultProduceTopic("many"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var rs []*kgo.Record
+	for p := int32(0); p < parts; p++ {
+		for range p % 5 {
+			rs = append(rs, &kgo.Record{Partition: p, Value: []byte("v")})
+		}
+	}
+	if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 7
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "many"
+	order := []int32{parts, -1} // two bad partitions first
+	for p := int32(parts - 1); p >= 0; p -= 2 {
+		order = append(order, p)
+	}
+	for p := int32(0); p < parts; p += 2 {
+		order = append(order, p)
+	}
+	for _, p := range order {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	unknown := kmsg.NewListOffsetsRequestTopic()
+	unknown.Topic = "no-such-topic"
+	unknown.Partitions = rt.Partitions[2:4]
+	req.Topics = append(req.Topics, rt, unknown)
+	// A raw connection: a kgo client would split the request by leader.
+	resp, err := floetest.Dial(t, a.Addr).Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kresp := resp.(*kmsg.ListOffsetsResponse)
+	if len(kresp.Topics) != 2 || kresp.Topics[0].Topic != "many" || kresp.Topics[1].Topic != "no-such-topic" {
+		t.Fatalf("topics %+v", kresp.Topics)
+	}
+	got := kresp.Topics[0].Partitions
+	if len(got) != len(order) {
+		t.Fatalf("%d partitions answered, want %d", len(got), len(order))
+	}
+	for i, p := range order {
+		g := got[i]
+		switch {
+		case g.Partition != p:
+			t.Errorf("slot %d: partition %d, want %d", i, g.Partition, p)
+		case p < 0 || p >= parts:
+			if g.ErrorCode != kerr.UnknownTopicOrPartition.Code || g.Offset != -1 {
+				t.Errorf("partition %d: error %d offset %d, want UNKNOWN_TOPIC_OR_PARTITION and -1", p, g.ErrorCode, g.Offset)
+			}
+		case g.ErrorCode != 0 || g.Offset != int64(p%5):
+			t.Errorf("partition %d: error %d offset %d, want offset %d", p, g.ErrorCode, g.Offset, p%5)
+		}
+	}
+	for _, g := range kresp.Topics[1].Partitions {
+		if g.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+			t.Errorf("unknown topic partition %d: error %d", g.Partition, g.ErrorCode)
+		}
+	}
+}

@@ -17,6 +17,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -37,6 +39,7 @@ const (
 func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	epoch := a.members.Load().leaderEpoch()
+	var work []listOffsetsWork
 	for _, rt := range req.Topics {
 		ot := kmsg.NewListOffsetsResponseTopic()
 		ot.Topic = rt.Topic
@@ -45,8 +48,10 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 			maxPart = max(maxPart, rp.Partition+1)
 		}
 		t, err := a.topic(ctx, rt.Topic, maxPart)
-		for _, rp := range rt.Partitions {
-			op := kmsg.NewListOffsetsResponseTopicPartition()
+		ot.Partitions = make([]kmsg.ListOffsetsResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			op := &ot.Partitions[i]
+			op.Default()
 			op.Partition = rp.Partition
 			op.Timestamp, op.Offset, op.LeaderEpoch = -1, -1, epoch
 			switch {
@@ -55,22 +60,57 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 			case rp.Partition < 0 || rp.Partition >= t.Partitions:
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
-				tp := catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}
-				op.Offset, op.Timestamp, err = a.listOffset(ctx, tp, rp.Timestamp, req.Version)
-				if err != nil {
-					op.ErrorCode = catalogErrorCode(err)
-					op.Offset, op.Timestamp = -1, -1
-					if op.ErrorCode == kerr.KafkaStorageError.Code {
-						a.log.Warn("list offsets failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
-					}
-					err = nil
-				}
+				work = append(work, listOffsetsWork{
+					tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition},
+					ts: rp.Timestamp, topic: rt.Topic, topicIdx: len(resp.Topics), partIdx: i,
+				})
 			}
-			ot.Partitions = append(ot.Partitions, op)
 		}
 		resp.Topics = append(resp.Topics, ot)
 	}
+	// Every partition is a catalog read (latest and earliest must see
+	// other agents' commits, so the tail index does not answer them); a
+	// consumer group or lag exporter asks for thousands at once. A few
+	// run at a time: enough to overlap round trips, too few to crowd the
+	// catalog pool that commits need.
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(listOffsetsParallel, len(work)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(work) {
+					return
+				}
+				w := &work[i]
+				op := &resp.Topics[w.topicIdx].Partitions[w.partIdx]
+				off, ts, err := a.listOffset(ctx, w.tp, w.ts, req.Version)
+				if err != nil {
+					op.ErrorCode = catalogErrorCode(err)
+					if op.ErrorCode == kerr.KafkaStorageError.Code {
+						a.log.Warn("list offsets failed", "topic", w.topic, "partition", w.tp.Partition, "err", err)
+					}
+					continue
+				}
+				op.Offset, op.Timestamp = off, ts
+			}
+		})
+	}
+	wg.Wait()
 	return resp, nil
+}
+
+// listOffsetsParallel is how many partitions of one ListOffsets request
+// are looked up at a time.
+const listOffsetsParallel = 4
+
+// listOffsetsWork is one partition of a ListOffsets request to look up,
+// and where its answer goes in the response.
+type listOffsetsWork struct {
+	tp                catalog.TopicPartition
+	ts                int64
+	topic             string
+	topicIdx, partIdx int
 }
 
 // listOffset answers one partition: the offset and the timestamp found.
