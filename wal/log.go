@@ -73,8 +73,9 @@ type buffer struct {
 	early    bool
 	sealedAt time.Time
 
-	uploaded  chan struct{} // closed when upload (and fsync) ended
-	uploadErr error
+	uploaded   chan struct{} // closed when upload (and fsync) ended
+	uploadErr  error
+	uploadedAt time.Time // when uploaded was closed
 
 	once    sync.Once
 	done    chan struct{} // closed when resolved
@@ -593,6 +594,7 @@ func (l *Log) upload(ctx context.Context, b *buffer) {
 		err = fmt.Errorf("%w: %w", ErrFailed, serr)
 	}
 	b.uploadErr = err
+	b.uploadedAt = time.Now()
 }
 
 // persist fsyncs b's file and renames it to its sealed name; the directory
@@ -639,6 +641,10 @@ func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
 		var results []catalog.BatchResult
 		if err == nil {
 			start := time.Now()
+			// Commits run one at a time in seal order: how long an
+			// uploaded buffer waits for those ahead of it shows whether
+			// commits queue (each is one catalog transaction).
+			l.m.commitWait.Observe(max(start.Sub(b.uploadedAt), 0).Seconds())
 			err = l.retry(ctx, "commit", b, func() error {
 				done := make(chan struct{})
 				l.committing.Store(&done)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -565,5 +566,45 @@ func TestRunTwice(t *testing.T) {
 	eventually(t, "Run started", l.running.Load)
 	if err := l.Run(context.Background()); err == nil {
 		t.Fatal("second Run accepted")
+	}
+}
+
+// TestCommitWaitMetric: a buffer uploaded while the commit of the one
+// sealed before it is still running waits for it, and
+// floe_wal_commit_wait_seconds says how long.
+func TestCommitWaitMetric(t *testing.T) {
+	sink := newFakeSink()
+	release := make(chan struct{})
+	var first sync.Once
+	sink.onCommit = func(ctx context.Context, _ *Sealed) error {
+		block := false
+		first.Do(func() { block = true })
+		if block {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	cfg := testConfig(NewMemFS())
+	cfg.Registerer = prometheus.NewRegistry()
+	l := start(t, cfg, sink)
+	a1 := mustAppend(t, l.Log, entry(tp(1, 0), 10, 1))
+	<-sink.uploadedC
+	a2 := mustAppend(t, l.Log, entry(tp(1, 0), 10, 1))
+	<-sink.uploadedC // the second buffer is uploaded; its commit waits
+	const held = 30 * time.Millisecond
+	time.Sleep(held)
+	close(release)
+	wait(t, a1)
+	wait(t, a2)
+	var m dto.Metric
+	if err := l.m.commitWait.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 2 || sum < held.Seconds() {
+		t.Fatalf("commit wait: %d samples, %.3fs in all; want 2, at least %v", n, sum, held)
 	}
 }

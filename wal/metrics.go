@@ -11,6 +11,7 @@ type metrics struct {
 	seals         *prometheus.CounterVec
 	dropped       prometheus.Counter
 	sealToCommit  prometheus.Histogram
+	commitWait    prometheus.Histogram
 	uploadSeconds prometheus.Histogram
 	commitSeconds prometheus.Histogram
 	fsyncSeconds  prometheus.Histogram
@@ -42,6 +43,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sealToCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "floe_wal_seal_to_commit_seconds", Help: "Time from sealing a buffer to its commit.", Buckets: lat,
 		}),
+		commitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_commit_wait_seconds", Help: "Time an uploaded buffer waited for the commits of the buffers sealed before it.", Buckets: lat,
+		}),
 		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "floe_wal_upload_duration_seconds", Help: "Time to upload a buffer, retries included.", Buckets: lat,
 		}),
@@ -65,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.seals.WithLabelValues(r) // export zeros, so rate() works from the start
 	}
 	if reg != nil {
-		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.seals, m.dropped, m.sealToCommit,
+		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.seals, m.dropped, m.sealToCommit, m.commitWait,
 			m.uploadSeconds, m.commitSeconds, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
 	}
 	return m

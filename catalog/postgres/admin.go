@@ -22,6 +22,8 @@ VALUES (nextval('producer_ids'), 0, $1) RETURNING producer_id, epoch`, c.now().U
 	if err != nil {
 		return 0, 0, fmt.Errorf("catalog: allocate producer id: %w", err)
 	}
+	// A new id has no producer state: its first commit need not read any.
+	c.states.NewProducer(id, epoch)
 	return id, epoch, nil
 }
 

@@ -167,3 +167,45 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 	b.ReportMetric(0, "ns/op")
 
 }
+
+// BenchmarkFirstCommit measures the first commit of a new producer on a
+// topic just created through the same Catalog, as an agent makes it when a
+// producer starts on a new topic and spreads its first request over every
+// partition: one idempotent batch per partition (sequence 0). Only the
+// commit is timed; reports its median.
+func BenchmarkFirstCommit(b *testing.B) {
+	for _, parts := range []int{16, 2000} {
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			url := freshSchema(b)
+			c := openTest(b, url, catalog.Options{})
+			ctx := context.Background()
+			var lat []time.Duration
+			for i := range b.N {
+				topic, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: fmt.Sprintf("first-%d", i), Partitions: int32(parts)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pid, epoch, err := c.AllocateProducerID(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				seg := catalog.Segment{Key: fmt.Sprintf("first/%d", i), Size: int64(parts) * 1000}
+				for p := range parts {
+					seg.Batches = append(seg.Batches, catalog.BatchRef{
+						TopicPartition: catalog.TopicPartition{TopicID: topic.ID, Partition: int32(p)},
+						ByteOffset:     int64(p) * 1000, ByteLength: 1000, OffsetSpan: 10, Records: 10,
+						FirstTimestamp: 1, MaxTimestamp: 2, ProducerID: pid, ProducerEpoch: epoch,
+					})
+				}
+				start := time.Now()
+				if _, err := c.CommitSegment(ctx, seg); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2])/float64(time.Millisecond), "p50-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

@@ -20,9 +20,12 @@ import (
 // A commit's decisions depend on which of the segment's partitions exist,
 // whether its key is already committed, and the producer state (each row
 // versioned by the commit that last wrote it) and epochs. The catalog
-// remembers the partitions it has seen and the producer state and epochs
-// its own commits verified (commitplan.StateCache); when every one a
-// segment needs is remembered, the commit is one round trip. Otherwise
+// remembers the partitions of the topics it has created or read and of its
+// commits, the producer state and epochs its own commits verified, and
+// that the producers it allocated have no state yet (commitplan.StateCache);
+// when every one a segment needs is remembered, the commit is one round
+// trip — so is the first commit of a new producer on a new topic, however
+// many partitions it spans (round trip 1 cost it ~10 ms at 2,000). Otherwise
 // round trip 1 reads them first, without locks. commitplan.Build then
 // decides every batch with offsets relative to each partition's next
 // offset (commitplan.RelBase).
@@ -447,6 +450,7 @@ func remember(cache *commitplan.StateCache, in commitInput, rs readState, plan c
 // readForCommit sends round trip 1. In locked mode it opens the
 // transaction and locks the partitions first.
 func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in commitInput, ids [][16]byte, parts []int32, locked bool) (readState, error) {
+	c.reads.Add(1)
 	// Unlocked, the partitions' existence may come from the cache.
 	askParts := locked || !c.knownPartitions(in.tps)
 	b := &pgx.Batch{}

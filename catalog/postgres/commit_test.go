@@ -186,3 +186,59 @@ func TestBinaryArrays(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitNewProducerOneRoundTrip: the first commit of a producer this
+// handle allocated, on a topic it created, reads nothing first (however
+// many partitions it spans); when another handle has written the
+// producer's state meanwhile, the commit notices under the locks and
+// decides on the current state.
+func TestCommitNewProducerOneRoundTrip(t *testing.T) {
+	url := freshSchema(t)
+	cc := newCommitCase(t, url) // cc.admin created the topic and the producer
+	if r := cc.commit(cc.admin, 0, 0); r.Err != nil || r.BaseOffset != 0 {
+		t.Fatalf("first batch: %+v", r)
+	}
+	if n := cc.admin.reads.Load(); n != 0 {
+		t.Fatalf("the first commit of a new producer on a new topic read first (%d round trips 1)", n)
+	}
+
+	// A second producer allocated by a, whose first batch goes through b:
+	// a's "no state yet" is stale, and a's commit of the next batch must
+	// find it so.
+	a, b := cc.admin, openTest(t, url, catalog.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pid, _, err := a.AllocateProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.pid = pid
+	if r := cc.commit(b, 0, 0); r.Err != nil || r.BaseOffset != 10 {
+		t.Fatalf("new producer's first batch, through b: %+v", r)
+	}
+	if r := cc.commit(a, 0, 0); r.Err != nil || !r.Duplicate || r.BaseOffset != 10 {
+		t.Fatalf("the same batch again, through a: %+v", r)
+	}
+	if a.CommitConflicts() == 0 {
+		t.Fatal("a did not notice its new producer had state")
+	}
+	if r := cc.commit(a, 0, 10); r.Err != nil || r.Duplicate || r.BaseOffset != 20 {
+		t.Fatalf("next batch, through a: %+v", r)
+	}
+
+	// A handle that has read the topic (as an agent does before it
+	// accepts a produce) knows its partitions too.
+	d := openTest(t, url, catalog.Options{})
+	if _, err := d.Topic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if cc.pid, _, err = d.AllocateProducerID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := cc.commit(d, 0, 0); r.Err != nil || r.BaseOffset != 30 {
+		t.Fatalf("third producer's first batch, through d: %+v", r)
+	}
+	if n := d.reads.Load(); n != 0 {
+		t.Fatalf("a commit to a topic read by name read first (%d round trips 1)", n)
+	}
+}

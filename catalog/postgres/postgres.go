@@ -72,16 +72,19 @@ type Catalog struct {
 	hub       *watchhub.Hub
 	closed    atomic.Bool
 	conflicts atomic.Int64 // see CommitConflicts
+	reads     atomic.Int64 // commit round trips 1 sent (tests)
 	// alwaysLock makes every commit run in locked mode (tests compare the
 	// two modes).
 	alwaysLock bool
 	// states remembers the producer states and epochs this catalog's own
-	// commits verified, so a commit that knows them all skips round trip
-	// 1 (see "How a commit works" in commit.go).
+	// commits verified, and the producers it allocated (which have no
+	// state yet), so a commit that knows them all skips round trip 1 (see
+	// "How a commit works" in commit.go).
 	states *commitplan.StateCache
-	// known caches how many partitions each topic is known to have, so a
-	// commit need not ask. A stale entry is harmless: the commit verifies
-	// existence under its locks and drops the entry on a conflict.
+	// known caches how many partitions each topic is known to have (from
+	// commits, and topics created or read), so a commit need not ask. A
+	// stale entry is harmless: the commit verifies existence under its
+	// locks and drops the entry on a conflict.
 	known struct {
 		sync.Mutex
 		parts map[catalog.TopicID]int32

@@ -70,7 +70,19 @@ func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (cata
 	if err != nil {
 		return catalog.Topic{}, fmt.Errorf("catalog: create topic %q: %w", spec.Name, err)
 	}
+	c.learnTopic(t)
 	return t, nil
+}
+
+// learnTopic records that t's partitions exist, as created or read: the
+// first commit to the topic then need not ask (a commit verifies that
+// they still exist under its locks, so a topic deleted meanwhile costs
+// one conflict). A topic and its partition rows are written in one
+// transaction, so a committed topic row implies its partitions.
+func (c *Catalog) learnTopic(t catalog.Topic) {
+	if t.Partitions > 0 {
+		c.learnPartitions([]catalog.TopicPartition{{TopicID: t.ID, Partition: t.Partitions - 1}})
+	}
 }
 
 // DeleteTopic removes the topic, its partitions, batch rows and producer
@@ -115,6 +127,7 @@ func (c *Catalog) Topic(ctx context.Context, name string) (catalog.Topic, error)
 	if err != nil {
 		return catalog.Topic{}, fmt.Errorf("catalog: topic %q: %w", name, err)
 	}
+	c.learnTopic(t)
 	return t, nil
 }
 
@@ -132,6 +145,7 @@ func (c *Catalog) TopicByID(ctx context.Context, id catalog.TopicID) (catalog.To
 	if err != nil {
 		return catalog.Topic{}, fmt.Errorf("catalog: topic %x: %w", id[:], err)
 	}
+	c.learnTopic(t)
 	return t, nil
 }
 

@@ -12,11 +12,22 @@ import "sync"
 // commit when one does not hold, and Forget what it used. Only values
 // verified by a commit that reached COMMIT are stored. Safe for concurrent
 // use; bounded by evicting arbitrary entries.
+//
+// A producer id the backend has just allocated (NewProducer) has no state
+// on any partition yet, so its keys count as cached without state until a
+// commit stores or forgets them: the first commit of a new producer, which
+// spans every partition it wrote to (2,000 at once for a client spreading
+// records over a wide topic), then skips the read as later ones do. That
+// hint is verified like the others: a state row written meanwhile through
+// another backend fails the commit's check and the producer is forgotten.
 type StateCache struct {
 	mu     sync.Mutex
 	max    int
 	states map[ProducerKey]CachedState
 	epochs map[int64]int16 // NoEpoch: the catalog does not know the producer
+	// fresh holds the producers allocated by this backend and not
+	// forgotten since: keys of theirs not in states have no state row.
+	fresh map[int64]struct{}
 }
 
 // CachedState is a producer's state on one partition as of Version.
@@ -36,7 +47,19 @@ func NewStateCache(max int) *StateCache {
 		max:    max,
 		states: make(map[ProducerKey]CachedState),
 		epochs: make(map[int64]int16),
+		fresh:  make(map[int64]struct{}),
 	}
+}
+
+// NewProducer records that pid was just allocated with epoch, so it has no
+// state on any partition.
+func (c *StateCache) NewProducer(pid int64, epoch int16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epochs[pid] = epoch
+	c.fresh[pid] = struct{}{}
+	evict(c.epochs, c.max)
+	evict(c.fresh, c.max)
 }
 
 // Lookup fills in.States, versions and in.Epochs for keys and pids, and
@@ -58,6 +81,9 @@ func (c *StateCache) Lookup(keys []ProducerKey, pids []int64, in *Input, version
 	for _, k := range keys {
 		s, ok := c.states[k]
 		if !ok {
+			if _, isNew := c.fresh[k.ProducerID]; isNew {
+				continue // no state row yet: as if cached with none
+			}
 			clear(in.Epochs)
 			clear(in.States)
 			clear(versions)
@@ -101,6 +127,7 @@ func (c *StateCache) Forget(keys []ProducerKey, pids []int64) {
 	}
 	for _, pid := range pids {
 		delete(c.epochs, pid)
+		delete(c.fresh, pid)
 	}
 }
 

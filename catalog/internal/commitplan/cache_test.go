@@ -72,3 +72,36 @@ func TestResolveEntries(t *testing.T) {
 		t.Fatalf("%+v", es)
 	}
 }
+
+// TestStateCacheNewProducer: a producer the backend allocated has no state
+// anywhere until a commit stores one, or something forgets it.
+func TestStateCacheNewProducer(t *testing.T) {
+	c := NewStateCache(100)
+	kA, kB := ProducerKey{7, tpA}, ProducerKey{7, tpB}
+	c.NewProducer(7, 0)
+	in, versions := newInput(), map[ProducerKey]int64{}
+	if !c.Lookup([]ProducerKey{kA, kB}, []int64{7}, &in, versions) {
+		t.Fatal("a new producer's keys were not answered")
+	}
+	if len(in.States)+len(versions) != 0 || in.Epochs[7] != 0 {
+		t.Fatalf("new producer: states %v versions %v epochs %v", in.States, versions, in.Epochs)
+	}
+	// A stored state wins over "none yet".
+	st := ProducerState{Epoch: 0, Entries: []SeqEntry{{0, 9, 100}}}
+	c.Store([]ProducerKey{kA}, []CachedState{{State: st, Has: true, Version: 5}}, []int64{7}, []int16{0})
+	in, versions = newInput(), map[ProducerKey]int64{}
+	if !c.Lookup([]ProducerKey{kA, kB}, []int64{7}, &in, versions) || versions[kA] != 5 || versions[kB] != 0 {
+		t.Fatalf("after a store: versions %v", versions)
+	}
+	// Forgetting the producer (a stale hint) ends "none yet" for every key.
+	c.Forget([]ProducerKey{kA}, []int64{7})
+	in, versions = newInput(), map[ProducerKey]int64{}
+	if c.Lookup([]ProducerKey{kB}, []int64{7}, &in, versions) {
+		t.Fatal("a forgotten producer's keys were answered")
+	}
+	// Another producer is not new.
+	c.NewProducer(8, 0)
+	if c.Lookup([]ProducerKey{{9, tpA}}, []int64{8, 9}, &in, versions) {
+		t.Fatal("an unknown producer's key was answered")
+	}
+}
