@@ -137,11 +137,7 @@ func TestPipelinedCommitsInSealOrder(t *testing.T) {
 		slow := false
 		first.Do(func() { slow = true; firstID <- b.ID })
 		if slow {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return waitRelease(ctx, release)
 		}
 		return nil
 	}
@@ -580,11 +576,7 @@ func TestCommitWaitMetric(t *testing.T) {
 		block := false
 		first.Do(func() { block = true })
 		if block {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return waitRelease(ctx, release)
 		}
 		return nil
 	}
@@ -606,5 +598,15 @@ func TestCommitWaitMetric(t *testing.T) {
 	}
 	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 2 || sum < held.Seconds() {
 		t.Fatalf("commit wait: %d samples, %.3fs in all; want 2, at least %v", n, sum, held)
+	}
+}
+
+// waitRelease blocks a fake sink call until release is closed or ctx ends.
+func waitRelease(ctx context.Context, release <-chan struct{}) error {
+	select {
+	case <-release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
