@@ -118,7 +118,7 @@ func allFleetParts(o Options) []fleetPart {
 		},
 		{
 			name: partPartitions,
-			note: fmt.Sprintf("one `floe agent` on PostgreSQL + MinIO, default flush (250 ms / 8 MiB); a new idempotent producer (acks=all, 5 ms linger, uncompressed, records spread round-robin over the partitions) produces %d B records to a new topic, keeping franz-go's record buffer full; after %v of warm-up (the topic's first commits create its producer state) the records acknowledged in the next %v are counted. "+
+			note: fmt.Sprintf("one `floe agent` on PostgreSQL + MinIO, default flush (250 ms / 8 MiB); a new idempotent producer (acks=all, 5 ms linger, uncompressed, records spread round-robin over the partitions) produces %d B records to a new topic, keeping franz-go's record buffer full; after %v of warm-up (the topic's first commits create its producer state) the records acknowledged in the next %v are counted. The first ack rows give what the warm-up leaves out: the time from the producer's start to its first ack, most of it franz-go's first request (everything buffered by then, tens of MB at 2,000 partitions) and its PUT. "+
 				"%d and %s partitions alternate (%d pairs per run, the order flipped every pair); each pair gives a ratio and the table reports the median ratio over all pairs of all runs, so a burst of load elsewhere on the machine decides at most one pair. "+
 				"The same pairs against franz-go's in-process kfake, run between Floe's, give the baseline: the ratio the client allows on this machine.",
 				partsRecordSize, partsWarm, partsRound, partsFew, thousands(partsMany), partsPairs),
@@ -129,6 +129,10 @@ func allFleetParts(o Options) []fleetPart {
 				{"kfake-few", fmt.Sprintf("kfake records/s, %d partitions", partsFew), "–", "", 0},
 				{"kfake-many", fmt.Sprintf("kfake records/s, %s partitions", thousands(partsMany)), "–", "", 0},
 				{"kfake-ratio", fmt.Sprintf("kfake %s vs %d partitions (baseline)", thousands(partsMany), partsFew), "–", "%", 0},
+				{"first-few", fmt.Sprintf("first ack on a new topic, %d partitions", partsFew), "–", " ms", 0},
+				{"first-many", fmt.Sprintf("first ack on a new topic, %s partitions", thousands(partsMany)), "–", " ms", 0},
+				{"kfake-first-few", fmt.Sprintf("kfake first ack, %d partitions", partsFew), "–", " ms", 0},
+				{"kfake-first-many", fmt.Sprintf("kfake first ack, %s partitions", thousands(partsMany)), "–", " ms", 0},
 			},
 			unavailable: needServices,
 			run:         runFleetPartitions,

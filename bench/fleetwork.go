@@ -457,6 +457,7 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 			bootstrap    []string
 		}{{"floe", "", a.bootstrap}, {"kfake", "kfake-", kf.ListenAddrs()}} {
 			rates := map[int]float64{}
+			firstAcks := map[int]time.Duration{}
 			for _, n := range order {
 				// kfake's deleted topics are garbage of this process:
 				// collect it now rather than during the next round.
@@ -465,11 +466,12 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 				if err := createTopicAt(ctx, sys.bootstrap, topic, n); err != nil {
 					return nil, err
 				}
-				rate, _, _, err := ProducePartitions(ctx, sys.bootstrap, topic, n, partsRecordSize, partsWarm, partsRound)
+				r, err := ProducePartitions(ctx, sys.bootstrap, topic, n, partsRecordSize, partsWarm, partsRound)
 				if err != nil {
 					return nil, fmt.Errorf("%s%d partitions: %w", sys.prefix, n, err)
 				}
-				rates[n] = rate
+				rates[n] = r.Rate
+				firstAcks[n] = r.FirstAck
 				if sys.prefix == "kfake-" {
 					// kfake keeps every record in memory.
 					if _, err := kadm.NewClient(kadmCl).DeleteTopics(ctx, topic); err != nil {
@@ -480,6 +482,8 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 			out[sys.prefix+"few"] = append(out[sys.prefix+"few"], rates[partsFew])
 			out[sys.prefix+"many"] = append(out[sys.prefix+"many"], rates[partsMany])
 			out[sys.prefix+"ratio"] = append(out[sys.prefix+"ratio"], pairRatios([]float64{rates[partsFew]}, []float64{rates[partsMany]})...)
+			out[sys.prefix+"first-few"] = append(out[sys.prefix+"first-few"], float64(firstAcks[partsFew].Microseconds())/1e3)
+			out[sys.prefix+"first-many"] = append(out[sys.prefix+"first-many"], float64(firstAcks[partsMany].Microseconds())/1e3)
 			o.Logger.Info("bench: fleet-partitions", "system", sys.name, "pair", p, "few", rates[partsFew], "many", rates[partsMany])
 		}
 	}
@@ -492,22 +496,21 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 // returns the steady rate: the records acknowledged during the last d,
 // per second. The first warm is left out: a new topic's first commits
 // create its producer state and warm the agent's caches, a cost paid once
-// per producer and partition, not per record. n is every record
-// acknowledged, and took the time from the first produce to the last ack.
+// per producer and partition, not per record; FirstAck reports it.
 // tests/fleet's benchmarks share it.
-func ProducePartitions(ctx context.Context, bootstrap []string, topic string, partitions, size int, warm, d time.Duration) (rate float64, n int64, took time.Duration, err error) {
+func ProducePartitions(ctx context.Context, bootstrap []string, topic string, partitions, size int, warm, d time.Duration) (PartitionsResult, error) {
 	val := make([]byte, size)
 	_, _ = rand.Read(val)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(bootstrap...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	if err != nil {
-		return 0, 0, 0, err
+		return PartitionsResult{}, err
 	}
 	defer prod.Close()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var acks sync.WaitGroup
-	var failed, done atomic.Int64
+	var failed, done, firstAck atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
 	// The acks counted at the window's two ends, taken by timers so that a
@@ -521,17 +524,26 @@ func ProducePartitions(ctx context.Context, bootstrap []string, topic string, pa
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err)
-			} else {
-				done.Add(1)
+			} else if done.Add(1) == 1 {
+				firstAck.Store(int64(time.Since(start)))
 			}
 			acks.Done()
 		})
 	}
 	acks.Wait()
-	took = time.Since(start)
+	r := PartitionsResult{N: done.Load(), Took: time.Since(start), FirstAck: time.Duration(firstAck.Load())}
 	if failed.Load() > 0 {
-		return 0, 0, took, fmt.Errorf("%d records failed: %w", failed.Load(), firstErr.Load().(error))
+		return r, fmt.Errorf("%d records failed: %w", failed.Load(), firstErr.Load().(error))
 	}
 	w, e := <-atWarm, <-atEnd
-	return float64(e-w) / d.Seconds(), done.Load(), took, nil
+	r.Rate = float64(e-w) / d.Seconds()
+	return r, nil
+}
+
+// PartitionsResult is what ProducePartitions measured.
+type PartitionsResult struct {
+	Rate     float64       // records acknowledged per second after the warm-up
+	N        int64         // records acknowledged in all
+	Took     time.Duration // from the first produce to the last ack
+	FirstAck time.Duration // from the first produce to the first ack
 }

@@ -367,11 +367,11 @@ const partitionsRecordSize = 1 << 10
 // one of warm-up, failing tb on error.
 func producePartitions(tb testing.TB, addr, topic string, partitions int32) (rate float64, n int64, took time.Duration) {
 	tb.Helper()
-	rate, n, took, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(partitions), partitionsRecordSize, time.Second, 2*time.Second)
+	r, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(partitions), partitionsRecordSize, time.Second, 2*time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return rate, n, took
+	return r.Rate, r.N, r.Took
 }
 
 // partitionsRatio alternates runs of 16 and 2,000 partitions and reports
