@@ -496,13 +496,14 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 // returns the steady rate: the records acknowledged during the last d,
 // per second. The first warm is left out: a new topic's first commits
 // create its producer state and warm the agent's caches, a cost paid once
-// per producer and partition, not per record; FirstAck reports it.
-// tests/fleet's benchmarks share it.
-func ProducePartitions(ctx context.Context, bootstrap []string, topic string, partitions, size int, warm, d time.Duration) (PartitionsResult, error) {
+// per producer and partition, not per record; FirstAck reports it. extra
+// adds client options (hooks). tests/fleet's benchmarks share it.
+func ProducePartitions(ctx context.Context, bootstrap []string, topic string, partitions, size int, warm, d time.Duration, extra ...kgo.Opt) (PartitionsResult, error) {
 	val := make([]byte, size)
 	_, _ = rand.Read(val)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(bootstrap...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	opts := append([]kgo.Opt{kgo.SeedBrokers(bootstrap...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(5 * time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression())}, extra...)
+	prod, err := kgo.NewClient(opts...)
 	if err != nil {
 		return PartitionsResult{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/floebroker/floe/bench"
 	"github.com/floebroker/floe/tests/floetest"
 	"github.com/floebroker/floe/wal"
 )
@@ -117,37 +118,16 @@ func (h *firstProduceHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.Br
 }
 
 // firstAck creates topic with parts partitions, produces to it as
-// BenchmarkFleetPartitions does for a second and returns when the first
-// ack and the first Produce request came.
+// BenchmarkFleetPartitions does (bench.ProducePartitions) for a second and
+// returns when the first ack and the first Produce request came.
 func firstAck(tb testing.TB, addr, topic string, parts int32) firstAckTimes {
 	tb.Helper()
 	benchTopic(tb, addr, topic, parts)
-	val := make([]byte, partitionsRecordSize)
 	h := &firstProduceHook{start: time.Now()}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.WithHooks(h))
+	r, err := bench.ProducePartitions(context.Background(), []string{addr}, topic, int(parts), partitionsRecordSize, 0, time.Second, kgo.WithHooks(h))
 	if err != nil {
-		tb.Fatal(err)
-	}
-	defer prod.Close()
-	var acks sync.WaitGroup
-	var first atomic.Int64
-	var failed atomic.Value
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for i := 0; time.Since(h.start) < time.Second; i++ {
-		acks.Add(1)
-		prod.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % int(parts)), Value: val}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.CompareAndSwap(nil, err)
-			}
-			first.CompareAndSwap(0, int64(time.Since(h.start)))
-			acks.Done()
-		})
-	}
-	acks.Wait()
-	if err, _ := failed.Load().(error); err != nil {
 		tb.Fatalf("produce to %s: %v", topic, err)
 	}
-	return firstAckTimes{ack: time.Duration(first.Load()), produce: time.Duration(h.at.Load())}
+	// ProducePartitions times from its own start, just after h.start.
+	return firstAckTimes{ack: r.FirstAck, produce: time.Duration(h.at.Load())}
 }
