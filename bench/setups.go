@@ -86,7 +86,7 @@ func allSetups(o Options) []setup {
 		},
 		{
 			name:        "floe-s3-standard",
-			note:        "as floe-pg-minio with S3 Standard-like latency injected into every PUT and GET (PUT p50 100 ms / p99 400 ms), 250 ms flush",
+			note:        "as floe-pg-minio with every PUT and GET made to take S3 Standard-like latency (PUT p50 100 ms / p99 400 ms, MinIO's own time included), 250 ms flush",
 			unavailable: needServices,
 			start: func(ctx context.Context) (*target, error) {
 				return startFloeS3(ctx, o, "latency=s3-standard", nil)

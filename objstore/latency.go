@@ -42,14 +42,22 @@ func (d Dist) String() string {
 	return fmt.Sprintf("p50:%s,p99:%s", d.P50, d.P99)
 }
 
-// LatencyConfig says how much delay WithLatency adds per operation. It
+// LatencyConfig says how long WithLatency makes each operation take. It
 // exists to make benchmarks on a local bucket behave like a remote one.
+//
+// A sample is the operation's whole latency, not an addition to the
+// backend's: the wrapper calls the backend first and then waits out what
+// is left of the sample. A local MinIO on a busy machine takes 15–30 ms
+// for a few hundred KB, and adding the sample on top of that would make
+// "PUT p50 100 ms" a PUT of 115 ms or more, slower than the remote store
+// it stands for by however loaded the benchmark machine happens to be.
+// When the backend itself is slower than the sample, its time stands.
 type LatencyConfig struct {
-	// Put is added after the backend's Put returns (the upload).
+	// Put is the upload's latency, until the backend's Put returns.
 	Put Dist
-	// Get is added before Get and GetRange (time to first byte).
+	// Get is the time to first byte of Get and GetRange.
 	Get Dist
-	// Stat, List (before the first page) and Delete.
+	// Stat, Delete, and List's before its first page.
 	Stat, List, Delete Dist
 
 	// Rand draws the samples; nil seeds one from the runtime. The wrapper
@@ -58,6 +66,9 @@ type LatencyConfig struct {
 	Rand *rand.Rand
 	// Sleep waits d or until ctx is done; nil uses a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now reads the clock the backend's own time is measured on; nil
+	// uses time.Now.
+	Now func() time.Time
 }
 
 // Latency presets, from AWS's published guidance and common measurements:
@@ -155,16 +166,20 @@ func parseDist(s string) (Dist, error) {
 	return d, nil
 }
 
-// WithLatency returns a Bucket that delays b's calls by samples of cfg's
-// distributions, to benchmark on a local or in-memory bucket as if it were
-// remote. A delay honours ctx: a cancelled caller returns at once. Compose
-// it innermost (just around the backend) so retries and metrics see it.
+// WithLatency returns a Bucket whose calls take as long as samples of cfg's
+// distributions (or b's own time, if longer), to benchmark on a local or
+// in-memory bucket as if it were remote. A wait honours ctx: a cancelled
+// caller returns at once. Compose it innermost (just around the backend)
+// so retries and metrics see it.
 func WithLatency(b Bucket, cfg LatencyConfig) Bucket {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleepCtx
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	l := &latencyBucket{b: b, cfg: cfg}
 	l.mu.rand = cfg.Rand
@@ -182,42 +197,75 @@ type latencyBucket struct {
 
 var _ Bucket = (*latencyBucket)(nil)
 
-func (l *latencyBucket) wait(ctx context.Context, d Dist) error {
+func (l *latencyBucket) sample(d Dist) time.Duration {
 	if d.P50 <= 0 {
-		return nil
+		return 0
 	}
 	l.mu.Lock()
 	z := l.mu.rand.NormFloat64()
 	l.mu.Unlock()
-	return l.cfg.Sleep(ctx, d.sample(z))
+	return d.sample(z)
+}
+
+// timed runs op and then waits until a sample of d has passed since it
+// started.
+func (l *latencyBucket) timed(ctx context.Context, d Dist, op func() error) error {
+	total := l.sample(d)
+	start := l.cfg.Now()
+	if err := op(); err != nil {
+		return err
+	}
+	if rest := total - l.cfg.Now().Sub(start); rest > 0 {
+		return l.cfg.Sleep(ctx, rest)
+	}
+	return nil
 }
 
 func (l *latencyBucket) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if err := l.wait(ctx, l.cfg.Get); err != nil {
-		return nil, err
-	}
-	return l.b.Get(ctx, key)
+	return l.reader(ctx, func() (io.ReadCloser, error) { return l.b.Get(ctx, key) })
 }
 
 func (l *latencyBucket) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
-	if err := l.wait(ctx, l.cfg.Get); err != nil {
+	return l.reader(ctx, func() (io.ReadCloser, error) { return l.b.GetRange(ctx, key, off, length) })
+}
+
+// reader opens a body with Get's latency; a caller cancelled during the
+// wait gets no body.
+func (l *latencyBucket) reader(ctx context.Context, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := l.timed(ctx, l.cfg.Get, func() (err error) {
+		rc, err = open()
+		return err
+	})
+	if err != nil {
+		if rc != nil {
+			rc.Close()
+		}
 		return nil, err
 	}
-	return l.b.GetRange(ctx, key, off, length)
+	return rc, nil
 }
 
-func (l *latencyBucket) Stat(ctx context.Context, key string) (ObjectInfo, error) {
-	if err := l.wait(ctx, l.cfg.Stat); err != nil {
+func (l *latencyBucket) Stat(ctx context.Context, key string) (info ObjectInfo, err error) {
+	err = l.timed(ctx, l.cfg.Stat, func() (err error) {
+		info, err = l.b.Stat(ctx, key)
+		return err
+	})
+	if err != nil {
 		return ObjectInfo{}, err
 	}
-	return l.b.Stat(ctx, key)
+	return info, nil
 }
 
+// List waits before its first page: a listing's pages are the caller's to
+// pace, so only the first answer's latency is the store's.
 func (l *latencyBucket) List(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error] {
 	return func(yield func(ObjectInfo, error) bool) {
-		if err := l.wait(ctx, l.cfg.List); err != nil {
-			yield(ObjectInfo{}, err)
-			return
+		if d := l.sample(l.cfg.List); d > 0 {
+			if err := l.cfg.Sleep(ctx, d); err != nil {
+				yield(ObjectInfo{}, err)
+				return
+			}
 		}
 		for info, err := range l.b.List(ctx, prefix) {
 			if !yield(info, err) {
@@ -228,19 +276,14 @@ func (l *latencyBucket) List(ctx context.Context, prefix string) iter.Seq2[Objec
 }
 
 func (l *latencyBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if err := l.b.Put(ctx, key, r, size); err != nil {
-		return err
-	}
-	// The object is already stored: like a real upload whose answer is
-	// slow, a cancelled wait reports failure for a Put that happened.
-	return l.wait(ctx, l.cfg.Put)
+	// A wait cancelled after the backend stored the object reports
+	// failure for a Put that happened, like a real upload whose answer
+	// is slow.
+	return l.timed(ctx, l.cfg.Put, func() error { return l.b.Put(ctx, key, r, size) })
 }
 
 func (l *latencyBucket) Delete(ctx context.Context, key string) error {
-	if err := l.wait(ctx, l.cfg.Delete); err != nil {
-		return err
-	}
-	return l.b.Delete(ctx, key)
+	return l.timed(ctx, l.cfg.Delete, func() error { return l.b.Delete(ctx, key) })
 }
 
 func (l *latencyBucket) Close() error { return l.b.Close() }

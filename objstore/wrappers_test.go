@@ -243,6 +243,8 @@ func TestLatencyInjection(t *testing.T) {
 			mu.Unlock()
 			return ctx.Err()
 		},
+		// The backend takes no time: every sample is slept in full.
+		Now: func() time.Time { return time.Unix(0, 0) },
 	}
 	b := objstore.WithLatency(mem.New(nil), cfg)
 	if err := b.Put(ctx, "k", strings.NewReader("v"), 1); err != nil {
@@ -269,11 +271,51 @@ func TestLatencyInjection(t *testing.T) {
 		}
 	}
 
+	// The backend's own time counts towards the sample: a Put whose
+	// backend took 30 ms waits 70 ms more, one that took longer than the
+	// sample does not wait.
+	for _, tc := range []struct{ backend, want time.Duration }{
+		{30 * time.Millisecond, 70 * time.Millisecond},
+		{150 * time.Millisecond, 0},
+	} {
+		clock := time.Unix(0, 0)
+		var waited time.Duration
+		slow := objstore.WithLatency(mem.New(nil), objstore.LatencyConfig{
+			Put:   objstore.Dist{P50: 100 * time.Millisecond},
+			Now:   func() time.Time { return clock },
+			Sleep: func(ctx context.Context, d time.Duration) error { waited += d; return nil },
+		})
+		if err := slow.Put(ctx, "k", &clockReader{r: strings.NewReader("v"), tick: func() { clock = clock.Add(tc.backend) }}, 1); err != nil {
+			t.Fatal(err)
+		}
+		if waited != tc.want {
+			t.Errorf("backend %v: waited %v, want %v", tc.backend, waited, tc.want)
+		}
+	}
+
 	// A real sleep honours cancellation.
 	real := objstore.WithLatency(mem.New(nil), objstore.LatencyConfig{Get: objstore.Dist{P50: time.Hour}})
+	if err := real.Put(ctx, "k", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	if _, err := real.Get(cctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Get during hour-long latency = %v", err)
 	}
+}
+
+// clockReader calls tick when read from: the time a backend takes to
+// consume an upload.
+type clockReader struct {
+	r    io.Reader
+	tick func()
+}
+
+func (c *clockReader) Read(p []byte) (int, error) {
+	if c.tick != nil {
+		c.tick()
+		c.tick = nil
+	}
+	return c.r.Read(p)
 }
