@@ -26,6 +26,10 @@ type tailIndex struct {
 	mu struct {
 		sync.Mutex
 		parts map[catalog.TopicPartition]*tailPart
+		// byTopic holds parts again by topic, indexed by partition number
+		// (nil: none), so that adding a commit's rows — thousands of
+		// partitions at once — hashes once per topic, not once per row.
+		byTopic map[catalog.TopicID][]*tailPart
 		// changed is closed and replaced whenever rows are added.
 		changed chan struct{}
 		// started is closed once the follower knows where to start.
@@ -39,6 +43,10 @@ type tailIndex struct {
 
 type tailPart struct {
 	rows []catalog.BatchRow // contiguous, ascending
+	// end is the last row's LastOffset, kept here so that adding a row
+	// reads none: an agent adds thousands per commit, each to another
+	// partition's array, and reading the last row cost a cache miss each.
+	end int64
 	// hw is the highest LastOffset+1 seen from commits or the catalog.
 	hw int64
 	// logStart and offsetsAt cache the catalog's Offsets.
@@ -75,6 +83,7 @@ const offsetsTTL = time.Second
 func newTailIndex(now func() time.Time) *tailIndex {
 	t := &tailIndex{now: now}
 	t.mu.parts = make(map[catalog.TopicPartition]*tailPart)
+	t.mu.byTopic = make(map[catalog.TopicID][]*tailPart)
 	t.mu.changed = make(chan struct{})
 	t.mu.started = make(chan struct{})
 	return t
@@ -93,8 +102,32 @@ func (t *tailIndex) partLocked(tp catalog.TopicPartition) *tailPart {
 	if !ok {
 		p = &tailPart{hw: -1, logStart: -1}
 		t.mu.parts[tp] = p
+		t.indexLocked(tp, p)
 	}
 	return p
+}
+
+// maxIndexedPartition bounds byTopic's slices. Partitions are numbered
+// densely from 0, so a slice is as long as the topic has partitions; a
+// partition number above the bound (no real topic has one) is found in
+// parts only.
+const maxIndexedPartition = 1 << 16
+
+// indexLocked records p as tp's in byTopic (nil: tp was forgotten).
+func (t *tailIndex) indexLocked(tp catalog.TopicPartition, p *tailPart) {
+	if tp.Partition < 0 || tp.Partition > maxIndexedPartition {
+		return
+	}
+	ps := t.mu.byTopic[tp.TopicID]
+	i := int(tp.Partition)
+	if i >= len(ps) {
+		if p == nil {
+			return
+		}
+		ps = append(ps, make([]*tailPart, i+1-len(ps))...)
+	}
+	ps[i] = p
+	t.mu.byTopic[tp.TopicID] = ps
 }
 
 // add records committed rows (ascending commit order per partition).
@@ -178,21 +211,33 @@ func (t *tailIndex) skipOwn(after int64) int64 {
 
 func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 	// Rows come grouped by partition (object order, or the catalog's
-	// order): look each partition up once per run of rows.
+	// order): look each partition up once per run of rows, and its topic
+	// once per run of the topic's rows.
 	var p *tailPart
 	var ptp catalog.TopicPartition
+	var ps []*tailPart // ptp's topic's partitions
 	limit := tailRowLimit(len(t.mu.parts))
 	for i := range rows {
 		r := &rows[i]
 		if p == nil || r.TopicPartition != ptp {
-			p, ptp = t.partLocked(r.TopicPartition), r.TopicPartition
+			if p == nil || r.TopicID != ptp.TopicID {
+				ps = t.mu.byTopic[r.TopicID]
+			}
+			ptp, p = r.TopicPartition, nil
+			if j := int(r.Partition); j >= 0 && j < len(ps) {
+				p = ps[j]
+			}
+			if p == nil {
+				p = t.partLocked(r.TopicPartition)
+				ps = t.mu.byTopic[r.TopicID]
+			}
 		}
 		n := len(p.rows)
 		switch {
-		case n > 0 && r.BaseOffset <= p.rows[n-1].LastOffset:
+		case n > 0 && r.BaseOffset <= p.end:
 			// Already known (the follower read a commit OnCommitted
 			// already delivered).
-		case n > 0 && r.BaseOffset == p.rows[n-1].LastOffset+1:
+		case n > 0 && r.BaseOffset == p.end+1:
 			if n >= limit {
 				// Keep the newest half. Lookup copies what it returns,
 				// so no caller holds p.rows: trim in place, or into a
@@ -208,8 +253,10 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 				}
 			}
 			p.rows = append(p.rows, *r)
+			p.end = r.LastOffset
 		default:
 			p.rows = append(p.rows[:0:0], *r)
+			p.end = r.LastOffset
 		}
 		p.hw = max(p.hw, r.LastOffset+1)
 	}
@@ -226,6 +273,7 @@ func (t *tailIndex) forget(tp catalog.TopicPartition) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.mu.parts, tp)
+	t.indexLocked(tp, nil)
 }
 
 // lookup returns the rows holding offsets from `from`, if the index covers

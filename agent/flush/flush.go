@@ -264,8 +264,9 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		rows = make([]catalog.BatchRow, 0, len(res.Results))
 	}
 	var failed, dups int
-	for k, r := range res.Results {
-		out[bu.order[k]] = r
+	for k := range res.Results {
+		r := &res.Results[k]
+		out[bu.order[k]] = *r
 		switch {
 		case r.Err != nil:
 			failed++
@@ -273,7 +274,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 			dups++
 		default:
 			if s.cfg.OnCommitted != nil {
-				ref := bu.refs[k]
+				ref := &bu.refs[k]
 				rows = append(rows, catalog.BatchRow{
 					TopicPartition: ref.TopicPartition,
 					BaseOffset:     r.BaseOffset,

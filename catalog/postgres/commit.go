@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,9 +27,14 @@ import (
 // when every one a segment needs is remembered, the commit is one round
 // trip — so is the first commit of a new producer on a new topic, however
 // many partitions it spans (round trip 1 cost it ~10 ms at 2,000). Otherwise
-// round trip 1 reads them first, without locks. commitplan.Build then
-// decides every batch with offsets relative to each partition's next
-// offset (commitplan.RelBase).
+// round trip 1 reads them first, without locks. commitplan.BuildLayout
+// then decides every batch with offsets relative to each partition's next
+// offset (commitplan.RelBase). Everything a commit handles — what it read
+// or remembered, the plan, the statements' arrays — is held by position in
+// the segment's commitplan.Layout (its partitions in lock order, its
+// producer keys sorted), not in maps: a commit of 2,000 partitions runs on
+// every produce's path, and hashing each key several times cost more
+// client CPU than its round trip.
 //
 // The (last) round trip is one pipeline: BEGIN; sqlPlanSettings; lock the
 // partitions in (topic id, partition) order by moving their next offsets
@@ -238,13 +244,7 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 	if err := c.checkOpen(); err != nil {
 		return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
 	}
-	in := commitInput{
-		seg:  seg,
-		tps:  commitplan.Partitions(seg),
-		keys: commitplan.ProducerKeys(seg),
-		pids: commitplan.ProducerIDs(seg),
-	}
-	in.pos = commitplan.Positions(seg, in.tps)
+	in := newCommitInput(seg)
 	cache := c.states
 	conflicts := 0
 	for attempt := 1; ; attempt++ {
@@ -286,30 +286,47 @@ func (c *Catalog) CommitConflicts() int64 { return c.conflicts.Load() }
 const maxCachedStates = 1 << 16
 
 type commitInput struct {
-	seg  catalog.Segment
+	seg catalog.Segment
+	lay *commitplan.Layout
+	// The layout's lists, named for the statements.
 	tps  []catalog.TopicPartition // distinct, sorted: the lock order
 	pos  []int32                  // each batch's position in tps
-	keys []commitplan.ProducerKey
-	pids []int64
+	keys []commitplan.ProducerKey // distinct, sorted
+	pids []int64                  // distinct, sorted
+	// ids and parts are tps's topic ids and partitions, the statements'
+	// lock-order arrays.
+	ids   [][16]byte
+	parts []int32
+}
+
+func newCommitInput(seg catalog.Segment) commitInput {
+	l := commitplan.NewLayout(seg)
+	in := commitInput{seg: seg, lay: l, tps: l.TPs, pos: l.Pos, keys: l.Keys, pids: l.PIDs}
+	in.ids, in.parts = topicIDs(in.tps)
+	return in
 }
 
 // readState is what the plan is built on: read in round trip 1 or
 // remembered.
 type readState struct {
-	plan     commitplan.Input
-	versions map[commitplan.ProducerKey]int64
+	plan     commitplan.LayoutInput
+	versions []int64               // each key's state version (0: no row), by position
 	existing *catalog.CommitResult // the key is already committed
 }
 
 func newReadState(in commitInput) readState {
 	return readState{
-		plan: commitplan.Input{
-			Segment:    in.seg,
-			Partitions: make(map[catalog.TopicPartition]commitplan.Partition, len(in.tps)),
-			States:     make(map[commitplan.ProducerKey]commitplan.ProducerState, len(in.keys)),
-			Epochs:     make(map[int64]int16, len(in.pids)),
-		},
-		versions: make(map[commitplan.ProducerKey]int64, len(in.keys)),
+		plan:     commitplan.NewLayoutInput(in.seg, in.lay),
+		versions: make([]int64, len(in.keys)),
+	}
+}
+
+// relativeToAll marks every partition as existing, planned relative to its
+// next offset: offsets are assigned in SQL.
+func (rs *readState) relativeToAll() {
+	for i := range rs.plan.Partitions {
+		rs.plan.Partitions[i] = commitplan.Partition{NextOffset: commitplan.RelBase}
+		rs.plan.Exists[i] = true
 	}
 }
 
@@ -320,13 +337,10 @@ func (c *Catalog) rememberedState(in commitInput, cache *commitplan.StateCache) 
 		return readState{}, false
 	}
 	rs := newReadState(in)
-	if !cache.Lookup(in.keys, in.pids, &rs.plan, rs.versions) {
+	if !cache.Lookup(&rs.plan, rs.versions) {
 		return readState{}, false
 	}
-	// Offsets are assigned in SQL: plan relative to every partition.
-	for _, tp := range in.tps {
-		rs.plan.Partitions[tp] = commitplan.Partition{NextOffset: commitplan.RelBase}
-	}
+	rs.relativeToAll()
 	return rs, true
 }
 
@@ -339,21 +353,20 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	}
 	defer func() { releaseConn(conn) }()
 	useBinaryArrays(conn.Conn().TypeMap())
-	ids, parts := topicIDs(in.tps)
 
 	rs, ok := readState{}, false
 	if !locked {
 		rs, ok = c.rememberedState(in, cache)
 	}
 	if !ok {
-		if rs, err = c.readForCommit(ctx, conn, in, ids, parts, locked); err != nil {
+		if rs, err = c.readForCommit(ctx, conn, in, locked); err != nil {
 			return res, readErr(err)
 		}
 	}
 	if rs.existing != nil {
 		return *rs.existing, nil // in locked mode, the deferred release rolls back
 	}
-	plan := commitplan.Build(rs.plan)
+	plan := commitplan.BuildLayout(rs.plan)
 
 	advance, write := c.writeArgs(in, rs, plan)
 	w := &pgx.Batch{}
@@ -420,36 +433,32 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 
 // remember stores in cache what a commit verified: the producer states it
 // read and kept, the ones it wrote (version: its object id), and the
-// epochs. in.keys and plan.States are both sorted by key.
-func remember(cache *commitplan.StateCache, in commitInput, rs readState, plan commitplan.Plan, parts []commitplan.PartitionState, objectID int64) {
-	states := make([]commitplan.CachedState, len(in.keys))
-	x := commitplan.NewIndex(in.tps)
-	j := 0
-	for i, k := range in.keys {
-		if j < len(plan.States) && plan.States[j].ProducerKey == k {
-			st := plan.States[j].ProducerState
-			commitplan.ResolveEntries(st.Entries, parts[x.Of(k.TopicPartition)].NextOffset)
-			states[i] = commitplan.CachedState{State: st, Has: true, Version: objectID}
-			j++
-			continue
+// epochs.
+func remember(cache *commitplan.StateCache, in commitInput, rs readState, plan commitplan.LayoutPlan, parts []commitplan.PartitionState, objectID int64) {
+	for k := range in.keys {
+		if plan.Changed[k] {
+			commitplan.ResolveEntries(plan.States[k].Entries, parts[in.lay.KeyTP[k]].NextOffset)
 		}
-		st, has := rs.plan.States[k]
-		states[i] = commitplan.CachedState{State: st, Has: has, Version: rs.versions[k]}
+	}
+	state := func(k int) commitplan.CachedState {
+		if plan.Changed[k] {
+			return commitplan.CachedState{State: plan.States[k], Has: true, Version: objectID}
+		}
+		return commitplan.CachedState{State: rs.plan.States[k], Has: rs.plan.HasState[k], Version: rs.versions[k]}
 	}
 	epochs := make([]int16, len(in.pids))
-	for i, pid := range in.pids {
-		e, ok := rs.plan.Epochs[pid]
-		if !ok {
-			e = commitplan.NoEpoch
+	for i := range in.pids {
+		epochs[i] = commitplan.NoEpoch
+		if rs.plan.KnownEpoch[i] {
+			epochs[i] = rs.plan.Epochs[i]
 		}
-		epochs[i] = e
 	}
-	cache.Store(in.keys, states, in.pids, epochs)
+	cache.StoreEach(in.keys, state, in.pids, epochs)
 }
 
 // readForCommit sends round trip 1. In locked mode it opens the
 // transaction and locks the partitions first.
-func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in commitInput, ids [][16]byte, parts []int32, locked bool) (readState, error) {
+func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in commitInput, locked bool) (readState, error) {
 	c.reads.Add(1)
 	// Unlocked, the partitions' existence may come from the cache.
 	askParts := locked || !c.knownPartitions(in.tps)
@@ -459,9 +468,9 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 	}
 	b.Queue(sqlPlanSettings)
 	if locked {
-		b.Queue(sqlLock, uuidArray(ids), int4Array(parts))
+		b.Queue(sqlLock, uuidArray(in.ids), int4Array(in.parts))
 	} else if askParts {
-		b.Queue(sqlPartitions, uuidArray(ids), int4Array(parts))
+		b.Queue(sqlPartitions, uuidArray(in.ids), int4Array(in.parts))
 	}
 	b.Queue(sqlFindObject, in.seg.Key)
 	if len(in.keys) > 0 {
@@ -491,9 +500,12 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 	if askParts {
 		var tp catalog.TopicPartition
 		var exist []catalog.TopicPartition
+		x := commitplan.NewIndex(in.tps)
 		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&id, &tp.Partition}, func() error {
 			tp.TopicID = id
-			rs.plan.Partitions[tp] = rel
+			if i := x.Of(tp); i >= 0 {
+				rs.plan.Partitions[i], rs.plan.Exists[i] = rel, true
+			}
 			exist = append(exist, tp)
 			return nil
 		}); err != nil {
@@ -501,9 +513,7 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 		}
 		c.learnPartitions(exist)
 	} else {
-		for _, tp := range in.tps {
-			rs.plan.Partitions[tp] = rel
-		}
+		rs.relativeToAll()
 	}
 
 	var commitID int64
@@ -525,21 +535,26 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 		var epoch int16
 		var entries []byte
 		var pending, version int64
+		x := commitplan.NewKeyIndex(in.keys)
 		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&k.ProducerID, &id, &k.Partition, &epoch, &entries, &pending, &version}, func() error {
 			k.TopicID = id
 			es, err := commitplan.DecodeEntries(entries, pending)
 			if err != nil {
 				return fmt.Errorf("producer %d state: %w", k.ProducerID, err)
 			}
-			rs.plan.States[k] = commitplan.ProducerState{Epoch: epoch, Entries: es}
-			rs.versions[k] = version
+			if i := x.Of(k); i >= 0 {
+				rs.plan.States[i], rs.plan.HasState[i] = commitplan.ProducerState{Epoch: epoch, Entries: es}, true
+				rs.versions[i] = version
+			}
 			return nil
 		}); err != nil {
 			return readState{}, err
 		}
 		var pid int64
 		if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&pid, &epoch}, func() error {
-			rs.plan.Epochs[pid] = epoch
+			if i, ok := slices.BinarySearch(in.pids, pid); ok {
+				rs.plan.Epochs[i], rs.plan.KnownEpoch[i] = epoch, true
+			}
 			return nil
 		}); err != nil {
 			return readState{}, err
@@ -584,70 +599,90 @@ func partitionTable(b []byte, n int) ([]commitplan.PartitionState, error) {
 
 // writeArgs flattens a plan and what it assumed into the arguments of
 // sqlAdvance and sqlWrite. Positions are 1-based, as SQL arrays are.
-func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Plan) (advance, write []any) {
+func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.LayoutPlan) (advance, write []any) {
 	req := len(in.tps)
-	reqIDs, reqParts := topicIDs(in.tps)
-	exists, moveBy := make([]bool, req), make([]int64, req)
 	var nexist int64
-	for i, tp := range in.tps {
-		if _, exists[i] = rs.plan.Partitions[tp]; exists[i] {
+	for _, e := range rs.plan.Exists {
+		if e {
 			nexist++
 		}
 	}
-	x := commitplan.NewIndex(in.tps)
-	for _, p := range plan.Partitions {
-		moveBy[x.Of(p.TopicPartition)] = p.NextOffset - commitplan.RelBase
+	n, k, y := len(plan.Rows), len(in.keys), len(in.pids)
+	// One allocation per element type: moveBy, five row columns, two key
+	// columns, one producer column.
+	i64 := make([]int64, req+5*n+2*k+y)
+	i32 := make([]int32, 2*n+2*k)
+	i16 := make([]int16, k+y)
+	take64 := func(m int) []int64 { s := i64[:m:m]; i64 = i64[m:]; return s }
+	take32 := func(m int) []int32 { s := i32[:m:m]; i32 = i32[m:]; return s }
+	take16 := func(m int) []int16 { s := i16[:m:m]; i16 = i16[m:]; return s }
+
+	moveBy := take64(req)
+	for i, moved := range plan.Moved {
+		if moved {
+			moveBy[i] = plan.Next[i] - commitplan.RelBase
+		}
 	}
 
-	n := len(plan.Rows)
-	ri := make([]int32, n)
-	bo, lo, off, ln := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	recs, ts := make([]int32, n), make([]int64, n)
+	ri, recs := take32(n), take32(n)
+	bo, lo, off, ln, ts := take64(n), take64(n), take64(n), take64(n), take64(n)
 	for i, r := range plan.Rows {
-		ri[i] = int32(x.Of(r.TopicPartition)) + 1
+		ri[i] = plan.RowPos[i] + 1
 		bo[i], lo[i] = r.BaseOffset-commitplan.RelBase, r.LastOffset-commitplan.RelBase
 		off[i], ln[i], recs[i], ts[i] = r.ByteOffset, r.ByteLength, r.Records, r.MaxTimestamp
 	}
 
 	// Every producer key is verified; the ones the plan changes are also
-	// written. plan.States and in.keys are both sorted by key.
-	k := len(in.keys)
-	kid, ki, kv := make([]int64, k), make([]int32, k), make([]int64, k)
-	ke, ken := make([]int16, k), make([][]byte, k)
+	// written. Their entries are encoded into one buffer.
+	kid, kv, ki, ke := take64(k), take64(k), take32(k), take16(k)
+	ken := make([][]byte, k)
+	var enc []byte
+	ends := take32(k)
 	var nupd, nins, nverify int64
-	j := 0
 	for i, key := range in.keys {
-		kid[i], ki[i], kv[i] = key.ProducerID, int32(x.Of(key.TopicPartition))+1, rs.versions[key]
-		if j < len(plan.States) && plan.States[j].ProducerKey == key {
-			st := plan.States[j]
-			ke[i], ken[i] = st.Epoch, commitplan.EncodeEntries(st.Entries)
+		kid[i], ki[i], kv[i] = key.ProducerID, in.lay.KeyTP[i]+1, rs.versions[i]
+		if plan.Changed[i] {
+			st := plan.States[i]
+			ke[i] = st.Epoch
+			if enc == nil {
+				enc = make([]byte, 0, 48*k) // 5 entries take 20-80 bytes
+			}
+			enc = commitplan.AppendEntries(enc, st.Entries)
 			if kv[i] != 0 {
 				nupd++
 			} else {
 				nins++
 			}
-			j++
 		} else {
 			nverify++
 		}
+		ends[i] = int32(len(enc))
 	}
-	y := len(in.pids)
-	yid, ye := make([]int64, y), make([]int16, y)
+	start := int32(0)
+	for i := range in.keys {
+		if plan.Changed[i] {
+			ken[i] = enc[start:ends[i]:ends[i]]
+		}
+		start = ends[i]
+	}
+	yid, ye := take64(y), take16(y)
 	for i, pid := range in.pids {
 		yid[i], ye[i] = pid, commitplan.NoEpoch
-		if e, ok := rs.plan.Epochs[pid]; ok {
-			ye[i] = e
+		if rs.plan.KnownEpoch[i] {
+			ye[i] = rs.plan.Epochs[i]
 		}
 	}
-	advance = []any{uuidArray(reqIDs), int4Array(reqParts), int8Array(moveBy), boolArray(exists), nexist}
+	advance = []any{uuidArray(in.ids), int4Array(in.parts), int8Array(moveBy), boolArray(rs.plan.Exists), nexist}
 	write = []any{
 		in.seg.Key, in.seg.Size, c.now().UTC(), commitplan.EncodeResultsAt(plan.Results, req, in.pos),
-		uuidArray(reqIDs), int4Array(reqParts),
+		uuidArray(in.ids), int4Array(in.parts),
 		int4Array(ri), int8Array(bo), int8Array(lo), int8Array(off), int8Array(ln), int4Array(recs), int8Array(ts),
 		int8Array(kid), int4Array(ki), int8Array(kv), int2Array(ke), byteaArray(ken),
 		int8Array(yid), int2Array(ye),
 		int32(len(plan.Rows)), nupd, nins, nverify,
 	}
+	reserveArrays(advance)
+	reserveArrays(write)
 	return advance, write
 }
 

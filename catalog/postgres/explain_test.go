@@ -119,14 +119,12 @@ func TestExplainCommit(t *testing.T) {
 	for i := range timed + 1 {
 		explain := i == timed
 		seg := segment()
-		in := commitInput{seg: seg, tps: commitplan.Partitions(seg), keys: commitplan.ProducerKeys(seg), pids: commitplan.ProducerIDs(seg)}
-		in.pos = commitplan.Positions(seg, in.tps)
-		ids, parts := topicIDs(in.tps)
-		rs, err := c.readForCommit(ctx, conn, in, ids, parts, false)
+		in := newCommitInput(seg)
+		rs, err := c.readForCommit(ctx, conn, in, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		plan := commitplan.Build(rs.plan)
+		plan := commitplan.BuildLayout(rs.plan)
 		advance, write := c.writeArgs(in, rs, plan)
 		steps := []struct {
 			sql  string

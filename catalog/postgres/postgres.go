@@ -307,11 +307,17 @@ func (c *Catalog) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	})
 }
 
-// knownPartitions reports whether every tp is known to exist.
+// knownPartitions reports whether every tp is known to exist. tps must be
+// sorted by topic (a commit's are): partitions are numbered densely, so
+// only each topic's last (highest) one is checked, and each topic is
+// looked up once, not once per partition.
 func (c *Catalog) knownPartitions(tps []catalog.TopicPartition) bool {
 	c.known.Lock()
 	defer c.known.Unlock()
-	for _, tp := range tps {
+	for i, tp := range tps {
+		if i+1 < len(tps) && tps[i+1].TopicID == tp.TopicID {
+			continue // not the topic's highest
+		}
 		if tp.Partition >= c.known.parts[tp.TopicID] {
 			return false
 		}

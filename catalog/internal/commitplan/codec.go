@@ -55,7 +55,11 @@ var ErrCorrupt = errors.New("commitplan: corrupt encoding")
 
 // EncodeEntries encodes a producer's recent batches.
 func EncodeEntries(entries []SeqEntry) []byte {
-	buf := make([]byte, 0, 2+len(entries)*12)
+	return AppendEntries(make([]byte, 0, 2+len(entries)*12), entries)
+}
+
+// AppendEntries appends EncodeEntries(entries) to buf.
+func AppendEntries(buf []byte, entries []SeqEntry) []byte {
 	buf = append(buf, codecVersion)
 	buf = binary.AppendUvarint(buf, uint64(len(entries)))
 	for _, e := range entries {

@@ -147,6 +147,9 @@ func (x *Index) Of(tp catalog.TopicPartition) int {
 		x.next++
 		return x.next - 1
 	}
+	if x.next > 0 && x.tps[x.next-1] == tp {
+		return x.next - 1 // the same partition again (its next batch)
+	}
 	i, ok := slices.BinarySearchFunc(x.tps, tp, CompareTP)
 	if !ok {
 		return -1
@@ -172,6 +175,9 @@ func ProducerKeys(seg catalog.Segment) []ProducerKey {
 	var keys []ProducerKey
 	for _, b := range seg.Batches {
 		if b.ProducerID >= 0 {
+			if keys == nil {
+				keys = make([]ProducerKey, 0, len(seg.Batches))
+			}
 			keys = append(keys, ProducerKey{b.ProducerID, b.TopicPartition})
 		}
 	}
@@ -194,8 +200,8 @@ func ProducerIDs(seg catalog.Segment) []int64 {
 // CompareTP orders partitions as the catalog locks them: topic id bytes,
 // then partition number (PostgreSQL's uuid order is bytewise too).
 func CompareTP(a, b catalog.TopicPartition) int {
-	if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
-		return c
+	if a.TopicID != b.TopicID {
+		return bytes.Compare(a.TopicID[:], b.TopicID[:])
 	}
 	return cmp.Compare(a.Partition, b.Partition)
 }
@@ -208,154 +214,22 @@ func CompareKey(a, b ProducerKey) int {
 	return CompareTP(a.TopicPartition, b.TopicPartition)
 }
 
-// Build decides every batch of in.Segment.
+// Build decides every batch of in.Segment (BuildLayout, for inputs in
+// maps).
 func Build(in Input) Plan {
-	n := len(in.Segment.Batches)
-	plan := Plan{Results: make([]catalog.BatchResult, n), Rows: make([]Row, 0, n)}
-	// Working copies, made on first use; the output lists are collected in
-	// first-use order, already sorted when the segment's batches are
-	// (checking costs one pass).
-	type partAcc struct {
-		tp catalog.TopicPartition
-		Partition
-		moved bool
+	l := NewLayout(in.Segment)
+	li := NewLayoutInput(in.Segment, l)
+	for i, tp := range l.TPs {
+		li.Partitions[i], li.Exists[i] = in.Partitions[tp]
 	}
-	type stateAcc struct {
-		key ProducerKey
-		ProducerState
-		has     bool // a stored state exists or this commit wrote one
-		changed bool
+	for k, key := range l.Keys {
+		li.States[k], li.HasState[k] = in.States[key]
 	}
-	parts := make(map[catalog.TopicPartition]*partAcc, len(in.Partitions))
-	states := make(map[ProducerKey]*stateAcc, len(in.States))
-	partSlab := make([]partAcc, 0, len(in.Partitions))
-	stateSlab := make([]stateAcc, 0, len(in.States))
-	var moved []*partAcc
-	var changed []*stateAcc
-	partOf := func(tp catalog.TopicPartition) *partAcc {
-		if p, ok := parts[tp]; ok {
-			return p
-		}
-		stored, ok := in.Partitions[tp]
-		if !ok {
-			parts[tp] = nil
-			return nil
-		}
-		partSlab = append(partSlab, partAcc{tp: tp, Partition: stored}) // never grows: one per entry of in.Partitions
-		p := &partSlab[len(partSlab)-1]
-		parts[tp] = p
-		return p
+	for i, pid := range l.PIDs {
+		li.Epochs[i], li.KnownEpoch[i] = in.Epochs[pid]
 	}
-	stateOf := func(key ProducerKey) *stateAcc {
-		if st, ok := states[key]; ok {
-			return st
-		}
-		stored, has := in.States[key]
-		var st *stateAcc
-		if len(stateSlab) < cap(stateSlab) {
-			stateSlab = append(stateSlab, stateAcc{key: key, ProducerState: stored, has: has})
-			st = &stateSlab[len(stateSlab)-1]
-		} else {
-			st = &stateAcc{key: key, ProducerState: stored, has: has}
-		}
-		states[key] = st
-		return st
-	}
-	lastStored := -1 // index of the batch that last extended plan.Rows
-
-	for i, b := range in.Segment.Batches {
-		res := &plan.Results[i]
-		p := partOf(b.TopicPartition)
-		if p == nil {
-			res.Err = catalog.ErrUnknownTopic
-			res.BaseOffset = -1
-			res.LogStartOffset = -1
-			continue
-		}
-		res.LogStartOffset = p.LogStart
-
-		var st *stateAcc
-		if b.ProducerID >= 0 {
-			st = stateOf(ProducerKey{b.ProducerID, b.TopicPartition})
-			dup, err := check(b, st.ProducerState, st.has, in.Epochs)
-			if err != nil {
-				res.Err = err
-				res.BaseOffset = -1
-				continue
-			}
-			if dup != nil {
-				res.Duplicate = true
-				res.BaseOffset = dup.BaseOffset
-				continue
-			}
-		}
-
-		base := p.NextOffset
-		res.BaseOffset = base
-		p.NextOffset += int64(b.OffsetSpan)
-		if !p.moved {
-			p.moved = true
-			moved = append(moved, p)
-		}
-
-		if st != nil {
-			if !st.has || st.Epoch != b.ProducerEpoch {
-				st.ProducerState = ProducerState{Epoch: b.ProducerEpoch}
-			}
-			entries := make([]SeqEntry, 0, MaxEntries)
-			if len(st.Entries) >= MaxEntries {
-				entries = append(entries, st.Entries[len(st.Entries)-MaxEntries+1:]...)
-			} else {
-				entries = append(entries, st.Entries...)
-			}
-			st.Entries = append(entries, SeqEntry{
-				FirstSeq:   b.BaseSequence,
-				LastSeq:    LastSequence(b.BaseSequence, b.OffsetSpan),
-				BaseOffset: base,
-			})
-			st.has = true
-			if !st.changed {
-				st.changed = true
-				changed = append(changed, st)
-			}
-		}
-
-		if k := len(plan.Rows) - 1; k >= 0 && lastStored == i-1 && canExtend(plan.Rows[k], b, base) {
-			r := &plan.Rows[k]
-			r.LastOffset = base + int64(b.OffsetSpan) - 1
-			r.ByteLength += b.ByteLength
-			r.Records += b.Records
-			r.MaxTimestamp = max(r.MaxTimestamp, b.MaxTimestamp)
-		} else {
-			plan.Rows = append(plan.Rows, Row{
-				TopicPartition: b.TopicPartition,
-				BaseOffset:     base,
-				LastOffset:     base + int64(b.OffsetSpan) - 1,
-				ByteOffset:     b.ByteOffset,
-				ByteLength:     b.ByteLength,
-				Records:        b.Records,
-				MaxTimestamp:   b.MaxTimestamp,
-			})
-		}
-		lastStored = i
-	}
-	// Commits never move a log start, so every result's LogStartOffset is
-	// already the value after the commit.
-	plan.Partitions = make([]PartitionUpdate, len(moved))
-	for i, p := range moved {
-		plan.Partitions[i] = PartitionUpdate{p.tp, p.NextOffset}
-	}
-	if cmp := func(a, b PartitionUpdate) int { return CompareTP(a.TopicPartition, b.TopicPartition) }; !slices.IsSortedFunc(plan.Partitions, cmp) {
-		slices.SortFunc(plan.Partitions, cmp)
-	}
-	plan.States = make([]StateUpdate, len(changed))
-	for i, st := range changed {
-		plan.States[i] = StateUpdate{st.key, st.ProducerState}
-	}
-	if cmp := func(a, b StateUpdate) int { return CompareKey(a.ProducerKey, b.ProducerKey) }; !slices.IsSortedFunc(plan.States, cmp) {
-		slices.SortFunc(plan.States, cmp)
-	}
-	return plan
+	lp := BuildLayout(li)
+	return lp.Plan(l)
 }
 
 // canExtend reports whether b, stored at base, continues row r: same
@@ -370,8 +244,10 @@ func canExtend(r Row, b catalog.BatchRef, base int64) bool {
 // check applies Kafka's idempotent-producer rules (UnifiedLog /
 // ProducerAppendInfo) to one batch: it returns the matching recent entry
 // for a duplicate, or an error for a fenced epoch or a sequence gap.
-func check(b catalog.BatchRef, st ProducerState, hasState bool, epochs map[int64]int16) (*SeqEntry, error) {
-	if cur, ok := epochs[b.ProducerID]; ok && b.ProducerEpoch < cur {
+// epoch is the producer's current epoch if the catalog knows it
+// (knownEpoch).
+func check(b catalog.BatchRef, st ProducerState, hasState bool, epoch int16, knownEpoch bool) (*SeqEntry, error) {
+	if knownEpoch && b.ProducerEpoch < epoch {
 		return nil, catalog.ErrInvalidProducerEpoch
 	}
 	if b.BaseSequence < 0 {

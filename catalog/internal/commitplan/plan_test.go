@@ -321,7 +321,8 @@ func TestIndex(t *testing.T) {
 		{tpA, 0}, {tpB, 1}, {tpX, 2}, // in order
 		{tpB, 1}, {tpA, 0}, // out of order
 		{catalog.TopicPartition{TopicID: catalog.TopicID{1}, Partition: 7}, -1}, // absent
-		{tpX, 2},
+		{tpX, 2}, {tpX, 2}, // repeated
+		{tpA, 0}, {tpA, 0}, {tpB, 1},
 	} {
 		if got := x.Of(tt.tp); got != tt.want {
 			t.Errorf("Of(%v) = %d, want %d", tt.tp, got, tt.want)
