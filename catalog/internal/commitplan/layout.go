@@ -38,7 +38,7 @@ func NewLayout(seg catalog.Segment) *Layout {
 		l.Keys = ProducerKeys(seg)
 		l.KeyPos = make([]int32, len(seg.Batches))
 		l.KeyTP = make([]int32, len(l.Keys))
-		x := KeyIndex{keys: l.Keys}
+		x := NewKeyIndex(l.Keys)
 		for i, b := range seg.Batches {
 			if b.ProducerID < 0 {
 				l.KeyPos[i] = -1
@@ -112,32 +112,13 @@ func (l *Layout) keysInOrder(seg catalog.Segment) bool {
 }
 
 // KeyIndex finds producer keys in a sorted list of distinct keys (such as
-// ProducerKeys' result); looking them up in order costs one comparison
-// each.
-type KeyIndex struct {
-	keys []ProducerKey
-	next int // where the last lookup ended + 1
-}
+// ProducerKeys' result), as Index finds partitions.
+type KeyIndex = SortedIndex[ProducerKey]
 
 // NewKeyIndex returns a KeyIndex over keys, which must be sorted and
 // distinct.
-func NewKeyIndex(keys []ProducerKey) *KeyIndex { return &KeyIndex{keys: keys} }
-
-// Of returns the position of k in the list, or -1.
-func (x *KeyIndex) Of(k ProducerKey) int {
-	if x.next < len(x.keys) && x.keys[x.next] == k {
-		x.next++
-		return x.next - 1
-	}
-	if x.next > 0 && x.keys[x.next-1] == k {
-		return x.next - 1 // a partition's second batch of the same producer
-	}
-	i, ok := slices.BinarySearchFunc(x.keys, k, CompareKey)
-	if !ok {
-		return -1
-	}
-	x.next = i + 1
-	return i
+func NewKeyIndex(keys []ProducerKey) *KeyIndex {
+	return &KeyIndex{items: keys, cmp: CompareKey}
 }
 
 // LayoutInput is Input by position in a Layout: what the backend read

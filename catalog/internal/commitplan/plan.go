@@ -133,24 +133,32 @@ func Partitions(seg catalog.Segment) []catalog.TopicPartition {
 
 // Index finds partitions in a sorted list of distinct partitions (such as
 // Partitions' result); looking them up in order costs one comparison each.
-type Index struct {
-	tps  []catalog.TopicPartition
-	next int // where the last lookup ended + 1
-}
+type Index = SortedIndex[catalog.TopicPartition]
 
 // NewIndex returns an Index over tps, which must be sorted and distinct.
-func NewIndex(tps []catalog.TopicPartition) *Index { return &Index{tps: tps} }
+func NewIndex(tps []catalog.TopicPartition) *Index {
+	return &Index{items: tps, cmp: CompareTP}
+}
 
-// Of returns the position of tp in the list, or -1.
-func (x *Index) Of(tp catalog.TopicPartition) int {
-	if x.next < len(x.tps) && x.tps[x.next] == tp {
+// SortedIndex finds items in a sorted list of distinct items. Lookups in
+// list order, a commit's usual pattern, cost one comparison each: the
+// next item, or the same one again (a partition's next batch).
+type SortedIndex[T comparable] struct {
+	items []T
+	cmp   func(a, b T) int
+	next  int // where the last lookup ended + 1
+}
+
+// Of returns the position of v in the list, or -1.
+func (x *SortedIndex[T]) Of(v T) int {
+	if x.next < len(x.items) && x.items[x.next] == v {
 		x.next++
 		return x.next - 1
 	}
-	if x.next > 0 && x.tps[x.next-1] == tp {
-		return x.next - 1 // the same partition again (its next batch)
+	if x.next > 0 && x.items[x.next-1] == v {
+		return x.next - 1
 	}
-	i, ok := slices.BinarySearchFunc(x.tps, tp, CompareTP)
+	i, ok := slices.BinarySearchFunc(x.items, v, x.cmp)
 	if !ok {
 		return -1
 	}
