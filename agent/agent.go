@@ -90,6 +90,7 @@ type Agent struct {
 	m      *metrics
 
 	apis   apiTable
+	budget *requestBudget // request frames held across connections
 	groups *groups.Coordinator
 	topics *topicCache
 	tail   *tailIndex
@@ -153,6 +154,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.now = time.Now
 	}
 	a.m = newMetrics(deps.Registerer)
+	a.budget = newRequestBudget(cfg.MaxQueuedRequestBytes, a.m)
 	a.groups = groups.New(cfg.Groups, deps.Catalog, a, a.log.With("component", "groups"), deps.Registerer)
 	a.apis = a.newAPITable()
 	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)

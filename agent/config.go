@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +46,13 @@ type Config struct {
 	// being handled or whose responses wait to be written; the reader
 	// stops reading while the bound is reached.
 	MaxInflightPerConn int
+	// MaxQueuedRequestBytes is Kafka's queued.max.request.bytes: request
+	// frames larger than 64 KiB, while being read or handled, hold at most
+	// this many bytes across all connections together; a connection
+	// waits before reading a frame that does not fit (see budget.go).
+	// At least MaxRequestBytes. Default: the larger of
+	// DefaultMaxQueuedRequestBytes and MaxRequestBytes.
+	MaxQueuedRequestBytes int64
 
 	// ProduceTimeout caps the produce request's TimeoutMs (and replaces a
 	// non-positive one): how long a produce waits for its flush and commit
@@ -95,6 +103,12 @@ type Config struct {
 	Groups groups.Config
 }
 
+// DefaultMaxQueuedRequestBytes is MaxQueuedRequestBytes's default unless
+// MaxRequestBytes is larger: room for a producer window of large requests
+// from each of a few dozen producers (franz-go sends up to 5 of at most a
+// few MiB each) while the WAL's own bound (64 MiB) holds them back.
+const DefaultMaxQueuedRequestBytes = 256 << 20
+
 // DefaultConfig returns the defaults: Kafka's where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
@@ -138,6 +152,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections idle this long, connections.max.idle.ms")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for writing one response")
 	fs.IntVar(&c.MaxInflightPerConn, "max-inflight-per-conn", c.MaxInflightPerConn, "requests of one connection handled or queued at once")
+	fs.Int64Var(&c.MaxQueuedRequestBytes, "max-queued-request-bytes", c.MaxQueuedRequestBytes, "bytes of request frames over 64 KiB read or handled at once across all connections, queued.max.request.bytes (0: the larger of 256 MiB and --max-request-bytes)")
 	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", c.ProduceTimeout, "cap on a produce request's timeout")
 	fs.DurationVar(&c.FetchMaxWait, "fetch-max-wait", c.FetchMaxWait, "cap on a fetch request's long-poll wait")
 	fs.Int64Var(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "cap on the record bytes of one fetch response (Kafka's broker fetch.max.bytes); raise it for consumers far away (a round trip per response)")
@@ -191,6 +206,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInflightPerConn == 0 {
 		c.MaxInflightPerConn = d.MaxInflightPerConn
+	}
+	if c.MaxQueuedRequestBytes == 0 {
+		c.MaxQueuedRequestBytes = max(DefaultMaxQueuedRequestBytes, int64(c.MaxRequestBytes))
 	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = d.ProduceTimeout
@@ -267,6 +285,10 @@ func (c Config) Validate() error {
 	}
 	if c.FetchMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("fetch max bytes %d: must not be negative", c.FetchMaxBytes))
+	}
+	if maxReq := cmp.Or(c.MaxRequestBytes, DefaultConfig().MaxRequestBytes); c.MaxQueuedRequestBytes < 0 ||
+		(c.MaxQueuedRequestBytes > 0 && c.MaxQueuedRequestBytes < int64(maxReq)) {
+		errs = append(errs, fmt.Errorf("max queued request bytes %d: want at least max request bytes (%d), or 0 for the default", c.MaxQueuedRequestBytes, maxReq))
 	}
 	if c.MaxInflightPerConn < 0 {
 		errs = append(errs, fmt.Errorf("max inflight per conn %d: must not be negative", c.MaxInflightPerConn))

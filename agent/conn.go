@@ -44,6 +44,10 @@ type conn struct {
 
 	ctx    context.Context // cancelled when the connection dies
 	cancel context.CancelFunc
+	// readCtx is ctx, also cancelled by stopReading: it ends a wait for
+	// the request budget.
+	readCtx  context.Context
+	stopRead context.CancelFunc
 
 	queue chan *pending // reader → writer, request order
 	done  chan struct{} // closed when the writer has finished
@@ -81,6 +85,10 @@ type pending struct {
 	prev      <-chan struct{}
 	ordered   chan struct{}
 	orderOnce sync.Once
+
+	// budget is the frame's reservation in the agent's request budget,
+	// released when its handler has returned.
+	budget int64
 }
 
 // passOrdered runs f (may be nil) once all earlier requests passed their
@@ -117,6 +125,7 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 		done:         make(chan struct{}),
 		peerDone:     make(chan struct{}),
 	}
+	c.readCtx, c.stopRead = context.WithCancel(ctx)
 	start := make(chan struct{})
 	close(start)
 	c.lastOrdered = start
@@ -157,6 +166,7 @@ func (c *conn) close(reason string) {
 // requests finish and are answered, then the connection closes.
 func (c *conn) stopReading() {
 	c.stopping.Store(true)
+	c.stopRead()
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 }
 
@@ -204,12 +214,29 @@ func (c *conn) readRequest() (*pending, string) {
 		c.a.log.Warn("closing connection: frame shorter than a request header", "remote", c.remote, "size", size)
 		return nil, "bad_frame"
 	}
+	// Reserve before allocating: the size is the client's claim.
+	held, err := c.a.budget.acquire(c.readCtx, size)
+	if err != nil {
+		if c.stopping.Load() {
+			return nil, "drain"
+		}
+		return nil, "closed"
+	}
+	if held > 0 {
+		c.touch() // time spent waiting for room is not the client's silence
+	}
 	frame := make([]byte, size)
 	if reason := c.readFull(frame, false); reason != "" {
+		c.a.budget.release(held)
 		return nil, reason
 	}
 	c.touch()
-	return c.dispatch(frame)
+	p, reason := c.dispatch(frame, held)
+	if p == nil || p.budget != held {
+		// Not handed to a handler (answered or refused in dispatch).
+		c.a.budget.release(held)
+	}
+	return p, reason
 }
 
 // readFull fills buf and returns "", or why reading ended. Between
@@ -258,7 +285,11 @@ func (c *conn) readFull(buf []byte, atBoundary bool) string {
 // dispatch parses the header, decodes the body with kmsg and starts the
 // handler. Unknown keys and versions close the connection, except that
 // ApiVersions is answered with UNSUPPORTED_VERSION and the version list.
-func (c *conn) dispatch(frame []byte) (*pending, string) {
+//
+// A frame's budget reservation passes to the pending entry (p.budget)
+// only when a handler starts, which releases it; otherwise the caller
+// releases it.
+func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 	r := kbin.Reader{Src: frame}
 	hdr := requestHeader{key: r.Int16(), version: r.Int16(), correlationID: r.Int32()}
 	if cid := r.NullableString(); cid != nil {
@@ -301,6 +332,7 @@ func (c *conn) dispatch(frame []byte) (*pending, string) {
 	}
 	c.inflight.Add(1)
 	c.a.handlers.Add(1)
+	p.budget = budget
 	go c.handle(spec, p, req)
 	return p, ""
 }
@@ -319,6 +351,9 @@ func (c *conn) handle(spec *apiSpec, p *pending, req kmsg.Request) {
 		c.a.m.requests.WithLabelValues(name).Inc()
 		c.a.m.latency.WithLabelValues(name).Observe(time.Now().Sub(start).Seconds())
 		close(p.done)
+		// The frame is no longer needed, except for batches appended to
+		// the WAL, which its own bound (MaxBufferedBytes) covers.
+		c.a.budget.release(p.budget)
 		c.inflight.Add(-1)
 		c.a.handlers.Done()
 	}()

@@ -16,6 +16,9 @@ type metrics struct {
 	connsTotal  prometheus.Counter
 	connsClosed *prometheus.CounterVec // reason
 
+	queuedBytes prometheus.Gauge   // request budget held
+	queuedWaits prometheus.Counter // frames that waited for it
+
 	producedBytes   prometheus.Counter
 	producedBatches prometheus.Counter
 	fetchedBytes    prometheus.Counter
@@ -55,6 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_agent_connections_closed_total", Help: "Kafka client connections closed, by reason.",
 		}, []string{"reason"}),
+		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_queued_request_bytes", Help: "Bytes of request frames above 64 KiB being read or handled (bounded by --max-queued-request-bytes).",
+		}),
+		queuedWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_queued_request_waits_total", Help: "Request frames whose reading waited for --max-queued-request-bytes to have room.",
+		}),
 		producedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_agent_produced_bytes_total", Help: "Record batch bytes acknowledged to producers.",
 		}),
@@ -91,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.requestErrors, m.partitionErrs,
-			m.connsActive, m.connsTotal, m.connsClosed,
+			m.connsActive, m.connsTotal, m.connsClosed, m.queuedBytes, m.queuedWaits,
 			m.producedBytes, m.producedBatches, m.fetchedBytes,
 			m.cacheHits, m.cacheMisses, m.cachePrefetches, m.cacheBytes, m.cacheEvictions,
 			m.followerCommit, m.followerErrors, m.liveAgents)

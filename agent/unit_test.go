@@ -106,6 +106,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", func(c *Config) { c.IdleTimeout = -time.Second }, "idle timeout"},
 		{"ttl below heartbeat", func(c *Config) { c.HeartbeatInterval, c.AgentTTL = 5*time.Second, time.Second }, "agent ttl"},
 		{"negative partitions", func(c *Config) { c.DefaultPartitions = -1 }, "default partitions"},
+		{"queued below one request", func(c *Config) { c.MaxQueuedRequestBytes = int64(c.MaxRequestBytes) - 1 }, "max queued request bytes"},
+		{"queued below default request", func(c *Config) { c.MaxRequestBytes, c.MaxQueuedRequestBytes = 0, 1<<20 }, "max queued request bytes"},
+		{"negative queued", func(c *Config) { c.MaxQueuedRequestBytes = -1 }, "max queued request bytes"},
+		{"queued of one request", func(c *Config) { c.MaxQueuedRequestBytes = int64(c.MaxRequestBytes) }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -120,9 +124,14 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	// The group coordinator fills its own defaults; the shutdown grace
-	// derives from the heartbeat interval.
+	// derives from the heartbeat interval, the request budget from the
+	// largest request.
 	d, want := (Config{}).withDefaults(), DefaultConfig()
 	want.Groups, want.ShutdownGrace = d.Groups, want.HeartbeatInterval*5/4
+	want.MaxQueuedRequestBytes = DefaultMaxQueuedRequestBytes
+	if big := (Config{MaxRequestBytes: 1 << 30}).withDefaults(); big.MaxQueuedRequestBytes != 1<<30 {
+		t.Fatalf("request budget %d below a 1 GiB max request", big.MaxQueuedRequestBytes)
+	}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("zero config with defaults %+v != DefaultConfig %+v", d, want)
 	}
