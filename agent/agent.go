@@ -53,6 +53,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/floebroker/floe/agent/groups"
 	"github.com/floebroker/floe/catalog"
@@ -114,6 +115,9 @@ type Agent struct {
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
+	perIP   map[string]int // open connections by client IP, under connsMu
+	// refusedLog paces the log of refused connections.
+	refusedLog rate.Sometimes
 	// handlers counts requests being handled, so shutdown can wait for
 	// them.
 	handlers sync.WaitGroup
@@ -137,14 +141,16 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.AgentID = NewAgentID()
 	}
 	a := &Agent{
-		cfg:      cfg,
-		cat:      deps.Catalog,
-		bucket:   deps.Bucket,
-		wal:      deps.WAL,
-		log:      deps.Logger,
-		now:      deps.Now,
-		draining: make(chan struct{}),
-		conns:    make(map[*conn]struct{}),
+		cfg:        cfg,
+		cat:        deps.Catalog,
+		bucket:     deps.Bucket,
+		wal:        deps.WAL,
+		log:        deps.Logger,
+		now:        deps.Now,
+		draining:   make(chan struct{}),
+		conns:      make(map[*conn]struct{}),
+		perIP:      make(map[string]int),
+		refusedLog: rate.Sometimes{Interval: time.Second},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -327,9 +333,12 @@ func (a *Agent) acceptLoop(ln net.Listener, zone string) {
 }
 
 // serveConn starts the goroutines of one connection, unless the agent is
-// draining.
+// draining or the connection is over MaxConnections or
+// MaxConnectionsPerIP: it is then closed at once, before anything is read
+// or allocated for it (Kafka closes connections over max.connections.per.ip
+// the same way).
 func (a *Agent) serveConn(nc net.Conn, zone string) {
-	c := newConn(a, nc, zone)
+	ip := connIP(nc)
 	a.connsMu.Lock()
 	select {
 	case <-a.draining:
@@ -338,7 +347,26 @@ func (a *Agent) serveConn(nc net.Conn, zone string) {
 		return
 	default:
 	}
+	var refused string
+	switch {
+	case a.cfg.MaxConnections > 0 && len(a.conns) >= a.cfg.MaxConnections:
+		refused = "max_connections"
+	case a.cfg.MaxConnectionsPerIP > 0 && a.perIP[ip] >= a.cfg.MaxConnectionsPerIP:
+		refused = "max_connections_per_ip"
+	}
+	if refused != "" {
+		a.connsMu.Unlock()
+		nc.Close()
+		a.m.connsRefused.WithLabelValues(refused).Inc()
+		a.refusedLog.Do(func() { // a flood must not flood the log too
+			a.log.Warn("refusing connections over a connection limit (logged at most once a second)", "remote", nc.RemoteAddr().String(), "limit", refused,
+				"max_connections", a.cfg.MaxConnections, "max_connections_per_ip", a.cfg.MaxConnectionsPerIP)
+		})
+		return
+	}
+	c := newConn(a, nc, zone)
 	a.conns[c] = struct{}{}
+	a.perIP[ip]++
 	a.connsMu.Unlock()
 	a.m.connsActive.Inc()
 	a.m.connsTotal.Inc()
@@ -346,9 +374,24 @@ func (a *Agent) serveConn(nc net.Conn, zone string) {
 		c.serve()
 		a.connsMu.Lock()
 		delete(a.conns, c)
+		if a.perIP[ip]--; a.perIP[ip] == 0 {
+			delete(a.perIP, ip)
+		}
 		a.connsMu.Unlock()
 		a.m.connsActive.Dec()
 	}()
+}
+
+// connIP is the client's IP address, the key of MaxConnectionsPerIP.
+func connIP(nc net.Conn) string {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		return nc.RemoteAddr().String()
+	}
+	return host
 }
 
 // drain stops every connection's reader, waits for the in-flight requests

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
@@ -33,6 +34,15 @@ type requestBudget struct {
 
 // smallFrameBytes is the largest frame read without a reservation.
 const smallFrameBytes = 64 << 10
+
+// frameStallTimeout closes a connection that sends nothing for this long
+// inside a frame holding a reservation (or for the idle timeout if
+// shorter). Clients write a request whole, so only a broken network or a
+// client that claimed a size it does not send pauses there; without it
+// such a client would hold its reservation, and keep the large requests
+// of every other connection waiting, for the whole idle timeout (10
+// minutes by default, as Kafka's).
+var frameStallTimeout = 10 * time.Second // a var for tests
 
 func newRequestBudget(bytes int64, m *metrics) *requestBudget {
 	return &requestBudget{sem: semaphore.NewWeighted(bytes), held: m.queuedBytes, waits: m.queuedWaits}

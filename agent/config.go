@@ -46,6 +46,15 @@ type Config struct {
 	// being handled or whose responses wait to be written; the reader
 	// stops reading while the bound is reached.
 	MaxInflightPerConn int
+	// MaxConnections is Kafka's max.connections: a connection accepted
+	// while this many are open is closed at once. 0: no limit. Each open
+	// connection costs about 50 KiB before any request (buffers and two
+	// goroutines). Default DefaultMaxConnections.
+	MaxConnections int
+	// MaxConnectionsPerIP is Kafka's max.connections.per.ip: a connection
+	// from an address that already has this many open is closed at once.
+	// 0 (the default, as in Kafka): no limit.
+	MaxConnectionsPerIP int
 	// MaxQueuedRequestBytes is Kafka's queued.max.request.bytes: request
 	// frames larger than 64 KiB, while being read or handled, hold at most
 	// this many bytes across all connections together; a connection
@@ -103,6 +112,11 @@ type Config struct {
 	Groups groups.Config
 }
 
+// DefaultMaxConnections is MaxConnections's default: far above what a
+// fleet of clients needs of one agent (Kafka's is unbounded), low enough
+// that a flood of connections cannot take more than about 1 GiB.
+const DefaultMaxConnections = 20_000
+
 // DefaultMaxQueuedRequestBytes is MaxQueuedRequestBytes's default unless
 // MaxRequestBytes is larger: room for a producer window of large requests
 // from each of a few dozen producers (franz-go sends up to 5 of at most a
@@ -118,6 +132,7 @@ func DefaultConfig() Config {
 		IdleTimeout:          10 * time.Minute,
 		WriteTimeout:         30 * time.Second,
 		MaxInflightPerConn:   32,
+		MaxConnections:       DefaultMaxConnections,
 		ProduceTimeout:       30 * time.Second,
 		FetchMaxWait:         30 * time.Second,
 		FetchMaxBytes:        DefaultFetchMaxBytes,
@@ -152,6 +167,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections idle this long, connections.max.idle.ms")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for writing one response")
 	fs.IntVar(&c.MaxInflightPerConn, "max-inflight-per-conn", c.MaxInflightPerConn, "requests of one connection handled or queued at once")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open client connections beyond which new ones are closed at once, max.connections (-1: no limit)")
+	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "open connections from one client address beyond which new ones are closed at once, max.connections.per.ip (0: no limit)")
 	fs.Int64Var(&c.MaxQueuedRequestBytes, "max-queued-request-bytes", c.MaxQueuedRequestBytes, "bytes of request frames over 64 KiB read or handled at once across all connections, queued.max.request.bytes (0: the larger of 256 MiB and --max-request-bytes)")
 	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", c.ProduceTimeout, "cap on a produce request's timeout")
 	fs.DurationVar(&c.FetchMaxWait, "fetch-max-wait", c.FetchMaxWait, "cap on a fetch request's long-poll wait")
@@ -206,6 +223,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInflightPerConn == 0 {
 		c.MaxInflightPerConn = d.MaxInflightPerConn
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = d.MaxConnections
 	}
 	if c.MaxQueuedRequestBytes == 0 {
 		c.MaxQueuedRequestBytes = max(DefaultMaxQueuedRequestBytes, int64(c.MaxRequestBytes))
@@ -289,6 +309,9 @@ func (c Config) Validate() error {
 	if maxReq := cmp.Or(c.MaxRequestBytes, DefaultConfig().MaxRequestBytes); c.MaxQueuedRequestBytes < 0 ||
 		(c.MaxQueuedRequestBytes > 0 && c.MaxQueuedRequestBytes < int64(maxReq)) {
 		errs = append(errs, fmt.Errorf("max queued request bytes %d: want at least max request bytes (%d), or 0 for the default", c.MaxQueuedRequestBytes, maxReq))
+	}
+	if c.MaxConnectionsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("max connections per ip %d: must not be negative (0: no limit)", c.MaxConnectionsPerIP))
 	}
 	if c.MaxInflightPerConn < 0 {
 		errs = append(errs, fmt.Errorf("max inflight per conn %d: must not be negative", c.MaxInflightPerConn))

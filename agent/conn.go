@@ -199,7 +199,7 @@ func (c *conn) readLoop() {
 // "eof" let the writer answer what is pending, others close at once.
 func (c *conn) readRequest() (*pending, string) {
 	var sizeBuf [4]byte
-	if reason := c.readFull(sizeBuf[:], true); reason != "" {
+	if reason := c.readFull(sizeBuf[:], true, 0); reason != "" {
 		return nil, reason
 	}
 	size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
@@ -226,7 +226,11 @@ func (c *conn) readRequest() (*pending, string) {
 		c.touch() // time spent waiting for room is not the client's silence
 	}
 	frame := make([]byte, size)
-	if reason := c.readFull(frame, false); reason != "" {
+	stall := time.Duration(0)
+	if held > 0 {
+		stall = min(c.a.cfg.IdleTimeout, frameStallTimeout)
+	}
+	if reason := c.readFull(frame, false, stall); reason != "" {
 		c.a.budget.release(held)
 		return nil, reason
 	}
@@ -242,11 +246,22 @@ func (c *conn) readRequest() (*pending, string) {
 // readFull fills buf and returns "", or why reading ended. Between
 // requests a read deadline expiry only ends the connection once it has been
 // idle for IdleTimeout with nothing in flight; inside a frame, the same
-// timeout applies to the client's silence.
-func (c *conn) readFull(buf []byte, atBoundary bool) string {
+// timeout applies to the client's silence. With stall > 0 (a frame holding
+// a reservation of the request budget), stall without a byte received
+// also ends it, whatever is in flight: the reservation may keep other
+// connections' large requests waiting.
+func (c *conn) readFull(buf []byte, atBoundary bool, stall time.Duration) string {
 	n := 0
+	progress := time.Time{}
+	if stall > 0 {
+		progress = time.Now()
+	}
 	for n < len(buf) {
-		_ = c.nc.SetReadDeadline(time.Unix(0, c.lastActivity.Load()).Add(c.a.cfg.IdleTimeout))
+		deadline := time.Unix(0, c.lastActivity.Load()).Add(c.a.cfg.IdleTimeout)
+		if stall > 0 && progress.Add(stall).Before(deadline) {
+			deadline = progress.Add(stall)
+		}
+		_ = c.nc.SetReadDeadline(deadline)
 		// Checked after setting the deadline: stopReading sets the flag,
 		// then a past deadline, so one of the two is always seen.
 		if c.stopping.Load() {
@@ -254,12 +269,19 @@ func (c *conn) readFull(buf []byte, atBoundary bool) string {
 		}
 		m, err := c.br.Read(buf[n:])
 		n += m
+		if m > 0 && stall > 0 {
+			progress = time.Now()
+		}
 		if m > 0 || err == nil {
 			continue
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.stopping.Load() {
 				return "drain"
+			}
+			if stall > 0 && time.Since(progress) >= stall {
+				c.a.log.Info("closing connection: client stalled inside a large request frame", "remote", c.remote, "stall", stall)
+				return "stalled"
 			}
 			if c.inflight.Load() > 0 {
 				c.touch() // a long request is not idleness

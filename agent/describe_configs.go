@@ -152,6 +152,8 @@ func (a *Agent) brokerConfigEntries(names []string) []kmsg.DescribeConfigsRespon
 		{"message.max.bytes", maxMsg, maxMsg, kmsg.ConfigTypeInt, "Default max.message.bytes of topics."},
 		{"min.insync.replicas", "1", "1", kmsg.ConfigTypeInt, "Durability comes from object storage; there are no replicas."},
 		{"num.partitions", strconv.Itoa(int(a.cfg.DefaultPartitions)), "1", kmsg.ConfigTypeInt, "Partitions of auto-created topics (--default-partitions)."},
+		{"max.connections", strconv.Itoa(a.cfg.MaxConnections), strconv.Itoa(DefaultMaxConnections), kmsg.ConfigTypeInt, "Open client connections beyond which new ones are closed at once (--max-connections)."},
+		{"max.connections.per.ip", strconv.Itoa(a.cfg.MaxConnectionsPerIP), "0", kmsg.ConfigTypeInt, "Open connections from one address beyond which new ones are closed at once; 0: no limit (--max-connections-per-ip)."},
 		{"queued.max.request.bytes", strconv.FormatInt(a.cfg.MaxQueuedRequestBytes, 10), strconv.FormatInt(max(DefaultMaxQueuedRequestBytes, int64(a.cfg.MaxRequestBytes)), 10), kmsg.ConfigTypeLong, "Bytes of request frames over 64 KiB read or handled at once (--max-queued-request-bytes)."},
 		{"socket.request.max.bytes", strconv.Itoa(int(a.cfg.MaxRequestBytes)), strconv.Itoa(int(d.MaxRequestBytes)), kmsg.ConfigTypeInt, "Largest request accepted (--max-request-bytes)."},
 	}

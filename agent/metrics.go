@@ -15,6 +15,8 @@ type metrics struct {
 	connsActive prometheus.Gauge
 	connsTotal  prometheus.Counter
 	connsClosed *prometheus.CounterVec // reason
+	// connsRefused: reason max_connections or max_connections_per_ip.
+	connsRefused *prometheus.CounterVec
 
 	queuedBytes prometheus.Gauge   // request budget held
 	queuedWaits prometheus.Counter // frames that waited for it
@@ -58,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_agent_connections_closed_total", Help: "Kafka client connections closed, by reason.",
 		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_agent_connections_refused_total", Help: "Kafka client connections closed on accept for a connection limit, by limit (max_connections, max_connections_per_ip).",
+		}, []string{"limit"}),
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "floe_agent_queued_request_bytes", Help: "Bytes of request frames above 64 KiB being read or handled (bounded by --max-queued-request-bytes).",
 		}),
@@ -100,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.requestErrors, m.partitionErrs,
-			m.connsActive, m.connsTotal, m.connsClosed, m.queuedBytes, m.queuedWaits,
+			m.connsActive, m.connsTotal, m.connsClosed, m.connsRefused, m.queuedBytes, m.queuedWaits,
 			m.producedBytes, m.producedBatches, m.fetchedBytes,
 			m.cacheHits, m.cacheMisses, m.cachePrefetches, m.cacheBytes, m.cacheEvictions,
 			m.followerCommit, m.followerErrors, m.liveAgents)
