@@ -1,6 +1,7 @@
 package catalogtest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ var producerTests = []namedTest{
 	{"AllocateIDs", testAllocateIDs},
 	{"Duplicates", testDuplicates},
 	{"OutOfOrder", testOutOfOrder},
+	{"RejectedByKey", testRejectedByKey},
 	{"Fencing", testFencing},
 	{"BumpEpoch", testBumpEpoch},
 }
@@ -108,6 +110,35 @@ func testOutOfOrder(t *testing.T, c catalog.Catalog) {
 	}
 	if o := offsets(t, c, tp); o.HighWatermark != 4 {
 		t.Fatalf("rejected batch stored: %+v", o)
+	}
+}
+
+// testRejectedByKey: a re-commit of a key returns exactly the first
+// answer, rejected batches included (their log start offset is -1, as
+// Kafka answers errors, not the partition's).
+func testRejectedByKey(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "t", 1, nil)
+	tp := tpOf(topic, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	commit(t, c, segment(idemBatch(tp, 3, pid, epoch, 0)))
+	_, err = c.DeleteRecords(ctx(t), tp, 2)
+	noErr(t, err, "DeleteRecords")
+	seg := segment(idemBatch(tp, 1, pid, epoch, 9), idemBatch(tp, 1, pid, epoch, 3))
+	first := commit(t, c, seg)
+	wantErr(t, first.Results[0].Err, catalog.ErrOutOfOrderSequence, "gap")
+	if r := first.Results[1]; r.Err != nil || r.BaseOffset != 3 || r.LogStartOffset != 2 {
+		t.Fatalf("in-order batch: %s", describe(r))
+	}
+	if r := first.Results[0]; r.BaseOffset != -1 || r.LogStartOffset != -1 {
+		t.Fatalf("rejected batch: %s, want base offset and log start -1", describe(r))
+	}
+	again := commit(t, c, seg)
+	for i := range first.Results {
+		f, a := first.Results[i], again.Results[i]
+		if f.BaseOffset != a.BaseOffset || f.Duplicate != a.Duplicate || !errors.Is(a.Err, f.Err) || (f.Err == nil) != (a.Err == nil) || f.LogStartOffset != a.LogStartOffset {
+			t.Fatalf("re-commit result %d: %s, first %s", i, describe(a), describe(f))
+		}
 	}
 }
 

@@ -173,7 +173,7 @@ func buildRef(in Input) Plan {
 			dup, err := checkRef(b, st.ProducerState, st.has, in.Epochs)
 			if err != nil {
 				res.Err = err
-				res.BaseOffset = -1
+				res.BaseOffset, res.LogStartOffset = -1, -1
 				continue
 			}
 			if dup != nil {

@@ -243,8 +243,10 @@ func BuildLayout(in LayoutInput) LayoutPlan {
 			pid := l.KeyPID[k]
 			dup, err := check(b, plan.States[k], has[k], in.Epochs[pid], in.KnownEpoch[pid])
 			if err != nil {
+				// As Resolve and DecodeResults report errors, so a
+				// re-commit of the key returns the same answer.
 				res.Err = err
-				res.BaseOffset = -1
+				res.BaseOffset, res.LogStartOffset = -1, -1
 				continue
 			}
 			if dup != nil {

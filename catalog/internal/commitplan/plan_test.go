@@ -101,25 +101,25 @@ func TestBuildIdempotence(t *testing.T) {
 			name:    "gap",
 			states:  st(0, SeqEntry{0, 9, 50}),
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 1), pid, 0, 12)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
 		},
 		{
 			name:    "older than retained",
 			states:  st(0, SeqEntry{5, 5, 15}, SeqEntry{6, 6, 16}),
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 1), pid, 0, 0)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
 		},
 		{
 			name:    "stale epoch on partition",
 			states:  st(3, SeqEntry{0, 0, 1}),
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 1), pid, 2, 1)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrInvalidProducerEpoch}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrInvalidProducerEpoch}},
 		},
 		{
 			name:    "fenced by bumped epoch",
 			epochs:  map[int64]int16{pid: 5},
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 1), pid, 4, 0)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrInvalidProducerEpoch}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrInvalidProducerEpoch}},
 		},
 		{
 			name:    "new epoch starts at zero",
@@ -132,7 +132,7 @@ func TestBuildIdempotence(t *testing.T) {
 			name:    "new epoch not at zero",
 			states:  st(1, SeqEntry{0, 9, 50}),
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 3), pid, 2, 10)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
 		},
 		{
 			name:   "retry inside one segment",
@@ -164,7 +164,7 @@ func TestBuildIdempotence(t *testing.T) {
 		{
 			name:    "negative sequence",
 			batches: []catalog.BatchRef{idem(ref(tpA, 0, 1, 2), pid, 0, -1)},
-			want:    []catalog.BatchResult{{BaseOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
+			want:    []catalog.BatchResult{{BaseOffset: -1, LogStartOffset: -1, Err: catalog.ErrOutOfOrderSequence}},
 		},
 	}
 	for _, tt := range tests {
