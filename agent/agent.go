@@ -408,7 +408,9 @@ func (a *Agent) drain() {
 		c.stopReading()
 	}
 	for _, c := range conns {
-		<-c.done
+		// Not just the writer (c.done): a reader still inside dispatch
+		// could start a handler after handlers.Wait below returned.
+		<-c.served
 	}
 	a.handlers.Wait()
 }

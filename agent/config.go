@@ -47,9 +47,9 @@ type Config struct {
 	// stops reading while the bound is reached.
 	MaxInflightPerConn int
 	// MaxConnections is Kafka's max.connections: a connection accepted
-	// while this many are open is closed at once. 0: no limit. Each open
-	// connection costs about 50 KiB before any request (buffers and two
-	// goroutines). Default DefaultMaxConnections.
+	// while this many are open is closed at once. Negative: no limit; 0:
+	// DefaultMaxConnections. Each open connection costs about 50 KiB
+	// before any request (buffers and two goroutines).
 	MaxConnections int
 	// MaxConnectionsPerIP is Kafka's max.connections.per.ip: a connection
 	// from an address that already has this many open is closed at once.

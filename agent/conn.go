@@ -51,6 +51,9 @@ type conn struct {
 
 	queue chan *pending // reader → writer, request order
 	done  chan struct{} // closed when the writer has finished
+	// served is closed when serve returns: reader and writer are done, so
+	// no handler of this connection can start any more.
+	served chan struct{}
 	// peerDone is closed when the client closed its sending side: pending
 	// requests are still answered (long polls at once), then the
 	// connection closes.
@@ -93,13 +96,16 @@ type pending struct {
 
 // passOrdered runs f (may be nil) once all earlier requests passed their
 // ordered sections, then lets later requests pass. Later calls do nothing.
+// Later requests pass even if f panics: sync.Once counts a panicking f as
+// done, so the handler's recovery could not pass them, and they would wait
+// forever holding their request budget.
 func (p *pending) passOrdered(f func()) {
 	p.orderOnce.Do(func() {
+		defer close(p.ordered)
 		<-p.prev
 		if f != nil {
 			f()
 		}
-		close(p.ordered)
 	})
 }
 
@@ -123,6 +129,7 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 		cancel:       cancel,
 		queue:        make(chan *pending, a.cfg.MaxInflightPerConn),
 		done:         make(chan struct{}),
+		served:       make(chan struct{}),
 		peerDone:     make(chan struct{}),
 	}
 	c.readCtx, c.stopRead = context.WithCancel(ctx)
@@ -148,6 +155,7 @@ func (c *conn) touch() { c.lastActivity.Store(time.Now().UnixNano()) }
 // serve runs the reader here and the writer in a goroutine, and returns
 // when both are done and the connection is closed.
 func (c *conn) serve() {
+	defer close(c.served)
 	go c.writeLoop()
 	c.readLoop()
 	<-c.done

@@ -194,3 +194,46 @@ func TestFetchLongPollAndRange(t *testing.T) {
 		t.Fatalf("returned batch base offset %d, want 1", got)
 	}
 }
+
+// TestPanicInOrderedSection: a handler that panics inside its ordered
+// section (request.inOrder: for produce, the WAL append) still lets the
+// connection's later requests pass theirs, so their handlers return and
+// release what they hold; before, they waited for it forever, holding
+// their request budget and hanging the agent's drain.
+func TestPanicInOrderedSection(t *testing.T) {
+	first := make(chan *pending, 1)
+	secondDone := make(chan struct{})
+	addr := startInternalAgent(t, func(a *Agent) {
+		spec := *a.apis[60]
+		spec.ordered = true
+		spec.handle = func(_ context.Context, r *request) (kmsg.Response, error) {
+			if r.hdr.correlationID == 1 {
+				first <- r.p
+				r.inOrder(func() { panic("boom in the ordered section") })
+				return nil, nil
+			}
+			r.inOrder(nil)
+			close(secondDone)
+			resp := kmsg.NewPtrDescribeClusterResponse()
+			return resp, nil
+		}
+		a.apis[60] = &spec
+	})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Two pipelined requests: the first panics in its ordered section.
+	req := kmsg.NewPtrDescribeClusterRequest()
+	if _, err := nc.Write(append(frame(req, 0, 1), frame(req, 0, 2)...)); err != nil {
+		t.Fatal(err)
+	}
+	p := <-first
+	select {
+	case <-secondDone:
+	case <-time.After(5 * time.Second):
+		close(p.ordered) // let the stuck handler go, so cleanup does not hang
+		t.Fatal("a request after one that panicked in its ordered section never passed its own")
+	}
+}
