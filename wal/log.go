@@ -661,12 +661,11 @@ func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
 				l.m.commitSeconds.Observe(time.Since(start).Seconds())
 			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil && !IsPermanent(err) {
-			// Only a fatal WAL error gets here (everything else is retried
-			// or permanent); Run settles b.
+		if err != nil && (ctx.Err() != nil || !IsPermanent(err)) {
+			// Shutting down or failed (everything else is retried or
+			// permanent); Run settles b. A commit that returned results
+			// is settled with them even now: its offsets are taken, and
+			// failing its acks would have the records sent again.
 			return
 		}
 		if err != nil {

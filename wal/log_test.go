@@ -613,3 +613,48 @@ func waitRelease(ctx context.Context, release <-chan struct{}) error {
 		return ctx.Err()
 	}
 }
+
+// A commit that returns successfully while Run is shutting down (here
+// because a later buffer's fsync failed the WAL) is reported as
+// committed: its object is in the bucket and its offsets are taken, and
+// failing its ack would make the producer send the records again.
+func TestCommitSucceedingDuringShutdownIsAcked(t *testing.T) {
+	fs := NewMemFS()
+	sink := newFakeSink()
+	committing := make(chan struct{})
+	var once sync.Once
+	sink.onCommit = func(ctx context.Context, b *Sealed) error {
+		once.Do(func() {
+			close(committing)
+			<-ctx.Done() // the catalog commits as the cancellation arrives
+		})
+		return nil
+	}
+	l := start(t, testConfig(fs), sink)
+	first := mustAppend(t, l.Log, entry(tp(1, 0), 10, 1))
+	<-committing
+	boom := errors.New("EIO")
+	fs.Inject(func(op, name string) error {
+		if op == "sync" {
+			return boom
+		}
+		return nil
+	})
+	second := mustAppend(t, l.Log, entry(tp(1, 0), 10, 1))
+	if _, err := second.Wait(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("second ack: %v", err)
+	}
+	if err := l.stop(t); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, c := sink.counts(); c != 1 {
+		t.Fatalf("%d commits", c)
+	}
+	res, err := first.Wait(context.Background())
+	if err != nil {
+		t.Fatalf("first ack failed although its commit returned: %v", err)
+	}
+	if len(res) != 1 || res[0].BaseOffset != 0 {
+		t.Fatalf("first ack %v", res)
+	}
+}

@@ -138,9 +138,10 @@ func decodeFile(data []byte, sealed bool) (h fileHeader, entries []Entry, valid 
 		}
 		n := le.Uint32(rest[0:4])
 		if n < entryFixed || n > maxPayload {
-			if allZero(rest) {
+			if zeroSuffix(rest) < 4 {
 				// A crash can leave the file longer than what was written
-				// into it; the unwritten part reads as zeros.
+				// into it; the unwritten part reads as zeros. It starts
+				// at a page boundary, which may fall inside this length.
 				return h, entries, int64(off), torn("zero-filled tail")
 			}
 			return h, entries, int64(off), &CorruptionError{Offset: int64(off), Reason: fmt.Sprintf("record length %d outside [%d, %d]", n, entryFixed, maxPayload)}
@@ -150,7 +151,9 @@ func decodeFile(data []byte, sealed bool) (h fileHeader, entries []Entry, valid 
 		}
 		p := rest[frameHeader : frameHeader+n]
 		if got, want := crc32.Checksum(p, castagnoli), le.Uint32(rest[4:8]); got != want {
-			if len(rest) == frameHeader+int(n) {
+			if allZero(rest[frameHeader+n:]) {
+				// The last record, cut short by the end of the file or
+				// by the zeros of a never-written tail.
 				return h, entries, int64(off), torn("bad CRC in last record")
 			}
 			return h, entries, int64(off), &CorruptionError{Offset: int64(off), Reason: fmt.Sprintf("record CRC-32C %08x, stored %08x", got, want)}
@@ -163,6 +166,16 @@ func decodeFile(data []byte, sealed bool) (h fileHeader, entries []Entry, valid 
 		off += frameHeader + int(n)
 	}
 	return h, entries, int64(off), nil
+}
+
+// zeroSuffix returns where the run of zero bytes ending b starts
+// (len(b) if b does not end in a zero).
+func zeroSuffix(b []byte) int {
+	i := len(b)
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return i
 }
 
 func allZero(b []byte) bool {

@@ -123,6 +123,15 @@ func fileBytes(seq uint64, id ulid.ULID, n int) []byte {
 	return b
 }
 
+// zeroFrom returns data with its bytes from off on zeroed and extra zero
+// bytes appended: what a crash leaves when the writes from off on never
+// reached the disk but the file's size did.
+func zeroFrom(data []byte, off, extra int) []byte {
+	d := slices.Clone(data)
+	clear(d[off:])
+	return append(d, make([]byte, extra)...)
+}
+
 func fileName(seq uint64, id ulid.ULID, ext string) string {
 	return fmt.Sprintf("/wal/%016x-%s.%s", seq, id, ext)
 }
@@ -141,6 +150,17 @@ func TestReplayRepairsTornTail(t *testing.T) {
 		{"last record header cut", full[:twoRecords+5], 2},
 		{"bad CRC in last record", func() []byte { d := slices.Clone(full); d[len(d)-1] ^= 1; return d }(), 2},
 		{"zero-filled tail", append(slices.Clone(full[:twoRecords]), make([]byte, 100)...), 2},
+		// The unwritten part of a crashed file reads as zeros and starts
+		// at a page boundary, not a record's: inside the last record's
+		// payload, or inside its length field.
+		{"zero-filled tail from inside the last record", zeroFrom(full, len(full)-5, 100), 2},
+		{"zero-filled tail from inside the last length", zeroFrom(full, twoRecords+1, 100), 2},
+		{"zero-filled tail leaving a short length", func() []byte {
+			// A payload of 266 bytes: with only its low byte written the
+			// length reads 10, below the smallest record.
+			e := entry(tp(1, 9), 266-entryFixed, 1)
+			return zeroFrom(appendEntry(slices.Clone(full[:twoRecords]), &e), twoRecords+1, 300)
+		}(), 2},
 		{"header only", full[:fileHeaderSize], 0},
 		{"torn header", full[:20], 0},
 		{"zero header", make([]byte, 200), 0},
