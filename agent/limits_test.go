@@ -20,14 +20,10 @@ import (
 // and then succeeds once the stalled connections are closed.
 func TestRequestBudgetBoundsFrames(t *testing.T) {
 	const budget = 2 * testMaxRequestBytes
-	reg := prometheus.NewRegistry()
-	a := floetest.Start(t, floetest.Options{
-		Registerer: reg,
-		Config: func(c *agent.Config) {
-			c.MaxRequestBytes = testMaxRequestBytes
-			c.MaxQueuedRequestBytes = budget
-			c.IdleTimeout = time.Second
-		},
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.MaxRequestBytes = testMaxRequestBytes
+		c.MaxQueuedRequestBytes = budget
+		c.IdleTimeout = time.Second
 	})
 	createTopic(t, a, "budget", 1, nil)
 	value := func(name string) float64 { return metricValue(t, reg, name) }
@@ -113,14 +109,10 @@ func TestRequestBudgetBoundsFrames(t *testing.T) {
 // not after the (long) idle timeout, and its reservation is released.
 func TestStalledLargeFrameIsClosed(t *testing.T) {
 	defer agent.SetFrameStallTimeout(300 * time.Millisecond)()
-	reg := prometheus.NewRegistry()
-	a := floetest.Start(t, floetest.Options{
-		Registerer: reg,
-		Config: func(c *agent.Config) {
-			c.MaxRequestBytes = testMaxRequestBytes
-			c.MaxQueuedRequestBytes = testMaxRequestBytes
-			c.IdleTimeout = time.Minute
-		},
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.MaxRequestBytes = testMaxRequestBytes
+		c.MaxQueuedRequestBytes = testMaxRequestBytes
+		c.IdleTimeout = time.Minute
 	})
 	liar := floetest.Dial(t, a.Addr)
 	if err := liar.WriteRaw(binary.BigEndian.AppendUint32(nil, testMaxRequestBytes), make([]byte, 100<<10)); err != nil {
@@ -148,24 +140,36 @@ func TestStalledLargeFrameIsClosed(t *testing.T) {
 	witness(t, a)
 }
 
-// metricValue is the value of the gauge or counter name (without labels)
-// in reg.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// startLimitsAgent starts an agent with config applied and its own
+// metrics registry.
+func startLimitsAgent(t *testing.T, config func(*agent.Config)) (*floetest.Agent, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	return floetest.Start(t, floetest.Options{Registerer: reg, Config: config}), reg
+}
+
+// metricValue is the value of the gauge or counter name in reg: its series
+// whose (only) label has the value label, or with label "" its first
+// series; 0 if there is none yet.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, label ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(label) > 0 && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label[0]) {
+				continue
+			}
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("no metric %s", name)
 	return 0
 }
 
@@ -181,24 +185,8 @@ func TestConnectionLimits(t *testing.T) {
 		{"max_connections", func(c *agent.Config) { c.MaxConnections = 3 }},
 	} {
 		t.Run(tc.limit, func(t *testing.T) {
-			reg := prometheus.NewRegistry()
-			a := floetest.Start(t, floetest.Options{Registerer: reg, Config: tc.config})
-			refused := func() float64 {
-				mfs, err := reg.Gather()
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, mf := range mfs {
-					if mf.GetName() == "floe_agent_connections_refused_total" {
-						for _, m := range mf.GetMetric() {
-							if m.GetLabel()[0].GetValue() == tc.limit {
-								return m.GetCounter().GetValue()
-							}
-						}
-					}
-				}
-				return 0
-			}
+			a, reg := startLimitsAgent(t, tc.config)
+			refused := func() float64 { return metricValue(t, reg, "floe_agent_connections_refused_total", tc.limit) }
 			var open []*floetest.Conn
 			for i := range 3 {
 				c := floetest.Dial(t, a.Addr)
