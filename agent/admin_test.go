@@ -300,6 +300,14 @@ func TestListOffsetsAndDeleteRecords(t *testing.T) {
 	if first != 30 {
 		t.Fatalf("first record after delete at %d, want 30", first)
 	}
+
+	// A log start inside a batch (30-39): a timestamp lookup answers no
+	// offset below it, as Kafka's does (it searches from the log start).
+	if _, err := adm.DeleteRecords(ctx, kadm.Offsets{"ts": {0: {At: 35}}}); err != nil {
+		t.Fatal(err)
+	}
+	lo, err = adm.ListOffsetsAfterMilli(ctx, base+31, "ts")
+	check("after base+31 with the log start at 35", lo, err, 35, base+35)
 }
 
 func TestLogAppendTime(t *testing.T) {

@@ -29,9 +29,13 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 		ot := kmsg.NewDeleteTopicsResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
 		name := ""
+		var id catalog.TopicID // zero: unknown
 		switch {
 		case rt.Topic != nil && *rt.Topic != "":
 			name = *rt.Topic
+			if t, err := a.cat.Topic(ctx, name); err == nil {
+				id = t.ID
+			}
 		case !catalog.TopicID(rt.TopicID).IsZero():
 			t, err := a.cat.TopicByID(ctx, rt.TopicID)
 			if err != nil {
@@ -43,7 +47,7 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 				resp.Topics = append(resp.Topics, ot)
 				continue
 			}
-			name = t.Name
+			name, id = t.Name, t.ID
 			ot.Topic = kmsg.StringPtr(name)
 		default:
 			ot.ErrorCode = kerr.InvalidRequest.Code
@@ -59,6 +63,9 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			ot.ErrorCode, ot.ErrorMessage = code, kmsg.StringPtr(msg)
 		} else {
 			a.log.Info("deleted topic", "topic", name)
+			if !id.IsZero() {
+				a.tail.forgetTopic(id)
+			}
 		}
 		a.topics.forget(name)
 		resp.Topics = append(resp.Topics, ot)

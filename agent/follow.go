@@ -127,8 +127,12 @@ func (a *Agent) followStart(ctx context.Context) (int64, bool) {
 // read at all. Otherwise it reads: CommitsSince returns whole commits only,
 // and its `latest` is the catalog's newest commit id unless it cut the
 // answer short (then it is the last commit returned), so the loop ends
-// once an answer is empty or provably complete. Only row commit ids
-// advance the position: a commit without rows has nothing to miss.
+// once an answer is empty or provably complete. An answer without rows
+// but with a newer latest stepped over commits that stored none: the
+// position moves to latest and the reading goes on, because PostgreSQL
+// pages by commits, and a run of rowless commits longer than a page is
+// answered by an empty page — a position that stayed put would read that
+// page forever.
 func (a *Agent) catchUp(ctx context.Context, src commitsSource, after, target int64, force bool) (int64, error) {
 	after = a.tail.skipOwn(after)
 	if after < target || force {
@@ -148,7 +152,14 @@ func (a *Agent) catchUp(ctx context.Context, src commitsSource, after, target in
 		for i := range rows {
 			after = max(after, rows[i].CommitID)
 		}
-		if len(rows) == 0 || latest > after {
+		if len(rows) == 0 {
+			if latest <= after {
+				return a.tail.skipOwn(after), nil
+			}
+			after = a.tail.skipOwn(latest)
+			continue
+		}
+		if latest > after {
 			return a.tail.skipOwn(after), nil
 		}
 		// Own commits may follow the ones just read.

@@ -18,6 +18,9 @@ type fakeCommits struct {
 	latest  int64
 	reads   []int64 // the after of each CommitsSince call
 	fail    error
+	// pageCommits > 0 makes an answer scan at most that many commits,
+	// as PostgreSQL's does (rows or not).
+	pageCommits int
 }
 
 func (f *fakeCommits) CommitsSince(_ context.Context, after int64, limit int) ([]catalog.BatchRow, int64, error) {
@@ -32,6 +35,14 @@ func (f *fakeCommits) CommitsSince(_ context.Context, after int64, limit int) ([
 		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	if f.pageCommits > 0 && len(ids) > f.pageCommits {
+		ids = ids[:f.pageCommits]
+		var out []catalog.BatchRow
+		for _, id := range ids {
+			out = append(out, f.commits[id]...)
+		}
+		return out, ids[len(ids)-1], nil
+	}
 	var out []catalog.BatchRow
 	for _, id := range ids {
 		if len(out) > 0 && len(out)+len(f.commits[id]) > limit {
@@ -147,10 +158,24 @@ func TestFollowerSkipsOwnCommits(t *testing.T) {
 	}
 
 	// A commit id without rows is not known as own: it is read (and
-	// found empty), not assumed.
+	// found empty), not assumed; the position then moves past it.
 	f.commits[17] = nil
 	f.latest = 17
-	step("empty commit", 16, 17, false, 16, 16)
+	step("empty commit", 16, 17, false, 17, 16, 17)
+
+	// A run of commits without rows longer than one answer (PostgreSQL
+	// pages by commits): the empty page's latest is where the reading
+	// goes on, not the old position again.
+	f.pageCommits = 3
+	for id := int64(18); id <= 25; id++ {
+		f.commits[id] = nil
+	}
+	f.latest = 25
+	f.commit(26, 5, 0)
+	step("commits without rows", 17, 26, false, 26, 17, 20, 23, 26)
+	if !has(5, 5) {
+		t.Fatal("the commit after the commits without rows is not in the index")
+	}
 }
 
 func TestTailIndexOwnCommits(t *testing.T) {

@@ -129,23 +129,36 @@ func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts in
 		if err != nil || !ok {
 			return -1, -1, err
 		}
-		return a.findInRow(ctx, row, func(recTS int64) bool { return recTS == row.MaxTimestamp })
+		return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS == row.MaxTimestamp })
 	case ts >= 0:
 		row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts)
 		if err != nil || !ok {
 			return -1, -1, err
 		}
-		return a.findInRow(ctx, row, func(recTS int64) bool { return recTS >= ts })
+		return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS >= ts })
 	}
 	return -1, -1, errInvalidTimestamp
 }
 
 var errInvalidTimestamp = errors.New("agent: invalid list offsets timestamp")
 
-// findInRow returns the offset and timestamp of the first record of row
-// that match accepts. A row whose batches hold no such record (a producer
-// lied in a batch header) answers the row's first offset after it.
-func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, match func(ts int64) bool) (int64, int64, error) {
+// findInRowFrom is findInRow from the log start (as fetches know it): the
+// catalog returns a row that ends at or above it, and DeleteRecords may
+// have put the log start inside that row, whose records below it a client
+// must not be sent to (Kafka searches from the log start too).
+func (a *Agent) findInRowFrom(ctx context.Context, tp catalog.TopicPartition, row catalog.BatchRow, match func(ts int64) bool) (int64, int64, error) {
+	ls, _, err := a.offsets(ctx, tp, -1, false)
+	if err != nil {
+		return -1, -1, err
+	}
+	return a.findInRow(ctx, row, ls, match)
+}
+
+// findInRow returns the offset and timestamp of the first record of row at
+// or above from that match accepts. A row whose batches hold no such
+// record (a producer lied in a batch header) answers the row's first
+// offset after it.
+func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, from int64, match func(ts int64) bool) (int64, int64, error) {
 	raw, err := a.readCatchUpRow(ctx, row, nil)
 	if err != nil {
 		return -1, -1, err
@@ -153,13 +166,14 @@ func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, match func(
 	foundOff, foundTS := int64(-1), int64(-1)
 	var recErr error
 	err = forEachStoredBatch(raw, row.BaseOffset, func(batch []byte, base int64, h batchHeader) bool {
-		if !match(h.MaxTimestamp) {
+		if !match(h.MaxTimestamp) || base+int64(h.LastOffsetDelta) < from {
 			// Neither "at or after ts" nor "is the max" can match a
-			// record of a batch whose largest timestamp does not.
+			// record of a batch whose largest timestamp does not, and
+			// no record of a batch below from is an answer.
 			return true
 		}
 		recErr = recordTimes(batch, h, func(delta int32, recTS int64) bool {
-			if match(recTS) {
+			if base+int64(delta) >= from && match(recTS) {
 				foundOff, foundTS = base+int64(delta), recTS
 				return false
 			}

@@ -276,6 +276,21 @@ func (t *tailIndex) forget(tp catalog.TopicPartition) {
 	t.indexLocked(tp, nil)
 }
 
+// forgetTopic drops what is known about a deleted topic's partitions.
+// Nothing adds rows for its id again (a topic created under its name gets
+// a new id), so they would be kept, and counted against every other
+// partition's share of tailRowBudget, for the agent's life.
+func (t *tailIndex) forgetTopic(id catalog.TopicID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for tp := range t.mu.parts {
+		if tp.TopicID == id {
+			delete(t.mu.parts, tp)
+		}
+	}
+	delete(t.mu.byTopic, id)
+}
+
 // lookup returns the rows holding offsets from `from`, if the index covers
 // from, stopping once maxBytes are covered (at least one row).
 func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, bool) {

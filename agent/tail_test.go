@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -70,4 +74,48 @@ func TestTailIndexRowBudget(t *testing.T) {
 	check(0, limit)
 	add(1, 3*limit)
 	check(1, limit)
+}
+
+// TestDeletedTopicLeavesTailIndex: deleting a topic drops its partitions'
+// rows from the tail index. Nothing adds rows for a deleted topic's id
+// again (a topic created under its name has a new id), so every deleted
+// topic kept up to maxTailRows rows per partition for the agent's life,
+// and counted against every live partition's share of the row budget.
+func TestDeletedTopicLeavesTailIndex(t *testing.T) {
+	var a *Agent
+	addr := startInternalAgent(t, func(x *Agent) { a = x })
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("gone"), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := a.cat.Topic(ctx, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := catalog.TopicPartition{TopicID: topic.ID}
+	for deadline := time.Now().Add(5 * time.Second); !a.tail.covers(tp, 0); {
+		if time.Now().After(deadline) {
+			t.Fatal("the produced row never reached the tail index")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := kadm.NewClient(cl).DeleteTopics(ctx, "gone")
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.tail.mu.Lock()
+	_, kept := a.tail.mu.parts[tp]
+	indexed := len(a.tail.mu.byTopic[topic.ID])
+	a.tail.mu.Unlock()
+	if kept || indexed != 0 {
+		t.Fatalf("deleted topic still in the tail index: partition kept %v, %d indexed", kept, indexed)
+	}
 }

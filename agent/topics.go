@@ -130,6 +130,9 @@ func (a *Agent) readTopic(ctx context.Context, name string) (catalog.Topic, erro
 	t, err := a.cat.Topic(ctx, name)
 	if err != nil {
 		if errors.Is(err, catalog.ErrUnknownTopic) {
+			if old, found, _ := a.topics.getName(name); found {
+				a.tail.forgetTopic(old.ID)
+			}
 			a.topics.forget(name)
 		}
 		return catalog.Topic{}, err
@@ -153,6 +156,7 @@ func (a *Agent) readTopicByID(ctx context.Context, id catalog.TopicID) (catalog.
 	t, err := a.cat.TopicByID(ctx, id)
 	if err != nil {
 		if errors.Is(err, catalog.ErrUnknownTopic) {
+			a.tail.forgetTopic(id)
 			a.topics.forgetID(id)
 		}
 		return catalog.Topic{}, err

@@ -2,10 +2,13 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floebroker/floe/catalog"
 )
 
 // TestFollowerSkipsOwnCommits: an agent that is the only writer reads
@@ -49,5 +52,57 @@ func TestFollowerSkipsOwnCommits(t *testing.T) {
 	// commit slower than ownCommitWait to return), never one per commit.
 	if float64(calls) > commits/4+4 || rows > int64(records/4) {
 		t.Errorf("the follower made %d CommitsSince calls reading %d rows for %.0f own commits of %d records, want nearly none", calls, rows, commits, records)
+	}
+}
+
+// TestFollowerPassesCommitsWithoutRows: a run of commits that stored no
+// rows (every batch rejected) longer than one CommitsSince answer must not
+// stop an agent's follower. PostgreSQL's CommitsSince pages by commits, so
+// over such a run it answers no rows and, as the position to resume from,
+// the last commit it scanned; a follower that advanced only by row commit
+// ids read the same empty page forever, and consumers waiting at the tail
+// on that agent never saw another agent's records again.
+func TestFollowerPassesCommitsWithoutRows(t *testing.T) {
+	cat, bucket := services(t)
+	a, b := startMember(t, cat, bucket, "a", nil), startMember(t, cat, bucket, "b", nil)
+	waitFleet(t, a, b)
+	createTopic(t, a.Addr, "rowless", 1)
+	prod := client(t, b.Addr, kgo.ClientID("producer,floe_az=b"), kgo.DefaultProduceTopic("rowless"))
+	produceN(t, prod, "rowless", 0, 1)
+	if p, _ := fetchAt(t, a.Addr, "rowless", 0, time.Second); p.ErrorCode != 0 || p.HighWatermark != 1 {
+		t.Fatalf("fetch on A: error %d, high watermark %d", p.ErrorCode, p.HighWatermark)
+	}
+
+	// More commits without rows than one follower read pages through: each
+	// names a partition that does not exist, so its batch is rejected.
+	ctx := context.Background()
+	missing := catalog.TopicPartition{TopicID: catalog.TopicID{0xde, 0xad}, Partition: 0}
+	for i := range 1100 {
+		res, err := cat.CommitSegment(ctx, catalog.Segment{
+			Key: fmt.Sprintf("rowless/%d", i), Size: 100,
+			Batches: []catalog.BatchRef{{TopicPartition: missing, ByteLength: 100, OffsetSpan: 1, Records: 1, ProducerID: -1}},
+		})
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		if len(res.Results) != 1 || res.Results[0].Err == nil {
+			t.Fatalf("commit %d stored its batch: %+v", i, res.Results)
+		}
+	}
+
+	// B's next record reaches a consumer waiting at the tail on A.
+	produceN(t, prod, "rowless", 0, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, _ := fetchAt(t, a.Addr, "rowless", 1, 500*time.Millisecond)
+		if p.ErrorCode != 0 {
+			t.Fatalf("fetch on A at 1: error %d", p.ErrorCode)
+		}
+		if len(p.RecordBatches) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A's consumer at the tail never saw B's record after the commits without rows (high watermark %d)", p.HighWatermark)
+		}
 	}
 }
