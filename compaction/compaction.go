@@ -253,7 +253,10 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 				if err := renew(); err != nil {
 					return err
 				}
-				if err := c.partitionPass(ctx, p); err != nil {
+				if err := c.partitionPass(ctx, p, renew); err != nil {
+					if errors.Is(err, errLeaseLost) {
+						return err
+					}
 					errs = append(errs, err)
 				}
 			}
@@ -272,16 +275,20 @@ type partition struct {
 	topic catalog.Topic
 }
 
-func (c *Compactor) partitionPass(ctx context.Context, p partition) error {
+// partitionPass works one partition. renew (withLease's) is called before
+// every row read and every swap: a pass can outlast the lease, and a worker
+// that lost it must stop before it swaps rows another worker may be
+// rewriting too.
+func (c *Compactor) partitionPass(ctx context.Context, p partition, renew func() error) error {
 	if err := c.retain(ctx, p); err != nil {
 		return err
 	}
 	if p.topic.CleanupPolicy().Compact {
-		if err := c.compactLog(ctx, p); err != nil {
+		if err := c.compactLog(ctx, p, renew); err != nil {
 			return err
 		}
 	}
-	return c.merge(ctx, p.tp)
+	return c.merge(ctx, p.tp, renew)
 }
 
 // errLeaseLost stops work whose lease another holder took.

@@ -146,6 +146,7 @@ func makeBatch(n int, ts int64, tag string) []byte {
 		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta: int32(i),
 			Key: fmt.Appendf(nil, "k-%s-%d", tag, i), Value: bytes.Repeat([]byte(tag), 20),
 			Headers: []kmsg.Header{{Key: "h", Value: []byte(tag)}}}
+		r.Length = int32(len(r.AppendTo(nil)) - 1) // what follows the (one byte) zero length
 		body := r.AppendTo(nil)
 		recs = append(recs, body...)
 	}

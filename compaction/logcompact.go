@@ -57,7 +57,7 @@ type storedBatch struct {
 }
 
 // compactLog runs one log compaction pass over p.
-func (c *Compactor) compactLog(ctx context.Context, p partition) error {
+func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() error) error {
 	o, err := c.cat.Offsets(ctx, p.tp)
 	if err != nil {
 		return fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
@@ -88,6 +88,9 @@ func (c *Compactor) compactLog(ctx context.Context, p partition) error {
 	// the active tail (the partition's last batch) left out.
 	data := make([][]storedBatch, len(rows))
 	for i, r := range rows {
+		if err := renew(); err != nil {
+			return err
+		}
 		raw, err := c.readRow(ctx, r.BatchRow)
 		if err != nil {
 			return err
@@ -138,7 +141,15 @@ func (c *Compactor) compactLog(ctx context.Context, p partition) error {
 			bytes += rows[stop].ByteLength
 			stop++
 		}
-		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data[start:stop], keep); err != nil {
+		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data[start:stop], keep, renew); err != nil {
+			if errors.Is(err, catalog.ErrSwapConflict) {
+				// The rows changed under this pass, so what it worked out
+				// from them (each key's latest record) may no longer hold:
+				// a later group could drop a tombstone whose superseded
+				// records this group failed to drop. The next pass starts
+				// afresh.
+				return nil
+			}
 			return err
 		}
 		start = stop
@@ -147,9 +158,10 @@ func (c *Compactor) compactLog(ctx context.Context, p partition) error {
 }
 
 // compactGroup filters the rows' batches and, if any record goes, writes
-// the survivors to a new object and swaps the rows.
+// the survivors to a new object and swaps the rows. A lost race returns
+// catalog.ErrSwapConflict (its upload deleted).
 func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition, rows []catalog.CompactionRow, data [][]storedBatch,
-	keep func(rec *kmsg.Record, base, ts int64) bool) error {
+	keep func(rec *kmsg.Record, base, ts int64) bool, renew func() error) error {
 	w := segment.NewWriter(segment.Header{AgentID: c.cfg.Holder, Created: c.now()})
 	type out struct {
 		base, last int64
@@ -206,13 +218,15 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return fmt.Errorf("compaction: log compaction: put %s: %w", key, err)
 	}
+	if err := renew(); err != nil {
+		c.dropUpload(ctx, key)
+		return err
+	}
 	err := c.cat.SwapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: newRows})
 	if errors.Is(err, catalog.ErrSwapConflict) {
 		c.m.swapConflicts.Inc()
-		if derr := c.bucket.Delete(context.WithoutCancel(ctx), key); derr != nil {
-			c.log.Warn("deleting a dropped log compaction output failed", "key", key, "err", derr)
-		}
-		return nil
+		c.dropUpload(ctx, key)
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("compaction: log compaction: %w", err)

@@ -22,7 +22,7 @@ const mergeRowsPerPass = 5000
 // merge rewrites the partition's rows held in small objects older than
 // MergeMinAge into per-partition objects of up to TargetBytes. Each output
 // object replaces a run of consecutive candidate rows in one SwapRows.
-func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition) error {
+func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew func() error) error {
 	rows, err := c.cat.CompactionRows(ctx, tp, 0, mergeRowsPerPass)
 	if err != nil {
 		return fmt.Errorf("compaction: merge: %w", err)
@@ -36,7 +36,7 @@ func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition) error 
 		if len(g) == 0 || (len(g) == 1 && 2*g[0].ByteLength > g[0].ObjectSize) {
 			return nil // one row that already owns most of its object
 		}
-		return c.mergeGroup(ctx, tp, g)
+		return c.mergeGroup(ctx, tp, g, renew)
 	}
 	for _, r := range rows {
 		candidate := r.ObjectCreated.Before(cutoff) && r.ObjectSize < c.cfg.SmallObjectBytes
@@ -54,13 +54,16 @@ func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition) error 
 }
 
 // mergeGroup copies the rows' batches into one new object, uploads it and
-// swaps the rows. A lost race deletes the upload again.
-func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g []catalog.CompactionRow) error {
+// swaps the rows. A lost race or lease deletes the upload again.
+func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g []catalog.CompactionRow, renew func() error) error {
 	w := segment.NewWriter(segment.Header{AgentID: c.cfg.Holder, Created: c.now()})
 	first := make([]int, len(g)) // index of each row's first Add
 	n := 0
 	inputs := map[int64]bool{}
 	for i, r := range g {
+		if err := renew(); err != nil {
+			return err
+		}
 		data, err := c.readRow(ctx, r.BatchRow)
 		if err != nil {
 			return err
@@ -101,14 +104,14 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return fmt.Errorf("compaction: merge: put %s: %w", key, err)
 	}
+	if err := renew(); err != nil {
+		c.dropUpload(ctx, key)
+		return err
+	}
 	err := c.cat.SwapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: out})
 	if errors.Is(err, catalog.ErrSwapConflict) {
 		c.m.swapConflicts.Inc()
-		// Nothing references the upload: delete it now. If this fails,
-		// the orphan sweep will.
-		if derr := c.bucket.Delete(context.WithoutCancel(ctx), key); derr != nil {
-			c.log.Warn("deleting a dropped merge output failed", "key", key, "err", derr)
-		}
+		c.dropUpload(ctx, key)
 		return nil
 	}
 	if err != nil {
@@ -121,6 +124,14 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 	c.m.rowsBefore.Add(float64(len(g)))
 	c.m.rowsAfter.Add(float64(len(out)))
 	return nil
+}
+
+// dropUpload deletes an output object that no swap registered: nothing
+// references it. If this fails, the orphan sweep will.
+func (c *Compactor) dropUpload(ctx context.Context, key string) {
+	if err := c.bucket.Delete(context.WithoutCancel(ctx), key); err != nil {
+		c.log.Warn("deleting a dropped compaction output failed", "key", key, "err", err)
+	}
 }
 
 func (c *Compactor) readRow(ctx context.Context, r catalog.BatchRow) ([]byte, error) {

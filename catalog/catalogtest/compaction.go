@@ -3,6 +3,7 @@ package catalogtest
 import (
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,8 @@ var compactionTests = []struct {
 	{"TrimAndRetentionBytes", testTrimAndRetentionBytes},
 	{"GCLeavesTombstoneThatCommitRecognises", testTombstone},
 	{"ForgetObjectRefusesReferenced", testForgetReferenced},
+	{"ConcurrentSwapsStampSharedObject", testConcurrentSwapsStamp},
+	{"ConcurrentSwapAndTrimStampSharedObject", testConcurrentSwapAndTrimStamp},
 }
 
 // Far enough either side of "now" for both the Go clock and the
@@ -291,5 +294,94 @@ func testForgetReferenced(t *testing.T, c catalog.Catalog, cc catalog.Compactor)
 	}
 	if n, err := cc.PruneTombstones(ctx(t), farFuture(), 100); err != nil || n != 0 {
 		t.Fatalf("prune removed a live object: %d %v", n, err)
+	}
+}
+
+// testConcurrentSwapsStamp swaps away, at the same time, the two
+// partitions' rows of objects that hold both: whichever transaction
+// removes an object's last row must stamp it, so GC keeps it for the grace
+// period from then, not from its creation (a reader that looked a row up
+// before the swap still reads it).
+func testConcurrentSwapsStamp(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	concurrentRemovalsStamp(t, c, cc, false)
+}
+
+// testConcurrentSwapAndTrimStamp is testConcurrentSwapsStamp with one
+// partition's rows removed by retention (TrimRows) instead.
+func testConcurrentSwapAndTrimStamp(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	concurrentRemovalsStamp(t, c, cc, true)
+}
+
+func concurrentRemovalsStamp(t *testing.T, c catalog.Catalog, cc catalog.Compactor, trim bool) {
+	const objects = 40
+	top := createTopic(t, c, "shared", 2*objects, nil)
+	var segs []catalog.Segment
+	for i := range objects {
+		// Each object gets a partition pair of its own, so the removals
+		// of one pair conflict with nothing but each other.
+		seg := segment(batch(tpOf(top, int32(2*i)), 2, 1000), batch(tpOf(top, int32(2*i+1)), 2, 1000))
+		commit(t, c, seg)
+		segs = append(segs, seg)
+	}
+	var created time.Time
+	for i := range objects {
+		r := compactionRows(t, cc, tpOf(top, int32(2*i)))[0]
+		if r.ObjectCreated.After(created) {
+			created = r.ObjectCreated
+		}
+	}
+	// Stamps come after this point by either clock (the Go one, or the
+	// database's on the same host).
+	before := created.Add(100 * time.Millisecond)
+	time.Sleep(time.Until(before.Add(100 * time.Millisecond)))
+	for i := range objects {
+		if trim {
+			if _, err := c.DeleteRecords(ctx(t), tpOf(top, int32(2*i+1)), 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// One pair at a time, both removals released together, so each pair
+	// has the connections it needs to overlap.
+	for i := range objects {
+		var fns [2]func() error
+		for k := range 2 {
+			tp := tpOf(top, int32(2*i+k))
+			r := compactionRows(t, cc, tp)[0]
+			fns[k] = func() error {
+				return cc.SwapRows(ctx(t), catalog.RowSwap{TopicPartition: tp, Old: []catalog.BatchRow{r.BatchRow},
+					ObjectKey: uniqueKey("merged"), ObjectSize: 1000,
+					New: []catalog.BatchRow{{TopicPartition: tp, BaseOffset: 0, LastOffset: 1, ByteOffset: 0, ByteLength: 200, Records: 2}}})
+			}
+			if trim && k == 1 {
+				fns[k] = func() error { _, err := cc.TrimRows(ctx(t), tp); return err }
+			}
+		}
+		var wg sync.WaitGroup
+		var errs [2]error
+		start := make(chan struct{})
+		for k := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[k] = fns[k]()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := unreferenced(t, cc, farFuture())
+	early := unreferenced(t, cc, before)
+	for _, seg := range segs {
+		if _, ok := all[seg.Key]; !ok {
+			t.Fatalf("%s has no rows left but is not unreferenced", seg.Key)
+		}
+		if _, ok := early[seg.Key]; ok {
+			t.Fatalf("%s lost its last row to concurrent removals but was not stamped: GC may take it without a grace period", seg.Key)
+		}
 	}
 }

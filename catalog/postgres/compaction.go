@@ -110,9 +110,20 @@ FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::integer[
 	return nil
 }
 
+// markUnreferenced stamps those of ids that no row references any more.
+// The caller has deleted rows of them. Another transaction may be deleting
+// the objects' other rows (a swap or trim of another partition); under READ
+// COMMITTED each would see the other's rows still there and neither would
+// stamp, leaving GC to go by the creation time, with no grace period after
+// the last row went away. So the object rows are locked first, in id order:
+// removers serialize here, and the last one's check, a statement started
+// after the others committed, sees every row gone.
 func markUnreferenced(ctx context.Context, tx pgx.Tx, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM objects WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids); err != nil {
+		return err
 	}
 	_, err := tx.Exec(ctx, `UPDATE objects o SET unreferenced = now(), state = 'compacted'
 WHERE o.id = ANY($1) AND o.unreferenced IS NULL
