@@ -229,3 +229,36 @@ func ClampRange(size, off, length int64) (int64, error) {
 	}
 	return length, nil
 }
+
+// CheckRangeResponse vets the answer to a ranged GET for off and length
+// (length < 0: to the end) before its body is handed out as those bytes.
+// contentRange is the response's Content-Range header, "" when the server
+// answered 200 with the whole object: HTTP lets a server or proxy ignore
+// Range, and a caller reading the body would take the object's first bytes
+// for the bytes at off. A whole-object answer is cut to length when off is
+// 0 and refused otherwise, as is a Content-Range that does not start at
+// off. On error body is closed.
+func CheckRangeResponse(body io.ReadCloser, contentRange string, off, length int64) (io.ReadCloser, error) {
+	if contentRange == "" {
+		if off != 0 {
+			body.Close()
+			return nil, fmt.Errorf("objstore: range at offset %d answered with the whole object (Range ignored)", off)
+		}
+		if length < 0 {
+			return body, nil
+		}
+		return limitedBody{Reader: io.LimitReader(body, length), Closer: body}, nil
+	}
+	var start, end int64
+	if _, err := fmt.Sscanf(contentRange, "bytes %d-%d/", &start, &end); err != nil || start != off || end < start ||
+		(length >= 0 && end-start+1 > length) {
+		body.Close()
+		return nil, fmt.Errorf("objstore: range at offset %d length %d answered with Content-Range %q", off, length, contentRange)
+	}
+	return body, nil
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}

@@ -160,3 +160,41 @@ func TestClampRange(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRangeResponse(t *testing.T) {
+	for _, tc := range []struct {
+		contentRange string
+		off, length  int64
+		want         string // "" means an error
+	}{
+		{"bytes 3-6/10", 3, 4, "3456"},
+		{"bytes 3-9/10", 3, -1, "3456789"},
+		{"bytes 3-5/10", 3, 4, "345"}, // cut at the end of the object
+		{"bytes 0-3/10", 3, 4, ""},    // wrong start
+		{"bytes 3-9/10", 3, 4, ""},    // more than asked
+		{"garbage", 3, 4, ""},
+		{"", 0, 4, "0123"}, // whole object: cut to the range
+		{"", 0, -1, "0123456789"},
+		{"", 3, 4, ""}, // whole object for a range past 0
+	} {
+		body := "0123456789"
+		if tc.contentRange != "" && tc.want != "" {
+			body = tc.want
+		}
+		rc, err := objstore.CheckRangeResponse(io.NopCloser(strings.NewReader(body)), tc.contentRange, tc.off, tc.length)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%q for [%d,+%d): no error", tc.contentRange, tc.off, tc.length)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q for [%d,+%d): %v", tc.contentRange, tc.off, tc.length, err)
+			continue
+		}
+		got, _ := io.ReadAll(rc)
+		if string(got) != tc.want {
+			t.Errorf("%q for [%d,+%d) = %q, want %q", tc.contentRange, tc.off, tc.length, got, tc.want)
+		}
+	}
+}

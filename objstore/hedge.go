@@ -193,12 +193,20 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 	if !ok {
 		return h.Bucket.Put(ctx, key, r, size)
 	}
+	// The body's bytes start where r stands, not at the start of ra.
+	var base int64
+	if s, ok := r.(io.Seeker); ok {
+		var err error
+		if base, err = s.Seek(0, io.SeekCurrent); err != nil {
+			return h.Bucket.Put(ctx, key, r, size)
+		}
+	}
 	class := sizeClass(size)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan error, 2)
 	attempt := func() {
-		results <- h.Bucket.Put(ctx, key, io.NewSectionReader(ra, 0, size), size)
+		results <- h.Bucket.Put(ctx, key, io.NewSectionReader(ra, base, size), size)
 	}
 	start := time.Now()
 	go attempt()

@@ -202,7 +202,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 	} else {
 		opts.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
-	rc, _, _, err := b.core.GetObject(ctx, b.cfg.Bucket, key, opts)
+	rc, _, hdr, err := b.core.GetObject(ctx, b.cfg.Bucket, key, opts)
 	if err != nil {
 		err = opErr("get range", key, err)
 		if off == 0 && errors.Is(err, objstore.ErrInvalidRange) {
@@ -213,6 +213,10 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 			}
 		}
 		return nil, err
+	}
+	rc, err = objstore.CheckRangeResponse(rc, hdr.Get("Content-Range"), off, length)
+	if err != nil {
+		return nil, fmt.Errorf("minio: get range %q: %w", key, err)
 	}
 	return rc, nil
 }

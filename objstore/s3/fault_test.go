@@ -304,3 +304,40 @@ func TestStoppedMinIO(t *testing.T) {
 		t.Errorf("New against stopped MinIO = %v", err)
 	}
 }
+
+// A server or proxy may ignore Range and answer 200 with the whole object
+// (HTTP allows it). Readers take the body's first length bytes as the
+// range, so that answer must be cut to the range or refused, never passed
+// on as the bytes at off.
+func TestGetRangeIgnoredByServer(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{"seg": []byte("0123456789")}}
+	srv := httptest.NewServer(fake) // answers every GET with the whole object
+	defer srv.Close()
+	b, err := New(t.Context(), fakeConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, tc := range []struct {
+		off, length int64
+		want        string // "" means an error is expected
+	}{
+		{0, 4, "0123"},
+		{0, -1, "0123456789"},
+		{3, 4, ""},
+		{3, -1, ""},
+	} {
+		rc, err := b.GetRange(t.Context(), "seg", tc.off, tc.length)
+		var got []byte
+		if err == nil {
+			got, err = io.ReadAll(rc)
+			rc.Close()
+		}
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("GetRange(%d, %d) = %q from a server that ignored Range, want an error", tc.off, tc.length, got)
+		case tc.want != "" && (err != nil || string(got) != tc.want):
+			t.Errorf("GetRange(%d, %d) = %q, %v, want %q", tc.off, tc.length, got, err, tc.want)
+		}
+	}
+}

@@ -282,7 +282,11 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 		}
 		return nil, err
 	}
-	return out.Body, nil
+	rc, err := objstore.CheckRangeResponse(out.Body, aws.ToString(out.ContentRange), off, length)
+	if err != nil {
+		return nil, fmt.Errorf("s3: get range %q: %w", key, err)
+	}
+	return rc, nil
 }
 
 // Stat returns the object's size and modification time (HeadObject).
