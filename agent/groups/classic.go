@@ -116,7 +116,17 @@ func (m *classicMember) sameProtocols(ps []protocol) bool {
 }
 
 func (m *classicMember) size() int64 {
-	return protocolsSize(m.protocols) + int64(len(m.assignment))
+	return m.idSize() + protocolsSize(m.protocols) + int64(len(m.assignment))
+}
+
+// idSize is what the member's ids hold: a static member's id embeds its
+// instance id, which the client chooses and which is otherwise unbounded.
+func (m *classicMember) idSize() int64 {
+	n := int64(len(m.id))
+	if m.instanceID != nil {
+		n += int64(len(*m.instanceID))
+	}
+	return n
 }
 
 func protocolsSize(ps []protocol) int64 {
@@ -362,7 +372,7 @@ func (g *group) addMember(id string, p *joinParams) (<-chan joinResult, joinResu
 
 // updateMember takes p's protocols and timeouts, within the memory budget.
 func (g *group) updateMember(m *classicMember, p *joinParams) int16 {
-	n := protocolsSize(p.protocols) + int64(len(m.assignment))
+	n := m.idSize() + protocolsSize(p.protocols) + int64(len(m.assignment))
 	if !g.c.adjustBytes(&m.bytes, n) {
 		g.c.log.Warn("groups: member metadata budget exhausted", "group", g.id, "budget", g.c.cfg.MaxTotalMetadataBytes)
 		return kerr.CoordinatorNotAvailable.Code
@@ -549,7 +559,7 @@ func (g *group) completeJoin(now time.Time) {
 	for _, m := range cl.members {
 		m.synced = false
 		m.assignment = nil
-		g.c.adjustBytes(&m.bytes, protocolsSize(m.protocols))
+		g.c.adjustBytes(&m.bytes, m.idSize()+protocolsSize(m.protocols))
 		m.lastHeartbeat = now
 		m.joinWait <- cl.resultFor(m, true)
 		m.joinWait = nil

@@ -13,8 +13,8 @@ import (
 // run the state machine (classic.go) under the group's lock and wait,
 // without the lock, when the member must wait for the rebalance.
 
-// joinGroup serves JoinGroup. Beyond Kafka's checks, protocol names plus
-// metadata above MaxMetadataBytes get MESSAGE_TOO_LARGE.
+// joinGroup serves JoinGroup. Beyond Kafka's checks, an instance id,
+// protocol names and metadata above MaxMetadataBytes get MESSAGE_TOO_LARGE.
 func (c *Coordinator) joinGroup(ctx context.Context, clientID, clientHost string, req *kmsg.JoinGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
 	resp.Generation = -1
@@ -47,6 +47,9 @@ func (c *Coordinator) joinGroup(ctx context.Context, clientID, clientHost string
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
 	size := int64(len(req.ProtocolType))
+	if p.instanceID != nil {
+		size += int64(len(*p.instanceID))
+	}
 	p.protocols = make([]protocol, 0, len(req.Protocols))
 	for _, pr := range req.Protocols {
 		size += int64(len(pr.Name) + len(pr.Metadata))

@@ -504,3 +504,26 @@ func TestMemoryBounds(t *testing.T) {
 		}
 	})
 }
+
+// A static member's instance id is chosen by the client and kept twice
+// (it is also the prefix of the member id): it counts against the metadata
+// caps like the protocol metadata, instead of letting many members hold
+// unbounded memory outside the budget.
+func TestClassicInstanceIDIsBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.MaxMetadataBytes = 1000
+		c.MaxTotalMetadataBytes = 3000
+	})
+	static := func(group, instance string) *kmsg.JoinGroupResponse {
+		r := joinReq(9, group, "", "m")
+		r.InstanceID = &instance
+		return h.do(r).(*kmsg.JoinGroupResponse)
+	}
+	errIs(t, "huge instance id", static("a", strings.Repeat("i", 2000)).ErrorCode, kerr.MessageTooLarge)
+	r := static("a", strings.Repeat("i", 900))
+	errIs(t, "large instance id", r.ErrorCode, nil)
+	if n := h.c.metaBytes.Load(); n < 2*900 {
+		t.Fatalf("%d bytes accounted for a member holding an instance id of 900 bytes twice", n)
+	}
+	errIs(t, "over the total", static("b", strings.Repeat("j", 900)).ErrorCode, kerr.CoordinatorNotAvailable)
+}

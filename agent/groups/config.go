@@ -42,8 +42,9 @@ type Config struct {
 	MaxGroups int
 
 	// MaxMetadataBytes caps what one member may make the coordinator hold:
-	// the protocol names and metadata of a JoinGroup, the assignment the
-	// leader sends for it in SyncGroup, and a KIP-848 member's subscription.
+	// the instance id, protocol names and metadata of a JoinGroup, the
+	// assignment the leader sends for it in SyncGroup, and a KIP-848
+	// member's subscription.
 	// Larger gets MESSAGE_TOO_LARGE (classic) or INVALID_REQUEST (KIP-848).
 	MaxMetadataBytes int
 

@@ -180,7 +180,12 @@ func (g *group) consumerJoin(p *cgParams) (*consumerMember, cgResult) {
 				return nil, cgFail(kerr.UnreleasedInstanceID.Code, fmt.Sprintf("Static member %s with instance id %s is still in the group.", holder, *p.instanceID))
 			}
 			// The static member restarted: it takes over its old identity's
-			// epoch and partitions, without a rebalance.
+			// epoch and partitions, without a rebalance. Another member
+			// already under the new id is replaced: overwriting it would
+			// leave its partitions held by nobody, forever.
+			if cur := cg.members[p.memberID]; cur != nil {
+				g.removeConsumer(cur, "fenced")
+			}
 			delete(cg.members, holder)
 			old.id, old.left = p.memberID, false
 			cg.members[old.id] = old
@@ -200,7 +205,15 @@ func (g *group) consumerJoin(p *cgParams) (*consumerMember, cgResult) {
 	}
 	if m := cg.members[p.memberID]; m != nil {
 		// The member rejoins in place (it lost a response or was fenced):
-		// it keeps what it has and gets it all again.
+		// it keeps what it has and gets it all again. A new instance id
+		// moves its static entry, so static and members stay consistent
+		// (a stale entry would name a removed member).
+		if p.instanceID != nil && (m.instanceID == nil || *m.instanceID != *p.instanceID) {
+			if m.instanceID != nil && cg.static[*m.instanceID] == m.id {
+				delete(cg.static, *m.instanceID)
+			}
+			cg.static[*p.instanceID] = m.id
+		}
 		m.left = false
 		return m, cgResult{}
 	}

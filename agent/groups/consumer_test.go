@@ -522,3 +522,88 @@ func TestConsumerChurnNeverDoublesOwnership(t *testing.T) {
 		t.Fatalf("state %s", d.State)
 	}
 }
+
+// A member that rejoins in place (epoch 0, same member id) under another
+// instance id must move its static entry: a stale entry named a member
+// that was later removed, and the next join with that instance id then
+// dereferenced nil while holding the group's lock, wedging the group and
+// the coordinator's timers.
+func TestConsumerRejoinWithNewInstanceID(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 4)
+	i, j := "i", "j"
+	a := h.member("g", "a", "t")
+	a.instance = &i
+	settle(t, a)
+	a.epoch, a.instance = 0, &j
+	a.beat()
+	errIs(t, "rejoin as j", a.lastCode, nil)
+	a.beat()
+	errIs(t, "heartbeat as j", a.lastCode, nil)
+	leave := a.request()
+	leave.MemberEpoch, leave.InstanceID = -1, nil
+	errIs(t, "leave", h.do(leave).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+
+	b := h.member("g", "b", "t")
+	b.instance = &i
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("join as i panicked: %v", r)
+			}
+		}()
+		b.beat()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("join as i hung")
+	}
+	errIs(t, "join as i", b.lastCode, nil)
+	settle(t, b)
+	if len(b.owned) != 4 {
+		t.Fatalf("b owns %d partitions, want 4", len(b.owned))
+	}
+}
+
+// A static takeover under the id of another live member replaces that
+// member: overwriting it in place left its partitions held by nobody, so
+// no member was ever assigned them again.
+func TestConsumerStaticTakeoverOverLiveMemberID(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 4)
+	inst := "inst"
+	s := h.member("g", "s", "t")
+	s.instance = &inst
+	x := h.member("g", "x", "t")
+	settle(t, s, x)
+	leave := s.request()
+	leave.MemberEpoch = -2
+	errIs(t, "static leave", h.do(leave).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+
+	y := h.member("g", "x", "t") // x's id, s's instance
+	y.instance = &inst
+	y.beat()
+	errIs(t, "takeover", y.lastCode, nil)
+	bye := y.request()
+	bye.MemberEpoch = -1
+	errIs(t, "leave", h.do(bye).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+
+	n := h.member("g", "n", "t")
+	settle(t, n)
+	if len(n.owned) != 4 {
+		t.Fatalf("the only member owns %d partitions, want 4", len(n.owned))
+	}
+	if b := h.c.metaBytes.Load(); b != n.bytes(h) {
+		t.Fatalf("accounted metadata %d bytes, want the one member's %d", b, n.bytes(h))
+	}
+}
+
+// bytes is the metadata accounted for m.
+func (m *cmember) bytes(h *harness) int64 {
+	g, _ := h.c.lockGroup(m.group, false, kindConsumer)
+	defer g.mu.Unlock()
+	return g.cg.members[m.id].bytes
+}
