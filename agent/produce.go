@@ -83,6 +83,7 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 			topic    catalog.Topic
 			topicErr int16
 			lim      topicLimits
+			reread   bool // the topic was read again for a partition past its count
 		)
 		if reqErr == 0 {
 			topic, topicErr = a.produceTopic(ctx, req.Version, rt)
@@ -100,9 +101,16 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 			case topicErr != 0:
 				out.ErrorCode = topicErr
 			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
-				// The topic may have grown on another agent.
-				if t, err := a.topic(ctx, topic.Name, rp.Partition+1); err == nil && rp.Partition >= 0 && rp.Partition < t.Partitions {
-					topic, lim = t, limitsOf(t)
+				// The topic may have grown on another agent. It is read
+				// again once per request: a request can name thousands
+				// of unknown partitions in a few bytes each.
+				if rp.Partition >= 0 && !reread {
+					reread = true
+					if t, err := a.topic(ctx, topic.Name, rp.Partition+1); err == nil && t.ID == topic.ID {
+						topic, lim = t, limitsOf(t)
+					}
+				}
+				if rp.Partition >= 0 && rp.Partition < topic.Partitions {
 					pp = a.producePartition(req.Version, topic, &lim, rp, out, now, &entries)
 				} else {
 					out.ErrorCode = kerr.UnknownTopicOrPartition.Code

@@ -128,7 +128,10 @@ func decodeSnappyBlock(dst, block []byte) ([]byte, error) {
 
 // recordTimes calls fn with the offset delta and absolute timestamp of each
 // record of a batch, in order, until fn returns false. For a LogAppendTime
-// batch every record carries the batch's max timestamp.
+// batch every record carries the batch's max timestamp. A record whose
+// offset delta lies outside the batch's offset range (its producer wrote
+// it so; records are not checked on produce) is skipped: its offset would
+// be past the high watermark or another batch's.
 func recordTimes(batch []byte, h batchHeader, fn func(offsetDelta int32, ts int64) bool) error {
 	body, err := decompress(h.compression(), batch[batchHeaderSize:h.Length])
 	if err != nil {
@@ -152,6 +155,9 @@ func recordTimes(batch []byte, h batchHeader, fn func(offsetDelta int32, ts int6
 		offDelta, n2 := binary.Varint(rec[n1:])
 		if n2 <= 0 {
 			return fmt.Errorf("%w: record %d offset delta", errBadStoredBatch, i)
+		}
+		if offDelta < 0 || offDelta > int64(h.LastOffsetDelta) {
+			continue
 		}
 		ts := h.FirstTimestamp + tsDelta
 		if h.logAppendTime() {

@@ -1,0 +1,240 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"math"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/objstore/file"
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// countingCatalog counts topic reads by name.
+type countingCatalog struct {
+	catalog.Catalog
+	topicReads atomic.Int64
+}
+
+func (c *countingCatalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
+	c.topicReads.Add(1)
+	return c.Catalog.Topic(ctx, name)
+}
+
+// TestProduceUnknownPartitionsReadTheCatalogOnce: a produce naming many
+// partitions past the topic's count (a few bytes each, no records needed)
+// re-reads the topic at most once, not once per partition entry, which
+// would let one small request queue thousands of catalog reads.
+func TestProduceUnknownPartitionsReadTheCatalogOnce(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	cat := &countingCatalog{Catalog: db}
+	a := floetest.Start(t, floetest.Options{Dir: dir, Catalog: cat})
+	createTopic(t, a, "few", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+
+	const n = 500
+	req := produceReq("few", -1, floetest.Batch(floetest.BatchSpec{Records: 1}))
+	for i := 0; i < n; i++ {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition = int32(5 + i%3)
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	// Warm the cache, then count.
+	produce(t, c, produceReq("few", -1, floetest.Batch(floetest.BatchSpec{Records: 1})))
+	before := cat.topicReads.Load()
+	ps := produce(t, c, req)
+	reads := cat.topicReads.Load() - before
+	wantCode(t, "partition 0", ps[0].ErrorCode, nil)
+	for _, p := range ps[1:] {
+		wantCode(t, "unknown partition", p.ErrorCode, kerr.UnknownTopicOrPartition)
+	}
+	if reads > 2 {
+		t.Fatalf("one produce request with %d unknown partitions read the topic %d times", n, reads)
+	}
+
+	// Partitions added behind the agent's cache (as by another agent)
+	// are still found by that one read.
+	if err := db.CreatePartitions(context.Background(), "few", 3); err != nil {
+		t.Fatal(err)
+	}
+	grown := produceReq("few", -1, nil, nil, floetest.Batch(floetest.BatchSpec{Records: 1}))
+	grown.Topics[0].Partitions = grown.Topics[0].Partitions[2:]
+	grown.Topics[0].Partitions = append(grown.Topics[0].Partitions, req.Topics[0].Partitions[1:]...)
+	ps = produce(t, c, grown)
+	wantCode(t, "partition 2, added behind the cache", ps[0].ErrorCode, nil)
+	for _, p := range ps[1:] {
+		wantCode(t, "unknown partition", p.ErrorCode, kerr.UnknownTopicOrPartition)
+	}
+}
+
+// lyingDeltasBatch is an uncompressed batch whose header is consistent
+// (count, lastOffsetDelta, timestamps, CRC) but whose records claim the
+// offset deltas given, with timestamps firstTS, firstTS+1, ...
+func lyingDeltasBatch(firstTS int64, deltas ...int32) []byte {
+	var recs []byte
+	for i, d := range deltas {
+		r := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: d, Key: []byte("k"), Value: []byte("v")}
+		body := r.AppendTo(nil)[1:]
+		recs = binary.AppendVarint(recs, int64(len(body)))
+		recs = append(recs, body...)
+	}
+	b := kmsg.RecordBatch{
+		PartitionLeaderEpoch: -1, Magic: 2,
+		LastOffsetDelta: int32(len(deltas) - 1),
+		FirstTimestamp:  firstTS, MaxTimestamp: firstTS + int64(len(deltas)-1),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(deltas)), Records: recs,
+	}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	return floetest.FixCRC(raw)
+}
+
+// TestListOffsetsIgnoresLyingRecordOffsets: a timestamp lookup answers an
+// offset inside the batch's own range (or the offset after it), never one
+// a record's offset delta claims outside it — past the high watermark or
+// inside another producer's batch.
+func TestListOffsetsIgnoresLyingRecordOffsets(t *testing.T) {
+	a := startBadInputAgent(t, true)
+	createTopic(t, a, "liar", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	ps := produce(t, c, produceReq("liar", -1, floetest.Batch(floetest.BatchSpec{Records: 2, FirstTimestamp: 1000})))
+	wantCode(t, "honest batch", ps[0].ErrorCode, nil)
+	for i, deltas := range [][]int32{{0, 1000}, {0, -2}, {0, math.MaxInt32}} {
+		ts := 2000 + 10*int64(i)
+		ps = produce(t, c, produceReq("liar", -1, lyingDeltasBatch(ts, deltas...)))
+		wantCode(t, "lying batch", ps[0].ErrorCode, nil)
+		base := ps[0].BaseOffset
+		end := listOffsets(t, c, "liar", 1, -1)[0]
+		if got := listOffsets(t, c, "liar", 1, ts+1)[0]; got < base || got > end {
+			t.Fatalf("deltas %v: the record at timestamp %d of the batch at %d-%d is answered at offset %d", deltas, ts+1, base, end-1, got)
+		}
+		if got := listOffsets(t, c, "liar", 1, -3)[0]; got < base || got > end {
+			t.Fatalf("deltas %v: max timestamp answered at offset %d, outside %d-%d", deltas, got, base, end)
+		}
+	}
+}
+
+// slowBucket delays every Put while slow is set.
+type slowBucket struct {
+	objstore.Bucket
+	slow atomic.Bool
+}
+
+func (b *slowBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if b.slow.Load() {
+		time.Sleep(time.Second)
+	}
+	return b.Bucket.Put(ctx, key, r, size)
+}
+
+// TestTimedOutProduceRetryIsADuplicate: an idempotent produce answered
+// REQUEST_TIMED_OUT (its segment was still uploading) is committed
+// anyway; the client's retry of the same batch is then a duplicate
+// answered with the original offset, never a second copy.
+func TestTimedOutProduceRetryIsADuplicate(t *testing.T) {
+	dir := t.TempDir()
+	fb, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fb.Close() })
+	bucket := &slowBucket{Bucket: fb}
+	a := floetest.Start(t, floetest.Options{Dir: dir, Bucket: bucket})
+	createTopic(t, a, "retry", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.Version = 4
+	resp, err := c.Request(initReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := resp.(*kmsg.InitProducerIDResponse)
+	batch := func(seq int32) []byte {
+		return floetest.Batch(floetest.BatchSpec{Records: 3, Idempotent: true, ProducerID: ip.ProducerID, ProducerEpoch: ip.ProducerEpoch, BaseSequence: seq})
+	}
+	ps := produce(t, c, produceReq("retry", -1, batch(0)))
+	wantCode(t, "first batch", ps[0].ErrorCode, nil)
+
+	bucket.slow.Store(true)
+	req := produceReq("retry", -1, batch(3))
+	req.TimeoutMillis = 100
+	ps = produce(t, c, req)
+	wantCode(t, "slow batch", ps[0].ErrorCode, kerr.RequestTimedOut)
+	bucket.slow.Store(false)
+	for range 2 {
+		ps = produce(t, c, produceReq("retry", -1, batch(3)))
+		wantCode(t, "retry", ps[0].ErrorCode, nil)
+		if ps[0].BaseOffset != 3 {
+			t.Fatalf("retry answered offset %d, want the original 3", ps[0].BaseOffset)
+		}
+	}
+	if end := listOffsets(t, c, "retry", 1, -1)[0]; end != 6 {
+		t.Fatalf("end offset %d, want 6 (one copy of each batch)", end)
+	}
+}
+
+// TestFailedAcksZeroProduceClosesAfterEarlierResponses: an acks=0 produce
+// that fails on a partition gets no response and closes the connection,
+// but only after the responses of the requests sent before it; its good
+// partition is stored.
+func TestFailedAcksZeroProduceClosesAfterEarlierResponses(t *testing.T) {
+	a := startBadInputAgent(t, true)
+	createTopic(t, a, "zero", 2, nil)
+	c := floetest.Dial(t, a.Addr)
+
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version = 11
+	fetch.MaxWaitMillis = 300
+	fetch.MinBytes = 1 << 20
+	fetch.MaxBytes = 1 << 20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "zero"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = 1, 0, 1<<20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+
+	badCRC := floetest.Batch(floetest.BatchSpec{Records: 1})
+	badCRC[len(badCRC)-1] ^= 0x55
+	fc, err := c.Send(fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(produceReq("zero", 0, floetest.Batch(floetest.BatchSpec{Records: 2}), badCRC)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Receive(fetch, fc); err != nil {
+		t.Fatalf("the fetch sent before the failing acks=0 produce got no response: %v", err)
+	}
+	if !c.WaitClosed(5 * time.Second) {
+		t.Fatal("connection still open after a failed acks=0 produce")
+	}
+	c2 := floetest.Dial(t, a.Addr)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ends := listOffsets(t, c2, "zero", 2, -1)
+		if ends[0] == 2 && ends[1] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("end offsets %v, want [2 0]", ends)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
