@@ -106,8 +106,10 @@ func (c *Coordinator) listGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		if g == nil {
 			continue
 		}
-		seen[id] = g.summary()
-		g.mu.Unlock()
+		func() {
+			defer c.settleQuiet(g)
+			seen[id] = g.summary()
+		}()
 	}
 	names, err := c.cat.ListGroups(ctx)
 	if err != nil {

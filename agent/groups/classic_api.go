@@ -66,8 +66,12 @@ func (c *Coordinator) joinGroup(ctx context.Context, clientID, clientHost string
 		}
 		return fail(code)
 	}
-	wait, res := g.join(p)
-	c.unlock(g)
+	var wait <-chan joinResult
+	var res joinResult
+	func() {
+		defer c.settle(g)
+		wait, res = g.join(p)
+	}()
 	if wait != nil {
 		select {
 		case res = <-wait:
@@ -112,9 +116,14 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		assignments:  req.GroupAssignment,
 		now:          c.cfg.Now(),
 	}
-	wait, res := g.sync(p)
-	protocolType, proto := g.cl.protocolType, g.cl.protocol
-	c.unlock(g)
+	var wait <-chan syncResult
+	var res syncResult
+	var protocolType, proto string
+	func() {
+		defer c.settle(g)
+		wait, res = g.sync(p)
+		protocolType, proto = g.cl.protocolType, g.cl.protocol
+	}()
 	if wait != nil {
 		select {
 		case res = <-wait:
@@ -143,10 +152,8 @@ func (c *Coordinator) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest)
 		resp.ErrorCode = kerr.UnknownMemberID.Code
 		return resp
 	}
+	defer c.settleQuiet(g)
 	resp.ErrorCode = g.heartbeat(req.MemberID, nonEmpty(req.InstanceID), req.Generation, c.cfg.Now())
-	// A heartbeat only moves a deadline later, and the group's earliest
-	// deadline is already queued: no need to reschedule.
-	g.mu.Unlock()
 	return resp
 }
 
@@ -163,6 +170,9 @@ func (c *Coordinator) leaveGroup(ctx context.Context, req *kmsg.LeaveGroupReques
 		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
 	}
 	g, _ := c.lockGroup(req.Group, false, kindClassic)
+	if g != nil {
+		defer c.settle(g)
+	}
 	now := c.cfg.Now()
 	for _, m := range members {
 		code := kerr.UnknownMemberID.Code
@@ -174,9 +184,6 @@ func (c *Coordinator) leaveGroup(ctx context.Context, req *kmsg.LeaveGroupReques
 		rm.InstanceID = m.InstanceID
 		rm.ErrorCode = code
 		resp.Members = append(resp.Members, rm)
-	}
-	if g != nil {
-		c.unlock(g)
 	}
 	if req.Version < 3 {
 		resp.ErrorCode = resp.Members[0].ErrorCode

@@ -527,3 +527,38 @@ func TestClassicInstanceIDIsBounded(t *testing.T) {
 	}
 	errIs(t, "over the total", static("b", strings.Repeat("j", 900)).ErrorCode, kerr.CoordinatorNotAvailable)
 }
+
+// A panic in a group's state machine resets that group instead of leaving
+// its lock held: the panic reaches the caller (the agent fails that one
+// request), the group's members are told to rejoin, its timers and the
+// other groups go on, and the group can be formed again.
+func TestPanicResetsGroup(t *testing.T) {
+	h := newHarness(t)
+	ids, gen := h.stableGroup("g", 2)
+	other, otherGen := h.stableGroup("other", 1)
+	g, _ := h.c.lockGroup("g", false, kindClassic)
+	// A state no request can make: an instance id held by a member that
+	// is gone. A heartbeat naming both dereferences the missing member.
+	delete(g.cl.members, ids[0])
+	g.cl.static["i"] = ids[0]
+	g.mu.Unlock()
+	hb := hbReq("g", ids[0], gen)
+	hb.InstanceID = kmsg.StringPtr("i")
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		h.c.Handle(context.Background(), "client", "127.0.0.1", hb)
+	}()
+	select {
+	case v := <-done:
+		if v == nil {
+			t.Fatal("the broken heartbeat did not panic")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broken heartbeat hung")
+	}
+	errIs(t, "heartbeat after the reset", h.do(hbReq("g", ids[1], gen)).(*kmsg.HeartbeatResponse).ErrorCode, kerr.UnknownMemberID)
+	h.advance(time.Second) // timers still run
+	errIs(t, "other group", h.do(hbReq("other", other[0], otherGen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	h.stableGroup("g", 1)
+}

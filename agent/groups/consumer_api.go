@@ -58,24 +58,28 @@ func (c *Coordinator) consumerHeartbeat(ctx context.Context, clientID, clientHos
 		}
 		return fail(code, "")
 	}
-	res := g.consumerHeartbeat(p, snap)
-	if res.code == 0 {
-		resp.MemberID = kmsg.StringPtr(res.memberID)
-		resp.MemberEpoch = res.epoch
-		resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds())
-		if res.assign != nil {
-			a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
-			ids, parts := res.assign.byTopic()
-			a.Topics = make([]kmsg.ConsumerGroupHeartbeatResponseAssignmentTopic, 0, len(ids))
-			for _, id := range ids {
-				t := kmsg.NewConsumerGroupHeartbeatResponseAssignmentTopic()
-				t.TopicID, t.Partitions = id, parts[id]
-				a.Topics = append(a.Topics, t)
+	var res cgResult
+	func() {
+		defer c.settle(g)
+		res = g.consumerHeartbeat(p, snap)
+		// Built under the lock: the assignment is the member's.
+		if res.code == 0 {
+			resp.MemberID = kmsg.StringPtr(res.memberID)
+			resp.MemberEpoch = res.epoch
+			resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds())
+			if res.assign != nil {
+				a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
+				ids, parts := res.assign.byTopic()
+				a.Topics = make([]kmsg.ConsumerGroupHeartbeatResponseAssignmentTopic, 0, len(ids))
+				for _, id := range ids {
+					t := kmsg.NewConsumerGroupHeartbeatResponseAssignmentTopic()
+					t.TopicID, t.Partitions = id, parts[id]
+					a.Topics = append(a.Topics, t)
+				}
+				resp.Assignment = &a
 			}
-			resp.Assignment = &a
 		}
-	}
-	c.unlock(g)
+	}()
 	if res.code != 0 {
 		return fail(res.code, res.msg)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -353,6 +354,44 @@ func (c *Coordinator) lockGroup(id string, create bool, kind groupKind) (*group,
 	}
 }
 
+// settle is deferred right after a successful lockGroup, around the state
+// machine's work: it unlocks g as unlock does. If that work panicked, g's
+// state may be half updated, and a group left locked would make every later
+// request and timer of it wait forever (and, through fire, of every group):
+// g is killed instead — its members rejoin a fresh group, as after a
+// coordinator move — and the panic goes on to the caller (the agent fails
+// that request; the timer loop logs it).
+func (c *Coordinator) settle(g *group) {
+	if v := recover(); v != nil {
+		c.reset(g, v)
+	}
+	c.unlock(g)
+}
+
+// settleQuiet is settle for work that only moves g's deadlines later (a
+// heartbeat): the deadline already queued stays valid, so it is not
+// recomputed, which would cost a pass over the members.
+func (c *Coordinator) settleQuiet(g *group) {
+	if v := recover(); v != nil {
+		c.reset(g, v)
+	}
+	g.mu.Unlock()
+}
+
+// reset kills and unlocks g after a panic v in its state machine (see
+// settle), then panics with v again.
+func (c *Coordinator) reset(g *group, v any) {
+	c.log.Error("groups: panic in a group's state machine; the group is reset", "group", g.id, "panic", v, "stack", string(debug.Stack()))
+	func() {
+		defer func() { _ = recover() }() // best effort on broken state
+		g.kill(kerr.NotCoordinator.Code)
+	}()
+	g.dead = true
+	g.mu.Unlock()
+	c.remove(g)
+	panic(v)
+}
+
 // unlock releases g, queueing its next deadline and removing it from the
 // coordinator if it died.
 func (c *Coordinator) unlock(g *group) {
@@ -452,17 +491,24 @@ func (c *Coordinator) dropMovedGroups(ctx context.Context) {
 // fire runs the timers of every group whose deadline has passed.
 func (c *Coordinator) fire(now time.Time) {
 	for _, g := range c.timers.due(now) {
-		g.mu.Lock()
-		if g.dead {
-			g.mu.Unlock()
-			continue
-		}
-		if g.kind == kindConsumer {
-			g.cg.expire(g, now)
-		} else {
-			g.cl.expire(g, now)
-		}
-		c.unlock(g)
+		c.expire(g, now)
+	}
+}
+
+// expire runs g's timers; a panic in them resets g (settle) and is logged
+// there, and the other groups' timers still run.
+func (c *Coordinator) expire(g *group, now time.Time) {
+	defer func() { _ = recover() }()
+	g.mu.Lock()
+	if g.dead {
+		g.mu.Unlock()
+		return
+	}
+	defer c.settle(g)
+	if g.kind == kindConsumer {
+		g.cg.expire(g, now)
+	} else {
+		g.cl.expire(g, now)
 	}
 }
 
