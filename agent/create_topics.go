@@ -42,8 +42,14 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 		}
 		var t catalog.Topic
 		if req.ValidateOnly {
-			if _, err := a.cat.Topic(ctx, spec.Name); err == nil {
-				setCreateTopicErr(&ot, kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", spec.Name))
+			// Only a topic known not to exist may be created: a
+			// catalog error leaves that unknown.
+			if _, err := a.cat.Topic(ctx, spec.Name); !errors.Is(err, catalog.ErrUnknownTopic) {
+				code, msg := kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", spec.Name)
+				if err != nil {
+					code, msg = adminErr(err)
+				}
+				setCreateTopicErr(&ot, code, msg)
 				resp.Topics = append(resp.Topics, ot)
 				continue
 			}

@@ -65,6 +65,9 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			a.log.Info("deleted topic", "topic", name)
 			if !id.IsZero() {
 				a.tail.forgetTopic(id)
+				// Kafka names the deleted topic's id whichever way
+				// it was asked for (v6+).
+				ot.TopicID = id
 			}
 		}
 		a.topics.forget(name)

@@ -66,9 +66,11 @@ func (a *Agent) handleDescribeConfigs(ctx context.Context, _ *request, req *kmsg
 	return resp, nil
 }
 
-// wanted reports whether name is asked for (nil names: all).
+// wanted reports whether name is asked for. A null or empty list asks for
+// every config, as Kafka's ConfigHelper reads it (clients built on other
+// protocol libraries send an empty list for "all").
 func wanted(names []string, name string) bool {
-	if names == nil {
+	if len(names) == 0 {
 		return true
 	}
 	for _, n := range names {

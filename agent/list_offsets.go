@@ -6,9 +6,11 @@ package agent
 // watermark), -3 the record with the largest timestamp (v7+), -4 the local
 // log start (v8+; the same as earliest: all data is in object storage), -5
 // the last tiered offset (v9+; no offset, as Kafka answers for a topic
-// without tiered storage), and any timestamp >= 0: the first record whose
+// without tiered storage), and any other timestamp: the first record whose
 // timestamp is at or after it, found through the catalog's batch index and
-// then by reading that batch's records (decompressing it if needed).
+// then by reading that batch's records (decompressing it if needed). The
+// versions are those that introduced each value; as Kafka's log does, the
+// agent answers them at any version.
 //
 // Differences from Kafka: CurrentLeaderEpoch is not checked (see fetch.go);
 // READ_COMMITTED returns the high watermark (no transactions). The returned
@@ -16,7 +18,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -84,7 +85,7 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 				}
 				w := &work[i]
 				op := &resp.Topics[w.topicIdx].Partitions[w.partIdx]
-				off, ts, err := a.listOffset(ctx, w.tp, w.ts, req.Version)
+				off, ts, err := a.listOffset(ctx, w.tp, w.ts)
 				if err != nil {
 					op.ErrorCode = catalogErrorCode(err)
 					if op.ErrorCode == kerr.KafkaStorageError.Code {
@@ -114,33 +115,32 @@ type listOffsetsWork struct {
 }
 
 // listOffset answers one partition: the offset and the timestamp found.
-func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts int64, version int16) (int64, int64, error) {
-	switch {
-	case ts == listLatest:
+func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts int64) (int64, int64, error) {
+	// As in Kafka's log, the special timestamps are not tied to the
+	// request version, and any other value (a negative one included) is a
+	// search for the first record at or after it.
+	switch ts {
+	case listLatest:
 		_, hw, err := a.offsets(ctx, tp, -1, true)
 		return hw, -1, err
-	case ts == listEarliest, ts == listEarliestLocal && version >= 8:
+	case listEarliest, listEarliestLocal:
 		ls, _, err := a.offsets(ctx, tp, -1, true)
 		return ls, -1, err
-	case ts == listLatestTiered && version >= 9, ts == listEarliestPending:
+	case listLatestTiered, listEarliestPending:
 		return -1, -1, nil
-	case ts == listMaxTimestamp && version >= 7:
+	case listMaxTimestamp:
 		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp)
 		if err != nil || !ok {
 			return -1, -1, err
 		}
 		return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS == row.MaxTimestamp })
-	case ts >= 0:
-		row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts)
-		if err != nil || !ok {
-			return -1, -1, err
-		}
-		return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS >= ts })
 	}
-	return -1, -1, errInvalidTimestamp
+	row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts)
+	if err != nil || !ok {
+		return -1, -1, err
+	}
+	return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS >= ts })
 }
-
-var errInvalidTimestamp = errors.New("agent: invalid list offsets timestamp")
 
 // findInRowFrom is findInRow from the log start (as fetches know it): the
 // catalog returns a row that ends at or above it, and DeleteRecords may

@@ -71,6 +71,15 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 		switch {
 		case rt.Topic != nil && *rt.Topic != "":
 			t, err = a.topicOrCreate(ctx, *rt.Topic, 0, allowCreate)
+			if errors.Is(err, catalog.ErrUnknownTopic) {
+				// Kafka answers a name no topic can have
+				// INVALID_TOPIC_EXCEPTION (not retriable) rather
+				// than UNKNOWN_TOPIC_OR_PARTITION, so clients
+				// fail at once instead of waiting for it.
+				if verr := catalog.ValidateTopicName(*rt.Topic); verr != nil {
+					err = verr
+				}
+			}
 		case !catalog.TopicID(rt.TopicID).IsZero():
 			t, err = a.topicByID(ctx, rt.TopicID, 0)
 		default:

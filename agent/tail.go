@@ -333,7 +333,9 @@ func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionO
 		i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= o.LogStart })
 		p.rows = append(p.rows[:0:0], p.rows[i:]...)
 	}
-	p.logStart = o.LogStart
+	// The log start only grows: a read that started before a
+	// DeleteRecords and lands after it must not bring deleted records back.
+	p.logStart = max(p.logStart, o.LogStart)
 	p.hw = max(p.hw, o.HighWatermark)
 	p.offsetsAt = t.now()
 	return p.logStart, p.hw

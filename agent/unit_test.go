@@ -223,3 +223,16 @@ func TestGroupCoordinatorPlacement(t *testing.T) {
 		t.Fatalf("groups placed on %v, self %d", seen, a.Self())
 	}
 }
+
+// TestTailLogStartNeverGoesBack: a catalog read that started before a
+// DeleteRecords and is stored after it must not bring the deleted records
+// back into the served log start.
+func TestTailLogStartNeverGoesBack(t *testing.T) {
+	ti := newTailIndex(time.Now)
+	tp := catalog.TopicPartition{Partition: 1}
+	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 10, HighWatermark: 20}) // DeleteRecords
+	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 20})  // the older read
+	if ls, _, _ := ti.cachedOffsets(tp); ls != 10 {
+		t.Fatalf("log start %d after a stale read, want 10", ls)
+	}
+}

@@ -1,0 +1,155 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// Admin answers that differ from Kafka 4.1's in ways clients notice, each
+// checked with a raw request of the affected versions.
+
+func TestDescribeConfigsEmptyNamesMeansAll(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "dc", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	// Kafka's ConfigHelper reads a null and an empty ConfigNames alike:
+	// every config. Clients on other protocol libraries send empty.
+	for _, typ := range []kmsg.ConfigResourceType{kmsg.ConfigResourceTypeTopic, kmsg.ConfigResourceTypeBroker} {
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.Version = 4
+		rr := kmsg.NewDescribeConfigsRequestResource()
+		rr.ResourceType, rr.ConfigNames = typ, []string{}
+		if typ == kmsg.ConfigResourceTypeTopic {
+			rr.ResourceName = "dc"
+		}
+		req.Resources = append(req.Resources, rr)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := resp.(*kmsg.DescribeConfigsResponse).Resources[0]
+		wantCode(t, "describe configs", res.ErrorCode, nil)
+		if len(res.Configs) == 0 {
+			t.Errorf("%v: an empty ConfigNames described no configs, want all", typ)
+		}
+	}
+}
+
+func TestListOffsetsSpecialTimestampsAtEveryVersion(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "lo", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	produce(t, c, produceReq("lo", -1, floetest.Batch(floetest.BatchSpec{Records: 5, FirstTimestamp: 1000})))
+	// Kafka's log answers the special timestamps whatever the request
+	// version, and searches for any other value, a negative one
+	// included; a retriable KAFKA_STORAGE_ERROR would have clients retry
+	// forever.
+	for _, tc := range []struct {
+		version            int16
+		ts, offset, tsWant int64
+	}{
+		{1, -3, 4, 1004},  // max timestamp before v7
+		{6, -4, 0, -1},    // earliest local before v8
+		{7, -5, -1, -1},   // latest tiered before v9
+		{10, -7, 0, 1000}, // a negative timestamp: the first record
+	} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = tc.version
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lo"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = 0, tc.ts
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.Offset != tc.offset || p.Timestamp != tc.tsWant {
+			t.Errorf("v%d timestamp %d: %v offset %d timestamp %d, want offset %d timestamp %d",
+				tc.version, tc.ts, kerr.ErrorForCode(p.ErrorCode), p.Offset, p.Timestamp, tc.offset, tc.tsWant)
+		}
+	}
+}
+
+func TestMetadataInvalidTopicName(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	// Without auto-creation Kafka still validates the name: a name no
+	// topic can have is INVALID_TOPIC_EXCEPTION (not retriable), a valid
+	// unknown one UNKNOWN_TOPIC_OR_PARTITION.
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 12
+	for _, n := range []string{"bad name!", "fine-but-unknown"} {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.MetadataResponse).Topics
+	wantCode(t, "invalid name", topics[0].ErrorCode, kerr.InvalidTopicException)
+	wantCode(t, "valid unknown name", topics[1].ErrorCode, kerr.UnknownTopicOrPartition)
+}
+
+func TestDeleteTopicsByNameReportsID(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	id := createTopic(t, a, "del", 1, nil)
+	adm := kadm.NewClient(a.Client(t))
+	resp, err := adm.DeleteTopics(ctxT(t), "del")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp["del"]
+	if r.Err != nil || r.ID != id {
+		t.Fatalf("delete by name: id %x (%v), want %x", r.ID, r.Err, id)
+	}
+}
+
+// brokenTopicCatalog fails topic lookups of one name.
+type brokenTopicCatalog struct {
+	catalog.Catalog
+	name string
+}
+
+func (c brokenTopicCatalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
+	if name == c.name {
+		return catalog.Topic{}, errors.New("catalog unreachable")
+	}
+	return c.Catalog.Topic(ctx, name)
+}
+
+func TestValidateOnlyCreateWhenCatalogFails(t *testing.T) {
+	dir := t.TempDir()
+	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	a := floetest.Start(t, floetest.Options{Dir: dir, NoAutoCreate: true, Catalog: brokenTopicCatalog{cat, "unsure"}})
+	adm := kadm.NewClient(a.Client(t))
+	// Whether "unsure" exists is unknown: validation must not pass.
+	resp, err := adm.ValidateCreateTopics(ctxT(t), 1, -1, nil, "unsure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp["unsure"].Err; !errors.Is(got, kerr.UnknownServerError) {
+		t.Fatalf("validate-only create with a failing catalog: %v, want UNKNOWN_SERVER_ERROR", got)
+	}
+}
