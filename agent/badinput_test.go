@@ -251,15 +251,7 @@ func TestIdempotence(t *testing.T) {
 	a := startBadInputAgent(t, true)
 	createTopic(t, a, "idem", 1, nil)
 	c := floetest.Dial(t, a.Addr)
-	initReq := kmsg.NewPtrInitProducerIDRequest()
-	initReq.Version = 4
-	resp, err := c.Request(initReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := resp.(*kmsg.InitProducerIDResponse)
-	wantCode(t, "InitProducerId", ip.ErrorCode, nil)
-	pid, epoch := ip.ProducerID, ip.ProducerEpoch
+	pid, epoch := initProducer(t, c)
 
 	batch := func(seq int32, ep int16) []byte {
 		return floetest.Batch(floetest.BatchSpec{Records: 2, Idempotent: true, ProducerID: pid, ProducerEpoch: ep, BaseSequence: seq})
@@ -420,4 +412,18 @@ func listOffsets(t *testing.T, c *floetest.Conn, topic string, parts int32, ts i
 		out[p.Partition] = p.Offset
 	}
 	return out
+}
+
+// initProducer allocates an idempotent producer id and epoch on c.
+func initProducer(t *testing.T, c *floetest.Conn) (int64, int16) {
+	t.Helper()
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.Version = 4
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := resp.(*kmsg.InitProducerIDResponse)
+	wantCode(t, "InitProducerId", ip.ErrorCode, nil)
+	return ip.ProducerID, ip.ProducerEpoch
 }

@@ -158,15 +158,9 @@ func TestTimedOutProduceRetryIsADuplicate(t *testing.T) {
 	a := floetest.Start(t, floetest.Options{Dir: dir, Bucket: bucket})
 	createTopic(t, a, "retry", 1, nil)
 	c := floetest.Dial(t, a.Addr)
-	initReq := kmsg.NewPtrInitProducerIDRequest()
-	initReq.Version = 4
-	resp, err := c.Request(initReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := resp.(*kmsg.InitProducerIDResponse)
+	pid, epoch := initProducer(t, c)
 	batch := func(seq int32) []byte {
-		return floetest.Batch(floetest.BatchSpec{Records: 3, Idempotent: true, ProducerID: ip.ProducerID, ProducerEpoch: ip.ProducerEpoch, BaseSequence: seq})
+		return floetest.Batch(floetest.BatchSpec{Records: 3, Idempotent: true, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq})
 	}
 	ps := produce(t, c, produceReq("retry", -1, batch(0)))
 	wantCode(t, "first batch", ps[0].ErrorCode, nil)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/floebroker/floe/objstore/objstoretest"
 )
 
 // TestGetRangeIgnoredByServer: a server or proxy may ignore Range and
@@ -35,26 +37,5 @@ func TestGetRangeIgnoredByServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for _, tc := range []struct {
-		off, length int64
-		want        string // "" means an error is expected
-	}{
-		{0, 4, "0123"},
-		{0, -1, "0123456789"},
-		{3, 4, ""},
-		{3, -1, ""},
-	} {
-		rc, err := b.GetRange(t.Context(), "seg", tc.off, tc.length)
-		var got []byte
-		if err == nil {
-			got, err = io.ReadAll(rc)
-			rc.Close()
-		}
-		switch {
-		case tc.want == "" && err == nil:
-			t.Errorf("GetRange(%d, %d) = %q from a server that ignored Range, want an error", tc.off, tc.length, got)
-		case tc.want != "" && (err != nil || string(got) != tc.want):
-			t.Errorf("GetRange(%d, %d) = %q, %v, want %q", tc.off, tc.length, got, err, tc.want)
-		}
-	}
+	objstoretest.CheckRangeIgnored(t, b, "seg")
 }
