@@ -110,6 +110,7 @@ resource "google_compute_region_instance_group_manager" "agents" {
     google_secret_manager_secret_version.catalog_password,
     google_secret_manager_secret_iam_member.agent_catalog_password,
     google_storage_bucket_iam_member.agent_objects,
+    google_storage_bucket_iam_member.agent_bucket,
     google_sql_user.catalog,
     google_sql_database.catalog,
   ]

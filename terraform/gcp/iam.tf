@@ -1,5 +1,6 @@
 # The agents' service account: object read, write, list and delete on the
-# one bucket, access to the one catalog password secret, and log and metric
+# one bucket (and reading its metadata, which the agents check at start),
+# access to the one catalog password secret, and log and metric
 # writing for the VM's agents. Nothing project-wide beyond that.
 
 resource "google_service_account" "agent" {
@@ -11,6 +12,14 @@ resource "google_service_account" "agent" {
 resource "google_storage_bucket_iam_member" "agent_objects" {
   bucket = google_storage_bucket.segments.name
   role   = "roles/storage.objectUser"
+  member = google_service_account.agent.member
+}
+
+# The agent checks the bucket at start (storage.buckets.get), which
+# objectUser does not grant; this role adds only that and objects.list.
+resource "google_storage_bucket_iam_member" "agent_bucket" {
+  bucket = google_storage_bucket.segments.name
+  role   = "roles/storage.legacyBucketReader"
   member = google_service_account.agent.member
 }
 
