@@ -2,6 +2,7 @@ package catalogtest
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ var topicTests = []namedTest{
 	{"CreateAndLookup", testCreateAndLookup},
 	{"CreateErrors", testCreateErrors},
 	{"UnknownTopic", testUnknownTopic},
+	{"UnstorableName", testUnstorableName},
 	{"ConcurrentCreate", testConcurrentCreate},
 	{"Delete", testDeleteTopic},
 	{"CreatePartitions", testCreatePartitions},
@@ -121,6 +123,26 @@ func testUnknownTopic(t *testing.T, c catalog.Catalog) {
 	wantErr(t, err, catalog.ErrUnknownTopic, "MaxTimestampBatch")
 	_, err = c.DeleteRecords(ctx(t), tp, 0)
 	wantErr(t, err, catalog.ErrUnknownTopic, "DeleteRecords")
+}
+
+// testUnstorableName looks up names no topic can have but a client can
+// send (Kafka strings are arbitrary bytes): a NUL, invalid UTF-8. They are
+// unknown topics like any other, not storage errors (PostgreSQL's text
+// cannot hold them, so a query with one fails).
+func testUnstorableName(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "t", 1, nil)
+	for _, name := range []string{"t\x00", "\xff\xfe", "t\x00\xff"} {
+		_, err := c.Topic(ctx(t), name)
+		wantErr(t, err, catalog.ErrUnknownTopic, fmt.Sprintf("Topic(%q)", name))
+		wantErr(t, c.DeleteTopic(ctx(t), name), catalog.ErrUnknownTopic, fmt.Sprintf("DeleteTopic(%q)", name))
+		wantErr(t, c.CreatePartitions(ctx(t), name, 4), catalog.ErrUnknownTopic, fmt.Sprintf("CreatePartitions(%q)", name))
+		_, err = c.AlterTopicConfigs(ctx(t), name, []catalog.ConfigOp{{Key: "retention.ms", Value: "1"}})
+		wantErr(t, err, catalog.ErrUnknownTopic, fmt.Sprintf("AlterTopicConfigs(%q)", name))
+		_, err = c.ReplaceTopicConfigs(ctx(t), name, nil)
+		wantErr(t, err, catalog.ErrUnknownTopic, fmt.Sprintf("ReplaceTopicConfigs(%q)", name))
+		_, err = c.CreateTopic(ctx(t), catalog.TopicSpec{Name: name, Partitions: 1})
+		wantErr(t, err, catalog.ErrInvalidTopic, fmt.Sprintf("CreateTopic(%q)", name))
+	}
 }
 
 func testConcurrentCreate(t *testing.T, c catalog.Catalog) {

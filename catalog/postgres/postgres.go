@@ -89,6 +89,9 @@ type Catalog struct {
 		sync.Mutex
 		parts map[catalog.TopicID]int32
 	}
+	// listenIdle is the LISTEN connection's idle check period (watch.go;
+	// tests shorten it).
+	listenIdle time.Duration
 	// The listener starts with the first Watch and stops at Close.
 	listen struct {
 		sync.Mutex
@@ -151,6 +154,8 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 		log:     opts.Logger.With("component", "catalog", "backend", "postgres"),
 		now:     opts.Now,
 		hub:     watchhub.New(),
+
+		listenIdle: listenIdle,
 	}
 	c.known.parts = make(map[catalog.TopicID]int32)
 	if err := c.init(ctx); err != nil {

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -36,6 +38,14 @@ func scanTopic(row pgx.Row) (catalog.Topic, error) {
 		t.Configs = map[string]string{}
 	}
 	return t, nil
+}
+
+// storable reports whether a text column can hold s: PostgreSQL's text
+// takes neither NUL nor invalid UTF-8, and a query passing such a
+// parameter fails (SQLSTATE 22021) instead of matching nothing. A client
+// can send any bytes as a name; one that cannot be stored names no topic.
+func storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // CreateTopic creates the topic and its partition rows in one transaction.
@@ -88,6 +98,9 @@ func (c *Catalog) learnTopic(t catalog.Topic) {
 // DeleteTopic removes the topic, its partitions, batch rows and producer
 // state. Its objects stay until garbage collection finds them unreferenced.
 func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+	if !storable(name) {
+		return fmt.Errorf("catalog: delete topic %q: %w", name, catalog.ErrUnknownTopic)
+	}
 	var id [16]byte
 	err := c.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT id FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id)
@@ -115,6 +128,9 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 
 // Topic returns the topic named name, or ErrUnknownTopic.
 func (c *Catalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
+	if !storable(name) {
+		return catalog.Topic{}, fmt.Errorf("catalog: topic %q: %w", name, catalog.ErrUnknownTopic)
+	}
 	var t catalog.Topic
 	err := c.retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -171,6 +187,9 @@ func (c *Catalog) CreatePartitions(ctx context.Context, name string, total int32
 	if err := catalog.ValidatePartitionCount(total); err != nil {
 		return fmt.Errorf("catalog: create partitions %q: %w", name, err)
 	}
+	if !storable(name) {
+		return fmt.Errorf("catalog: create partitions %q: %w", name, catalog.ErrUnknownTopic)
+	}
 	err := c.tx(ctx, func(tx pgx.Tx) error {
 		var id [16]byte
 		var cur int32
@@ -225,6 +244,9 @@ func (c *Catalog) ReplaceTopicConfigs(ctx context.Context, name string, configs 
 }
 
 func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(map[string]string) (map[string]string, error)) (catalog.Topic, error) {
+	if !storable(name) {
+		return catalog.Topic{}, catalog.ErrUnknownTopic
+	}
 	var t catalog.Topic
 	err := c.tx(ctx, func(tx pgx.Tx) error {
 		cur, err := scanTopic(tx.QueryRow(ctx, `SELECT `+topicCols+` FROM topics WHERE name = $1 FOR UPDATE`, name))

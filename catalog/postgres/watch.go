@@ -14,7 +14,9 @@ import (
 
 // listenIdle is how long the listener waits for a notification before it
 // checks the connection and re-reads the counter, so a silently dead
-// connection or a lost notification costs at most this much latency.
+// connection or a lost notification costs at most about twice this much
+// latency: the re-read is bounded by it too (a query on a connection that
+// silently died waits for TCP to give up, a quarter of an hour).
 const listenIdle = 15 * time.Second
 
 // Watch delivers commit ids as commits happen anywhere in the fleet. The
@@ -71,12 +73,19 @@ func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{c.channel}.Sanitize()); err != nil {
+	// A statement on a connection that silently died would wait for TCP
+	// to give up: bound each by the idle period.
+	lctx, cancel := context.WithTimeout(ctx, c.listenIdle)
+	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{c.channel}.Sanitize())
+	cancel()
+	if err != nil {
 		return err
 	}
 	publishLatest := func() error {
+		qctx, cancel := context.WithTimeout(ctx, c.listenIdle)
+		defer cancel()
 		var id int64
-		if err := conn.QueryRow(ctx, "SELECT id FROM commit_seq").Scan(&id); err != nil {
+		if err := conn.QueryRow(qctx, "SELECT id FROM commit_seq").Scan(&id); err != nil {
 			return err
 		}
 		c.hub.Publish(id)
@@ -87,7 +96,7 @@ func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 	}
 	connected()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, listenIdle)
+		wctx, cancel := context.WithTimeout(ctx, c.listenIdle)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
