@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -220,7 +222,7 @@ func (c *Coordinator) serves(key, version int16) bool {
 // state for the group this node then drops), COORDINATOR_NOT_AVAILABLE
 // when Placement fails.
 func (c *Coordinator) gate(ctx context.Context, id string) int16 {
-	if id == "" {
+	if id == "" || !storable(id) {
 		return kerr.InvalidGroupID.Code
 	}
 	switch c.running.Load() {
@@ -239,6 +241,15 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 		return kerr.NotCoordinator.Code
 	}
 	return 0
+}
+
+// storable reports whether s can be stored as catalog text: PostgreSQL's
+// text takes neither NUL nor invalid UTF-8. Group ids and offset metadata
+// that cannot are refused with a code clients do not retry, rather than
+// failing in the catalog with one they retry forever (and differently on
+// SQLite, which would store them).
+func storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // groupKind tells which protocol a group speaks.

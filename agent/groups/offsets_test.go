@@ -124,6 +124,15 @@ func TestOffsetCommitFencing(t *testing.T) {
 		{"wrong instance id", withInstance, kerr.UnknownMemberID},
 		{"not coordinator", commitReq("elsewhere", "", -1, "t", map[int32]int64{0: 2}), kerr.NotCoordinator},
 		{"empty group id", commitReq("", "", -1, "t", map[int32]int64{0: 2}), kerr.InvalidGroupID},
+		// Text the catalog cannot store (PostgreSQL) gets codes clients
+		// do not retry forever.
+		{"group id with NUL", commitReq("g\x00", "", -1, "t", map[int32]int64{0: 2}), kerr.InvalidGroupID},
+		{"group id not UTF-8", commitReq("g\xff", "", -1, "t", map[int32]int64{0: 2}), kerr.InvalidGroupID},
+		{"metadata not UTF-8", func() *kmsg.OffsetCommitRequest {
+			r := commitReq("unseen", "", -1, "t", map[int32]int64{0: 2})
+			r.Topics[0].Partitions[0].Metadata = kmsg.StringPtr("\xff")
+			return r
+		}(), kerr.OffsetMetadataTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.req.Group == "elsewhere" {
