@@ -216,37 +216,72 @@ func insertByNodeID(agents []catalog.Agent, ag catalog.Agent) []catalog.Agent {
 // heartbeat renews the registration, expires dead agents and refreshes the
 // fleet view every HeartbeatInterval until ctx ends. An agent the catalog
 // forgot (it was expired while paused) registers again, with a new node id.
+//
+// Only an agent that has itself heartbeaten without a gap for a whole
+// AgentTTL judges the others: after the catalog was unreachable for longer
+// than the TTL, every agent's heartbeat is stale, and the first to reach
+// the catalog again would otherwise expire the rest just before they
+// heartbeat too, and they would register again under new node ids (a new
+// coordinator id for each of their groups, every client's metadata
+// changing). Until then it expires nobody.
 func (a *Agent) heartbeat(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var hb heartbeatRun
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cur := a.members.Load()
-		err := a.cat.HeartbeatAgent(ctx, cur.self.NodeID)
-		switch {
-		case errors.Is(err, catalog.ErrUnknownAgent):
-			a.log.Warn("catalog forgot this agent; registering again", "node", cur.self.NodeID)
-			self, rerr := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
-			if rerr != nil {
-				a.log.Warn("re-registration failed", "err", rerr)
-				continue
-			}
-			a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
-		case err != nil:
-			if ctx.Err() == nil {
-				a.log.Warn("heartbeat failed", "err", err)
-			}
-			continue
+		// A call stuck on a dead connection (the catalog's host vanished
+		// without a reset) would otherwise stall the heartbeat until TCP
+		// gives up, many minutes after the agent was expired.
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.AgentTTL/2)
+		a.heartbeatOnce(rctx, &hb)
+		cancel()
+	}
+}
+
+// heartbeatRun is this agent's run of successful heartbeats: the last one
+// and when the current run without a gap began (zero after a failure). The
+// heartbeat ticker runs on real time, so these do too.
+type heartbeatRun struct {
+	lastOK, since time.Time
+}
+
+// heartbeatOnce is one round of heartbeat.
+func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
+	cur := a.members.Load()
+	err := a.cat.HeartbeatAgent(ctx, cur.self.NodeID)
+	switch {
+	case errors.Is(err, catalog.ErrUnknownAgent):
+		hb.since = time.Time{} // it was paused or cut off
+		a.log.Warn("catalog forgot this agent; registering again", "node", cur.self.NodeID)
+		self, rerr := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
+		if rerr != nil {
+			a.log.Warn("re-registration failed", "err", rerr)
+			return
 		}
+		a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
+	case err != nil:
+		hb.since = time.Time{}
+		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+			a.log.Warn("heartbeat failed", "err", err)
+		}
+		return
+	}
+	now := time.Now()
+	if hb.since.IsZero() || now.Sub(hb.lastOK) >= a.cfg.AgentTTL/2 {
+		hb.since = now
+	}
+	hb.lastOK = now
+	if now.Sub(hb.since) >= a.cfg.AgentTTL {
 		if _, err := a.cat.ExpireAgents(ctx, a.cfg.AgentTTL); err != nil && ctx.Err() == nil {
 			a.log.Warn("expiring dead agents failed", "err", err)
 		}
-		a.refreshMembers(ctx)
 	}
+	a.refreshMembers(ctx)
 }
 
 // Coordinator is the consumer-group placement (agent/groups.Placement): a

@@ -1,0 +1,219 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/objstore/file"
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// errCatalogDown is what a gatedCatalog answers while it is down.
+var errCatalogDown = errors.New("test: catalog unreachable")
+
+// gatedCatalog is a catalog whose membership and commit calls fail while
+// down is set: the catalog unreachable from the agents using it. While
+// hang is set (when not nil), a heartbeat blocks until its ctx ends, as a
+// call on a connection whose peer vanished does until TCP gives up.
+type gatedCatalog struct {
+	catalog.Catalog
+	down *atomic.Bool
+	hang *atomic.Bool
+}
+
+func (g gatedCatalog) gate() error {
+	if g.down.Load() {
+		return errCatalogDown
+	}
+	return nil
+}
+
+func (g gatedCatalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.Agent, error) {
+	if err := g.gate(); err != nil {
+		return catalog.Agent{}, err
+	}
+	return g.Catalog.RegisterAgent(ctx, a)
+}
+
+func (g gatedCatalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
+	if err := g.gate(); err != nil {
+		return err
+	}
+	if g.hang != nil && g.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return g.Catalog.HeartbeatAgent(ctx, nodeID)
+}
+
+func (g gatedCatalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
+	if err := g.gate(); err != nil {
+		return nil, 0, err
+	}
+	return g.Catalog.LiveAgents(ctx, ttl)
+}
+
+func (g gatedCatalog) ExpireAgents(ctx context.Context, ttl time.Duration) (int, error) {
+	if err := g.gate(); err != nil {
+		return 0, err
+	}
+	return g.Catalog.ExpireAgents(ctx, ttl)
+}
+
+func (g gatedCatalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catalog.CommitResult, error) {
+	if err := g.gate(); err != nil {
+		return catalog.CommitResult{}, err
+	}
+	return g.Catalog.CommitSegment(ctx, seg)
+}
+
+func (g gatedCatalog) CommitsSince(ctx context.Context, after int64, limit int) ([]catalog.BatchRow, int64, error) {
+	if err := g.gate(); err != nil {
+		return nil, 0, err
+	}
+	return g.Catalog.CommitsSince(ctx, after, limit)
+}
+
+// TestCatalogOutageKeepsFleet takes the catalog away from a fleet of two
+// agents for longer than the agent TTL and brings it back. Every agent's
+// heartbeat lapsed for the same reason, so none is dead: the first agent
+// to reach the catalog again must not expire the others (which would make
+// them register again under new node ids, moving every group coordinator
+// and partition leader of theirs), and the fleet must come back as it was.
+func TestCatalogOutageKeepsFleet(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base, err := sqlite.Open(ctx, filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	bkt, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bkt.Close() })
+
+	var downA, downB atomic.Bool
+	const ttl = 600 * time.Millisecond
+	start := func(down *atomic.Bool) *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir:     t.TempDir(),
+			Catalog: gatedCatalog{Catalog: base, down: down},
+			Bucket:  bkt,
+			Config: func(c *agent.Config) {
+				c.HeartbeatInterval = 50 * time.Millisecond
+				c.AgentTTL = ttl
+			},
+		})
+	}
+	a, b := start(&downA), start(&downB)
+	live := func() map[int32]string {
+		agents, _, err := base.LiveAgents(ctx, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[int32]string, len(agents))
+		for _, ag := range agents {
+			m[ag.NodeID] = ag.ID
+		}
+		return m
+	}
+	waitFor(t, 5*time.Second, "both agents live", func() bool { return len(live()) == 2 })
+	nodeA, nodeB := a.Agent.NodeID(), b.Agent.NodeID()
+
+	downA.Store(true)
+	downB.Store(true)
+	time.Sleep(3 * ttl)
+	// The catalog answers A a few heartbeats before B (connections are
+	// re-established one agent at a time).
+	downA.Store(false)
+	time.Sleep(4 * 50 * time.Millisecond)
+	downB.Store(false)
+	// Give every agent several heartbeats to reach the catalog again.
+	time.Sleep(10 * 50 * time.Millisecond)
+
+	if got := a.Agent.NodeID(); got != nodeA {
+		t.Errorf("agent A's node id changed from %d to %d across a catalog outage", nodeA, got)
+	}
+	if got := b.Agent.NodeID(); got != nodeB {
+		t.Errorf("agent B's node id changed from %d to %d across a catalog outage", nodeB, got)
+	}
+	if m := live(); len(m) != 2 || m[nodeA] != a.Agent.ID() || m[nodeB] != b.Agent.ID() {
+		t.Errorf("live agents after the outage: %v; want nodes %d and %d", m, nodeA, nodeB)
+	}
+
+	// Cut B alone off (a network partition, or B paused): once A has
+	// heartbeaten for a whole TTL, B is dead to it and expired, and B
+	// registers again when it is back.
+	time.Sleep(ttl)
+	downB.Store(true)
+	waitFor(t, 5*time.Second, "A expires B", func() bool {
+		m := live()
+		_, ok := m[nodeB]
+		return len(m) == 1 && !ok
+	})
+	downB.Store(false)
+	waitFor(t, 5*time.Second, "B registers again", func() bool {
+		m := live()
+		return len(m) == 2 && m[b.Agent.NodeID()] == b.Agent.ID() && b.Agent.NodeID() != nodeB
+	})
+}
+
+// TestHungHeartbeatRecovers: a heartbeat stuck on a dead catalog
+// connection (the peer vanished without a reset, as in a failover) must not
+// stop the agent's heartbeats for good; once the catalog answers again the
+// agent is live again without a restart.
+func TestHungHeartbeatRecovers(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base, err := sqlite.Open(ctx, filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	var down, hang atomic.Bool
+	const ttl = 600 * time.Millisecond
+	a := floetest.Start(t, floetest.Options{
+		Catalog: gatedCatalog{Catalog: base, down: &down, hang: &hang},
+		Config: func(c *agent.Config) {
+			c.HeartbeatInterval = 50 * time.Millisecond
+			c.AgentTTL = ttl
+		},
+	})
+	live := func() bool {
+		agents, _, err := base.LiveAgents(ctx, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ag := range agents {
+			if ag.ID == a.Agent.ID() {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 5*time.Second, "the agent is live", live)
+	hang.Store(true)
+	waitFor(t, 5*time.Second, "the agent's heartbeat lapses", func() bool { return !live() })
+	hang.Store(false) // new calls are answered; a hung one stays hung
+	waitFor(t, 10*ttl, "the agent is live again", live)
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
