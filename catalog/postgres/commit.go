@@ -347,6 +347,8 @@ func (c *Catalog) rememberedState(in commitInput, cache *commitplan.StateCache) 
 // commitOnce is one attempt. Errors from before COMMIT was sent leave
 // nothing behind; errors after it wrap ErrCommitUnknown.
 func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, cache *commitplan.StateCache) (res catalog.CommitResult, err error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return res, safeErr{err} // nothing was sent

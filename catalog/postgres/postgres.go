@@ -92,6 +92,8 @@ type Catalog struct {
 	// listenIdle is the LISTEN connection's idle check period (watch.go;
 	// tests shorten it).
 	listenIdle time.Duration
+	// opTimeout bounds one attempt of any operation (bounded).
+	opTimeout time.Duration
 	// The listener starts with the first Watch and stops at Close.
 	listen struct {
 		sync.Mutex
@@ -156,6 +158,7 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 		hub:     watchhub.New(),
 
 		listenIdle: listenIdle,
+		opTimeout:  2 * opts.StatementTimeout,
 	}
 	c.known.parts = make(map[catalog.TopicID]int32)
 	if err := c.init(ctx); err != nil {
@@ -295,7 +298,9 @@ func (c *Catalog) retry(ctx context.Context, fn func(ctx context.Context) error)
 		return err
 	}
 	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
+		actx, cancel := c.bounded(ctx)
+		err := fn(actx)
+		cancel()
 		if err == nil || !retryable(err) || attempt >= maxAttempts {
 			return err
 		}
@@ -303,6 +308,21 @@ func (c *Catalog) retry(ctx context.Context, fn func(ctx context.Context) error)
 			return err
 		}
 	}
+}
+
+// bounded returns ctx with the deadline of one attempt of an operation,
+// twice the statement timeout, unless ctx ends sooner. statement_timeout
+// bounds the server's work, not a connection that died without a word
+// (a failover to another host, a partition): a call on one would wait
+// until TCP gives up, a quarter of an hour, and an agent's commits, which
+// run on a context without deadline, with it. Past the deadline pgx drops
+// the connection; a commit then reports ErrCommitUnknown and is retried
+// under its key on a fresh one.
+func (c *Catalog) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.opTimeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.opTimeout)
 }
 
 // tx runs fn in a READ COMMITTED transaction, retried as retry does.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -155,4 +156,52 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 	waitFor(commit("a"))
 	proxy.freeze()
 	waitFor(commit("b"))
+}
+
+// TestCommitSilentlyDeadConnection: a commit whose connection died without
+// a word (frozen by the proxy) ends at the operation deadline with
+// ErrCommitUnknown instead of waiting for TCP to give up, and the retry
+// under the same key, on a fresh connection, commits.
+func TestCommitSilentlyDeadConnection(t *testing.T) {
+	direct := freshSchema(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFreezingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	c := openTest(t, u.String(), catalog.Options{MaxConns: 4})
+	// Cut the frozen connection before the pool closes, which would wait
+	// for its goodbye to time out.
+	t.Cleanup(proxy.close)
+	c.opTimeout = 500 * time.Millisecond
+	ctx := t.Context()
+	topic, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "d", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := func(key string) catalog.Segment {
+		return catalog.Segment{Key: key, Size: 10, Batches: []catalog.BatchRef{{
+			TopicPartition: catalog.TopicPartition{TopicID: topic.ID}, ByteLength: 10, OffsetSpan: 1, Records: 1, ProducerID: -1,
+		}}}
+	}
+	if _, err := c.CommitSegment(ctx, seg("a")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.freeze()
+	start := time.Now()
+	_, err = c.CommitSegment(ctx, seg("b"))
+	if !errors.Is(err, catalog.ErrCommitUnknown) {
+		t.Fatalf("commit on a dead connection: %v after %v, want ErrCommitUnknown", err, time.Since(start))
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("commit on a dead connection took %v", took)
+	}
+	res, err := c.CommitSegment(ctx, seg("b"))
+	if err != nil {
+		t.Fatalf("retry on a fresh connection: %v", err)
+	}
+	if res.Results[0].BaseOffset != 1 {
+		t.Fatalf("retry committed at offset %d, want 1", res.Results[0].BaseOffset)
+	}
 }
