@@ -8,7 +8,9 @@
 //     agent id and the buffer (its ID, Created and entries), so a buffer
 //     replayed after a crash is put under the same key with the same bytes,
 //     and CommitSegment's per-key idempotence returns the first commit's
-//     results instead of committing twice.
+//     results instead of committing twice. A replay by an agent with
+//     another id re-puts the object already in the bucket if its size
+//     differs (see adoptExisting), so the size a commit recorded holds.
 //   - Commit returns one catalog.BatchResult per entry, in entry order, once
 //     the catalog transaction has committed. catalog.ErrCommitUnknown is
 //     returned as is; the WAL retries the commit with the same key.
@@ -22,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -194,10 +197,58 @@ func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
 		return err
 	}
 	bu := s.build(b)
+	if b.Replayed {
+		if err := s.adoptExisting(ctx, bu); err != nil {
+			return err
+		}
+	}
 	if err := s.put(ctx, bu); err != nil {
 		return err
 	}
 	s.remember(b.ID, bu)
+	return nil
+}
+
+// adoptExisting makes bu's bytes those of the object an earlier process
+// put under its key, if there is one of another size. Only the index's
+// agent id differs, but an id of another length changes the object's size,
+// and if that process committed too, the catalog keeps its size (the
+// commit is idempotent per key) while readers trust it: a whole-object
+// read of that size would be cut short, the footer would not be where the
+// size puts it. The batches sit at the same offsets in both, so bu's refs
+// stand; an object whose body differs is not adopted.
+func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
+	info, err := s.bucket.Stat(ctx, bu.key)
+	if errors.Is(err, objstore.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("flush: stat %s: %w", bu.key, err)
+	}
+	if info.Size == int64(len(bu.obj)) {
+		return nil
+	}
+	rc, err := s.bucket.Get(ctx, bu.key)
+	if errors.Is(err, objstore.ErrNotExist) {
+		return nil // collected since the Stat: nothing to adopt
+	}
+	if err != nil {
+		return fmt.Errorf("flush: get %s: %w", bu.key, err)
+	}
+	old, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("flush: get %s: %w", bu.key, err)
+	}
+	bodyEnd := int64(segment.HeaderSize)
+	for _, r := range bu.refs {
+		bodyEnd = max(bodyEnd, r.ByteOffset+r.ByteLength)
+	}
+	if _, err := segment.DecodeIndex(old, int64(len(old))); err != nil || int64(len(old)) < bodyEnd || !bytes.Equal(old[:bodyEnd], bu.obj[:bodyEnd]) {
+		s.log.Warn("flush: a replayed buffer's object in the bucket differs from its rebuild; putting the rebuild", "key", bu.key, "err", err)
+		return nil
+	}
+	bu.obj = old
 	return nil
 }
 
@@ -236,6 +287,9 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		// Upload ran in another Sink (or process); the layout is
 		// deterministic, so rebuild it.
 		bu = s.build(b)
+		if err := s.adoptExisting(ctx, bu); err != nil {
+			return nil, err
+		}
 	}
 	if bu.uploaded.IsZero() || s.cfg.Now().Sub(bu.uploaded) > s.cfg.MaxUploadAge {
 		// See Config.MaxUploadAge: never commit an object that may be

@@ -397,3 +397,56 @@ func TestOnUploadedRunsBeforeCommit(t *testing.T) {
 		t.Fatal("OnUploaded got other bytes than the object put")
 	}
 }
+
+// A buffer replayed after its commit, by an agent whose id has another
+// length, builds an object of another size than the one the catalog
+// recorded. The object in the bucket must keep the committed size: readers
+// take the size from the catalog (a whole-object read of the recorded size
+// would be cut short, ReadIndex would miss the footer).
+func TestReplayAfterCommitKeepsCommittedSize(t *testing.T) {
+	for _, ids := range [][2]string{{"a-long-original-agent-id", "short"}, {"short", "a-long-replaying-agent-id"}} {
+		ctx := context.Background()
+		bucket := &countingBucket{Bucket: mem.New(nil)}
+		cat := newFakeCatalog()
+		first := New(Config{Cluster: "c", AgentID: ids[0]}, bucket, cat, nil, nil)
+		if err := first.Upload(ctx, sealed()); err != nil {
+			t.Fatal(err)
+		}
+		res1, err := first.Commit(ctx, sealed())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cached []byte
+		second := New(Config{Cluster: "c", AgentID: ids[1], OnCommitted: func(_ string, obj []byte, _ []catalog.BatchRow) { cached = obj }}, bucket, cat, nil, nil)
+		b := sealed()
+		b.Replayed = true
+		if err := second.Upload(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		res2, err := second.Commit(ctx, b)
+		if err != nil || !slices.Equal(res1, res2) {
+			t.Fatalf("re-commit %v %v, want %v", res2, err, res1)
+		}
+		if bucket.puts != 2 {
+			t.Fatalf("%d puts, want 2 (a replay puts again)", bucket.puts)
+		}
+		seg := cat.segments[0]
+		obj, err := readAll(ctx, bucket, seg.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(obj)) != seg.Size || int64(len(cached)) != seg.Size {
+			t.Fatalf("%s then %s: catalog size %d, object %d bytes, cached %d bytes", ids[0], ids[1], seg.Size, len(obj), len(cached))
+		}
+		if _, err := segment.ReadIndex(ctx, bucket, seg.Key, seg.Size); err != nil {
+			t.Fatalf("%s then %s: %v", ids[0], ids[1], err)
+		}
+		for k, ref := range seg.Batches {
+			if e := sealed().Entries; !slices.ContainsFunc(e, func(e wal.Entry) bool {
+				return string(e.Batch) == string(obj[ref.ByteOffset:ref.ByteOffset+ref.ByteLength])
+			}) {
+				t.Fatalf("ref %d slices %q", k, obj[ref.ByteOffset:ref.ByteOffset+ref.ByteLength])
+			}
+		}
+	}
+}
