@@ -76,8 +76,10 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slo
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	// No /debug/pprof/cmdline: the command line can hold the catalog
+	// URL's password or a bucket URL's keys, and this port has no auth
+	// (pprof.Index answers it 404 as an unknown profile).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

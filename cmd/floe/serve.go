@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,12 +325,25 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	return nil
 }
 
-// redactURL hides a URL's password for logs.
+// redactURL hides the secrets a catalog or bucket URL can hold, for logs
+// and errors: the user info's password and any *password query value (pgx
+// reads password= and sslpassword=). A URL that does not parse, or has an
+// '@' outside its user info (a key holding '/' or '?'), is not shown.
 func redactURL(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		if j := strings.Index(s[i+3:], "@"); j >= 0 {
-			return s[:i+3] + "…@" + s[i+3+j+1:]
+	u, err := url.Parse(s)
+	if err != nil || (u.User == nil && strings.Contains(s, "@")) {
+		scheme, _, _ := strings.Cut(s, ":")
+		return scheme + ":<not shown>"
+	}
+	q := u.Query()
+	masked := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q[k], masked = []string{"xxxxx"}, true
 		}
 	}
-	return s
+	if masked {
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }

@@ -75,6 +75,18 @@ type Options struct {
 // the standard wrappers. See the package documentation for the URL forms.
 func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, error) {
 	u, err := url.Parse(rawURL)
+	if err == nil && u.User == nil && (u.Scheme == "s3" || u.Scheme == "minio") && strings.Contains(rawURL, "@") {
+		// An '@' but no user info: a secret key holding '/', '?' or '#'
+		// moved the user info into the path or query, where error
+		// messages would quote it.
+		err = errors.New("'@' outside the user info")
+	}
+	if err != nil && strings.Contains(rawURL, "@") {
+		// A url.Error quotes the whole URL, and its detail can quote part
+		// of it (invalid port ":<start of the secret key>"): with
+		// credentials likely present, show neither.
+		return nil, errors.New("bucket: malformed URL (not shown: it may hold credentials); percent-encode '/', '?', '#', '%' and '@' in the access and secret key")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bucket: parse URL: %w", err)
 	}

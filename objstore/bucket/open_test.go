@@ -66,6 +66,30 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// TestMalformedURLHidesCredentials: a secret key holding '/' or '%' (AWS
+// keys often hold '/') makes the URL unparsable; the error must not quote it.
+func TestMalformedURLHidesCredentials(t *testing.T) {
+	for _, u := range []string{
+		"s3://AKIAEXAMPLE:wJalr/XUtnFEMI+K7MDENG@my-bucket/floe",
+		"minio://AKIAEXAMPLE:wJalr%XUtnFEMI@127.0.0.1:1/b",
+		"minio://AKIAEXAMPLE:wJalr/XUtnFEMI@127.0.0.1:1/b",
+		// These parse, the key's tail landing in the path or query.
+		"s3://AKIAEXAMPLE:/wJalrXUtnFEMI@my-bucket/floe",
+		"minio://AKIAEXAMPLE:12/wJalrXUtnFEMI@127.0.0.1:1/b",
+		"s3://AKIAEXAMPLE:12?wJalrXUtnFEMI@my-bucket/floe",
+	} {
+		_, err := Open(t.Context(), u, Options{})
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", u)
+		}
+		for _, part := range []string{"wJalr", "XUtnFEMI", "K7MDENG"} {
+			if strings.Contains(err.Error(), part) {
+				t.Errorf("Open error leaks the secret key (%q): %v", part, err)
+			}
+		}
+	}
+}
+
 func TestRedacted(t *testing.T) {
 	got := Redacted("minio://key:supersecret@host:9000/b")
 	if strings.Contains(got, "supersecret") {
