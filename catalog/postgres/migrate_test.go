@@ -85,28 +85,13 @@ func TestWatchReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit := func(i int) int64 {
-		res, err := writer.CommitSegment(ctx, catalog.Segment{Key: "w" + string(rune('a'+i)), Size: 10, Batches: []catalog.BatchRef{{
-			TopicPartition: catalog.TopicPartition{TopicID: topic.ID}, ByteLength: 10, OffsetSpan: 1, Records: 1, ProducerID: -1,
-		}}})
+		res, err := writer.CommitSegment(ctx, oneBatchSegment("w"+string(rune('a'+i)), topic.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.CommitID
 	}
-	waitFor := func(id int64) {
-		t.Helper()
-		timeout := time.After(20 * time.Second)
-		for {
-			select {
-			case got := <-ch:
-				if got >= id {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("commit %d not delivered", id)
-			}
-		}
-	}
+	waitFor := func(id int64) { waitCommit(t, ch, id, 20*time.Second) }
 	waitFor(commit(0))
 	admin, err := pgx.Connect(ctx, testURL(t))
 	if err != nil {

@@ -131,28 +131,13 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit := func(key string) int64 {
-		res, err := writer.CommitSegment(ctx, catalog.Segment{Key: key, Size: 10, Batches: []catalog.BatchRef{{
-			TopicPartition: catalog.TopicPartition{TopicID: topic.ID}, ByteLength: 10, OffsetSpan: 1, Records: 1, ProducerID: -1,
-		}}})
+		res, err := writer.CommitSegment(ctx, oneBatchSegment(key, topic.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.CommitID
 	}
-	waitFor := func(id int64) {
-		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case got := <-ch:
-				if got >= id {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("commit %d not delivered", id)
-			}
-		}
-	}
+	waitFor := func(id int64) { waitCommit(t, ch, id, 10*time.Second) }
 	waitFor(commit("a"))
 	proxy.freeze()
 	waitFor(commit("b"))
@@ -180,11 +165,7 @@ func TestCommitSilentlyDeadConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seg := func(key string) catalog.Segment {
-		return catalog.Segment{Key: key, Size: 10, Batches: []catalog.BatchRef{{
-			TopicPartition: catalog.TopicPartition{TopicID: topic.ID}, ByteLength: 10, OffsetSpan: 1, Records: 1, ProducerID: -1,
-		}}}
-	}
+	seg := func(key string) catalog.Segment { return oneBatchSegment(key, topic.ID) }
 	if _, err := c.CommitSegment(ctx, seg("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -203,5 +184,29 @@ func TestCommitSilentlyDeadConnection(t *testing.T) {
 	}
 	if res.Results[0].BaseOffset != 1 {
 		t.Fatalf("retry committed at offset %d, want 1", res.Results[0].BaseOffset)
+	}
+}
+
+// oneBatchSegment is a segment of one 10-byte, one-record batch on
+// partition 0 of topic.
+func oneBatchSegment(key string, topic catalog.TopicID) catalog.Segment {
+	return catalog.Segment{Key: key, Size: 10, Batches: []catalog.BatchRef{{
+		TopicPartition: catalog.TopicPartition{TopicID: topic}, ByteLength: 10, OffsetSpan: 1, Records: 1, ProducerID: -1,
+	}}}
+}
+
+// waitCommit waits until ch delivers commit id (or a later one).
+func waitCommit(t *testing.T, ch <-chan int64, id int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case got := <-ch:
+			if got >= id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("commit %d not delivered", id)
+		}
 	}
 }
