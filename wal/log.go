@@ -211,7 +211,7 @@ func Open(cfg Config, sink Sink) (*Log, error) {
 	l.m = newMetrics(cfg.Registerer)
 	l.mu.entropy = ulid.Monotonic(rand.Reader, 0)
 	l.mu.space = make(chan struct{})
-	if err := l.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := l.fs.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
 	}
 	if _, onDisk := l.fs.(OSFS); onDisk {
@@ -358,7 +358,7 @@ func (l *Log) openBufferLocked() (*buffer, error) {
 	if !now.Before(b.deadline) {
 		b.deadline = now.Add(l.cfg.FlushInterval)
 	}
-	f, err := l.fs.OpenFile(b.tmpPath(), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := l.fs.OpenFile(b.tmpPath(), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", b.tmpPath(), err)
 	}

@@ -108,10 +108,18 @@ func Open(ctx context.Context, path string, opts catalog.Options) (*Catalog, err
 		c.w, c.r = db, db
 	} else {
 		if dir := filepath.Dir(path); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("catalog: sqlite: create directory: %w", err)
 			}
 		}
+		// The catalog holds topic names, group offsets and producer state:
+		// readable by its owner only. SQLite gives its -wal and -shm files
+		// the database file's mode, so creating that file first is enough.
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: sqlite: create %s: %w", path, err)
+		}
+		f.Close()
 		q.Set("_journal_mode", "WAL")
 		q.Set("_synchronous", "FULL")
 		w, err := sql.Open("sqlite", path+"?"+q.Encode())

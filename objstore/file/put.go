@@ -57,7 +57,7 @@ func (b *Bucket) writeTemp(ctx context.Context, r io.Reader, size int64) (path s
 	if n != size {
 		return "", fmt.Errorf("%w: got %d of %d bytes", objstore.ErrSizeMismatch, n, size)
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(0o600); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
@@ -115,7 +115,7 @@ func (b *Bucket) mkdirs(dir string) error {
 	cur := b.root
 	for seg := range strings.SplitSeq(rel, string(filepath.Separator)) {
 		next := filepath.Join(cur, seg)
-		switch err := os.Mkdir(next, 0o755); {
+		switch err := os.Mkdir(next, 0o700); {
 		case err == nil:
 			if err := syncDir(cur); err != nil {
 				return err

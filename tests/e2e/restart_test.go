@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"io/fs"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +94,7 @@ func TestDevRestartKeepsData(t *testing.T) {
 	prod.Close()
 	adm.Close()
 	p.Stop()
+	checkOwnerOnly(t, data)
 
 	for round := 0; round < 2; round++ {
 		p = startDev(t, data, "127.0.0.1:0")
@@ -109,6 +112,34 @@ func TestDevRestartKeepsData(t *testing.T) {
 			t.Fatalf("after restart %d: %d of %d records", round+1, len(seen), n)
 		}
 		p.Stop()
+	}
+}
+
+// checkOwnerOnly fails t if anything floe created under data (the WAL,
+// the file bucket's objects, the SQLite catalog) is open to other users:
+// they hold every record and the catalog.
+func checkOwnerOnly(t *testing.T, data string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == data {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: open to other users", path, info.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 5 {
+		t.Fatalf("only %d entries under %s", n, data)
 	}
 }
 
