@@ -126,6 +126,9 @@ type Agent struct {
 
 	started atomic.Bool
 	ready   atomic.Bool
+	// incarnation tells this process's registration from another's under
+	// the same agent ID (catalog.Catalog.RegisterAgent): its start time.
+	incarnation time.Time
 }
 
 // New returns an agent. It validates cfg and deps but does no I/O.
@@ -190,7 +193,7 @@ func (a *Agent) NodeID() int32 {
 }
 
 // Ready reports whether the agent is registered and serving.
-func (a *Agent) Ready() bool { return a.ready.Load() }
+func (a *Agent) Ready() bool { return a.ready.Load() && a.members.Load().registered }
 
 // OnUploaded is the flush.Config.OnUploaded hook: it caches the object this
 // agent just put, before its commit, so that however this agent learns of
@@ -238,6 +241,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return errors.New("agent: Serve called twice")
 	}
+	a.incarnation = time.Now().UTC().Truncate(time.Microsecond)
 	listeners, err := a.listenZones(ctx, ln)
 	if err != nil {
 		ln.Close()
@@ -249,7 +253,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	a.advertise = registeredAddr(listeners)
-	self, err := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
+	self, err := a.register(ctx)
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"slices"
@@ -175,7 +176,7 @@ func (a *Agent) storeView(cur *membership, agents []catalog.Agent, gen int64) {
 // have stopped: it would register the agent again.
 func (a *Agent) leave(ctx context.Context) bool {
 	cur := a.members.Load()
-	if err := a.cat.DeregisterAgent(ctx, cur.self.NodeID); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
+	if err := a.cat.DeregisterAgent(ctx, cur.self.NodeID, cur.self.Started); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
 		a.log.Warn("deregister failed", "err", err)
 	}
 	agents, gen, err := a.cat.LiveAgents(ctx, a.cfg.AgentTTL)
@@ -243,6 +244,42 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	}
 }
 
+// registration is what this agent registers in the catalog.
+func (a *Agent) registration() catalog.Agent {
+	return catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone, Started: a.incarnation}
+}
+
+// register registers the agent at start. A live registration of another
+// incarnation of its ID — the previous run of this process, killed before
+// its heartbeat lapsed, or another process given the same agent ID —
+// makes it wait, retrying every heartbeat interval, for up to twice the
+// TTL: a dead run's heartbeat lapses within one TTL, while a process
+// still heartbeating after two is a duplicate, and taking its row would
+// give two agents one node id.
+func (a *Agent) register(ctx context.Context) (catalog.Agent, error) {
+	wait := 2 * a.cfg.AgentTTL
+	deadline := time.Now().Add(wait)
+	for logged := false; ; logged = true {
+		self, err := a.cat.RegisterAgent(ctx, a.registration(), a.cfg.AgentTTL)
+		if !errors.Is(err, catalog.ErrAgentIDInUse) {
+			return self, err
+		}
+		if time.Now().After(deadline) {
+			return self, fmt.Errorf("%w (still live after %v: is another process running with --agent-id %s?)", err, wait, a.cfg.AgentID)
+		}
+		if !logged {
+			a.log.Warn("agent id registered by a live process; waiting for its heartbeat to lapse", "err", err, "up_to", wait)
+		}
+		t := time.NewTimer(a.cfg.HeartbeatInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return self, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // heartbeatRun is this agent's run of successful heartbeats: the last one
 // and when the current run without a gap began (zero after a failure). The
 // heartbeat ticker runs on real time, so these do too.
@@ -253,13 +290,26 @@ type heartbeatRun struct {
 // heartbeatOnce is one round of heartbeat.
 func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 	cur := a.members.Load()
-	err := a.cat.HeartbeatAgent(ctx, cur.self.NodeID)
+	err := a.cat.HeartbeatAgent(ctx, cur.self.NodeID, cur.self.Started)
 	switch {
 	case errors.Is(err, catalog.ErrUnknownAgent):
 		hb.since = time.Time{} // it was paused or cut off
-		a.log.Warn("catalog forgot this agent; registering again", "node", cur.self.NodeID)
-		self, rerr := a.cat.RegisterAgent(ctx, catalog.Agent{ID: a.cfg.AgentID, Addr: a.advertise, Zone: a.cfg.Zone})
-		if rerr != nil {
+		if cur.registered {
+			a.log.Warn("catalog forgot this agent; registering again", "node", cur.self.NodeID)
+		}
+		self, rerr := a.cat.RegisterAgent(ctx, a.registration(), a.cfg.AgentTTL)
+		switch {
+		case errors.Is(rerr, catalog.ErrAgentIDInUse):
+			// Another process took this agent ID over while this one was
+			// cut off or paused past the TTL. Both would be one node id:
+			// stop claiming it (no group coordination, not ready) and
+			// retry every round in case the other goes away.
+			if cur.registered {
+				a.log.Error("another process registered this agent id; serving no groups and not ready until it leaves", "err", rerr)
+				a.members.Store(&membership{self: cur.self, agents: cur.agents, generation: cur.generation})
+			}
+			return
+		case rerr != nil:
 			a.log.Warn("re-registration failed", "err", rerr)
 			return
 		}

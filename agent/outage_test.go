@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,14 +36,14 @@ func (g gatedCatalog) gate() error {
 	return nil
 }
 
-func (g gatedCatalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.Agent, error) {
+func (g gatedCatalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.Duration) (catalog.Agent, error) {
 	if err := g.gate(); err != nil {
 		return catalog.Agent{}, err
 	}
-	return g.Catalog.RegisterAgent(ctx, a)
+	return g.Catalog.RegisterAgent(ctx, a, ttl)
 }
 
-func (g gatedCatalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
+func (g gatedCatalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	if err := g.gate(); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func (g gatedCatalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return g.Catalog.HeartbeatAgent(ctx, nodeID)
+	return g.Catalog.HeartbeatAgent(ctx, nodeID, started)
 }
 
 func (g gatedCatalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
@@ -115,7 +116,7 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 		})
 	}
 	a, b := start(&downA), start(&downB)
-	live := func() map[int32]string {
+	registered := func(ttl time.Duration) map[int32]string {
 		agents, _, err := base.LiveAgents(ctx, ttl)
 		if err != nil {
 			t.Fatal(err)
@@ -126,6 +127,7 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 		}
 		return m
 	}
+	live := func() map[int32]string { return registered(ttl) }
 	waitFor(t, 5*time.Second, "both agents live", func() bool { return len(live()) == 2 })
 	nodeA, nodeB := a.Agent.NodeID(), b.Agent.NodeID()
 
@@ -156,7 +158,7 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 	time.Sleep(ttl)
 	downB.Store(true)
 	waitFor(t, 5*time.Second, "A expires B", func() bool {
-		m := live()
+		m := registered(time.Hour) // B's row is gone, not only stale
 		_, ok := m[nodeB]
 		return len(m) == 1 && !ok
 	})
@@ -216,4 +218,85 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestDuplicateAgentID runs two agents with one agent ID on one catalog.
+// The second cannot register while the first heartbeats, and gives up
+// naming the other process. Once the first is cut off past the TTL (a
+// partition, a long pause), a third with the same ID takes the ID and
+// node id over; the first, back, must not claim the node id beside it:
+// it stops coordinating groups and reports not ready until the third
+// leaves, then registers again (under a new node id: the row went with
+// the third's deregistration).
+func TestDuplicateAgentID(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base, err := sqlite.Open(ctx, filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	bkt, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bkt.Close() })
+
+	const ttl = 400 * time.Millisecond
+	const id = "01TWINAGENT0000000000000000"
+	opts := func(down *atomic.Bool) floetest.Options {
+		return floetest.Options{
+			Dir:     t.TempDir(),
+			Catalog: gatedCatalog{Catalog: base, down: down},
+			Bucket:  bkt,
+			Config: func(c *agent.Config) {
+				c.AgentID = id
+				c.HeartbeatInterval = 50 * time.Millisecond
+				c.AgentTTL = ttl
+			},
+		}
+	}
+	var downA, downB, downC atomic.Bool
+	a := floetest.Start(t, opts(&downA))
+	node := a.Agent.NodeID()
+
+	start := time.Now()
+	b, err := floetest.TryStart(t, opts(&downB))
+	if err == nil {
+		b.Stop()
+		t.Fatal("a second agent with a live agent's id started")
+	}
+	if !errors.Is(err, catalog.ErrAgentIDInUse) || !strings.Contains(err.Error(), a.Addr) {
+		t.Fatalf("second agent: %v; want ErrAgentIDInUse naming %s", err, a.Addr)
+	}
+	if waited := time.Since(start); waited < 2*ttl {
+		t.Errorf("second agent gave up after %v, before its heartbeat could have lapsed", waited)
+	}
+	if !a.Agent.Ready() || a.Agent.NodeID() != node {
+		t.Fatalf("the first agent lost its registration to a refused one")
+	}
+
+	downA.Store(true) // A is cut off; its heartbeat lapses
+	c := floetest.Start(t, opts(&downC))
+	if c.Agent.NodeID() != node {
+		t.Fatalf("the agent taking the id over got node %d, want %d", c.Agent.NodeID(), node)
+	}
+	downA.Store(false)
+	waitFor(t, 5*time.Second, "A steps back", func() bool { return !a.Agent.Ready() })
+	if _, _, _, err := a.Agent.Coordinator(ctx, "g"); err == nil {
+		t.Error("the displaced agent still coordinates groups")
+	}
+	time.Sleep(4 * 50 * time.Millisecond)
+	agents, _, err := base.LiveAgents(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 1 || agents[0].Addr != c.Addr || !c.Agent.Ready() {
+		t.Fatalf("live agents %+v; want only the one that took the id over, at %s", agents, c.Addr)
+	}
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A registers again", func() bool { return a.Agent.Ready() })
 }

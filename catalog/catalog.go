@@ -245,9 +245,18 @@ type Catalog interface {
 
 	// Agents. Generation is the membership counter (bumped when an agent
 	// joins or leaves); the agent uses it as every partition's leader epoch.
-	RegisterAgent(ctx context.Context, a Agent) (Agent, error)
-	HeartbeatAgent(ctx context.Context, nodeID int32) error
-	DeregisterAgent(ctx context.Context, nodeID int32) error
+	//
+	// An agent's registration is one incarnation of its ID: a.Started
+	// (truncated to microseconds; now if zero) tells incarnations apart.
+	// RegisterAgent inserts the ID's row, or takes it over — keeping its
+	// NodeID — when the row is a's own incarnation or its heartbeat is at
+	// least ttl old; a live row of another incarnation (two processes given
+	// one agent ID) is ErrAgentIDInUse. Heartbeat and deregistration name
+	// the incarnation, so a process whose ID was taken over can neither
+	// keep the other's row alive nor remove it: it gets ErrUnknownAgent.
+	RegisterAgent(ctx context.Context, a Agent, ttl time.Duration) (Agent, error)
+	HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error
+	DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error
 	// LiveAgents returns agents whose heartbeat is younger than ttl, by
 	// NodeID, and the current generation.
 	LiveAgents(ctx context.Context, ttl time.Duration) ([]Agent, int64, error)

@@ -82,7 +82,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 var answers = []error{
 	ErrTopicExists, ErrUnknownTopic, ErrInvalidTopic, ErrInvalidPartitions, ErrInvalidConfig,
 	ErrOffsetOutOfRange, ErrOutOfOrderSequence, ErrInvalidProducerEpoch, ErrUnknownProducerID,
-	ErrUnknownAgent, context.Canceled,
+	ErrUnknownAgent, ErrAgentIDInUse, context.Canceled,
 }
 
 func (m *Metrics) observe(op string, start time.Time, err error) {
@@ -252,19 +252,19 @@ func (i *instrumented) ListGroups(ctx context.Context) (g []string, err error) {
 	return i.c.ListGroups(ctx)
 }
 
-func (i *instrumented) RegisterAgent(ctx context.Context, a Agent) (r Agent, err error) {
+func (i *instrumented) RegisterAgent(ctx context.Context, a Agent, ttl time.Duration) (r Agent, err error) {
 	defer func(s time.Time) { i.m.observe("register_agent", s, err) }(time.Now())
-	return i.c.RegisterAgent(ctx, a)
+	return i.c.RegisterAgent(ctx, a, ttl)
 }
 
-func (i *instrumented) HeartbeatAgent(ctx context.Context, nodeID int32) (err error) {
+func (i *instrumented) HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) (err error) {
 	defer func(s time.Time) { i.m.observe("heartbeat_agent", s, err) }(time.Now())
-	return i.c.HeartbeatAgent(ctx, nodeID)
+	return i.c.HeartbeatAgent(ctx, nodeID, started)
 }
 
-func (i *instrumented) DeregisterAgent(ctx context.Context, nodeID int32) (err error) {
+func (i *instrumented) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) (err error) {
 	defer func(s time.Time) { i.m.observe("deregister_agent", s, err) }(time.Now())
-	return i.c.DeregisterAgent(ctx, nodeID)
+	return i.c.DeregisterAgent(ctx, nodeID, started)
 }
 
 func (i *instrumented) LiveAgents(ctx context.Context, ttl time.Duration) (a []Agent, gen int64, err error) {

@@ -3,6 +3,7 @@ package catalogtest
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ var groupTests = []namedTest{
 var agentTests = []namedTest{
 	{"Membership", testMembership},
 	{"Expiry", testAgentExpiry},
+	{"Incarnations", testAgentIncarnations},
 }
 
 var leaseTests = []namedTest{
@@ -258,9 +260,9 @@ func testGroupOffsets(t *testing.T, c catalog.Catalog) {
 func testMembership(t *testing.T, c catalog.Catalog) {
 	_, gen0, err := c.LiveAgents(ctx(t), time.Minute)
 	noErr(t, err, "LiveAgents")
-	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.1:9092", Zone: "z1"})
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.1:9092", Zone: "z1"}, time.Minute)
 	noErr(t, err, "RegisterAgent a")
-	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-b", Addr: "10.0.0.2:9092", Zone: "z2"})
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-b", Addr: "10.0.0.2:9092", Zone: "z2"}, time.Minute)
 	noErr(t, err, "RegisterAgent b")
 	if a.NodeID == b.NodeID || a.NodeID < 0 || b.NodeID < 0 {
 		t.Fatalf("node ids %d and %d", a.NodeID, b.NodeID)
@@ -276,34 +278,35 @@ func testMembership(t *testing.T, c catalog.Catalog) {
 	if len(live) != 2 || live[0].NodeID > live[1].NodeID || live[0].Addr == "" || live[0].Zone == "" {
 		t.Fatalf("LiveAgents = %+v", live)
 	}
-	noErr(t, c.HeartbeatAgent(ctx(t), a.NodeID), "HeartbeatAgent")
-	// A restarted agent with the same id keeps its node id.
-	a2, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.9:9092", Zone: "z1"})
+	noErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, a.Started), "HeartbeatAgent")
+	// Registering again (after its row was lost, or with a new address)
+	// keeps the node id.
+	a2, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.9:9092", Zone: "z1", Started: a.Started}, time.Minute)
 	noErr(t, err, "re-register")
 	if a2.NodeID != a.NodeID {
 		t.Fatalf("re-registered agent got node id %d, had %d", a2.NodeID, a.NodeID)
 	}
-	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID), "DeregisterAgent")
-	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID), "DeregisterAgent twice")
+	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID, b.Started), "DeregisterAgent")
+	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID, b.Started), "DeregisterAgent twice")
 	live, gen2, err := c.LiveAgents(ctx(t), time.Minute)
 	noErr(t, err, "LiveAgents")
 	if gen2 <= gen1 || len(live) != 1 || live[0].Addr != "10.0.0.9:9092" {
 		t.Fatalf("after deregister: gen %d (was %d), %+v", gen2, gen1, live)
 	}
-	err = c.HeartbeatAgent(ctx(t), b.NodeID)
+	err = c.HeartbeatAgent(ctx(t), b.NodeID, b.Started)
 	wantErr(t, err, catalog.ErrUnknownAgent, "heartbeat of a deregistered agent")
-	if _, err := c.RegisterAgent(ctx(t), catalog.Agent{}); err == nil {
+	if _, err := c.RegisterAgent(ctx(t), catalog.Agent{}, time.Minute); err == nil {
 		t.Fatal("RegisterAgent without an id succeeded")
 	}
 }
 
 func testAgentExpiry(t *testing.T, c catalog.Catalog) {
-	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "old", Addr: "h:1"})
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "old", Addr: "h:1"}, time.Minute)
 	noErr(t, err, "RegisterAgent")
 	// Generous margins: a loaded machine may take a while between calls.
 	const ttl = time.Second
 	time.Sleep(ttl + 300*time.Millisecond)
-	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "new", Addr: "h:2"})
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "new", Addr: "h:2"}, time.Minute)
 	noErr(t, err, "RegisterAgent")
 	live, gen, err := c.LiveAgents(ctx(t), ttl)
 	noErr(t, err, "LiveAgents")
@@ -320,13 +323,63 @@ func testAgentExpiry(t *testing.T, c catalog.Catalog) {
 	if gen2 <= gen {
 		t.Fatalf("expiry did not bump the generation: %d then %d", gen, gen2)
 	}
-	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID), catalog.ErrUnknownAgent, "heartbeat after expiry")
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, a.Started), catalog.ErrUnknownAgent, "heartbeat after expiry")
 	n, err = c.ExpireAgents(ctx(t), time.Minute)
 	noErr(t, err, "ExpireAgents")
 	_, gen3, err := c.LiveAgents(ctx(t), time.Minute)
 	noErr(t, err, "LiveAgents")
 	if n != 0 || gen3 != gen2 {
 		t.Fatalf("an expiry removing nothing: n %d, generation %d then %d", n, gen2, gen3)
+	}
+}
+
+// testAgentIncarnations: two processes given one agent id. The second is
+// refused while the first's heartbeat is live, and once it lapses takes
+// the id (and node id) over; the first can then neither heartbeat nor
+// deregister the second's row.
+func testAgentIncarnations(t *testing.T, c catalog.Catalog) {
+	t1 := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	t2 := t1.Add(time.Second)
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "twin", Addr: "h:1", Started: t1}, time.Minute)
+	noErr(t, err, "RegisterAgent")
+	if !a.Started.Equal(t1) {
+		t.Fatalf("registered incarnation %v, want %v", a.Started, t1)
+	}
+	_, gen0, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	_, err = c.RegisterAgent(ctx(t), catalog.Agent{ID: "twin", Addr: "h:2", Started: t2}, time.Minute)
+	wantErr(t, err, catalog.ErrAgentIDInUse, "a second incarnation while the first is live")
+	if !strings.Contains(err.Error(), "h:1") {
+		t.Errorf("the refusal %q does not name the holder's address", err)
+	}
+	live, gen, err := c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if gen != gen0 || len(live) != 1 || live[0].Addr != "h:1" || !live[0].Started.Equal(t1) {
+		t.Fatalf("after a refused registration: generation %d (was %d), %+v", gen, gen0, live)
+	}
+	noErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, t1), "HeartbeatAgent")
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, t2), catalog.ErrUnknownAgent, "heartbeat of another incarnation")
+
+	// The first incarnation's heartbeat is older than a nanosecond: lapsed.
+	time.Sleep(time.Millisecond)
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "twin", Addr: "h:2", Started: t2}, time.Nanosecond)
+	noErr(t, err, "RegisterAgent over a lapsed incarnation")
+	if b.NodeID != a.NodeID || !b.Started.Equal(t2) {
+		t.Fatalf("takeover registered %+v, want node %d started %v", b, a.NodeID, t2)
+	}
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, t1), catalog.ErrUnknownAgent, "heartbeat of the displaced incarnation")
+	noErr(t, c.DeregisterAgent(ctx(t), a.NodeID, t1), "DeregisterAgent of the displaced incarnation")
+	noErr(t, c.HeartbeatAgent(ctx(t), b.NodeID, t2), "HeartbeatAgent after the displaced one deregistered")
+	live, _, err = c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if len(live) != 1 || live[0].Addr != "h:2" {
+		t.Fatalf("after takeover: %+v", live)
+	}
+	noErr(t, c.DeregisterAgent(ctx(t), b.NodeID, t2), "DeregisterAgent")
+	live, _, err = c.LiveAgents(ctx(t), time.Minute)
+	noErr(t, err, "LiveAgents")
+	if len(live) != 0 {
+		t.Fatalf("after deregistration: %+v", live)
 	}
 }
 

@@ -185,24 +185,46 @@ func (c *Catalog) ListGroups(ctx context.Context) ([]string, error) {
 
 // RegisterAgent registers a (or re-registers an agent with the same ID,
 // keeping its node id) and bumps the membership generation.
-func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.Agent, error) {
+func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.Duration) (catalog.Agent, error) {
 	if a.ID == "" {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent: empty id")
+	}
+	if ttl <= 0 {
+		return catalog.Agent{}, fmt.Errorf("catalog: register agent %q: ttl %v is not positive", a.ID, ttl)
 	}
 	now := c.now().UTC().Truncate(time.Microsecond)
 	if a.Started.IsZero() {
 		a.Started = now
 	}
+	a.Started = a.Started.UTC().Truncate(time.Microsecond)
+	var holder catalog.Agent
 	err := c.retry(ctx, func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, `WITH a AS (
+		// The upsert takes the row over only from the same incarnation or
+		// a lapsed one; otherwise it returns nothing, and a second query
+		// names the holder for the error message.
+		err := c.pool.QueryRow(ctx, `WITH a AS (
     INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
         started = excluded.started, heartbeat = excluded.heartbeat
+    WHERE agents.started = excluded.started OR agents.heartbeat <= $6
     RETURNING node_id, started, heartbeat
 ), g AS (
-    UPDATE membership SET generation = generation + 1
+    UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM a)
 )
-SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started.UTC(), now).Scan(&a.NodeID, &a.Started, &a.Heartbeat)
+SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started, now, now.Add(-ttl)).Scan(&a.NodeID, &a.Started, &a.Heartbeat)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		holder = catalog.Agent{ID: a.ID}
+		err = c.pool.QueryRow(ctx, `SELECT node_id, addr, started, heartbeat FROM agents WHERE id = $1`, a.ID).
+			Scan(&holder.NodeID, &holder.Addr, &holder.Started, &holder.Heartbeat)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows): // it left meanwhile
+			return fmt.Errorf("%w: its holder just left; try again", catalog.ErrAgentIDInUse)
+		case err != nil:
+			return err
+		}
+		return catalog.AgentIDInUse(holder, now)
 	})
 	if err != nil {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent %q: %w", a.ID, err)
@@ -210,12 +232,14 @@ SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started.UTC(
 	return a, nil
 }
 
-// HeartbeatAgent refreshes the agent's heartbeat; ErrUnknownAgent if it
-// is not registered (expired agents must register again).
-func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
+// HeartbeatAgent refreshes the heartbeat of the agent's incarnation;
+// ErrUnknownAgent if it is not registered (expired agents must register
+// again) or another incarnation took its ID over.
+func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	var n int64
 	err := c.retry(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, `UPDATE agents SET heartbeat = $2 WHERE node_id = $1`, nodeID, c.now().UTC())
+		tag, err := c.pool.Exec(ctx, `UPDATE agents SET heartbeat = $2 WHERE node_id = $1 AND started = $3`,
+			nodeID, c.now().UTC(), started.UTC().Truncate(time.Microsecond))
 		n = tag.RowsAffected()
 		return err
 	})
@@ -228,12 +252,13 @@ func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
 	return nil
 }
 
-// DeregisterAgent removes the agent and bumps the generation. Removing an
-// agent that is not registered succeeds.
-func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32) error {
+// DeregisterAgent removes the agent's incarnation and bumps the
+// generation. Removing an agent that is not registered, or whose ID
+// another incarnation took over, succeeds and changes nothing.
+func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	err := c.retry(ctx, func(ctx context.Context) error {
-		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 RETURNING 1)
-UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID)
+		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 AND started = $2 RETURNING 1)
+UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID, started.UTC().Truncate(time.Microsecond))
 		return err
 	})
 	if err != nil {

@@ -193,9 +193,12 @@ func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
 
 // RegisterAgent registers a (an agent with a known ID keeps its node id)
 // and bumps the membership generation.
-func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.Agent, error) {
+func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.Duration) (catalog.Agent, error) {
 	if a.ID == "" {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent: empty id")
+	}
+	if ttl <= 0 {
+		return catalog.Agent{}, fmt.Errorf("catalog: register agent %q: ttl %v is not positive", a.ID, ttl)
 	}
 	now := c.now().UTC().Truncate(time.Microsecond)
 	if a.Started.IsZero() {
@@ -204,10 +207,24 @@ func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent) (catalog.A
 	a.Started = a.Started.UTC().Truncate(time.Microsecond)
 	a.Heartbeat = now
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)
+		// The upsert takes the row over only from the same incarnation or
+		// a lapsed one; otherwise it returns nothing.
+		err := tx.QueryRowContext(ctx, `INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
     started = excluded.started, heartbeat = excluded.heartbeat
-RETURNING node_id`, a.ID, a.Addr, a.Zone, micros(a.Started), micros(now)).Scan(&a.NodeID); err != nil {
+    WHERE agents.started = excluded.started OR agents.heartbeat <= ?6
+RETURNING node_id`, a.ID, a.Addr, a.Zone, micros(a.Started), micros(now), micros(now.Add(-ttl))).Scan(&a.NodeID)
+		if errors.Is(err, sql.ErrNoRows) {
+			holder := catalog.Agent{ID: a.ID}
+			var started, heartbeat int64
+			if err := tx.QueryRowContext(ctx, `SELECT node_id, addr, started, heartbeat FROM agents WHERE id = ?1`, a.ID).
+				Scan(&holder.NodeID, &holder.Addr, &started, &heartbeat); err != nil {
+				return err
+			}
+			holder.Started, holder.Heartbeat = fromMicros(started), fromMicros(heartbeat)
+			return catalog.AgentIDInUse(holder, now)
+		}
+		if err != nil {
 			return err
 		}
 		return bumpGeneration(ctx, tx)
@@ -218,11 +235,13 @@ RETURNING node_id`, a.ID, a.Addr, a.Zone, micros(a.Started), micros(now)).Scan(&
 	return a, nil
 }
 
-// HeartbeatAgent refreshes the agent's heartbeat; ErrUnknownAgent if it
-// is not registered.
-func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
+// HeartbeatAgent refreshes the heartbeat of the agent's incarnation;
+// ErrUnknownAgent if it is not registered or another incarnation took its
+// ID over.
+func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE agents SET heartbeat = ?2 WHERE node_id = ?1`, nodeID, micros(c.now()))
+		res, err := tx.ExecContext(ctx, `UPDATE agents SET heartbeat = ?2 WHERE node_id = ?1 AND started = ?3`,
+			nodeID, micros(c.now()), micros(started))
 		if err != nil {
 			return err
 		}
@@ -237,11 +256,12 @@ func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32) error {
 	return nil
 }
 
-// DeregisterAgent removes the agent and bumps the generation; removing an
-// unregistered agent succeeds.
-func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32) error {
+// DeregisterAgent removes the agent's incarnation and bumps the
+// generation; removing an unregistered agent, or one whose ID another
+// incarnation took over, succeeds and changes nothing.
+func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM agents WHERE node_id = ?1`, nodeID)
+		res, err := tx.ExecContext(ctx, `DELETE FROM agents WHERE node_id = ?1 AND started = ?2`, nodeID, micros(started))
 		if err != nil {
 			return err
 		}

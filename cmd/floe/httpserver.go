@@ -36,7 +36,7 @@ func (h health) live() error { return h.wal.Healthy() }
 // works, and the catalog and the bucket answer.
 func (h health) ready(ctx context.Context) error {
 	if !h.agent.Ready() {
-		return errors.New("agent is not serving (starting or draining)")
+		return errors.New("agent is not serving (starting, draining, or its agent id is registered by another process)")
 	}
 	if err := h.wal.Healthy(); err != nil {
 		return err

@@ -87,6 +87,13 @@ func Start(t testing.TB, opts Options) *Agent {
 	return a
 }
 
+// TryStart is Start for an agent that may fail to start: it returns the
+// error instead of failing t, and a started agent's Stop is the caller's.
+func TryStart(t testing.TB, opts Options) (*Agent, error) {
+	t.Helper()
+	return start(t, opts)
+}
+
 func start(t testing.TB, opts Options) (*Agent, error) {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
