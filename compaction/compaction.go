@@ -185,6 +185,11 @@ type Compactor struct {
 	now    func() time.Time
 
 	lastOrphanSweep time.Time
+	// mergeFrom is where the next merge pass over a partition starts
+	// reading (absent: the log start). Only RunOnce, one at a time, uses
+	// it; it lives as long as the Compactor, and another Compactor taking
+	// a shard over starts from the log start.
+	mergeFrom map[catalog.TopicPartition]int64
 }
 
 // New makes a Compactor. now may be nil (time.Now).
@@ -203,7 +208,8 @@ func New(cfg Config, cat Catalog, bucket objstore.Bucket, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now}, nil
+	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now,
+		mergeFrom: map[catalog.TopicPartition]int64{}}, nil
 }
 
 // Run runs a pass every Config.Interval until ctx ends. Errors of a pass
@@ -236,11 +242,18 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 		return fmt.Errorf("compaction: list topics: %w", err)
 	}
 	shards := make([][]partition, c.cfg.Shards)
+	exists := make(map[catalog.TopicID]int32, len(topics))
 	for _, t := range topics {
+		exists[t.ID] = t.Partitions
 		for p := int32(0); p < t.Partitions; p++ {
 			tp := catalog.TopicPartition{TopicID: t.ID, Partition: p}
 			s := shardOf(tp, c.cfg.Shards)
 			shards[s] = append(shards[s], partition{tp: tp, topic: t})
+		}
+	}
+	for tp := range c.mergeFrom {
+		if tp.Partition >= exists[tp.TopicID] {
+			delete(c.mergeFrom, tp) // its topic was deleted
 		}
 	}
 	var errs []error

@@ -15,17 +15,31 @@ import (
 	"github.com/floebroker/floe/segment"
 )
 
-// mergeRowsPerPass bounds the rows one pass reads of a partition; the
-// next pass continues (merged rows are no longer candidates).
-const mergeRowsPerPass = 5000
+// mergeRowsPerPass bounds the rows one pass reads of a partition (a
+// variable for tests).
+var mergeRowsPerPass = 5000
 
 // merge rewrites the partition's rows held in small objects older than
 // MergeMinAge into per-partition objects of up to TargetBytes. Each output
 // object replaces a run of consecutive candidate rows in one SwapRows.
+//
+// A pass reads one page of mergeRowsPerPass rows, from where the previous
+// pass over the partition stopped (c.mergeFrom), and the pass after the
+// last page starts again at the log start, where rows that were too young
+// may have aged into candidates since. Always reading from the log start
+// would never get past a first page of rows that are not candidates (in
+// large objects, or merged already): a partition busy for a while (5,000
+// flushes), then quiet, would never have its later small objects merged.
 func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew func() error) error {
-	rows, err := c.cat.CompactionRows(ctx, tp, 0, mergeRowsPerPass)
+	rows, err := c.cat.CompactionRows(ctx, tp, c.mergeFrom[tp], mergeRowsPerPass)
 	if err != nil {
 		return fmt.Errorf("compaction: merge: %w", err)
+	}
+	full := len(rows) == mergeRowsPerPass
+	if full {
+		c.mergeFrom[tp] = rows[len(rows)-1].LastOffset + 1
+	} else {
+		delete(c.mergeFrom, tp)
 	}
 	cutoff := c.now().Add(-c.cfg.MergeMinAge)
 	var group []catalog.CompactionRow
@@ -49,6 +63,14 @@ func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew 
 			group = append(group, r)
 			groupBytes += r.ByteLength
 		}
+	}
+	// A group cut off by the page's end may go on in the next page: leave
+	// it to the next pass, which starts at it, rather than merge a
+	// fragment — unless it started the page (it would start the next one
+	// too, and never be merged).
+	if full && len(group) > 0 && group[0].BaseOffset > rows[0].BaseOffset {
+		c.mergeFrom[tp] = group[0].BaseOffset
+		return nil
 	}
 	return done()
 }
