@@ -3,7 +3,8 @@ package agent
 // InitProducerId (key 22), versions 0-5, for idempotent producers: a null
 // transactional id allocates a producer id (epoch 0); v3+ requests naming
 // their current id and epoch get the epoch bumped (KIP-360), fencing the
-// old one; an id the catalog does not know gets a fresh id.
+// old one; an id the catalog does not know, or an exhausted epoch
+// (franz-go bumps locally up to MaxInt16-1, then asks), gets a fresh id.
 //
 // Differences from Kafka: transactions are not supported. A transactional
 // id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED (clients also find no
@@ -31,7 +32,10 @@ func (a *Agent) handleInitProducerID(ctx context.Context, _ *request, req *kmsg.
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 		return resp, nil
 	}
-	if req.Version >= 3 && req.ProducerID >= 0 {
+	// An exhausted epoch cannot be bumped: a new id, as Kafka gives. An
+	// error here would be the producer's last answer: franz-go keeps a
+	// non-retriable InitProducerId error and fails every later record.
+	if req.Version >= 3 && req.ProducerID >= 0 && !catalog.EpochExhausted(req.ProducerEpoch) {
 		epoch, err := a.cat.BumpProducerEpoch(ctx, req.ProducerID, req.ProducerEpoch)
 		switch {
 		case err == nil:

@@ -17,7 +17,7 @@ import (
 func NextProducerEpoch(cur, given int16) (int16, error) {
 	switch {
 	case given >= cur:
-		if given >= math.MaxInt16-1 {
+		if EpochExhausted(given) {
 			return 0, fmt.Errorf("%w: epoch %d exhausted; allocate a new producer id", ErrInvalidProducerEpoch, given)
 		}
 		return given + 1, nil
@@ -27,3 +27,8 @@ func NextProducerEpoch(cur, given int16) (int16, error) {
 		return 0, fmt.Errorf("%w: epoch %d is older than the current %d", ErrInvalidProducerEpoch, given, cur)
 	}
 }
+
+// EpochExhausted reports whether a producer at epoch has no epoch left to
+// move to (Kafka's isProducerEpochExhausted): NextProducerEpoch refuses it,
+// and an InitProducerId naming it gets a new producer id instead.
+func EpochExhausted(epoch int16) bool { return epoch >= math.MaxInt16-1 }

@@ -2,6 +2,7 @@ package catalogtest
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ var producerTests = []namedTest{
 	{"AllocateIDs", testAllocateIDs},
 	{"Duplicates", testDuplicates},
 	{"OutOfOrder", testOutOfOrder},
+	{"SequenceWrap", testSequenceWrap},
 	{"RejectedByKey", testRejectedByKey},
 	{"Fencing", testFencing},
 	{"BumpEpoch", testBumpEpoch},
@@ -112,6 +114,41 @@ func testOutOfOrder(t *testing.T, c catalog.Catalog) {
 	}
 	if o := offsets(t, c, tp); o.HighWatermark != 4 {
 		t.Fatalf("rejected batch stored: %+v", o)
+	}
+}
+
+// testSequenceWrap: sequences wrap from MaxInt32 to 0 (Kafka's
+// DefaultRecordBatch.incrementSequence), a batch spanning the wrap is
+// deduplicated like any other, and the largest epochs are accepted.
+func testSequenceWrap(t *testing.T, c catalog.Catalog) {
+	topic := createTopic(t, c, "t", 1, nil)
+	tp := tpOf(topic, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	r := commit(t, c, segment(idemBatch(tp, 2, pid, epoch, math.MaxInt32-3)))
+	if r.Results[0].Err != nil || r.Results[0].BaseOffset != 0 {
+		t.Fatalf("first batch: %s", describe(r.Results[0]))
+	}
+	wrap := idemBatch(tp, 4, pid, epoch, math.MaxInt32-1) // MaxInt32-1 … 1
+	r = commit(t, c, segment(wrap))
+	if r.Results[0].Err != nil || r.Results[0].Duplicate || r.Results[0].BaseOffset != 2 {
+		t.Fatalf("batch across the wrap: %s", describe(r.Results[0]))
+	}
+	r = commit(t, c, segment(wrap, idemBatch(tp, 1, pid, epoch, 2)))
+	if r.Results[0].Err != nil || !r.Results[0].Duplicate || r.Results[0].BaseOffset != 2 {
+		t.Fatalf("retry of the batch across the wrap: %s", describe(r.Results[0]))
+	}
+	if r.Results[1].Err != nil || r.Results[1].BaseOffset != 6 {
+		t.Fatalf("batch after the wrap: %s", describe(r.Results[1]))
+	}
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, epoch, 0)))
+	wantErr(t, r.Results[0].Err, catalog.ErrOutOfOrderSequence, "partial overlap with the wrapped batch")
+	r = commit(t, c, segment(idemBatch(tp, 1, pid, math.MaxInt16, 0)))
+	if r.Results[0].Err != nil || r.Results[0].BaseOffset != 7 {
+		t.Fatalf("epoch MaxInt16: %s", describe(r.Results[0]))
+	}
+	if o := offsets(t, c, tp); o.HighWatermark != 8 {
+		t.Fatalf("offsets %+v, want high watermark 8", o)
 	}
 }
 
