@@ -12,6 +12,7 @@ import (
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/file"
 	"github.com/floebroker/floe/tests/floetest"
 )
@@ -82,16 +83,10 @@ func (g gatedCatalog) CommitsSince(ctx context.Context, after int64, limit int) 
 	return g.Catalog.CommitsSince(ctx, after, limit)
 }
 
-// TestCatalogOutageKeepsFleet takes the catalog away from a fleet of two
-// agents for longer than the agent TTL and brings it back. Every agent's
-// heartbeat lapsed for the same reason, so none is dead: the first agent
-// to reach the catalog again must not expire the others (which would make
-// them register again under new node ids, moving every group coordinator
-// and partition leader of theirs), and the fleet must come back as it was.
-func TestCatalogOutageKeepsFleet(t *testing.T) {
+// sharedStores opens a catalog and a bucket for a fleet of test agents.
+func sharedStores(t *testing.T) (catalog.Catalog, objstore.Bucket) {
 	dir := t.TempDir()
-	ctx := context.Background()
-	base, err := sqlite.Open(ctx, filepath.Join(dir, "catalog.db"), catalog.Options{})
+	base, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +96,18 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bkt.Close() })
+	return base, bkt
+}
+
+// TestCatalogOutageKeepsFleet takes the catalog away from a fleet of two
+// agents for longer than the agent TTL and brings it back. Every agent's
+// heartbeat lapsed for the same reason, so none is dead: the first agent
+// to reach the catalog again must not expire the others (which would make
+// them register again under new node ids, moving every group coordinator
+// and partition leader of theirs), and the fleet must come back as it was.
+func TestCatalogOutageKeepsFleet(t *testing.T) {
+	ctx := context.Background()
+	base, bkt := sharedStores(t)
 
 	var downA, downB atomic.Bool
 	const ttl = 600 * time.Millisecond
@@ -229,18 +236,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // leaves, then registers again (under a new node id: the row went with
 // the third's deregistration).
 func TestDuplicateAgentID(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	base, err := sqlite.Open(ctx, filepath.Join(dir, "catalog.db"), catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { base.Close() })
-	bkt, err := file.New(filepath.Join(dir, "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bkt.Close() })
+	base, bkt := sharedStores(t)
 
 	const ttl = 400 * time.Millisecond
 	const id = "01TWINAGENT0000000000000000"
