@@ -7,9 +7,9 @@ package agent
 // (franz-go bumps locally up to MaxInt16-1, then asks), gets a fresh id.
 //
 // Differences from Kafka: transactions are not supported. A transactional
-// id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED (clients also find no
-// transaction coordinator: FindCoordinator is not served); an empty one
-// INVALID_REQUEST, as in Kafka.
+// id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED (clients normally stop
+// before, at FindCoordinator, which answers their transactional id the
+// same); an empty one INVALID_REQUEST, as in Kafka.
 
 import (
 	"context"

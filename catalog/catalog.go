@@ -195,6 +195,9 @@ type Agent struct {
 type Catalog interface {
 	// Topics.
 	CreateTopic(ctx context.Context, spec TopicSpec) (Topic, error)
+	// DeleteTopic removes the topic with its partitions, batch rows,
+	// producer state and the offsets groups committed for it (a topic
+	// created again under the name starts with none, as in Kafka).
 	DeleteTopic(ctx context.Context, name string) error
 	Topic(ctx context.Context, name string) (Topic, error)
 	TopicByID(ctx context.Context, id TopicID) (Topic, error)

@@ -51,7 +51,12 @@ func (c *Coordinator) findCoordinator(ctx context.Context, req *kmsg.FindCoordin
 			}
 			rc.NodeID, rc.Host, rc.Port = node, host, port
 		case keyTypeTransaction:
-			rc.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			// What Kafka answers a producer not authorized for its
+			// transactional id: clients fail at once with a fatal error
+			// naming the reason. COORDINATOR_NOT_AVAILABLE would have them
+			// retry until their init timeout (Java: 60 s), and end in a
+			// retriable error that applications retry forever.
+			rc.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 			rc.ErrorMessage = kmsg.StringPtr("Floe has no transaction coordinator")
 		case keyTypeShare:
 			rc.ErrorCode = kerr.InvalidRequest.Code

@@ -42,9 +42,10 @@
 //     ConsumerGroupHeartbeat for a classic group with members gets
 //     GROUP_ID_NOT_FOUND (Kafka's behaviour with
 //     group.consumer.migration.policy=disabled). An empty group converts.
-//   - FindCoordinator for transactions answers COORDINATOR_NOT_AVAILABLE
-//     with a message (this package has no transaction coordinator), and
-//     for share groups INVALID_REQUEST.
+//   - FindCoordinator for transactions answers
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED with a message (this package
+//     has no transaction coordinator), so transactional producers fail at
+//     once, and for share groups INVALID_REQUEST.
 //   - An OffsetCommit from a KIP-848 member with an older epoch is accepted
 //     when every committed partition is still owned by that member (what
 //     Kafka 4.3 relaxed, KIP-1251), instead of STALE_MEMBER_EPOCH.

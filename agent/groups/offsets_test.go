@@ -330,7 +330,7 @@ func TestFindCoordinator(t *testing.T) {
 		keyType int8
 		want    *kerr.Error
 	}{
-		{"transaction", keyTypeTransaction, kerr.CoordinatorNotAvailable},
+		{"transaction", keyTypeTransaction, kerr.TransactionalIDAuthorizationFailed},
 		{"share", keyTypeShare, kerr.InvalidRequest},
 		{"unknown", 9, kerr.InvalidRequest},
 	} {

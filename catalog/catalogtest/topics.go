@@ -175,9 +175,22 @@ func testDeleteTopic(t *testing.T, c catalog.Catalog) {
 	topic := createTopic(t, c, "doomed", 2, nil)
 	other := createTopic(t, c, "kept", 1, nil)
 	commit(t, c, segment(batch(tpOf(topic, 0), 5, 1), batch(tpOf(other, 0), 2, 1)))
+	noErr(t, c.CommitOffsets(ctx(t), "g", []catalog.GroupOffset{
+		{Topic: "doomed", Partition: 0, Offset: 5, LeaderEpoch: -1},
+		{Topic: "doomed", Partition: 1, Offset: 1, LeaderEpoch: -1},
+		{Topic: "kept", Partition: 0, Offset: 2, LeaderEpoch: -1},
+	}), "CommitOffsets")
 	noErr(t, c.DeleteTopic(ctx(t), "doomed"), "DeleteTopic")
 	_, err := c.Topic(ctx(t), "doomed")
 	wantErr(t, err, catalog.ErrUnknownTopic, "Topic after delete")
+	// The topic's committed offsets go with it (as Kafka deletes them), so
+	// a group does not resume a topic re-created under the name at offsets
+	// it reached in the old one.
+	left, err := c.FetchOffsets(ctx(t), "g", nil)
+	noErr(t, err, "FetchOffsets after delete")
+	if len(left) != 1 || left[0].Topic != "kept" || left[0].Offset != 2 {
+		t.Fatalf("offsets after delete = %+v, want only kept's", left)
+	}
 	_, err = c.Offsets(ctx(t), tpOf(topic, 0))
 	wantErr(t, err, catalog.ErrUnknownTopic, "Offsets after delete")
 

@@ -95,8 +95,10 @@ func (c *Catalog) learnTopic(t catalog.Topic) {
 	}
 }
 
-// DeleteTopic removes the topic, its partitions, batch rows and producer
-// state. Its objects stay until garbage collection finds them unreferenced.
+// DeleteTopic removes the topic, its partitions, batch rows, producer
+// state and the offsets groups committed for it (as Kafka does, so a topic
+// created again under the name is not read from the old one's offsets). Its
+// objects stay until garbage collection finds them unreferenced.
 func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 	if !storable(name) {
 		return fmt.Errorf("catalog: delete topic %q: %w", name, catalog.ErrUnknownTopic)
@@ -117,6 +119,12 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 		b.Queue(`DELETE FROM batches WHERE topic_id = $1`, id)
 		b.Queue(`DELETE FROM producer_state WHERE topic_id = $1`, id)
 		b.Queue(`DELETE FROM topics WHERE id = $1`, id)
+		// Offsets are locked in key order, as CommitOffsets takes them,
+		// so a commit racing the delete cannot deadlock with it.
+		b.Queue(`DELETE FROM group_offsets g USING (
+    SELECT group_id, partition FROM group_offsets WHERE topic = $1
+    ORDER BY group_id, partition FOR UPDATE) AS l
+WHERE g.group_id = l.group_id AND g.topic = $1 AND g.partition = l.partition`, name)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

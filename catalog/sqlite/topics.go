@@ -79,8 +79,10 @@ INSERT INTO partitions (topic_id, partition) SELECT ?1, p FROM s`, id[:], spec.P
 	return t, nil
 }
 
-// DeleteTopic removes the topic, its partitions, batch rows and producer
-// state. Its objects stay until garbage collection finds them unreferenced.
+// DeleteTopic removes the topic, its partitions, batch rows, producer
+// state and the offsets groups committed for it (as Kafka does, so a topic
+// created again under the name is not read from the old one's offsets). Its
+// objects stay until garbage collection finds them unreferenced.
 func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
 		var id []byte
@@ -101,7 +103,8 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 				return err
 			}
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE topic = ?1`, name)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
