@@ -80,6 +80,24 @@ type CompactionStats struct {
 // CompactionStats.Objects). PruneTombstones deletes tombstones only after
 // a long retention (DefaultTombstoneRetention); a WAL buffer older than
 // that is refused at replay (agent/flush Config.MaxReplayAge).
+//
+// Producer expiry: idempotent-producer state would otherwise live as long
+// as its topic, and clients take a new producer id at every start, so
+// short-lived producers grow it without bound (one row per producer and
+// partition written). As Kafka drops a producer's state once it has been
+// idle for producer.id.expiration.ms, ExpireProducerStates deletes the
+// state of a producer on a partition that no commit has written for that
+// long, and ExpireProducers then the producer's epoch once it has none
+// left. What the producer sees afterwards is what a Kafka broker gives a
+// producer it has no state for (KIP-360): its next batch is accepted at
+// any sequence and starts a new state (a retry of a batch from before the
+// expiry is stored again, as in Kafka), and InitProducerId naming the
+// expired id gets a new one. A commit that read or remembered
+// (commitplan.StateCache) a state or epoch that expiry deleted finds it
+// gone when it verifies it under its locks, and starts over from what is
+// stored; a commit that wrote the state since is newer than the cutoff,
+// and the delete, which re-checks the age of each row it deletes, keeps
+// it.
 type Compactor interface {
 	// CompactionRows returns up to limit rows of tp with last offset ≥
 	// from, ascending.
@@ -105,6 +123,15 @@ type Compactor interface {
 	// PruneTombstones deletes up to limit tombstones made before `before`
 	// and returns how many it deleted.
 	PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error)
+	// ExpireProducerStates deletes up to limit producer states (one
+	// producer's sequence state on one partition) that no commit has
+	// written since before `before`, and returns how many it deleted.
+	ExpireProducerStates(ctx context.Context, before time.Time, limit int) (int, error)
+	// ExpireProducers deletes up to limit producers (the epochs of
+	// AllocateProducerID and BumpProducerEpoch) neither allocated nor
+	// bumped since before `before` that have no producer state left, and
+	// returns how many it deleted. Run it after ExpireProducerStates.
+	ExpireProducers(ctx context.Context, before time.Time, limit int) (int, error)
 	// KnownObjects returns the subset of keys the objects table holds as
 	// live objects (not tombstones: a tombstone's key found in the bucket
 	// is a replay's re-put that nothing references).

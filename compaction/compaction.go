@@ -2,9 +2,11 @@
 // small multi-partition segment objects into large per-partition ones,
 // enforces retention (retention.ms, retention.bytes, DeleteRecords),
 // applies log compaction (cleanup.policy=compact: the latest record per
-// key, see logcompact.go for the exact rules) and deletes objects no
+// key, see logcompact.go for the exact rules), deletes objects no
 // catalog row references, keeping their catalog rows as tombstones for
-// TombstoneRetention (see catalog.Compactor).
+// TombstoneRetention (see catalog.Compactor), and expires idempotent
+// producers idle for ProducerExpiration, as Kafka's
+// producer.id.expiration.ms.
 //
 // Every agent runs one Compactor. Work is split into shards of partitions
 // (a hash of topic id and partition) plus one GC sweep, each owned through
@@ -87,6 +89,14 @@ type Config struct {
 	// shorter than the agents' flush.Config.MaxReplayAge; both default to
 	// catalog.DefaultTombstoneRetention.
 	TombstoneRetention time.Duration
+	// ProducerExpiration is how long an idempotent producer's state on a
+	// partition is kept after its last write there (then its epoch, once
+	// it has no state left), as Kafka's producer.id.expiration.ms: the
+	// producer's next batch is then accepted at any sequence, and a retry
+	// of a batch from before is no longer recognised. Clients take a new
+	// producer id at every start, so without it short-lived producers
+	// would grow the catalog without bound.
+	ProducerExpiration time.Duration
 	Shards             int
 	LeaseTTL           time.Duration
 	// Disabled turns the loop off (Run waits for ctx).
@@ -102,6 +112,10 @@ const (
 	DefaultOrphanInterval = 10 * time.Minute
 	DefaultShards         = 16
 	DefaultLeaseTTL       = time.Minute
+
+	// DefaultProducerExpiration is Kafka's producer.id.expiration.ms
+	// default.
+	DefaultProducerExpiration = 24 * time.Hour
 )
 
 // DevConfig tightens the loops for `floe dev`, so a user sees retention
@@ -122,6 +136,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.GCGrace, "compaction.gc-grace", d.GCGrace, "how long an unreferenced object is kept (longer than any fetch)")
 	fs.DurationVar(&c.OrphanInterval, "compaction.orphan-interval", d.OrphanInterval, "how often the bucket is listed for orphaned uploads")
 	fs.DurationVar(&c.TombstoneRetention, "compaction.tombstone-retention", d.TombstoneRetention, "how long a collected object's catalog row is kept to recognise late WAL replays (at least the agents' max replay age)")
+	fs.DurationVar(&c.ProducerExpiration, "compaction.producer-expiration", d.ProducerExpiration, "how long an idle idempotent producer's state is kept (Kafka's producer.id.expiration.ms)")
 	fs.IntVar(&c.Shards, "compaction.shards", d.Shards, "partition shards (one lease each)")
 	fs.DurationVar(&c.LeaseTTL, "compaction.lease-ttl", d.LeaseTTL, "how long a dead worker's lease blocks others")
 	fs.BoolVar(&c.Disabled, "compaction.disabled", c.Disabled, "do not run compaction, retention or GC on this agent")
@@ -140,6 +155,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.OrphanInterval, DefaultOrphanInterval)
 	def(&c.LeaseTTL, DefaultLeaseTTL)
 	def(&c.TombstoneRetention, catalog.DefaultTombstoneRetention)
+	def(&c.ProducerExpiration, DefaultProducerExpiration)
 	if c.TargetBytes == 0 {
 		c.TargetBytes = DefaultTargetBytes
 	}
@@ -159,7 +175,8 @@ func (c Config) Validate() error {
 		return errors.New("compaction: config: cluster is required")
 	case c.Holder == "":
 		return errors.New("compaction: config: holder is required")
-	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0:
+	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0 ||
+		c.ProducerExpiration <= 0:
 		return errors.New("compaction: config: intervals must be positive")
 	case c.TombstoneRetention < c.GCGrace:
 		return errors.New("compaction: config: tombstone retention must be at least the GC grace")
@@ -184,7 +201,8 @@ type Compactor struct {
 	m      *metrics
 	now    func() time.Time
 
-	lastOrphanSweep time.Time
+	lastOrphanSweep    time.Time
+	lastProducerExpiry time.Time
 	// mergeFrom is where the next merge pass over a partition starts
 	// reading (absent: the log start). Only RunOnce, one at a time, uses
 	// it; it lives as long as the Compactor, and another Compactor taking

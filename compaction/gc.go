@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/floebroker/floe/objstore"
 )
@@ -13,12 +16,13 @@ const gcBatch = 500
 
 // gcPass deletes objects no row has referenced for GCGrace (leaving
 // their catalog rows as tombstones), prunes tombstones older than
-// TombstoneRetention, then (every
-// OrphanInterval) lists the cluster's key space for objects the catalog
-// does not know that are older than GCGrace. The catalog row turns into a
-// tombstone first: a crash before the bucket delete leaves an orphan,
-// which the listing finds (KnownObjects ignores tombstones); the other
-// order could leave a row naming a deleted object.
+// TombstoneRetention, expires producers idle for ProducerExpiration (at
+// most every producerExpiryInterval), then (every OrphanInterval) lists
+// the cluster's key space for objects the catalog does not know that are
+// older than GCGrace. The catalog row turns into a tombstone first: a
+// crash before the bucket delete leaves an orphan, which the listing finds
+// (KnownObjects ignores tombstones); the other order could leave a row
+// naming a deleted object.
 func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 	before := c.now().Add(-c.cfg.GCGrace)
 	for {
@@ -59,6 +63,12 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 			return err
 		}
 	}
+	if c.now().Sub(c.lastProducerExpiry) >= min(producerExpiryInterval, c.cfg.ProducerExpiration) {
+		if err := c.expireProducers(ctx, renew); err != nil {
+			return err
+		}
+		c.lastProducerExpiry = c.now()
+	}
 	if c.now().Sub(c.lastOrphanSweep) < c.cfg.OrphanInterval {
 		return nil
 	}
@@ -66,6 +76,45 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 		return err
 	}
 	c.lastOrphanSweep = c.now()
+	return nil
+}
+
+// producerExpiryInterval is how often idle producers are looked for, as
+// Kafka's producer.id.expiration.check.interval.ms (10 minutes) does:
+// finding them scans the producer state (catalog.Compactor), which no
+// index on its write time helps, on purpose, so it runs rarely. (With a
+// ProducerExpiration shorter than this, every ProducerExpiration.)
+const producerExpiryInterval = 10 * time.Minute
+
+// expiryBatch is how many rows one expiry statement deletes: each is a
+// short transaction of its own, so commits are never held up long.
+const expiryBatch = 1000
+
+// expireProducers deletes the producer states idle for
+// ProducerExpiration, then the producers left with none.
+func (c *Compactor) expireProducers(ctx context.Context, renew func() error) error {
+	before := c.now().Add(-c.cfg.ProducerExpiration)
+	for _, step := range []struct {
+		expire  func(context.Context, time.Time, int) (int, error)
+		counter prometheus.Counter
+	}{
+		{c.cat.ExpireProducerStates, c.m.producerStatesExpired},
+		{c.cat.ExpireProducers, c.m.producersExpired},
+	} {
+		for {
+			if err := renew(); err != nil {
+				return err
+			}
+			n, err := step.expire(ctx, before, expiryBatch)
+			if err != nil {
+				return fmt.Errorf("compaction: producer expiry: %w", err)
+			}
+			step.counter.Add(float64(n))
+			if n < expiryBatch {
+				break
+			}
+		}
+	}
 	return nil
 }
 

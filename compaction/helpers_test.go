@@ -58,15 +58,29 @@ type env struct {
 
 // eachBackend runs fn against SQLite and (when FLOE_TEST_POSTGRES_URL is
 // set; required under CI=true) PostgreSQL.
-func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
+func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) { backends(t, false, fn) }
+
+// eachBackendOnClock is eachBackend with catalogs that stamp what they
+// write (commits, producer state, leases) with the env's clock instead of
+// the real one.
+func eachBackendOnClock(t *testing.T, fn func(t *testing.T, e *env)) { backends(t, true, fn) }
+
+func backends(t *testing.T, onClock bool, fn func(t *testing.T, e *env)) {
+	options := func(clk *clock) catalog.Options {
+		if onClock {
+			return catalog.Options{Now: clk.Now}
+		}
+		return catalog.Options{}
+	}
 	t.Run("sqlite", func(t *testing.T) {
 		ctx := context.Background()
-		c, err := sqlite.Open(ctx, t.TempDir()+"/catalog.db", catalog.Options{})
+		clk := &clock{}
+		c, err := sqlite.Open(ctx, t.TempDir()+"/catalog.db", options(clk))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		fn(t, newEnv(t, c))
+		fn(t, newEnv(t, c, clk))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		u := os.Getenv("FLOE_TEST_POSTGRES_URL")
@@ -76,17 +90,17 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 			}
 			t.Skip("FLOE_TEST_POSTGRES_URL is not set: skipping PostgreSQL (eval \"$(scripts/services.sh env)\")")
 		}
-		c, err := postgres.Open(context.Background(), freshSchema(t, u), catalog.Options{})
+		clk := &clock{}
+		c, err := postgres.Open(context.Background(), freshSchema(t, u), options(clk))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		fn(t, newEnv(t, c))
+		fn(t, newEnv(t, c, clk))
 	})
 }
 
-func newEnv(t *testing.T, c compaction.Catalog) *env {
-	clk := &clock{}
+func newEnv(t *testing.T, c compaction.Catalog, clk *clock) *env {
 	return &env{t: t, cat: c, bucket: mem.New(time.Now), clk: clk}
 }
 

@@ -23,6 +23,10 @@ type metrics struct {
 	tombstones       prometheus.Gauge
 	liveBytes        prometheus.Gauge
 	lag              prometheus.Gauge
+
+	// Idempotent-producer expiry.
+	producerStatesExpired prometheus.Counter
+	producersExpired      prometheus.Counter
 }
 
 // newMetrics registers compaction's collectors on reg (nil: unregistered),
@@ -39,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		swapConflicts:    counter(prometheus.CounterOpts{Name: "floe_compaction_swap_conflicts_total", Help: "Merges and log compactions that lost a race and were dropped."}),
 		rowsTrimmed:      counter(prometheus.CounterOpts{Name: "floe_compaction_rows_trimmed_total", Help: "Catalog rows removed below the log start."}),
 		tombstonesPruned: counter(prometheus.CounterOpts{Name: "floe_compaction_tombstones_pruned_total", Help: "Catalog tombstones of collected objects pruned after their retention."}),
+		producerStatesExpired: counter(prometheus.CounterOpts{Name: "floe_compaction_producer_states_expired_total",
+			Help: "Idempotent producer states (one producer on one partition) deleted after compaction.producer-expiration without a write."}),
+		producersExpired: counter(prometheus.CounterOpts{Name: "floe_compaction_producers_expired_total",
+			Help: "Idempotent producer ids (epochs) deleted once idle for compaction.producer-expiration with no state left."}),
 		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_compaction_gc_deleted_objects_total", Help: "Objects deleted by garbage collection.",
 		}, []string{"reason"}),
@@ -54,7 +62,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var err error
 	for _, f := range []*prometheus.Counter{&m.bytesCompacted, &m.objectsCompacted, &m.rowsBefore, &m.rowsAfter,
-		&m.recordsRemoved, &m.swapConflicts, &m.rowsTrimmed, &m.tombstonesPruned, &m.errors} {
+		&m.recordsRemoved, &m.swapConflicts, &m.rowsTrimmed, &m.tombstonesPruned, &m.producerStatesExpired,
+		&m.producersExpired, &m.errors} {
 		if *f, err = reuse(reg, *f); err != nil {
 			return nil, err
 		}

@@ -36,6 +36,10 @@ var compactionTests = []struct {
 	{"ForgetObjectRefusesReferenced", testForgetReferenced},
 	{"ConcurrentSwapsStampSharedObject", testConcurrentSwapsStamp},
 	{"ConcurrentSwapAndTrimStampSharedObject", testConcurrentSwapAndTrimStamp},
+	{"ExpireProducerStates", testExpireProducerStates},
+	{"ExpireProducers", testExpireProducers},
+	{"ProducerAfterExpiry", testProducerAfterExpiry},
+	{"ExpiryRacesCommits", testExpiryRacesCommits},
 }
 
 // Far enough either side of "now" for both the Go clock and the

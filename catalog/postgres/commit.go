@@ -49,12 +49,15 @@ import (
 //
 // If the check fails (a concurrent commit of the same producer on the same
 // partition, a topic created or deleted, the key committed meanwhile, a
-// remembered state gone stale) nothing is written, the catalog forgets
-// what it remembered about the segment, and the commit starts over with
-// round trip 1. After a few such conflicts it runs in locked mode instead:
-// round trip 1 opens the transaction and takes the locks before reading,
-// so the check cannot fail for lack of isolation and the commit makes
-// progress whatever the load.
+// remembered state gone stale, a state or epoch deleted by producer expiry:
+// sqlExpireStates) nothing is written, the catalog forgets what it
+// remembered about the segment, and the commit starts over with round
+// trip 1. After a few such conflicts it runs in locked mode instead: round
+// trip 1 opens the transaction and takes the locks before reading, so the
+// check cannot fail for lack of isolation and the commit makes progress
+// whatever the load. (Expiry takes no partition lock and can still fail a
+// locked commit, but once per state: the state it deleted is not there to
+// delete again, and the one the commit then writes is new.)
 
 const (
 	sqlBegin = `BEGIN ISOLATION LEVEL READ COMMITTED`

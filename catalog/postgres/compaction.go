@@ -242,6 +242,93 @@ func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit i
 	return int(n), nil
 }
 
+// sqlExpireStates deletes up to $2 producer states no commit has written
+// since $1.
+//
+// producer_state has no index on updated, on purpose: every commit
+// rewrites the state rows of its producers, and those updates are HOT (no
+// index entry, the new version on the same page: migration 0003) only
+// while no indexed column changes. An index on updated would give every
+// commit an index insert per state it writes, and bloat. Expiry runs a
+// few times an hour, so it finds idle rows with a sequential scan that
+// stops at $2 of them; each batch is its own statement (autocommit), which
+// locks only the rows it deletes, never a partition, so commits go on
+// meanwhile.
+//
+// The batch is collected by ctid and deleted by ctid (no index probe).
+// updated < $1 is checked again on the row version the DELETE meets, so a
+// commit writing one of the rows at the same moment is safe either way:
+//   - the commit updated the row first: the DELETE waits for its row lock
+//     and then re-evaluates the new version (READ COMMITTED), which is
+//     recent (and at another ctid): it stays;
+//   - the DELETE got there first: the commit's UPDATE, matching the
+//     version its plan read or remembered, waits and then finds no row,
+//     so sqlWrite's check fails the commit, which forgets what it
+//     remembered and starts over from the stored state (none: the batch
+//     is accepted as a producer's first on the partition, as Kafka does).
+//
+// A state version is the object id of the commit that wrote it, never
+// reused, so a state deleted and written again is never mistaken for the
+// one a plan read.
+const sqlExpireStates = `DELETE FROM producer_state
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM producer_state WHERE updated < $1 LIMIT $2))
+  AND updated < $1`
+
+// sqlExpireProducers deletes up to $2 producers idle since $1 (neither
+// allocated nor bumped) with no state left. EXCEPT is a hashed set
+// operation over one scan of each table; it cannot turn into a scan of
+// producer_state per producer (producer_state has no index on
+// producer_id), as an anti-join under a LIMIT might. updated < $1 is
+// checked again on the row deleted, so a concurrent BumpProducerEpoch
+// (which locks the row and stamps it) keeps it.
+//
+// The check for state is the statement's snapshot: a producer idle for
+// the whole expiration whose first new commit lands while the statement
+// runs may keep that state and lose its epoch row. That is harmless: a
+// commit treats a producer without an epoch row as one whose epoch the
+// catalog does not know (each state keeps its own epoch, which still
+// fences), and InitProducerId naming it gets a new producer id, which is
+// what Kafka gives every idempotent producer that asks.
+const sqlExpireProducers = `DELETE FROM producers
+WHERE producer_id = ANY(ARRAY(
+    SELECT producer_id FROM producers WHERE updated < $1
+    EXCEPT
+    SELECT producer_id FROM producer_state
+    LIMIT $2))
+  AND updated < $1`
+
+// ExpireProducerStates deletes up to limit producer states idle since
+// before (sqlExpireStates).
+func (c *Catalog) ExpireProducerStates(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, err := c.deleteIdle(ctx, sqlExpireStates, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire producer states: %w", err)
+	}
+	return n, nil
+}
+
+// ExpireProducers deletes up to limit producers idle since before that
+// have no state left (sqlExpireProducers).
+func (c *Catalog) ExpireProducers(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, err := c.deleteIdle(ctx, sqlExpireProducers, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire producers: %w", err)
+	}
+	return n, nil
+}
+
+// deleteIdle runs one of the expiry statements: a DELETE of rows idle
+// since before, safe to repeat.
+func (c *Catalog) deleteIdle(ctx context.Context, query string, before time.Time, limit int) (int, error) {
+	var n int64
+	err := c.retry(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, query, before.UTC(), max(limit, 1))
+		n = tag.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
 // KnownObjects returns which keys have live (not tombstone) object rows.
 func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(keys))

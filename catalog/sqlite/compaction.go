@@ -247,6 +247,50 @@ func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit i
 	return int(n), nil
 }
 
+// ExpireProducerStates deletes up to limit producer states no commit has
+// written since before. Commits and expiry are both writes, which SQLite
+// runs one at a time, so a commit reads either the state or its absence.
+// There is no index on updated (commits rewrite it every time, see the
+// PostgreSQL backend): a rare scan that stops after limit rows is cheaper.
+func (c *Catalog) ExpireProducerStates(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, err := c.deleteIdle(ctx, `DELETE FROM producer_state WHERE (topic_id, partition, producer_id) IN (
+    SELECT topic_id, partition, producer_id FROM producer_state WHERE updated < ?1 LIMIT ?2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire producer states: %w", err)
+	}
+	return n, nil
+}
+
+// ExpireProducers deletes up to limit producers neither allocated nor
+// bumped since before that have no state left. Producer ids are never
+// reused (AUTOINCREMENT), so an expired id cannot come back as another
+// producer's.
+func (c *Catalog) ExpireProducers(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, err := c.deleteIdle(ctx, `DELETE FROM producers WHERE producer_id IN (
+    SELECT producer_id FROM producers WHERE updated < ?1
+    EXCEPT
+    SELECT producer_id FROM producer_state
+    LIMIT ?2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire producers: %w", err)
+	}
+	return n, nil
+}
+
+// deleteIdle runs a DELETE of up to limit rows idle since before.
+func (c *Catalog) deleteIdle(ctx context.Context, query string, before time.Time, limit int) (int, error) {
+	var n int64
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, micros(before), max(limit, 1))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
 // KnownObjects returns which keys have live (not tombstone) object rows.
 func (c *Catalog) KnownObjects(ctx context.Context, keys []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(keys))
