@@ -22,7 +22,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&configFile, "config", "", "YAML file of settings (keys are flag names)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	if err := parseLayered(fs, args, "config", os.Getenv); err != nil {
+	agentFlags, _ := newServeFlags("agent", io.Discard)
+	if err := parseLayered(fs, args, "config", os.Getenv, agentFlags); err != nil {
 		return err
 	}
 	if url == "" {

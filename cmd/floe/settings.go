@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,8 +25,10 @@ func envName(flagName string) string {
 // parseLayered parses args into fs, then fills every flag not given on the
 // command line from its environment variable, then from the YAML file named
 // by the flag configFlag (or its environment variable). Unknown YAML keys
-// are errors, as unknown flags are.
-func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv func(string) string) error {
+// are errors, as unknown flags are; keys that are flags of one of shared
+// are skipped, so that one file serves several commands (`floe migrate`
+// reads the agent's file, which holds the catalog URL).
+func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv func(string) string, shared ...*flag.FlagSet) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,13 +77,16 @@ func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv fun
 	sort.Strings(keys)
 	for _, k := range keys {
 		if fs.Lookup(k) == nil {
+			if slices.ContainsFunc(shared, func(o *flag.FlagSet) bool { return o.Lookup(k) != nil }) {
+				continue
+			}
 			return fmt.Errorf("%w: config file %s: unknown setting %q", errUsage, path, k)
 		}
 		if set[k] || k == configFlag {
 			continue
 		}
 		if err := fs.Set(k, values[k]); err != nil {
-			return fmt.Errorf("%w: config file %s: %s: %v", errUsage, path, k, err)
+			return fmt.Errorf("%w: config file %s: %s: %q: %v", errUsage, path, k, values[k], err)
 		}
 	}
 	return nil
@@ -88,36 +94,71 @@ func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv fun
 
 // flattenYAML reads a YAML mapping of settings. Nested mappings join their
 // keys with '.', so `catalog: {max-conns: 4}` is catalog.max-conns; lists
-// become comma-separated values.
+// become comma-separated values. Scalars are taken as written, not as YAML
+// would type them, so a value means what it means as a flag: `cluster: 0123`
+// is "0123", not octal 83, and `zone: 1.10` is not 1.1.
 func flattenYAML(raw []byte) (map[string]string, error) {
-	var doc map[string]any
+	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
-	var walk func(prefix string, v any) error
-	walk = func(prefix string, v any) error {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, vv := range x {
-				if err := walk(joinKey(prefix, k), vv); err != nil {
+	if len(doc.Content) == 0 { // an empty file
+		return out, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: want a mapping of settings", root.Line)
+	}
+	var walk func(prefix string, n *yaml.Node) error
+	walk = func(prefix string, n *yaml.Node) error {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: want a setting name", k.Line)
+				}
+				if err := walk(joinKey(prefix, k.Value), n.Content[i+1]); err != nil {
 					return err
 				}
 			}
-		case []any:
-			parts := make([]string, len(x))
-			for i, e := range x {
-				parts[i] = fmt.Sprint(e)
+			return nil
+		case yaml.SequenceNode:
+			parts := make([]string, len(n.Content))
+			for i, e := range n.Content {
+				if e.Kind == yaml.AliasNode {
+					e = e.Alias
+				}
+				if e.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: %s: want a list of values", e.Line, prefix)
+				}
+				parts[i] = e.Value
 			}
-			out[prefix] = strings.Join(parts, ",")
-		case nil:
-			out[prefix] = ""
-		default:
-			out[prefix] = fmt.Sprint(x)
+			return addSetting(out, prefix, strings.Join(parts, ","), n.Line)
+		case yaml.ScalarNode:
+			v := n.Value
+			if n.Tag == "!!null" {
+				v = ""
+			}
+			return addSetting(out, prefix, v, n.Line)
 		}
-		return nil
+		return fmt.Errorf("line %d: %s: unsupported value", n.Line, prefix)
 	}
-	return out, walk("", map[string]any(doc))
+	return out, walk("", root)
+}
+
+// addSetting records one setting; a name given twice (`catalog.max-conns` and
+// `catalog: {max-conns}`) is an error, as YAML makes a repeated key.
+func addSetting(out map[string]string, key, v string, line int) error {
+	if _, dup := out[key]; dup {
+		return fmt.Errorf("line %d: %s is set twice", line, key)
+	}
+	out[key] = v
+	return nil
 }
 
 func joinKey(prefix, k string) string {

@@ -109,3 +109,61 @@ func TestSettingsErrors(t *testing.T) {
 		t.Fatalf("agent without --catalog/--bucket: %v, want a usage error", err)
 	}
 }
+
+// TestSettingsYAMLScalarsVerbatim: a YAML value reaches its flag as
+// written, as it would from the command line or the environment, not as
+// YAML's reading of it as a number (0123 is octal 83 to YAML, a large
+// integer becomes a float).
+func TestSettingsYAMLScalarsVerbatim(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "floe.yaml")
+	yamlText := `
+cluster: 0123
+agent-id: 123456789012345678901234
+zone: 1.10
+advertise: "quoted:9092"
+flush-interval: 1m
+auto-create-topics: True
+zone-listeners: [a=localhost:1, b=localhost:2]
+`
+	if err := os.WriteFile(path, []byte(yamlText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs, c := newServeFlags("agent", io.Discard)
+	if err := parseLayered(fs, []string{"--config", path}, "config", func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"cluster", c.agent.ClusterID, "0123"},
+		{"agent-id", c.agent.AgentID, "123456789012345678901234"},
+		{"zone", c.agent.Zone, "1.10"},
+		{"advertise", c.agent.Advertise, "quoted:9092"},
+		{"flush-interval", c.flushInterval, time.Minute},
+		{"auto-create-topics", c.agent.AutoCreateTopics, true},
+		{"zone-listeners", len(c.agent.ZoneListeners), 2},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want {
+			t.Errorf("%s: %v, want %v", ck.name, ck.got, ck.want)
+		}
+	}
+}
+
+func TestFlattenYAMLErrors(t *testing.T) {
+	for name, text := range map[string]string{
+		"not a mapping":       "- listen: x\n",
+		"dotted and nested":   "catalog.max-conns: 3\ncatalog:\n  max-conns: 4\n",
+		"repeated key":        "zone: a\nzone: b\n",
+		"list of mappings":    "zone-listeners:\n  - a: b\n",
+		"mapping as key name": "? {a: b}\n: c\n",
+	} {
+		if got, err := flattenYAML([]byte(text)); err == nil {
+			t.Errorf("%s: %v, want an error", name, got)
+		}
+	}
+	if got, err := flattenYAML(nil); err != nil || len(got) != 0 {
+		t.Errorf("empty file: %v, %v", got, err)
+	}
+}
