@@ -50,19 +50,47 @@ func (c *Catalog) startListener() {
 }
 
 // listenLoop keeps one LISTEN connection alive until ctx ends.
+//
+// It reconnects within at most backoffMax, however long the catalog has
+// been away, so notifications resume as soon as it is back; so that an
+// outage of minutes does not log a line per attempt, it warns once when
+// the connection is lost, then at most every listenLogEvery, and says
+// when it is back.
 func (c *Catalog) listenLoop(ctx context.Context) {
+	var down time.Time // when the connection was lost (zero: listening)
+	var lastLog time.Time
+	failures := 0
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		// A connection that got as far as listening starts the backoff over.
-		err := c.listenOnce(ctx, func() { attempt = 1 })
+		err := c.listenOnce(ctx, func() {
+			// A connection that got as far as listening starts the
+			// backoff over.
+			attempt = 1
+			if failures > 1 {
+				c.log.Info("catalog commit listener reconnected", "after", time.Since(down).Round(time.Millisecond), "attempts", failures)
+			}
+			failures = 0
+		})
 		if ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("catalog commit listener disconnected; reconnecting", "err", err)
+		now := time.Now()
+		switch failures++; {
+		case failures == 1:
+			down, lastLog = now, now
+			c.log.Warn("catalog commit listener disconnected; reconnecting", "err", err)
+		case now.Sub(lastLog) >= listenLogEvery:
+			lastLog = now
+			c.log.Warn("catalog commit listener still reconnecting", "for", now.Sub(down).Round(time.Second), "attempts", failures, "err", err)
+		}
 		if backoff(ctx, min(attempt, 10)) != nil {
 			return
 		}
 	}
 }
+
+// listenLogEvery is how often the commit listener logs while it cannot
+// reconnect.
+const listenLogEvery = 30 * time.Second
 
 // listenOnce connects, LISTENs, publishes the current commit id (so
 // followers catch up on whatever happened while no connection listened)

@@ -1,11 +1,15 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +27,7 @@ type freezingProxy struct {
 	conns  []net.Conn
 	frozen []chan struct{}
 	wg     sync.WaitGroup
+	refuse atomic.Bool // close new connections at once
 }
 
 func newFreezingProxy(t *testing.T, target string) *freezingProxy {
@@ -43,6 +48,10 @@ func (p *freezingProxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.refuse.Load() {
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -96,6 +105,20 @@ func (p *freezingProxy) freeze() {
 	p.frozen = nil
 }
 
+// cut closes every connection and refuses new ones until restore: the
+// catalog is down.
+func (p *freezingProxy) cut() {
+	p.refuse.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *freezingProxy) restore() { p.refuse.Store(false) }
+
 func (p *freezingProxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
@@ -141,6 +164,80 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 	waitFor(commit("a"))
 	proxy.freeze()
 	waitFor(commit("b"))
+}
+
+// TestWatchOutageLogsQuietly: while the catalog is down the commit
+// listener retries every few hundred milliseconds, but logs the loss once
+// (then every listenLogEvery), and once when it is back; notifications
+// resume.
+func TestWatchOutageLogsQuietly(t *testing.T) {
+	direct := freshSchema(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFreezingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	logs := &countingHandler{}
+	writer := openTest(t, direct, catalog.Options{})
+	watcher := openTest(t, u.String(), catalog.Options{Logger: slog.New(logs)})
+	ctx := t.Context()
+	topic, err := writer.CreateTopic(ctx, catalog.TopicSpec{Name: "w", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := watcher.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(key string) int64 {
+		res, err := writer.CommitSegment(ctx, oneBatchSegment(key, topic.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.CommitID
+	}
+	waitCommit(t, ch, commit("a"), 10*time.Second)
+	proxy.cut()
+	time.Sleep(3 * time.Second) // a dozen reconnection attempts or more
+	proxy.restore()
+	waitCommit(t, ch, commit("b"), 10*time.Second)
+	if w := logs.count(slog.LevelWarn, "catalog commit listener"); w != 1 {
+		t.Errorf("%d warnings from the commit listener during a 3 s outage, want 1", w)
+	}
+	if i := logs.count(slog.LevelInfo, "catalog commit listener reconnected"); i != 1 {
+		t.Errorf("%d reconnection notices, want 1", i)
+	}
+}
+
+// countingHandler is a slog.Handler that remembers each record's level
+// and message.
+type countingHandler struct {
+	mu   sync.Mutex
+	seen []slog.Record
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, r)
+	return nil
+}
+
+// count is how many records at level have messages starting with prefix.
+func (h *countingHandler) count(level slog.Level, prefix string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.seen {
+		if r.Level == level && strings.HasPrefix(r.Message, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestCommitSilentlyDeadConnection: a commit whose connection died without
