@@ -94,7 +94,11 @@ type Agent struct {
 	budget *requestBudget // request frames held across connections
 	groups *groups.Coordinator
 	topics *topicCache
-	tail   *tailIndex
+	// allTopics is the last topic list the catalog gave a Metadata request
+	// for all topics, served while the catalog cannot list them.
+	allTopics     atomic.Pointer[[]catalog.Topic]
+	allTopicsWarn rate.Sometimes
+	tail          *tailIndex
 	// cache serves tail reads, catchup reads far behind it (cache.go).
 	cache   *rangeCache
 	catchup *rangeCache
@@ -144,16 +148,17 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.AgentID = NewAgentID()
 	}
 	a := &Agent{
-		cfg:        cfg,
-		cat:        deps.Catalog,
-		bucket:     deps.Bucket,
-		wal:        deps.WAL,
-		log:        deps.Logger,
-		now:        deps.Now,
-		draining:   make(chan struct{}),
-		conns:      make(map[*conn]struct{}),
-		perIP:      make(map[string]int),
-		refusedLog: rate.Sometimes{Interval: time.Second},
+		cfg:           cfg,
+		cat:           deps.Catalog,
+		bucket:        deps.Bucket,
+		wal:           deps.WAL,
+		log:           deps.Logger,
+		now:           deps.Now,
+		draining:      make(chan struct{}),
+		conns:         make(map[*conn]struct{}),
+		perIP:         make(map[string]int),
+		refusedLog:    rate.Sometimes{Interval: time.Second},
+		allTopicsWarn: rate.Sometimes{Interval: 10 * time.Second},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

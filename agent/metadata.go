@@ -50,7 +50,19 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
 		topics, err := a.cat.ListTopics(ctx)
-		if err != nil {
+		switch last := a.allTopics.Load(); {
+		case err == nil:
+			a.allTopics.Store(&topics)
+		case last != nil:
+			// Serve the last list, as a Kafka broker serves its metadata
+			// cache: an empty one would tell clients every topic is gone,
+			// and a regex subscriber would drop all its partitions for the
+			// length of a catalog outage.
+			a.allTopicsWarn.Do(func() {
+				a.log.Warn("metadata: listing topics failed; serving the last list", "err", err)
+			})
+			topics = *last
+		default:
 			a.log.Warn("metadata: listing topics failed", "err", err)
 			if req.Version >= 13 {
 				resp.ErrorCode = kerr.KafkaStorageError.Code

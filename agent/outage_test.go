@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/catalog"
@@ -55,6 +58,13 @@ func (g gatedCatalog) HeartbeatAgent(ctx context.Context, nodeID int32, started 
 	return g.Catalog.HeartbeatAgent(ctx, nodeID, started)
 }
 
+func (g gatedCatalog) ListTopics(ctx context.Context) ([]catalog.Topic, error) {
+	if err := g.gate(); err != nil {
+		return nil, err
+	}
+	return g.Catalog.ListTopics(ctx)
+}
+
 func (g gatedCatalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
 	if err := g.gate(); err != nil {
 		return nil, 0, err
@@ -86,17 +96,23 @@ func (g gatedCatalog) CommitsSince(ctx context.Context, after int64, limit int) 
 // sharedStores opens a catalog and a bucket for a fleet of test agents.
 func sharedStores(t *testing.T) (catalog.Catalog, objstore.Bucket) {
 	dir := t.TempDir()
-	base, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { base.Close() })
+	base := sharedCatalog(t)
 	bkt, err := file.New(filepath.Join(dir, "bucket"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bkt.Close() })
 	return base, bkt
+}
+
+// sharedCatalog opens an SQLite catalog that outlives the agents of a test.
+func sharedCatalog(t *testing.T) catalog.Catalog {
+	base, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	return base
 }
 
 // TestCatalogOutageKeepsFleet takes the catalog away from a fleet of two
@@ -296,4 +312,37 @@ func TestDuplicateAgentID(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "A registers again", func() bool { return a.Agent.Ready() })
+}
+
+// TestMetadataDuringCatalogOutage: while the catalog cannot list topics, a
+// Metadata request for all topics is answered from the last list, as a
+// Kafka broker answers from its metadata cache. Before v13 the answer was
+// an empty list, which tells clients every topic is gone (a regex
+// subscriber drops all its partitions until the catalog is back); from
+// v13 a KAFKA_STORAGE_ERROR, which fails the client's metadata refresh.
+func TestMetadataDuringCatalogOutage(t *testing.T) {
+	var down atomic.Bool
+	a := floetest.Start(t, floetest.Options{Catalog: gatedCatalog{Catalog: sharedCatalog(t), down: &down}})
+	createTopic(t, a, "kept", 2, nil)
+	cl := a.Client(t)
+	all := func() []string {
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(t.Context(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, mt := range resp.Topics {
+			if mt.ErrorCode == 0 && mt.Topic != nil {
+				names = append(names, *mt.Topic)
+			}
+		}
+		return names
+	}
+	if got := all(); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("topics before the outage: %v", got)
+	}
+	down.Store(true)
+	if got := all(); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("topics during a catalog outage: %v, want the last list", got)
+	}
 }
