@@ -72,7 +72,8 @@ type Config struct {
 	// MergeMinAge: rows in objects younger than this are left alone (the
 	// tail is read from agents' caches and changes fastest).
 	MergeMinAge time.Duration
-	// TargetBytes is the size merged objects grow to.
+	// TargetBytes is the size merged objects grow to. It also bounds a
+	// log compaction pass's key map and rewrite groups (logcompact.go).
 	TargetBytes int64
 	// SmallObjectBytes: rows in objects at least this large are not merged
 	// again. Defaults to TargetBytes/2.
@@ -208,6 +209,10 @@ type Compactor struct {
 	// it; it lives as long as the Compactor, and another Compactor taking
 	// a shard over starts from the log start.
 	mergeFrom map[catalog.TopicPartition]int64
+	// cleaned is where each compacted partition is cleaned up to (see
+	// logcompact.go), with the same lifetime as mergeFrom: a Compactor
+	// taking a shard over cleans its partitions from the log start again.
+	cleaned map[catalog.TopicPartition]cleanState
 }
 
 // New makes a Compactor. now may be nil (time.Now).
@@ -227,7 +232,7 @@ func New(cfg Config, cat Catalog, bucket objstore.Bucket, log *slog.Logger, reg 
 		return nil, err
 	}
 	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now,
-		mergeFrom: map[catalog.TopicPartition]int64{}}, nil
+		mergeFrom: map[catalog.TopicPartition]int64{}, cleaned: map[catalog.TopicPartition]cleanState{}}, nil
 }
 
 // Run runs a pass every Config.Interval until ctx ends. Errors of a pass
@@ -261,8 +266,10 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 	}
 	shards := make([][]partition, c.cfg.Shards)
 	exists := make(map[catalog.TopicID]int32, len(topics))
+	compacted := make(map[catalog.TopicID]bool, len(topics))
 	for _, t := range topics {
 		exists[t.ID] = t.Partitions
+		compacted[t.ID] = t.CleanupPolicy().Compact
 		for p := int32(0); p < t.Partitions; p++ {
 			tp := catalog.TopicPartition{TopicID: t.ID, Partition: p}
 			s := shardOf(tp, c.cfg.Shards)
@@ -272,6 +279,11 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 	for tp := range c.mergeFrom {
 		if tp.Partition >= exists[tp.TopicID] {
 			delete(c.mergeFrom, tp) // its topic was deleted
+		}
+	}
+	for tp := range c.cleaned {
+		if tp.Partition >= exists[tp.TopicID] || !compacted[tp.TopicID] {
+			delete(c.cleaned, tp) // deleted, or no longer compacted
 		}
 	}
 	var errs []error

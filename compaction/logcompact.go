@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,20 +20,46 @@ import (
 )
 
 // Log compaction (cleanup.policy=compact, and compact,delete after
-// retention) keeps the latest record per key:
+// retention) keeps the latest record per key. It works as Kafka's log
+// cleaner does:
 //
 //   - The cleanable range is a prefix of the partition's rows from the log
 //     start: it stops at the first row younger than min.compaction.lag.ms
 //     (by its max timestamp) or held in an object younger than
 //     MergeMinAge. The partition's last batch is the active tail (Kafka
 //     never compacts its active segment; kfake keeps the last batch):
-//     its records are kept and supersede nothing. A pass reads at most
-//     2×TargetBytes of the range; what lies beyond waits for the next
-//     pass (records superseded only beyond it are kept until then).
-//   - Within the range, a keyed record survives if it is its key's last
-//     record in the range. A surviving tombstone (null value) is dropped
-//     once its timestamp is older than delete.retention.ms. Records
-//     without a key and control batches are kept.
+//     its records are kept and supersede nothing.
+//   - The Compactor remembers per partition the offset D it has cleaned
+//     up to (cleanState.cleaned, Kafka's cleaner checkpoint, kept in
+//     memory only: another Compactor taking the shard over starts from
+//     the log start, which costs work, never correctness). Every key
+//     appears at most once in [log start, D) (the clean region); [D, end
+//     of the cleanable range) is dirty.
+//   - A pass runs when the dirty bytes are at least min.cleanable.dirty.
+//     ratio of the cleanable bytes (from the rows' metadata: a quiet
+//     partition costs no read), when a dirty row is older than
+//     max.compaction.lag.ms, or when a tombstone kept in the clean region
+//     is half its delete.retention.ms overdue (so a steady stream of
+//     deletes costs a full pass at most every delete.retention.ms/2).
+//   - It reads the dirty rows in order, one at a time, recording each
+//     key's last offset (full keys: no hash, so no collision can drop a
+//     live record) until the map holds TargetBytes (key bytes plus
+//     mapEntryOverhead per key), then stops at the row's end, or at the
+//     active tail: E. It then rewrites [log start, E) in groups of rows of
+//     up to TargetBytes, one group in memory at a time: a keyed record is
+//     dropped if the map holds its key at a larger offset (in [D, E) every
+//     key is in the map, so only each key's last survives), a surviving
+//     tombstone (null value) once its timestamp is older than
+//     delete.retention.ms. Records without a key and control batches are
+//     kept. A group that loses nothing is left as it is. On success D = E.
+//   - Dropping a tombstone is safe because the earlier records of its key
+//     are gone with it: below D the clean region holds the key only once;
+//     for a tombstone in [D, E) the map makes this pass drop the key's
+//     earlier records, which lie in its group or an earlier one, swapped
+//     in offset order. So a pass stops at its first swap conflict, D
+//     unchanged (what it worked out from the rows may no longer hold).
+//     Another Compactor only removes records, which keeps [log start, D)
+//     free of repeated keys.
 //   - Offsets never change. A batch keeping all its records is copied byte
 //     for byte; one keeping some is re-encoded with the same codec,
 //     keeping baseOffset, lastOffsetDelta (so its offset span), the
@@ -45,11 +72,32 @@ import (
 //     so a gap must fall between rows, never inside one. Floe keeps
 //     idempotent producers' state in the catalog, not in the log, so an
 //     empty batch need not be kept for it.
-//   - The new rows replace the old ones in one SwapRows, as a merge does,
-//     so a consumer sees either the old records or the compacted ones.
+//   - The new rows replace the old ones in one SwapRows per group, as a
+//     merge does, so a consumer sees either the old records or the
+//     compacted ones.
+//
+// Per pass: the map holds at most TargetBytes plus one row's keys; the
+// rewrite holds one group (TargetBytes, or one larger row) and its
+// output. It GETs the rows of [D, E) twice and those of [log start, D)
+// once.
 
-// maxCleanableFactor × TargetBytes bounds the bytes one pass reads.
-const maxCleanableFactor = 2
+// mapEntryOverhead is what a key costs in the offset map beyond its bytes
+// (Go map slot, string header, offset, allocation rounding), roughly.
+const mapEntryOverhead = 64
+
+// cleanState is what a Compactor remembers of a compacted partition
+// between passes.
+type cleanState struct {
+	// cleaned is D: [log start, cleaned) holds each key at most once.
+	cleaned int64
+	// tailHW is the high watermark at which the pass that set cleaned
+	// stopped at the active tail (0: it did not). While the high
+	// watermark stays, nothing beyond cleaned but the tail is dirty.
+	tailHW int64
+	// oldestTombstone is the smallest timestamp of a tombstone that pass
+	// kept below cleaned (math.MaxInt64: none).
+	oldestTombstone int64
+}
 
 type storedBatch struct {
 	raw  []byte
@@ -62,99 +110,214 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 	if err != nil {
 		return fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
 	}
-	rows, err := c.cat.CompactionRows(ctx, p.tp, o.LogStart, mergeRowsPerPass)
-	if err != nil {
-		return fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
-	}
 	now := c.now()
-	lagCutoff := now.UnixMilli() - max(p.topic.MinCompactionLagMs(), 0)
-	ageCutoff := now.Add(-c.cfg.MergeMinAge)
-	var total int64
-	end := 0
-	for end < len(rows) {
-		r := rows[end]
-		if r.MaxTimestamp > lagCutoff || !r.ObjectCreated.Before(ageCutoff) || total+r.ByteLength > maxCleanableFactor*c.cfg.TargetBytes && end > 0 {
-			break
-		}
-		total += r.ByteLength
-		end++
+	rows, err := c.cleanableRows(ctx, p, o.LogStart, now)
+	if err != nil {
+		return err
 	}
-	rows = rows[:end]
+	st, ok := c.cleaned[p.tp]
+	if !ok || st.cleaned < o.LogStart {
+		st = cleanState{cleaned: o.LogStart, oldestTombstone: math.MaxInt64}
+	}
 	if len(rows) == 0 {
 		return nil
 	}
 
-	// Pass 1: read the rows; then each key's last offset in the range,
-	// the active tail (the partition's last batch) left out.
-	data := make([][]storedBatch, len(rows))
-	for i, r := range rows {
-		if err := renew(); err != nil {
-			return err
+	// The gate, from the rows' metadata.
+	nowMs := now.UnixMilli()
+	retention := max(p.topic.DeleteRetentionMs(), 0)
+	// (Only once the cleanable rows reach D again, after a merge's young
+	// output in the clean region cut them short: the rewrite must see
+	// every tombstone below D to know the oldest left.)
+	tombstonesDue := st.oldestTombstone != math.MaxInt64 && st.oldestTombstone < minus(nowMs-retention, retention/2) &&
+		rows[len(rows)-1].LastOffset+1 >= st.cleaned
+	dirtyEmpty := rows[len(rows)-1].LastOffset < st.cleaned || st.tailHW == o.HighWatermark
+	if !tombstonesDue && (dirtyEmpty || !dirtyEnough(p.topic, rows, st.cleaned, nowMs)) {
+		return nil
+	}
+
+	// Each key's last offset in the dirty rows, one row at a time, until
+	// the map is full or the active tail (the partition's last batch).
+	latest := map[string]int64{}
+	var used int64
+	end, atTail := st.cleaned, false
+	for _, r := range rows {
+		if dirtyEmpty || used >= c.cfg.TargetBytes || atTail {
+			break
 		}
-		raw, err := c.readRow(ctx, r.BatchRow)
+		if r.LastOffset < st.cleaned {
+			continue
+		}
+		batches, err := c.readBatches(ctx, r, renew)
 		if err != nil {
 			return err
 		}
-		off := r.BaseOffset
-		if err := eachBatch(raw, func(b []byte, _ segment.BatchMeta) {
-			data[i] = append(data[i], storedBatch{raw: b, base: off})
-			off += int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:]))) + 1
-		}); err != nil {
-			return fmt.Errorf("compaction: log compaction: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
-		}
-	}
-	tailStart := int64(math.MaxInt64)
-	if last := rows[len(rows)-1]; last.LastOffset+1 >= o.HighWatermark && len(data[len(rows)-1]) > 0 {
-		bs := data[len(rows)-1]
-		tailStart = bs[len(bs)-1].base
-	}
-	latest := map[string]int64{}
-	for _, batches := range data {
-		for _, sb := range batches {
-			if sb.base >= tailStart {
+		last := r.LastOffset+1 >= o.HighWatermark
+		end = r.LastOffset + 1
+		for i, sb := range batches {
+			if sb.base < st.cleaned {
 				continue
 			}
+			if last && i == len(batches)-1 {
+				end, atTail = sb.base, true
+				break
+			}
 			if err := eachRecord(sb.raw, func(rec *kmsg.Record, _ []byte) {
-				if rec.Key != nil {
-					latest[string(rec.Key)] = sb.base + int64(rec.OffsetDelta)
+				if rec.Key == nil {
+					return
 				}
+				if _, ok := latest[string(rec.Key)]; !ok {
+					used += int64(len(rec.Key)) + mapEntryOverhead
+				}
+				latest[string(rec.Key)] = sb.base + int64(rec.OffsetDelta)
 			}); err != nil {
 				return fmt.Errorf("compaction: log compaction: batch at %d: %w", sb.base, err)
 			}
 		}
 	}
+	next := cleanState{cleaned: end, tailHW: st.tailHW, oldestTombstone: st.oldestTombstone}
+	switch {
+	case atTail:
+		next.tailHW = o.HighWatermark
+	case end > st.cleaned:
+		next.tailHW = 0
+	}
+	if len(latest) == 0 && !tombstonesDue {
+		// The dirty rows hold no key: nothing below end can lose a record.
+		c.cleaned[p.tp] = next
+		return nil
+	}
 
-	// Pass 2: rewrite groups of rows up to TargetBytes that lose records.
-	tombstoneCutoff := now.UnixMilli() - max(p.topic.DeleteRetentionMs(), 0)
+	// Rewrite [log start, end) group by group.
+	tombstoneCutoff := nowMs - retention
+	oldest := int64(math.MaxInt64)
 	keep := func(rec *kmsg.Record, base, ts int64) bool {
-		if rec.Key == nil || base >= tailStart {
+		if rec.Key == nil || base >= end {
 			return true
 		}
-		if latest[string(rec.Key)] != base+int64(rec.OffsetDelta) {
+		if m, ok := latest[string(rec.Key)]; ok && m > base+int64(rec.OffsetDelta) {
 			return false
 		}
-		return rec.Value != nil || ts >= tombstoneCutoff
+		if rec.Value == nil {
+			if ts < tombstoneCutoff {
+				return false
+			}
+			oldest = min(oldest, ts)
+		}
+		return true
 	}
+	n := 0
+	for n < len(rows) && rows[n].BaseOffset < end {
+		n++
+	}
+	rows = rows[:n]
 	for start := 0; start < len(rows); {
 		stop, bytes := start, int64(0)
 		for stop < len(rows) && (stop == start || bytes+rows[stop].ByteLength <= c.cfg.TargetBytes) {
 			bytes += rows[stop].ByteLength
 			stop++
 		}
-		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data[start:stop], keep, renew); err != nil {
+		data := make([][]storedBatch, 0, stop-start)
+		for _, r := range rows[start:stop] {
+			batches, err := c.readBatches(ctx, r, renew)
+			if err != nil {
+				return err
+			}
+			data = append(data, batches)
+		}
+		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data, keep, renew); err != nil {
 			if errors.Is(err, catalog.ErrSwapConflict) {
 				// The rows changed under this pass, so what it worked out
 				// from them (each key's latest record) may no longer hold:
 				// a later group could drop a tombstone whose superseded
-				// records this group failed to drop. The next pass starts
-				// afresh.
+				// records this group failed to drop. D stays; the next
+				// pass starts afresh.
 				return nil
 			}
 			return err
 		}
 		start = stop
 	}
+	next.oldestTombstone = oldest
+	c.cleaned[p.tp] = next
 	return nil
+}
+
+// dirtyEnough reports whether the cleanable rows' bytes at or past
+// cleaned are at least min.cleanable.dirty.ratio of them all, or any of
+// those rows is older than max.compaction.lag.ms.
+func dirtyEnough(t catalog.Topic, rows []catalog.CompactionRow, cleaned, nowMs int64) bool {
+	var clean, dirty float64
+	maxLagCutoff := nowMs - max(t.MaxCompactionLagMs(), 0)
+	for _, r := range rows {
+		switch {
+		case r.LastOffset < cleaned:
+			clean += float64(r.ByteLength)
+			continue
+		case r.BaseOffset >= cleaned:
+			dirty += float64(r.ByteLength)
+		default: // straddles D (a merge joined rows around it): pro rata
+			d := float64(r.ByteLength) * float64(r.LastOffset+1-cleaned) / float64(r.LastOffset+1-r.BaseOffset)
+			dirty += d
+			clean += float64(r.ByteLength) - d
+		}
+		if r.MaxTimestamp <= maxLagCutoff {
+			return true
+		}
+	}
+	return dirty >= t.MinCleanableDirtyRatio()*(clean+dirty)
+}
+
+// minus is a-b (b ≥ 0), saturating at math.MinInt64.
+func minus(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
+}
+
+// cleanableRows pages through p's rows from the log start up to the first
+// one not cleanable yet (see above).
+func (c *Compactor) cleanableRows(ctx context.Context, p partition, from int64, now time.Time) ([]catalog.CompactionRow, error) {
+	lagCutoff := now.UnixMilli() - max(p.topic.MinCompactionLagMs(), 0)
+	ageCutoff := now.Add(-c.cfg.MergeMinAge)
+	var out []catalog.CompactionRow
+	for {
+		rows, err := c.cat.CompactionRows(ctx, p.tp, from, mergeRowsPerPass)
+		if err != nil {
+			return nil, fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
+		}
+		for _, r := range rows {
+			if r.MaxTimestamp > lagCutoff || !r.ObjectCreated.Before(ageCutoff) {
+				return out, nil
+			}
+			out = append(out, r)
+		}
+		if len(rows) < mergeRowsPerPass {
+			return out, nil
+		}
+		from = rows[len(rows)-1].LastOffset + 1
+	}
+}
+
+// readBatches reads a row and splits it into its batches.
+func (c *Compactor) readBatches(ctx context.Context, r catalog.CompactionRow, renew func() error) ([]storedBatch, error) {
+	if err := renew(); err != nil {
+		return nil, err
+	}
+	raw, err := c.readRow(ctx, r.BatchRow)
+	if err != nil {
+		return nil, err
+	}
+	var out []storedBatch
+	off := r.BaseOffset
+	if err := eachBatch(raw, func(b []byte, _ segment.BatchMeta) {
+		out = append(out, storedBatch{raw: b, base: off})
+		off += int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:]))) + 1
+	}); err != nil {
+		return nil, fmt.Errorf("compaction: log compaction: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
+	}
+	return out, nil
 }
 
 // compactGroup filters the rows' batches and, if any record goes, writes
