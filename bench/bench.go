@@ -2,12 +2,14 @@
 //
 // In one run it starts franz-go's in-memory kfake cluster as the baseline and
 // Floe in several setups, drives the same franz-go workload at each, and
-// reports, per setup: produce throughput (1 KiB records, 16 partitions,
-// idempotent, acks=all), ack and end-to-end latency p50/p99 at a fixed rate,
-// catch-up consume throughput, object PUTs per GiB and while idle, catalog
-// commits per flush, and the agent's peak RSS. Every figure is the median of
-// several runs, and throughputs are also given as a ratio to kfake measured in
-// the same run, because the machines this runs on are shared and noisy.
+// reports, per setup: produce throughput (1 KiB records of random bytes,
+// uncompressed, 16 partitions, idempotent, acks=all), ack and end-to-end
+// latency p50/p99 at a fixed rate (from each record's due time, so a harness
+// that falls behind does not leave its delays out), catch-up consume
+// throughput, object PUTs per GiB and while idle, catalog commits per flush,
+// and the agent's peak RSS. Every figure is the median of several runs, and
+// throughputs are also given as a ratio to kfake measured in the same run,
+// because the machines this runs on are shared and noisy.
 //
 // Floe runs as a subprocess (the floe binary), so the harness measures what an
 // operator runs and reads the agent's own Prometheus metrics for object and
@@ -30,7 +32,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -166,10 +170,10 @@ func summarize(s setup, runs []run) Result {
 	for _, x := range runs {
 		prod = append(prod, x.produceMiBs)
 		cons = append(cons, x.consumeMiBs)
-		ackP50 = append(ackP50, float64(quantile(x.ack, 0.50)))
-		ackP99 = append(ackP99, float64(quantile(x.ack, 0.99)))
-		e2eP50 = append(e2eP50, float64(quantile(x.e2e, 0.50)))
-		e2eP99 = append(e2eP99, float64(quantile(x.e2e, 0.99)))
+		ackP50 = append(ackP50, float64(Quantile(x.ack, 0.50)))
+		ackP99 = append(ackP99, float64(Quantile(x.ack, 0.99)))
+		e2eP50 = append(e2eP50, float64(Quantile(x.e2e, 0.50)))
+		e2eP99 = append(e2eP99, float64(Quantile(x.e2e, 0.99)))
 		if x.producedBytes > 0 {
 			puts = append(puts, x.puts/(x.producedBytes/(1<<30)))
 		}
@@ -206,8 +210,8 @@ func Markdown(results []Result, o Options, started time.Time) string {
 		fmt.Fprintf(&b, "Measured by `floe bench` on %s.\n", started.UTC().Format("2006-01-02 15:04 MST"))
 		return b.String()
 	}
-	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup, medians; %d records of %d B over 16 partitions, idempotent, acks=all; latency at %d records/s for %s).\n\n",
-		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, o.Rate, o.LatencyD)
+	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup, medians; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s, measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
+		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, partitions, o.Rate, o.LatencyD, idleWindow)
 	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | idle PUTs | commits/flush | peak RSS MiB |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
@@ -242,14 +246,21 @@ func Markdown(results []Result, o Options, started time.Time) string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-func quantile(ds []time.Duration, q float64) time.Duration {
+// Quantile returns the q-quantile of ds by the nearest-rank method: the
+// smallest sample that at least a fraction q of the samples do not exceed
+// (p99 of 150 samples is the 149th smallest). 0 without samples.
+// tests/fleet's benchmarks share it.
+func Quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
 	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(q * float64(len(s)-1))
-	return s[i]
+	slices.Sort(s)
+	// The rank is ⌈q·n⌉; the tolerance keeps a q·n that floating point
+	// puts just above an integer (0.07·100 is 7.000000000000001) from
+	// rounding up a rank.
+	rank := int(math.Ceil(q*float64(len(s)) - 1e-9))
+	return s[min(max(rank, 1), len(s))-1]
 }
 
 func median(v []float64) float64 {

@@ -1,13 +1,17 @@
 package bench
 
 import (
+	"context"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestMedian(t *testing.T) {
@@ -32,19 +36,143 @@ func TestMedian(t *testing.T) {
 }
 
 func TestQuantile(t *testing.T) {
-	var ds []time.Duration
-	for i := 1; i <= 100; i++ {
-		ds = append(ds, time.Duration(101-i)*time.Millisecond)
+	ms := func(n int) []time.Duration { // n, n-1, …, 1 ms
+		var ds []time.Duration
+		for i := n; i >= 1; i-- {
+			ds = append(ds, time.Duration(i)*time.Millisecond)
+		}
+		return ds
 	}
-	if got := quantile(ds, 0.5); got != 50*time.Millisecond {
-		t.Errorf("p50 = %v", got)
+	for _, tc := range []struct {
+		n    int
+		q    float64
+		want int // ms: the rank, as the samples are 1…n ms
+	}{
+		{100, 0.50, 50},
+		{100, 0.99, 99},
+		{100, 0.07, 7}, // 0.07·100 is 7.000000000000001 in floating point
+		{101, 0.50, 51},
+		{150, 0.99, 149}, // 148 would leave 98.7% of the samples at or below
+		{400, 0.99, 396},
+		{10, 0.99, 10},
+		{40000, 0.99, 39600},
+		{1, 0.99, 1},
+		{1, 0.50, 1},
+		{5, 0, 1},
+		{5, 1, 5},
+	} {
+		if got := Quantile(ms(tc.n), tc.q); got != time.Duration(tc.want)*time.Millisecond {
+			t.Errorf("Quantile of 1…%d ms at %v = %v, want %d ms", tc.n, tc.q, got, tc.want)
+		}
 	}
-	if got := quantile(ds, 0.99); got != 99*time.Millisecond {
-		t.Errorf("p99 = %v", got)
-	}
-	if got := quantile(nil, 0.99); got != 0 {
+	if got := Quantile(nil, 0.99); got != 0 {
 		t.Errorf("p99 of nothing = %v", got)
 	}
+	in := ms(3)
+	Quantile(in, 0.5)
+	if in[0] != 3*time.Millisecond {
+		t.Errorf("Quantile reordered its input: %v", in)
+	}
+}
+
+// TestScheduleCountsStalls: a sender that stalls does not move the
+// schedule; the records that fell due meanwhile go at once, carrying their
+// due times, so their latency includes the stall, and the run ends when
+// the schedule says.
+func TestScheduleCountsStalls(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	clock := t0
+	now := func() time.Time { return clock }
+	sleep := func(_ context.Context, d time.Duration) error {
+		clock = clock.Add(d)
+		return nil
+	}
+	s := schedule{start: t0, rate: 1000} // one record per ms
+	const total, stallAt, stall = 100, 10, 50 * time.Millisecond
+	var dues, sent []time.Time
+	err := s.run(context.Background(), total, now, sleep, func(i int, due time.Time) {
+		if i != len(dues) {
+			t.Fatalf("record %d sent after %d", i, len(dues))
+		}
+		dues = append(dues, due)
+		sent = append(sent, clock)
+		if i == stallAt {
+			clock = clock.Add(stall) // the harness is descheduled
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dues) != total {
+		t.Fatalf("sent %d records, want %d", len(dues), total)
+	}
+	for i, due := range dues {
+		if want := t0.Add(time.Duration(i) * time.Millisecond); !due.Equal(want) {
+			t.Fatalf("record %d due at +%v, want +%v", i, due.Sub(t0), want.Sub(t0))
+		}
+		if sent[i].Before(due) {
+			t.Fatalf("record %d sent %v early", i, due.Sub(sent[i]))
+		}
+	}
+	// The first record after the stall is 49 ms late and counts it.
+	if late := sent[stallAt+1].Sub(dues[stallAt+1]); late != stall-time.Millisecond {
+		t.Errorf("record %d sent %v after its due time, want %v", stallAt+1, late, stall-time.Millisecond)
+	}
+	// The schedule caught up: the last record went when due.
+	if got, want := sent[total-1].Sub(t0), time.Duration(total-1)*time.Millisecond; got != want {
+		t.Errorf("last record sent at +%v, want +%v", got, want)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.run(ctx, total, now, sleep, func(int, time.Time) {}); err == nil {
+		t.Error("run with a cancelled context: no error")
+	}
+}
+
+// TestProducerSendsPayloadBytes: the throughput figures count record
+// bytes, so the producer must put on the wire (and the broker store) as
+// many bytes as the records hold.
+func TestProducerSendsPayloadBytes(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := createTopicAt(ctx, c.ListenAddrs(), "t", partitions); err != nil {
+		t.Fatal(err)
+	}
+	h := &batchBytes{}
+	cl, err := producer(c.ListenAddrs(), kgo.WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n, size = 2000, 1024
+	val := payload(size)
+	if err := warmUp(ctx, cl, "t", val); err != nil {
+		t.Fatal(err)
+	}
+	if err := produceN(ctx, cl, "t", n, val); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.records.Load(), int64(n+partitions); got != want {
+		t.Errorf("%d records produced, want %d", got, want)
+	}
+	if got, min := h.wire.Load(), int64((n+partitions)*size); got < min {
+		t.Errorf("%d bytes on the wire for %d records of %d B (%.1f%%)", got, n+partitions, size, 100*float64(got)/float64(min))
+	}
+}
+
+// batchBytes counts the record batches a producer writes.
+type batchBytes struct{ records, wire atomic.Int64 }
+
+var _ kgo.HookProduceBatchWritten = (*batchBytes)(nil)
+
+func (h *batchBytes) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	h.records.Add(int64(m.NumRecords))
+	h.wire.Add(int64(m.CompressedBytes))
 }
 
 func TestPairRatios(t *testing.T) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/http"
@@ -17,6 +18,9 @@ import (
 )
 
 const partitions = 16
+
+// idleWindow is how long the harness counts PUTs without traffic.
+const idleWindow = 2 * time.Second
 
 var topicSeq atomic.Int64
 
@@ -42,17 +46,16 @@ func drive(ctx context.Context, o Options, t *target, s setup) (run, error) {
 		}
 	}
 
-	m0, err := scrape(t.metricsURL)
+	// Phase 1: produce throughput.
+	prod, err := producer(t.bootstrap)
 	if err != nil {
 		return r, err
 	}
-
-	// Phase 1: produce throughput.
-	start := time.Now()
-	if err := produceN(ctx, t.bootstrap, tputTopic, o.Records, o.RecordSz); err != nil {
-		return r, fmt.Errorf("produce: %w", err)
+	m0, el, err := timedProduce(ctx, prod, t.metricsURL, tputTopic, o.Records, o.RecordSz)
+	prod.Close()
+	if err != nil {
+		return r, err
 	}
-	el := time.Since(start)
 	r.producedBytes = float64(o.Records * o.RecordSz)
 	r.produceMiBs = r.producedBytes / (1 << 20) / el.Seconds()
 
@@ -67,18 +70,25 @@ func drive(ctx context.Context, o Options, t *target, s setup) (run, error) {
 	// Idle: no PUTs expected once the last flush has landed.
 	if t.metricsURL != "" {
 		time.Sleep(time.Second)
-		a, _ := scrape(t.metricsURL)
-		time.Sleep(2 * time.Second)
-		b, _ := scrape(t.metricsURL)
+		a, err := scrape(t.metricsURL)
+		if err != nil {
+			return r, err
+		}
+		time.Sleep(idleWindow)
+		b, err := scrape(t.metricsURL)
+		if err != nil {
+			return r, err
+		}
 		r.idlePuts = b.puts - a.puts
 	}
 
 	// Phase 2: catch-up consume of everything produced in phase 1.
-	start = time.Now()
-	if err := consumeN(ctx, t.bootstrap, tputTopic, o.Records); err != nil {
+	// The topic also holds the warm-up records.
+	start := time.Now()
+	if err := consumeN(ctx, t.bootstrap, tputTopic, o.Records+partitions); err != nil {
 		return r, fmt.Errorf("consume: %w", err)
 	}
-	r.consumeMiBs = r.producedBytes / (1 << 20) / time.Since(start).Seconds()
+	r.consumeMiBs = float64((o.Records+partitions)*o.RecordSz) / (1 << 20) / time.Since(start).Seconds()
 
 	// Phase 3: ack and end-to-end latency at a fixed rate.
 	r.ack, r.e2e, err = latency(ctx, t.bootstrap, latTopic, o.Rate, o.LatencyD, o.RecordSz)
@@ -89,6 +99,10 @@ func drive(ctx context.Context, o Options, t *target, s setup) (run, error) {
 	return r, nil
 }
 
+// producer is the harness's franz-go producer: idempotent (franz-go's
+// default), acks=all, uncompressed. Values are incompressible anyway
+// (payload), so without compression the bytes produced are the bytes the
+// broker receives, stores and serves: what MiB/s and PUTs per GiB count.
 func producer(bootstrap []string, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(bootstrap...),
@@ -96,20 +110,55 @@ func producer(bootstrap []string, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(1 << 16),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	}, extra...)
 	return kgo.NewClient(opts...)
 }
 
-func produceN(ctx context.Context, bootstrap []string, topic string, n, size int) error {
-	cl, err := producer(bootstrap)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+// payload returns a record value of size random bytes. Kafka clients
+// compress by default (franz-go: snappy), and a repeated pattern
+// compresses twentyfold: the broker would then handle a twentieth of the
+// bytes the figures are counted in.
+func payload(size int) []byte {
 	val := make([]byte, size)
-	for i := range val {
-		val[i] = byte('a' + i%26)
+	_, _ = rand.Read(val)
+	return val
+}
+
+// warmUp produces one record to each of the topic's partitions (the
+// producer partitions round-robin) and waits for their acks.
+func warmUp(ctx context.Context, cl *kgo.Client, topic string, val []byte) error {
+	rs := make([]*kgo.Record, partitions)
+	for i := range rs {
+		rs[i] = &kgo.Record{Topic: topic, Value: val}
 	}
+	return cl.ProduceSync(ctx, rs...).FirstErr()
+}
+
+// timedProduce produces n records of size bytes through cl after a
+// warm-up record per partition, and returns the agent's counters before
+// the n and the time they took. The warm-up connects the producer, takes
+// its producer id and creates its state on every partition: costs paid
+// once per producer, which would otherwise be a large share of a phase
+// lasting about a second.
+func timedProduce(ctx context.Context, cl *kgo.Client, metricsURL, topic string, n, size int) (counters, time.Duration, error) {
+	val := payload(size)
+	if err := warmUp(ctx, cl, topic, val); err != nil {
+		return counters{}, 0, fmt.Errorf("produce: warm-up: %w", err)
+	}
+	m0, err := scrape(metricsURL)
+	if err != nil {
+		return counters{}, 0, err
+	}
+	start := time.Now()
+	if err := produceN(ctx, cl, topic, n, val); err != nil {
+		return counters{}, 0, fmt.Errorf("produce: %w", err)
+	}
+	return m0, time.Since(start), nil
+}
+
+// produceN produces n records of val through cl and waits for every ack.
+func produceN(ctx context.Context, cl *kgo.Client, topic string, n int, val []byte) error {
 	var firstErr atomic.Value
 	for i := 0; i < n; i++ {
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: val}, func(_ *kgo.Record, err error) {
@@ -158,8 +207,9 @@ func consumeN(ctx context.Context, bootstrap []string, topic string, n int) erro
 }
 
 // latency produces at a fixed rate and measures each record's ack latency
-// (produce call to callback) and end-to-end latency (produce call to a
-// tailing consumer receiving it).
+// (due time to the produce callback) and end-to-end latency (due time to a
+// tailing consumer receiving it), the due time being the record's slot in
+// the fixed-rate schedule (see schedule).
 func latency(ctx context.Context, bootstrap []string, topic string, rate int, d time.Duration, size int) (ack, e2e []time.Duration, err error) {
 	cons, err := kgo.NewClient(
 		kgo.SeedBrokers(bootstrap...),
@@ -194,9 +244,9 @@ func latency(ctx context.Context, bootstrap []string, topic string, rate int, d 
 			now := time.Now()
 			fs.EachRecord(func(rec *kgo.Record) {
 				if len(rec.Value) >= 8 {
-					sent := time.Unix(0, int64(binary.BigEndian.Uint64(rec.Value)))
+					due := time.Unix(0, int64(binary.BigEndian.Uint64(rec.Value)))
 					mu.Lock()
-					e2e = append(e2e, now.Sub(sent))
+					e2e = append(e2e, now.Sub(due))
 					mu.Unlock()
 				}
 				got++
@@ -204,37 +254,25 @@ func latency(ctx context.Context, bootstrap []string, topic string, rate int, d 
 		}
 	}()
 
-	const tick = 5 * time.Millisecond
-	perTick := float64(rate) * tick.Seconds()
-	tk := time.NewTicker(tick)
-	defer tk.Stop()
-	var owed float64
+	base := payload(size)
 	var firstErr atomic.Value
-	sent := 0
-	for sent < total {
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-tk.C:
-		}
-		owed += perTick
-		for owed >= 1 && sent < total {
-			owed--
-			sent++
-			val := make([]byte, size)
-			start := time.Now()
-			binary.BigEndian.PutUint64(val, uint64(start.UnixNano()))
-			prod.Produce(ctx, &kgo.Record{Topic: topic, Value: val}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				l := time.Since(start)
-				mu.Lock()
-				ack = append(ack, l)
-				mu.Unlock()
-			})
-		}
+	sched := schedule{start: time.Now(), rate: float64(rate)}
+	err = sched.run(ctx, total, time.Now, sleepCtx, func(_ int, due time.Time) {
+		val := append([]byte(nil), base...)
+		binary.BigEndian.PutUint64(val, uint64(due.UnixNano()))
+		prod.Produce(ctx, &kgo.Record{Topic: topic, Value: val}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			l := time.Since(due)
+			mu.Lock()
+			ack = append(ack, l)
+			mu.Unlock()
+		})
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := prod.Flush(ctx); err != nil {
 		return nil, nil, err
@@ -250,6 +288,54 @@ func latency(ctx context.Context, bootstrap []string, topic string, rate int, d 
 	mu.Lock()
 	defer mu.Unlock()
 	return ack, e2e, nil
+}
+
+// schedule is the latency phase's fixed-rate send schedule: record i is
+// due at start + i/rate. Latencies are measured from the due time, not
+// from when the record reached the client: a harness that falls behind
+// (descheduled on a loaded machine, or blocked by the client) then counts
+// the delay in the records it sends late and catches up, rather than
+// sending fewer records and timing them from a later start, which would
+// leave the stall out of the samples (coordinated omission).
+type schedule struct {
+	start time.Time
+	rate  float64 // records per second
+}
+
+// at is record i's due time.
+func (s schedule) at(i int) time.Time {
+	return s.start.Add(time.Duration(float64(i) * float64(time.Second) / s.rate))
+}
+
+// run calls send for records 0 to total-1 in order, each with its due
+// time, as soon as it is due: after a stall, every record that fell due
+// meanwhile goes at once. now and sleep are the clock (time.Now and
+// sleepCtx but in tests).
+func (s schedule) run(ctx context.Context, total int, now func() time.Time, sleep func(context.Context, time.Duration) error, send func(i int, due time.Time)) error {
+	for i := range total {
+		due := s.at(i)
+		if wait := due.Sub(now()); wait > 0 {
+			if err := sleep(ctx, wait); err != nil {
+				return err
+			}
+		} else if err := ctx.Err(); err != nil {
+			return err
+		}
+		send(i, due)
+	}
+	return nil
+}
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // counters are the agent metrics the report needs.

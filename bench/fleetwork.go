@@ -316,7 +316,7 @@ func runFleetLatency(ctx context.Context, o Options) (map[string][]float64, erro
 	}
 	out := map[string][]float64{}
 	for i, name := range []string{"same", "other"} {
-		p50, p99 := quantile(lats[i], 0.50), quantile(lats[i], 0.99)
+		p50, p99 := Quantile(lats[i], 0.50), Quantile(lats[i], 0.99)
 		out["p50-"+name] = []float64{float64(p50) / float64(time.Millisecond)}
 		out["p99-"+name] = []float64{float64(p99) / float64(time.Millisecond)}
 		o.Logger.Info("bench: fleet-latency", "consumer", name, "records", len(lats[i]), "p50", p50, "p99", p99)
