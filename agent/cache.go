@@ -37,7 +37,8 @@ import (
 // wholeObjectMaxBytes caps the objects a miss reads whole: flushed
 // segments (8 MiB by default on S3, far less with a short flush interval)
 // but not compacted ones. A cache reads an object whole only if it is also
-// at most a sixteenth of the cache's budget (wholeMax), so the objects one
+// at most an eighth of the cache's budget (wholeMax: 16 MiB of the default
+// 128 MiB tail cache), so the objects one
 // fetch brings in stay cached while the fetch's other partitions, and
 // other consumers, read their rows of them; and one partition read brings
 // in at most a quarter of the budget in whole objects (wholeWindow), so a
@@ -103,7 +104,7 @@ func newRangeCache(maxBytes int64, concurrency int, m cacheMetrics) *rangeCache 
 }
 
 // wholeMax is the largest object this cache reads whole.
-func (c *rangeCache) wholeMax() int64 { return min(wholeObjectMaxBytes, c.max/16) }
+func (c *rangeCache) wholeMax() int64 { return min(wholeObjectMaxBytes, c.max/8) }
 
 // wholeWindow tracks the whole objects one partition read of a fetch
 // brings into a cache (see wholeObjectMaxBytes). The zero value reads

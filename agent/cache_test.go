@@ -163,9 +163,9 @@ func TestWholeObjectReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := newRangeCache(16_000, 0, newMetrics(nil).cache("catchup")) // whole up to 1,000 bytes
+	c := newRangeCache(8_000, 0, newMetrics(nil).cache("catchup")) // whole up to 1,000 bytes
 	if c.wholeMax() != 1000 {
-		t.Fatalf("wholeMax %d, want a sixteenth of the budget", c.wholeMax())
+		t.Fatalf("wholeMax %d, want an eighth of the budget", c.wholeMax())
 	}
 	row := func(key string, size, part int64) catalog.BatchRow {
 		return catalog.BatchRow{TopicPartition: catalog.TopicPartition{Partition: int32(part)}, ObjectKey: key,
@@ -209,13 +209,13 @@ func TestWholeObjectReads(t *testing.T) {
 	}
 
 	b = &countingBucket{BucketReader: mb}
-	w = c.window() // 4,000 bytes of whole objects
-	for i := range 5 {
+	w = c.window() // 2,000 bytes of whole objects
+	for i := range 3 {
 		put(fmt.Sprint("o", i), 1000)
 	}
-	for i := range 5 {
-		if _, _, whole := w.span(row(fmt.Sprint("o", i), 1000, 0)); whole != (i < 4) {
-			t.Fatalf("object %d read whole: %v; a window holds four", i, whole)
+	for i := range 3 {
+		if _, _, whole := w.span(row(fmt.Sprint("o", i), 1000, 0)); whole != (i < 2) {
+			t.Fatalf("object %d read whole: %v; a window holds two", i, whole)
 		}
 	}
 	if _, _, whole := w.span(row("small", 1000, 2)); !whole {

@@ -139,7 +139,7 @@ func DefaultConfig() Config {
 		DefaultPartitions:    1,
 		HeartbeatInterval:    3 * time.Second,
 		AgentTTL:             15 * time.Second,
-		ReadCacheBytes:       256 << 20,
+		ReadCacheBytes:       128 << 20,
 		CatchUpCacheBytes:    64 << 20,
 		CatchUpReads:         8,
 		CatchUpPrefetchBytes: 4 << 20,

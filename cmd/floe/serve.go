@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -202,6 +203,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 		c.agent.AgentID = agent.NewAgentID()
 	}
 	logger = logger.With("agent_id", c.agent.AgentID)
+	setMemoryLimit(c, logger)
 	openCtx, cancelOpen := context.WithTimeout(ctx, time.Minute)
 	defer cancelOpen()
 
@@ -346,4 +348,25 @@ func redactURL(s string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// memoryHeadroom is what an agent holds beyond its read caches at full
+// load: the WAL's buffered bytes (64 MiB by default), objects being built
+// and uploaded, request frames being handled, the runtime.
+const memoryHeadroom = 256 << 20
+
+// setMemoryLimit gives the Go runtime a soft memory limit of the read
+// caches plus memoryHeadroom (448 MiB with the defaults), unless GOMEMLIMIT
+// sets one. Without it the heap grows to twice what is live before a
+// collection, and the caches, full at any steady load, are most of what is
+// live: an agent at full load reached 700 MiB of RSS for about 300 MiB in
+// use. The caches hold byte slices, which a collection need not scan, so
+// collecting more often near the limit costs little CPU.
+func setMemoryLimit(c *serveConfig, logger *slog.Logger) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return
+	}
+	limit := c.agent.ReadCacheBytes + c.agent.CatchUpCacheBytes + memoryHeadroom
+	debug.SetMemoryLimit(limit)
+	logger.Debug("memory limit", "bytes", limit)
 }
