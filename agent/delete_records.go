@@ -21,7 +21,13 @@ func (a *Agent) handleDeleteRecords(ctx context.Context, _ *request, req *kmsg.D
 	for _, rt := range req.Topics {
 		ot := kmsg.NewDeleteRecordsResponseTopic()
 		ot.Topic = rt.Topic
-		t, err := a.topic(ctx, rt.Topic, 0)
+		// A partition past the cached count (added through another
+		// agent) re-reads the topic, as ListOffsets and Fetch do.
+		maxPart := int32(0)
+		for _, rp := range rt.Partitions {
+			maxPart = max(maxPart, rp.Partition+1)
+		}
+		t, err := a.topic(ctx, rt.Topic, maxPart)
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewDeleteRecordsResponseTopicPartition()
 			op.Partition, op.LowWatermark = rp.Partition, -1

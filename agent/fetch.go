@@ -27,8 +27,9 @@ package agent
 //     fetch names a rack id (v11+) and its client no zone otherwise (client
 //     id, per-zone listener), a partition whose leader among that zone's
 //     live agents is another agent is answered with that agent as
-//     PreferredReadReplica and no records. Otherwise it is -1: any agent
-//     serves any partition.
+//     PreferredReadReplica and no records (unless the fetch offset is out
+//     of range: see inRange). Otherwise it is -1: any agent serves any
+//     partition.
 
 import (
 	"context"
@@ -214,7 +215,7 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 			switch {
 			case fp.errCode != 0:
 				op.ErrorCode = fp.errCode
-			case fp.preferred >= 0:
+			case fp.preferred >= 0 && a.inRange(ctx, fp):
 				// Answered at once, without records, like an error: the
 				// client moves this partition to the preferred agent.
 				op.PreferredReadReplica = fp.preferred
@@ -234,6 +235,21 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return total, now
+}
+
+// inRange reports whether fp's offset is within its partition's log (true
+// when the offsets cannot be read: the preferred agent will say). Kafka's
+// leader names as preferred read replica only a replica holding the fetch
+// offset, so an offset out of range gets OFFSET_OUT_OF_RANGE from the
+// leader and the client resets. Every agent holds the same log: steered
+// anyway, the client would get out of range from the preferred agent, go
+// back to the leader (KIP-392) and be steered again, never resetting.
+func (a *Agent) inRange(ctx context.Context, fp fetchPart) bool {
+	ls, hw, err := a.offsets(ctx, fp.tp, fp.offset, false)
+	if err == nil && (fp.offset < ls || fp.offset > hw) {
+		ls, hw, err = a.offsets(ctx, fp.tp, fp.offset, true)
+	}
+	return err != nil || (fp.offset >= ls && fp.offset <= hw)
 }
 
 // fetchPartition reads one partition from its fetch offset into rec, at
@@ -261,6 +277,18 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 		return 0
 	}
 	newHW, err := a.readBatches(ctx, fp.tp, fp.offset, budget, minOne, rec)
+	if errors.Is(err, catalog.ErrOffsetOutOfRange) {
+		// The log start moved past the offset since it was cached
+		// (retention, or DeleteRecords through another agent): the
+		// client resets at once on the catalog's bounds, where a storage
+		// error would have it retry until the cached log start aged.
+		*rec = records{}
+		op.ErrorCode = kerr.OffsetOutOfRange.Code
+		if ls, hw, err := a.offsets(ctx, fp.tp, fp.offset, true); err == nil {
+			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, ls
+		}
+		return 0
+	}
 	if err != nil {
 		a.log.Warn("fetch: reading batches failed", "topic_id", fmtTopicID(fp.tp.TopicID), "partition", fp.tp.Partition, "offset", fp.offset, "err", err)
 		op.ErrorCode = kerr.KafkaStorageError.Code

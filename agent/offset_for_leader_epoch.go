@@ -23,7 +23,13 @@ func (a *Agent) handleOffsetForLeaderEpoch(ctx context.Context, _ *request, req 
 	for _, rt := range req.Topics {
 		ot := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		ot.Topic = rt.Topic
-		t, err := a.topic(ctx, rt.Topic, 0)
+		// A partition past the cached count (added through another
+		// agent) re-reads the topic, as ListOffsets and Fetch do.
+		maxPart := int32(0)
+		for _, rp := range rt.Partitions {
+			maxPart = max(maxPart, rp.Partition+1)
+		}
+		t, err := a.topic(ctx, rt.Topic, maxPart)
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			op.Partition, op.LeaderEpoch, op.EndOffset = rp.Partition, -1, -1

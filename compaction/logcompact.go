@@ -25,10 +25,12 @@ import (
 //
 //   - The cleanable range is a prefix of the partition's rows from the log
 //     start: it stops at the first row younger than min.compaction.lag.ms
-//     (by its max timestamp) or held in an object younger than
-//     MergeMinAge. The partition's last batch is the active tail (Kafka
-//     never compacts its active segment; kfake keeps the last batch):
-//     its records are kept and supersede nothing.
+//     (by its max timestamp; a row without timestamps by its object's
+//     creation time, as Kafka falls back to the segment file's time) or
+//     held in an object younger than MergeMinAge. The partition's last
+//     batch is the active tail (Kafka never compacts its active segment;
+//     kfake keeps the last batch): its records are kept and supersede
+//     nothing.
 //   - The Compactor remembers per partition the offset D it has cleaned
 //     up to (cleanState.cleaned, Kafka's cleaner checkpoint, kept in
 //     memory only: another Compactor taking the shard over starts from
@@ -63,9 +65,12 @@ import (
 //   - Offsets never change. A batch keeping all its records is copied byte
 //     for byte; one keeping some is re-encoded with the same codec,
 //     keeping baseOffset, lastOffsetDelta (so its offset span), the
-//     records' offset and timestamp deltas, the batch timestamps,
+//     records' offset and timestamp deltas, the first timestamp,
 //     producer id, epoch and base sequence, partition leader epoch and
-//     attributes, with a new record count and CRC-32C.
+//     attributes, with a new record count, CRC-32C and max timestamp
+//     (the kept records' largest, as Kafka's cleaner writes it, so the
+//     row's max timestamp, which timestamp lookups and retention.ms use,
+//     is that of records still there).
 //   - A batch keeping no record is dropped whole, and the catalog row
 //     holding it is split around it: the agent's fetch walks a row's
 //     batches assuming each spans lastOffsetDelta+1 offsets back to back,
@@ -261,11 +266,21 @@ func dirtyEnough(t catalog.Topic, rows []catalog.CompactionRow, cleaned, nowMs i
 			dirty += d
 			clean += float64(r.ByteLength) - d
 		}
-		if r.MaxTimestamp <= maxLagCutoff {
+		if rowTime(r) <= maxLagCutoff {
 			return true
 		}
 	}
 	return dirty >= t.MinCleanableDirtyRatio()*(clean+dirty)
+}
+
+// rowTime is the time in Unix milliseconds by which a row ages: its max
+// timestamp, or for a row without timestamps its object's creation, as
+// Kafka ages such a segment by its file's modification time.
+func rowTime(r catalog.CompactionRow) int64 {
+	if r.MaxTimestamp < 0 {
+		return r.ObjectCreated.UnixMilli()
+	}
+	return r.MaxTimestamp
 }
 
 // minus is a-b (b ≥ 0), saturating at math.MinInt64.
@@ -288,7 +303,7 @@ func (c *Compactor) cleanableRows(ctx context.Context, p partition, from int64, 
 			return nil, fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
 		}
 		for _, r := range rows {
-			if r.MaxTimestamp > lagCutoff || !r.ObjectCreated.Before(ageCutoff) {
+			if rowTime(r) > lagCutoff || !r.ObjectCreated.Before(ageCutoff) {
 				return out, nil
 			}
 			out = append(out, r)
@@ -420,6 +435,7 @@ func filterBatch(b []byte, base int64, keep func(rec *kmsg.Record, base, ts int6
 	firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
 	maxTs := int64(binary.BigEndian.Uint64(b[batchMaxTsOff:]))
 	var body []byte
+	keptMaxTs := int64(-1) // Kafka's "no timestamp"
 	err = eachRecord(b, func(rec *kmsg.Record, raw []byte) {
 		ts := firstTs + rec.TimestampDelta64
 		if attrs&0x08 != 0 { // LogAppendTime: the batch's max timestamp is every record's
@@ -428,6 +444,7 @@ func filterBatch(b []byte, base int64, keep func(rec *kmsg.Record, base, ts int6
 		if keep(rec, base, ts) {
 			kept++
 			body = append(body, raw...)
+			keptMaxTs = max(keptMaxTs, ts)
 		} else {
 			dropped++
 		}
@@ -454,6 +471,10 @@ func filterBatch(b []byte, base int64, keep func(rec *kmsg.Record, base, ts int6
 	}
 	rb.Records = body
 	rb.NumRecords = int32(kept)
+	// The max timestamp is the kept records' (for LogAppendTime it is
+	// theirs already), as Kafka's cleaner writes it: a timestamp lookup
+	// must not be sent to a batch for a record that is gone.
+	rb.MaxTimestamp = keptMaxTs
 	nb = rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(nb[batchLengthOff:], uint32(len(nb)-12))
 	binary.BigEndian.PutUint32(nb[batchCRCOff:], crc32.Checksum(nb[batchAttrOff:], crcTable))

@@ -1,0 +1,363 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/internal/testenv"
+	"github.com/floebroker/floe/objstore/file"
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// fetchAt fetches one partition at offset through conn.
+func fetchAt(t *testing.T, conn *floetest.Conn, topic string, offset int64) kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(11)
+	req.MaxWaitMillis, req.MaxBytes = 0, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = offset, 1<<20, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := conn.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+}
+
+// A fetch below a log start that moved without this agent (retention by
+// a compactor, DeleteRecords through another agent) is OFFSET_OUT_OF_RANGE
+// with the new log start, so the consumer resets at once: never a
+// KAFKA_STORAGE_ERROR it retries until the agent's cached log start ages.
+func TestFetchBelowLogStartMovedElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	a := floetest.Start(t, floetest.Options{Dir: dir})
+	ctx := ctxT(t)
+	if _, err := kadm.NewClient(a.Client(t)).CreateTopic(ctx, 1, -1, nil, "moved"); err != nil {
+		t.Fatal(err)
+	}
+	prod := a.Client(t, kgo.DefaultProduceTopic("moved"))
+	for b := 0; b < 10; b++ {
+		var rs []*kgo.Record
+		for i := 0; i < 10; i++ {
+			rs = append(rs, &kgo.Record{Value: []byte{byte(b*10 + i)}})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+	// A fresh agent: it knows the partition from the catalog only.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = floetest.Start(t, floetest.Options{Dir: dir})
+	conn := floetest.Dial(t, a.Addr)
+	if p := fetchAt(t, conn, "moved", 0); p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
+		t.Fatalf("fetch at 0: error %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
+	}
+	topic, err := a.Catalog.Topic(ctx, "moved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the compactor's retention does: straight to the catalog.
+	if _, err := a.Catalog.DeleteRecords(ctx, catalog.TopicPartition{TopicID: topic.ID, Partition: 0}, 50); err != nil {
+		t.Fatal(err)
+	}
+	p := fetchAt(t, conn, "moved", 20)
+	if p.ErrorCode != kerr.OffsetOutOfRange.Code || p.LogStartOffset != 50 {
+		t.Fatalf("fetch at 20 below the new log start 50: error %v, log start %d; want OFFSET_OUT_OF_RANGE, 50", kerr.ErrorForCode(p.ErrorCode), p.LogStartOffset)
+	}
+}
+
+// DeleteRecords and OffsetForLeaderEpoch on a partition another agent
+// added answer for it, not UNKNOWN_TOPIC_OR_PARTITION from a topic cached
+// with fewer partitions (ListOffsets, Fetch and Produce re-read such a
+// topic).
+func TestPartitionAddedElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	bkt, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bkt.Close() })
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	ctx := ctxT(t)
+	admA := kadm.NewClient(a.Client(t))
+	if _, err := admA.CreateTopic(ctx, 1, -1, nil, "grow"); err != nil {
+		t.Fatal(err)
+	}
+	conn := floetest.Dial(t, b.Addr)
+	epochReq := func(p int32) *kmsg.OffsetForLeaderEpochRequest {
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		req.SetVersion(3)
+		req.ReplicaID = -1
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = "grow"
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = p, -1, 0
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return req
+	}
+	// b caches the topic with one partition.
+	if resp, err := conn.Request(epochReq(0)); err != nil || resp.(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("offset for leader epoch of partition 0: %v %+v", err, resp)
+	}
+	if _, err := admA.CreatePartitions(ctx, 2, "grow"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := conn.Request(epochReq(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.EndOffset != 0 {
+		t.Errorf("offset for leader epoch of the new partition 2: %v, end offset %d", kerr.ErrorForCode(p.ErrorCode), p.EndOffset)
+	}
+	del := kmsg.NewPtrDeleteRecordsRequest()
+	del.SetVersion(2)
+	dt := kmsg.NewDeleteRecordsRequestTopic()
+	dt.Topic = "grow"
+	dp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	dp.Partition, dp.Offset = 2, -1
+	dt.Partitions = append(dt.Partitions, dp)
+	del.Topics = append(del.Topics, dt)
+	dresp, err := conn.Request(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := dresp.(*kmsg.DeleteRecordsResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.LowWatermark != 0 {
+		t.Errorf("delete records of the new partition 2: %v, low watermark %d", kerr.ErrorForCode(p.ErrorCode), p.LowWatermark)
+	}
+}
+
+// kcat (librdkafka) positioned inside a deleted range resets as
+// auto.offset.reset says, and a timestamp lookup below the log start
+// starts at the log start.
+func TestKcatInsideDeletedRange(t *testing.T) {
+	kcat := testenv.Kcat(t)
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour)
+	prod := a.Client(t, kgo.DefaultProduceTopic("gone"))
+	for b := 0; b < 10; b++ {
+		var rs []*kgo.Record
+		for i := b * 10; i < b*10+10; i++ {
+			rs = append(rs, &kgo.Record{Value: fmt.Appendf(nil, "%d", i), Timestamp: base.Add(time.Duration(i) * time.Second)})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := adm.DeleteRecords(ctx, kadm.Offsets{"gone": {0: {At: 30}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		first string
+		n     int
+	}{
+		{"offset 5, reset earliest", []string{"-o", "5", "-X", "auto.offset.reset=earliest"}, "30", 70},
+		{"offset 5, reset latest", []string{"-o", "5", "-X", "auto.offset.reset=latest"}, "", 0},
+		{"beginning", []string{"-o", "beginning"}, "30", 70},
+		{"timestamp before the log start", []string{"-o", fmt.Sprintf("s@%d", base.UnixMilli()+5000)}, "30", 70},
+		{"timestamp after it", []string{"-o", fmt.Sprintf("s@%d", base.UnixMilli()+42000)}, "42", 58},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runKcat(t, kcat, nil, append([]string{"-b", a.Addr, "-C", "-t", "gone", "-p", "0", "-e", "-q", "-f", "%s\n"}, tc.args...)...)
+			lines := strings.Fields(string(out))
+			if len(lines) != tc.n || (tc.n > 0 && lines[0] != tc.first) {
+				t.Fatalf("kcat %v: %d records, first %v; want %d from %s", tc.args, len(lines), lines[:min(len(lines), 1)], tc.n, tc.first)
+			}
+		})
+	}
+}
+
+// A consumer positioned by ListOffsets (its cursor then carries the
+// leader epoch, the fleet's generation) goes on after an agent joins
+// (a new generation: franz-go validates the position with
+// OffsetForLeaderEpoch) without any error or data loss reported.
+func TestPositionValidatedAfterAgentJoins(t *testing.T) {
+	dir := t.TempDir()
+	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	bkt, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bkt.Close() })
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	ctx := ctxT(t)
+	prod := a.Client(t)
+	if _, err := kadm.NewClient(prod).CreateTopic(ctx, 4, -1, nil, "epochs"); err != nil {
+		t.Fatal(err)
+	}
+	produce := func() {
+		t.Helper()
+		var rs []*kgo.Record
+		for i := 0; i < 40; i++ {
+			rs = append(rs, &kgo.Record{Topic: "epochs", Partition: int32(i % 4), Value: []byte("v")})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce()
+	var validations epochRequests
+	cons := a.Client(t, kgo.WithHooks(&validations), kgo.ConsumeTopics("epochs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.MetadataMinAge(50*time.Millisecond), kgo.MetadataMaxAge(100*time.Millisecond))
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if fs := cons.PollFetches(pctx); fs.NumRecords() != 0 {
+		t.Fatalf("consumed %d records before any was produced after the end", fs.NumRecords())
+	}
+	cancel()
+	floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	time.Sleep(time.Second) // the agents see the new generation; the consumer's metadata too
+	produce()
+	n := 0
+	for n < 40 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of 40 records", n)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		n += fs.NumRecords()
+	}
+	if validations.n.Load() == 0 {
+		t.Fatal("the consumer never sent OffsetForLeaderEpoch: the test did not test it")
+	}
+}
+
+// epochRequests counts a client's OffsetForLeaderEpoch requests.
+type epochRequests struct{ n atomic.Int64 }
+
+func (e *epochRequests) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	if key == 23 {
+		e.n.Add(1)
+	}
+}
+
+// A rack-aware consumer (KIP-392) whose position was deleted resets as
+// auto.offset.reset says. Kafka's leader names no preferred replica for
+// an offset no replica holds, so the client gets OFFSET_OUT_OF_RANGE; a
+// leader that steered it to its zone's agent anyway would send it back and
+// forth (that agent answers out of range, the client returns to the
+// leader) without ever resetting.
+func TestRackConsumerOutOfRangeResets(t *testing.T) {
+	dir := t.TempDir()
+	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	bkt, err := file.New(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bkt.Close() })
+	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
+	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})
+	ctx := ctxT(t)
+	const parts = 16
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, parts, -1, nil, "racked"); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for i := 0; i < 10*parts; i++ {
+		rs = append(rs, &kgo.Record{Topic: "racked", Partition: int32(i % parts), Value: []byte("v")})
+	}
+	prod := a.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	del := kadm.Offsets{}
+	for p := int32(0); p < parts; p++ {
+		del.Add(kadm.Offset{Topic: "racked", Partition: p, At: 5})
+	}
+	if _, err := adm.DeleteRecords(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	// Both agents must list each other, or nothing is steered.
+	for _, ag := range []*floetest.Agent{a, b} {
+		conn := floetest.Dial(t, ag.Addr)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, err := conn.Request(kmsg.NewPtrMetadataRequest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(resp.(*kmsg.MetadataResponse).Brokers); n == 2 {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("agent at %s lists %d agents, want 2", ag.Addr, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	from0 := map[string]map[int32]kgo.Offset{"racked": {}}
+	for p := int32(0); p < parts; p++ {
+		from0["racked"][p] = kgo.NewOffset().At(0)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.Addr, b.Addr), kgo.Rack("b"), kgo.ConsumePartitions(from0),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got := map[int32]int{}
+	for n := 0; n < 5*parts; {
+		fs := cl.PollFetches(pctx)
+		if pctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records after the reset (per partition: %v)", n, 5*parts, got)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < 5 {
+				t.Fatalf("record at %d below the log start 5", r.Offset)
+			}
+			got[r.Partition]++
+			n++
+		})
+	}
+	cl.Close()
+
+	// librdkafka resets too.
+	kcat := testenv.Kcat(t)
+	out := runKcat(t, kcat, nil, "-b", a.Addr+","+b.Addr, "-C", "-t", "racked", "-o", "0", "-e", "-q", "-f", "%o\n",
+		"-X", "client.rack=b", "-X", "auto.offset.reset=earliest")
+	if lines := strings.Fields(string(out)); len(lines) != 5*parts {
+		t.Fatalf("kcat read %d records, want %d", len(lines), 5*parts)
+	}
+}
