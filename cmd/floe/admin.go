@@ -173,7 +173,7 @@ func (a *adminCLI) dispatch(ctx context.Context, group string, subs []subcommand
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		a.groupUsage(group, subs)
 		if len(args) == 0 {
-			return fmt.Errorf("floe %s: missing subcommand", group)
+			return fmt.Errorf("missing subcommand")
 		}
 		return nil
 	}
@@ -183,7 +183,7 @@ func (a *adminCLI) dispatch(ctx context.Context, group string, subs []subcommand
 		}
 	}
 	a.groupUsage(group, subs)
-	return fmt.Errorf("floe %s: unknown subcommand %q", group, args[0])
+	return fmt.Errorf("unknown subcommand %q", args[0])
 }
 
 func (a *adminCLI) groupUsage(group string, subs []subcommand) {

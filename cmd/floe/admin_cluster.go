@@ -198,7 +198,7 @@ func (a *adminCLI) healthcheck(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("floe healthcheck: unexpected arguments %q", pos)
+		return fmt.Errorf("unexpected arguments %q", pos)
 	}
 	if ready {
 		url = strings.TrimSuffix(url, "/healthz") + "/readyz"
@@ -207,16 +207,16 @@ func (a *adminCLI) healthcheck(ctx context.Context, args []string) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("floe healthcheck: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("floe healthcheck: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("floe healthcheck: %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	fmt.Fprintf(a.out, "%s: %s\n", url, resp.Status)
 	return nil

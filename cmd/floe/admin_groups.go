@@ -253,10 +253,10 @@ func (a *adminCLI) groupsResetOffsets(ctx context.Context, args []string) error 
 	}
 	group := pos[0]
 	if err := f.validate(); err != nil {
-		return fmt.Errorf("floe groups reset-offsets: %w", err)
+		return fmt.Errorf("reset-offsets: %w", err)
 	}
 	if err := spec.validate(); err != nil {
-		return fmt.Errorf("floe groups reset-offsets: %w", err)
+		return fmt.Errorf("reset-offsets: %w", err)
 	}
 	if allTopics == (len(topics) > 0) {
 		return errors.New("floe groups reset-offsets: give --topic or --all-topics (one of them)")
@@ -265,13 +265,13 @@ func (a *adminCLI) groupsResetOffsets(ctx context.Context, args []string) error 
 	if spec.toDatetime != "" {
 		ts, err := time.Parse(time.RFC3339, spec.toDatetime)
 		if err != nil {
-			return fmt.Errorf("floe groups reset-offsets: --to-datetime: %w", err)
+			return fmt.Errorf("reset-offsets: --to-datetime: %w", err)
 		}
 		atMilli = ts.UnixMilli()
 	}
 	selected, err := parseTopicPartitions(topics)
 	if err != nil {
-		return fmt.Errorf("floe groups reset-offsets: %w", err)
+		return fmt.Errorf("reset-offsets: %w", err)
 	}
 
 	ctx, adm, done, err := f.open(ctx)

@@ -108,11 +108,11 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if partitions == 0 || partitions < -1 {
-		return fmt.Errorf("floe topics create: --partitions %d: want a positive count or -1", partitions)
+		return fmt.Errorf("create: --partitions %d: want a positive count or -1", partitions)
 	}
 	kv, err := parseKeyValues("config", configs)
 	if err != nil {
-		return fmt.Errorf("floe topics create: %w", err)
+		return fmt.Errorf("create: %w", err)
 	}
 	cfg := make(map[string]*string, len(kv))
 	for k, v := range kv {
@@ -391,11 +391,11 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 		return err
 	}
 	if partitions < 0 {
-		return fmt.Errorf("floe topics alter: --partitions %d: must be positive", partitions)
+		return fmt.Errorf("alter: --partitions %d: must be positive", partitions)
 	}
 	setKV, err := parseKeyValues("set", sets)
 	if err != nil {
-		return fmt.Errorf("floe topics alter: %w", err)
+		return fmt.Errorf("alter: %w", err)
 	}
 	if partitions == 0 && len(setKV) == 0 && len(deletes) == 0 {
 		fs.Usage()
