@@ -141,9 +141,10 @@ func TestSealWatchHeld(t *testing.T) {
 
 // sealAgent runs an agent whose WAL seals only when asked to (an hour-long
 // flush interval), so any produce answered in a test was sealed early.
-func sealAgent(t *testing.T) string {
+func sealAgent(t *testing.T) (string, *Agent) {
 	t.Helper()
-	addr := startAgentWAL(t, wal.Config{FlushInterval: time.Hour, FlushMinInterval: time.Millisecond}, nil)
+	var ag *Agent
+	addr := startAgentWAL(t, wal.Config{FlushInterval: time.Hour, FlushMinInterval: time.Millisecond}, func(a *Agent) { ag = a })
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +162,15 @@ func sealAgent(t *testing.T) string {
 	if ec := resp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode; ec != 0 {
 		t.Fatalf("create topic: error %d", ec)
 	}
-	return addr
+	return addr, ag
+}
+
+// newestBuffer is the newest WAL buffer an append of a's landed in and
+// how many connections have data in it.
+func newestBuffer(a *Agent) (buf uint64, conns int) {
+	a.seal.mu.Lock()
+	defer a.seal.mu.Unlock()
+	return a.seal.buf, len(a.seal.conns)
 }
 
 // sealClient is one client connection that pipelines produce requests
@@ -265,7 +274,8 @@ func (c *sealClient) answers(n int, d time.Duration) int {
 func TestEarlySeal(t *testing.T) {
 	const quiet = 300 * time.Millisecond // long enough to see that nothing is answered
 	t.Run("a full window is answered at once, four requests wait", func(t *testing.T) {
-		c := newSealClient(t, sealAgent(t), true)
+		addr, _ := sealAgent(t)
+		c := newSealClient(t, addr, true)
 		c.send(4)
 		if got := c.answers(4, quiet); got != 0 {
 			t.Fatalf("%d of 4 answered before the window was full", got)
@@ -283,10 +293,21 @@ func TestEarlySeal(t *testing.T) {
 		}
 	})
 	t.Run("another producer with room in its window keeps the buffer open", func(t *testing.T) {
-		addr := sealAgent(t)
+		addr, ag := sealAgent(t)
 		busy, trickle := newSealClient(t, addr, true), newSealClient(t, addr, true)
+		before, _ := newestBuffer(ag)
 		trickle.send(1)
-		time.Sleep(200 * time.Millisecond) // appended before busy's requests
+		// Appended before busy's requests, in a buffer of its own: waited
+		// for, as a fixed pause was not always long enough on a loaded
+		// machine (busy's full window alone in the buffer then sealed it).
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if buf, conns := newestBuffer(ag); buf > before && conns == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the trickle's produce was not appended within 10s")
+			}
+		}
 		busy.send(5)
 		if got := busy.answers(5, quiet); got != 0 {
 			t.Fatalf("%d answered while another producer could still send", got)
@@ -300,7 +321,8 @@ func TestEarlySeal(t *testing.T) {
 		}
 	})
 	t.Run("non-idempotent producers never seal early", func(t *testing.T) {
-		c := newSealClient(t, sealAgent(t), false)
+		addr, _ := sealAgent(t)
+		c := newSealClient(t, addr, false)
 		c.send(8)
 		if got := c.answers(8, quiet); got != 0 {
 			t.Fatalf("%d of 8 non-idempotent requests answered before the flush interval", got)

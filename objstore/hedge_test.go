@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -60,16 +61,20 @@ func TestHedgedPut(t *testing.T) {
 		wantPuts int32
 		wantErr  bool
 		maxTime  time.Duration
+		// hedge is the hedge delay, 20 ms unless set: the cases that must
+		// neither hedge nor wait for the delay use a long one, which a
+		// loaded machine cannot reach by slowing a mem PUT down.
+		hedge time.Duration
 	}{
-		{name: "fast put, no hedge", delays: []time.Duration{0}, body: bytes.NewReader(data), wantPuts: 1, maxTime: 40 * time.Millisecond},
+		{name: "fast put, no hedge", delays: []time.Duration{0}, body: bytes.NewReader(data), wantPuts: 1, maxTime: 500 * time.Millisecond, hedge: 2 * time.Second},
 		{name: "slow put is hedged", delays: []time.Duration{5 * time.Second, 0}, body: bytes.NewReader(data), wantPuts: 2, maxTime: 2 * time.Second},
 		{name: "failed first attempt, hedge succeeds", delays: []time.Duration{100 * time.Millisecond, 0}, fail: []error{errors.New("boom"), nil}, body: bytes.NewReader(data), wantPuts: 2, maxTime: 2 * time.Second},
-		{name: "early failure returns without waiting", delays: []time.Duration{0}, fail: []error{errors.New("boom")}, body: bytes.NewReader(data), wantPuts: 1, wantErr: true, maxTime: 40 * time.Millisecond},
+		{name: "early failure returns without waiting", delays: []time.Duration{0}, fail: []error{errors.New("boom")}, body: bytes.NewReader(data), wantPuts: 1, wantErr: true, maxTime: 500 * time.Millisecond, hedge: 2 * time.Second},
 		{name: "non-ReaderAt body is not hedged", delays: []time.Duration{200 * time.Millisecond}, body: struct{ io.Reader }{bytes.NewReader(data)}, wantPuts: 1, maxTime: 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := &slowPuts{Bucket: mem.New(nil), delays: tc.delays, fail: tc.fail}
-			b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: 20 * time.Millisecond}, nil)
+			b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: cmp.Or(tc.hedge, 20*time.Millisecond)}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,8 +112,10 @@ func TestHedgedPutAdaptive(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("segment bytes")
 	// 90 of every 100 PUTs take 5 ms, the other 10 take 2 s: the first
-	// attempt's p80 is 5 ms, so the delay settles at MinDelay (20 ms), and
-	// the slow tenth is hedged there.
+	// attempt's p80 is 5 ms, so the delay settles at MinDelay (100 ms), and
+	// the slow tenth is hedged there. The floor is far above the fast PUTs
+	// so that a loaded machine (a 5 ms timer firing 20 ms late) does not
+	// make fast PUTs look slow and hedge them.
 	var delays []time.Duration
 	for i := range 200 {
 		d := 5 * time.Millisecond
@@ -119,7 +126,7 @@ func TestHedgedPutAdaptive(t *testing.T) {
 	}
 	inner := &slowPuts{Bucket: mem.New(nil), delays: delays}
 	reg := prometheus.NewRegistry()
-	b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Hour, Quantile: 0.8, MinDelay: 20 * time.Millisecond}, reg)
+	b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Hour, Quantile: 0.8, MinDelay: 100 * time.Millisecond}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +138,8 @@ func TestHedgedPutAdaptive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := testenv.Metric(t, reg, "floe_objstore_hedge_delay_seconds", map[string]string{"size": "le1MiB"}); got != 0.02 {
-		t.Fatalf("delay after 40 fast PUTs = %vs, want the 20 ms floor", got)
+	if got := testenv.Metric(t, reg, "floe_objstore_hedge_delay_seconds", map[string]string{"size": "le1MiB"}); got != 0.1 {
+		t.Fatalf("delay after 40 fast PUTs = %vs, want the 100 ms floor", got)
 	}
 	inner.mu.Lock()
 	inner.delays = delays
