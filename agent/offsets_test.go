@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,9 +15,7 @@ import (
 
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/catalog"
-	"github.com/floebroker/floe/catalog/sqlite"
 	"github.com/floebroker/floe/internal/testenv"
-	"github.com/floebroker/floe/objstore/file"
 	"github.com/floebroker/floe/tests/floetest"
 )
 
@@ -91,17 +88,7 @@ func TestFetchBelowLogStartMovedElsewhere(t *testing.T) {
 // with fewer partitions (ListOffsets, Fetch and Produce re-read such a
 // topic).
 func TestPartitionAddedElsewhere(t *testing.T) {
-	dir := t.TempDir()
-	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	bkt, err := file.New(filepath.Join(dir, "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bkt.Close() })
+	cat, bkt := sharedStores(t)
 	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
 	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
 	ctx := ctxT(t)
@@ -205,17 +192,7 @@ func TestKcatInsideDeletedRange(t *testing.T) {
 // (a new generation: franz-go validates the position with
 // OffsetForLeaderEpoch) without any error or data loss reported.
 func TestPositionValidatedAfterAgentJoins(t *testing.T) {
-	dir := t.TempDir()
-	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	bkt, err := file.New(filepath.Join(dir, "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bkt.Close() })
+	cat, bkt := sharedStores(t)
 	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
 	ctx := ctxT(t)
 	prod := a.Client(t)
@@ -274,17 +251,7 @@ func (e *epochRequests) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _,
 // forth (that agent answers out of range, the client returns to the
 // leader) without ever resetting.
 func TestRackConsumerOutOfRangeResets(t *testing.T) {
-	dir := t.TempDir()
-	cat, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	bkt, err := file.New(filepath.Join(dir, "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bkt.Close() })
+	cat, bkt := sharedStores(t)
 	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
 	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
 	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})

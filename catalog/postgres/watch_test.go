@@ -134,6 +134,24 @@ func (p *freezingProxy) close() {
 // re-read of the counter cannot wait on the dead connection forever) and
 // reconnect, so a commit made meanwhile is delivered.
 func TestWatchSilentlyDeadConnection(t *testing.T) {
+	w := watchThroughProxy(t, catalog.Options{}, func(c *Catalog) { c.listenIdle = 200 * time.Millisecond })
+	waitCommit(t, w.ch, w.commit("a"), 10*time.Second)
+	w.proxy.freeze()
+	waitCommit(t, w.ch, w.commit("b"), 10*time.Second)
+}
+
+// proxiedWatch is a catalog watching commits through a freezingProxy and
+// a second catalog, connected directly, that commits.
+type proxiedWatch struct {
+	proxy  *freezingProxy
+	ch     <-chan int64
+	commit func(key string) int64 // commits a one-batch segment, returns its id
+}
+
+// watchThroughProxy opens a watcher with opts through a proxy (tune, if
+// set, adjusts it before it starts watching) and a writer, and creates the
+// topic the writer commits to.
+func watchThroughProxy(t *testing.T, opts catalog.Options, tune func(*Catalog)) proxiedWatch {
 	direct := freshSchema(t)
 	u, err := url.Parse(direct)
 	if err != nil {
@@ -142,8 +160,10 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 	proxy := newFreezingProxy(t, u.Host)
 	u.Host = proxy.ln.Addr().String()
 	writer := openTest(t, direct, catalog.Options{})
-	watcher := openTest(t, u.String(), catalog.Options{})
-	watcher.listenIdle = 200 * time.Millisecond
+	watcher := openTest(t, u.String(), opts)
+	if tune != nil {
+		tune(watcher)
+	}
 	ctx := t.Context()
 	topic, err := writer.CreateTopic(ctx, catalog.TopicSpec{Name: "w", Partitions: 1})
 	if err != nil {
@@ -153,17 +173,13 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit := func(key string) int64 {
+	return proxiedWatch{proxy: proxy, ch: ch, commit: func(key string) int64 {
 		res, err := writer.CommitSegment(ctx, oneBatchSegment(key, topic.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.CommitID
-	}
-	waitFor := func(id int64) { waitCommit(t, ch, id, 10*time.Second) }
-	waitFor(commit("a"))
-	proxy.freeze()
-	waitFor(commit("b"))
+	}}
 }
 
 // TestWatchOutageLogsQuietly: while the catalog is down the commit
@@ -171,42 +187,18 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 // (then every listenLogEvery), and once when it is back; notifications
 // resume.
 func TestWatchOutageLogsQuietly(t *testing.T) {
-	direct := freshSchema(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newFreezingProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
 	logs := &countingHandler{}
-	writer := openTest(t, direct, catalog.Options{})
-	watcher := openTest(t, u.String(), catalog.Options{Logger: slog.New(logs)})
-	ctx := t.Context()
-	topic, err := writer.CreateTopic(ctx, catalog.TopicSpec{Name: "w", Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := watcher.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit := func(key string) int64 {
-		res, err := writer.CommitSegment(ctx, oneBatchSegment(key, topic.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.CommitID
-	}
-	waitCommit(t, ch, commit("a"), 10*time.Second)
-	proxy.cut()
+	w := watchThroughProxy(t, catalog.Options{Logger: slog.New(logs)}, nil)
+	waitCommit(t, w.ch, w.commit("a"), 10*time.Second)
+	w.proxy.cut()
 	time.Sleep(3 * time.Second) // a dozen reconnection attempts or more
-	proxy.restore()
-	waitCommit(t, ch, commit("b"), 10*time.Second)
-	if w := logs.count(slog.LevelWarn, "catalog commit listener"); w != 1 {
-		t.Errorf("%d warnings from the commit listener during a 3 s outage, want 1", w)
+	w.proxy.restore()
+	waitCommit(t, w.ch, w.commit("b"), 10*time.Second)
+	if n := logs.count(slog.LevelWarn, "catalog commit listener"); n != 1 {
+		t.Errorf("%d warnings from the commit listener during a 3 s outage, want 1", n)
 	}
-	if i := logs.count(slog.LevelInfo, "catalog commit listener reconnected"); i != 1 {
-		t.Errorf("%d reconnection notices, want 1", i)
+	if n := logs.count(slog.LevelInfo, "catalog commit listener reconnected"); n != 1 {
+		t.Errorf("%d reconnection notices, want 1", n)
 	}
 }
 
