@@ -52,7 +52,8 @@ import (
 //     dropped if the map holds its key at a larger offset (in [D, E) every
 //     key is in the map, so only each key's last survives), a surviving
 //     tombstone (null value) once its timestamp is older than
-//     delete.retention.ms. Records without a key and control batches are
+//     delete.retention.ms (one without a timestamp by its object's
+//     creation). Records without a key and control batches are
 //     kept. A group that loses nothing is left as it is. On success D = E.
 //   - Dropping a tombstone is safe because the earlier records of its key
 //     are gone with it: below D the clean region holds the key only once;
@@ -348,7 +349,17 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 	}
 	var outs []out
 	removed := 0
-	for _, batches := range data {
+	for i, batches := range data {
+		// A record without a timestamp (-1) ages from its object's
+		// creation, as its row does (rowTime): a tombstone's
+		// delete.retention.ms counts from there.
+		created := rows[i].ObjectCreated.UnixMilli()
+		keep := func(rec *kmsg.Record, base, ts int64) bool {
+			if ts < 0 {
+				ts = created
+			}
+			return keep(rec, base, ts)
+		}
 		for _, sb := range batches {
 			nb, kept, dropped, err := filterBatch(sb.raw, sb.base, keep)
 			if err != nil {
