@@ -71,6 +71,7 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			}
 		}
 		a.topics.forget(name)
+		a.groups.ForgetTopic(name)
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return resp, nil

@@ -303,11 +303,15 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			// Another process took this agent ID over while this one was
 			// cut off or paused past the TTL. Both would be one node id:
 			// stop claiming it (no group coordination, not ready) and
-			// retry every round in case the other goes away.
+			// retry every round in case the other goes away. The view
+			// still follows the fleet, so that this agent's answers name
+			// the node id at the other process's address and no agent
+			// that has since left.
 			if cur.registered {
 				a.log.Error("another process registered this agent id; serving no groups and not ready until it leaves", "err", rerr)
 				a.members.Store(&membership{self: cur.self, agents: cur.agents, generation: cur.generation})
 			}
+			a.refreshMembers(ctx)
 			return
 		case rerr != nil:
 			a.log.Warn("re-registration failed", "err", rerr)

@@ -3,8 +3,10 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -299,6 +301,22 @@ func TestDuplicateAgentID(t *testing.T) {
 	if _, _, _, err := a.Agent.Coordinator(ctx, "g"); err == nil {
 		t.Error("the displaced agent still coordinates groups")
 	}
+	// Its Metadata follows the fleet: the node id is the other process's,
+	// at its address, not the displaced agent's own.
+	conn := floetest.Dial(t, a.Addr)
+	defer conn.Close()
+	waitFor(t, 5*time.Second, "the displaced agent's metadata names the node at its new holder", func() bool {
+		resp, err := conn.Request(kmsg.NewPtrMetadataRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range resp.(*kmsg.MetadataResponse).Brokers {
+			if b.NodeID == node {
+				return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))) == c.Addr
+			}
+		}
+		return false
+	})
 	// The id's only row stays the one that took it over (listed by a long
 	// TTL, so a heartbeat late on a loaded machine does not matter).
 	time.Sleep(4 * 50 * time.Millisecond)

@@ -95,6 +95,12 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 	return c
 }
 
+// ForgetTopic drops the coordinator's cached view of a topic this agent
+// just deleted: a commit for it within TopicCacheTTL would otherwise be
+// stored, bringing back the offsets the deletion removed for a topic
+// created again under the name.
+func (c *Coordinator) ForgetTopic(name string) { c.topics.forget(name) }
+
 // APIs returns the API keys Handle serves with the versions it serves; the
 // agent lists them in ApiVersions and routes these keys to Handle.
 func (c *Coordinator) APIs() []API {

@@ -132,6 +132,22 @@ func (tc *topicCache) snapshot(ctx context.Context) (*topicSnapshot, error) {
 	return s, nil
 }
 
+// forget drops what is cached about the named topic, so that the next
+// lookup asks the catalog. The snapshot stays as the last one (for
+// fallbacks and its version), but stale.
+func (tc *topicCache) forget(name string) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	delete(tc.mu.byName, name)
+	if s := tc.mu.snap; s != nil {
+		if _, ok := s.byName[name]; ok {
+			stale := *s
+			stale.at = time.Time{}
+			tc.mu.snap = &stale
+		}
+	}
+}
+
 func (tc *topicCache) current() *topicSnapshot {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
