@@ -72,24 +72,11 @@ func (e *env) flushBatch(tp catalog.TopicPartition, b []byte, n int, ts int64) {
 func (e *env) latestValues(tp catalog.TopicPartition) map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
-	for _, b := range e.consume(tp) {
-		var rb kmsg.RecordBatch
-		if err := rb.ReadFrom([]byte(b.Bytes)); err != nil {
-			e.t.Fatal(err)
-		}
-		recs := rb.Records
-		for range rb.NumRecords {
-			l, n := binary.Varint(recs)
-			var r kmsg.Record
-			if err := r.ReadFrom(recs[:n+int(l)]); err != nil {
-				e.t.Fatal(err)
-			}
-			recs = recs[n+int(l):]
-			if r.Value == nil {
-				delete(out, string(r.Key))
-			} else {
-				out[string(r.Key)] = string(r.Value)
-			}
+	for _, r := range e.records(tp) {
+		if r.Null {
+			delete(out, r.Key)
+		} else {
+			out[r.Key] = r.Value
 		}
 	}
 	return out
