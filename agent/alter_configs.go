@@ -72,6 +72,6 @@ func (a *Agent) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceTy
 		}
 		return code, msg
 	}
-	a.topics.put(t)
+	a.cacheTopic(t)
 	return 0, ""
 }

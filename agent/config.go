@@ -104,8 +104,10 @@ type Config struct {
 	// its fetch returns, per partition.
 	CatchUpPrefetchBytes int64
 	// TopicCacheTTL bounds how long topic metadata is reused before the
-	// catalog is read again. Misses (unknown topic, partition out of
-	// range) always read the catalog.
+	// catalog is read again: in the background up to twice the TTL, so
+	// busy topics never wait for it, and before the request after that.
+	// Misses (unknown topic, partition out of range) always read the
+	// catalog.
 	TopicCacheTTL time.Duration
 
 	// Groups configures the consumer group coordinator.

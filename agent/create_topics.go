@@ -66,7 +66,7 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 				resp.Topics = append(resp.Topics, ot)
 				continue
 			}
-			a.topics.put(t)
+			a.cacheTopic(t)
 			a.log.Info("created topic", "topic", t.Name, "partitions", t.Partitions)
 		}
 		ot.TopicID = t.ID

@@ -266,6 +266,9 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 		if op.ErrorCode == kerr.KafkaStorageError.Code {
 			a.log.Warn("fetch: reading offsets failed", "err", err)
 		}
+		if errors.Is(err, catalog.ErrUnknownTopic) {
+			a.topicGone(fp.tp.TopicID)
+		}
 		return 0
 	}
 	op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, ls

@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -86,6 +87,18 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 				w := &work[i]
 				op := &resp.Topics[w.topicIdx].Partitions[w.partIdx]
 				off, ts, err := a.listOffset(ctx, w.tp, w.ts)
+				if errors.Is(err, catalog.ErrUnknownTopic) {
+					// The cached topic was deleted, maybe through
+					// another agent, and maybe created again under
+					// its name: answer for what the name is now. A
+					// consumer asks this before it fetches by name,
+					// so it does not start on the old topic's rows.
+					a.topicGone(w.tp.TopicID)
+					if t, terr := a.readTopic(ctx, w.topic); terr == nil && t.ID != w.tp.TopicID && w.tp.Partition < t.Partitions {
+						w.tp.TopicID = t.ID
+						off, ts, err = a.listOffset(ctx, w.tp, w.ts)
+					}
+				}
 				if err != nil {
 					op.ErrorCode = catalogErrorCode(err)
 					if op.ErrorCode == kerr.KafkaStorageError.Code {

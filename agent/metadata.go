@@ -70,10 +70,21 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 			return resp, nil
 		}
 		for _, t := range topics {
-			a.topics.put(t)
+			a.cacheTopic(t)
 			resp.Topics = append(resp.Topics, a.topicMetadata(m, t, zone))
 		}
 		return resp, nil
+	}
+	// Named topics are read from the catalog (see metadataTopic); many of
+	// them with one query rather than one each.
+	var listed map[string]catalog.Topic
+	if len(req.Topics) > metadataTopicReads {
+		if topics, err := a.cat.ListTopics(ctx); err == nil {
+			listed = make(map[string]catalog.Topic, len(topics))
+			for _, t := range topics {
+				listed[t.Name] = t
+			}
+		}
 	}
 	for _, rt := range req.Topics {
 		var (
@@ -82,7 +93,12 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 		)
 		switch {
 		case rt.Topic != nil && *rt.Topic != "":
-			t, err = a.topicOrCreate(ctx, *rt.Topic, 0, allowCreate)
+			if lt, ok := listed[*rt.Topic]; ok {
+				a.cacheTopic(lt)
+				t = lt
+				break
+			}
+			t, err = a.metadataTopic(ctx, *rt.Topic, allowCreate)
 			if errors.Is(err, catalog.ErrUnknownTopic) {
 				// Kafka answers a name no topic can have
 				// INVALID_TOPIC_EXCEPTION (not retriable) rather
@@ -148,4 +164,30 @@ func (a *Agent) topicMetadata(m *membership, t catalog.Topic, zone string) kmsg.
 		mp.OfflineReplicas = []int32{}
 	}
 	return mt
+}
+
+// metadataTopicReads is how many named topics a Metadata request reads
+// one by one; more are read with one ListTopics.
+const metadataTopicReads = 8
+
+// metadataTopic is topicOrCreate reading the catalog rather than the
+// cache, as the all-topics answer does: a client works from the topic ids
+// and partition counts of its metadata until its next refresh, minutes
+// later, and franz-go takes a topic id that changes under it for a topic
+// deleted and created again, which it then fails for good. An id that
+// another agent's DeleteTopics and CreateTopics replaced seconds ago must
+// not be handed to a client that starts now. The cached topic answers only
+// while the catalog cannot.
+func (a *Agent) metadataTopic(ctx context.Context, name string, allowCreate bool) (catalog.Topic, error) {
+	t, err := a.readTopic(ctx, name)
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, catalog.ErrUnknownTopic):
+		return a.topicOrCreate(ctx, name, 0, allowCreate)
+	}
+	if t, _, found := a.topics.get(name); found {
+		return t, nil
+	}
+	return catalog.Topic{}, err
 }

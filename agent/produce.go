@@ -482,6 +482,8 @@ func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.Ba
 	case errors.Is(res.Err, catalog.ErrUnknownProducerID):
 		out.ErrorCode = kerr.UnknownProducerID.Code
 	case errors.Is(res.Err, catalog.ErrUnknownTopic):
+		// Deleted since it was cached, maybe through another agent.
+		a.topicGone(e.TopicPartition.TopicID)
 		out.ErrorCode = kerr.UnknownTopicOrPartition.Code
 	default:
 		a.log.Warn("produce: commit rejected a batch", "err", res.Err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"sync"
@@ -417,8 +418,12 @@ func (a *Agent) refreshOffsets(tp catalog.TopicPartition) {
 		defer a.tail.endRefresh(tp)
 		ctx, cancel := context.WithTimeout(context.Background(), offsetsRefreshTimeout)
 		defer cancel()
-		if o, err := a.cat.Offsets(ctx, tp); err == nil {
+		o, err := a.cat.Offsets(ctx, tp)
+		switch {
+		case err == nil:
 			a.tail.storeOffsets(tp, o)
+		case errors.Is(err, catalog.ErrUnknownTopic):
+			a.topicGone(tp.TopicID)
 		}
 	}()
 }

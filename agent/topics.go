@@ -13,12 +13,19 @@ import (
 // topicCache keeps recently read topics so that produce and fetch do not
 // read the catalog for every request. An entry older than the TTL is still
 // served while a background read refreshes it, so requests at steady state
-// never wait for the catalog; a miss, an unknown topic or a partition past
-// the cached count always reads the catalog at once, so a topic created or
-// grown on another agent is seen at once. A deleted topic may be served
-// for up to the TTL and one catalog read: its produces then fail in the
-// commit (the catalog rejects unknown partitions) and its fetches find no
-// rows.
+// never wait for the catalog. An entry older than twice the TTL is read
+// again before it is served: a topic asked for after a quiet spell would
+// otherwise be answered once more as it was read then, however long ago —
+// configs changed and partitions added through other agents since (a
+// consumer plans its reads from a partition count until its next metadata
+// refresh, minutes later). While the catalog cannot answer, the entry is
+// served anyway (a failed refresh counts as a read for this). A miss, an
+// unknown topic or a partition past the cached count always reads the
+// catalog at once, so a topic created or grown on another agent is seen at
+// once. A topic deleted through another agent may be served for up to
+// twice the TTL, until a catalog read finds it gone: its produces then
+// fail in the commit (the catalog rejects unknown partitions), and its
+// fetches may still be served the rows the tail index holds of it.
 type topicCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -33,7 +40,8 @@ type topicCache struct {
 }
 
 type cachedTopic struct {
-	t  catalog.Topic
+	t catalog.Topic
+	// at is when t was read, or was due for a refresh that failed.
 	at time.Time
 }
 
@@ -45,19 +53,46 @@ func newTopicCache(ttl time.Duration, now func() time.Time) *topicCache {
 	return c
 }
 
-// getName returns the cached topic and whether it is younger than the TTL.
-func (c *topicCache) getName(name string) (t catalog.Topic, found, fresh bool) {
+// get returns the topic cached under key (a name or an id) and its age.
+func (c *topicCache) get(key any) (t catalog.Topic, age time.Duration, found bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.mu.byName[name]
-	return e.t, ok, ok && c.now().Sub(e.at) <= c.ttl
+	var e cachedTopic
+	switch k := key.(type) {
+	case string:
+		e, found = c.mu.byName[k]
+	case catalog.TopicID:
+		e, found = c.mu.byID[k]
+	}
+	return e.t, c.now().Sub(e.at), found
 }
 
-func (c *topicCache) getID(id catalog.TopicID) (t catalog.Topic, found, fresh bool) {
+// refreshFailed keeps the entry of key servable for another TTL: its
+// refresh failed for want of a catalog, not because the topic is gone.
+func (c *topicCache) refreshFailed(key any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.mu.byID[id]
-	return e.t, ok, ok && c.now().Sub(e.at) <= c.ttl
+	at := c.now().Add(-c.ttl)
+	var name string
+	switch k := key.(type) {
+	case string:
+		name = k
+	case catalog.TopicID:
+		e, ok := c.mu.byID[k]
+		if !ok {
+			return
+		}
+		name = e.t.Name
+	}
+	e, ok := c.mu.byName[name]
+	if !ok || !e.at.Before(at) {
+		return
+	}
+	e.at = at
+	c.mu.byName[name] = e
+	if _, ok := c.mu.byID[e.t.ID]; ok {
+		c.mu.byID[e.t.ID] = e
+	}
 }
 
 // startRefresh marks a background read of key (a name or an id) as
@@ -78,11 +113,14 @@ func (c *topicCache) endRefresh(key any) {
 	delete(c.mu.refreshing, key)
 }
 
-func (c *topicCache) put(t catalog.Topic) {
+// put caches t and returns the id its name had in the cache if that was
+// another (the topic was deleted and created again).
+func (c *topicCache) put(t catalog.Topic) (replaced catalog.TopicID, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.mu.byName[t.Name]; ok && old.t.ID != t.ID {
+	if old, found := c.mu.byName[t.Name]; found && old.t.ID != t.ID {
 		delete(c.mu.byID, old.t.ID)
+		replaced, ok = old.t.ID, true
 	}
 	e := cachedTopic{t: t, at: c.now()}
 	c.mu.byName[t.Name] = e
@@ -93,6 +131,7 @@ func (c *topicCache) put(t catalog.Topic) {
 		clear(c.mu.byName)
 		clear(c.mu.byID)
 	}
+	return replaced, ok
 }
 
 func (c *topicCache) forgetID(id catalog.TopicID) {
@@ -104,25 +143,64 @@ func (c *topicCache) forgetID(id catalog.TopicID) {
 	}
 }
 
-func (c *topicCache) forget(name string) {
+// forget drops the named topic and returns what was cached of it, however
+// old.
+func (c *topicCache) forget(name string) (catalog.Topic, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.mu.byName[name]; ok {
+	e, ok := c.mu.byName[name]
+	if ok {
 		delete(c.mu.byID, e.t.ID)
 		delete(c.mu.byName, name)
 	}
+	return e.t, ok
 }
 
 // topic returns the named topic, from the cache when fresh. When
 // minPartitions exceeds the cached count the catalog is read again.
 func (a *Agent) topic(ctx context.Context, name string, minPartitions int32) (catalog.Topic, error) {
-	if t, found, fresh := a.topics.getName(name); found && t.Partitions >= minPartitions {
-		if !fresh {
-			a.refreshTopic(name, func(ctx context.Context) error { _, err := a.readTopic(ctx, name); return err })
+	return a.lookupTopic(ctx, name, minPartitions, func(ctx context.Context) (catalog.Topic, error) { return a.readTopic(ctx, name) })
+}
+
+// lookupTopic returns the topic cached under key (a name or an id) as the
+// topicCache's rules allow, else what read reads.
+func (a *Agent) lookupTopic(ctx context.Context, key any, minPartitions int32, read func(context.Context) (catalog.Topic, error)) (catalog.Topic, error) {
+	t, age, found := a.topics.get(key)
+	found = found && t.Partitions >= minPartitions
+	if found && age <= 2*a.topics.ttl {
+		if age > a.topics.ttl {
+			a.refreshTopic(key, read)
 		}
 		return t, nil
 	}
-	return a.readTopic(ctx, name)
+	rt, err := read(ctx)
+	if err != nil && found && !errors.Is(err, catalog.ErrUnknownTopic) {
+		// The catalog cannot answer: the old entry is better than a
+		// failed request, and the next ones need not wait for it.
+		a.topics.refreshFailed(key)
+		return t, nil
+	}
+	return rt, err
+}
+
+// cacheTopic caches t, read from the catalog or just written to it. When
+// its name named another topic id before, that topic was deleted: the tail
+// index forgets it, so that no request reaches its rows any more and they
+// are not kept for the agent's life (the commit follower fed them to every
+// agent).
+func (a *Agent) cacheTopic(t catalog.Topic) {
+	if old, ok := a.topics.put(t); ok {
+		a.tail.forgetTopic(old)
+	}
+}
+
+// topicGone drops what is known of a topic id the catalog no longer has:
+// it was deleted, maybe through another agent, which this agent learns
+// only from the catalog. The next request naming the topic reads the
+// catalog again rather than the cache.
+func (a *Agent) topicGone(id catalog.TopicID) {
+	a.tail.forgetTopic(id)
+	a.topics.forgetID(id)
 }
 
 // readTopic reads a topic from the catalog into the cache.
@@ -130,43 +208,35 @@ func (a *Agent) readTopic(ctx context.Context, name string) (catalog.Topic, erro
 	t, err := a.cat.Topic(ctx, name)
 	if err != nil {
 		if errors.Is(err, catalog.ErrUnknownTopic) {
-			if old, found, _ := a.topics.getName(name); found {
+			if old, found := a.topics.forget(name); found {
 				a.tail.forgetTopic(old.ID)
 			}
-			a.topics.forget(name)
 		}
 		return catalog.Topic{}, err
 	}
-	a.topics.put(t)
+	a.cacheTopic(t)
 	return t, nil
 }
 
 // topicByID is topic by id.
 func (a *Agent) topicByID(ctx context.Context, id catalog.TopicID, minPartitions int32) (catalog.Topic, error) {
-	if t, found, fresh := a.topics.getID(id); found && t.Partitions >= minPartitions {
-		if !fresh {
-			a.refreshTopic(id, func(ctx context.Context) error { _, err := a.readTopicByID(ctx, id); return err })
-		}
-		return t, nil
-	}
-	return a.readTopicByID(ctx, id)
+	return a.lookupTopic(ctx, id, minPartitions, func(ctx context.Context) (catalog.Topic, error) { return a.readTopicByID(ctx, id) })
 }
 
 func (a *Agent) readTopicByID(ctx context.Context, id catalog.TopicID) (catalog.Topic, error) {
 	t, err := a.cat.TopicByID(ctx, id)
 	if err != nil {
 		if errors.Is(err, catalog.ErrUnknownTopic) {
-			a.tail.forgetTopic(id)
-			a.topics.forgetID(id)
+			a.topicGone(id)
 		}
 		return catalog.Topic{}, err
 	}
-	a.topics.put(t)
+	a.cacheTopic(t)
 	return t, nil
 }
 
 // refreshTopic runs read in the background, once per key at a time.
-func (a *Agent) refreshTopic(key any, read func(context.Context) error) {
+func (a *Agent) refreshTopic(key any, read func(context.Context) (catalog.Topic, error)) {
 	if !a.topics.startRefresh(key) {
 		return
 	}
@@ -174,7 +244,9 @@ func (a *Agent) refreshTopic(key any, read func(context.Context) error) {
 		defer a.topics.endRefresh(key)
 		ctx, cancel := context.WithTimeout(context.Background(), offsetsRefreshTimeout)
 		defer cancel()
-		_ = read(ctx)
+		if _, err := read(ctx); err != nil && !errors.Is(err, catalog.ErrUnknownTopic) {
+			a.topics.refreshFailed(key)
+		}
 	}()
 }
 
@@ -197,7 +269,7 @@ func (a *Agent) topicOrCreate(ctx context.Context, name string, minPartitions in
 		return catalog.Topic{}, err
 	}
 	a.log.Info("auto-created topic", "topic", name, "partitions", t.Partitions)
-	a.topics.put(t)
+	a.cacheTopic(t)
 	return t, nil
 }
 
