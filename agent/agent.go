@@ -33,8 +33,13 @@
 //     the catalog nor, at the agent that wrote the rows, the bucket; the
 //     log start offset and topics it checks are re-read in the background.
 //   - Concurrent reads of one object range share one bucket GET. Catch-up
-//     reads use their own cache and a bounded number of bucket reads, so
-//     they never evict the tail or take every read.
+//     reads (below the tail index, or far behind its newest rows and no
+//     longer in the tail cache) use their own cache and a bounded number
+//     of bucket reads, so they never evict the tail or take every read.
+//   - A connection holds at most one built fetch response: a fetch builds
+//     its response only once the connection's previous one was written.
+//   - A long-polling fetch is woken only by commits to its topics (and by
+//     their deletion on this agent).
 //
 // Differences from Kafka are listed in COMPATIBILITY.md.
 package agent

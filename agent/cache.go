@@ -21,8 +21,9 @@ import (
 //     partition's leader serves its tail with no GET at all) and the rows
 //     of the tail index that other agents wrote;
 //   - the catch-up cache holds what consumers far behind read (rows found
-//     in the catalog, below the tail index) and what is prefetched for
-//     them. It has its own byte budget and a bound on its concurrent bucket
+//     in the catalog, below the tail index, and rows of the tail index
+//     far behind its newest that the tail cache no longer holds: see
+//     tailNearRows) and what is prefetched for them. It has its own byte budget and a bound on its concurrent bucket
 //     reads, so a backfill can neither evict the tail nor take every
 //     connection to the bucket.
 //

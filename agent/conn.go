@@ -62,6 +62,9 @@ type conn struct {
 	// lastOrdered is the ordered gate of the newest request (see
 	// pending.ordered); only the reader touches it.
 	lastOrdered chan struct{}
+	// lastFetch is the written channel of the newest fetch (see
+	// pending.prevFetch); only the reader touches it.
+	lastFetch chan struct{}
 
 	inflight     atomic.Int32
 	lastActivity atomic.Int64 // unix nanos of the last complete read or write
@@ -92,6 +95,17 @@ type pending struct {
 	// budget is the frame's reservation in the agent's request budget,
 	// released when its handler has returned.
 	budget int64
+
+	// For fetches: written is closed once the writer has sent this
+	// response, prevFetch when it has sent the connection's previous
+	// fetch's. A fetch builds its response only after prevFetch, so a
+	// connection holds at most one built fetch response while its client
+	// does not read (Kafka reads a connection's next request only once
+	// the response before it is sent): pipelined fetches of a stalled
+	// client would otherwise each hold up to FetchMaxBytes until the
+	// write timed out.
+	written   chan struct{}
+	prevFetch <-chan struct{}
 }
 
 // passOrdered runs f (may be nil) once all earlier requests passed their
@@ -136,6 +150,7 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 	start := make(chan struct{})
 	close(start)
 	c.lastOrdered = start
+	c.lastFetch = start
 	c.touch()
 	return c
 }
@@ -360,6 +375,10 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "decode").Inc()
 		return nil, "bad_request"
 	}
+	if hdr.key == fetchKey {
+		p.written, p.prevFetch = make(chan struct{}), c.lastFetch
+		c.lastFetch = p.written
+	}
 	c.inflight.Add(1)
 	c.a.handlers.Add(1)
 	p.budget = budget
@@ -440,6 +459,9 @@ func (c *conn) writeLoop() {
 				c.a.log.Info("closing connection: write failed", "remote", c.remote, "err", err)
 			}
 			return
+		}
+		if p.written != nil {
+			close(p.written)
 		}
 		c.touch()
 		if cap(buf) > 1<<20 {

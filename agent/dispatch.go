@@ -11,6 +11,7 @@ import (
 // API keys the agent refers to by name.
 const (
 	produceKey     int16 = 0
+	fetchKey       int16 = 1
 	apiVersionsKey int16 = 18
 )
 

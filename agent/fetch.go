@@ -34,6 +34,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -106,6 +107,15 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 			return resp, nil
 		}
 	}
+	if r.p.prevFetch != nil {
+		// Built only once the connection's previous fetch response is
+		// sent (see pending.written).
+		select {
+		case <-r.p.prevFetch:
+		case <-ctx.Done():
+			return resp, nil
+		}
+	}
 	wait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	wait = min(max(wait, 0), a.cfg.FetchMaxWait)
 	deadline := time.Now().Add(wait)
@@ -117,14 +127,21 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 	parts := a.resolveFetch(ctx, req)
 	a.steerToZone(r, req, parts)
 	fr := &fetchResponse{FetchResponse: resp}
-	var timer *time.Timer
+	var (
+		timer *time.Timer
+		w     *tailWaiter
+	)
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
+		if w != nil {
+			a.tail.unwatch(w)
+		}
 	}()
+	topics := fetchTopicIDs(parts)
 	for {
-		changed := a.tail.changed()
+		w = a.tail.watch(topics)
 		resp.Topics = resp.Topics[:0]
 		total, now := a.buildFetch(ctx, req, parts, maxBytes, fr)
 		// A MinBytes above the response cap is met by a full response.
@@ -136,7 +153,7 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 			timer = time.NewTimer(time.Until(deadline))
 		}
 		select {
-		case <-changed:
+		case <-w.ch:
 		case <-timer.C:
 		case <-ctx.Done():
 		case <-a.draining:
@@ -144,7 +161,25 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		case <-r.conn.peerDone:
 			deadline = time.Now()
 		}
+		a.tail.unwatch(w)
 	}
+}
+
+// fetchTopicIDs returns the ids of the fetch's known topics, each once:
+// the topics whose commits wake its long poll.
+func fetchTopicIDs(parts [][]fetchPart) []catalog.TopicID {
+	var ids []catalog.TopicID
+	for i := range parts {
+		for j := range parts[i] {
+			if fp := parts[i][j]; fp.errCode == 0 {
+				if !slices.Contains(ids, fp.tp.TopicID) {
+					ids = append(ids, fp.tp.TopicID)
+				}
+				break
+			}
+		}
+	}
+	return ids
 }
 
 // resolveFetch looks up each requested topic once.
@@ -323,8 +358,15 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		rows []catalog.BatchRow
 		tail bool
 	)
+	// behind: rows of the tail index far behind the partition's newest
+	// that the tail cache no longer holds. They are read through the
+	// catch-up cache, or a consumer minutes behind would sweep its
+	// backlog through the tail cache, evicting what consumers at the tail
+	// read.
+	behind := false
 	if useTail {
 		rows, tail = a.tail.lookup(tp, from, max(budget, 1))
+		behind = tail && !a.tail.near(rows[0]) && !a.cache.holds(rows[0].ObjectKey, rows[0].ByteOffset, rows[0].ByteLength)
 	}
 	if !tail {
 		// A catch-up read: the rows after the ones this fetch needs are
@@ -342,7 +384,7 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 	)
 	// What this partition read may bring into the cache whole.
 	win := a.cache.window()
-	if !tail {
+	if !tail || behind {
 		win = a.catchup.window()
 	}
 	for i, row := range rows {
@@ -358,9 +400,15 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 			raw []byte
 			err error
 		)
-		if tail {
+		switch {
+		case behind:
+			raw, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
+			if errors.Is(err, objstore.ErrNotExist) {
+				a.tail.forget(row.TopicPartition) // as readTailRow
+			}
+		case tail:
 			raw, err = a.readTailRow(ctx, row, &win)
-		} else {
+		default:
 			// Keep the next rows' reads in flight while this one is
 			// read: a catch-up fetch often spans many small objects.
 			a.prefetchRows(rows[i+1:min(len(rows), i+1+a.cfg.CatchUpReads)], &win)

@@ -31,8 +31,10 @@ type tailIndex struct {
 		// (nil: none), so that adding a commit's rows — thousands of
 		// partitions at once — hashes once per topic, not once per row.
 		byTopic map[catalog.TopicID][]*tailPart
-		// changed is closed and replaced whenever rows are added.
-		changed chan struct{}
+		// waiters are the long-polling fetches waiting for rows of each
+		// topic (see watch).
+		waiters map[catalog.TopicID]map[*tailWaiter]struct{}
+		woken   int64 // waiters woken so far (tests)
 		// started is closed once the follower knows where to start.
 		started chan struct{}
 		startOK bool
@@ -85,17 +87,58 @@ func newTailIndex(now func() time.Time) *tailIndex {
 	t := &tailIndex{now: now}
 	t.mu.parts = make(map[catalog.TopicPartition]*tailPart)
 	t.mu.byTopic = make(map[catalog.TopicID][]*tailPart)
-	t.mu.changed = make(chan struct{})
+	t.mu.waiters = make(map[catalog.TopicID]map[*tailWaiter]struct{})
 	t.mu.started = make(chan struct{})
 	return t
 }
 
-// changed returns a channel closed at the next addition. Take it before
-// looking at the index, then wait on it: no wake-up is lost.
-func (t *tailIndex) changed() <-chan struct{} {
+// tailWaiter is one long-polling fetch waiting for rows of its topics.
+type tailWaiter struct {
+	ch     chan struct{} // closed at the first rows added for a topic
+	topics []catalog.TopicID
+}
+
+// watch returns a waiter whose channel is closed when rows of any of the
+// topics are next added. Take it before looking at the index, then wait
+// on it: no wake-up is lost. Waiters are per topic so that a commit wakes
+// only the fetches of its topics: with one channel for every addition,
+// each commit anywhere in the fleet made every long poll rebuild its
+// response, thousands of partitions each for the fetches of quiet topics.
+// Call unwatch when done waiting.
+func (t *tailIndex) watch(topics []catalog.TopicID) *tailWaiter {
+	w := &tailWaiter{ch: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.mu.changed
+	for _, id := range topics {
+		ws := t.mu.waiters[id]
+		if ws == nil {
+			ws = make(map[*tailWaiter]struct{})
+			t.mu.waiters[id] = ws
+		}
+		if _, dup := ws[w]; !dup {
+			ws[w] = struct{}{}
+			w.topics = append(w.topics, id)
+		}
+	}
+	return w
+}
+
+// unwatch drops a waiter that has not been woken; again, it does nothing.
+func (t *tailIndex) unwatch(w *tailWaiter) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropWaiterLocked(w)
+}
+
+func (t *tailIndex) dropWaiterLocked(w *tailWaiter) {
+	for _, id := range w.topics {
+		ws := t.mu.waiters[id]
+		delete(ws, w)
+		if len(ws) == 0 {
+			delete(t.mu.waiters, id)
+		}
+	}
+	w.topics = nil
 }
 
 func (t *tailIndex) partLocked(tp catalog.TopicPartition) *tailPart {
@@ -139,7 +182,7 @@ func (t *tailIndex) add(rows []catalog.BatchRow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.addLocked(rows)
-	t.wakeLocked()
+	t.wakeLocked(rows)
 }
 
 // maxOwnCommits bounds the own commit ids remembered for a follower that
@@ -166,7 +209,7 @@ func (t *tailIndex) addOwn(rows []catalog.BatchRow) {
 			last = id
 		}
 	}
-	t.wakeLocked()
+	t.wakeLocked(rows)
 }
 
 func (t *tailIndex) markOwnLocked(id int64) {
@@ -263,9 +306,28 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 	}
 }
 
-func (t *tailIndex) wakeLocked() {
-	close(t.mu.changed)
-	t.mu.changed = make(chan struct{})
+// wakeLocked wakes the waiters of the rows' topics.
+func (t *tailIndex) wakeLocked(rows []catalog.BatchRow) {
+	if len(t.mu.waiters) == 0 {
+		return
+	}
+	var last catalog.TopicID
+	for i := range rows {
+		id := rows[i].TopicID
+		if i > 0 && id == last {
+			continue // rows come grouped by topic
+		}
+		last = id
+		t.wakeTopicLocked(id)
+	}
+}
+
+func (t *tailIndex) wakeTopicLocked(id catalog.TopicID) {
+	for w := range t.mu.waiters[id] {
+		close(w.ch)
+		t.dropWaiterLocked(w)
+		t.mu.woken++
+	}
 }
 
 // forget drops what is known about a partition (its topic was deleted or
@@ -280,10 +342,12 @@ func (t *tailIndex) forget(tp catalog.TopicPartition) {
 // forgetTopic drops what is known about a deleted topic's partitions.
 // Nothing adds rows for its id again (a topic created under its name gets
 // a new id), so they would be kept, and counted against every other
-// partition's share of tailRowBudget, for the agent's life.
+// partition's share of tailRowBudget, for the agent's life. Fetches
+// waiting for its rows are woken: they answer at once that it is gone.
 func (t *tailIndex) forgetTopic(id catalog.TopicID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.wakeTopicLocked(id)
 	for tp := range t.mu.parts {
 		if tp.TopicID == id {
 			delete(t.mu.parts, tp)
@@ -309,6 +373,26 @@ func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64
 		covered += p.rows[i].ByteLength
 	}
 	return out, true
+}
+
+// tailNearRows is how many of a partition's newest rows count as its
+// tail for reads: a consumer at the tail is a fetch or two behind, the
+// rows committed since its last fetch. The index keeps many more rows (up
+// to maxTailRows: minutes of commits at a long flush interval), and a
+// consumer reading from the older ones while the tail cache no longer
+// holds them is catching up.
+const tailNearRows = 16
+
+// near reports whether row is among the newest tailNearRows rows its
+// partition's run holds (or the run does not hold it).
+func (t *tailIndex) near(row catalog.BatchRow) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.mu.parts[row.TopicPartition]
+	if !ok || len(p.rows) <= tailNearRows {
+		return true
+	}
+	return row.LastOffset >= p.rows[len(p.rows)-tailNearRows].BaseOffset
 }
 
 // cachedOffsets returns the partition's known log start and high

@@ -143,12 +143,22 @@ func TestTailIndex(t *testing.T) {
 	row := func(base, last int64) catalog.BatchRow {
 		return catalog.BatchRow{TopicPartition: tp, BaseOffset: base, LastOffset: last, ByteLength: 100, ObjectKey: fmt.Sprint(base)}
 	}
-	ch := ti.changed()
+	other := catalog.TopicID{1}
+	w, wOther := ti.watch([]catalog.TopicID{tp.TopicID}), ti.watch([]catalog.TopicID{other, other})
 	ti.add([]catalog.BatchRow{row(10, 19), row(20, 29)})
 	select {
-	case <-ch:
+	case <-w.ch:
 	default:
 		t.Fatal("add did not wake waiters")
+	}
+	select {
+	case <-wOther.ch:
+		t.Fatal("rows of one topic woke a waiter of another")
+	default:
+	}
+	ti.unwatch(wOther)
+	if n := len(ti.mu.waiters); n != 0 {
+		t.Fatalf("waiters of %d topics left after waking and unwatching", n)
 	}
 	if _, ok := ti.lookup(tp, 5, 1000); ok {
 		t.Fatal("lookup below the run claimed coverage")
