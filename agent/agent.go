@@ -110,6 +110,10 @@ type Agent struct {
 
 	// members is the current view of the fleet (*membership).
 	members atomic.Pointer[membership]
+	// viewEpoch changes (after the view is stored) whenever the set of
+	// agents in the view, or this agent's registration, changes: the group
+	// coordinator re-checks its groups' memory then (ViewEpoch).
+	viewEpoch atomic.Uint64
 	// advertise is the address registered for this agent (see
 	// listeners.go for its format).
 	advertise string
@@ -269,6 +273,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)
 	}
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
+	a.viewEpoch.Add(1)
 	a.refreshMembers(ctx)
 	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
 

@@ -166,7 +166,18 @@ func (a *Agent) storeView(cur *membership, agents []catalog.Agent, gen int64) {
 		agents = insertByNodeID(agents, cur.self)
 	}
 	a.members.Store(&membership{self: cur.self, registered: cur.registered, leaving: cur.leaving, agents: agents, generation: max(gen, cur.generation)})
+	if !sameNodes(cur.agents, agents) {
+		a.viewEpoch.Add(1)
+	}
 	a.m.liveAgents.Set(float64(len(agents)))
+}
+
+// sameNodes reports whether two views (by NodeID) list the same agents at
+// the same addresses.
+func sameNodes(x, y []catalog.Agent) bool {
+	return slices.EqualFunc(x, y, func(a, b catalog.Agent) bool {
+		return a.NodeID == b.NodeID && a.Addr == b.Addr && a.Started.Equal(b.Started)
+	})
 }
 
 // leave deregisters the agent and switches to a view without it, so that
@@ -310,6 +321,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			if cur.registered {
 				a.log.Error("another process registered this agent id; serving no groups and not ready until it leaves", "err", rerr)
 				a.members.Store(&membership{self: cur.self, agents: cur.agents, generation: cur.generation})
+				a.viewEpoch.Add(1)
 			}
 			a.refreshMembers(ctx)
 			return
@@ -318,6 +330,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			return
 		}
 		a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
+		a.viewEpoch.Add(1)
 	case err != nil:
 		hb.since = time.Time{}
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
@@ -360,3 +373,7 @@ func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int
 
 // Self is this agent's node id (agent/groups.Placement).
 func (a *Agent) Self() int32 { return a.NodeID() }
+
+// ViewEpoch changes whenever placement may have changed
+// (agent/groups.ViewEpocher).
+func (a *Agent) ViewEpoch() uint64 { return a.viewEpoch.Load() }

@@ -243,8 +243,33 @@ type Catalog interface {
 	// is nil. Partitions without a committed offset are absent.
 	FetchOffsets(ctx context.Context, group string, parts []GroupPartition) ([]GroupOffset, error)
 	DeleteOffsets(ctx context.Context, group string, parts []GroupPartition) error
+	// DeleteGroup removes every offset of the group and its coordinator
+	// state (see SaveGroupState).
 	DeleteGroup(ctx context.Context, group string) error
 	ListGroups(ctx context.Context) ([]string, error)
+
+	// Consumer group coordinator state: one opaque blob per group that the
+	// group's coordinator writes when the group reaches a new stable state
+	// and a new coordinator reads, so that a group survives a coordinator
+	// move without a rebalance. The catalog does not interpret the blob.
+	//
+	// Every stored state carries a version, unique across the catalog's
+	// life and increasing (a state deleted and stored again never reuses a
+	// version), so a compare-and-set cannot be fooled by a delete.
+	//
+	// LoadGroupState returns group's state and its version, or nil and 0
+	// when none is stored.
+	LoadGroupState(ctx context.Context, group string) (state []byte, version int64, err error)
+	// SaveGroupState stores state as group's if the stored version is
+	// expect (0: none is stored) and returns the new version. Otherwise it
+	// changes nothing and returns ErrGroupStateConflict: another agent
+	// wrote the group since this one loaded it. A state longer than
+	// MaxGroupStateBytes gets ErrGroupStateTooLarge.
+	SaveGroupState(ctx context.Context, group string, expect int64, state []byte) (version int64, err error)
+	// DeleteGroupState removes group's state if its version is expect;
+	// ErrGroupStateConflict if another version (or, with expect > 0,
+	// none) is stored. With expect 0 and none stored it does nothing.
+	DeleteGroupState(ctx context.Context, group string, expect int64) error
 
 	// Agents. Generation is the membership counter (bumped when an agent
 	// joins or leaves); the agent uses it as every partition's leader epoch.

@@ -23,7 +23,23 @@ var (
 	ErrAgentIDInUse = errors.New("catalog: agent id in use by a live agent")
 	// ErrClosed reports a call on a closed Catalog.
 	ErrClosed = errors.New("catalog: closed")
+	// ErrGroupStateConflict reports a SaveGroupState or DeleteGroupState
+	// whose expected version is not the stored one: another agent wrote
+	// the group's state since the caller loaded it. The caller's view of
+	// the group is stale; it must drop it (and load again if it still
+	// coordinates the group).
+	ErrGroupStateConflict = errors.New("catalog: group state changed by another writer")
+	// ErrGroupStateTooLarge reports a SaveGroupState of more than
+	// MaxGroupStateBytes.
+	ErrGroupStateTooLarge = errors.New("catalog: group state too large")
 )
+
+// MaxGroupStateBytes bounds one group's stored coordinator state, so that a
+// group's row (and the memory of the agent that loads it) stays bounded
+// whatever a coordinator writes. It is above what a coordinator keeps for
+// one group within its default memory bounds (a thousand members with a few
+// KiB of metadata and assignment each).
+const MaxGroupStateBytes = 8 << 20
 
 // AgentIDInUse is the ErrAgentIDInUse answer to a registration at now,
 // naming the live incarnation that holds the ID so that an operator can

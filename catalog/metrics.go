@@ -82,7 +82,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 var answers = []error{
 	ErrTopicExists, ErrUnknownTopic, ErrInvalidTopic, ErrInvalidPartitions, ErrInvalidConfig,
 	ErrOffsetOutOfRange, ErrOutOfOrderSequence, ErrInvalidProducerEpoch, ErrUnknownProducerID,
-	ErrUnknownAgent, ErrAgentIDInUse, context.Canceled,
+	ErrUnknownAgent, ErrAgentIDInUse, ErrGroupStateConflict, ErrGroupStateTooLarge, context.Canceled,
 }
 
 func (m *Metrics) observe(op string, start time.Time, err error) {
@@ -250,6 +250,21 @@ func (i *instrumented) DeleteGroup(ctx context.Context, group string) (err error
 func (i *instrumented) ListGroups(ctx context.Context) (g []string, err error) {
 	defer func(s time.Time) { i.m.observe("list_groups", s, err) }(time.Now())
 	return i.c.ListGroups(ctx)
+}
+
+func (i *instrumented) LoadGroupState(ctx context.Context, group string) (s []byte, v int64, err error) {
+	defer func(s time.Time) { i.m.observe("load_group_state", s, err) }(time.Now())
+	return i.c.LoadGroupState(ctx, group)
+}
+
+func (i *instrumented) SaveGroupState(ctx context.Context, group string, expect int64, state []byte) (v int64, err error) {
+	defer func(s time.Time) { i.m.observe("save_group_state", s, err) }(time.Now())
+	return i.c.SaveGroupState(ctx, group, expect, state)
+}
+
+func (i *instrumented) DeleteGroupState(ctx context.Context, group string, expect int64) (err error) {
+	defer func(s time.Time) { i.m.observe("delete_group_state", s, err) }(time.Now())
+	return i.c.DeleteGroupState(ctx, group, expect)
 }
 
 func (i *instrumented) RegisterAgent(ctx context.Context, a Agent, ttl time.Duration) (r Agent, err error) {

@@ -80,6 +80,9 @@ type joinResult struct {
 type syncResult struct {
 	code       int16
 	assignment []byte
+	// save: the caller (the leader's SyncGroup) must store the group's
+	// state (Coordinator.save), which answers the waiting SyncGroups.
+	save bool
 }
 
 // failWaits answers the member's waiting requests with code.
@@ -156,6 +159,9 @@ type classicGroup struct {
 	delayUntil     time.Time
 	delayMax       time.Time
 	syncDeadline   time.Time
+	// saving: the leader's assignment for this generation is being
+	// stored (persist.go); SyncGroups wait for the write.
+	saving bool
 }
 
 func (cl *classicGroup) init() {
@@ -418,7 +424,9 @@ func (g *group) replaceStatic(oldID, newID string, p *joinParams) (<-chan joinRe
 			// Nothing the assignment depends on changed: no rebalance. The
 			// leader only learns it leads (and must not reassign) from v9's
 			// SkipAssignment; older versions are told the old leader id so
-			// they do not assign at all.
+			// they do not assign at all. The new member id is stored:
+			// after a coordinator move the member would be fenced.
+			g.dirty = true
 			res := cl.resultFor(m, false)
 			if p.version >= 9 && m.id == cl.leader {
 				res = cl.resultFor(m, true)
@@ -497,6 +505,7 @@ func (g *group) prepareRebalance(now time.Time) {
 			}
 		}
 	}
+	cl.saving = false
 	if cl.state == statePreparingRebalance {
 		return
 	}
@@ -544,10 +553,12 @@ func (g *group) completeJoin(now time.Time) {
 	}
 	cl.generation++
 	cl.joinDeadline, cl.delayUntil, cl.delayMax = time.Time{}, time.Time{}, time.Time{}
+	cl.saving = false
 	if len(cl.members) == 0 {
 		cl.state = stateEmpty
 		cl.protocol = ""
 		cl.leader = ""
+		g.dirty = true // the stored state goes
 		return
 	}
 	cl.protocol = cl.selectProtocol()

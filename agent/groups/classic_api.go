@@ -124,6 +124,9 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		wait, res = g.sync(p)
 		protocolType, proto = g.cl.protocolType, g.cl.protocol
 	}()
+	if res.save {
+		c.save(g)
+	}
 	if wait != nil {
 		select {
 		case res = <-wait:

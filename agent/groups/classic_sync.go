@@ -57,7 +57,7 @@ func (g *group) sync(p *syncParams) (<-chan syncResult, syncResult) {
 		return nil, syncResult{code: kerr.UnknownMemberID.Code}
 	}
 	m.lastHeartbeat = p.now
-	if m.id != cl.leader {
+	if m.id != cl.leader || cl.saving {
 		if m.syncWait != nil {
 			m.syncWait <- syncResult{code: kerr.RebalanceInProgress.Code}
 		}
@@ -68,19 +68,41 @@ func (g *group) sync(p *syncParams) (<-chan syncResult, syncResult) {
 	if code := g.applyAssignment(p.assignments); code != 0 {
 		return nil, syncResult{code: code}
 	}
+	if g.c.cat != nil {
+		// Kafka answers SyncGroup only once the group's new state is
+		// stored: the leader waits like the others, and its request
+		// stores the state (persist.go) before anyone is answered.
+		if m.syncWait != nil {
+			m.syncWait <- syncResult{code: kerr.RebalanceInProgress.Code}
+		}
+		ch := make(chan syncResult, 1)
+		m.syncWait = ch
+		cl.saving = true
+		return ch, syncResult{save: true}
+	}
+	g.finishSync(p.now)
+	return nil, syncResult{assignment: m.assignment}
+}
+
+// finishSync makes the group Stable with the assignment it holds and
+// answers every waiting SyncGroup.
+func (g *group) finishSync(now time.Time) {
+	cl := &g.cl
 	cl.state = stateStable
-	g.c.m.rebalanceSeconds.WithLabelValues("classic").Observe(p.now.Sub(cl.rebalanceStart).Seconds())
+	cl.saving = false
+	g.c.m.rebalanceSeconds.WithLabelValues("classic").Observe(now.Sub(cl.rebalanceStart).Seconds())
 	for _, o := range cl.members {
 		if o.syncWait != nil {
 			o.syncWait <- syncResult{assignment: o.assignment}
 			o.syncWait = nil
 			o.synced = true
-			o.lastHeartbeat = p.now
+			o.lastHeartbeat = now
 		}
 	}
-	m.synced = true
+	if l := cl.members[cl.leader]; l != nil {
+		l.synced = true
+	}
 	cl.maybeSynced()
-	return nil, syncResult{assignment: m.assignment}
 }
 
 // applyAssignment stores the leader's assignment: all or nothing, within

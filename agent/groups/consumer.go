@@ -162,7 +162,9 @@ func (g *group) consumerHeartbeat(p *cgParams, snap *topicSnapshot) cgResult {
 		return cgFail(code, "the coordinator's memory budget for member metadata is exhausted")
 	}
 	cg.refreshTarget(g, snap)
-	cg.reconcile(m, p.owned, p.now)
+	if cg.reconcile(m, p.owned, p.now) {
+		g.dirty = true
+	}
 	res := cgResult{memberID: m.id, epoch: m.epoch}
 	if p.full || !before.equal(m.assigned) {
 		res.assign = m.assigned
@@ -173,6 +175,7 @@ func (g *group) consumerHeartbeat(p *cgParams, snap *topicSnapshot) cgResult {
 // consumerJoin finds or adds the member of an epoch-0 heartbeat.
 func (g *group) consumerJoin(p *cgParams) (*consumerMember, cgResult) {
 	cg := &g.cg
+	g.dirty = true // a new or returning member is stored
 	if p.instanceID != nil {
 		if holder, ok := cg.static[*p.instanceID]; ok && holder != p.memberID {
 			old := cg.members[holder]
@@ -247,15 +250,7 @@ func (g *group) updateConsumerMember(m *consumerMember, p *cgParams) int16 {
 	if p.rackID != nil {
 		rack = p.rackID
 	}
-	n := int64(len(m.id) + len(p.clientID) + len(p.clientHost) + len(regex))
-	for _, s := range names {
-		n += int64(len(s))
-	}
-	for _, s := range []*string{instance, rack} {
-		if s != nil {
-			n += int64(len(*s))
-		}
-	}
+	n := memberSize(m.id, p.clientID, p.clientHost, regex, names, instance, rack)
 	if !g.c.adjustBytes(&m.bytes, n) {
 		return kerr.CoordinatorNotAvailable.Code
 	}
@@ -282,10 +277,29 @@ func (g *group) updateConsumerMember(m *consumerMember, p *cgParams) int16 {
 	return 0
 }
 
+// memberSize is what the coordinator accounts for a member's metadata.
+func memberSize(id, clientID, clientHost, regex string, names []string, instance, rack *string) int64 {
+	n := int64(len(id) + len(clientID) + len(clientHost) + len(regex))
+	for _, s := range names {
+		n += int64(len(s))
+	}
+	for _, s := range []*string{instance, rack} {
+		if s != nil {
+			n += int64(len(*s))
+		}
+	}
+	return n
+}
+
+func (m *consumerMember) size() int64 {
+	return memberSize(m.id, m.clientID, m.clientHost, m.regex, m.names, m.instanceID, m.rackID)
+}
+
 // bump starts a new group epoch unless one is already pending: the target
 // is computed at the next heartbeat from the state at that time, so one
 // new epoch covers every change made before it.
 func (cg *consumerGroup) bump(g *group) {
+	g.dirty = true
 	if cg.epoch > cg.assignmentEpoch {
 		return
 	}
@@ -345,6 +359,7 @@ func (cg *consumerGroup) refreshTarget(g *group, snap *topicSnapshot) {
 	cg.assignor = cg.preferredAssignor(g.c.cfg.ConsumerAssignors)
 	cg.target = assign(cg.assignor, specs, partitions, cg.target)
 	cg.assignmentEpoch = cg.epoch
+	g.dirty = true
 }
 
 // subscriptionHash fingerprints every subscribed topic's id and partition
@@ -389,18 +404,21 @@ func (cg *consumerGroup) preferredAssignor(configured []string) string {
 }
 
 // reconcile moves m toward its target assignment. owned is what the member
-// reported owning (nil when it did not say).
-func (cg *consumerGroup) reconcile(m *consumerMember, owned tpSet, now time.Time) {
+// reported owning (nil when it did not say). It reports whether m's
+// epoch, state or partitions changed (the group's stored state must
+// follow).
+func (cg *consumerGroup) reconcile(m *consumerMember, owned tpSet, now time.Time) (changed bool) {
 	if m.state == memberUnrevoked {
 		if owned == nil || intersects(owned, m.revoking) {
-			return // still revoking
+			return false // still revoking
 		}
 		cg.release(m, m.revoking)
 		m.revoking = nil
 		m.state = memberStable
+		changed = true
 	}
 	if m.epoch == cg.assignmentEpoch && m.state == memberStable {
-		return
+		return changed
 	}
 	target := cg.target[m.id]
 	keep, revoke := tpSet{}, tpSet{}
@@ -415,8 +433,9 @@ func (cg *consumerGroup) reconcile(m *consumerMember, owned tpSet, now time.Time
 		m.assigned, m.revoking = keep, revoke
 		m.state = memberUnrevoked
 		m.revokeBy = now.Add(m.rebalance)
-		return
+		return true
 	}
+	before, epoch, state := m.assigned, m.epoch, m.state
 	missing := false
 	for tp := range target {
 		if keep.has(tp) {
@@ -437,6 +456,7 @@ func (cg *consumerGroup) reconcile(m *consumerMember, owned tpSet, now time.Time
 	if missing {
 		m.state = memberUnreleased
 	}
+	return changed || m.epoch != epoch || m.state != state || !keep.equal(before)
 }
 
 // release gives up m's hold on parts.
@@ -468,6 +488,7 @@ func (g *group) consumerLeave(p *cgParams) cgResult {
 	}
 	if p.epoch == -2 {
 		m.left = true
+		g.dirty = true
 		m.lastSeen = p.now
 		return cgResult{memberID: m.id, epoch: -2}
 	}
@@ -490,6 +511,7 @@ func (g *group) removeConsumer(m *consumerMember, reason string) {
 	g.c.m.removals.WithLabelValues("consumer", reason).Inc()
 	cg.subsChanged = true
 	cg.bump(g)
+	g.dirty = true
 }
 
 // expire removes members whose session ended or that did not revoke in

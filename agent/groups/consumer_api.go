@@ -59,9 +59,18 @@ func (c *Coordinator) consumerHeartbeat(ctx context.Context, clientID, clientHos
 		return fail(code, "")
 	}
 	var res cgResult
+	save := false
 	func() {
 		defer c.settle(g)
 		res = g.consumerHeartbeat(p, snap)
+		// A change of the group's epochs, target or members' partitions
+		// is stored before the member hears of it (as Kafka writes its
+		// records before answering), so that a new coordinator agrees
+		// with what members were told. saveQueued keeps unlock from
+		// starting a background save of the same change.
+		if save = g.dirty && c.cat != nil && !g.dead; save {
+			g.saveQueued = true
+		}
 		// Built under the lock: the assignment is the member's.
 		if res.code == 0 {
 			resp.MemberID = kmsg.StringPtr(res.memberID)
@@ -80,6 +89,11 @@ func (c *Coordinator) consumerHeartbeat(ctx context.Context, clientID, clientHos
 			}
 		}
 	}()
+	if save && c.save(g) {
+		// Another agent wrote the group: this one's answer is void.
+		resp = req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		return fail(kerr.NotCoordinator.Code, "")
+	}
 	if res.code != 0 {
 		return fail(res.code, res.msg)
 	}

@@ -20,7 +20,8 @@ import (
 )
 
 // Placement tells the coordinator where groups live (the agent implements
-// it with rendezvous hashing over live agents).
+// it with rendezvous hashing over live agents). A Placement whose view
+// changes should also implement ViewEpocher.
 type Placement interface {
 	// Coordinator returns the node that coordinates key (a group id): node
 	// id, host, port.
@@ -72,8 +73,20 @@ type Coordinator struct {
 	mu struct {
 		sync.Mutex
 		groups map[string]*group
+		// loading are the loads of stored state in flight (persist.go);
+		// absent the groups known to have none stored while this node
+		// coordinates them.
+		loading     map[string]*loadCall
+		absent      map[string]struct{}
+		absentEpoch uint64 // the view epoch absent was learnt at
 	}
 	timers timerQueue
+
+	// bg bounds the catalog calls of group state (cancelled when Run
+	// ends); saves counts the background saves in flight.
+	bg     context.Context
+	stopBg context.CancelFunc
+	saves  sync.WaitGroup
 }
 
 // New returns a Coordinator. cfg must be valid (see Config.Validate); an
@@ -89,6 +102,9 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 	}
 	c := &Coordinator{cfg: cfg, cat: cat, place: place, log: logger}
 	c.mu.groups = make(map[string]*group)
+	c.mu.loading = make(map[string]*loadCall)
+	c.mu.absent = make(map[string]struct{})
+	c.bg, c.stopBg = context.WithCancel(context.Background())
 	c.topics = newTopicCache(cat, cfg.TopicCacheTTL, cfg.Now)
 	c.timers.init()
 	c.m = newMetrics(reg, c)
@@ -149,18 +165,33 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 }
 
-// shutdown stops serving and releases every waiting request.
+// shutdown stops serving and releases every waiting request. Background
+// saves already started may finish first (for a little while): one that
+// stores a group's emptying, left undone, would have the next coordinator
+// load members that are gone.
 func (c *Coordinator) shutdown() {
 	c.running.Store(2)
+	flushed := make(chan struct{})
+	go func() {
+		c.saves.Wait()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-time.After(shutdownFlush):
+	}
+	c.stopBg()
 	c.mu.Lock()
 	groups := c.mu.groups
 	c.mu.groups = make(map[string]*group)
+	clear(c.mu.absent)
 	c.mu.Unlock()
 	for _, g := range groups {
 		g.mu.Lock()
 		g.kill(kerr.NotCoordinator.Code)
 		g.mu.Unlock()
 	}
+	c.saves.Wait()
 }
 
 // Handle serves one request of a key APIs lists. It may block (JoinGroup and
@@ -226,7 +257,8 @@ func (c *Coordinator) serves(key, version int16) bool {
 // INVALID_GROUP_ID, COORDINATOR_LOAD_IN_PROGRESS before Run,
 // NOT_COORDINATOR after Run or when Placement names another node (whose
 // state for the group this node then drops), COORDINATOR_NOT_AVAILABLE
-// when Placement fails.
+// when Placement fails or the group's stored state cannot be loaded. When
+// it answers 0, the group's stored state is in memory (ensure).
 func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 	if id == "" || !storable(id) {
 		return kerr.InvalidGroupID.Code
@@ -246,7 +278,7 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 		c.drop(id)
 		return kerr.NotCoordinator.Code
 	}
-	return 0
+	return c.ensure(ctx, id)
 }
 
 // storable reports whether s can be stored as catalog text: PostgreSQL's
@@ -285,6 +317,23 @@ type group struct {
 	kind groupKind
 	cl   classicGroup
 	cg   consumerGroup
+
+	// Persistence (persist.go). version is the catalog version of the
+	// stored state this memory matches (0: none stored). dirty: a change
+	// that must be stored happened; saveQueued: a background save will
+	// store it. saveSem serializes the group's saves; it is taken before
+	// mu, never while holding mu.
+	version    int64
+	dirty      bool
+	saveQueued bool
+	saveSem    chan struct{}
+	// evicted: killed to make room while empty (not moved): a queued save
+	// still deletes its stored state, or a later load would bring back
+	// members that left.
+	evicted bool
+	// epoch is the Placement view epoch at which this memory was last
+	// known to be the stored state (persist.go's recheck).
+	epoch atomic.Uint64
 
 	// scheduled is the earliest deadline queued for this group, guarded by
 	// the timer queue's lock.
@@ -348,11 +397,18 @@ func (c *Coordinator) lookup(id string, create bool, kind groupKind) (*group, in
 		c.log.Warn("groups: too many groups in memory", "max", c.cfg.MaxGroups)
 		return nil, kerr.CoordinatorNotAvailable.Code
 	}
-	g := &group{id: id, c: c, kind: kind}
+	g := c.newGroup(id, kind)
+	g.epoch.Store(c.viewEpoch())
+	c.mu.groups[id] = g
+	delete(c.mu.absent, id)
+	return g, 0
+}
+
+func (c *Coordinator) newGroup(id string, kind groupKind) *group {
+	g := &group{id: id, c: c, kind: kind, saveSem: make(chan struct{}, 1)}
 	g.cl.init()
 	g.cg.init()
-	c.mu.groups[id] = g
-	return g, 0
+	return g
 }
 
 // lockGroup returns id's group locked, retrying when it died between the
@@ -375,9 +431,9 @@ func (c *Coordinator) lockGroup(id string, create bool, kind groupKind) (*group,
 // machine's work: it unlocks g as unlock does. If that work panicked, g's
 // state may be half updated, and a group left locked would make every later
 // request and timer of it wait forever (and, through fire, of every group):
-// g is killed instead — its members rejoin a fresh group, as after a
-// coordinator move — and the panic goes on to the caller (the agent fails
-// that request; the timer loop logs it).
+// g is killed instead — the next request loads its last stored state, as
+// after a coordinator move — and the panic goes on to the caller (the
+// agent fails that request; the timer loop logs it).
 func (c *Coordinator) settle(g *group) {
 	if v := recover(); v != nil {
 		c.reset(g, v)
@@ -414,6 +470,7 @@ func (c *Coordinator) reset(g *group, v any) {
 func (c *Coordinator) unlock(g *group) {
 	next := g.nextDeadline()
 	dead := g.dead
+	c.queueSave(g)
 	g.mu.Unlock()
 	if dead {
 		c.remove(g)
@@ -441,10 +498,13 @@ func (c *Coordinator) remove(g *group) {
 	c.mu.Unlock()
 }
 
-// drop forgets id's in-memory state (the group moved to another node).
+// drop forgets id's in-memory state (the group moved to another node): if
+// the group comes back to this node, its state is loaded again, as what
+// this node held may have changed under another coordinator meanwhile.
 func (c *Coordinator) drop(id string) {
 	c.mu.Lock()
 	g := c.mu.groups[id]
+	delete(c.mu.absent, id)
 	c.mu.Unlock()
 	if g == nil {
 		return
@@ -465,6 +525,8 @@ func (c *Coordinator) evictOneLocked() bool {
 		}
 		ok := g.empty()
 		if ok {
+			// A save still queued deletes its stored state (persist.go).
+			g.evicted = true
 			g.kill(kerr.NotCoordinator.Code)
 			delete(c.mu.groups, id)
 		}
@@ -492,9 +554,23 @@ func (c *Coordinator) groupIDs() []string {
 	return ids
 }
 
-// dropMovedGroups drops the groups Placement no longer gives this node.
+// dropMovedGroups drops the groups Placement no longer gives this node
+// (and forgets which moved groups had no stored state).
 func (c *Coordinator) dropMovedGroups(ctx context.Context) {
 	self := c.place.Self()
+	c.mu.Lock()
+	absent := make([]string, 0, len(c.mu.absent))
+	for id := range c.mu.absent {
+		absent = append(absent, id)
+	}
+	c.mu.Unlock()
+	for _, id := range absent {
+		if node, _, _, err := c.place.Coordinator(ctx, id); err != nil || node != self {
+			c.mu.Lock()
+			delete(c.mu.absent, id)
+			c.mu.Unlock()
+		}
+	}
 	for _, id := range c.groupIDs() {
 		node, _, _, err := c.place.Coordinator(ctx, id)
 		if err != nil || node == self {

@@ -36,13 +36,92 @@ type fakeCatalog struct {
 	offsets   map[string]map[catalog.GroupPartition]catalog.GroupOffset
 	commitErr error
 	commits   int
+
+	// Stored group state (catalog's SaveGroupState), with the same
+	// compare-and-set and ever-increasing versions.
+	states      map[string]fakeState
+	lastVersion int64
+	stateErr    error // fails every state call when set
+	loads       int
+	saves       int
+	// loadGate and saveGate, when set, hold LoadGroupState and
+	// SaveGroupState until they are closed.
+	loadGate chan struct{}
+	saveGate chan struct{}
+}
+
+type fakeState struct {
+	blob    []byte
+	version int64
 }
 
 func newFakeCatalog() *fakeCatalog {
 	return &fakeCatalog{
 		topics:  make(map[string]catalog.Topic),
 		offsets: make(map[string]map[catalog.GroupPartition]catalog.GroupOffset),
+		states:  make(map[string]fakeState),
 	}
+}
+
+func (f *fakeCatalog) LoadGroupState(_ context.Context, group string) ([]byte, int64, error) {
+	f.mu.Lock()
+	f.loads++
+	gate := f.loadGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stateErr != nil {
+		return nil, 0, f.stateErr
+	}
+	s := f.states[group]
+	return slices.Clone(s.blob), s.version, nil
+}
+
+func (f *fakeCatalog) SaveGroupState(_ context.Context, group string, expect int64, state []byte) (int64, error) {
+	f.mu.Lock()
+	f.saves++
+	gate := f.saveGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stateErr != nil {
+		return 0, f.stateErr
+	}
+	if len(state) > catalog.MaxGroupStateBytes {
+		return 0, catalog.ErrGroupStateTooLarge
+	}
+	if f.states[group].version != expect {
+		return 0, catalog.ErrGroupStateConflict
+	}
+	f.lastVersion++
+	f.states[group] = fakeState{blob: slices.Clone(state), version: f.lastVersion}
+	return f.lastVersion, nil
+}
+
+func (f *fakeCatalog) DeleteGroupState(_ context.Context, group string, expect int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stateErr != nil {
+		return f.stateErr
+	}
+	if f.states[group].version != expect {
+		return catalog.ErrGroupStateConflict
+	}
+	delete(f.states, group)
+	return nil
+}
+
+// state returns group's stored state.
+func (f *fakeCatalog) state(group string) fakeState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.states[group]
 }
 
 func (f *fakeCatalog) addTopic(name string, partitions int32) catalog.Topic {
@@ -121,6 +200,7 @@ func (f *fakeCatalog) DeleteGroup(_ context.Context, group string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.offsets, group)
+	delete(f.states, group)
 	return nil
 }
 
@@ -146,6 +226,20 @@ type fakePlacement struct {
 	mu    sync.Mutex
 	moved map[string]int32
 	err   error
+	epoch uint64
+}
+
+func (p *fakePlacement) ViewEpoch() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch
+}
+
+// viewChanged is a change of the fleet view that left every group here.
+func (p *fakePlacement) viewChanged() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.epoch++
 }
 
 func (p *fakePlacement) Coordinator(_ context.Context, key string) (int32, string, int32, error) {

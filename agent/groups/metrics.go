@@ -16,6 +16,7 @@ type metrics struct {
 	commits          prometheus.Counter
 	commitSeconds    prometheus.Histogram
 	errors           *prometheus.CounterVec
+	stateOps         *prometheus.CounterVec
 	// lag is nil without a registry (nothing would read it).
 	lag *prometheus.GaugeVec
 }
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 			Name: "floe_groups_errors_total",
 			Help: "Kafka error codes the coordinator answered with, by API and error name.",
 		}, []string{"api", "error"}),
+		stateOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_groups_state_ops_total",
+			Help: "Catalog operations on stored group state, by op (load, save, delete) and result (ok, none, stale, corrupt, conflict, too_large, error).",
+		}, []string{"op", "result"}),
 	}
 	if reg == nil {
 		return m
@@ -57,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 		Help: "Records between a group's committed offsets and the high watermarks, summed over the topic's partitions (groups this coordinator holds; recomputed every 30s).",
 	}, []string{"group", "topic"})
 	reg.MustRegister(m.lag)
-	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors,
+	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors, m.stateOps,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_groups_groups",
 			Help: "Groups held in memory by this coordinator (groups with members and recently emptied ones).",

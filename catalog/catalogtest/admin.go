@@ -23,6 +23,9 @@ var producerTests = []namedTest{
 
 var groupTests = []namedTest{
 	{"Offsets", testGroupOffsets},
+	{"StateCAS", testGroupStateCAS},
+	{"StateSize", testGroupStateSize},
+	{"StateRace", testGroupStateRace},
 }
 
 var agentTests = []namedTest{

@@ -154,10 +154,13 @@ WHERE g.group_id = $1 AND g.topic = u.t AND g.partition = u.p`, group, topics, p
 	return nil
 }
 
-// DeleteGroup removes every offset of the group.
+// DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
-	err := c.retry(ctx, func(ctx context.Context) error {
-		_, err := c.pool.Exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group)
+	err := c.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM group_states WHERE group_id = $1`, group)
 		return err
 	})
 	if err != nil {

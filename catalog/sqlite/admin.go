@@ -150,10 +150,13 @@ func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catal
 	return nil
 }
 
-// DeleteGroup removes every offset of the group.
+// DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE group_id = ?1`, group)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE group_id = ?1`, group); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM group_states WHERE group_id = ?1`, group)
 		return err
 	})
 	if err != nil {
