@@ -270,6 +270,12 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	self, err := a.register(ctx)
 	if err != nil {
 		closeAll()
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Told to stop while waiting for the id: nothing was
+			// served, so there is nothing to drain. A clean stop.
+			a.log.Info("stopped before serving, while waiting for the agent id", "agent", a.cfg.AgentID)
+			return nil
+		}
 		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)
 	}
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
