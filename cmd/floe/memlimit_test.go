@@ -12,7 +12,7 @@ import (
 // for what the agent is configured to hold. A WAL allowed to buffer 1 GiB
 // of produced bytes (--max-buffered-bytes) with a limit of 448 MiB would
 // have the runtime collect continuously whenever the buffer fills.
-func TestMemoryLimitCoversWALBuffer(t *testing.T) {
+func TestMemoryLimitCoversBuffers(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	os.Unsetenv("GOMEMLIMIT")
 	prev := debug.SetMemoryLimit(-1)
@@ -24,6 +24,14 @@ func TestMemoryLimitCoversWALBuffer(t *testing.T) {
 	limit := debug.SetMemoryLimit(-1)
 	if want := c.agent.ReadCacheBytes + c.agent.CatchUpCacheBytes + c.maxBufferedBytes; limit < want {
 		t.Fatalf("memory limit %d MiB, below the read caches and the WAL buffer alone (%d MiB)", limit>>20, want>>20)
+	}
+
+	// So does a request budget above its default.
+	_, c = newServeFlags("agent", io.Discard)
+	c.agent.MaxQueuedRequestBytes = 1 << 30
+	setMemoryLimit(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if limit, want := debug.SetMemoryLimit(-1), c.agent.ReadCacheBytes+c.agent.CatchUpCacheBytes+c.agent.MaxQueuedRequestBytes; limit < want {
+		t.Fatalf("memory limit %d MiB, below the read caches and the request budget alone (%d MiB)", limit>>20, want>>20)
 	}
 
 	_, c = newServeFlags("agent", io.Discard)

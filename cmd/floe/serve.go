@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -352,7 +353,9 @@ func redactURL(s string) string {
 
 // memoryHeadroom is what an agent holds beyond its read caches at full
 // load: the WAL's buffered bytes (64 MiB by default), objects being built
-// and uploaded, request frames being handled, the runtime.
+// and uploaded, request frames being read and handled (up to
+// --max-queued-request-bytes, 256 MiB by default, rarely all at once), the
+// runtime.
 const memoryHeadroom = 256 << 20
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the read
@@ -367,10 +370,15 @@ func setMemoryLimit(c *serveConfig, logger *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	// The headroom counts the WAL's default buffer; a larger one is held
-	// at full load too.
+	// The headroom counts the WAL's default buffer and request budget; a
+	// larger one is held at full load too.
+	queued := c.agent.MaxQueuedRequestBytes
+	if queued == 0 {
+		queued = max(agent.DefaultMaxQueuedRequestBytes, int64(cmp.Or(c.agent.MaxRequestBytes, agent.DefaultConfig().MaxRequestBytes)))
+	}
 	limit := c.agent.ReadCacheBytes + c.agent.CatchUpCacheBytes + memoryHeadroom +
-		max(0, c.maxBufferedBytes-wal.DefaultMaxBufferedBytes)
+		max(0, c.maxBufferedBytes-wal.DefaultMaxBufferedBytes) +
+		max(0, queued-agent.DefaultMaxQueuedRequestBytes)
 	debug.SetMemoryLimit(limit)
 	logger.Debug("memory limit", "bytes", limit)
 }
