@@ -360,9 +360,10 @@ const memoryHeadroom = 256 << 20
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the read
 // caches plus memoryHeadroom (448 MiB with the defaults) plus what the WAL
-// may buffer beyond its default, unless GOMEMLIMIT sets one (an empty one
-// counts as unset, as the runtime reads it). Without it the heap grows to
-// twice what is live before a collection, and the caches, full at any steady load, are most of what is
+// may buffer, and requests may queue, beyond their defaults, unless
+// GOMEMLIMIT sets one (an empty one counts as unset, as the runtime reads
+// it). Without it the heap grows to twice what is live before a
+// collection, and the caches, full at any steady load, are most of what is
 // live: an agent at full load reached 700 MiB of RSS for about 300 MiB in
 // use. The caches hold byte slices, which a collection need not scan, so
 // collecting more often near the limit costs little CPU.
