@@ -238,7 +238,17 @@ type Catalog interface {
 	BumpProducerEpoch(ctx context.Context, id int64, epoch int16) (int16, error)
 
 	// Consumer group offsets.
-	CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) error
+	//
+	// CommitOffsets upserts the group's offsets (a later entry for the same
+	// partition wins) for the partitions that exist when it commits, and
+	// returns the others, in the order given: their topic is unknown or
+	// the partition is out of its range, as Kafka answers
+	// UNKNOWN_TOPIC_OR_PARTITION for them. The check is atomic with
+	// DeleteTopic: a commit either precedes the delete (which removes
+	// its offsets) or is refused, so a topic created again under the name
+	// never starts from the deleted one's offsets, whatever a caller had
+	// cached about the topic. An error means nothing was stored.
+	CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) (refused []GroupPartition, err error)
 	// FetchOffsets returns the group's offsets for parts, or all when parts
 	// is nil. Partitions without a committed offset are absent.
 	FetchOffsets(ctx context.Context, group string, parts []GroupPartition) ([]GroupOffset, error)

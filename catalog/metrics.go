@@ -227,7 +227,7 @@ func (i *instrumented) BumpProducerEpoch(ctx context.Context, id int64, epoch in
 	return i.c.BumpProducerEpoch(ctx, id, epoch)
 }
 
-func (i *instrumented) CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) (err error) {
+func (i *instrumented) CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) (refused []GroupPartition, err error) {
 	defer func(s time.Time) { i.m.observe("commit_offsets", s, err) }(time.Now())
 	return i.c.CommitOffsets(ctx, group, offsets)
 }

@@ -112,9 +112,9 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 }
 
 // ForgetTopic drops the coordinator's cached view of a topic this agent
-// just deleted: a commit for it within TopicCacheTTL would otherwise be
-// stored, bringing back the offsets the deletion removed for a topic
-// created again under the name.
+// just deleted, so that commits for it are answered from the catalog at
+// once. (The catalog refuses them anyway, as it does for a topic deleted
+// through another agent: the cache only saves lookups.)
 func (c *Coordinator) ForgetTopic(name string) { c.topics.forget(name) }
 
 // APIs returns the API keys Handle serves with the versions it serves; the

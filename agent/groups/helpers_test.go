@@ -154,22 +154,30 @@ func (f *fakeCatalog) ListTopics(context.Context) ([]catalog.Topic, error) {
 	return out, nil
 }
 
-func (f *fakeCatalog) CommitOffsets(_ context.Context, group string, offsets []catalog.GroupOffset) error {
+func (f *fakeCatalog) CommitOffsets(_ context.Context, group string, offsets []catalog.GroupOffset) ([]catalog.GroupPartition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.commitErr != nil {
-		return f.commitErr
+		return nil, f.commitErr
 	}
 	f.commits++
-	m := f.offsets[group]
-	if m == nil {
-		m = make(map[catalog.GroupPartition]catalog.GroupOffset)
-		f.offsets[group] = m
-	}
+	var refused []catalog.GroupPartition
 	for _, o := range offsets {
-		m[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] = o
+		gp := catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}
+		if t, ok := f.topics[o.Topic]; !ok || o.Partition < 0 || o.Partition >= t.Partitions {
+			if !slices.Contains(refused, gp) {
+				refused = append(refused, gp)
+			}
+			continue
+		}
+		m := f.offsets[group]
+		if m == nil {
+			m = make(map[catalog.GroupPartition]catalog.GroupOffset)
+			f.offsets[group] = m
+		}
+		m[gp] = o
 	}
-	return nil
+	return refused, nil
 }
 
 func (f *fakeCatalog) FetchOffsets(_ context.Context, group string, parts []catalog.GroupPartition) ([]catalog.GroupOffset, error) {

@@ -34,7 +34,7 @@ type monotonicCatalog struct {
 	t testing.TB
 }
 
-func (m *monotonicCatalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) error {
+func (m *monotonicCatalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) ([]catalog.GroupPartition, error) {
 	for _, o := range offsets {
 		if old, ok := m.stored(group, o.Topic, o.Partition); ok && o.Offset < old.Offset {
 			m.t.Errorf("group %s %s/%d: committed offset went back from %d to %d", group, o.Topic, o.Partition, old.Offset, o.Offset)

@@ -30,12 +30,12 @@ func TestLagIsCommittedToHighWatermark(t *testing.T) {
 		// Committed below the log start: lag counts from the log start.
 		{TopicID: top.ID, Partition: 2}: {LogStart: 8, HighWatermark: 9},
 	}}
-	if err := cat.CommitOffsets(ctx, "g", []catalog.GroupOffset{
+	if refused, err := cat.CommitOffsets(ctx, "g", []catalog.GroupOffset{
 		{Topic: "lagged", Partition: 0, Offset: 4},
 		{Topic: "lagged", Partition: 1, Offset: 5},
 		{Topic: "lagged", Partition: 2, Offset: 3},
-	}); err != nil {
-		t.Fatal(err)
+	}); err != nil || len(refused) != 0 {
+		t.Fatal(refused, err)
 	}
 	reg := prometheus.NewRegistry()
 	c := New(DefaultConfig(), cat, &fakePlacement{}, nil, reg)

@@ -18,6 +18,10 @@ import (
 // only; a response without an error is sent after the catalog call
 // returned. Group membership is checked under the group's lock, which is
 // released before the catalog is called, as Kafka checks before it appends.
+// Topics are checked against the topic cache first (cheap answers for
+// clients that name unknown topics), but the cache may be TopicCacheTTL
+// stale: the catalog decides, atomically with DeleteTopic, and the
+// partitions it refuses get UNKNOWN_TOPIC_OR_PARTITION.
 
 // storeErr maps a failed catalog call to the error a client retries on.
 func storeErr(ctx context.Context, err error) int16 {
@@ -132,7 +136,7 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		return int(a.Partition - b.Partition)
 	})
 	start := time.Now()
-	err := c.cat.CommitOffsets(ctx, req.Group, offsets)
+	refused, err := c.cat.CommitOffsets(ctx, req.Group, offsets)
 	c.m.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.log.Warn("groups: offset commit failed", "group", req.Group, "err", err)
@@ -152,7 +156,24 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 		return resp
 	}
-	c.m.commits.Add(float64(len(offsets)))
+	// Refused partitions: their topic is gone (deleted through another
+	// agent since the cache read it) or smaller than the cache says.
+	for _, gp := range refused {
+		c.topics.forget(gp.Topic)
+		if a, ok := latest[gp]; ok {
+			codes[a.i][a.j] = kerr.UnknownTopicOrPartition.Code
+		}
+	}
+	if len(refused) > 0 {
+		for i, t := range req.Topics {
+			for j, p := range t.Partitions {
+				if a, ok := latest[catalog.GroupPartition{Topic: t.Topic, Partition: p.Partition}]; ok && codes[i][j] == 0 {
+					codes[i][j] = codes[a.i][a.j]
+				}
+			}
+		}
+	}
+	c.m.commits.Add(float64(len(offsets) - len(refused)))
 	return resp
 }
 

@@ -83,6 +83,44 @@ func TestOffsetsOnSQLite(t *testing.T) {
 	}
 }
 
+// TestCommitAfterTopicDeletedElsewhere: a topic deleted by another agent
+// (straight in the catalog, so this coordinator's topic cache still holds
+// it) takes its offsets with it; a commit for it afterwards is refused
+// per partition, the other partitions of the request are stored, and the
+// topic created again under the name has no offsets.
+func TestCommitAfterTopicDeletedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	for _, name := range []string{"gone", "kept"} {
+		if _, err := cat.CreateTopic(ctx, catalog.TopicSpec{Name: name, Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarnessOn(t, cat)
+	codes := commitCodes(h.do(commitReq("g", "", -1, "gone", map[int32]int64{0: 5})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "commit before the delete", codes["gone/0"], nil)
+	if err := cat.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+
+	req := commitReq("g", "", -1, "gone", map[int32]int64{0: 7})
+	req.Topics = append(req.Topics, commitReq("g", "", -1, "kept", map[int32]int64{0: 3}).Topics...)
+	codes = commitCodes(h.do(req).(*kmsg.OffsetCommitResponse))
+	errIs(t, "commit after the delete", codes["gone/0"], kerr.UnknownTopicOrPartition)
+	errIs(t, "commit of another topic in the same request", codes["kept/0"], nil)
+
+	if _, err := cat.CreateTopic(ctx, catalog.TopicSpec{Name: "gone", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	offs, err := cat.FetchOffsets(ctx, "g", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offs) != 1 || offs[0].Topic != "kept" || offs[0].Offset != 3 {
+		t.Fatalf("offsets after the re-create: %+v, want only kept/0 at 3", offs)
+	}
+}
+
 // BenchmarkOffsetCommitSQLite is BenchmarkOffsetCommit on an SQLite file
 // (synchronous=FULL: every commit is fsynced), the `floe dev` catalog.
 func BenchmarkOffsetCommitSQLite(b *testing.B) {

@@ -23,6 +23,8 @@ var producerTests = []namedTest{
 
 var groupTests = []namedTest{
 	{"Offsets", testGroupOffsets},
+	{"OffsetsOfUnknownPartitions", testCommitUnknownPartitions},
+	{"OffsetsRaceDeleteTopic", testCommitRacesDeleteTopic},
 	{"StateCAS", testGroupStateCAS},
 	{"StateSize", testGroupStateSize},
 	{"StateRace", testGroupStateRace},
@@ -239,14 +241,16 @@ func testBumpEpoch(t *testing.T, c catalog.Catalog) {
 
 func testGroupOffsets(t *testing.T, c catalog.Catalog) {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	noErr(t, c.CommitOffsets(ctx(t), "g1", []catalog.GroupOffset{
+	createTopic(t, c, "a", 2, nil)
+	createTopic(t, c, "b", 1, nil)
+	commitOffsets(t, c, "g1", []catalog.GroupOffset{
 		{Topic: "a", Partition: 1, Offset: 10, LeaderEpoch: 3, Metadata: "m", CommitTime: at},
 		{Topic: "a", Partition: 0, Offset: 5, LeaderEpoch: -1},
 		{Topic: "b", Partition: 0, Offset: 7, LeaderEpoch: -1},
 		{Topic: "b", Partition: 0, Offset: 8, LeaderEpoch: -1}, // later entry wins
-	}), "CommitOffsets")
-	noErr(t, c.CommitOffsets(ctx(t), "g0", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 1}}), "CommitOffsets g0")
-	noErr(t, c.CommitOffsets(ctx(t), "g2", nil), "CommitOffsets empty")
+	})
+	commitOffsets(t, c, "g0", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 1}})
+	commitOffsets(t, c, "g2", nil)
 
 	all, err := c.FetchOffsets(ctx(t), "g1", nil)
 	noErr(t, err, "FetchOffsets all")
@@ -270,7 +274,7 @@ func testGroupOffsets(t *testing.T, c catalog.Catalog) {
 		t.Fatalf("unknown group has offsets %+v", none)
 	}
 
-	noErr(t, c.CommitOffsets(ctx(t), "g1", []catalog.GroupOffset{{Topic: "a", Partition: 1, Offset: 11}}), "overwrite")
+	commitOffsets(t, c, "g1", []catalog.GroupOffset{{Topic: "a", Partition: 1, Offset: 11}})
 	some, err = c.FetchOffsets(ctx(t), "g1", []catalog.GroupPartition{{Topic: "a", Partition: 1}})
 	noErr(t, err, "FetchOffsets")
 	if len(some) != 1 || some[0].Offset != 11 || some[0].Metadata != "" {

@@ -65,7 +65,8 @@ func testGroupStateCAS(t *testing.T, c catalog.Catalog) {
 	// Groups are independent; DeleteGroup removes offsets and state.
 	_, err = c.SaveGroupState(ctx(t), "h", 0, []byte("h"))
 	noErr(t, err, "SaveGroupState h")
-	noErr(t, c.CommitOffsets(ctx(t), "g", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 1}}), "CommitOffsets")
+	createTopic(t, c, "a", 1, nil)
+	commitOffsets(t, c, "g", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 1}})
 	noErr(t, c.DeleteGroup(ctx(t), "g"), "DeleteGroup")
 	if s, v := load("g"); s != nil || v != 0 {
 		t.Fatalf("after DeleteGroup: %q, %d", s, v)

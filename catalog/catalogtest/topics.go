@@ -175,11 +175,11 @@ func testDeleteTopic(t *testing.T, c catalog.Catalog) {
 	topic := createTopic(t, c, "doomed", 2, nil)
 	other := createTopic(t, c, "kept", 1, nil)
 	commit(t, c, segment(batch(tpOf(topic, 0), 5, 1), batch(tpOf(other, 0), 2, 1)))
-	noErr(t, c.CommitOffsets(ctx(t), "g", []catalog.GroupOffset{
+	commitOffsets(t, c, "g", []catalog.GroupOffset{
 		{Topic: "doomed", Partition: 0, Offset: 5, LeaderEpoch: -1},
 		{Topic: "doomed", Partition: 1, Offset: 1, LeaderEpoch: -1},
 		{Topic: "kept", Partition: 0, Offset: 2, LeaderEpoch: -1},
-	}), "CommitOffsets")
+	})
 	noErr(t, c.DeleteTopic(ctx(t), "doomed"), "DeleteTopic")
 	_, err := c.Topic(ctx(t), "doomed")
 	wantErr(t, err, catalog.ErrUnknownTopic, "Topic after delete")

@@ -57,14 +57,22 @@ func (c *Catalog) BumpProducerEpoch(ctx context.Context, id int64, epoch int16) 
 	return next, nil
 }
 
-// CommitOffsets upserts the group's offsets in one statement.
-func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) error {
+// CommitOffsets upserts the group's offsets of existing partitions in
+// one statement and returns the others. The statement locks the rows of
+// the named topics FOR KEY SHARE before it joins them: DeleteTopic locks
+// its topic's row FOR UPDATE, so a delete either waits for the commit to
+// end (and then removes the offsets it stored) or the commit waits for
+// the delete, finds the row gone (READ COMMITTED re-reads a locked row)
+// and stores nothing for the topic. Commits do not block one another on
+// these locks. (A transaction-scoped advisory lock writes no tuple but
+// needs a second statement to see the delete: it measured slower.)
+func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) ([]catalog.GroupPartition, error) {
 	if len(offsets) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(offsets)
-	topics, parts, offs, epochs := make([]string, n), make([]int32, n), make([]int64, n), make([]int32, n)
-	metas, times := make([]string, n), make([]time.Time, n)
+	topics, parts, offs, epochs := make([]string, 0, n), make([]int32, 0, n), make([]int64, 0, n), make([]int32, 0, n)
+	metas, times := make([]string, 0, n), make([]time.Time, 0, n)
 	now := c.now().UTC()
 	// A later entry for the same partition wins, as if applied in order;
 	// one INSERT … ON CONFLICT cannot touch a row twice.
@@ -72,33 +80,60 @@ func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []cat
 	for i, o := range offsets {
 		last[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] = i
 	}
-	k := 0
 	for i, o := range offsets {
-		if last[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] != i {
-			continue
+		if last[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] != i || !storable(o.Topic) {
+			continue // a name PostgreSQL cannot hold is no topic's: refused below
 		}
-		topics[k], parts[k], offs[k], epochs[k], metas[k] = o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata
-		times[k] = o.CommitTime.UTC()
+		ct := o.CommitTime.UTC()
 		if o.CommitTime.IsZero() {
-			times[k] = now
+			ct = now
 		}
-		k++
+		topics, parts, offs = append(topics, o.Topic), append(parts, o.Partition), append(offs, o.Offset)
+		epochs, metas, times = append(epochs, o.LeaderEpoch), append(metas, o.Metadata), append(times, ct)
 	}
+	stored := make(map[catalog.GroupPartition]bool, len(topics))
 	err := c.retry(ctx, func(ctx context.Context) error {
-		_, err := c.pool.Exec(ctx, `INSERT INTO group_offsets
+		clear(stored)
+		rows, err := c.pool.Query(ctx, `WITH t AS (
+    SELECT name, partitions FROM topics WHERE name = ANY($2::text[]) ORDER BY name FOR KEY SHARE)
+INSERT INTO group_offsets
     (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_time)
 SELECT $1, u.t, u.p, u.o, u.e, u.m, u.ct
 FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::timestamptz[]) AS u(t, p, o, e, m, ct)
+JOIN t ON t.name = u.t AND u.p >= 0 AND u.p < t.partitions
 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
     committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
-    metadata = excluded.metadata, commit_time = excluded.commit_time`,
-			group, topics[:k], parts[:k], offs[:k], epochs[:k], metas[:k], times[:k])
+    metadata = excluded.metadata, commit_time = excluded.commit_time
+RETURNING topic, partition`,
+			group, topics, parts, offs, epochs, metas, times)
+		if err != nil {
+			return err
+		}
+		var gp catalog.GroupPartition
+		_, err = pgx.ForEachRow(rows, []any{&gp.Topic, &gp.Partition}, func() error {
+			stored[gp] = true
+			return nil
+		})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
+		return nil, fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
 	}
-	return nil
+	return refusedOffsets(offsets, stored), nil
+}
+
+// refusedOffsets returns the partitions of offsets not in stored, once
+// each, in the order given.
+func refusedOffsets(offsets []catalog.GroupOffset, stored map[catalog.GroupPartition]bool) []catalog.GroupPartition {
+	var out []catalog.GroupPartition
+	for _, o := range offsets {
+		gp := catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}
+		if !stored[gp] {
+			stored[gp] = true // once
+			out = append(out, gp)
+		}
+	}
+	return out
 }
 
 func groupParts(parts []catalog.GroupPartition) ([]string, []int32) {

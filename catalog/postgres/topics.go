@@ -105,6 +105,9 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 	}
 	var id [16]byte
 	err := c.tx(ctx, func(tx pgx.Tx) error {
+		// The row lock also waits for offset commits that found the topic
+		// (they lock its row FOR KEY SHARE, see CommitOffsets); later ones
+		// will not find it.
 		err := tx.QueryRow(ctx, `SELECT id FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return catalog.ErrUnknownTopic

@@ -52,32 +52,58 @@ func (c *Catalog) BumpProducerEpoch(ctx context.Context, id int64, epoch int16) 
 	return next, nil
 }
 
-// CommitOffsets upserts the group's offsets in one transaction; a later
-// entry for the same partition wins.
-func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) error {
+// CommitOffsets upserts the group's offsets of existing partitions in
+// one transaction (a later entry for the same partition wins) and
+// returns the others. The catalog has one writer, so the check that a
+// partition exists and the write are atomic with DeleteTopic.
+func (c *Catalog) CommitOffsets(ctx context.Context, group string, offsets []catalog.GroupOffset) ([]catalog.GroupPartition, error) {
 	if len(offsets) == 0 {
-		return nil
+		return nil, nil
 	}
 	now := micros(c.now())
+	stored := make(map[catalog.GroupPartition]bool, len(offsets))
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		return execEach(ctx, tx, `INSERT INTO group_offsets
+		clear(stored)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO group_offsets
     (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_time)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+WHERE EXISTS (SELECT 1 FROM topics WHERE name = ?2 AND ?3 >= 0 AND ?3 < partitions)
 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
     committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
-    metadata = excluded.metadata, commit_time = excluded.commit_time`,
-			offsets, func(o catalog.GroupOffset) []any {
-				ct := now
-				if !o.CommitTime.IsZero() {
-					ct = micros(o.CommitTime)
-				}
-				return []any{group, o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata, ct}
-			})
+    metadata = excluded.metadata, commit_time = excluded.commit_time`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, o := range offsets {
+			ct := now
+			if !o.CommitTime.IsZero() {
+				ct = micros(o.CommitTime)
+			}
+			res, err := stmt.ExecContext(ctx, group, o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata, ct)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n > 0 {
+				stored[catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}] = true
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
+		return nil, fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
 	}
-	return nil
+	var refused []catalog.GroupPartition
+	for _, o := range offsets {
+		gp := catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}
+		if !stored[gp] {
+			stored[gp] = true // once
+			refused = append(refused, gp)
+		}
+	}
+	return refused, nil
 }
 
 // FetchOffsets returns the group's offsets for parts (all when nil), by
