@@ -67,8 +67,12 @@ func (c *Coordinator) consumerHeartbeat(ctx context.Context, clientID, clientHos
 		// is stored before the member hears of it (as Kafka writes its
 		// records before answering), so that a new coordinator agrees
 		// with what members were told. saveQueued keeps unlock from
-		// starting a background save of the same change.
-		if save = g.dirty && c.cat != nil && !g.dead; save {
+		// starting a background save of the same change. A write that
+		// failed is tried again (at most once a heartbeat interval):
+		// until it is stored, a new coordinator would fence members
+		// for epochs they were told.
+		retry := !g.retryAt.IsZero() && !p.now.Before(g.retryAt)
+		if save = (g.dirty || retry) && c.cat != nil && !g.dead; save {
 			g.saveQueued = true
 		}
 		// Built under the lock: the assignment is the member's.

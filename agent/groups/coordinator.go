@@ -327,6 +327,10 @@ type group struct {
 	dirty      bool
 	saveQueued bool
 	saveSem    chan struct{}
+	// retryAt: the last write failed, and the stored state is behind
+	// what members were told: the group's requests and timers from then
+	// on write it again.
+	retryAt time.Time
 	// evicted: killed to make room while empty (not moved): a queued save
 	// still deletes its stored state, or a later load would bring back
 	// members that left.
@@ -448,6 +452,7 @@ func (c *Coordinator) settleQuiet(g *group) {
 	if v := recover(); v != nil {
 		c.reset(g, v)
 	}
+	c.queueSave(g) // a failed write due again
 	g.mu.Unlock()
 }
 

@@ -43,7 +43,11 @@
 // Stored state is written with compare-and-set on its version: an agent
 // whose view of a group is stale (two agents briefly both believed they
 // coordinated it) gets a conflict at its next write and drops the group,
-// whose members find the coordinator again and get the stored state. After
+// whose members find the coordinator again and get the stored state. A
+// coordinator that loads a state stores it again under a new version
+// before serving it, so that one still holding the group from before
+// (paused past its TTL, its view not yet refreshed) is fenced at its next
+// write even if the new one has not written since. After
 // the fleet view changes (Placement implementing ViewEpocher), a group
 // held in memory is checked against the stored version once, so a group
 // that moved away and back is not served from stale memory. A state that
@@ -71,9 +75,10 @@
 //   - A classic group's SyncGroup, and a ConsumerGroupHeartbeat that
 //     changed its group, are answered only after the catalog call storing
 //     the group's new state returned (a failed write fails the SyncGroups
-//     into a rebalance; a KIP-848 answer stands and the group's next
-//     change writes it all); a group loaded by a new coordinator is the
-//     last stored state.
+//     into a rebalance; a KIP-848 answer stands); a write that failed is
+//     tried again by the group's next requests and timers, at most once
+//     a heartbeat interval, until it is stored; a group loaded by a new
+//     coordinator is the last stored state.
 //   - Handle is safe for concurrent use. Each group has its own mutex, and
 //     no lock is held across a catalog call or while a JoinGroup or
 //     SyncGroup waits for the rebalance. (A group's saves are serialized by

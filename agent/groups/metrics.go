@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 		}, []string{"api", "error"}),
 		stateOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_groups_state_ops_total",
-			Help: "Catalog operations on stored group state, by op (load, save, delete) and result (ok, none, stale, corrupt, conflict, too_large, error).",
+			Help: "Catalog operations on stored group state, by op (load, claim, save, delete) and result (ok, none, stale, corrupt, conflict, too_large, error).",
 		}, []string{"op", "result"}),
 	}
 	if reg == nil {

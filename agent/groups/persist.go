@@ -172,6 +172,19 @@ func (c *Coordinator) load(id string, epoch uint64) int16 {
 		c.markAbsent(id, epoch)
 		return 0
 	}
+	// Claim the state: store it again under a new version, so that a
+	// coordinator still holding the group from before (it lost the group
+	// without noticing: paused past its TTL, its view not refreshed yet)
+	// gets a conflict at its next write — its timers expiring the members
+	// that moved here would otherwise delete or overwrite the state this
+	// node serves — and a node the group comes back to reloads it.
+	claimed, err := c.cat.SaveGroupState(ctx, id, version, blob)
+	c.countStateOp("claim", err)
+	if err != nil {
+		c.log.Warn("groups: claiming group state failed", "group", id, "err", err)
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	version = claimed
 	kind, s, cs, err := decodeState(blob)
 	if err != nil {
 		// From another Floe version, or damaged: start the group empty
@@ -389,10 +402,15 @@ func (c *Coordinator) save(g *group) (conflict bool) {
 	g.mu.Lock()
 	defer c.settle(g)
 	if g.dead {
-		return false
+		// Dropped meanwhile: a conflict still voids the change this
+		// write was to store (a KIP-848 heartbeat must not announce it).
+		return errors.Is(err, catalog.ErrGroupStateConflict)
 	}
 	switch {
 	case op == opNone:
+		// Nothing to store now (a rebalance that is not complete writes
+		// when it completes): no retry is due.
+		g.retryAt = time.Time{}
 	case errors.Is(err, catalog.ErrGroupStateConflict):
 		// Another agent wrote the group since this one loaded it: this
 		// view is stale. Drop it; members find the coordinator again.
@@ -401,8 +419,10 @@ func (c *Coordinator) save(g *group) (conflict bool) {
 		return true
 	case err != nil:
 		c.log.Warn("groups: storing group state failed", "group", g.id, "err", err)
+		g.retryAt = c.cfg.Now().Add(c.cfg.ConsumerHeartbeatInterval)
 	default:
 		g.version = version
+		g.retryAt = time.Time{}
 	}
 	cl := &g.cl
 	if !syncing || g.kind != kindClassic || !cl.saving || cl.generation != gen || cl.state != stateCompletingRebalance {
@@ -431,10 +451,14 @@ func (c *Coordinator) countStateOp(op string, err error) {
 	c.m.stateOps.WithLabelValues(op, result).Inc()
 }
 
-// queueSave starts a background save of g if a change wants one and none
-// is queued; called by unlock with g's lock held.
+// queueSave starts a background save of g if a change wants one (or a
+// failed write is due to be tried again) and none is queued; called by
+// unlock with g's lock held.
 func (c *Coordinator) queueSave(g *group) {
-	if !g.dirty || g.saveQueued || (g.dead && !g.evicted) || c.cat == nil || c.running.Load() != 1 {
+	if !g.dirty && (g.retryAt.IsZero() || c.cfg.Now().Before(g.retryAt)) {
+		return
+	}
+	if g.saveQueued || (g.dead && !g.evicted) || c.cat == nil || c.running.Load() != 1 {
 		return
 	}
 	g.saveQueued = true

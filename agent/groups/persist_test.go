@@ -501,3 +501,145 @@ func TestGroupStateConcurrency(t *testing.T) {
 		errIs(t, "heartbeat after the churn", b.do(hbReq("g", id, gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
 	}
 }
+
+// A coordinator that does not know it lost a group (paused past its TTL,
+// its view not refreshed yet) must not change the stored state of the
+// group once another coordinator loaded it, even if that one has not
+// written since: its timers expire the members that moved away, and the
+// emptied group's delete would otherwise remove the state the new
+// coordinator serves (the next move would start the group empty).
+func TestStaleCoordinatorFencedByLoad(t *testing.T) {
+	a := newHarness(t)
+	ids, gen := a.stableGroup("g", 2)
+	b := a.second()
+	for _, id := range ids {
+		errIs(t, "heartbeat on B", b.do(hbReq("g", id, gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	}
+	// A's clock passes every session: its members are expired, the group
+	// empties and A stores that.
+	a.advance(time.Hour)
+	a.c.saves.Wait()
+	if a.cat.state("g").version == 0 {
+		t.Fatal("the stale coordinator deleted the state of the group another coordinator serves")
+	}
+	// The group moves on from B: its members keep their generation.
+	c := a.second()
+	for _, id := range ids {
+		errIs(t, "heartbeat on the next coordinator", c.do(hbReq("g", id, gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	}
+}
+
+// A KIP-848 change answered while the catalog failed is stored once the
+// catalog is back, even if the group then changes no more: otherwise the
+// stored state stays behind what members were told, and after a move the
+// new coordinator fences every member (their epochs are newer than the
+// stored ones) and they lose their partitions.
+func TestConsumerStateStoredAfterFailedWrite(t *testing.T) {
+	a := newHarness(t)
+	topic := a.cat.addTopic("t", 6)
+	m1 := a.member("g", "m1", "t")
+	settle(t, m1)
+	a.cat.mu.Lock()
+	a.cat.stateErr = errBoom
+	a.cat.mu.Unlock()
+	m2 := a.member("g", "m2", "t")
+	settle(t, m1, m2)
+	a.cat.mu.Lock()
+	a.cat.stateErr = nil
+	a.cat.mu.Unlock()
+	// The catalog is back; the members heartbeat on, nothing changes.
+	for range 2 {
+		a.advance(5 * time.Second)
+		settle(t, m1, m2)
+	}
+	epoch, owned1, owned2 := m1.epoch, m1.ownedOf(topic), m2.ownedOf(topic)
+
+	a.place.move("g", 2)
+	m1.beat()
+	b := a.second()
+	m1.h, m2.h = b, b
+	for _, m := range []*cmember{m1, m2} {
+		m.beat()
+		errIs(t, "heartbeat of "+m.id+" on the new coordinator", m.lastCode, nil)
+	}
+	if m1.epoch != epoch || !slices.Equal(m1.ownedOf(topic), owned1) || !slices.Equal(m2.ownedOf(topic), owned2) {
+		t.Fatalf("after the move: epoch %d (was %d), owned %v/%v (were %v/%v)", m1.epoch, epoch, m1.ownedOf(topic), m2.ownedOf(topic), owned1, owned2)
+	}
+}
+
+// A KIP-848 heartbeat whose write conflicts is answered NOT_COORDINATOR
+// even when the group was dropped meanwhile (it moved): the change it
+// made is not stored, and a member told of it would be fenced by the new
+// coordinator for an epoch it never stored.
+func TestConsumerConflictAfterDropNotAnswered(t *testing.T) {
+	a := newHarness(t)
+	a.cat.addTopic("t", 6)
+	m1 := a.member("g", "m1", "t")
+	settle(t, m1)
+	gate := make(chan struct{})
+	a.cat.mu.Lock()
+	a.cat.saveGate, a.cat.saves = gate, 0
+	a.cat.mu.Unlock()
+	m2 := a.member("g", "m2", "t")
+	ch := a.async(m2.request())
+	for {
+		a.cat.mu.Lock()
+		n := a.cat.saves
+		a.cat.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Another coordinator writes the group, and it moves there.
+	a.cat.mu.Lock()
+	a.cat.lastVersion++
+	s := a.cat.states["g"]
+	s.version = a.cat.lastVersion
+	a.cat.states["g"] = s
+	a.cat.saveGate = nil
+	a.cat.mu.Unlock()
+	a.place.move("g", 2)
+	m1.beat()
+	errIs(t, "heartbeat after the move", m1.lastCode, kerr.NotCoordinator)
+	close(gate)
+	errIs(t, "the joining member's heartbeat", wait[*kmsg.ConsumerGroupHeartbeatResponse](t, ch).ErrorCode, kerr.NotCoordinator)
+}
+
+// A static member replaced without a rebalance (KIP-345) while the
+// catalog failed is stored once it is back: the JoinGroup was answered
+// before the write, and a stored state naming the old member id would
+// have the new coordinator fence the instance after a move
+// (FENCED_INSTANCE_ID, which clients treat as fatal).
+func TestStaticReplacementStoredAfterFailedWrite(t *testing.T) {
+	h := newHarness(t)
+	static := func(member string) *kmsg.JoinGroupRequest {
+		r := joinReq(9, "g", member, "m")
+		r.InstanceID = kmsg.StringPtr("inst")
+		return r
+	}
+	r := h.do(static("")).(*kmsg.JoinGroupResponse)
+	errIs(t, "join", r.ErrorCode, nil)
+	errIs(t, "sync", h.do(syncReq("g", r.MemberID, r.Generation, map[string]string{r.MemberID: "a"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+	h.cat.mu.Lock()
+	h.cat.stateErr = errBoom
+	h.cat.mu.Unlock()
+	r2 := h.do(static("")).(*kmsg.JoinGroupResponse) // the instance restarted
+	errIs(t, "rejoin", r2.ErrorCode, nil)
+	h.c.saves.Wait()
+	h.cat.mu.Lock()
+	h.cat.stateErr = nil
+	h.cat.mu.Unlock()
+	hb := hbReq("g", r2.MemberID, r2.Generation)
+	hb.InstanceID = kmsg.StringPtr("inst")
+	// The member heartbeats on for a while; nothing else happens.
+	for range 6 {
+		h.advance(5 * time.Second)
+		errIs(t, "heartbeat", h.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+		h.c.saves.Wait()
+	}
+	h.place.move("g", 2)
+	h.do(hb)
+	b := h.second()
+	errIs(t, "heartbeat of the new static member on the new coordinator", b.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+}
