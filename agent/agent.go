@@ -381,8 +381,10 @@ func (a *Agent) serveConn(nc net.Conn, zone string) {
 	}
 	if refused != "" {
 		a.connsMu.Unlock()
-		nc.Close()
+		// Counted before the close, so that whoever sees the close sees
+		// the count.
 		a.m.connsRefused.WithLabelValues(refused).Inc()
+		nc.Close()
 		a.refusedLog.Do(func() { // a flood must not flood the log too
 			a.log.Warn("refusing connections over a connection limit (logged at most once a second)", "remote", nc.RemoteAddr().String(), "limit", refused,
 				"max_connections", a.cfg.MaxConnections, "max_connections_per_ip", a.cfg.MaxConnectionsPerIP)

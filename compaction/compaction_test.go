@@ -212,21 +212,23 @@ func TestCrashBetweenPutAndSwap(t *testing.T) {
 		before := e.consume(parts[1])
 		e.clk.Advance(5 * time.Minute)
 		// The first worker uploads its merge outputs, then dies before
-		// every swap (its catalog fails), holding the leases.
+		// every swap (its catalog fails), holding the leases. Its lease
+		// must outlast every gap between its renewals, however slow the
+		// machine: one that lapses makes it stop before the swap.
+		const leaseTTL = 2 * time.Second
 		crashing := &failingSwaps{Catalog: e.cat}
 		c1, _ := compaction.New(compaction.Config{Cluster: cluster, Holder: "dies", TargetBytes: 64 << 10, Shards: 2,
-			MergeMinAge: time.Minute, LeaseTTL: 50 * time.Millisecond}, crashing, e.bucket, nil, nil, e.clk.Now)
-		c1.RunOnce(ctx)
-		if crashing.n == 0 {
-			t.Fatal("no swap attempted")
+			MergeMinAge: time.Minute, LeaseTTL: leaseTTL}, crashing, e.bucket, nil, nil, e.clk.Now)
+		if err := c1.RunOnce(ctx); err == nil || crashing.n == 0 {
+			t.Fatalf("no swap attempted (pass: %v)", err)
 		}
 		objs, _ := e.bucketObjects()
 		if s := e.stats(); int64(objs) <= s.Objects {
 			t.Fatalf("expected orphaned uploads: bucket %d, catalog %d", objs, s.Objects)
 		}
 		// The next holder takes over after expiry (the catalog's real
-		// clock) and finishes.
-		time.Sleep(100 * time.Millisecond)
+		// clock): every lease was taken or renewed before the pass ended.
+		time.Sleep(leaseTTL + 10*time.Millisecond)
 		c2 := e.compactor("next", nil)
 		if err := c2.RunOnce(ctx); err != nil {
 			t.Fatal(err)

@@ -48,9 +48,12 @@ func TestFaultTerminateBackend(t *testing.T) {
 	}
 
 	// The killer terminates every backend of the committers, every few
-	// milliseconds, until the committers are done.
+	// milliseconds, until the committers are done. On a loaded machine a
+	// commit (with its new connection) can take longer than that, and
+	// none would ever finish: after a few rounds without a commit it waits
+	// for one.
 	killCtx, stopKiller := context.WithCancel(ctx)
-	var killed atomic.Int64
+	var killed, committed atomic.Int64
 	killerDone := make(chan struct{})
 	go func() {
 		defer close(killerDone)
@@ -60,7 +63,16 @@ func TestFaultTerminateBackend(t *testing.T) {
 			return
 		}
 		defer conn.Close(context.Background())
+		const roundsPerCommit = 3
+		seen, rounds := committed.Load(), 0
 		for killCtx.Err() == nil {
+			if n := committed.Load(); n != seen {
+				seen, rounds = n, 0
+			} else if rounds >= roundsPerCommit {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			rounds++
 			var n int64
 			err := conn.QueryRow(killCtx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
 FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n)
@@ -127,6 +139,7 @@ FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n)
 						mu.Lock()
 						all = append(all, done{seg, res})
 						mu.Unlock()
+						committed.Add(1)
 						break
 					}
 					if errors.Is(err, catalog.ErrCommitUnknown) {

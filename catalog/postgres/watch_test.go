@@ -194,6 +194,9 @@ func TestWatchOutageLogsQuietly(t *testing.T) {
 	time.Sleep(3 * time.Second) // a dozen reconnection attempts or more
 	w.proxy.restore()
 	waitCommit(t, w.ch, w.commit("b"), 10*time.Second)
+	// The listener publishes the latest commit id before it logs that it
+	// is back, so commit b can arrive first: wait for the notice.
+	logs.waitFor(t, slog.LevelInfo, "catalog commit listener reconnected", 10*time.Second)
 	if n := logs.count(slog.LevelWarn, "catalog commit listener"); n != 1 {
 		t.Errorf("%d warnings from the commit listener during a 3 s outage, want 1", n)
 	}
@@ -217,6 +220,19 @@ func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	h.seen = append(h.seen, r)
 	return nil
+}
+
+// waitFor waits until a record at level with a message starting with
+// prefix has been logged.
+func (h *countingHandler) waitFor(t *testing.T, level slog.Level, prefix string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for h.count(level, prefix) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %v record %q within %v", level, prefix, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // count is how many records at level have messages starting with prefix.
