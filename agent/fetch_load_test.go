@@ -57,31 +57,12 @@ func TestStalledFetchConnectionsHoldBoundedMemory(t *testing.T) {
 	}
 	rounds := (2 << 20) / (parts * len(batch))
 	for i := range rounds {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "stalled"
-		for p := range int32(parts) {
-			rp := kmsg.NewProduceRequestTopicPartition()
-			rp.Partition, rp.Records = p, batch
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		req.Topics = append(req.Topics, rt)
-		if _, err := roundTrip(t, nc, req, 9, int32(2+i)); err != nil {
+		if _, err := roundTrip(t, nc, produceReq("stalled", parts, batch), 9, int32(2+i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	fetch := kmsg.NewPtrFetchRequest()
-	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 0, 1, 2<<20
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "stalled"
-	for p := range int32(parts) {
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.Partition, fp.PartitionMaxBytes = p, 2<<20
-		ft.Partitions = append(ft.Partitions, fp)
-	}
-	fetch.Topics = append(fetch.Topics, ft)
+	fetch := fetchReq("stalled", parts, 0, 0, 2<<20)
 	// One response, for reference.
 	resp, err := roundTrip(t, nc, fetch, 12, 1000)
 	if err != nil {
@@ -159,29 +140,12 @@ func TestLongPollsNotWokenByOtherTopics(t *testing.T) {
 	batch := makeBatch(t, testBatch{records: 1, firstTS: time.Now().UnixMilli()})
 	corr := int32(10)
 	produce := func() {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "busy"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = batch
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
 		corr++
-		if _, err := roundTrip(t, nc, req, 9, corr); err != nil {
+		if _, err := roundTrip(t, nc, produceReq("busy", 1, batch), 9, corr); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fetch := kmsg.NewPtrFetchRequest()
-	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 30_000, 1, 1<<20
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "quiet"
-	for p := range int32(parts) {
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.Partition, fp.PartitionMaxBytes = p, 1<<20
-		ft.Partitions = append(ft.Partitions, fp)
-	}
-	fetch.Topics = append(fetch.Topics, ft)
+	fetch := fetchReq("quiet", parts, 0, 30_000, 1<<20)
 	waiting := func() (n int, woken int64) {
 		ag.tail.mu.Lock()
 		defer ag.tail.mu.Unlock()
@@ -240,16 +204,8 @@ func TestLaggingReaderKeepsTailCache(t *testing.T) {
 	corr := int32(10)
 	produce := func(topic string, batch []byte) {
 		t.Helper()
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = batch
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
 		corr++
-		resp, err := roundTrip(t, nc, req, 9, corr)
+		resp, err := roundTrip(t, nc, produceReq(topic, 1, batch), 9, corr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,18 +239,10 @@ func TestLaggingReaderKeepsTailCache(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	row := liveRows[0]
-	fetch := kmsg.NewPtrFetchRequest()
-	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 0, 1, 1<<20
 	fetchAt := func(topic string, offset int64) kmsg.FetchResponseTopicPartition {
 		t.Helper()
-		ft := kmsg.NewFetchRequestTopic()
-		ft.Topic = topic
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.FetchOffset, fp.PartitionMaxBytes = offset, 1<<20
-		ft.Partitions = append(ft.Partitions, fp)
-		fetch.Topics = []kmsg.FetchRequestTopic{ft}
 		corr++
-		resp, err := roundTrip(t, nc, fetch, 12, corr)
+		resp, err := roundTrip(t, nc, fetchReq(topic, 1, offset, 0, 1<<20), 12, corr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,16 +288,7 @@ func TestLongPollOnDeletedTopic(t *testing.T) {
 	}
 	defer nc.Close()
 	createInternalTopic(t, nc, "doomed", 2)
-	fetch := kmsg.NewPtrFetchRequest()
-	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 10_000, 1, 1<<20
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "doomed"
-	for p := range int32(2) {
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.Partition, fp.PartitionMaxBytes = p, 1<<20
-		ft.Partitions = append(ft.Partitions, fp)
-	}
-	fetch.Topics = append(fetch.Topics, ft)
+	fetch := fetchReq("doomed", 2, 0, 10_000, 1<<20)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		c, err := net.Dial("tcp", addr)
@@ -391,14 +330,7 @@ func TestFetchAfterObjectsCollected(t *testing.T) {
 	defer nc.Close()
 	createInternalTopic(t, nc, "gc", 1)
 	for i := range 3 {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "gc"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = makeBatch(t, testBatch{records: 2, firstTS: time.Now().UnixMilli()})
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
+		req := produceReq("gc", 1, makeBatch(t, testBatch{records: 2, firstTS: time.Now().UnixMilli()}))
 		if _, err := roundTrip(t, nc, req, 9, int32(10+i)); err != nil {
 			t.Fatal(err)
 		}
@@ -447,15 +379,7 @@ func TestFetchAfterObjectsCollected(t *testing.T) {
 		}
 	}
 	for i, from := range []int64{2, 0, 4} {
-		fetch := kmsg.NewPtrFetchRequest()
-		fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 0, 1, 1<<20
-		ft := kmsg.NewFetchRequestTopic()
-		ft.Topic = "gc"
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.FetchOffset, fp.PartitionMaxBytes = from, 1<<20
-		ft.Partitions = append(ft.Partitions, fp)
-		fetch.Topics = append(fetch.Topics, ft)
-		resp, err := roundTrip(t, nc, fetch, 12, int32(100+i))
+		resp, err := roundTrip(t, nc, fetchReq("gc", 1, from, 0, 1<<20), 12, int32(100+i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -467,4 +391,37 @@ func TestFetchAfterObjectsCollected(t *testing.T) {
 			t.Fatalf("fetch at %d after GC: first batch at %d", from, got)
 		}
 	}
+}
+
+// produceReq is an acks=all produce of batch to partitions 0..parts-1 of
+// topic.
+func produceReq(topic string, parts int32, batch []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	for p := range parts {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = p, batch
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// fetchReq is a fetch of partitions 0..parts-1 of topic from offset from,
+// waiting up to maxWaitMs for a byte, each partition and the response up
+// to maxBytes.
+func fetchReq(topic string, parts int32, from int64, maxWaitMs, maxBytes int32) *kmsg.FetchRequest {
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = maxWaitMs, 1, maxBytes
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	for p := range parts {
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = p, from, maxBytes
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	fetch.Topics = append(fetch.Topics, ft)
+	return fetch
 }
