@@ -276,15 +276,10 @@ func TestGroupStateEmptyAndCorrupt(t *testing.T) {
 // coordinator move does not fence the new member id.
 func TestStaticReplacementStored(t *testing.T) {
 	h := newHarness(t)
-	static := func(member string) *kmsg.JoinGroupRequest {
-		r := joinReq(9, "g", member, "m")
-		r.InstanceID = kmsg.StringPtr("inst")
-		return r
-	}
-	r := h.do(static("")).(*kmsg.JoinGroupResponse)
+	r := h.do(staticJoin("")).(*kmsg.JoinGroupResponse)
 	errIs(t, "join", r.ErrorCode, nil)
 	errIs(t, "sync", h.do(syncReq("g", r.MemberID, r.Generation, map[string]string{r.MemberID: "a"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
-	r2 := h.do(static("")).(*kmsg.JoinGroupResponse) // the instance restarted
+	r2 := h.do(staticJoin("")).(*kmsg.JoinGroupResponse) // the instance restarted
 	errIs(t, "rejoin", r2.ErrorCode, nil)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -613,18 +608,13 @@ func TestConsumerConflictAfterDropNotAnswered(t *testing.T) {
 // (FENCED_INSTANCE_ID, which clients treat as fatal).
 func TestStaticReplacementStoredAfterFailedWrite(t *testing.T) {
 	h := newHarness(t)
-	static := func(member string) *kmsg.JoinGroupRequest {
-		r := joinReq(9, "g", member, "m")
-		r.InstanceID = kmsg.StringPtr("inst")
-		return r
-	}
-	r := h.do(static("")).(*kmsg.JoinGroupResponse)
+	r := h.do(staticJoin("")).(*kmsg.JoinGroupResponse)
 	errIs(t, "join", r.ErrorCode, nil)
 	errIs(t, "sync", h.do(syncReq("g", r.MemberID, r.Generation, map[string]string{r.MemberID: "a"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
 	h.cat.mu.Lock()
 	h.cat.stateErr = errBoom
 	h.cat.mu.Unlock()
-	r2 := h.do(static("")).(*kmsg.JoinGroupResponse) // the instance restarted
+	r2 := h.do(staticJoin("")).(*kmsg.JoinGroupResponse) // the instance restarted
 	errIs(t, "rejoin", r2.ErrorCode, nil)
 	h.c.saves.Wait()
 	h.cat.mu.Lock()
@@ -642,4 +632,11 @@ func TestStaticReplacementStoredAfterFailedWrite(t *testing.T) {
 	h.do(hb)
 	b := h.second()
 	errIs(t, "heartbeat of the new static member on the new coordinator", b.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+}
+
+// staticJoin is a JoinGroup to group g of the static member "inst".
+func staticJoin(member string) *kmsg.JoinGroupRequest {
+	r := joinReq(9, "g", member, "m")
+	r.InstanceID = kmsg.StringPtr("inst")
+	return r
 }
