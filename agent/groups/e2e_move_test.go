@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +54,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			produce(t, addrs, "t", 0, perPhase)
 
 			var (
-				mu      sync.Mutex
-				seen    = make(map[string]int)
-				dups    []string
+				got     deliveries
 				changes atomic.Int64 // partitions assigned, revoked or lost after the group formed
 				formed  atomic.Bool
 				owned   [3]atomic.Int64
@@ -107,23 +106,11 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 				clients = append(clients, cl)
 				wg.Go(func() {
 					for ctx.Err() == nil {
-						cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-							key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-							mu.Lock()
-							seen[key]++
-							if seen[key] == 2 {
-								dups = append(dups, key)
-							}
-							mu.Unlock()
-						})
+						cl.PollFetches(ctx).EachRecord(got.add)
 					}
 				})
 			}
-			count := func() int {
-				mu.Lock()
-				defer mu.Unlock()
-				return len(seen)
-			}
+			count := got.count
 			// Formed: every member owns partitions, all 12 are owned, and
 			// the first phase is consumed.
 			waitUntil(t, 60*time.Second, "three members own every partition and consumed the first phase", func() bool {
@@ -217,9 +204,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			if n := changes.Load(); n != 0 {
 				t.Errorf("%d partition assignment changes after the coordinator moved (a rebalance), want none", n)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(dups) > 0 {
+			if dups := got.twice(); len(dups) > 0 {
 				t.Errorf("%d records delivered twice, e.g. %v", len(dups), dups[:min(len(dups), 5)])
 			}
 		})
@@ -237,9 +222,7 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 	createTopic(t, addr, "t")
 	produce(t, addr, "t", 0, 200)
 	var (
-		mu      sync.Mutex
-		seen    = make(map[string]int)
-		dups    int
+		got     deliveries
 		owned   [2]atomic.Int64
 		formed  atomic.Bool
 		changes atomic.Int64
@@ -281,23 +264,11 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 		clients = append(clients, cl)
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-					key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-					mu.Lock()
-					seen[key]++
-					if seen[key] == 2 {
-						dups++
-					}
-					mu.Unlock()
-				})
+				cl.PollFetches(ctx).EachRecord(got.add)
 			}
 		})
 	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen)
-	}
+	count := got.count
 	waitUntil(t, 60*time.Second, "two members own every partition and consumed the first records", func() bool {
 		return owned[0].Load() > 0 && owned[1].Load() > 0 && owned[0].Load()+owned[1].Load() == partitions && count() == 200
 	})
@@ -331,9 +302,42 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 	if n := changes.Load(); n != 0 {
 		t.Errorf("%d partition assignment changes across the restart (a rebalance), want none", n)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if dups > 0 {
-		t.Errorf("%d records delivered twice", dups)
+	if dups := got.twice(); len(dups) > 0 {
+		t.Errorf("%d records delivered twice, e.g. %v", len(dups), dups[:min(len(dups), 5)])
 	}
+}
+
+// deliveries records which partition offsets a group's members received,
+// from any goroutine.
+type deliveries struct {
+	mu   sync.Mutex
+	seen map[string]int
+	dups []string
+}
+
+func (d *deliveries) add(r *kgo.Record) {
+	key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		d.seen = make(map[string]int)
+	}
+	d.seen[key]++
+	if d.seen[key] == 2 {
+		d.dups = append(d.dups, key)
+	}
+}
+
+// count is how many distinct records were received.
+func (d *deliveries) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.seen)
+}
+
+// twice lists the records received more than once.
+func (d *deliveries) twice() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.dups)
 }
