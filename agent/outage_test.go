@@ -164,8 +164,10 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 	downA.Store(false)
 	time.Sleep(4 * 50 * time.Millisecond)
 	downB.Store(false)
-	// Give every agent several heartbeats to reach the catalog again.
-	time.Sleep(10 * 50 * time.Millisecond)
+	// Wait for both to heartbeat again (several heartbeats on an idle
+	// machine; a loaded one may take longer): their registrations, not
+	// the wait, are what is checked.
+	waitFor(t, 5*time.Second, "both agents live again", func() bool { return len(live()) == 2 })
 
 	if got := a.Agent.NodeID(); got != nodeA {
 		t.Errorf("agent A's node id changed from %d to %d across a catalog outage", nodeA, got)
