@@ -43,11 +43,7 @@ func createInternalTopic(t *testing.T, nc net.Conn, name string, parts int32) {
 func TestStalledFetchConnectionsHoldBoundedMemory(t *testing.T) {
 	var ag *Agent
 	addr := startInternalAgent(t, func(a *Agent) { ag = a })
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dialAgent(t, addr)
 	const parts = 16
 	createInternalTopic(t, nc, "stalled", parts)
 	// ~2 MiB of batches small enough to be copied into each response.
@@ -84,11 +80,7 @@ func TestStalledFetchConnectionsHoldBoundedMemory(t *testing.T) {
 	base := fetched()
 	var stalled []net.Conn
 	for range conns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialAgent(t, addr)
 		_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
 		var frames []byte
 		for i := range pipelined {
@@ -129,11 +121,7 @@ func TestStalledFetchConnectionsHoldBoundedMemory(t *testing.T) {
 func TestLongPollsNotWokenByOtherTopics(t *testing.T) {
 	var ag *Agent
 	addr := startInternalAgent(t, func(a *Agent) { ag = a })
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dialAgent(t, addr)
 	const parts, polls, commits = 64, 50, 20
 	createInternalTopic(t, nc, "quiet", parts)
 	createInternalTopic(t, nc, "busy", 1)
@@ -155,11 +143,7 @@ func TestLongPollsNotWokenByOtherTopics(t *testing.T) {
 		return n, ag.tail.mu.woken
 	}
 	for range polls {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialAgent(t, addr)
 		if _, err := c.Write(frame(fetch, 12, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -194,11 +178,7 @@ func TestLaggingReaderKeepsTailCache(t *testing.T) {
 		ag = a
 		a.cache = newRangeCache(4<<20, 0, a.m.cache("tail"))
 	})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dialAgent(t, addr)
 	createInternalTopic(t, nc, "lag", 1)
 	createInternalTopic(t, nc, "live", 1)
 	corr := int32(10)
@@ -282,11 +262,7 @@ func TestLaggingReaderKeepsTailCache(t *testing.T) {
 // for their whole MaxWait.
 func TestLongPollOnDeletedTopic(t *testing.T) {
 	addr := startInternalAgent(t, nil)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dialAgent(t, addr)
 	createInternalTopic(t, nc, "doomed", 2)
 	fetch := fetchReq("doomed", 2, 0, 10_000, 1<<20)
 	go func() {
@@ -323,11 +299,7 @@ func TestLongPollOnDeletedTopic(t *testing.T) {
 func TestFetchAfterObjectsCollected(t *testing.T) {
 	var ag *Agent
 	addr := startInternalAgent(t, func(a *Agent) { ag = a })
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dialAgent(t, addr)
 	createInternalTopic(t, nc, "gc", 1)
 	for i := range 3 {
 		req := produceReq("gc", 1, makeBatch(t, testBatch{records: 2, firstTS: time.Now().UnixMilli()}))
@@ -424,4 +396,16 @@ func fetchReq(topic string, parts int32, from int64, maxWaitMs, maxBytes int32) 
 	}
 	fetch.Topics = append(fetch.Topics, ft)
 	return fetch
+}
+
+// dialAgent connects to the agent at addr, closing the connection at the
+// end of the test.
+func dialAgent(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
 }

@@ -184,7 +184,7 @@ func (a *Agent) metadataTopic(ctx context.Context, name string, allowCreate bool
 	case err == nil:
 		return t, nil
 	case errors.Is(err, catalog.ErrUnknownTopic):
-		return a.topicOrCreate(ctx, name, 0, allowCreate)
+		return a.autoCreate(ctx, name, allowCreate, err)
 	}
 	if t, _, found := a.topics.get(name); found {
 		return t, nil

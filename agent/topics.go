@@ -255,13 +255,22 @@ func (a *Agent) refreshTopic(key any, read func(context.Context) (catalog.Topic,
 // creation by another client or agent is not an error.
 func (a *Agent) topicOrCreate(ctx context.Context, name string, minPartitions int32, allowCreate bool) (catalog.Topic, error) {
 	t, err := a.topic(ctx, name, minPartitions)
-	if err == nil || !errors.Is(err, catalog.ErrUnknownTopic) || !allowCreate || !a.cfg.AutoCreateTopics {
+	if err == nil || !errors.Is(err, catalog.ErrUnknownTopic) {
 		return t, err
+	}
+	return a.autoCreate(ctx, name, allowCreate, err)
+}
+
+// autoCreate creates the named topic, which the catalog just reported
+// unknown (the error unknown), if the request and the config allow it.
+func (a *Agent) autoCreate(ctx context.Context, name string, allowCreate bool, unknown error) (catalog.Topic, error) {
+	if !allowCreate || !a.cfg.AutoCreateTopics {
+		return catalog.Topic{}, unknown
 	}
 	if err := catalog.ValidateTopicName(name); err != nil {
 		return catalog.Topic{}, err
 	}
-	t, err = a.cat.CreateTopic(ctx, catalog.TopicSpec{Name: name, Partitions: a.cfg.DefaultPartitions})
+	t, err := a.cat.CreateTopic(ctx, catalog.TopicSpec{Name: name, Partitions: a.cfg.DefaultPartitions})
 	if errors.Is(err, catalog.ErrTopicExists) {
 		return a.topic(ctx, name, 0)
 	}

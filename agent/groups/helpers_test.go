@@ -64,14 +64,7 @@ func newFakeCatalog() *fakeCatalog {
 }
 
 func (f *fakeCatalog) LoadGroupState(_ context.Context, group string) ([]byte, int64, error) {
-	f.mu.Lock()
-	f.loads++
-	gate := f.loadGate
-	f.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
-	f.mu.Lock()
+	f.enter(&f.loads, &f.loadGate)
 	defer f.mu.Unlock()
 	if f.stateErr != nil {
 		return nil, 0, f.stateErr
@@ -81,14 +74,7 @@ func (f *fakeCatalog) LoadGroupState(_ context.Context, group string) ([]byte, i
 }
 
 func (f *fakeCatalog) SaveGroupState(_ context.Context, group string, expect int64, state []byte) (int64, error) {
-	f.mu.Lock()
-	f.saves++
-	gate := f.saveGate
-	f.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
-	f.mu.Lock()
+	f.enter(&f.saves, &f.saveGate)
 	defer f.mu.Unlock()
 	if f.stateErr != nil {
 		return 0, f.stateErr
@@ -115,6 +101,19 @@ func (f *fakeCatalog) DeleteGroupState(_ context.Context, group string, expect i
 	}
 	delete(f.states, group)
 	return nil
+}
+
+// enter counts a call in *calls, waits for *gate if one is set, and
+// returns holding f.mu.
+func (f *fakeCatalog) enter(calls *int, gate *chan struct{}) {
+	f.mu.Lock()
+	*calls++
+	g := *gate
+	f.mu.Unlock()
+	if g != nil {
+		<-g
+	}
+	f.mu.Lock()
 }
 
 // state returns group's stored state.
