@@ -212,6 +212,17 @@ type Catalog interface {
 
 	// Data.
 	CommitSegment(ctx context.Context, seg Segment) (CommitResult, error)
+	// CommitSegments commits segs in order, with the results CommitSegment
+	// would give committing each one after the other, one CommitResult per
+	// segment. It is group commit: a backend may commit them in one
+	// transaction, touching each partition's row and producer state once
+	// however many of the segments hold it, which is what an agent whose
+	// commits queue behind each other needs (a commit's cost grows with
+	// its partitions, not its bytes). Keys must be distinct. Idempotent
+	// per key as CommitSegment is: a key already committed gets its
+	// original results. On error any prefix of segs may be committed, and
+	// retrying the same segments (together or one by one) is safe.
+	CommitSegments(ctx context.Context, segs []Segment) ([]CommitResult, error)
 	// Batches returns the rows of tp that hold offsets >= from, ascending,
 	// at least one row if any exist, stopping once maxBytes are covered.
 	Batches(ctx context.Context, tp TopicPartition, from int64, maxBytes int64) ([]BatchRow, error)

@@ -168,18 +168,22 @@ func (i *instrumented) CommitSegment(ctx context.Context, seg Segment) (res Comm
 		if errors.Is(err, ErrCommitUnknown) {
 			i.m.commitUnknown.Inc()
 		}
-		for _, r := range res.Results {
-			switch {
-			case r.Err != nil:
-				i.m.batches.WithLabelValues("rejected").Inc()
-			case r.Duplicate:
-				i.m.batches.WithLabelValues("duplicate").Inc()
-			default:
-				i.m.batches.WithLabelValues("stored").Inc()
-			}
-		}
+		i.m.countResults(res.Results)
 	}(time.Now())
 	return i.c.CommitSegment(ctx, seg)
+}
+
+func (i *instrumented) CommitSegments(ctx context.Context, segs []Segment) (res []CommitResult, err error) {
+	defer func(s time.Time) {
+		i.m.observe("commit_segments", s, err)
+		if errors.Is(err, ErrCommitUnknown) {
+			i.m.commitUnknown.Inc()
+		}
+		for _, cr := range res {
+			i.m.countResults(cr.Results)
+		}
+	}(time.Now())
+	return i.c.CommitSegments(ctx, segs)
 }
 
 func (i *instrumented) Batches(ctx context.Context, tp TopicPartition, from, maxBytes int64) (rows []BatchRow, err error) {
@@ -320,3 +324,22 @@ func (i *instrumented) Ping(ctx context.Context) error {
 // Unwrap returns the instrumented catalog (for backend-specific calls such
 // as Migrate).
 func (i *instrumented) Unwrap() Catalog { return i.c }
+
+// countResults counts one commit's batches by result.
+func (m *Metrics) countResults(results []BatchResult) {
+	var stored, dup, rejected int
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			rejected++
+		case r.Duplicate:
+			dup++
+		default:
+			stored++
+		}
+	}
+	// Added per commit, not per batch: a commit may hold thousands.
+	m.batches.WithLabelValues("stored").Add(float64(stored))
+	m.batches.WithLabelValues("duplicate").Add(float64(dup))
+	m.batches.WithLabelValues("rejected").Add(float64(rejected))
+}

@@ -25,6 +25,45 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 	return res, nil
 }
 
+// CommitSegments commits segs in order in one IMMEDIATE transaction: one
+// fsync for the group. Keys already committed get their stored results.
+func (c *Catalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	if err := commitplan.ValidateSegments(segs); err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments: %w", len(segs), err)
+	}
+	if err := c.checkOpen(); err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments: %w", len(segs), err)
+	}
+	out, err := c.commitGroup(ctx, segs)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments from %s: %w", len(segs), segs[0].Key, err)
+	}
+	c.hub.Publish(out[len(out)-1].CommitID)
+	return out, nil
+}
+
+func (c *Catalog) commitGroup(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	tx, err := c.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	out := make([]catalog.CommitResult, len(segs))
+	for i, seg := range segs {
+		// An already committed key (done) changes nothing: the others
+		// still commit.
+		if out[i], _, err = c.commitTx(ctx, tx, seg); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("%w: %w", catalog.ErrCommitUnknown, err)
+	}
+	return out, nil
+}
+
 func (c *Catalog) commit(ctx context.Context, seg catalog.Segment) (catalog.CommitResult, error) {
 	if err := c.checkOpen(); err != nil {
 		return catalog.CommitResult{}, err

@@ -120,6 +120,25 @@ func ValidateSegment(seg catalog.Segment) error {
 	return nil
 }
 
+// ValidateSegments checks a group for CommitSegments: at least one
+// segment, each valid, keys distinct.
+func ValidateSegments(segs []catalog.Segment) error {
+	if len(segs) == 0 {
+		return fmt.Errorf("no segments")
+	}
+	keys := make(map[string]struct{}, len(segs))
+	for i, seg := range segs {
+		if err := ValidateSegment(seg); err != nil {
+			return fmt.Errorf("segment %d: %w", i, err)
+		}
+		if _, dup := keys[seg.Key]; dup {
+			return fmt.Errorf("segment %d: key %s appears twice", i, seg.Key)
+		}
+		keys[seg.Key] = struct{}{}
+	}
+	return nil
+}
+
 // Partitions returns the distinct partitions of seg in lock order
 // (topic id, then partition).
 func Partitions(seg catalog.Segment) []catalog.TopicPartition {
