@@ -41,6 +41,13 @@ func BenchmarkCommit(b *testing.B) {
 	b.Run("layout=shared/runs=2000/committers=1", func(b *testing.B) {
 		benchCommit(b, "shared", 2000, 1)
 	})
+	// Group commit: an agent whose uploaded buffers queue behind a commit
+	// commits them together (CommitSegments); metrics are per segment.
+	for _, group := range []int{2, 4} {
+		b.Run(fmt.Sprintf("layout=shared/runs=2000/committers=1/group=%d", group), func(b *testing.B) {
+			benchCommitGroup(b, "shared", 2000, 1, group)
+		})
+	}
 }
 
 // maxBenchRows caps the batch rows one benchmark run writes (3,000
@@ -50,6 +57,10 @@ const maxBenchRows = 800_000
 var benchLocked = flag.Bool("locked", false, "benchmark commits in locked mode only")
 
 func benchCommit(b *testing.B, layout string, runs, committers int) {
+	benchCommitGroup(b, layout, runs, committers, 1)
+}
+
+func benchCommitGroup(b *testing.B, layout string, runs, committers, group int) {
 	partitions := max(256, runs)
 	url := freshSchema(b)
 	admin := openTest(b, url, catalog.Options{})
@@ -121,19 +132,26 @@ func benchCommit(b *testing.B, layout string, runs, committers int) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
-			for range per {
-				seg := segFor(cm, rng)
+			for range (per + group - 1) / group {
+				segs := make([]catalog.Segment, group)
+				for i := range segs {
+					segs[i] = segFor(cm, rng)
+				}
 				t0 := time.Now()
-				res, err := cm.c.CommitSegment(context.Background(), seg)
-				cm.lat = append(cm.lat, time.Since(t0))
+				res, err := cm.c.CommitSegments(context.Background(), segs)
+				for range group {
+					cm.lat = append(cm.lat, time.Since(t0)/time.Duration(group))
+				}
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				for _, r := range res.Results {
-					if r.Err != nil {
-						b.Errorf("result: %v", r.Err)
-						return
+				for _, cr := range res {
+					for _, r := range cr.Results {
+						if r.Err != nil {
+							b.Errorf("result: %v", r.Err)
+							return
+						}
 					}
 				}
 			}

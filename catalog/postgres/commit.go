@@ -47,6 +47,15 @@ import (
 // while the locks are held, so contended partitions pass from commit to
 // commit at server speed.
 //
+// A group of segments (CommitSegments: uploaded WAL buffers that queued
+// behind a commit) is planned as one segment of their batches joined, so
+// it costs what one commit does per partition and producer key — one lock
+// and one move of each partition, one write of each producer state — plus
+// each segment's object and batch rows, which never span two objects.
+// Each object keeps its own results (relative to the group's partition
+// table, which every one of them stores) and its own commit id, given in
+// order, so a key of the group answers alone as if committed alone.
+//
 // If the check fails (a concurrent commit of the same producer on the same
 // partition, a topic created or deleted, the key committed meanwhile, a
 // remembered state gone stale, a state or epoch deleted by producer expiry:
@@ -88,7 +97,7 @@ ORDER BY p.topic_id, p.partition`
 	sqlLock = sqlPartitions + `
 FOR UPDATE OF p`
 
-	sqlFindObject = `SELECT commit_id, results FROM objects WHERE key = $1`
+	sqlFindObjects = `SELECT key, commit_id, results FROM objects WHERE key = ANY($1::text[])`
 
 	sqlProducerState = `SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.entries, s.pending_base, s.version
 FROM unnest($1::int8[], $2::uuid[], $3::int4[]) AS u(pid, t, p)
@@ -153,8 +162,12 @@ FROM agg`
 // matches only the version the plan assumed, and an INSERT of a state the
 // plan assumed absent, or of the object, does nothing if one exists.
 //
-// $5, $6 are sqlAdvance's $1, $2 and every other array names a partition
-// by its position i; agg is what sqlAdvance handed over. Producer keys
+// $1, $2, $4 and $21 hold each object's key, size, Go-encoded results
+// and row count: one object, or a group committed together
+// (CommitSegments), whose rows name their object by its 1-based position
+// ($25). Producer states written carry the last object's id as their
+// version. $5, $6 are sqlAdvance's $1, $2 and every other array names a
+// partition by its position i; agg is what sqlAdvance handed over. Producer keys
 // ($14–$18) carry the state version the plan assumed (0: no row) and, when
 // the commit writes the state, the new epoch and entries (NULL entries:
 // verify only). $22–$24 are how many states it updates, inserts and only
@@ -166,40 +179,46 @@ const sqlWrite = `WITH agg AS (
            decode(current_setting('floe.commit_table'), 'base64') AS tbl
 ), obj AS (
     INSERT INTO objects (key, size, created, nrows, results)
-    SELECT $1, $2, $3, $21, $4::bytea || coalesce(agg.tbl, ''::bytea) FROM agg
+    SELECT o.key, o.size, $3, o.nrows, o.res || coalesce(agg.tbl, ''::bytea)
+    FROM agg, unnest($1::text[], $2::int8[], $21::int4[], $4::bytea[]) AS o(key, size, nrows, res)
     ON CONFLICT (key) DO NOTHING
-    RETURNING id
+    RETURNING id, key
+), ids AS (
+    -- Every object inserted, or nothing is written (the check fails).
+    SELECT array_agg(o.id ORDER BY array_position($1::text[], o.key)) AS id, max(o.id) AS last,
+           count(*) = cardinality($1::text[]) AS ok
+    FROM obj o
 ), new_rows AS (
     INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,
                          byte_offset, byte_length, records, max_timestamp)
     SELECT ($5::uuid[])[r.i], ($6::int4[])[r.i],
            ((SELECT base FROM agg))[r.i] + r.bo, ((SELECT base FROM agg))[r.i] + r.lo,
-           (SELECT id FROM obj), r.off, r.len, r.n, r.ts
+           ((SELECT id FROM ids))[r.o], r.off, r.len, r.n, r.ts
     FROM (SELECT unnest($7::int4[]) AS i, unnest($8::int8[]) AS bo, unnest($9::int8[]) AS lo,
                  unnest($10::int8[]) AS off, unnest($11::int8[]) AS len, unnest($12::int4[]) AS n,
-                 unnest($13::int8[]) AS ts) r
-    WHERE (SELECT id FROM obj) IS NOT NULL
+                 unnest($13::int8[]) AS ts, unnest($25::int4[]) AS o) r
+    WHERE (SELECT ok FROM ids)
 ), upd AS (
     UPDATE producer_state s SET epoch = k.e, entries = k.en, pending_base = ((SELECT base FROM agg))[k.i],
-        version = (SELECT id FROM obj), updated = $3
+        version = (SELECT last FROM ids), updated = $3
     FROM (SELECT unnest($14::int8[]) AS pid, unnest($15::int4[]) AS i, unnest($16::int8[]) AS v,
                  unnest($17::int2[]) AS e, unnest($18::bytea[]) AS en) k
     WHERE k.en IS NOT NULL AND k.v <> 0
       AND s.topic_id = ($5::uuid[])[k.i] AND s.partition = ($6::int4[])[k.i] AND s.producer_id = k.pid
-      AND s.version = k.v AND (SELECT id FROM obj) IS NOT NULL
+      AND s.version = k.v AND (SELECT ok FROM ids)
     RETURNING 1
 ), ins AS (
     INSERT INTO producer_state (topic_id, partition, producer_id, epoch, entries, pending_base, version, updated)
     SELECT ($5::uuid[])[k.i], ($6::int4[])[k.i], k.pid, k.e, k.en, ((SELECT base FROM agg))[k.i],
-           (SELECT id FROM obj), $3
+           (SELECT last FROM ids), $3
     FROM (SELECT unnest($14::int8[]) AS pid, unnest($15::int4[]) AS i, unnest($16::int8[]) AS v,
                  unnest($17::int2[]) AS e, unnest($18::bytea[]) AS en) k
-    WHERE $23 > 0 AND k.en IS NOT NULL AND k.v = 0 AND (SELECT id FROM obj) IS NOT NULL
+    WHERE $23 > 0 AND k.en IS NOT NULL AND k.v = 0 AND (SELECT ok FROM ids)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT floe_commit_check(
-        EXISTS (SELECT 1 FROM obj)
+        (SELECT ok FROM ids)
         AND (SELECT count(*) FROM upd) = $22
         AND (SELECT count(*) FROM ins) = $23
         AND ($24 = 0 OR NOT EXISTS (
@@ -210,21 +229,26 @@ SELECT floe_commit_check(
         AND NOT EXISTS (
             SELECT 1 FROM unnest($19::int8[], $20::int2[]) AS y(pid, e)
             WHERE y.e <> coalesce((SELECT pr.epoch FROM producers pr WHERE pr.producer_id = y.pid), -1))),
-    (SELECT id FROM obj), (SELECT tbl FROM agg)`
+    (SELECT last FROM ids), (SELECT tbl FROM agg)`
 
-// sqlFinish takes the next commit id for the object sqlWrite inserted and
-// NOTIFYs it. It is the last statement before COMMIT: the commit_seq row
+// sqlFinish takes the next commit ids for the objects sqlWrite inserted,
+// one each in the order of $1 (a group's objects get consecutive ids), and
+// NOTIFYs the last: a follower reads every commit up to the one it is
+// told of. It is the last statement before COMMIT: the commit_seq row
 // lock, which hands out ids in commit order, is held only for it and the
-// COMMIT. (The object is there: sqlWrite fails the transaction without it.)
+// COMMIT. (The objects are there: sqlWrite fails the transaction without
+// them.) It returns each object's position in $1 and commit id.
 const sqlFinish = `WITH o AS (
-    SELECT id FROM objects WHERE key = $1 AND commit_id IS NULL
+    SELECT id, array_position($1::text[], key) AS i FROM objects WHERE key = ANY($1::text[]) AND commit_id IS NULL
+), n AS (
+    SELECT count(*) AS n FROM o
 ), seq AS (
-    UPDATE commit_seq SET id = id + 1 WHERE EXISTS (SELECT 1 FROM o) RETURNING id
+    UPDATE commit_seq SET id = id + (SELECT n FROM n) WHERE EXISTS (SELECT 1 FROM o) RETURNING id
 ), note AS (
     SELECT pg_notify($2, seq.id::text) FROM seq
 )
-UPDATE objects SET commit_id = seq.id FROM seq, o WHERE objects.id = o.id
-RETURNING objects.commit_id, (SELECT count(*) FROM note)`
+UPDATE objects SET commit_id = seq.id - (SELECT n FROM n) + o.i FROM seq, o WHERE objects.id = o.id
+RETURNING o.i, objects.commit_id, (SELECT count(*) FROM note)`
 
 // errConflict reports that what a plan assumed (read in round trip 1, or
 // remembered) no longer held under the locks; nothing was written.
@@ -247,14 +271,60 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 	if err := c.checkOpen(); err != nil {
 		return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
 	}
-	in := newCommitInput(seg)
+	res, err := c.commit(ctx, []catalog.Segment{seg})
+	if err != nil {
+		return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
+	}
+	return res[0], nil
+}
+
+// CommitSegments commits a group of segments in one transaction: the
+// partitions of all of them are locked and moved once, each producer
+// state is written once, and each segment gets its own object row, batch
+// rows and commit id, in order. If some key of the group is already
+// committed (a WAL replayed after a crash can group buffers differently
+// than before), the segments are committed one by one instead, each key
+// answering as CommitSegment does.
+func (c *Catalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	if err := commitplan.ValidateSegments(segs); err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments: %w", len(segs), err)
+	}
+	if err := c.checkOpen(); err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments: %w", len(segs), err)
+	}
+	res, err := c.commit(ctx, segs)
+	if errors.Is(err, errGroupCommitted) {
+		res = make([]catalog.CommitResult, len(segs))
+		for i, seg := range segs {
+			if res[i], err = c.CommitSegment(ctx, seg); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog: commit %d segments from %s: %w", len(segs), segs[0].Key, err)
+	}
+	return res, nil
+}
+
+// errGroupCommitted reports that a key of a group of several segments is
+// already committed: the group is committed segment by segment instead.
+var errGroupCommitted = errors.New("catalog: a key of the group is already committed")
+
+// commit commits segs (one, or a group) with retries.
+func (c *Catalog) commit(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	in := newCommitInput(segs)
 	cache := c.states
 	conflicts := 0
 	for attempt := 1; ; attempt++ {
 		res, err := c.commitOnce(ctx, in, c.alwaysLock || conflicts >= optimisticTries, cache)
 		if err == nil {
-			c.hub.Publish(res.CommitID)
+			c.hub.Publish(res[len(res)-1].CommitID)
 			return res, nil
+		}
+		if errors.Is(err, errGroupCommitted) {
+			return nil, err
 		}
 		// Whatever went wrong, read afresh next time.
 		cache.Forget(in.keys, in.pids)
@@ -271,10 +341,10 @@ func (c *Catalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catal
 		// won: the next attempt finds its row and returns its results.
 		again := retryable(err) || pgCode(err) == codeUniqueViolated
 		if errors.Is(err, catalog.ErrCommitUnknown) || !again || attempt >= maxAttempts {
-			return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
+			return nil, err
 		}
 		if berr := backoff(ctx, attempt); berr != nil {
-			return catalog.CommitResult{}, fmt.Errorf("catalog: commit segment %s: %w", seg.Key, err)
+			return nil, err
 		}
 	}
 }
@@ -289,8 +359,12 @@ func (c *Catalog) CommitConflicts() int64 { return c.conflicts.Load() }
 const maxCachedStates = 1 << 16
 
 type commitInput struct {
-	seg catalog.Segment
-	lay *commitplan.Layout
+	// seg is the segment, or a group's segments joined (commitplan.Concat)
+	// with starts where each begins; objects has each segment's object.
+	seg     catalog.Segment
+	starts  []int
+	objects []catalog.Segment
+	lay     *commitplan.Layout
 	// The layout's lists, named for the statements.
 	tps  []catalog.TopicPartition // distinct, sorted: the lock order
 	pos  []int32                  // each batch's position in tps
@@ -302,9 +376,10 @@ type commitInput struct {
 	parts []int32
 }
 
-func newCommitInput(seg catalog.Segment) commitInput {
+func newCommitInput(segs []catalog.Segment) commitInput {
+	seg, starts := commitplan.Concat(segs)
 	l := commitplan.NewLayout(seg)
-	in := commitInput{seg: seg, lay: l, tps: l.TPs, pos: l.Pos, keys: l.Keys, pids: l.PIDs}
+	in := commitInput{seg: seg, starts: starts, objects: segs, lay: l, tps: l.TPs, pos: l.Pos, keys: l.Keys, pids: l.PIDs}
 	in.ids, in.parts = topicIDs(in.tps)
 	return in
 }
@@ -314,14 +389,16 @@ func newCommitInput(seg catalog.Segment) commitInput {
 type readState struct {
 	plan     commitplan.LayoutInput
 	versions []int64               // each key's state version (0: no row), by position
-	existing *catalog.CommitResult // the key is already committed
+	existing *catalog.CommitResult // the key (of a single segment) is already committed
 }
 
 func newReadState(in commitInput) readState {
-	return readState{
+	rs := readState{
 		plan:     commitplan.NewLayoutInput(in.seg, in.lay),
 		versions: make([]int64, len(in.keys)),
 	}
+	rs.plan.Starts = in.starts
+	return rs
 }
 
 // relativeToAll marks every partition as existing, planned relative to its
@@ -349,7 +426,7 @@ func (c *Catalog) rememberedState(in commitInput, cache *commitplan.StateCache) 
 
 // commitOnce is one attempt. Errors from before COMMIT was sent leave
 // nothing behind; errors after it wrap ErrCommitUnknown.
-func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, cache *commitplan.StateCache) (res catalog.CommitResult, err error) {
+func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, cache *commitplan.StateCache) (res []catalog.CommitResult, err error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
 	conn, err := c.pool.Acquire(ctx)
@@ -369,7 +446,7 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 		}
 	}
 	if rs.existing != nil {
-		return *rs.existing, nil // in locked mode, the deferred release rolls back
+		return []catalog.CommitResult{*rs.existing}, nil // in locked mode, the deferred release rolls back
 	}
 	plan := commitplan.BuildLayout(rs.plan)
 
@@ -381,7 +458,7 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	}
 	w.Queue(sqlAdvance, advance...)
 	w.Queue(sqlWrite, write...)
-	w.Queue(sqlFinish, in.seg.Key, c.channel)
+	w.Queue(sqlFinish, in.keyList(), c.channel)
 	w.Queue(sqlCommit)
 	br := conn.SendBatch(ctx, w)
 	defer br.Close()
@@ -417,9 +494,24 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	if err != nil {
 		return res, commitErr(err, false)
 	}
+	commitIDs := make([]int64, len(in.objects))
+	var pos int32
 	var commitID, notified int64
-	if err := br.QueryRow().Scan(&commitID, &notified); err != nil {
+	if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&pos, &commitID, &notified}, func() error {
+		if pos < 1 || int(pos) > len(commitIDs) {
+			return fmt.Errorf("commit id for object %d of %d", pos, len(commitIDs))
+		}
+		commitIDs[pos-1] = commitID
+		return nil
+	}); err != nil {
 		return res, commitErr(err, false)
+	}
+	for i, id := range commitIDs {
+		if id == 0 {
+			// The statement found an object sqlWrite inserted gone:
+			// never COMMIT a commit without its ids.
+			return res, commitErr(fmt.Errorf("no commit id for object %s", in.objects[i].Key), false)
+		}
 	}
 	tag, err := br.Exec()
 	if err != nil {
@@ -433,12 +525,38 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	// COMMIT's CommandComplete arrived: the commit is durable whatever
 	// happens to the connection now.
 	remember(cache, in, rs, plan, states, objectID)
-	return catalog.CommitResult{CommitID: commitID, Results: commitplan.Resolve(in.seg, plan.Results, in.pos, states)}, nil
+	res = make([]catalog.CommitResult, len(in.objects))
+	for i := range res {
+		from, to := in.span(i)
+		res[i] = catalog.CommitResult{CommitID: commitIDs[i], Results: commitplan.Resolve(in.objects[i], plan.Results[from:to], in.pos[from:to], states)}
+	}
+	return res, nil
+}
+
+// span returns where the i-th object's batches lie in in.seg.Batches.
+func (in commitInput) span(i int) (from, to int) {
+	if in.starts == nil {
+		return 0, len(in.seg.Batches)
+	}
+	from, to = in.starts[i], len(in.seg.Batches)
+	if i+1 < len(in.starts) {
+		to = in.starts[i+1]
+	}
+	return from, to
+}
+
+// keyList returns the objects' keys, in order.
+func (in commitInput) keyList() []string {
+	keys := make([]string, len(in.objects))
+	for i, o := range in.objects {
+		keys[i] = o.Key
+	}
+	return keys
 }
 
 // remember stores in cache what a commit verified: the producer states it
-// read and kept, the ones it wrote (version: its object id), and the
-// epochs.
+// read and kept, the ones it wrote (version: its last object's id), and
+// the epochs.
 func remember(cache *commitplan.StateCache, in commitInput, rs readState, plan commitplan.LayoutPlan, parts []commitplan.PartitionState, objectID int64) {
 	for k := range in.keys {
 		if plan.Changed[k] {
@@ -477,7 +595,7 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 	} else if askParts {
 		b.Queue(sqlPartitions, uuidArray(in.ids), int4Array(in.parts))
 	}
-	b.Queue(sqlFindObject, in.seg.Key)
+	b.Queue(sqlFindObjects, in.keyList())
 	if len(in.keys) > 0 {
 		pids := make([]int64, len(in.keys))
 		kt := make([]catalog.TopicPartition, len(in.keys))
@@ -521,18 +639,29 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 		rs.relativeToAll()
 	}
 
+	var key string
 	var commitID int64
 	var stored []byte
-	switch err := br.QueryRow().Scan(&commitID, &stored); {
-	case err == nil:
+	found := 0
+	if _, err := pgx.ForEachRow(mustRows(br.Query()), []any{&key, &commitID, &stored}, func() error {
+		found++
+		if len(in.objects) > 1 {
+			return nil
+		}
 		results, err := commitplan.DecodeResults(stored)
 		if err != nil {
-			return readState{}, fmt.Errorf("stored results: %w", err)
+			return fmt.Errorf("stored results: %w", err)
 		}
 		rs.existing = &catalog.CommitResult{CommitID: commitID, Results: results}
-		return rs, nil
-	case !errors.Is(err, pgx.ErrNoRows):
+		return nil
+	}); err != nil {
 		return readState{}, err
+	}
+	switch {
+	case found > 0 && len(in.objects) > 1:
+		return readState{}, errGroupCommitted
+	case found > 0:
+		return rs, nil
 	}
 
 	if len(in.keys) > 0 {
@@ -629,10 +758,12 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Layout
 		}
 	}
 
-	ri, recs := take32(n), take32(n)
+	ri, recs, ro := take32(n), take32(n), make([]int32, n)
 	bo, lo, off, ln, ts := take64(n), take64(n), take64(n), take64(n), take64(n)
+	nrows := make([]int32, len(in.objects))
 	for i, r := range plan.Rows {
-		ri[i] = plan.RowPos[i] + 1
+		ri[i], ro[i] = plan.RowPos[i]+1, plan.RowSeg[i]+1
+		nrows[plan.RowSeg[i]]++
 		bo[i], lo[i] = r.BaseOffset-commitplan.RelBase, r.LastOffset-commitplan.RelBase
 		off[i], ln[i], recs[i], ts[i] = r.ByteOffset, r.ByteLength, r.Records, r.MaxTimestamp
 	}
@@ -678,13 +809,20 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Layout
 		}
 	}
 	advance = []any{uuidArray(in.ids), int4Array(in.parts), int8Array(moveBy), boolArray(rs.plan.Exists), nexist}
+	sizes := make([]int64, len(in.objects))
+	results := make([][]byte, len(in.objects))
+	for i, o := range in.objects {
+		from, to := in.span(i)
+		sizes[i] = o.Size
+		results[i] = commitplan.EncodeResultsAt(plan.Results[from:to], req, in.pos[from:to])
+	}
 	write = []any{
-		in.seg.Key, in.seg.Size, c.now().UTC(), commitplan.EncodeResultsAt(plan.Results, req, in.pos),
+		in.keyList(), int8Array(sizes), c.now().UTC(), byteaArray(results),
 		uuidArray(in.ids), int4Array(in.parts),
 		int4Array(ri), int8Array(bo), int8Array(lo), int8Array(off), int8Array(ln), int4Array(recs), int8Array(ts),
 		int8Array(kid), int4Array(ki), int8Array(kv), int2Array(ke), byteaArray(ken),
 		int8Array(yid), int2Array(ye),
-		int32(len(plan.Rows)), nupd, nins, nverify,
+		int4Array(nrows), nupd, nins, nverify, int4Array(ro),
 	}
 	reserveArrays(advance)
 	reserveArrays(write)

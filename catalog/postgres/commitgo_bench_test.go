@@ -107,7 +107,7 @@ func goCommitSteps(c *Catalog, seg catalog.Segment, m *pgtype.Map, eqb *pgx.Exte
 	if err := commitplan.ValidateSegment(seg); err != nil {
 		return nil, err
 	}
-	in := newCommitInput(seg)
+	in := newCommitInput([]catalog.Segment{seg})
 	rs, ok := c.rememberedState(in, c.states)
 	if !ok {
 		return nil, errConflict

@@ -119,7 +119,7 @@ func TestExplainCommit(t *testing.T) {
 	for i := range timed + 1 {
 		explain := i == timed
 		seg := segment()
-		in := newCommitInput(seg)
+		in := newCommitInput([]catalog.Segment{seg})
 		rs, err := c.readForCommit(ctx, conn, in, false)
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +133,7 @@ func TestExplainCommit(t *testing.T) {
 			{sqlBegin + "; " + sqlPlanSettings, nil},
 			{sqlAdvance, advance},
 			{sqlWrite, write},
-			{sqlFinish, []any{seg.Key, c.channel}},
+			{sqlFinish, []any{[]string{seg.Key}, c.channel}},
 			{sqlCommit, nil},
 		}
 		for j, s := range steps {

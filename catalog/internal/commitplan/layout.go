@@ -139,6 +139,10 @@ type LayoutInput struct {
 	// catalog knows (KnownEpoch).
 	Epochs     []int16
 	KnownEpoch []bool
+	// Starts is, for a group of segments committed together (Concat), the
+	// index in Segment.Batches where each segment begins; nil for one
+	// segment. Each segment is its own object, so rows never span two.
+	Starts []int
 }
 
 // NewLayoutInput returns an input for seg laid out by l, with no
@@ -163,6 +167,7 @@ type LayoutPlan struct {
 	Results []catalog.BatchResult // one per Segment.Batches, same order
 	Rows    []Row                 // in segment order
 	RowPos  []int32               // each row's partition's position in TPs
+	RowSeg  []int32               // each row's segment in a group (Starts); 0 for one segment
 	// Next is each partition's next offset after the commit; Moved marks
 	// those that moved.
 	Next  []int64
@@ -214,6 +219,7 @@ func BuildLayout(in LayoutInput) LayoutPlan {
 		Results: make([]catalog.BatchResult, n),
 		Rows:    make([]Row, 0, n),
 		RowPos:  make([]int32, 0, n),
+		RowSeg:  make([]int32, 0, n),
 		Next:    make([]int64, np),
 		Moved:   flags[:np:np],
 		States:  slices.Clone(in.States),
@@ -225,8 +231,21 @@ func BuildLayout(in LayoutInput) LayoutPlan {
 		plan.Next[i] = p.NextOffset
 	}
 	lastStored := -1 // index of the batch that last extended plan.Rows
+	seg, nextStart := int32(0), len(in.Segment.Batches)
+	if len(in.Starts) > 1 {
+		nextStart = in.Starts[1]
+	}
 
 	for i, b := range in.Segment.Batches {
+		if i == nextStart {
+			// The next segment of a group: a new object, so a new row.
+			seg++
+			lastStored = -1
+			nextStart = len(in.Segment.Batches)
+			if int(seg)+1 < len(in.Starts) {
+				nextStart = in.Starts[seg+1]
+			}
+		}
 		res := &plan.Results[i]
 		pos := l.Pos[i]
 		if !in.Exists[pos] {
@@ -304,10 +323,33 @@ func BuildLayout(in LayoutInput) LayoutPlan {
 				MaxTimestamp:   b.MaxTimestamp,
 			})
 			plan.RowPos = append(plan.RowPos, pos)
+			plan.RowSeg = append(plan.RowSeg, seg)
 		}
 		lastStored = i
 	}
 	// Commits never move a log start, so every result's LogStartOffset is
 	// already the value after the commit.
 	return plan
+}
+
+// Concat joins a group of segments into one for a single plan: their
+// batches in order, and where each segment begins (LayoutInput.Starts).
+// The joined segment's Key is the first segment's and its Size the
+// largest; neither names an object of its own.
+func Concat(segs []catalog.Segment) (catalog.Segment, []int) {
+	if len(segs) == 1 {
+		return segs[0], nil
+	}
+	n := 0
+	for _, s := range segs {
+		n += len(s.Batches)
+	}
+	joined := catalog.Segment{Key: segs[0].Key, Batches: make([]catalog.BatchRef, 0, n)}
+	starts := make([]int, len(segs))
+	for i, s := range segs {
+		starts[i] = len(joined.Batches)
+		joined.Batches = append(joined.Batches, s.Batches...)
+		joined.Size = max(joined.Size, s.Size)
+	}
+	return joined, starts
 }
