@@ -333,3 +333,49 @@ func TestIndex(t *testing.T) {
 		t.Errorf("Positions = %v", got)
 	}
 }
+
+// TestBuildGroupRowsPerObject: a group's segments joined by Concat are
+// decided as one segment (offsets and producer state carry from one into
+// the next), but each is its own object, so a row never spans two — even
+// when the next object's batch happens to sit at the byte offset where the
+// previous object's row ends.
+func TestBuildGroupRowsPerObject(t *testing.T) {
+	segs := []catalog.Segment{
+		{Key: "a", Size: 20, Batches: []catalog.BatchRef{idem(ref(tpA, 0, 10, 3), 7, 0, 0), ref(tpB, 10, 10, 1)}},
+		{Key: "b", Size: 30, Batches: []catalog.BatchRef{ref(tpB, 20, 10, 2), idem(ref(tpA, 30, 10, 2), 7, 0, 3)}},
+		{Key: "c", Size: 10, Batches: []catalog.BatchRef{idem(ref(tpA, 0, 10, 2), 7, 0, 3)}}, // repeats b's batch
+	}
+	joined, starts := Concat(segs)
+	if joined.Key != "a" || len(joined.Batches) != 5 || !reflect.DeepEqual(starts, []int{0, 2, 4}) {
+		t.Fatalf("Concat: %+v, starts %v", joined, starts)
+	}
+	l := NewLayout(joined)
+	in := NewLayoutInput(joined, l)
+	in.Starts = starts
+	for i := range l.TPs {
+		in.Partitions[i], in.Exists[i] = Partition{NextOffset: 50}, true
+	}
+	p := BuildLayout(in)
+	wantBase := []int64{50, 50, 51, 53, 53}
+	for i, r := range p.Results {
+		if r.Err != nil || r.BaseOffset != wantBase[i] || r.Duplicate != (i == 4) {
+			t.Errorf("batch %d: %+v, want base %d", i, r, wantBase[i])
+		}
+	}
+	// b's tpB batch starts where a's tpB row ends (bytes 10+10 = 20,
+	// offset 51): still a row of its own, in its own object.
+	wantRows := []struct {
+		tp       catalog.TopicPartition
+		base, bo int64
+		seg      int32
+	}{{tpA, 50, 0, 0}, {tpB, 50, 10, 0}, {tpB, 51, 20, 1}, {tpA, 53, 30, 1}}
+	if len(p.Rows) != len(wantRows) {
+		t.Fatalf("rows %+v", p.Rows)
+	}
+	for i, w := range wantRows {
+		r := p.Rows[i]
+		if r.TopicPartition != w.tp || r.BaseOffset != w.base || r.ByteOffset != w.bo || p.RowSeg[i] != w.seg {
+			t.Errorf("row %d: %+v in segment %d, want %+v", i, r, p.RowSeg[i], w)
+		}
+	}
+}
