@@ -1,7 +1,6 @@
 package catalogtest
 
 import (
-	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -177,13 +176,7 @@ func testRejectedByKey(t *testing.T, c catalog.Catalog) {
 	if r := first.Results[0]; r.BaseOffset != -1 || r.LogStartOffset != -1 {
 		t.Fatalf("rejected batch: %s, want base offset and log start -1", describe(r))
 	}
-	again := commit(t, c, seg)
-	for i := range first.Results {
-		f, a := first.Results[i], again.Results[i]
-		if f.BaseOffset != a.BaseOffset || f.Duplicate != a.Duplicate || !errors.Is(a.Err, f.Err) || (f.Err == nil) != (a.Err == nil) || f.LogStartOffset != a.LogStartOffset {
-			t.Fatalf("re-commit result %d: %s, first %s", i, describe(a), describe(f))
-		}
-	}
+	sameCommit(t, "re-commit", commit(t, c, seg), first)
 }
 
 func testFencing(t *testing.T, c catalog.Catalog) {

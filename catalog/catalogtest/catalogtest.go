@@ -38,6 +38,7 @@ func Run(t *testing.T, newCatalog Factory) {
 	}{
 		{"Topics", topicTests},
 		{"Commit", commitTests},
+		{"GroupCommit", groupCommitTests},
 		{"Read", readTests},
 		{"Follow", followTests},
 		{"Producers", producerTests},

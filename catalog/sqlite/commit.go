@@ -38,7 +38,13 @@ func (c *Catalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([
 	if err != nil {
 		return nil, fmt.Errorf("catalog: commit %d segments from %s: %w", len(segs), segs[0].Key, err)
 	}
-	c.hub.Publish(out[len(out)-1].CommitID)
+	// The newest commit need not be the last segment's: that key may have
+	// been committed before the others.
+	var newest int64
+	for _, r := range out {
+		newest = max(newest, r.CommitID)
+	}
+	c.hub.Publish(newest)
 	return out, nil
 }
 

@@ -237,8 +237,9 @@ func BuildLayout(in LayoutInput) LayoutPlan {
 	}
 
 	for i, b := range in.Segment.Batches {
-		if i == nextStart {
-			// The next segment of a group: a new object, so a new row.
+		for i == nextStart {
+			// The next segment of a group (skipping empty ones): a new
+			// object, so a new row.
 			seg++
 			lastStored = -1
 			nextStart = len(in.Segment.Batches)
