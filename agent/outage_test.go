@@ -88,6 +88,13 @@ func (g gatedCatalog) CommitSegment(ctx context.Context, seg catalog.Segment) (c
 	return g.Catalog.CommitSegment(ctx, seg)
 }
 
+func (g gatedCatalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	if err := g.gate(); err != nil {
+		return nil, err
+	}
+	return g.Catalog.CommitSegments(ctx, segs)
+}
+
 func (g gatedCatalog) CommitsSince(ctx context.Context, after int64, limit int) ([]catalog.BatchRow, int64, error) {
 	if err := g.gate(); err != nil {
 		return nil, 0, err

@@ -217,7 +217,8 @@ func (t *tailIndex) markOwnLocked(id int64) {
 	n := len(own)
 	switch {
 	case n == 0 || own[n-1] < id:
-		// The usual case: the WAL commits one buffer at a time.
+		// The usual case: the WAL commits in seal order, one call
+		// (a buffer or a group) at a time.
 		own = append(own, id)
 	default:
 		i, found := slices.BinarySearch(own, id)

@@ -39,8 +39,8 @@ type Log struct {
 	kick chan struct{}
 	// progress wakes Run when a buffer left the pipeline (a slot freed).
 	progress chan struct{}
-	// committing is closed when the Sink.Commit call in progress returns;
-	// nil while none is (see Committing).
+	// committing is closed when the Sink's Commit or CommitGroup call in
+	// progress returns; nil while none is (see Committing).
 	committing atomic.Pointer[chan struct{}]
 
 	mu struct {
@@ -618,102 +618,6 @@ func (l *Log) persist(b *buffer) error {
 	}
 	l.m.fsyncSeconds.Observe(time.Since(start).Seconds())
 	return nil
-}
-
-// committer commits buffers in the order they arrive on q (seal order).
-func (l *Log) committer(ctx context.Context, q <-chan *buffer) {
-	for {
-		var b *buffer
-		select {
-		case b = <-q:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-b.uploaded:
-		case <-ctx.Done():
-			return
-		}
-		if ctx.Err() != nil {
-			return // shutting down; Run settles b
-		}
-		err := b.uploadErr
-		var results []catalog.BatchResult
-		if err == nil {
-			start := time.Now()
-			// Commits run one at a time in seal order: how long an
-			// uploaded buffer waits for those ahead of it shows whether
-			// commits queue (each is one catalog transaction).
-			l.m.commitWait.Observe(max(start.Sub(b.uploadedAt), 0).Seconds())
-			err = l.retry(ctx, "commit", b, func() error {
-				done := make(chan struct{})
-				l.committing.Store(&done)
-				var cerr error
-				results, cerr = l.sink.Commit(ctx, &b.sealed)
-				l.committing.Store(nil)
-				close(done)
-				if cerr == nil && len(results) != len(b.sealed.Entries) {
-					return Permanent(fmt.Errorf("wal: sink returned %d results for %d entries", len(results), len(b.sealed.Entries)))
-				}
-				return cerr
-			})
-			if err == nil {
-				l.m.commitSeconds.Observe(time.Since(start).Seconds())
-			}
-		}
-		if err != nil && (ctx.Err() != nil || !IsPermanent(err)) {
-			// Shutting down or failed (everything else is retried or
-			// permanent); Run settles b. A commit that returned results
-			// is settled with them even now: its offsets are taken, and
-			// failing its acks would have the records sent again.
-			return
-		}
-		if err != nil {
-			l.log.Error("wal: dropping buffer after permanent sink error", "buffer", b.sealed.ID, "entries", len(b.sealed.Entries), "err", err)
-			err = fmt.Errorf("wal: flush buffer %s: %w", b.sealed.ID, err)
-			l.m.dropped.Inc()
-		} else {
-			l.m.flushes.Inc()
-			if !b.sealedAt.IsZero() {
-				l.m.sealToCommit.Observe(time.Since(b.sealedAt).Seconds())
-			}
-		}
-		b.resolve(results, err)
-		// The removal becomes durable with the next directory fsync; if a
-		// crash resurrects the file, replay re-commits it idempotently.
-		if rerr := l.fs.Remove(b.walPath()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			l.log.Warn("wal: remove committed buffer", "file", b.walPath(), "err", rerr)
-		}
-		l.release(b)
-	}
-}
-
-// Committing returns a channel that is closed when the Sink's Commit call
-// now in progress returns, or nil when no Commit call is in progress. A
-// catalog commit notification seen while it is non-nil may announce this
-// log's own commit, whose Sink hooks have not run yet: the agent's commit
-// follower waits for it rather than read the commit back from the catalog.
-func (l *Log) Committing() <-chan struct{} {
-	if p := l.committing.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// release takes the committed (or dropped) first sealed buffer out of the
-// pipeline.
-func (l *Log) release(b *buffer) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.mu.sealed) == 0 || l.mu.sealed[0] != b {
-		panic("wal: release out of seal order")
-	}
-	l.mu.sealed = l.mu.sealed[1:]
-	l.mu.started--
-	l.mu.buffered -= b.sealed.Bytes
-	l.m.buffered.Set(float64(l.mu.buffered))
-	l.wakeSpaceLocked()
-	l.wake(l.progress)
 }
 
 // retry calls f until it succeeds, returns a permanent error, or ctx ends.

@@ -14,6 +14,7 @@ type metrics struct {
 	commitWait    prometheus.Histogram
 	uploadSeconds prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	commitGroup   prometheus.Histogram
 	fsyncSeconds  prometheus.Histogram
 	buffered      prometheus.Gauge
 	retries       *prometheus.CounterVec
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "floe_wal_commit_duration_seconds", Help: "Time to commit a buffer, retries included.", Buckets: lat,
 		}),
+		commitGroup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_wal_commit_group_buffers", Help: "Buffers committed per successful sink commit call (above 1: uploaded buffers that queued behind a commit were committed together).",
+			Buckets: []float64{1, 2, 3, 4, 6, 8},
+		}),
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "floe_wal_fsync_duration_seconds", Help: "Time to fsync, rename and fsync the directory of a sealed buffer.", Buckets: lat,
 		}),
@@ -70,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.seals, m.dropped, m.sealToCommit, m.commitWait,
-			m.uploadSeconds, m.commitSeconds, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
+			m.uploadSeconds, m.commitSeconds, m.commitGroup, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
 	}
 	return m
 }

@@ -4,17 +4,20 @@
 // cadence, at FlushBytes, or early when the caller says nobody will append
 // more before being acknowledged (SealEarly, at most once per
 // FlushMinInterval), fsyncs it while a Sink uploads it, has the Sink commit
-// buffers strictly in seal order, resolves the appenders' Acks with the
-// commit's results, and deletes the file.
+// buffers strictly in seal order (several at once when they queue behind a
+// commit and the Sink is a GroupSink), resolves the appenders' Acks with
+// the commit's results, and deletes the file.
 //
 // Guarantees:
-//   - An Ack resolves successfully only after the Sink's Commit of its
-//     buffer returned results; the Sink (agent/flush) returns only after the
-//     object is in the bucket and its offsets are committed. Nothing on local
-//     disk is ever the only copy of an acknowledged record.
-//   - Commits happen one buffer at a time in seal order, so batches of one
-//     producer to one partition never reorder, even with several uploads in
-//     flight.
+//   - An Ack resolves successfully only after the Sink's Commit (or
+//     CommitGroup) of its buffer returned results; the Sink (agent/flush)
+//     returns only after the object is in the bucket and its offsets are
+//     committed. Nothing on local disk is ever the only copy of an
+//     acknowledged record.
+//   - Commit calls never overlap and take buffers in seal order (one
+//     buffer, or with a GroupSink a run of consecutive uploaded ones), so
+//     batches of one producer to one partition never reorder, even with
+//     several uploads in flight.
 //   - A buffer is committed and deleted only after its file was fsynced.
 //     After a crash, Open finds every buffer not yet deleted and hands it to
 //     the Sink again (same ID, same Created, same entries) before new data;
@@ -122,9 +125,34 @@ type Sink interface {
 	// Config.MaxInflight buffers concurrently.
 	Upload(ctx context.Context, b *Sealed) error
 	// Commit assigns offsets in the catalog. Called one buffer at a time,
-	// strictly in seal order, after that buffer's Upload succeeded. Returns
-	// one result per entry, in entry order.
+	// strictly in seal order, after that buffer's Upload succeeded, and
+	// never while another Commit or CommitGroup call runs. Returns one
+	// result per entry, in entry order.
 	Commit(ctx context.Context, b *Sealed) ([]catalog.BatchResult, error)
+}
+
+// GroupSink is a Sink that can commit several buffers in one call (group
+// commit). A catalog commit costs in proportion to the partitions it
+// touches, so when uploaded buffers queue behind a commit in progress, one
+// call that touches each partition once for all of them costs less than a
+// call per buffer. The Log uses CommitGroup for every run of two or more
+// consecutive buffers already uploaded when it is ready to commit; a
+// single buffer still goes to Commit.
+type GroupSink interface {
+	Sink
+	// CommitGroup commits bs (two or more buffers in seal order, each
+	// uploaded successfully) as if Commit were called for each in turn,
+	// and returns each buffer's results (one per entry, in entry order)
+	// in the order of bs. It is called under the same rules as Commit.
+	//
+	// Any error, or a result of the wrong shape, makes the Log commit
+	// every buffer of bs again one by one with Commit, with Commit's
+	// retries and permanent errors: so CommitGroup's errors are never
+	// final (it need not mark them Permanent, and it may refuse a group
+	// it cannot commit cheaply), and a buffer it did commit before
+	// failing must get the same results from Commit (the per-ID
+	// idempotence Commit already has).
+	CommitGroup(ctx context.Context, bs []*Sealed) ([][]catalog.BatchResult, error)
 }
 
 // Permanent marks a Sink error as not worth retrying: the buffer's acks fail

@@ -14,8 +14,11 @@
 //   - Commit returns one catalog.BatchResult per entry, in entry order, once
 //     the catalog transaction has committed. catalog.ErrCommitUnknown is
 //     returned as is; the WAL retries the commit with the same key.
-//   - Upload and Commit are safe for concurrent use (the WAL calls Upload
-//     for several buffers at once, Commit for one at a time).
+//     CommitGroup does the same for several buffers with one catalog call
+//     (CommitSegments), each segment with its own commit id.
+//   - Upload, Commit and CommitGroup are safe for concurrent use (the WAL
+//     calls Upload for several buffers at once, Commit or CommitGroup one
+//     call at a time).
 package flush
 
 import (
@@ -104,7 +107,7 @@ func ObjectKey(cluster, id string) string {
 	return fmt.Sprintf("v1/%04x/%s/%s.seg", h.Sum32()>>16, cluster, id)
 }
 
-// Sink implements wal.Sink on a bucket and a catalog.
+// Sink implements wal.GroupSink on a bucket and a catalog.
 type Sink struct {
 	cfg    Config
 	bucket objstore.Bucket
@@ -120,7 +123,7 @@ type Sink struct {
 	}
 }
 
-var _ wal.Sink = (*Sink)(nil)
+var _ wal.GroupSink = (*Sink)(nil)
 
 type built struct {
 	key      string
@@ -299,7 +302,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		}
 	}
 	start := time.Now()
-	res, err := s.cat.CommitSegment(ctx, catalog.Segment{Key: bu.key, Size: int64(len(bu.obj)), Batches: bu.refs})
+	res, err := s.cat.CommitSegment(ctx, bu.segment())
 	if err != nil {
 		s.m.commitErrors.Inc()
 		return nil, fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
@@ -308,10 +311,86 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 	// Committed (or never retried again): the WAL will not call Commit for
 	// this buffer again in this process.
 	s.Forget(b.ID)
-	if len(res.Results) != len(bu.refs) {
-		return nil, wal.Permanent(fmt.Errorf("flush: commit segment %s: catalog returned %d results for %d batches", bu.key, len(res.Results), len(bu.refs)))
+	if err := bu.checkResults(res); err != nil {
+		return nil, wal.Permanent(err)
 	}
+	return s.committed(bu, res), nil
+}
 
+// CommitGroup commits the uploaded objects of bs in one CommitSegments
+// call and returns each buffer's results in entry order. It takes only
+// buffers on Commit's fast path: uploaded by this Sink recently enough
+// and young enough to commit. For any other it returns an error without
+// touching the catalog, and the WAL's per-buffer Commit calls that follow
+// rebuild, re-put or drop it as Commit does; those calls get the results
+// of whatever a failed CommitSegments did commit (it is idempotent per
+// key).
+func (s *Sink) CommitGroup(ctx context.Context, bs []*wal.Sealed) ([][]catalog.BatchResult, error) {
+	if len(bs) == 0 {
+		return nil, nil
+	}
+	bus := make([]*built, len(bs))
+	segs := make([]catalog.Segment, len(bs))
+	now := s.cfg.Now()
+	s.mu.Lock()
+	for i, b := range bs {
+		bus[i] = s.mu.built[b.ID]
+	}
+	s.mu.Unlock()
+	for i, b := range bs {
+		bu := bus[i]
+		switch {
+		case now.Sub(b.Created) > s.cfg.MaxReplayAge:
+			// Commit refuses it (checkAge), logging why.
+			return nil, fmt.Errorf("flush: commit group: buffer %s is older than the max replay age", b.ID)
+		case bu == nil:
+			return nil, fmt.Errorf("flush: commit group: buffer %s was not uploaded by this sink", b.ID)
+		case bu.uploaded.IsZero() || now.Sub(bu.uploaded) > s.cfg.MaxUploadAge:
+			return nil, fmt.Errorf("flush: commit group: object %s must be put again first", bu.key)
+		}
+		segs[i] = bu.segment()
+	}
+	start := time.Now()
+	res, err := s.cat.CommitSegments(ctx, segs)
+	if err != nil {
+		s.m.commitErrors.Inc()
+		return nil, fmt.Errorf("flush: commit %d segments from %s: %w", len(segs), segs[0].Key, err)
+	}
+	s.m.commitSeconds.Observe(time.Since(start).Seconds())
+	if len(res) != len(bs) {
+		return nil, fmt.Errorf("flush: commit %d segments from %s: catalog returned %d results", len(segs), segs[0].Key, len(res))
+	}
+	// Check every result before running any hook: on an error the WAL
+	// commits each buffer again, and Commit reports the bad one.
+	for i, bu := range bus {
+		if err := bu.checkResults(res[i]); err != nil {
+			return nil, err
+		}
+	}
+	out := make([][]catalog.BatchResult, len(bs))
+	for i, b := range bs {
+		s.Forget(b.ID)
+		out[i] = s.committed(bus[i], res[i])
+	}
+	return out, nil
+}
+
+func (bu *built) segment() catalog.Segment {
+	return catalog.Segment{Key: bu.key, Size: int64(len(bu.obj)), Batches: bu.refs}
+}
+
+// checkResults checks that res has a result for each of bu's batches.
+func (bu *built) checkResults(res catalog.CommitResult) error {
+	if len(res.Results) != len(bu.refs) {
+		return fmt.Errorf("flush: commit segment %s: catalog returned %d results for %d batches", bu.key, len(res.Results), len(bu.refs))
+	}
+	return nil
+}
+
+// committed delivers the commit res of bu (checked by checkResults): it
+// counts the batches, passes the rows it stored to OnCommitted and
+// returns the results in entry order.
+func (s *Sink) committed(bu *built, res catalog.CommitResult) []catalog.BatchResult {
 	out := make([]catalog.BatchResult, len(res.Results))
 	var rows []catalog.BatchRow
 	if s.cfg.OnCommitted != nil {
@@ -351,7 +430,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 	if s.cfg.OnCommitted != nil {
 		s.cfg.OnCommitted(bu.key, bu.obj, rows)
 	}
-	return out, nil
+	return out
 }
 
 // checkAge refuses a buffer older than MaxReplayAge (see there).

@@ -27,8 +27,9 @@ func tp(topic byte, part int32) catalog.TopicPartition {
 	return catalog.TopicPartition{TopicID: catalog.TopicID{topic}, Partition: part}
 }
 
-// fakeCatalog implements CommitSegment like a catalog: offsets per
-// partition, idempotent per key. Other methods are not used by Sink.
+// fakeCatalog implements CommitSegment and CommitSegments like a catalog:
+// offsets per partition, idempotent per key. Other methods are not used by
+// Sink.
 type fakeCatalog struct {
 	catalog.Catalog
 	mu       sync.Mutex
@@ -36,8 +37,12 @@ type fakeCatalog struct {
 	byKey    map[string]catalog.CommitResult
 	segments []catalog.Segment
 	commitID int64
-	err      error // returned by the next CommitSegment, once
+	err      error // returned by the next CommitSegment(s) call, once
 	short    bool  // return one result too few
+	// failAfter > 0 makes the next CommitSegments commit that many
+	// segments and then fail with err, once.
+	failAfter int
+	groups    []int // segments per CommitSegments call
 }
 
 func newFakeCatalog() *fakeCatalog {
@@ -51,8 +56,32 @@ func (c *fakeCatalog) CommitSegment(_ context.Context, seg catalog.Segment) (cat
 		c.err = nil
 		return catalog.CommitResult{}, err
 	}
+	return c.commitLocked(seg), nil
+}
+
+func (c *fakeCatalog) CommitSegments(_ context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups = append(c.groups, len(segs))
+	if err := c.err; err != nil && c.failAfter == 0 {
+		c.err = nil
+		return nil, err
+	}
+	out := make([]catalog.CommitResult, len(segs))
+	for i, seg := range segs {
+		if c.failAfter > 0 && i == c.failAfter {
+			err := c.err
+			c.err, c.failAfter = nil, 0
+			return nil, err
+		}
+		out[i] = c.commitLocked(seg)
+	}
+	return out, nil
+}
+
+func (c *fakeCatalog) commitLocked(seg catalog.Segment) catalog.CommitResult {
 	if r, ok := c.byKey[seg.Key]; ok {
-		return r, nil
+		return r
 	}
 	c.commitID++
 	r := catalog.CommitResult{CommitID: c.commitID}
@@ -69,7 +98,7 @@ func (c *fakeCatalog) CommitSegment(_ context.Context, seg catalog.Segment) (cat
 	}
 	c.byKey[seg.Key] = r
 	c.segments = append(c.segments, seg)
-	return r, nil
+	return r
 }
 
 // countingBucket counts Puts.

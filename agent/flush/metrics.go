@@ -27,10 +27,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "floe_flush_put_errors_total", Help: "Failed segment object puts.",
 		}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "floe_flush_commit_duration_seconds", Help: "Time of one successful CommitSegment.", Buckets: lat,
+			Name: "floe_flush_commit_duration_seconds", Help: "Time of one successful CommitSegment or CommitSegments call.", Buckets: lat,
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_flush_commit_errors_total", Help: "Failed CommitSegment calls.",
+			Name: "floe_flush_commit_errors_total", Help: "Failed CommitSegment and CommitSegments calls.",
 		}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_flush_batches_total", Help: "Committed batches by outcome (ok, duplicate, error).",

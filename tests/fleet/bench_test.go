@@ -330,7 +330,7 @@ func BenchmarkFleetPartitions(b *testing.B) {
 		mean := func(secs, n float64) time.Duration {
 			return time.Duration(float64(time.Second) * secs / max(n, 1)).Round(100 * time.Microsecond)
 		}
-		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average (sealed by %v), %.0f CommitSegment calls (%.2f per flush), mean put %v, mean commit %v, mean seal to commit %v, %.0f requests of mean %v, upload %v, fsync %v, commit wait %v",
+		b.Logf("%d partitions, round %d: %d records of %d B in %v: %.0f records/s, %.1f MiB/s; %.0f objects of %.0f batches each on average (sealed by %v), %.0f CommitSegment calls (%.2f per flush; catalog transactions), mean put %v, mean commit %v, mean seal to commit %v, %.0f requests of mean %v, upload %v, fsync %v, commit wait %v",
 			partitions, round, n, partitionsRecordSize, took.Round(time.Millisecond), rate, rate*partitionsRecordSize/(1<<20),
 			flushes, entries/max(flushes, 1), seals, commits-commits0, (commits-commits0)/max(flushes, 1),
 			mean(putSecs-putSecs0, puts-puts0), mean(commitSecs-commitSecs0, commits-commits0), mean(s2cSecs-s2cSecs0, s2c-s2c0), reqs-reqs0, mean(reqSecs-reqSecs0, reqs-reqs0), mean(upSecs-upSecs0, up-up0), mean(fsSecs-fsSecs0, fs-fs0), mean(cwSecs-cwSecs0, cw-cw0))
