@@ -116,9 +116,13 @@ func TestWALGroupCommitSQLite(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	// The WAL records an upload a moment after the Put returns: leave it
-	// that moment, so that the buffers queue together.
-	time.Sleep(20 * time.Millisecond)
+	// The WAL records an upload after the Put returns and the file's fsync:
+	// wait until it has timed every upload and fsync (it marks the buffer
+	// uploaded right after), so that the buffers queue together.
+	for histCount(t, reg, "floe_wal_upload_duration_seconds") < n || histCount(t, reg, "floe_wal_fsync_duration_seconds") < n {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(5 * time.Millisecond)
 	close(cat.release)
 	// Partition 0 holds appends 0 and 2 (spans 1, 3), partition 1 appends
 	// 1 and 3 (spans 2, 4).
@@ -157,4 +161,22 @@ func TestWALGroupCommitSQLite(t *testing.T) {
 		}
 	}
 	t.Fatal("no floe_wal_commit_group_buffers")
+}
+
+// histCount returns the sample count of histogram family name in reg.
+func histCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
 }
