@@ -40,6 +40,11 @@
 //     its response only once the connection's previous one was written.
 //   - A long-polling fetch is woken only by commits to its topics (and by
 //     their deletion on this agent).
+//   - The agent answers a consumer group's requests only while it holds its
+//     coordination lease, which lapses before any other agent can count it
+//     dead and take its groups over (lease.go), even when it is cut off
+//     from the catalog but not from clients — provided the agents' clocks
+//     agree within the heartbeat interval.
 //
 // Differences from Kafka are listed in COMPATIBILITY.md.
 package agent
@@ -111,9 +116,14 @@ type Agent struct {
 	// members is the current view of the fleet (*membership).
 	members atomic.Pointer[membership]
 	// viewEpoch changes (after the view is stored) whenever the set of
-	// agents in the view, or this agent's registration, changes: the group
-	// coordinator re-checks its groups' memory then (ViewEpoch).
+	// agents in the view, or this agent's registration, changes, and when
+	// its lease lapses or is renewed after a lapse: the group coordinator
+	// re-checks its groups' memory then (ViewEpoch, viewChanged).
 	viewEpoch atomic.Uint64
+	// lease is the coordination lease (lease.go): this agent coordinates
+	// groups only while its heartbeats keep the others from counting it
+	// expired.
+	lease coordLease
 	// advertise is the address registered for this agent (see
 	// listeners.go for its format).
 	advertise string
@@ -279,7 +289,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("agent: register %s: %w", a.cfg.AgentID, err)
 	}
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
-	a.viewEpoch.Add(1)
+	a.viewChanged()
 	a.refreshMembers(ctx)
 	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
 
@@ -313,6 +323,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("agent draining")
 	stopHB()
 	<-hbDone
+	a.stopLease()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	others := a.leave(dctx)
 	cancel()

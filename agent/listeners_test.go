@@ -5,6 +5,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -76,6 +77,7 @@ func TestAgentAddr(t *testing.T) {
 // another agent as controller; alone, it keeps its view.
 func TestLeaveView(t *testing.T) {
 	a := &Agent{m: newMetrics(nil)}
+	grantLease(a, time.Hour)
 	self := catalog.Agent{NodeID: 2, ID: "b", Addr: "h2:2"}
 	others := []catalog.Agent{{NodeID: 1, ID: "a", Addr: "h1:1"}, self, {NodeID: 3, ID: "c", Addr: "h3:3"}}
 	a.members.Store(&membership{self: self, registered: true, agents: others, generation: 5})

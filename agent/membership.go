@@ -167,7 +167,7 @@ func (a *Agent) storeView(cur *membership, agents []catalog.Agent, gen int64) {
 	}
 	a.members.Store(&membership{self: cur.self, registered: cur.registered, leaving: cur.leaving, agents: agents, generation: max(gen, cur.generation)})
 	if !sameNodes(cur.agents, agents) {
-		a.viewEpoch.Add(1)
+		a.viewChanged()
 	}
 	a.m.liveAgents.Set(float64(len(agents)))
 }
@@ -236,6 +236,10 @@ func insertByNodeID(agents []catalog.Agent, ag catalog.Agent) []catalog.Agent {
 // heartbeat too, and they would register again under new node ids (a new
 // coordinator id for each of their groups, every client's metadata
 // changing). Until then it expires nobody.
+//
+// Each success renews the coordination lease (lease.go); a call is cut
+// off at TTL/2, and the lease's own timer stops group coordination at the
+// lapse even while a call hangs.
 func (a *Agent) heartbeat(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -271,7 +275,11 @@ func (a *Agent) register(ctx context.Context) (catalog.Agent, error) {
 	wait := 2 * a.cfg.AgentTTL
 	deadline := time.Now().Add(wait)
 	for logged := false; ; logged = true {
+		start := time.Now()
 		self, err := a.cat.RegisterAgent(ctx, a.registration(), a.cfg.AgentTTL)
+		if err == nil {
+			a.renewLease(start)
+		}
 		if !errors.Is(err, catalog.ErrAgentIDInUse) {
 			return self, err
 		}
@@ -301,6 +309,8 @@ type heartbeatRun struct {
 // heartbeatOnce is one round of heartbeat.
 func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 	cur := a.members.Load()
+	// The catalog stores a heartbeat time read after this (lease.go).
+	start := time.Now()
 	err := a.cat.HeartbeatAgent(ctx, cur.self.NodeID, cur.self.Started)
 	switch {
 	case errors.Is(err, catalog.ErrUnknownAgent):
@@ -308,6 +318,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 		if cur.registered {
 			a.log.Warn("catalog forgot this agent; registering again", "node", cur.self.NodeID)
 		}
+		start = time.Now()
 		self, rerr := a.cat.RegisterAgent(ctx, a.registration(), a.cfg.AgentTTL)
 		switch {
 		case errors.Is(rerr, catalog.ErrAgentIDInUse):
@@ -321,7 +332,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			if cur.registered {
 				a.log.Error("another process registered this agent id; serving no groups and not ready until it leaves", "err", rerr)
 				a.members.Store(&membership{self: cur.self, agents: cur.agents, generation: cur.generation})
-				a.viewEpoch.Add(1)
+				a.viewChanged()
 			}
 			a.refreshMembers(ctx)
 			return
@@ -329,14 +340,17 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			a.log.Warn("re-registration failed", "err", rerr)
 			return
 		}
+		a.renewLease(start)
 		a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
-		a.viewEpoch.Add(1)
+		a.viewChanged()
 	case err != nil:
 		hb.since = time.Time{}
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
 			a.log.Warn("heartbeat failed", "err", err)
 		}
 		return
+	default:
+		a.renewLease(start)
 	}
 	now := time.Now()
 	if hb.since.IsZero() || now.Sub(hb.lastOK) >= a.cfg.AgentTTL/2 {
@@ -355,11 +369,17 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 // rendezvous hash of the group id over the live agents of every zone, so
 // all members of a group meet at one agent whatever their zones. It reads
 // only the in-memory view. A client on a per-zone listener is given the
-// coordinator's listener for that zone.
+// coordinator's listener for that zone. It fails while the agent is not
+// registered (before start, or while another process holds its id) and
+// while its coordination lease has lapsed (lease.go): the agent then
+// coordinates no group, and names no coordinator.
 func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int32, error) {
 	m := a.members.Load()
 	if !m.registered {
 		return -1, "", -1, errors.New("agent: not registered yet")
+	}
+	if !a.holdsLease() {
+		return -1, "", -1, errLeaseLapsed
 	}
 	agents := m.agents
 	if len(agents) == 0 {
@@ -377,3 +397,14 @@ func (a *Agent) Self() int32 { return a.NodeID() }
 // ViewEpoch changes whenever placement may have changed
 // (agent/groups.ViewEpocher).
 func (a *Agent) ViewEpoch() uint64 { return a.viewEpoch.Load() }
+
+// viewChanged notes that placement may have changed (after the new view
+// or lease state is stored): the view epoch moves on, and the group
+// coordinator checks at once which groups in memory are still this
+// agent's.
+func (a *Agent) viewChanged() {
+	a.viewEpoch.Add(1)
+	if a.groups != nil {
+		a.groups.ViewChanged()
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent"
@@ -374,4 +375,162 @@ func TestMetadataDuringCatalogOutage(t *testing.T) {
 	if got := all(); !slices.Equal(got, []string{"kept"}) {
 		t.Fatalf("topics during a catalog outage: %v, want the last list", got)
 	}
+}
+
+// TestCutOffCoordinatorStopsFirst cuts the coordinator of a group off from
+// the catalog while its clients still reach it (a partition between the
+// agent and the catalog only). The other agent takes the group over once
+// the cut-off one's heartbeat is older than the TTL; the cut-off one must
+// have stopped serving the group before that — by its lease's end — or
+// the group would have two coordinators, and two consumers the same
+// partitions. Back in the catalog, it coordinates the group again, from
+// the state stored meanwhile.
+func TestCutOffCoordinatorStopsFirst(t *testing.T) {
+	ctx := context.Background()
+	base, bkt := sharedStores(t)
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	var downA atomic.Bool
+	start := func(cat catalog.Catalog) *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir:     t.TempDir(),
+			Catalog: cat,
+			Bucket:  bkt,
+			Config: func(c *agent.Config) {
+				c.HeartbeatInterval = hb
+				c.AgentTTL = ttl
+				c.Groups.InitialRebalanceDelay = 10 * time.Millisecond
+			},
+		})
+	}
+	a, b := start(gatedCatalog{Catalog: base, down: &downA}), start(base)
+	coordinator := func(ag *floetest.Agent, group string) int32 {
+		n, _, _, err := ag.Agent.Coordinator(ctx, group)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, "both agents see each other", func() bool {
+		return coordinator(a, "x") == coordinator(b, "x") && coordinator(a, "y") == coordinator(b, "y") &&
+			coordinator(a, "x") > 0 && coordinator(b, "z") != -1 && countLive(t, base, ttl) == 2
+	})
+	group := ""
+	for i := 0; group == ""; i++ {
+		g := "lease-" + strconv.Itoa(i)
+		if n := a.Agent.NodeID(); coordinator(a, g) == n && coordinator(b, g) == n {
+			group = g
+		}
+	}
+
+	// One member, joined and synced through A.
+	connA := floetest.Dial(t, a.Addr)
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version, join.Group, join.ProtocolType = 3, group, "consumer"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 30_000, 30_000
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name, proto.Metadata = "range", []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	join.Protocols = append(join.Protocols, proto)
+	resp, err := connA.Request(join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := resp.(*kmsg.JoinGroupResponse)
+	if joined.ErrorCode != 0 || joined.LeaderID != joined.MemberID {
+		t.Fatalf("join through A: %v, leader %q, member %q", kerr.ErrorForCode(joined.ErrorCode), joined.LeaderID, joined.MemberID)
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Version, sync.Group, sync.Generation, sync.MemberID = 3, group, joined.Generation, joined.MemberID
+	assign := kmsg.NewSyncGroupRequestGroupAssignment()
+	assign.MemberID, assign.MemberAssignment = joined.MemberID, []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	sync.GroupAssignment = append(sync.GroupAssignment, assign)
+	if resp, err := connA.Request(sync); err != nil || resp.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
+		t.Fatalf("sync through A: %v %v", err, resp)
+	}
+	heartbeat := func(conn *floetest.Conn) int16 {
+		r := kmsg.NewPtrHeartbeatRequest()
+		r.Version, r.Group, r.Generation, r.MemberID = 3, group, joined.Generation, joined.MemberID
+		resp, err := conn.Request(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.HeartbeatResponse).ErrorCode
+	}
+	if code := heartbeat(connA); code != 0 {
+		t.Fatalf("heartbeat through A: %v", kerr.ErrorForCode(code))
+	}
+	refused := func(code int16) bool {
+		return code == kerr.NotCoordinator.Code || code == kerr.CoordinatorNotAvailable.Code
+	}
+
+	// Cut A off. A heartbeat that passed the gate before the cut may still
+	// succeed, so A's lease ends at the latest ttl-hb after the cut: A must
+	// refuse every request sent after that, and every request sent after
+	// B took the group over. B is asked first in each round, so that a
+	// refusal by A in the same round is no proof of the order.
+	nodeA := a.Agent.NodeID()
+	cut := time.Now()
+	downA.Store(true)
+	leaseEnd := cut.Add(ttl - hb)
+	var firstRefusal time.Time
+	for {
+		bServes := coordinator(b, group) == b.Agent.NodeID()
+		sent := time.Now()
+		code := heartbeat(connA)
+		switch {
+		case code == 0 && bServes:
+			t.Fatalf("A served a heartbeat for the group after B took it over (%v after the cut)", sent.Sub(cut))
+		case code == 0 && sent.After(leaseEnd):
+			t.Fatalf("A served a heartbeat %v after the cut, past its lease (%v)", sent.Sub(cut), ttl-hb)
+		case code != 0 && !refused(code):
+			t.Fatalf("A answered a heartbeat with %v", kerr.ErrorForCode(code))
+		case code != 0 && firstRefusal.IsZero():
+			firstRefusal = sent
+		}
+		if bServes {
+			t.Logf("A refused from %v after the cut, B took over after %v", firstRefusal.Sub(cut), sent.Sub(cut))
+			break
+		}
+		if time.Since(cut) > 10*time.Second {
+			t.Fatal("B never took the group over")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if coordinator(a, group) != -1 {
+		t.Error("the cut-off agent still names a coordinator")
+	}
+	if resp, err := connA.Request(join); err != nil || !refused(resp.(*kmsg.JoinGroupResponse).ErrorCode) {
+		t.Fatalf("a join through the cut-off agent: %v %+v", err, resp)
+	}
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.Version, find.CoordinatorKey = 3, group
+	if resp, err := connA.Request(find); err != nil || resp.(*kmsg.FindCoordinatorResponse).ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("FindCoordinator at the cut-off agent: %v %+v", err, resp)
+	}
+	// B serves the member from the state A stored.
+	connB := floetest.Dial(t, b.Addr)
+	if code := heartbeat(connB); code != 0 {
+		t.Fatalf("heartbeat through B after the takeover: %v", kerr.ErrorForCode(code))
+	}
+
+	// A is back: it heartbeats again (registering anew if B expired it)
+	// and coordinates the group again, loading the state B holds.
+	downA.Store(false)
+	waitFor(t, 5*time.Second, "the group is A's again", func() bool {
+		n := a.Agent.NodeID()
+		return n > 0 && coordinator(a, group) == n && coordinator(b, group) == n
+	})
+	t.Logf("A's node id %d, then %d", nodeA, a.Agent.NodeID())
+	waitFor(t, 5*time.Second, "A serves the member again", func() bool { return heartbeat(connA) == 0 })
+	if code := heartbeat(connB); code != kerr.NotCoordinator.Code {
+		t.Errorf("B answered a heartbeat with %v after the group went back to A", kerr.ErrorForCode(code))
+	}
+}
+
+// countLive is the number of agents live by the catalog.
+func countLive(t *testing.T, cat catalog.Catalog, ttl time.Duration) int {
+	agents, _, err := cat.LiveAgents(context.Background(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(agents)
 }

@@ -219,6 +219,10 @@ func TestGroupCoordinatorPlacement(t *testing.T) {
 	}
 	agents := []catalog.Agent{{NodeID: 1, ID: "a", Addr: "h1:9092", Zone: "z1"}, {NodeID: 2, ID: "b", Addr: "h2:9093", Zone: "z2"}}
 	a.members.Store(&membership{self: agents[0], registered: true, agents: agents})
+	if _, _, _, err := a.Coordinator(context.Background(), "g"); err == nil {
+		t.Fatal("placement without a lease")
+	}
+	grantLease(a, time.Hour)
 	seen := map[int32]bool{}
 	for i := 0; i < 50; i++ {
 		g := fmt.Sprintf("group-%d", i)

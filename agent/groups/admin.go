@@ -44,9 +44,9 @@ func (c *Coordinator) findCoordinator(ctx context.Context, req *kmsg.FindCoordin
 			}
 			node, host, port, err := c.place.Coordinator(ctx, key)
 			if err != nil {
-				c.log.Warn("groups: placement failed", "group", key, "err", err)
+				c.warnPlacement(key, err)
 				rc.ErrorCode = kerr.CoordinatorNotAvailable.Code
-				rc.ErrorMessage = kmsg.StringPtr("no live agent to coordinate the group")
+				rc.ErrorMessage = kmsg.StringPtr("no coordinator available: " + err.Error())
 				break
 			}
 			rc.NodeID, rc.Host, rc.Port = node, host, port

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -81,6 +82,12 @@ type Coordinator struct {
 		absentEpoch uint64 // the view epoch absent was learnt at
 	}
 	timers timerQueue
+	// viewChanged wakes Run to check the groups' placement at once
+	// (ViewChanged).
+	viewChanged chan struct{}
+	// placeWarn paces the warnings of failing placement: while it fails
+	// (the agent's lease lapsed), every group request would log one.
+	placeWarn rate.Sometimes
 
 	// bg bounds the catalog calls of group state (cancelled when Run
 	// ends); saves counts the background saves in flight.
@@ -100,7 +107,8 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Coordinator{cfg: cfg, cat: cat, place: place, log: logger}
+	c := &Coordinator{cfg: cfg, cat: cat, place: place, log: logger,
+		viewChanged: make(chan struct{}, 1), placeWarn: rate.Sometimes{Interval: 10 * time.Second}}
 	c.mu.groups = make(map[string]*group)
 	c.mu.loading = make(map[string]*loadCall)
 	c.mu.absent = make(map[string]struct{})
@@ -117,6 +125,18 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 // through another agent: the cache only saves lookups.)
 func (c *Coordinator) ForgetTopic(name string) { c.topics.forget(name) }
 
+// ViewChanged tells the coordinator that Placement's answers may have
+// changed: Run checks at once which groups in memory this node still
+// coordinates (as it does every OwnershipCheckInterval), dropping the
+// others, so that their waiting JoinGroup and SyncGroup calls are answered
+// NOT_COORDINATOR and their timers stop. It never blocks.
+func (c *Coordinator) ViewChanged() {
+	select {
+	case c.viewChanged <- struct{}{}:
+	default:
+	}
+}
+
 // APIs returns the API keys Handle serves with the versions it serves; the
 // agent lists them in ApiVersions and routes these keys to Handle.
 func (c *Coordinator) APIs() []API {
@@ -127,7 +147,8 @@ func (c *Coordinator) APIs() []API {
 
 // Run drives the coordinator's timers (session expiry, rebalance and sync
 // timeouts, KIP-848 revocation timeouts) and drops groups this node no
-// longer coordinates. Group requests get COORDINATOR_LOAD_IN_PROGRESS
+// longer coordinates (every OwnershipCheckInterval, and at once after
+// ViewChanged). Group requests get COORDINATOR_LOAD_IN_PROGRESS
 // until Run starts and NOT_COORDINATOR after it returns. Run returns nil
 // when ctx ends; waiting JoinGroup and SyncGroup calls then get
 // NOT_COORDINATOR so their clients find the next coordinator.
@@ -158,6 +179,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-c.timers.wake:
 			t.Stop()
 		case <-ownership.C:
+			t.Stop()
+			c.dropMovedGroups(ctx)
+		case <-c.viewChanged:
 			t.Stop()
 			c.dropMovedGroups(ctx)
 		}
@@ -271,7 +295,7 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 	}
 	node, _, _, err := c.place.Coordinator(ctx, id)
 	if err != nil {
-		c.log.Warn("groups: placement failed", "group", id, "err", err)
+		c.warnPlacement(id, err)
 		return kerr.CoordinatorNotAvailable.Code
 	}
 	if node != c.place.Self() {
@@ -559,8 +583,20 @@ func (c *Coordinator) groupIDs() []string {
 	return ids
 }
 
+// warnPlacement logs a failed placement, at most once every 10 s.
+func (c *Coordinator) warnPlacement(group string, err error) {
+	c.placeWarn.Do(func() {
+		c.log.Warn("groups: placement failed; group requests are answered COORDINATOR_NOT_AVAILABLE (logged at most every 10 s)", "group", group, "err", err)
+	})
+}
+
 // dropMovedGroups drops the groups Placement no longer gives this node
-// (and forgets which moved groups had no stored state).
+// (and forgets which moved groups had no stored state). A failing
+// Placement gives this node none: the agent cannot coordinate (its lease
+// lapsed, or another process took its id), and another agent may soon
+// coordinate these groups, so their memory must neither be served later
+// nor act meanwhile — a session timer expiring members whose heartbeats
+// are refused would store the group without them.
 func (c *Coordinator) dropMovedGroups(ctx context.Context) {
 	self := c.place.Self()
 	c.mu.Lock()
@@ -576,13 +612,22 @@ func (c *Coordinator) dropMovedGroups(ctx context.Context) {
 			c.mu.Unlock()
 		}
 	}
+	var unplaced int
+	var placeErr error
 	for _, id := range c.groupIDs() {
 		node, _, _, err := c.place.Coordinator(ctx, id)
-		if err != nil || node == self {
-			continue
+		switch {
+		case err != nil:
+			unplaced++
+			placeErr = err
+			c.drop(id)
+		case node != self:
+			c.log.Info("groups: group moved to another coordinator", "group", id, "node", node)
+			c.drop(id)
 		}
-		c.log.Info("groups: group moved to another coordinator", "group", id, "node", node)
-		c.drop(id)
+	}
+	if unplaced > 0 {
+		c.log.Warn("groups: placement failed; dropped the groups in memory, to be loaded from the catalog when placement is back", "groups", unplaced, "err", placeErr)
 	}
 }
 

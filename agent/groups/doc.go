@@ -62,6 +62,12 @@
 //     has returned nil: an acknowledged commit survives any agent.
 //   - A request for a group this agent does not coordinate (per Placement)
 //     gets NOT_COORDINATOR and changes nothing.
+//   - While Placement fails (the agent cannot coordinate: its lease in the
+//     catalog lapsed), every group request gets COORDINATOR_NOT_AVAILABLE
+//     (FindCoordinator names no node) and changes nothing, and the groups
+//     in memory are dropped once Run learns of it (ViewChanged, or the next
+//     ownership check): they are loaded from the catalog when placement
+//     is back.
 //   - Commits are fenced like Kafka's: a classic member must name the
 //     current generation and a member of it (ILLEGAL_GENERATION,
 //     UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID otherwise); a KIP-848 member

@@ -245,6 +245,44 @@ func TestRegainedGroupReloaded(t *testing.T) {
 	}
 }
 
+// While Placement fails (the agent's lease lapsed), a node coordinates
+// nothing: told of the change, Run drops the groups in memory at once
+// (waiting joins get NOT_COORDINATOR, and no session timer expires members
+// whose heartbeats are refused), requests are refused, and the stored
+// state is left as it was; when placement is back, the group is loaded
+// from it.
+func TestPlacementFailureDropsGroups(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.OwnershipCheckInterval = time.Hour })
+	ids, gen := h.stableGroup("g", 2)
+	j0 := h.async(joinReq(9, "g", ids[0], "changed"))
+	h.waitFor("a rebalance", func(g *group) bool { return g.cl.state == statePreparingRebalance }, "g")
+
+	h.place.mu.Lock()
+	h.place.err = errBoom
+	h.place.mu.Unlock()
+	h.c.ViewChanged()
+	errIs(t, "waiting join", wait[*kmsg.JoinGroupResponse](t, j0).ErrorCode, kerr.NotCoordinator)
+	if n := h.c.numGroups(); n != 0 {
+		t.Fatalf("%d groups in memory while placement fails", n)
+	}
+	errIs(t, "heartbeat", h.do(hbReq("g", ids[1], gen)).(*kmsg.HeartbeatResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+	errIs(t, "join", h.do(joinReq(9, "g", ids[1], "meta1")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+	errIs(t, "sync", h.do(syncReq("g", ids[1], gen, nil)).(*kmsg.SyncGroupResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+	h.advance(time.Minute) // past every session timeout
+	if s, err := decodeClassic(h.cat.state("g").blob); err != nil || len(s.members) != 2 || s.generation != gen {
+		t.Fatalf("stored state after the failure: %+v %v", s, err)
+	}
+
+	h.place.mu.Lock()
+	h.place.err = nil
+	h.place.mu.Unlock()
+	h.place.viewChanged()
+	h.c.ViewChanged()
+	for _, id := range ids {
+		errIs(t, "heartbeat after placement is back", h.do(hbReq("g", id, gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	}
+}
+
 // A group whose members all left has no stored state; an undecodable
 // stored state (another Floe version, damage) starts the group empty with
 // a warning, and the next write replaces it.

@@ -1,0 +1,136 @@
+package agent
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The coordination lease. The other agents take this agent's groups over
+// once its stored heartbeat is older than AgentTTL by their clocks: they
+// drop it from their views (LiveAgents) and, once they have heartbeaten a
+// whole TTL themselves, expire it. This agent may be cut off from the
+// catalog while clients still reach it; serving its groups from memory
+// then would make two coordinators of one group, and two consumers of the
+// same partitions. So it coordinates only while it holds a lease that ends
+// before any other agent can count it expired.
+//
+// The heartbeat time the catalog stores is taken during the HeartbeatAgent
+// (or RegisterAgent) call, never before the call started, so the lease is
+// the start of the last successful call plus AgentTTL, less a margin
+// (leaseMargin). It is kept on the monotonic clock: no time read from the
+// catalog, nor wall-clock arithmetic, takes part.
+//
+// The trade: a catalog outage longer than the lease stops group
+// coordination on the agents it cuts off — on every agent when the catalog
+// itself is down — until their heartbeats succeed again. Group requests
+// are answered COORDINATOR_NOT_AVAILABLE meanwhile, which clients retry
+// (produce and fetch go on), and the groups are loaded from the catalog by
+// whichever agent serves them next, as after any view change.
+
+// errLeaseLapsed is Coordinator's error while the lease has lapsed.
+var errLeaseLapsed = errors.New("agent: no successful catalog heartbeat within the lease; coordinating no groups")
+
+// leaseOrigin is the monotonic origin of lease times.
+var leaseOrigin = time.Now()
+
+// coordLease is this agent's coordination lease.
+type coordLease struct {
+	// until is when the lease lapses, as time since leaseOrigin; 0 before
+	// the first grant. Read without the lock by every group request.
+	until atomic.Int64
+
+	mu sync.Mutex
+	// timer fires at the lapse, so the groups stop at once even while a
+	// heartbeat call hangs (for up to TTL/2); each renewal re-arms it.
+	timer *time.Timer
+	// lapsed: the lapse was noted (view changed, logged) and no renewal
+	// has followed. stopped: the heartbeat stopped for good (shutdown).
+	lapsed, stopped bool
+}
+
+// leaseMargin is how long before the other agents could count this one
+// expired its lease lapses: a heartbeat interval. Within it, a group
+// request that passed the lease check just before the lapse is answered
+// (and the state a SyncGroup completes is written) before another agent
+// can serve the group; it also absorbs the skew between this agent's
+// clock, which the stored heartbeat time is read from, and the clocks of
+// the agents that compare it with theirs, and a timer or goroutine
+// delayed on a loaded host. Longer would stop coordination sooner in
+// every catalog blip for little gain: the heartbeat interval is the scale
+// the fleet already tolerates as noise. At most a quarter of the TTL, so
+// that with a TTL of few intervals the lease still outlasts the time
+// between two heartbeats.
+func (a *Agent) leaseMargin() time.Duration {
+	return min(a.cfg.HeartbeatInterval, a.cfg.AgentTTL/4)
+}
+
+// holdsLease reports whether the coordination lease is current.
+func (a *Agent) holdsLease() bool {
+	return time.Since(leaseOrigin) < time.Duration(a.lease.until.Load())
+}
+
+// renewLease extends the lease after a successful HeartbeatAgent or
+// RegisterAgent call that started at start. After a lapse, the view
+// changes again (the groups in memory were dropped, or are checked
+// against the catalog before they are served): coordination resumes.
+func (a *Agent) renewLease(start time.Time) {
+	until := int64(start.Sub(leaseOrigin) + a.cfg.AgentTTL - a.leaseMargin())
+	l := &a.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.until.Load() != 0 && !l.lapsed && !a.holdsLease() {
+		// Lapsed, but the timer has not run yet (late on a loaded
+		// host): another agent may have served the groups meanwhile,
+		// so the lapse counts as one.
+		a.lapseLocked()
+	}
+	if until > l.until.Load() {
+		l.until.Store(until)
+	}
+	wait := time.Duration(l.until.Load()) - time.Since(leaseOrigin)
+	if l.timer == nil {
+		l.timer = time.AfterFunc(wait, a.leaseTimer)
+	} else {
+		l.timer.Reset(wait)
+	}
+	if l.lapsed && a.holdsLease() {
+		l.lapsed = false
+		a.viewChanged()
+		a.log.Info("catalog heartbeat succeeded again; coordinating groups again")
+	}
+}
+
+// leaseTimer runs when the lease may have lapsed.
+func (a *Agent) leaseTimer() {
+	l := &a.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.lapsed || a.holdsLease() {
+		return // renewed meanwhile, or already noted
+	}
+	a.lapseLocked()
+}
+
+// lapseLocked notes a lapse: once per lapse, the view changes (the group
+// coordinator drops the groups it holds, as Coordinator now fails) and a
+// warning is logged. a.lease.mu is held.
+func (a *Agent) lapseLocked() {
+	a.lease.lapsed = true
+	a.viewChanged()
+	a.log.Warn("no successful catalog heartbeat within the lease; coordinating no groups until one succeeds, as other agents may take them over",
+		"lease", a.cfg.AgentTTL-a.leaseMargin(), "agent_ttl", a.cfg.AgentTTL)
+}
+
+// stopLease stops noting lapses once the heartbeat has stopped for good:
+// the agent deregisters and leaves.
+func (a *Agent) stopLease() {
+	l := &a.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}

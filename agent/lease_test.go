@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// grantLease gives a the coordination lease for d, without a timer.
+func grantLease(a *Agent, d time.Duration) {
+	a.lease.until.Store(int64(time.Since(leaseOrigin) + d))
+}
+
+// TestCoordinationLease: the lease lasts from the start of the last
+// successful heartbeat for the TTL less the heartbeat interval; its lapse
+// stops coordination at once (without waiting for its timer) and is noted
+// once, by a view change, at the lapse even with no heartbeat returning;
+// a renewal resumes coordination with another view change.
+func TestCoordinationLease(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, 800 * time.Millisecond
+	a := &Agent{cfg: Config{HeartbeatInterval: hb, AgentTTL: ttl}, log: slog.New(slog.DiscardHandler)}
+	self := catalog.Agent{NodeID: 1, ID: "a", Addr: "h:1"}
+	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
+	coordinates := func() bool {
+		_, _, _, err := a.Coordinator(context.Background(), "g")
+		return err == nil
+	}
+	if coordinates() {
+		t.Fatal("coordinating before any heartbeat")
+	}
+	if a.leaseMargin() != hb {
+		t.Fatalf("margin %v, want the heartbeat interval", a.leaseMargin())
+	}
+
+	start := time.Now()
+	a.renewLease(start)
+	t.Cleanup(a.stopLease)
+	if !coordinates() || a.ViewEpoch() != 0 {
+		t.Fatalf("after the first grant: coordinating %v, view epoch %d (want no change)", coordinates(), a.ViewEpoch())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.ViewEpoch() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lapse was never noted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if at := time.Since(start); at < ttl-hb {
+		t.Fatalf("lapse noted %v after the heartbeat started, before the lease's end (%v)", at, ttl-hb)
+	}
+	if coordinates() {
+		t.Fatal("coordinating after the lapse")
+	}
+	time.Sleep(2 * hb)
+	if e := a.ViewEpoch(); e != 1 {
+		t.Fatalf("view epoch %d after one lapse, want 1", e)
+	}
+
+	a.renewLease(time.Now())
+	if !coordinates() || a.ViewEpoch() != 2 {
+		t.Fatalf("after renewal: coordinating %v, view epoch %d (want 2)", coordinates(), a.ViewEpoch())
+	}
+	// An older start (a slow call's) never shortens the lease.
+	until := a.lease.until.Load()
+	a.renewLease(time.Now().Add(-ttl))
+	if a.lease.until.Load() != until || !coordinates() {
+		t.Fatal("an older heartbeat shortened the lease")
+	}
+
+	// A lapse the timer has not noted yet (it runs late on a loaded host)
+	// already stops coordination, and the renewal notes it: two view
+	// changes, the lapse and the resumption.
+	a.lease.mu.Lock()
+	a.lease.timer.Stop()
+	a.lease.until.Store(int64(time.Since(leaseOrigin) - time.Millisecond))
+	a.lease.mu.Unlock()
+	if coordinates() {
+		t.Fatal("coordinating past the lease's end before its timer ran")
+	}
+	a.renewLease(time.Now())
+	if !coordinates() || a.ViewEpoch() != 4 {
+		t.Fatalf("after an unnoted lapse and a renewal: coordinating %v, view epoch %d (want 4)", coordinates(), a.ViewEpoch())
+	}
+}
