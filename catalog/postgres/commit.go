@@ -508,9 +508,11 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	}
 	for i, id := range commitIDs {
 		if id == 0 {
-			// The statement found an object sqlWrite inserted gone:
-			// never COMMIT a commit without its ids.
-			return res, commitErr(fmt.Errorf("no commit id for object %s", in.objects[i].Key), false)
+			// Cannot happen (sqlWrite inserted every object in this
+			// transaction). The pipeline's COMMIT runs anyway, so the
+			// outcome is unknown: the caller commits the key again and
+			// reads what is stored.
+			return res, fmt.Errorf("%w: no commit id for object %s", catalog.ErrCommitUnknown, in.objects[i].Key)
 		}
 	}
 	tag, err := br.Exec()
