@@ -14,6 +14,7 @@ import (
 
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/catalog/sqlite"
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
 	"github.com/floebroker/floe/wal"
@@ -119,7 +120,9 @@ func TestWALGroupCommitSQLite(t *testing.T) {
 	// The WAL records an upload after the Put returns and the file's fsync:
 	// wait until it has timed every upload and fsync (it marks the buffer
 	// uploaded right after), so that the buffers queue together.
-	for histCount(t, reg, "floe_wal_upload_duration_seconds") < n || histCount(t, reg, "floe_wal_fsync_duration_seconds") < n {
+	uploads := func() uint64 { c, _ := testenv.Histogram(t, reg, "floe_wal_upload_duration_seconds"); return c }
+	fsyncs := func() uint64 { c, _ := testenv.Histogram(t, reg, "floe_wal_fsync_duration_seconds"); return c }
+	for uploads() < n || fsyncs() < n {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(5 * time.Millisecond)
@@ -146,37 +149,9 @@ func TestWALGroupCommitSQLite(t *testing.T) {
 			t.Fatalf("commit ids %v do not ascend", commitIDs)
 		}
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	// Normally 2 calls: the held one, then the rest together.
+	calls, buffers := testenv.Histogram(t, reg, "floe_wal_commit_group_buffers")
+	if calls >= n || buffers != n {
+		t.Fatalf("%d commit calls for %v buffers, want fewer calls than buffers", calls, buffers)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "floe_wal_commit_group_buffers" {
-			h := mf.GetMetric()[0].GetHistogram()
-			// Normally 2: the held one, then the rest together.
-			if h.GetSampleCount() >= n || h.GetSampleSum() != n {
-				t.Fatalf("%d commit calls for %v buffers, want fewer calls than buffers", h.GetSampleCount(), h.GetSampleSum())
-			}
-			return
-		}
-	}
-	t.Fatal("no floe_wal_commit_group_buffers")
-}
-
-// histCount returns the sample count of histogram family name in reg.
-func histCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				n += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return n
 }

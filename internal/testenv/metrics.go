@@ -38,3 +38,25 @@ func Metric(tb testing.TB, g prometheus.Gatherer, name string, labels map[string
 	}
 	return sum
 }
+
+// Histogram returns the sample count and sum of histogram family name in g,
+// over all its label sets; zeros when there is none.
+func Histogram(tb testing.TB, g prometheus.Gatherer, name string) (count uint64, sum float64) {
+	tb.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				count += h.GetSampleCount()
+				sum += h.GetSampleSum()
+			}
+		}
+	}
+	return count, sum
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/bench"
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/tests/floetest"
 	"github.com/floebroker/floe/wal"
@@ -413,20 +414,6 @@ func sealReasons(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
 // metricHist returns a histogram family's total sample count and sum.
 func metricHist(tb testing.TB, reg *prometheus.Registry, name string) (count, sum float64) {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if h := m.GetHistogram(); h != nil {
-				count += float64(h.GetSampleCount())
-				sum += h.GetSampleSum()
-			}
-		}
-	}
-	return count, sum
+	c, sum := testenv.Histogram(tb, reg, name)
+	return float64(c), sum
 }
