@@ -180,6 +180,21 @@ type GroupPartition struct {
 	Partition int32
 }
 
+// RefusedOffsets is what a backend's CommitOffsets returns: the partitions
+// of offsets that stored does not mark as written, once each, in the order
+// given. It marks each one it returns in stored.
+func RefusedOffsets(offsets []GroupOffset, stored map[GroupPartition]bool) []GroupPartition {
+	var out []GroupPartition
+	for _, o := range offsets {
+		gp := GroupPartition{Topic: o.Topic, Partition: o.Partition}
+		if !stored[gp] {
+			stored[gp] = true // once
+			out = append(out, gp)
+		}
+	}
+	return out
+}
+
 // Agent is one live agent of the fleet.
 type Agent struct {
 	NodeID    int32 // assigned by RegisterAgent

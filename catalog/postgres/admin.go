@@ -119,21 +119,7 @@ RETURNING topic, partition`,
 	if err != nil {
 		return nil, fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
 	}
-	return refusedOffsets(offsets, stored), nil
-}
-
-// refusedOffsets returns the partitions of offsets not in stored, once
-// each, in the order given.
-func refusedOffsets(offsets []catalog.GroupOffset, stored map[catalog.GroupPartition]bool) []catalog.GroupPartition {
-	var out []catalog.GroupPartition
-	for _, o := range offsets {
-		gp := catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}
-		if !stored[gp] {
-			stored[gp] = true // once
-			out = append(out, gp)
-		}
-	}
-	return out
+	return catalog.RefusedOffsets(offsets, stored), nil
 }
 
 func groupParts(parts []catalog.GroupPartition) ([]string, []int32) {

@@ -364,6 +364,7 @@ type commitInput struct {
 	seg     catalog.Segment
 	starts  []int
 	objects []catalog.Segment
+	objKeys []string // the objects' keys, in order
 	lay     *commitplan.Layout
 	// The layout's lists, named for the statements.
 	tps  []catalog.TopicPartition // distinct, sorted: the lock order
@@ -380,6 +381,10 @@ func newCommitInput(segs []catalog.Segment) commitInput {
 	seg, starts := commitplan.Concat(segs)
 	l := commitplan.NewLayout(seg)
 	in := commitInput{seg: seg, starts: starts, objects: segs, lay: l, tps: l.TPs, pos: l.Pos, keys: l.Keys, pids: l.PIDs}
+	in.objKeys = make([]string, len(segs))
+	for i, o := range segs {
+		in.objKeys[i] = o.Key
+	}
 	in.ids, in.parts = topicIDs(in.tps)
 	return in
 }
@@ -458,7 +463,7 @@ func (c *Catalog) commitOnce(ctx context.Context, in commitInput, locked bool, c
 	}
 	w.Queue(sqlAdvance, advance...)
 	w.Queue(sqlWrite, write...)
-	w.Queue(sqlFinish, in.keyList(), c.channel)
+	w.Queue(sqlFinish, in.objKeys, c.channel)
 	w.Queue(sqlCommit)
 	br := conn.SendBatch(ctx, w)
 	defer br.Close()
@@ -547,15 +552,6 @@ func (in commitInput) span(i int) (from, to int) {
 	return from, to
 }
 
-// keyList returns the objects' keys, in order.
-func (in commitInput) keyList() []string {
-	keys := make([]string, len(in.objects))
-	for i, o := range in.objects {
-		keys[i] = o.Key
-	}
-	return keys
-}
-
 // remember stores in cache what a commit verified: the producer states it
 // read and kept, the ones it wrote (version: its last object's id), and
 // the epochs.
@@ -597,7 +593,7 @@ func (c *Catalog) readForCommit(ctx context.Context, conn *pgxpool.Conn, in comm
 	} else if askParts {
 		b.Queue(sqlPartitions, uuidArray(in.ids), int4Array(in.parts))
 	}
-	b.Queue(sqlFindObjects, in.keyList())
+	b.Queue(sqlFindObjects, in.objKeys)
 	if len(in.keys) > 0 {
 		pids := make([]int64, len(in.keys))
 		kt := make([]catalog.TopicPartition, len(in.keys))
@@ -819,7 +815,7 @@ func (c *Catalog) writeArgs(in commitInput, rs readState, plan commitplan.Layout
 		results[i] = commitplan.EncodeResultsAt(plan.Results[from:to], req, in.pos[from:to])
 	}
 	write = []any{
-		in.keyList(), int8Array(sizes), c.now().UTC(), byteaArray(results),
+		in.objKeys, int8Array(sizes), c.now().UTC(), byteaArray(results),
 		uuidArray(in.ids), int4Array(in.parts),
 		int4Array(ri), int8Array(bo), int8Array(lo), int8Array(off), int8Array(ln), int4Array(recs), int8Array(ts),
 		int8Array(kid), int4Array(ki), int8Array(kv), int2Array(ke), byteaArray(ken),

@@ -95,15 +95,7 @@ ON CONFLICT (group_id, topic, partition) DO UPDATE SET
 	if err != nil {
 		return nil, fmt.Errorf("catalog: commit offsets of group %q: %w", group, err)
 	}
-	var refused []catalog.GroupPartition
-	for _, o := range offsets {
-		gp := catalog.GroupPartition{Topic: o.Topic, Partition: o.Partition}
-		if !stored[gp] {
-			stored[gp] = true // once
-			refused = append(refused, gp)
-		}
-	}
-	return refused, nil
+	return catalog.RefusedOffsets(offsets, stored), nil
 }
 
 // FetchOffsets returns the group's offsets for parts (all when nil), by
