@@ -60,7 +60,8 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 				owned   [3]atomic.Int64
 			)
 			hook := func(i int, sign int64, what string) func(context.Context, *kgo.Client, map[string][]int32) {
-				return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				return func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+					commitOnRevoke(ctx, cl, what)
 					n := int64(len(m["t"]))
 					if n == 0 {
 						return
@@ -106,7 +107,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 				clients = append(clients, cl)
 				wg.Go(func() {
 					for ctx.Err() == nil {
-						cl.PollFetches(ctx).EachRecord(got.add)
+						cl.PollFetches(ctx).EachRecord(got.by(i))
 					}
 				})
 			}
@@ -127,6 +128,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			// rebalance round: wait for quiet before taking the baseline.
 			time.Sleep(time.Second)
 			formed.Store(true)
+			t.Logf("group formed at %v", got.since())
 
 			adm := kadm.NewClient(client(t, addrs))
 			// describe is the group's state, member count and (KIP-848)
@@ -154,6 +156,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			stopped := -1
 			for i, a := range agents {
 				if a.Addr == net.JoinHostPort(coord.Host, strconv.Itoa(int(coord.Port))) {
+					t.Logf("stopping the coordinator, agent %d, at %v", i, got.since())
 					if err := a.Stop(); err != nil {
 						t.Fatalf("stop the coordinator: %v", err)
 					}
@@ -177,6 +180,7 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			// Longer than several heartbeat intervals: every member has
 			// talked to the new coordinator.
 			time.Sleep(2 * time.Second)
+			t.Logf("producing the second phase at %v", got.since())
 			produce(t, liveAddrs, "t", perPhase, perPhase)
 			admLive := kadm.NewClient(client(t, liveAddrs))
 			ends, err := admLive.ListEndOffsets(context.Background(), "t")
@@ -228,7 +232,8 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 		changes atomic.Int64
 	)
 	hook := func(i int, sign int64, what string) func(context.Context, *kgo.Client, map[string][]int32) {
-		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		return func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			commitOnRevoke(ctx, cl, what)
 			if n := int64(len(m["t"])); n > 0 {
 				owned[i].Add(sign * n)
 				if formed.Load() {
@@ -264,7 +269,7 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 		clients = append(clients, cl)
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				cl.PollFetches(ctx).EachRecord(got.add)
+				cl.PollFetches(ctx).EachRecord(got.by(i))
 			}
 		})
 	}
@@ -307,25 +312,64 @@ func TestE2ERestartKeepsAssignment(t *testing.T) {
 	}
 }
 
-// deliveries records which partition offsets a group's members received,
-// from any goroutine.
-type deliveries struct {
-	mu   sync.Mutex
-	seen map[string]int
-	dups []string
+// commitOnRevoke does what franz-go's default OnPartitionsRevoked does
+// and a hook of its own replaces: a blocking commit of what was polled, so
+// that a partition handed to another member while the group forms is not
+// read again from an older commit. (Without it, the first member's records
+// of a partition revoked before its next autocommit were delivered twice:
+// an at-least-once redelivery of the client's making, not the broker's.)
+func commitOnRevoke(ctx context.Context, cl *kgo.Client, what string) {
+	if what == "revoked" {
+		_ = cl.CommitUncommittedOffsets(ctx)
+	}
 }
 
-func (d *deliveries) add(r *kgo.Record) {
-	key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+// deliveries records which partition offsets a group's members received,
+// from any goroutine, and by whom and when, so that a failure says whether
+// a record came twice to one member (its cursor went back) or to two (a
+// partition moved ahead of its commit).
+type deliveries struct {
+	mu    sync.Mutex
+	start time.Time
+	seen  map[string]delivery
+	dups  []string
+}
+
+type delivery struct {
+	member int
+	at     time.Duration
+	n      int
+}
+
+// by is member i's record callback.
+func (d *deliveries) by(i int) func(*kgo.Record) {
+	return func(r *kgo.Record) {
+		key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.seen == nil {
+			d.seen = make(map[string]delivery)
+			d.start = time.Now()
+		}
+		at := time.Since(d.start).Round(time.Millisecond)
+		first, ok := d.seen[key]
+		if !ok {
+			d.seen[key] = delivery{member: i, at: at, n: 1}
+			return
+		}
+		first.n++
+		d.seen[key] = first
+		if first.n == 2 {
+			d.dups = append(d.dups, fmt.Sprintf("%s (member %d at %v, then member %d at %v)", key, first.member, first.at, i, at))
+		}
+	}
+}
+
+// since is the time since the first record was received.
+func (d *deliveries) since() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.seen == nil {
-		d.seen = make(map[string]int)
-	}
-	d.seen[key]++
-	if d.seen[key] == 2 {
-		d.dups = append(d.dups, key)
-	}
+	return time.Since(d.start).Round(time.Millisecond)
 }
 
 // count is how many distinct records were received.
