@@ -55,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,11 @@ type Agent struct {
 	// groups only while its heartbeats keep the others from counting it
 	// expired.
 	lease coordLease
+	// joinedFrom is when this agent may serve the groups its view places
+	// on it after it (re-)registered, as time since leaseOrigin;
+	// math.MaxInt64 until its first view after registering is read
+	// (lease.go, settleJoin).
+	joinedFrom atomic.Int64
 	// advertise is the address registered for this agent (see
 	// listeners.go for its format).
 	advertise string
@@ -195,6 +201,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	a.cache = newRangeCache(cfg.ReadCacheBytes, 0, a.m.cache("tail"))
 	a.catchup = newRangeCache(cfg.CatchUpCacheBytes, cfg.CatchUpReads, a.m.cache("catchup"))
 	a.members.Store(&membership{})
+	a.joinedFrom.Store(math.MaxInt64)
 	a.seal.holdLimit, a.seal.now = deps.WAL.FlushInterval(), a.now
 	return a, nil
 }
@@ -290,7 +297,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
 	a.viewChanged()
-	a.refreshMembers(ctx)
+	a.settleJoin(a.refreshMembers(ctx))
 	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
 
 	// The follower outlives the accept loop: in-flight fetches still want

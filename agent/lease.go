@@ -134,3 +134,46 @@ func (a *Agent) stopLease() {
 		l.timer.Stop()
 	}
 }
+
+// The join settle. The other agents see an agent that joins the fleet (or
+// comes back after they expired it) only at their next view refresh, a
+// heartbeat interval later or more on a slow catalog, and until then go
+// on serving the groups that the joiner's view already places on it. Were
+// the joiner to serve them at once, those groups would have two
+// coordinators, each answering members and committing offsets with its
+// own idea of the generation. So a joiner names itself as those groups'
+// coordinator at once (clients that ask it come to it) but serves them
+// only joinSettle after its first view (COORDINATOR_LOAD_IN_PROGRESS
+// meanwhile, which clients retry), by when every agent has seen it and
+// sent the groups' members to it. The groups of the agents it does not
+// take over are served throughout.
+//
+// An agent whose first view lists no other agent (the first of a fleet,
+// `floe dev`) serves at once: no agent serves groups it could take. Two
+// agents that register at the same moment may both see themselves alone;
+// they then share groups until their next refreshes, as before this
+// settle, and the catalog's compare-and-set on group state fences the
+// loser at its next write.
+
+// joinSettle is how long a joining agent waits before serving its groups:
+// two heartbeat intervals, one for the other agents' next view refresh and
+// one of margin for a slow refresh or skewed tickers.
+func (a *Agent) joinSettle() time.Duration { return 2 * a.cfg.HeartbeatInterval }
+
+// settleJoin decides when this agent serves its groups, after the first
+// view read since it (re-)registered (viewRead false: the read failed,
+// and the view is only this agent).
+func (a *Agent) settleJoin(viewRead bool) {
+	from := time.Since(leaseOrigin)
+	if !viewRead || len(a.members.Load().agents) > 1 {
+		from += a.joinSettle()
+		a.log.Info("joined a fleet; serving this agent's groups once the other agents have seen it", "after", a.joinSettle())
+	}
+	a.joinedFrom.Store(int64(from))
+}
+
+// JoinSettled reports whether this agent's join to the fleet has settled:
+// it serves the groups its view places on it.
+func (a *Agent) JoinSettled() bool {
+	return time.Since(leaseOrigin) >= time.Duration(a.joinedFrom.Load())
+}

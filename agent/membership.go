@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/floebroker/floe/agent/groups"
 	"github.com/floebroker/floe/catalog"
 )
 
@@ -133,18 +134,20 @@ func (m *membership) broker(nodeID int32) (catalog.Agent, bool) {
 	return catalog.Agent{}, false
 }
 
-// refreshMembers reads the live agents. The current view stays on error.
-func (a *Agent) refreshMembers(ctx context.Context) {
+// refreshMembers reads the live agents and reports whether it did. The
+// current view stays on error.
+func (a *Agent) refreshMembers(ctx context.Context) bool {
 	cur := a.members.Load()
 	agents, gen, err := a.cat.LiveAgents(ctx, a.cfg.AgentTTL)
 	if err != nil {
 		a.log.Warn("reading live agents failed", "err", err)
-		return
+		return false
 	}
 	// A view without this agent (its heartbeat is late, or the view was
 	// read before its registration was visible) would send clients
 	// elsewhere while it serves: always include it.
 	a.storeView(cur, agents, gen)
+	return true
 }
 
 // storeView stores a new view built from the catalog's live agents: this
@@ -308,6 +311,7 @@ type heartbeatRun struct {
 
 // heartbeatOnce is one round of heartbeat.
 func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
+	var refreshed bool
 	cur := a.members.Load()
 	// The catalog stores a heartbeat time read after this (lease.go).
 	start := time.Now()
@@ -341,8 +345,12 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			return
 		}
 		a.renewLease(start)
+		// Other agents took this one's groups over when they expired it;
+		// it serves them again only once they have seen it back.
+		a.joinedFrom.Store(math.MaxInt64)
 		a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
 		a.viewChanged()
+		defer func() { a.settleJoin(refreshed) }()
 	case err != nil:
 		hb.since = time.Time{}
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
@@ -362,7 +370,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			a.log.Warn("expiring dead agents failed", "err", err)
 		}
 	}
-	a.refreshMembers(ctx)
+	refreshed = a.refreshMembers(ctx)
 }
 
 // Coordinator is the consumer-group placement (agent/groups.Placement): a
@@ -372,7 +380,9 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 // coordinator's listener for that zone. It fails while the agent is not
 // registered (before start, or while another process holds its id) and
 // while its coordination lease has lapsed (lease.go): the agent then
-// coordinates no group, and names no coordinator.
+// coordinates no group, and names no coordinator. For a group placed on
+// this agent before its join has settled (lease.go) it names this agent
+// with groups.ErrJoining.
 func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int32, error) {
 	m := a.members.Load()
 	if !m.registered {
@@ -388,6 +398,9 @@ func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int
 	ag := pick(agents, []byte(key))
 	zone, _ := ctx.Value(listenerZoneKey{}).(string)
 	host, port := agentAddr(ag, zone)
+	if ag.NodeID == m.self.NodeID && !a.JoinSettled() {
+		return ag.NodeID, host, port, groups.ErrJoining
+	}
 	return ag.NodeID, host, port, nil
 }
 

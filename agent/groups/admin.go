@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -43,7 +44,7 @@ func (c *Coordinator) findCoordinator(ctx context.Context, req *kmsg.FindCoordin
 				break
 			}
 			node, host, port, err := c.place.Coordinator(ctx, key)
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrJoining) {
 				c.warnPlacement(key, err)
 				rc.ErrorCode = kerr.CoordinatorNotAvailable.Code
 				rc.ErrorMessage = kmsg.StringPtr("no coordinator available: " + err.Error())

@@ -3,6 +3,7 @@ package groups
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -25,11 +26,20 @@ import (
 // changes should also implement ViewEpocher.
 type Placement interface {
 	// Coordinator returns the node that coordinates key (a group id): node
-	// id, host, port.
+	// id, host, port. With ErrJoining (wrapped or not) it names this node,
+	// which will coordinate key but may not yet.
 	Coordinator(ctx context.Context, key string) (nodeID int32, host string, port int32, err error)
 	// Self is this agent's node id.
 	Self() int32
 }
+
+// ErrJoining is Placement's error, naming this node, for a group that is
+// this node's but that it must not serve yet: it joined the fleet so
+// recently that an agent which has not seen it join may still serve the
+// group. FindCoordinator names this node (clients come here), and the
+// group's requests get COORDINATOR_LOAD_IN_PROGRESS, which clients retry,
+// until the join has settled.
+var ErrJoining = errors.New("groups: this agent joined the fleet too recently to take groups over")
 
 // API is one API key this package serves and the versions it serves.
 type API struct {
@@ -294,7 +304,10 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 		return kerr.NotCoordinator.Code
 	}
 	node, _, _, err := c.place.Coordinator(ctx, id)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrJoining):
+		return kerr.CoordinatorLoadInProgress.Code
+	case err != nil:
 		c.warnPlacement(id, err)
 		return kerr.CoordinatorNotAvailable.Code
 	}
@@ -617,6 +630,10 @@ func (c *Coordinator) dropMovedGroups(ctx context.Context) {
 	for _, id := range c.groupIDs() {
 		node, _, _, err := c.place.Coordinator(ctx, id)
 		switch {
+		case errors.Is(err, ErrJoining):
+			// Nothing of it should be in memory yet; whatever is, is
+			// loaded afresh once the join settles.
+			c.drop(id)
 		case err != nil:
 			unplaced++
 			placeErr = err

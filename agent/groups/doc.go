@@ -68,6 +68,10 @@
 //     in memory are dropped once Run learns of it (ViewChanged, or the next
 //     ownership check): they are loaded from the catalog when placement
 //     is back.
+//   - While Placement names this node with ErrJoining (the agent joined
+//     the fleet too recently), the group's requests get
+//     COORDINATOR_LOAD_IN_PROGRESS and change nothing, and
+//     FindCoordinator names this node.
 //   - Commits are fenced like Kafka's: a classic member must name the
 //     current generation and a member of it (ILLEGAL_GENERATION,
 //     UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID otherwise); a KIP-848 member

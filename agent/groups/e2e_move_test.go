@@ -46,9 +46,14 @@ func TestE2ECoordinatorMoveKeepsAssignment(t *testing.T) {
 			}
 			addrs := strings.Join(addrList, ",")
 			createTopic(t, addrs, "t")
-			waitUntil(t, 10*time.Second, "all agents are live", func() bool {
-				md, err := kadm.NewClient(client(t, addrs)).BrokerMetadata(context.Background())
-				return err == nil && len(md.Brokers) == 3
+			waitUntil(t, 10*time.Second, "all agents are live and serve their groups", func() bool {
+				for _, a := range agents {
+					md, err := kadm.NewClient(client(t, a.Addr)).BrokerMetadata(context.Background())
+					if err != nil || len(md.Brokers) != 3 || !a.Agent.JoinSettled() {
+						return false
+					}
+				}
+				return true
 			})
 			const perPhase = 300
 			produce(t, addrs, "t", 0, perPhase)

@@ -63,10 +63,10 @@ func startMember(t *testing.T, cat catalog.Catalog, bucket objstore.Bucket, zone
 // waitFleet waits until every member lists exactly the live members.
 func waitFleet(t *testing.T, members ...*member) {
 	t.Helper()
-	waitUntil(t, 10*time.Second, fmt.Sprintf("all agents list the %d live ones", len(members)), func() bool {
+	waitUntil(t, 10*time.Second, fmt.Sprintf("all agents list the %d live ones and serve their groups", len(members)), func() bool {
 		for _, m := range members {
 			md := metadata(t, m.Addr, "", nil)
-			if len(md.Brokers) != len(members) {
+			if len(md.Brokers) != len(members) || !m.Agent.Agent.JoinSettled() {
 				return false
 			}
 		}

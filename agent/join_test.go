@@ -1,0 +1,149 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/agent"
+	"github.com/floebroker/floe/agent/groups"
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// TestJoiningAgentWaitsToServe: agent B joins a fleet where A serves
+// groups. A sees B only at its next view refresh, up to a heartbeat
+// interval later, and serves the groups that move to B until then. B
+// names itself for them at once but serves them only once its join has
+// settled, so at no time do both answer a member of one group; then B
+// serves the member from the state A stored, at its generation. Without
+// the settle, B loaded the group and answered while A still did.
+func TestJoiningAgentWaitsToServe(t *testing.T) {
+	ctx := context.Background()
+	cat, bkt := sharedStores(t)
+	// A long heartbeat interval makes A's stale view last long enough to
+	// be seen: A refreshes it once a second.
+	const hb = time.Second
+	start := func() *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir: t.TempDir(), Catalog: cat, Bucket: bkt,
+			Config: func(c *agent.Config) {
+				c.HeartbeatInterval, c.AgentTTL = hb, 10*hb
+				c.Groups.InitialRebalanceDelay = 10 * time.Millisecond
+			},
+		})
+	}
+	a := start()
+	if _, _, _, err := a.Agent.Coordinator(ctx, "g"); err != nil {
+		t.Fatalf("the first agent of a fleet does not serve groups at once: %v", err)
+	}
+
+	// One member in each of several groups, all served by A.
+	type member struct {
+		group, id  string
+		generation int32
+	}
+	connA := floetest.Dial(t, a.Addr)
+	var members []member
+	for i := range 16 {
+		group := fmt.Sprintf("join-%d", i)
+		join := kmsg.NewPtrJoinGroupRequest()
+		join.Version, join.Group, join.ProtocolType = 3, group, "consumer"
+		join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 60_000, 60_000
+		proto := kmsg.NewJoinGroupRequestProtocol()
+		proto.Name, proto.Metadata = "range", []byte{0, 0, 0, 0, 0, 0, 0, 0}
+		join.Protocols = append(join.Protocols, proto)
+		resp, err := connA.Request(join)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := resp.(*kmsg.JoinGroupResponse)
+		if joined.ErrorCode != 0 {
+			t.Fatalf("join %s through A: %v", group, kerr.ErrorForCode(joined.ErrorCode))
+		}
+		sync := kmsg.NewPtrSyncGroupRequest()
+		sync.Version, sync.Group, sync.Generation, sync.MemberID = 3, group, joined.Generation, joined.MemberID
+		assign := kmsg.NewSyncGroupRequestGroupAssignment()
+		assign.MemberID, assign.MemberAssignment = joined.MemberID, []byte{0, 0, 0, 0, 0, 0, 0, 0}
+		sync.GroupAssignment = append(sync.GroupAssignment, assign)
+		if resp, err := connA.Request(sync); err != nil || resp.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
+			t.Fatalf("sync %s through A: %v %v", group, err, resp)
+		}
+		members = append(members, member{group, joined.MemberID, joined.Generation})
+	}
+
+	b := start()
+	joinedAt := time.Now()
+	// A group B's view places on B: B names itself for it, and does not
+	// serve it yet.
+	var m member
+	for _, c := range members {
+		node, _, _, err := b.Agent.Coordinator(ctx, c.group)
+		if node == b.Agent.NodeID() {
+			if !errors.Is(err, groups.ErrJoining) {
+				t.Fatalf("the joining agent is placed %s with %v, want groups.ErrJoining", c.group, err)
+			}
+			m = c
+			break
+		}
+	}
+	if m.group == "" {
+		t.Fatal("no group moves to the joining agent")
+	}
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.Version, find.CoordinatorKey = 3, m.group
+	connB := floetest.Dial(t, b.Addr)
+	if resp, err := connB.Request(find); err != nil {
+		t.Fatal(err)
+	} else if r := resp.(*kmsg.FindCoordinatorResponse); r.ErrorCode != 0 || r.NodeID != b.Agent.NodeID() {
+		t.Fatalf("FindCoordinator at the joining agent: %v, node %d (want itself, %d)", kerr.ErrorForCode(r.ErrorCode), r.NodeID, b.Agent.NodeID())
+	}
+
+	heartbeat := func(conn *floetest.Conn) int16 {
+		r := kmsg.NewPtrHeartbeatRequest()
+		r.Version, r.Group, r.Generation, r.MemberID = 3, m.group, m.generation, m.id
+		resp, err := conn.Request(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.HeartbeatResponse).ErrorCode
+	}
+	// Ask B, then A, until B serves: A may serve until B first does,
+	// never after, and B only once its join settled.
+	var aServed, bServed time.Time
+	for deadline := time.Now().Add(10 * hb); bServed.IsZero(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the joining agent never served the group")
+		}
+		sent := time.Now()
+		switch code := heartbeat(connB); code {
+		case 0:
+			bServed = sent
+		case kerr.CoordinatorLoadInProgress.Code:
+		default:
+			t.Fatalf("B answered a heartbeat with %v before serving the group", kerr.ErrorForCode(code))
+		}
+		sent = time.Now()
+		switch code := heartbeat(connA); code {
+		case 0:
+			if !bServed.IsZero() {
+				t.Fatalf("A served the group %v after B first did", sent.Sub(bServed))
+			}
+			aServed = sent
+		case kerr.NotCoordinator.Code:
+		default:
+			t.Fatalf("A answered a heartbeat with %v", kerr.ErrorForCode(code))
+		}
+	}
+	t.Logf("B joined; A served until %v, B from %v", aServed.Sub(joinedAt), bServed.Sub(joinedAt))
+	if settle := bServed.Sub(joinedAt); settle < 2*hb-hb/2 {
+		t.Errorf("B served %v after it joined, before its join settled (%v)", settle, 2*hb)
+	}
+	if code := heartbeat(connA); code != kerr.NotCoordinator.Code {
+		t.Errorf("A answered %v after B took the group over", kerr.ErrorForCode(code))
+	}
+}
