@@ -29,13 +29,10 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 		ot := kmsg.NewDeleteTopicsResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
 		name := ""
-		var id catalog.TopicID // zero: unknown
+		var id catalog.TopicID // by id: the topic's; by name: zero
 		switch {
 		case rt.Topic != nil && *rt.Topic != "":
 			name = *rt.Topic
-			if t, err := a.cat.Topic(ctx, name); err == nil {
-				id = t.ID
-			}
 		case !catalog.TopicID(rt.TopicID).IsZero():
 			t, err := a.cat.TopicByID(ctx, rt.TopicID)
 			if err != nil {
@@ -55,20 +52,24 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			resp.Topics = append(resp.Topics, ot)
 			continue
 		}
-		if err := a.cat.DeleteTopic(ctx, name); err != nil {
+		// By id, the delete removes that topic only: another created
+		// under the name since the lookup stays.
+		deleted, err := a.cat.DeleteTopic(ctx, name, id)
+		switch {
+		case errors.Is(err, catalog.ErrUnknownTopic) && !id.IsZero():
+			ot.Topic, ot.ErrorCode = nil, kerr.UnknownTopicID.Code
+		case err != nil:
 			code, msg := adminErr(err)
 			if code == kerr.UnknownServerError.Code {
 				a.log.Warn("delete topic failed", "topic", name, "err", err)
 			}
 			ot.ErrorCode, ot.ErrorMessage = code, kmsg.StringPtr(msg)
-		} else {
-			a.log.Info("deleted topic", "topic", name)
-			if !id.IsZero() {
-				a.tail.forgetTopic(id)
-				// Kafka names the deleted topic's id whichever way
-				// it was asked for (v6+).
-				ot.TopicID = id
-			}
+		default:
+			a.log.Info("deleted topic", "topic", name, "id", fmtTopicID(deleted))
+			a.tail.forgetTopic(deleted)
+			// Kafka names the deleted topic's id whichever way it was
+			// asked for (v6+).
+			ot.TopicID = deleted
 		}
 		a.topics.forget(name)
 		a.groups.ForgetTopic(name)

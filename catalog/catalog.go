@@ -210,10 +210,14 @@ type Agent struct {
 type Catalog interface {
 	// Topics.
 	CreateTopic(ctx context.Context, spec TopicSpec) (Topic, error)
-	// DeleteTopic removes the topic with its partitions, batch rows,
-	// producer state and the offsets groups committed for it (a topic
-	// created again under the name starts with none, as in Kafka).
-	DeleteTopic(ctx context.Context, name string) error
+	// DeleteTopic removes the topic named name with its partitions, batch
+	// rows, producer state and the offsets groups committed for it (a
+	// topic created again under the name starts with none, as in Kafka),
+	// and returns its id. With a non-zero id it removes the topic only if
+	// its id is id, and is ErrUnknownTopic otherwise: a caller that found
+	// the topic by id never deletes another topic created since under the
+	// name.
+	DeleteTopic(ctx context.Context, name string, id TopicID) (TopicID, error)
 	Topic(ctx context.Context, name string) (Topic, error)
 	TopicByID(ctx context.Context, id TopicID) (Topic, error)
 	ListTopics(ctx context.Context) ([]Topic, error)

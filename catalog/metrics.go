@@ -127,9 +127,9 @@ func (i *instrumented) CreateTopic(ctx context.Context, spec TopicSpec) (t Topic
 	return i.c.CreateTopic(ctx, spec)
 }
 
-func (i *instrumented) DeleteTopic(ctx context.Context, name string) (err error) {
+func (i *instrumented) DeleteTopic(ctx context.Context, name string, id TopicID) (deleted TopicID, err error) {
 	defer func(s time.Time) { i.m.observe("delete_topic", s, err) }(time.Now())
-	return i.c.DeleteTopic(ctx, name)
+	return i.c.DeleteTopic(ctx, name, id)
 }
 
 func (i *instrumented) Topic(ctx context.Context, name string) (t Topic, err error) {

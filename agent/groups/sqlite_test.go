@@ -99,7 +99,7 @@ func TestCommitAfterTopicDeletedElsewhere(t *testing.T) {
 	h := newHarnessOn(t, cat)
 	codes := commitCodes(h.do(commitReq("g", "", -1, "gone", map[int32]int64{0: 5})).(*kmsg.OffsetCommitResponse))
 	errIs(t, "commit before the delete", codes["gone/0"], nil)
-	if err := cat.DeleteTopic(ctx, "gone"); err != nil {
+	if _, err := cat.DeleteTopic(ctx, "gone", catalog.TopicID{}); err != nil {
 		t.Fatal(err)
 	}
 

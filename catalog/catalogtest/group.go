@@ -226,7 +226,7 @@ func testGroupUnknownPartition(t *testing.T, c catalog.Catalog) {
 	topic := createTopic(t, c, "t", 2, nil)
 	gone := createTopic(t, c, "gone", 1, nil)
 	commit(t, c, segment(batch(tpOf(gone, 0), 1, 1)))
-	noErr(t, c.DeleteTopic(ctx(t), "gone"), "DeleteTopic")
+	noErr(t, deleteTopic(t, c, "gone"), "DeleteTopic")
 	p0, p1 := tpOf(topic, 0), tpOf(topic, 1)
 	segs := []catalog.Segment{
 		segment(batch(p0, 1, 1), batch(p1, 2, 1)),

@@ -61,7 +61,7 @@ func testCommitUnknownPartitions(t *testing.T, c catalog.Catalog) {
 	// After DeleteTopic the topic's offsets are gone and stay gone: a
 	// commit from a caller that still believes in the topic is refused,
 	// and the topic created again under the name starts with none.
-	noErr(t, c.DeleteTopic(ctx(t), "a"), "DeleteTopic")
+	noErr(t, deleteTopic(t, c, "a"), "DeleteTopic")
 	refused, err = c.CommitOffsets(ctx(t), "g", []catalog.GroupOffset{{Topic: "a", Partition: 0, Offset: 7, LeaderEpoch: -1}})
 	noErr(t, err, "CommitOffsets after delete")
 	if !slices.Equal(refused, []catalog.GroupPartition{{Topic: "a", Partition: 0}}) {
@@ -130,7 +130,7 @@ func testCommitRacesDeleteTopic(t *testing.T, c catalog.Catalog) {
 		for range committers {
 			<-started
 		}
-		noErr(t, c.DeleteTopic(ctx(t), "race"), "DeleteTopic")
+		noErr(t, deleteTopic(t, c, "race"), "DeleteTopic")
 		close(stop)
 		wg.Wait()
 		for _, err := range errs {

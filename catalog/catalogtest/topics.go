@@ -19,6 +19,7 @@ var topicTests = []namedTest{
 	{"UnstorableName", testUnstorableName},
 	{"ConcurrentCreate", testConcurrentCreate},
 	{"Delete", testDeleteTopic},
+	{"DeleteByID", testDeleteTopicByID},
 	{"CreatePartitions", testCreatePartitions},
 	{"AlterConfigs", testAlterConfigs},
 	{"ReplaceConfigs", testReplaceConfigs},
@@ -106,7 +107,7 @@ func testUnknownTopic(t *testing.T, c catalog.Catalog) {
 	wantErr(t, err, catalog.ErrUnknownTopic, "Topic")
 	_, err = c.TopicByID(ctx(t), catalog.TopicID{1, 2, 3})
 	wantErr(t, err, catalog.ErrUnknownTopic, "TopicByID")
-	wantErr(t, c.DeleteTopic(ctx(t), "nope"), catalog.ErrUnknownTopic, "DeleteTopic")
+	wantErr(t, deleteTopic(t, c, "nope"), catalog.ErrUnknownTopic, "DeleteTopic")
 	wantErr(t, c.CreatePartitions(ctx(t), "nope", 4), catalog.ErrUnknownTopic, "CreatePartitions")
 	_, err = c.AlterTopicConfigs(ctx(t), "nope", []catalog.ConfigOp{{Key: "retention.ms", Value: "1"}})
 	wantErr(t, err, catalog.ErrUnknownTopic, "AlterTopicConfigs")
@@ -134,7 +135,7 @@ func testUnstorableName(t *testing.T, c catalog.Catalog) {
 	for _, name := range []string{"t\x00", "\xff\xfe", "t\x00\xff"} {
 		_, err := c.Topic(ctx(t), name)
 		wantErr(t, err, catalog.ErrUnknownTopic, fmt.Sprintf("Topic(%q)", name))
-		wantErr(t, c.DeleteTopic(ctx(t), name), catalog.ErrUnknownTopic, fmt.Sprintf("DeleteTopic(%q)", name))
+		wantErr(t, deleteTopic(t, c, name), catalog.ErrUnknownTopic, fmt.Sprintf("DeleteTopic(%q)", name))
 		wantErr(t, c.CreatePartitions(ctx(t), name, 4), catalog.ErrUnknownTopic, fmt.Sprintf("CreatePartitions(%q)", name))
 		_, err = c.AlterTopicConfigs(ctx(t), name, []catalog.ConfigOp{{Key: "retention.ms", Value: "1"}})
 		wantErr(t, err, catalog.ErrUnknownTopic, fmt.Sprintf("AlterTopicConfigs(%q)", name))
@@ -180,7 +181,7 @@ func testDeleteTopic(t *testing.T, c catalog.Catalog) {
 		{Topic: "doomed", Partition: 1, Offset: 1, LeaderEpoch: -1},
 		{Topic: "kept", Partition: 0, Offset: 2, LeaderEpoch: -1},
 	})
-	noErr(t, c.DeleteTopic(ctx(t), "doomed"), "DeleteTopic")
+	noErr(t, deleteTopic(t, c, "doomed"), "DeleteTopic")
 	_, err := c.Topic(ctx(t), "doomed")
 	wantErr(t, err, catalog.ErrUnknownTopic, "Topic after delete")
 	// The topic's committed offsets go with it (as Kafka deletes them), so
@@ -296,4 +297,33 @@ func testReplaceConfigs(t *testing.T, c catalog.Catalog) {
 	if len(got.Configs) != 0 {
 		t.Fatalf("configs after clearing: %v", got.Configs)
 	}
+}
+
+// testDeleteTopicByID: a delete that names the topic's id removes that
+// topic only. A caller that looked the name up by id and deletes by name
+// must not delete a topic created since under the name.
+func testDeleteTopicByID(t *testing.T, c catalog.Catalog) {
+	old := createTopic(t, c, "again", 1, nil)
+	got, err := c.DeleteTopic(ctx(t), "again", old.ID)
+	noErr(t, err, "DeleteTopic by id")
+	if got != old.ID {
+		t.Fatalf("DeleteTopic returned id %x, want %x", got, old.ID)
+	}
+	cur := createTopic(t, c, "again", 1, nil)
+	_, err = c.DeleteTopic(ctx(t), "again", old.ID)
+	wantErr(t, err, catalog.ErrUnknownTopic, "DeleteTopic with the deleted topic's id")
+	if still, err := c.Topic(ctx(t), "again"); err != nil || still.ID != cur.ID {
+		t.Fatalf("the topic created again is %+v, %v after a delete by the old id; want it kept", still, err)
+	}
+	got, err = c.DeleteTopic(ctx(t), "again", catalog.TopicID{})
+	noErr(t, err, "DeleteTopic by name")
+	if got != cur.ID {
+		t.Fatalf("DeleteTopic by name returned id %x, want %x", got, cur.ID)
+	}
+}
+
+// deleteTopic deletes the topic named name, whatever its id.
+func deleteTopic(t *testing.T, c catalog.Catalog, name string) error {
+	_, err := c.DeleteTopic(ctx(t), name, catalog.TopicID{})
+	return err
 }

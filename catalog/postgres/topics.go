@@ -99,9 +99,9 @@ func (c *Catalog) learnTopic(t catalog.Topic) {
 // state and the offsets groups committed for it (as Kafka does, so a topic
 // created again under the name is not read from the old one's offsets). Its
 // objects stay until garbage collection finds them unreferenced.
-func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.TopicID) (catalog.TopicID, error) {
 	if !storable(name) {
-		return fmt.Errorf("catalog: delete topic %q: %w", name, catalog.ErrUnknownTopic)
+		return catalog.TopicID{}, fmt.Errorf("catalog: delete topic %q: %w", name, catalog.ErrUnknownTopic)
 	}
 	var id [16]byte
 	err := c.tx(ctx, func(tx pgx.Tx) error {
@@ -109,7 +109,7 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 		// (they lock its row FOR KEY SHARE, see CommitOffsets); later ones
 		// will not find it.
 		err := tx.QueryRow(ctx, `SELECT id FROM topics WHERE name = $1 FOR UPDATE`, name).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !want.IsZero() && catalog.TopicID(id) != want) {
 			return catalog.ErrUnknownTopic
 		}
 		if err != nil {
@@ -131,10 +131,10 @@ WHERE g.group_id = l.group_id AND g.topic = $1 AND g.partition = l.partition`, n
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
+		return catalog.TopicID{}, fmt.Errorf("catalog: delete topic %q: %w", name, err)
 	}
 	c.forgetPartitions([]catalog.TopicPartition{{TopicID: id}})
-	return nil
+	return id, nil
 }
 
 // Topic returns the topic named name, or ErrUnknownTopic.

@@ -83,7 +83,8 @@ INSERT INTO partitions (topic_id, partition) SELECT ?1, p FROM s`, id[:], spec.P
 // state and the offsets groups committed for it (as Kafka does, so a topic
 // created again under the name is not read from the old one's offsets). Its
 // objects stay until garbage collection finds them unreferenced.
-func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
+func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.TopicID) (catalog.TopicID, error) {
+	var deleted catalog.TopicID
 	err := c.write(ctx, func(tx *sql.Tx) error {
 		var id []byte
 		err := tx.QueryRowContext(ctx, `SELECT id FROM topics WHERE name = ?1`, name).Scan(&id)
@@ -92,6 +93,13 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if len(id) != len(deleted) {
+			return fmt.Errorf("topic id of %d bytes", len(id))
+		}
+		copy(deleted[:], id)
+		if !want.IsZero() && deleted != want {
+			return catalog.ErrUnknownTopic
 		}
 		for _, q := range []string{
 			`DELETE FROM batches WHERE topic_id = ?1`,
@@ -107,9 +115,9 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: delete topic %q: %w", name, err)
+		return catalog.TopicID{}, fmt.Errorf("catalog: delete topic %q: %w", name, err)
 	}
-	return nil
+	return deleted, nil
 }
 
 func (c *Catalog) topicWhere(ctx context.Context, op, where string, arg any) (catalog.Topic, error) {
