@@ -51,28 +51,7 @@ func TestJoiningAgentWaitsToServe(t *testing.T) {
 	var members []member
 	for i := range 16 {
 		group := fmt.Sprintf("join-%d", i)
-		join := kmsg.NewPtrJoinGroupRequest()
-		join.Version, join.Group, join.ProtocolType = 3, group, "consumer"
-		join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 60_000, 60_000
-		proto := kmsg.NewJoinGroupRequestProtocol()
-		proto.Name, proto.Metadata = "range", []byte{0, 0, 0, 0, 0, 0, 0, 0}
-		join.Protocols = append(join.Protocols, proto)
-		resp, err := connA.Request(join)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joined := resp.(*kmsg.JoinGroupResponse)
-		if joined.ErrorCode != 0 {
-			t.Fatalf("join %s through A: %v", group, kerr.ErrorForCode(joined.ErrorCode))
-		}
-		sync := kmsg.NewPtrSyncGroupRequest()
-		sync.Version, sync.Group, sync.Generation, sync.MemberID = 3, group, joined.Generation, joined.MemberID
-		assign := kmsg.NewSyncGroupRequestGroupAssignment()
-		assign.MemberID, assign.MemberAssignment = joined.MemberID, []byte{0, 0, 0, 0, 0, 0, 0, 0}
-		sync.GroupAssignment = append(sync.GroupAssignment, assign)
-		if resp, err := connA.Request(sync); err != nil || resp.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
-			t.Fatalf("sync %s through A: %v %v", group, err, resp)
-		}
+		_, joined := joinAlone(t, connA, group, 60_000)
 		members = append(members, member{group, joined.MemberID, joined.Generation})
 	}
 
@@ -146,4 +125,34 @@ func TestJoiningAgentWaitsToServe(t *testing.T) {
 	if code := heartbeat(connA); code != kerr.NotCoordinator.Code {
 		t.Errorf("A answered %v after B took the group over", kerr.ErrorForCode(code))
 	}
+}
+
+// joinAlone joins group through conn as its only member, which leads it,
+// and syncs it: the group is Stable. It returns the JoinGroup request (to
+// send again) and its answer.
+func joinAlone(t *testing.T, conn *floetest.Conn, group string, timeoutMs int32) (*kmsg.JoinGroupRequest, *kmsg.JoinGroupResponse) {
+	t.Helper()
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version, join.Group, join.ProtocolType = 3, group, "consumer"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = timeoutMs, timeoutMs
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name, proto.Metadata = "range", []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	join.Protocols = append(join.Protocols, proto)
+	resp, err := conn.Request(join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := resp.(*kmsg.JoinGroupResponse)
+	if joined.ErrorCode != 0 || joined.LeaderID != joined.MemberID {
+		t.Fatalf("join %s: %v, leader %q, member %q", group, kerr.ErrorForCode(joined.ErrorCode), joined.LeaderID, joined.MemberID)
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Version, sync.Group, sync.Generation, sync.MemberID = 3, group, joined.Generation, joined.MemberID
+	assign := kmsg.NewSyncGroupRequestGroupAssignment()
+	assign.MemberID, assign.MemberAssignment = joined.MemberID, []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	sync.GroupAssignment = append(sync.GroupAssignment, assign)
+	if resp, err := conn.Request(sync); err != nil || resp.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
+		t.Fatalf("sync %s: %v %v", group, err, resp)
+	}
+	return join, joined
 }

@@ -424,28 +424,7 @@ func TestCutOffCoordinatorStopsFirst(t *testing.T) {
 
 	// One member, joined and synced through A.
 	connA := floetest.Dial(t, a.Addr)
-	join := kmsg.NewPtrJoinGroupRequest()
-	join.Version, join.Group, join.ProtocolType = 3, group, "consumer"
-	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 30_000, 30_000
-	proto := kmsg.NewJoinGroupRequestProtocol()
-	proto.Name, proto.Metadata = "range", []byte{0, 0, 0, 0, 0, 0, 0, 0}
-	join.Protocols = append(join.Protocols, proto)
-	resp, err := connA.Request(join)
-	if err != nil {
-		t.Fatal(err)
-	}
-	joined := resp.(*kmsg.JoinGroupResponse)
-	if joined.ErrorCode != 0 || joined.LeaderID != joined.MemberID {
-		t.Fatalf("join through A: %v, leader %q, member %q", kerr.ErrorForCode(joined.ErrorCode), joined.LeaderID, joined.MemberID)
-	}
-	sync := kmsg.NewPtrSyncGroupRequest()
-	sync.Version, sync.Group, sync.Generation, sync.MemberID = 3, group, joined.Generation, joined.MemberID
-	assign := kmsg.NewSyncGroupRequestGroupAssignment()
-	assign.MemberID, assign.MemberAssignment = joined.MemberID, []byte{0, 0, 0, 0, 0, 0, 0, 0}
-	sync.GroupAssignment = append(sync.GroupAssignment, assign)
-	if resp, err := connA.Request(sync); err != nil || resp.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
-		t.Fatalf("sync through A: %v %v", err, resp)
-	}
+	join, joined := joinAlone(t, connA, group, 30_000)
 	heartbeat := func(conn *floetest.Conn) int16 {
 		r := kmsg.NewPtrHeartbeatRequest()
 		r.Version, r.Group, r.Generation, r.MemberID = 3, group, joined.Generation, joined.MemberID
