@@ -283,6 +283,12 @@ type Catalog interface {
 	// is nil. Partitions without a committed offset are absent.
 	FetchOffsets(ctx context.Context, group string, parts []GroupPartition) ([]GroupOffset, error)
 	DeleteOffsets(ctx context.Context, group string, parts []GroupPartition) error
+	// ExpireOffsets deletes the committed offsets older than before of
+	// every group whose latest commit is older than before and that has
+	// no coordinator state (no members: see SaveGroupState), and returns
+	// how many groups it expired (Kafka's offsets.retention.minutes,
+	// KIP-211). An offset committed meanwhile is kept.
+	ExpireOffsets(ctx context.Context, before time.Time) (groups int, err error)
 	// DeleteGroup removes every offset of the group and its coordinator
 	// state (see SaveGroupState).
 	DeleteGroup(ctx context.Context, group string) error

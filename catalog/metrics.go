@@ -246,6 +246,11 @@ func (i *instrumented) DeleteOffsets(ctx context.Context, group string, parts []
 	return i.c.DeleteOffsets(ctx, group, parts)
 }
 
+func (i *instrumented) ExpireOffsets(ctx context.Context, before time.Time) (n int, err error) {
+	defer func(s time.Time) { i.m.observe("expire_offsets", s, err) }(time.Now())
+	return i.c.ExpireOffsets(ctx, before)
+}
+
 func (i *instrumented) DeleteGroup(ctx context.Context, group string) (err error) {
 	defer func(s time.Time) { i.m.observe("delete_group", s, err) }(time.Now())
 	return i.c.DeleteGroup(ctx, group)

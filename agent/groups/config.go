@@ -75,6 +75,13 @@ type Config struct {
 	// change at most this late.
 	TopicCacheTTL time.Duration
 
+	// OffsetsRetention is how long the committed offsets of a group
+	// without members are kept after its last commit
+	// (offsets.retention.minutes, KIP-211); a group with members keeps
+	// them however old. Run checks every OffsetsRetention/2, at most
+	// every 10 minutes (offsets.retention.check.interval.ms).
+	OffsetsRetention time.Duration
+
 	// OwnershipCheckInterval is how often Run asks Placement whether this
 	// node still coordinates each group in memory, dropping those that
 	// moved, so members that have not noticed yet get NOT_COORDINATOR.
@@ -98,6 +105,7 @@ const (
 	DefaultConsumerSessionTimeout    = 45 * time.Second
 	DefaultTopicCacheTTL             = 2 * time.Second
 	DefaultOwnershipCheckInterval    = 5 * time.Second
+	DefaultOffsetsRetention          = 7 * 24 * time.Hour
 )
 
 // Assignor names.
@@ -122,6 +130,7 @@ func DefaultConfig() Config {
 		ConsumerAssignors:         []string{AssignorUniform, AssignorRange},
 		TopicCacheTTL:             DefaultTopicCacheTTL,
 		OwnershipCheckInterval:    DefaultOwnershipCheckInterval,
+		OffsetsRetention:          DefaultOffsetsRetention,
 		Now:                       time.Now,
 	}
 }
@@ -165,6 +174,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OwnershipCheckInterval == 0 {
 		c.OwnershipCheckInterval = d.OwnershipCheckInterval
+	}
+	if c.OffsetsRetention == 0 {
+		c.OffsetsRetention = d.OffsetsRetention
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -212,6 +224,9 @@ func (c Config) Validate() error {
 	if c.OwnershipCheckInterval < 0 {
 		errs = append(errs, fmt.Errorf("ownership check interval %v is negative", c.OwnershipCheckInterval))
 	}
+	if c.OffsetsRetention < time.Second {
+		errs = append(errs, fmt.Errorf("offsets retention %v is below a second", c.OffsetsRetention))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("groups: config: %w", err)
 	}
@@ -243,6 +258,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 		return nil
 	})
 	fs.DurationVar(&c.TopicCacheTTL, prefix+"topic-cache-ttl", c.TopicCacheTTL, "how stale the coordinator's view of topics may be")
+	fs.DurationVar(&c.OffsetsRetention, prefix+"offsets-retention", c.OffsetsRetention, "how long a group without members keeps its committed offsets after its last commit, offsets.retention.minutes")
 	fs.DurationVar(&c.OwnershipCheckInterval, prefix+"ownership-check-interval", c.OwnershipCheckInterval, "how often to drop groups this agent no longer coordinates")
 }
 

@@ -169,8 +169,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer c.shutdown()
 	ownership := time.NewTicker(c.cfg.OwnershipCheckInterval)
 	defer ownership.Stop()
-	// Lag is computed apart from the timer loop: its catalog reads must
-	// not delay session expiries.
+	// Lag and offset retention run apart from the timer loop: their
+	// catalog calls must not delay session expiries.
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
 	go func() {
@@ -178,6 +178,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.lagLoop(lagCtx)
 	}()
 	defer func() { stopLag(); <-lagDone }()
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		c.retentionLoop(lagCtx)
+	}()
+	defer func() { stopLag(); <-retentionDone }()
 	for {
 		wait := c.timers.untilNext(c.cfg.Now())
 		t := time.NewTimer(wait)

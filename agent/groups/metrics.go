@@ -17,6 +17,7 @@ type metrics struct {
 	commitSeconds    prometheus.Histogram
 	errors           *prometheus.CounterVec
 	stateOps         *prometheus.CounterVec
+	expired          prometheus.Counter
 	// lag is nil without a registry (nothing would read it).
 	lag *prometheus.GaugeVec
 }
@@ -53,6 +54,10 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 			Name: "floe_groups_state_ops_total",
 			Help: "Catalog operations on stored group state, by op (load, claim, save, delete) and result (ok, none, stale, corrupt, conflict, too_large, error).",
 		}, []string{"op", "result"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_groups_offsets_expired_total",
+			Help: "Groups without members whose committed offsets expired (--group.offsets-retention after their last commit), counted by the agent whose check deleted them.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 		Help: "Records between a group's committed offsets and the high watermarks, summed over the topic's partitions (groups this coordinator holds; recomputed every 30s).",
 	}, []string{"group", "topic"})
 	reg.MustRegister(m.lag)
-	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors, m.stateOps,
+	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors, m.stateOps, m.expired,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_groups_groups",
 			Help: "Groups held in memory by this coordinator (groups with members and recently emptied ones).",

@@ -131,3 +131,37 @@ func BenchmarkOffsetCommitSQLite(b *testing.B) {
 	h := newHarnessOn(b, cat, func(c *Config) { c.Now = time.Now })
 	benchCommits(b, h)
 }
+
+// TestOffsetsRetention: the offsets of a group without members expire
+// OffsetsRetention after its last commit; a stable group's are kept
+// however old, as Kafka keeps them (KIP-211).
+func TestOffsetsRetention(t *testing.T) {
+	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessOn(t, cat, func(c *Config) { c.OffsetsRetention = 2 * time.Second })
+	ids, gen := h.stableGroup("members", 1)
+	codes := commitCodes(h.do(commitReq("members", ids[0], gen, "t", map[int32]int64{0: 10})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "member commit", codes["t/0"], nil)
+	codes = commitCodes(h.do(commitReq("simple", "", -1, "t", map[int32]int64{1: 5})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "simple commit", codes["t/1"], nil)
+	h.advance(3 * time.Second) // past the retention, within the member's session
+	offsets := func(group string) int {
+		got, err := cat.FetchOffsets(context.Background(), group, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for offsets("simple") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the offsets of a group without members never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := offsets("members"); n != 1 {
+		t.Errorf("a stable group keeps %d offsets past the retention, want 1", n)
+	}
+}

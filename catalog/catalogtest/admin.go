@@ -23,6 +23,7 @@ var producerTests = []namedTest{
 var groupTests = []namedTest{
 	{"Offsets", testGroupOffsets},
 	{"OffsetsOfUnknownPartitions", testCommitUnknownPartitions},
+	{"ExpireOffsets", testExpireOffsets},
 	{"OffsetsRaceDeleteTopic", testCommitRacesDeleteTopic},
 	{"StateCAS", testGroupStateCAS},
 	{"StateSize", testGroupStateSize},

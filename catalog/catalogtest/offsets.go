@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -150,4 +151,44 @@ func testCommitRacesDeleteTopic(t *testing.T, c catalog.Catalog) {
 		}
 	}
 	t.Logf("%d offsets stored, %d refused", stored.Load(), refused.Load())
+}
+
+// testExpireOffsets: the offsets of a group without members whose latest
+// commit is older than the cut-off are deleted; a group with stored
+// coordinator state (members), or with any commit since the cut-off,
+// keeps its offsets. A partition committed after the cut-off is kept even
+// in a group expired otherwise.
+func testExpireOffsets(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "t", 2, nil)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	old, cut := now.Add(-8*24*time.Hour), now.Add(-7*24*time.Hour)
+	at := func(p int32, off int64, when time.Time) catalog.GroupOffset {
+		return catalog.GroupOffset{Topic: "t", Partition: p, Offset: off, LeaderEpoch: -1, CommitTime: when}
+	}
+	commitOffsets(t, c, "abandoned", []catalog.GroupOffset{at(0, 1, old), at(1, 2, old)})
+	commitOffsets(t, c, "recent", []catalog.GroupOffset{at(0, 3, old), at(1, 4, now)})
+	commitOffsets(t, c, "members", []catalog.GroupOffset{at(0, 5, old)})
+	_, err := c.SaveGroupState(ctx(t), "members", 0, []byte("state"))
+	noErr(t, err, "SaveGroupState")
+
+	n, err := c.ExpireOffsets(ctx(t), cut)
+	noErr(t, err, "ExpireOffsets")
+	if n != 1 {
+		t.Errorf("ExpireOffsets expired %d groups, want 1", n)
+	}
+	for group, want := range map[string]int{"abandoned": 0, "recent": 2, "members": 1} {
+		got, err := c.FetchOffsets(ctx(t), group, nil)
+		noErr(t, err, "FetchOffsets "+group)
+		if len(got) != want {
+			t.Errorf("group %s keeps %d offsets after the expiry, want %d: %+v", group, len(got), want, got)
+		}
+	}
+	groups, err := c.ListGroups(ctx(t))
+	noErr(t, err, "ListGroups")
+	if slices.Contains(groups, "abandoned") {
+		t.Errorf("an expired group is still listed: %v", groups)
+	}
+	if n, err := c.ExpireOffsets(ctx(t), cut); err != nil || n != 0 {
+		t.Errorf("a second expiry: %d groups, %v; want none", n, err)
+	}
 }

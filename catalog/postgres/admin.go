@@ -161,6 +161,30 @@ WHERE g.group_id = $1 ORDER BY g.topic, g.partition`, group, topics, ps)
 	return out, nil
 }
 
+// ExpireOffsets deletes the offsets of groups without members (no
+// group_states row) whose latest commit is older than before. The delete
+// re-checks each row's commit time after any row lock it waited for, so
+// a commit racing the expiry keeps its offset.
+func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	err := c.retry(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, `WITH e AS (
+    SELECT o.group_id FROM group_offsets o
+    WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
+    GROUP BY o.group_id HAVING max(o.commit_time) < $1
+), d AS (
+    DELETE FROM group_offsets g USING e
+    WHERE g.group_id = e.group_id AND g.commit_time < $1
+    RETURNING g.group_id
+)
+SELECT count(DISTINCT group_id) FROM d`, before.UTC()).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire offsets: %w", err)
+	}
+	return n, nil
+}
+
 // DeleteOffsets removes the group's offsets for parts.
 func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catalog.GroupPartition) error {
 	topics, ps := groupParts(parts)

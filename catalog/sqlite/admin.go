@@ -168,6 +168,43 @@ func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catal
 	return nil
 }
 
+// ExpireOffsets deletes the offsets of groups without members (no
+// group_states row) whose latest commit is older than before, in one
+// write transaction (the catalog's only writer: no commit interleaves).
+func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	err := c.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT o.group_id FROM group_offsets o
+WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
+GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, micros(before))
+		if err != nil {
+			return err
+		}
+		var groups []string
+		for rows.Next() {
+			var g string
+			if err := rows.Scan(&g); err != nil {
+				rows.Close()
+				return err
+			}
+			groups = append(groups, g)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(groups)
+		return execEach(ctx, tx, `DELETE FROM group_offsets WHERE group_id = ?1 AND commit_time < ?2`, groups,
+			func(g string) []any { return []any{g, micros(before)} })
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire offsets: %w", err)
+	}
+	return n, nil
+}
+
 // DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
