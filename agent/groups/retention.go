@@ -9,8 +9,11 @@ import (
 // committed offsets of a group without members expire OffsetsRetention
 // after its last commit, so the catalog does not keep every group ever
 // used (console consumers with generated ids, renamed applications)
-// forever. A group with members keeps its offsets however old: a group
-// has members exactly while the catalog holds its coordinator state.
+// forever. A group with members keeps its offsets however old: its
+// coordinator stores its state while it has members, and the catalog
+// expires only groups without stored state. (A group whose state is too
+// large to store is the exception: it keeps its offsets by committing
+// within the retention.)
 //
 // Every agent checks, whichever groups it coordinates: the check is one
 // catalog statement over all groups, and checks that overlap delete
