@@ -103,8 +103,10 @@ type Agent struct {
 
 	apis   apiTable
 	budget *requestBudget // request frames held across connections
-	groups *groups.Coordinator
-	topics *topicCache
+	// respBudget: fetch response records held across connections.
+	respBudget *responseBudget
+	groups     *groups.Coordinator
+	topics     *topicCache
 	// allTopics is the last topic list the catalog gave a Metadata request
 	// for all topics, served while the catalog cannot list them.
 	allTopics     atomic.Pointer[[]catalog.Topic]
@@ -194,6 +196,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	}
 	a.m = newMetrics(deps.Registerer)
 	a.budget = newRequestBudget(cfg.MaxQueuedRequestBytes, a.m)
+	a.respBudget = newResponseBudget(cfg.MaxQueuedResponseBytes, a.m)
 	a.groups = groups.New(cfg.Groups, deps.Catalog, a, a.log.With("component", "groups"), deps.Registerer)
 	a.apis = a.newAPITable()
 	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)

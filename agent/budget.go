@@ -74,3 +74,86 @@ func (b *requestBudget) release(n int64) {
 	b.held.Sub(float64(n))
 	b.sem.Release(n)
 }
+
+// responseBudget bounds the record bytes of fetch responses across all
+// connections, from the read that puts a batch into a response until the
+// response is written to the socket or its connection is closed. A
+// connection holds at most one built fetch response (pending.prevFetch),
+// but a client that stops reading holds it for up to WriteTimeout: 20,000
+// such clients could otherwise pin 20,000 × FetchMaxBytes of batches the
+// caches have evicted (or copied into the response).
+//
+// A response reserves each batch before taking it. Its first batch waits
+// for room, first come first served, until the fetch's long-poll deadline
+// (then the client gets an empty response and fetches again); later
+// batches are only tried, and a response that cannot reserve one is
+// complete. So a fetch never waits for budget while holding some — fetches
+// each holding part of the budget and waiting for more would wait on each
+// other — and, as semaphore.Weighted fails every try while anyone waits, a
+// waiting fetch is not overtaken by later ones. A batch larger than the
+// whole budget (KIP-74 returns it anyway) reserves the whole budget.
+//
+// Responses without records (metadata, errors, empty fetches) are not
+// counted: they are small, and bounded per connection by
+// MaxInflightPerConn.
+type responseBudget struct {
+	sem   *semaphore.Weighted
+	size  int64
+	held  prometheus.Gauge
+	waits prometheus.Counter
+}
+
+func newResponseBudget(bytes int64, m *metrics) *responseBudget {
+	return &responseBudget{sem: semaphore.NewWeighted(bytes), size: bytes, held: m.responseBytes, waits: m.responseWaits}
+}
+
+// responseHold is one fetch response's reservation in the response budget.
+// It is built by one goroutine; release may then run on another.
+type responseHold struct {
+	b *responseBudget
+	n int64
+	// ctx and deadline bound the wait for a first batch.
+	ctx      context.Context
+	deadline time.Time
+	refused  bool // a wait failed: no further batch waits in this build
+}
+
+// reserve reserves size bytes for a batch the response is about to take,
+// and reports whether it may. Holding nothing, it waits for room (see
+// responseBudget); holding some, it only tries.
+func (h *responseHold) reserve(size int) bool {
+	n := min(int64(size), h.b.size)
+	if !h.b.sem.TryAcquire(n) {
+		if h.n > 0 || h.refused {
+			return false
+		}
+		h.b.waits.Inc()
+		ctx, cancel := context.WithDeadline(h.ctx, h.deadline)
+		err := h.b.sem.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			h.refused = true
+			return false
+		}
+	}
+	h.n += n
+	h.b.held.Add(float64(n))
+	return true
+}
+
+// trim releases what the response reserved beyond used bytes (batches it
+// reserved and then dropped on a failed read).
+func (h *responseHold) trim(used int64) {
+	if extra := h.n - used; extra > 0 {
+		h.n = used
+		h.b.held.Sub(float64(extra))
+		h.b.sem.Release(extra)
+	}
+}
+
+// release returns the whole reservation, for a response written, dropped
+// or about to be rebuilt.
+func (h *responseHold) release() {
+	h.trim(0)
+	h.refused = false
+}

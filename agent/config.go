@@ -62,6 +62,11 @@ type Config struct {
 	// At least MaxRequestBytes. Default: the larger of
 	// DefaultMaxQueuedRequestBytes and MaxRequestBytes.
 	MaxQueuedRequestBytes int64
+	// MaxQueuedResponseBytes bounds the record bytes of fetch responses
+	// across all connections, from their read until their response is
+	// written; a fetch that finds no room for its first batch waits for it
+	// up to its MaxWaitMs (see budget.go). 0: DefaultMaxQueuedResponseBytes.
+	MaxQueuedResponseBytes int64
 
 	// ProduceTimeout caps the produce request's TimeoutMs (and replaces a
 	// non-positive one): how long a produce waits for its flush and commit
@@ -125,6 +130,12 @@ const DefaultMaxConnections = 20_000
 // few MiB each) while the WAL's own bound (64 MiB) holds them back.
 const DefaultMaxQueuedRequestBytes = 256 << 20
 
+// DefaultMaxQueuedResponseBytes is MaxQueuedResponseBytes's default: 128
+// full responses of DefaultFetchMaxBytes written at once, far more than
+// consumers that read their responses keep in flight, while 20,000
+// connections that stop reading could otherwise pin 40 GiB.
+const DefaultMaxQueuedResponseBytes = 256 << 20
+
 // DefaultConfig returns the defaults: Kafka's where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
@@ -172,6 +183,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open client connections beyond which new ones are closed at once, max.connections (-1: no limit)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "open connections from one client address beyond which new ones are closed at once, max.connections.per.ip (0: no limit)")
 	fs.Int64Var(&c.MaxQueuedRequestBytes, "max-queued-request-bytes", c.MaxQueuedRequestBytes, "bytes of request frames over 64 KiB read or handled at once across all connections, queued.max.request.bytes (0: the larger of 256 MiB and --max-request-bytes)")
+	fs.Int64Var(&c.MaxQueuedResponseBytes, "max-queued-response-bytes", c.MaxQueuedResponseBytes, "record bytes of fetch responses built or being written at once across all connections; a fetch whose first batch finds no room waits for it (0: 256 MiB)")
 	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", c.ProduceTimeout, "cap on a produce request's timeout")
 	fs.DurationVar(&c.FetchMaxWait, "fetch-max-wait", c.FetchMaxWait, "cap on a fetch request's long-poll wait")
 	fs.Int64Var(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "cap on the record bytes of one fetch response (Kafka's broker fetch.max.bytes); raise it for consumers far away (a round trip per response)")
@@ -231,6 +243,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueuedRequestBytes == 0 {
 		c.MaxQueuedRequestBytes = max(DefaultMaxQueuedRequestBytes, int64(c.MaxRequestBytes))
+	}
+	if c.MaxQueuedResponseBytes == 0 {
+		c.MaxQueuedResponseBytes = DefaultMaxQueuedResponseBytes
 	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = d.ProduceTimeout
@@ -311,6 +326,9 @@ func (c Config) Validate() error {
 	if maxReq := cmp.Or(c.MaxRequestBytes, DefaultConfig().MaxRequestBytes); c.MaxQueuedRequestBytes < 0 ||
 		(c.MaxQueuedRequestBytes > 0 && c.MaxQueuedRequestBytes < int64(maxReq)) {
 		errs = append(errs, fmt.Errorf("max queued request bytes %d: want at least max request bytes (%d), or 0 for the default", c.MaxQueuedRequestBytes, maxReq))
+	}
+	if c.MaxQueuedResponseBytes < 0 {
+		errs = append(errs, fmt.Errorf("max queued response bytes %d: must not be negative (0: the default)", c.MaxQueuedResponseBytes))
 	}
 	if c.MaxConnectionsPerIP < 0 {
 		errs = append(errs, fmt.Errorf("max connections per ip %d: must not be negative (0: no limit)", c.MaxConnectionsPerIP))

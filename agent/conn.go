@@ -450,6 +450,7 @@ func (c *conn) writeLoop() {
 			bufs := fr.appendFrame(buf[:0], p.hdr)
 			buf = bufs[0][:0]
 			_, err = bufs.WriteTo(c.nc)
+			fr.sent()
 		} else {
 			buf = appendResponse(buf[:0], p.hdr, p.resp)
 			_, err = c.nc.Write(buf)

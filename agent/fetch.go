@@ -126,7 +126,7 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 
 	parts := a.resolveFetch(ctx, req)
 	a.steerToZone(r, req, parts)
-	fr := &fetchResponse{FetchResponse: resp}
+	fr := &fetchResponse{FetchResponse: resp, hold: responseHold{b: a.respBudget, ctx: ctx, deadline: deadline}}
 	var (
 		timer *time.Timer
 		w     *tailWaiter
@@ -138,17 +138,25 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		if w != nil {
 			a.tail.unwatch(w)
 		}
+		if fr.stop == nil { // not handed to the connection (a panic)
+			fr.hold.release()
+		}
 	}()
 	topics := fetchTopicIDs(parts)
 	for {
 		w = a.tail.watch(topics)
 		resp.Topics = resp.Topics[:0]
 		total, now := a.buildFetch(ctx, req, parts, maxBytes, fr)
+		fr.hold.trim(total)
 		// A MinBytes above the response cap is met by a full response.
 		if total >= min(int64(req.MinBytes), maxBytes) || now || !time.Now().Before(deadline) || ctx.Err() != nil {
 			a.m.fetchedBytes.Add(float64(total))
+			fr.keep(r.conn.ctx)
 			return fr, nil
 		}
+		// Woken, the response is built anew: hold nothing meanwhile.
+		fr.recs = nil
+		fr.hold.release()
 		if timer == nil {
 			timer = time.NewTimer(time.Until(deadline))
 		}
@@ -260,7 +268,7 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				// batch is returned whatever its size.
 				minOne := total == 0
 				budget := min(int64(fp.maxBytes), maxBytes-total)
-				total += a.fetchPartition(ctx, fp, budget, minOne, op, &resp.recs[i][j])
+				total += a.fetchPartition(ctx, fp, budget, minOne, op, &resp.recs[i][j], &resp.hold)
 			}
 			if op.ErrorCode != 0 {
 				now = true
@@ -288,9 +296,9 @@ func (a *Agent) inRange(ctx context.Context, fp fetchPart) bool {
 }
 
 // fetchPartition reads one partition from its fetch offset into rec, at
-// most budget bytes of whole batches (at least one batch when minOne), and
-// returns the bytes added.
-func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, minOne bool, op *kmsg.FetchResponseTopicPartition, rec *records) int64 {
+// most budget bytes of whole batches (at least one batch when minOne) that
+// hold has room for, and returns the bytes added.
+func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, minOne bool, op *kmsg.FetchResponseTopicPartition, rec *records, hold *responseHold) int64 {
 	ls, hw, err := a.offsets(ctx, fp.tp, fp.offset, false)
 	if err == nil && (fp.offset < ls || fp.offset > hw) {
 		// Never declare out of range on cached offsets.
@@ -314,7 +322,7 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 	if fp.offset == hw || (budget <= 0 && !minOne) {
 		return 0
 	}
-	newHW, err := a.readBatches(ctx, fp.tp, fp.offset, budget, minOne, rec)
+	newHW, err := a.readBatches(ctx, fp.tp, fp.offset, budget, minOne, rec, hold)
 	if errors.Is(err, catalog.ErrOffsetOutOfRange) {
 		// The log start moved past the offset since it was cached
 		// (retention, or DeleteRecords through another agent): the
@@ -340,20 +348,20 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 }
 
 // readBatches adds to rec the whole batches holding offsets from `from`,
-// their base offsets patched, within budget (at least one when minOne), and
-// returns the high watermark the rows it read prove. A row whose object is
-// gone was replaced by compaction since it was looked up: the catalog's
-// current rows are read once more.
-func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne bool, rec *records) (int64, error) {
-	hw, err := a.readBatchesFrom(ctx, tp, from, budget, minOne, true, rec)
+// their base offsets patched, within budget (at least one when minOne) and
+// what hold can reserve, and returns the high watermark the rows it read
+// prove. A row whose object is gone was replaced by compaction since it was
+// looked up: the catalog's current rows are read once more.
+func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne bool, rec *records, hold *responseHold) (int64, error) {
+	hw, err := a.readBatchesFrom(ctx, tp, from, budget, minOne, true, rec, hold)
 	if errors.Is(err, objstore.ErrNotExist) {
 		*rec = records{}
-		hw, err = a.readBatchesFrom(ctx, tp, from, budget, minOne, false, rec)
+		hw, err = a.readBatchesFrom(ctx, tp, from, budget, minOne, false, rec, hold)
 	}
 	return hw, err
 }
 
-func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool, rec *records) (int64, error) {
+func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool, rec *records, hold *responseHold) (int64, error) {
 	var (
 		rows []catalog.BatchRow
 		tail bool
@@ -421,7 +429,7 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 			if base+int64(h.LastOffsetDelta) < from {
 				return true // wholly below the fetch offset
 			}
-			if rec.n+int64(len(batch)) > budget && !(minOne && rec.n == 0) {
+			if rec.n+int64(len(batch)) > budget && !(minOne && rec.n == 0) || !hold.reserve(len(batch)) {
 				full = true
 				return false
 			}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
@@ -101,6 +102,30 @@ func (r *records) bytes() []byte {
 type fetchResponse struct {
 	*kmsg.FetchResponse
 	recs [][]records
+
+	// hold reserves the records in the response budget until the
+	// connection's writer has sent them (sent) or the connection ends,
+	// whichever comes first; stop is set by keep (see there).
+	hold responseHold
+	stop func() bool
+}
+
+// keep hands the response's reservation to its connection, whose context
+// is ctx: the writer releases it once it has written the response, and a
+// connection that ends first — a failed write, or a response it never
+// reaches — releases it then.
+func (r *fetchResponse) keep(ctx context.Context) {
+	if r.hold.n > 0 {
+		r.stop = context.AfterFunc(ctx, r.hold.release)
+	}
+}
+
+// sent releases the reservation once the writer is done with the
+// response, unless the connection's end did already.
+func (r *fetchResponse) sent() {
+	if r.stop != nil && r.stop() {
+		r.hold.release()
+	}
 }
 
 var _ kmsg.Response = (*fetchResponse)(nil)

@@ -1,12 +1,16 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/binary"
+	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent"
@@ -225,4 +229,165 @@ func answers(c *floetest.Conn) bool {
 	req.ClientSoftwareName, req.ClientSoftwareVersion = "limits", "1"
 	_, err := c.Request(req)
 	return err == nil
+}
+
+// TestResponseBudgetBoundsSlowReaders: connections that send fetches and
+// never read the responses hold at most MaxQueuedResponseBytes of records
+// together, not connections × FetchMaxBytes; the fetches beyond it wait
+// for room. Small requests are answered meanwhile, a consumer reads
+// everything once the slow readers are gone, and their connections'
+// reservations are released when they close.
+func TestResponseBudgetBoundsSlowReaders(t *testing.T) {
+	const budget = 4 << 20
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.MaxQueuedResponseBytes = budget
+		c.FetchMaxBytes = 1 << 20
+	})
+	records := fillSlowTopic(t, a)
+	value := func(name string) float64 { return metricValue(t, reg, name) }
+	held := func() float64 { return value("floe_agent_queued_response_bytes") }
+
+	// The gauge is watched throughout.
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			peak.Store(max(peak.Load(), int64(held())))
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-watched
+	}()
+
+	// 30 slow readers with pipelined fetches of 1 MiB responses:
+	// unbounded, at least 30 MiB held once their socket buffers are full.
+	slow := slowReaders(t, a, 30)
+	waitHeld(t, reg, "the slow readers to fill the response budget", func(h float64) bool {
+		return h >= budget-(1<<20) && value("floe_agent_queued_response_waits_total") > 0
+	})
+	t.Logf("budget full: %v bytes held, %v waits", held(), value("floe_agent_queued_response_waits_total"))
+	// Requests without records are not held back.
+	witness(t, a)
+
+	// A consumer reads everything once the slow readers are gone.
+	cons := a.Client(t, kgo.ConsumeTopics("slow"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	time.Sleep(300 * time.Millisecond)
+	for _, nc := range slow {
+		nc.Close()
+	}
+	got := 0
+	for got < records {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumer read %d of %d records: %v", got, records, err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("consume %s/%d: %v", topic, p, err) })
+		got += fs.NumRecords()
+	}
+	waitHeld(t, reg, "the slow readers' reservations to be released", func(h float64) bool { return h == 0 })
+	if p := peak.Load(); p > budget {
+		t.Fatalf("%d bytes of responses held at once, budget %d", p, budget)
+	}
+}
+
+// TestResponseBudgetReleasedOnWriteTimeout: a response whose write times
+// out gives its reservation back as its connection is closed, while the
+// client keeps it open.
+func TestResponseBudgetReleasedOnWriteTimeout(t *testing.T) {
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.FetchMaxBytes = 1 << 20
+		c.WriteTimeout = 500 * time.Millisecond
+	})
+	fillSlowTopic(t, a)
+	open := metricValue(t, reg, "floe_agent_connections")
+	slowReaders(t, a, 4)
+	waitHeld(t, reg, "a response to be held", func(h float64) bool { return h > 0 })
+	waitHeld(t, reg, "the reservations to be released", func(h float64) bool { return h == 0 })
+	// Released as the failed writes closed the connections: 32 responses
+	// of 1 MiB are not written whole to a client that reads nothing.
+	if now := metricValue(t, reg, "floe_agent_connections"); now > open {
+		t.Fatalf("%v connections open, %v before the slow readers: their reservations were released while their connections lived", now, open)
+	}
+}
+
+// fillSlowTopic creates topic "slow" with 4 partitions of about 1 MiB each
+// (batches of 120 KiB) and returns its record count.
+func fillSlowTopic(t *testing.T, a *floetest.Agent) int {
+	const parts, rounds, perBatch = 4, 8, 12
+	createTopic(t, a, "slow", parts, nil)
+	batch := floetest.Batch(floetest.BatchSpec{Records: perBatch, Value: make([]byte, 10<<10)})
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	for range rounds {
+		resp, err := c.Request(produceReq("slow", -1, batch, batch, batch, batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range resp.(*kmsg.ProduceResponse).Topics[0].Partitions {
+			wantCode(t, "produce", pr.ErrorCode, nil)
+		}
+	}
+	return parts * rounds * perBatch
+}
+
+// slowReaders opens n connections that each send 32 fetches of topic
+// "slow" from its start (up to 1 MiB each) and read nothing.
+func slowReaders(t *testing.T, a *floetest.Agent, n int) []net.Conn {
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version = 12
+	fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = -1, 10_000, 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "slow"
+	for p := range int32(4) {
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.PartitionMaxBytes = p, 1<<20
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	fetch.Topics = append(fetch.Topics, ft)
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("slow"))
+	var frames []byte
+	for i := range 32 {
+		frames = append(frames, f.AppendRequest(nil, fetch, int32(i))...)
+	}
+	var conns []net.Conn
+	for range n {
+		nc, err := net.DialTimeout("tcp", a.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		_ = nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Write(frames); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, nc)
+	}
+	return conns
+}
+
+// waitHeld waits up to 20 s for the response budget held to satisfy cond.
+func waitHeld(t *testing.T, reg *prometheus.Registry, what string, cond func(float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := metricValue(t, reg, "floe_agent_queued_response_bytes")
+		if cond(h) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v bytes held, %v waits", what, h, metricValue(t, reg, "floe_agent_queued_response_waits_total"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

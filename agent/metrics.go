@@ -21,6 +21,9 @@ type metrics struct {
 	queuedBytes prometheus.Gauge   // request budget held
 	queuedWaits prometheus.Counter // frames that waited for it
 
+	responseBytes prometheus.Gauge   // response budget held
+	responseWaits prometheus.Counter // fetches that waited for it
+
 	producedBytes   prometheus.Counter
 	producedBatches prometheus.Counter
 	fetchedBytes    prometheus.Counter
@@ -69,6 +72,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		queuedWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_agent_queued_request_waits_total", Help: "Request frames whose reading waited for --max-queued-request-bytes to have room.",
 		}),
+		responseBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_agent_queued_response_bytes", Help: "Record bytes of fetch responses being built or written (bounded by --max-queued-response-bytes).",
+		}),
+		responseWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_agent_queued_response_waits_total", Help: "Fetches that waited for --max-queued-response-bytes to have room for their first batch.",
+		}),
 		producedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_agent_produced_bytes_total", Help: "Record batch bytes acknowledged to producers.",
 		}),
@@ -106,6 +115,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.requestErrors, m.partitionErrs,
 			m.connsActive, m.connsTotal, m.connsClosed, m.connsRefused, m.queuedBytes, m.queuedWaits,
+			m.responseBytes, m.responseWaits,
 			m.producedBytes, m.producedBatches, m.fetchedBytes,
 			m.cacheHits, m.cacheMisses, m.cachePrefetches, m.cacheBytes, m.cacheEvictions,
 			m.followerCommit, m.followerErrors, m.liveAgents)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
@@ -110,6 +111,7 @@ func TestConfigValidate(t *testing.T) {
 		{"queued below default request", func(c *Config) { c.MaxRequestBytes, c.MaxQueuedRequestBytes = 0, 1<<20 }, "max queued request bytes"},
 		{"negative queued", func(c *Config) { c.MaxQueuedRequestBytes = -1 }, "max queued request bytes"},
 		{"queued of one request", func(c *Config) { c.MaxQueuedRequestBytes = int64(c.MaxRequestBytes) }, ""},
+		{"negative queued responses", func(c *Config) { c.MaxQueuedResponseBytes = -1 }, "max queued response bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -129,6 +131,7 @@ func TestConfigValidate(t *testing.T) {
 	d, want := (Config{}).withDefaults(), DefaultConfig()
 	want.Groups, want.ShutdownGrace = d.Groups, want.HeartbeatInterval*5/4
 	want.MaxQueuedRequestBytes = DefaultMaxQueuedRequestBytes
+	want.MaxQueuedResponseBytes = DefaultMaxQueuedResponseBytes
 	if big := (Config{MaxRequestBytes: 1 << 30}).withDefaults(); big.MaxQueuedRequestBytes != 1<<30 {
 		t.Fatalf("request budget %d below a 1 GiB max request", big.MaxQueuedRequestBytes)
 	}
@@ -248,5 +251,89 @@ func TestTailLogStartNeverGoesBack(t *testing.T) {
 	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 20})  // the older read
 	if ls, _, _ := ti.cachedOffsets(tp); ls != 10 {
 		t.Fatalf("log start %d after a stale read, want 10", ls)
+	}
+}
+
+// TestResponseBudgetHold: a response waits for room only for its first
+// batch and only tries for later ones; waits are first come, first
+// served; a batch larger than the budget reserves all of it; a response
+// handed to its connection is released once, by the writer or by the
+// connection's end.
+func TestResponseBudgetHold(t *testing.T) {
+	m := newMetrics(nil)
+	b := newResponseBudget(10, m)
+	held := func() float64 { return testutil.ToFloat64(m.responseBytes) }
+	hold := func(wait time.Duration) *responseHold {
+		return &responseHold{b: b, ctx: context.Background(), deadline: time.Now().Add(wait)}
+	}
+
+	h1 := hold(0)
+	if !h1.reserve(6) || !h1.reserve(3) {
+		t.Fatal("batches that fit were refused")
+	}
+	if h1.reserve(2) {
+		t.Fatal("a response holding budget took a batch beyond it")
+	}
+	h2 := hold(20 * time.Millisecond)
+	start := time.Now()
+	if h2.reserve(2) || time.Since(start) < 20*time.Millisecond {
+		t.Fatal("a first batch beyond the budget did not wait until its deadline")
+	}
+	if held() != 9 {
+		t.Fatalf("held %v, want 9", held())
+	}
+
+	// An oversized batch waits for the whole budget, ahead of a later
+	// response's small batch.
+	big, small := hold(5*time.Second), hold(5*time.Second)
+	bigDone, smallDone := make(chan bool), make(chan bool)
+	go func() { bigDone <- big.reserve(100) }()
+	for b.sem.TryAcquire(1) {
+		b.sem.Release(1) // until big waits
+		time.Sleep(time.Millisecond)
+	}
+	go func() { smallDone <- small.reserve(1) }()
+	time.Sleep(20 * time.Millisecond)
+	h1.release()
+	if !<-bigDone {
+		t.Fatal("an oversized batch was refused")
+	}
+	if held() != 10 {
+		t.Fatalf("held %v with an oversized batch, want the budget (10)", held())
+	}
+	big.trim(100) // trimming to more than held keeps it all
+	select {
+	case <-smallDone:
+		t.Fatal("a later batch overtook the oversized one or took room it held")
+	default:
+	}
+	big.release()
+	if !<-smallDone {
+		t.Fatal("the later batch was refused once room was free")
+	}
+	small.release()
+
+	// Handed to a connection: released by the writer, or by the
+	// connection's end, once.
+	for _, writerFirst := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		fr := &fetchResponse{hold: *hold(0)}
+		fr.hold.reserve(4)
+		fr.keep(ctx)
+		if writerFirst {
+			fr.sent()
+			cancel()
+		} else {
+			cancel()
+			for held() != 0 { // AfterFunc runs in its own goroutine
+				time.Sleep(time.Millisecond)
+			}
+			fr.sent()
+		}
+		time.Sleep(5 * time.Millisecond)
+		if held() != 0 || !b.sem.TryAcquire(10) {
+			t.Fatalf("writer first %v: held %v after the response was sent and its connection ended", writerFirst, held())
+		}
+		b.sem.Release(10)
 	}
 }

@@ -34,6 +34,14 @@ func TestMemoryLimitCoversBuffers(t *testing.T) {
 		t.Fatalf("memory limit %d MiB, below the read caches and the request budget alone (%d MiB)", limit>>20, want>>20)
 	}
 
+	// And a response budget.
+	_, c = newServeFlags("agent", io.Discard)
+	c.agent.MaxQueuedResponseBytes = 1 << 30
+	setMemoryLimit(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if limit, want := debug.SetMemoryLimit(-1), c.agent.ReadCacheBytes+c.agent.CatchUpCacheBytes+c.agent.MaxQueuedResponseBytes; limit < want {
+		t.Fatalf("memory limit %d MiB, below the read caches and the response budget alone (%d MiB)", limit>>20, want>>20)
+	}
+
 	_, c = newServeFlags("agent", io.Discard)
 	setMemoryLimit(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if limit, want := debug.SetMemoryLimit(-1), int64(448<<20); limit != want {

@@ -354,15 +354,17 @@ func redactURL(s string) string {
 // memoryHeadroom is what an agent holds beyond its read caches at full
 // load: the WAL's buffered bytes (64 MiB by default), objects being built
 // and uploaded, request frames being read and handled (up to
-// --max-queued-request-bytes, 256 MiB by default, rarely all at once), the
-// runtime.
+// --max-queued-request-bytes, 256 MiB by default, rarely all at once),
+// fetch responses' records the caches evicted or that were copied (up to
+// --max-queued-response-bytes, 256 MiB by default; most refer to cached
+// bytes), the runtime.
 const memoryHeadroom = 256 << 20
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the read
 // caches plus memoryHeadroom (448 MiB with the defaults) plus what the WAL
-// may buffer, and requests may queue, beyond their defaults, unless
-// GOMEMLIMIT sets one (an empty one counts as unset, as the runtime reads
-// it). Without it the heap grows to twice what is live before a
+// may buffer, and requests and responses may queue, beyond their
+// defaults, unless GOMEMLIMIT sets one (an empty one counts as unset, as
+// the runtime reads it). Without it the heap grows to twice what is live before a
 // collection, and the caches, full at any steady load, are most of what is
 // live: an agent at full load reached 700 MiB of RSS for about 300 MiB in
 // use. The caches hold byte slices, which a collection need not scan, so
@@ -371,15 +373,16 @@ func setMemoryLimit(c *serveConfig, logger *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	// The headroom counts the WAL's default buffer and request budget; a
-	// larger one is held at full load too.
+	// The headroom counts the WAL's default buffer and request and
+	// response budgets; larger ones are held at full load too.
 	queued := c.agent.MaxQueuedRequestBytes
 	if queued == 0 {
 		queued = max(agent.DefaultMaxQueuedRequestBytes, int64(cmp.Or(c.agent.MaxRequestBytes, agent.DefaultConfig().MaxRequestBytes)))
 	}
 	limit := c.agent.ReadCacheBytes + c.agent.CatchUpCacheBytes + memoryHeadroom +
 		max(0, c.maxBufferedBytes-wal.DefaultMaxBufferedBytes) +
-		max(0, queued-agent.DefaultMaxQueuedRequestBytes)
+		max(0, queued-agent.DefaultMaxQueuedRequestBytes) +
+		max(0, c.agent.MaxQueuedResponseBytes-agent.DefaultMaxQueuedResponseBytes) // 0: the default
 	debug.SetMemoryLimit(limit)
 	logger.Debug("memory limit", "bytes", limit)
 }
