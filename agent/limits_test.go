@@ -391,3 +391,64 @@ func waitHeld(t *testing.T, reg *prometheus.Registry, what string, cond func(flo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestResponseBudgetTailingConsumers: consumers tailing a topic at the
+// agent that writes it, through long polls that wait for each commit,
+// take many times the response budget in total and never wait for it
+// (fetches are small: the budget holds three full responses), and parked
+// long polls and written responses hold none of it.
+func TestResponseBudgetTailingConsumers(t *testing.T) {
+	const fetchMax = 64 << 10
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.MaxQueuedResponseBytes = 4 * fetchMax
+		c.FetchMaxBytes = fetchMax
+	})
+	value := func(name string) float64 { return metricValue(t, reg, name) }
+	createTopic(t, a, "tail", 4, nil)
+	from := map[string]map[int32]kgo.Offset{"tail": {}}
+	for p := range int32(4) {
+		from["tail"][p] = kgo.NewOffset().At(0)
+	}
+	var cons []*kgo.Client
+	for range 3 {
+		cons = append(cons, a.Client(t, kgo.ConsumePartitions(from), kgo.FetchMaxWait(time.Second)))
+	}
+	prod := a.Client(t, kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const batches, perBatch = 48, 8 // 1.5 MiB: 6 budgets, to each consumer
+	got := make([]atomic.Int64, len(cons))
+	done := make(chan struct{})
+	for i, cl := range cons {
+		go func() {
+			for ctx.Err() == nil && got[i].Load() < batches*perBatch {
+				got[i].Add(int64(cl.PollFetches(ctx).NumRecords()))
+			}
+			done <- struct{}{}
+		}()
+	}
+	val := make([]byte, 4<<10)
+	for range batches {
+		rs := make([]*kgo.Record, perBatch)
+		for j := range rs {
+			rs[j] = &kgo.Record{Topic: "tail", Value: val}
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	for range cons {
+		<-done
+	}
+	for i := range got {
+		if n := got[i].Load(); n != batches*perBatch {
+			t.Fatalf("consumer %d read %d of %d records", i, n, batches*perBatch)
+		}
+	}
+	if w := value("floe_agent_queued_response_waits_total"); w != 0 {
+		t.Fatalf("%v fetches waited for a budget of three responses with three consumers", w)
+	}
+	// The consumers' next fetches are parked long polls: nothing held.
+	waitHeld(t, reg, "the written responses' reservations to be released", func(h float64) bool { return h == 0 })
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestMedian(t *testing.T) {
@@ -284,3 +286,74 @@ floe_flush_commit_duration_seconds_count 7
 		t.Errorf("bucketGets = %v, want 7", got)
 	}
 }
+
+// TestTailLoadConsumersFromEnd: consumers positioned by ConsumeFromEnd
+// read a batch committed before they ask the broker anything. From their
+// creation every ListOffsets is held until the producer's first record is
+// acknowledged, as happened by chance when fleet-gets' tailing consumers
+// stopped at 16 records of 24: consumers that find the end themselves
+// (ConsumeResetOffset AtEnd) then start after that batch and TailLoad
+// waits for it in vain.
+func TestTailLoadConsumersFromEnd(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	const topic = "t"
+	if err := createTopicAt(ctx, c.ListenAddrs(), topic, 4); err != nil {
+		t.Fatal(err)
+	}
+	acked := &firstAck{ch: make(chan struct{})}
+	defer acked.close()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0), kgo.WithHooks(acked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	atEnd, err := ConsumeFromEnd(ctx, c.ListenAddrs(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-acked.ch })
+		return nil, nil, false
+	})
+	var cons []*kgo.Client
+	defer func() { closeAll(cons) }()
+	for range 3 {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), atEnd, kgo.FetchMaxWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons = append(cons, cl)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	n, err := TailLoad(tctx, prod, topic, cons, 100, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("nothing produced")
+	}
+}
+
+// firstAck closes ch once a produced record is acknowledged.
+type firstAck struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+var _ kgo.HookProduceRecordUnbuffered = (*firstAck)(nil)
+
+func (h *firstAck) OnProduceRecordUnbuffered(_ *kgo.Record, err error) {
+	if err == nil {
+		h.close()
+	}
+}
+
+func (h *firstAck) close() { h.once.Do(func() { close(h.ch) }) }

@@ -80,7 +80,7 @@ func runFleetGets(ctx context.Context, o Options) (map[string][]float64, error) 
 	if err != nil {
 		return nil, err
 	}
-	cons, err := consumers(c, "catchup,floe_az=c", topic, kgo.NewOffset().AtStart())
+	cons, err := consumers(c, "catchup,floe_az=c", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,11 @@ func runFleetGets(ctx context.Context, o Options) (map[string][]float64, error) 
 // in zone and returns t's GETs and bytes served meanwhile, and the objects
 // the writer flushed.
 func tailPhase(ctx context.Context, prod *kgo.Client, t, writer *target, zone, topic string) (gets, served, objects float64, err error) {
-	cons, err := consumers(t, "tailer,floe_az="+zone, topic, kgo.NewOffset().AtEnd())
+	atEnd, err := ConsumeFromEnd(ctx, t.bootstrap, topic)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cons, err := consumers(t, "tailer,floe_az="+zone, atEnd)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -158,13 +162,13 @@ func scrapeBoth(x, y *target) (metrics, metrics, error) {
 	return mx, my, err
 }
 
-// consumers returns getsConsumers clients of t, each reading every
-// partition of topic (no group) from at.
-func consumers(t *target, clientID, topic string, at kgo.Offset) ([]*kgo.Client, error) {
+// consumers returns getsConsumers clients of t (no group), each reading
+// what consume says.
+func consumers(t *target, clientID string, consume ...kgo.Opt) ([]*kgo.Client, error) {
 	var out []*kgo.Client
 	for range getsConsumers {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(t.bootstrap...), kgo.ClientID(clientID), kgo.ConsumeTopics(topic),
-			kgo.ConsumeResetOffset(at), kgo.FetchMaxWait(time.Second))
+		opts := append([]kgo.Opt{kgo.SeedBrokers(t.bootstrap...), kgo.ClientID(clientID), kgo.FetchMaxWait(time.Second)}, consume...)
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			closeAll(out)
 			return nil, err
@@ -180,10 +184,38 @@ func closeAll(cls []*kgo.Client) {
 	}
 }
 
+// ConsumeFromEnd returns the option to consume every partition of topic
+// from its end offsets as listed now, for consumers that must see
+// everything produced from here on. A consumer left to find the end
+// itself (ConsumeResetOffset AtEnd) lists it when its client gets to it,
+// and a batch committed before that is behind it, never read: TailLoad
+// then waits for records that never come (fleet-gets failed so in about
+// one run in ten, the consumers at 16 records of 24: the producer's first
+// batch committed 18 ms after they were created, before they had listed
+// the end of its partition).
+func ConsumeFromEnd(ctx context.Context, bootstrap []string, topic string) (kgo.Opt, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	at := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) { at[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	return kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: at}), nil
+}
+
 // TailLoad produces batches of 8 incompressible records of size bytes
 // through prod for d, pausing 5 ms after each, while every consumer tails
 // the topic, and waits until each consumer has every record. It returns
-// how many records it produced. tests/fleet's benchmarks share it.
+// how many records it produced. The consumers must be positioned before
+// it is called (ConsumeFromEnd). tests/fleet's benchmarks share it.
 func TailLoad(ctx context.Context, prod *kgo.Client, topic string, cons []*kgo.Client, size int, d time.Duration) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

@@ -181,10 +181,13 @@ func BenchmarkFleetGETs(b *testing.B) {
 	prod := benchClient(b, a.Addr, kgo.ClientID("producer,floe_az=a"), kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
 	tailers := func(m *member) []*kgo.Client {
+		atEnd, err := bench.ConsumeFromEnd(context.Background(), strings.Split(m.Addr, ","), topic)
+		if err != nil {
+			b.Fatal(err)
+		}
 		var out []*kgo.Client
 		for range 3 {
-			out = append(out, benchClient(b, m.Addr, kgo.ClientID("tailer,floe_az="+m.zone), kgo.ConsumeTopics(topic),
-				kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(time.Second)))
+			out = append(out, benchClient(b, m.Addr, kgo.ClientID("tailer,floe_az="+m.zone), atEnd, kgo.FetchMaxWait(time.Second)))
 		}
 		return out
 	}
