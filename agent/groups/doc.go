@@ -72,6 +72,11 @@
 //     the fleet too recently), the group's requests get
 //     COORDINATOR_LOAD_IN_PROGRESS and change nothing, and
 //     FindCoordinator names this node.
+//   - The committed offsets of a group without stored state (no members)
+//     expire Config.OffsetsRetention after its last commit; the groups
+//     placed on this node whose stored state it does not hold are loaded
+//     at each retention check even if no member asks (retention.go), so
+//     an abandoned group's members expire and its state and offsets go.
 //   - Commits are fenced like Kafka's: a classic member must name the
 //     current generation and a member of it (ILLEGAL_GENERATION,
 //     UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID otherwise); a KIP-848 member

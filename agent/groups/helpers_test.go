@@ -221,6 +221,10 @@ func (f *fakeCatalog) ListGroups(context.Context) ([]string, error) {
 	return out, nil
 }
 
+// ExpireOffsets expires nothing: the fake's offsets carry no commit times
+// worth comparing (TestOffsetsRetention runs on SQLite).
+func (f *fakeCatalog) ExpireOffsets(context.Context, time.Time) (int, error) { return 0, nil }
+
 func (f *fakeCatalog) stored(group, topic string, partition int32) (catalog.GroupOffset, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -202,6 +202,20 @@ func (c *Coordinator) load(id string, epoch uint64) int16 {
 	return c.install(id, s, version, epoch)
 }
 
+// known reports whether this node holds id, or knows the catalog holds no
+// state for it in the current view: serving it reads nothing from the
+// catalog.
+func (c *Coordinator) known(id string) bool {
+	epoch := c.viewEpoch()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.mu.groups[id]; g != nil {
+		return g.epoch.Load() == epoch
+	}
+	_, absent := c.mu.absent[id]
+	return absent && c.mu.absentEpoch == epoch
+}
+
 // markAbsent records that the catalog holds no state for id, so requests
 // for a group without members (simple consumers' commits) do not read the
 // catalog every time. Bounded like the groups: when full it starts over.

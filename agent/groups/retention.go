@@ -35,6 +35,7 @@ func (c *Coordinator) retentionLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			c.adoptGroups(ctx)
 			c.expireOffsets(ctx)
 		}
 	}
@@ -51,5 +52,41 @@ func (c *Coordinator) expireOffsets(ctx context.Context) {
 	case n > 0:
 		c.m.expired.Add(float64(n))
 		c.log.Info("groups: expired the offsets of groups without members", "groups", n, "last_commit_before", before)
+	}
+}
+
+// maxAdoptLoads bounds the catalog loads of one adoption pass.
+const maxAdoptLoads = 10_000
+
+// adoptGroups loads the groups placed on this agent that it does not hold
+// and has not seen absent from the catalog: stored state whose members
+// have not asked for it since the group moved here (their coordinator
+// died with the whole application, say). Loaded, their members get a
+// fresh session; those that never come back expire, the group empties and
+// its state is deleted, so that its offsets expire in turn. A group is
+// otherwise loaded only by a request for it, and such state would stay in
+// the catalog, and keep its offsets, forever. Kafka's coordinator loads
+// every group of its __consumer_offsets partitions when it takes them
+// over, for the same reason. Groups are found by their committed offsets
+// (ListGroups).
+func (c *Coordinator) adoptGroups(ctx context.Context) {
+	ids, err := c.cat.ListGroups(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("groups: listing groups to adopt failed; trying again at the next check", "err", err)
+		}
+		return
+	}
+	self := c.place.Self()
+	loads := 0
+	for _, id := range ids {
+		if ctx.Err() != nil || loads >= maxAdoptLoads {
+			return
+		}
+		if node, _, _, err := c.place.Coordinator(ctx, id); err != nil || node != self || c.known(id) {
+			continue
+		}
+		loads++
+		c.gate(ctx, id)
 	}
 }

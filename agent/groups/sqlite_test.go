@@ -165,3 +165,40 @@ func TestOffsetsRetention(t *testing.T) {
 		t.Errorf("a stable group keeps %d offsets past the retention, want 1", n)
 	}
 }
+
+// TestOrphanGroupAdopted: a group whose coordinator stopped with its
+// members, none of which comes back, is loaded by the agent it moved to
+// without any request for it; its members' sessions expire, its state is
+// deleted and its offsets expire in turn. Before, only a request loaded a
+// group, and such state, and its offsets, stayed in the catalog forever.
+func TestOrphanGroupAdopted(t *testing.T) {
+	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	old := newHarnessOn(t, cat)
+	ids, gen := old.stableGroup("orphan", 2)
+	codes := commitCodes(old.do(commitReq("orphan", ids[0], gen, "t", map[int32]int64{0: 10})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "member commit", codes["t/0"], nil)
+
+	// The group's new coordinator, which no member of it ever asks.
+	h := newHarnessOn(t, cat, func(c *Config) { c.OffsetsRetention = 2 * time.Second })
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
+	}
+	waitFor("the new coordinator adopts the group", func() bool { return h.c.numGroups() == 1 })
+	h.advance(time.Minute) // past the members' sessions and the retention
+	waitFor("the emptied group's state is deleted", func() bool {
+		_, version, err := cat.LoadGroupState(context.Background(), "orphan")
+		return err == nil && version == 0
+	})
+	waitFor("its offsets expire", func() bool {
+		got, err := cat.FetchOffsets(context.Background(), "orphan", nil)
+		return err == nil && len(got) == 0
+	})
+}
