@@ -19,12 +19,15 @@ import (
 // 1-Quantile of PUTs are hedged whatever the region, object size or time of
 // day, and a slow spell raises the delay rather than doubling every PUT.
 //
-// An adaptive policy also hedges the PUT that follows a hedged one sooner,
-// at the median. Floe's PUTs gate producers: while a segment's PUT is slow,
-// producers whose window is full cannot send, and the next segment carries
-// everything they held back, which has already waited through the slow
-// PUT. Hedging that one early spends a few more PUTs exactly where the
-// produce p99 is made.
+// An adaptive policy also sends the PUT that follows a slow one (slower
+// than the delay) twice at once. Floe's PUTs gate producers: while a
+// segment's PUT is slow, producers whose window is full cannot send, and
+// the next segment carries everything they held back, which has already
+// waited through the slow PUT. Two attempts from the start make that PUT
+// take the faster of two draws of the store's latency, which spends one
+// more PUT per slow one exactly where the produce p99 is made. (Hedging it
+// at the median instead gave an S3 Standard-like ack p99 about 65 ms
+// higher: 490 ms against 424 ms, medians of 6 interleaved runs.)
 type HedgePolicy struct {
 	// Delay is the hedge delay, or with Quantile set the delay used until
 	// enough PUTs of a size have been timed. <= 0 turns hedging off.
@@ -141,8 +144,8 @@ type latencyWindow struct {
 	samples [hedgeWindow]time.Duration
 	n       int // samples recorded, total
 	delay   time.Duration
-	median  time.Duration // the delay after a hedged PUT (0 until warm)
-	slow    bool          // the last PUT to finish took the delay or longer
+	warm    bool // enough PUTs timed for the quantile
+	slow    bool // the last PUT to finish took the delay or longer
 	scratch []time.Duration
 }
 
@@ -152,8 +155,8 @@ func (h *hedgeBucket) delay(class int) time.Duration {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.slow && w.median > 0 {
-		return min(w.delay, w.median)
+	if w.slow && w.warm {
+		return 0 // two attempts at once
 	}
 	return w.delay
 }
@@ -170,8 +173,9 @@ func (h *hedgeBucket) observe(class int, d time.Duration) {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Slow by the ordinary delay, not the sooner one: one slow PUT makes
-	// the next one urgent, and that one does not pass it on.
+	// Slow by the ordinary delay: one slow PUT makes the next one urgent,
+	// and that one does not pass it on (its time is not compared with the
+	// zero delay it had).
 	w.slow = d >= w.delay
 	w.samples[w.n%hedgeWindow] = d
 	w.n++
@@ -182,7 +186,7 @@ func (h *hedgeBucket) observe(class int, d time.Duration) {
 	slices.Sort(w.scratch)
 	q := w.scratch[int(h.policy.Quantile*float64(len(w.scratch)))]
 	w.delay = max(q, h.policy.MinDelay)
-	w.median = max(w.scratch[len(w.scratch)/2], h.policy.MinDelay)
+	w.warm = true
 	if h.delays != nil {
 		h.delays.WithLabelValues(sizeClassNames[class]).Set(w.delay.Seconds())
 	}
