@@ -166,14 +166,18 @@ func runOnce(ctx context.Context, o Options, s setup) (run, error) {
 
 func summarize(s setup, runs []run) Result {
 	r := Result{Setup: s.name, Note: s.note}
-	var prod, cons, ackP50, ackP99, e2eP50, e2eP99, puts, idle, cpf, rss []float64
+	var prod, cons, puts, idle, cpf, rss []float64
+	// Latency quantiles are taken over every run's records together, as
+	// merged histograms are: a run's p99 is made by its few slowest PUT
+	// cycles (a 20 s run holds 80 to 160 PUTs), so the median of three
+	// runs' p99s swings by tens of milliseconds with which runs drew a slow
+	// PUT, while the pooled p99 counts every slow cycle of every run once.
+	var ack, e2e []time.Duration
 	for _, x := range runs {
 		prod = append(prod, x.produceMiBs)
 		cons = append(cons, x.consumeMiBs)
-		ackP50 = append(ackP50, float64(Quantile(x.ack, 0.50)))
-		ackP99 = append(ackP99, float64(Quantile(x.ack, 0.99)))
-		e2eP50 = append(e2eP50, float64(Quantile(x.e2e, 0.50)))
-		e2eP99 = append(e2eP99, float64(Quantile(x.e2e, 0.99)))
+		ack = append(ack, x.ack...)
+		e2e = append(e2e, x.e2e...)
 		if x.producedBytes > 0 {
 			puts = append(puts, x.puts/(x.producedBytes/(1<<30)))
 		}
@@ -185,10 +189,10 @@ func summarize(s setup, runs []run) Result {
 	}
 	r.ProduceMiBs = median(prod)
 	r.ConsumeMiBs = median(cons)
-	r.AckP50 = time.Duration(median(ackP50))
-	r.AckP99 = time.Duration(median(ackP99))
-	r.E2EP50 = time.Duration(median(e2eP50))
-	r.E2EP99 = time.Duration(median(e2eP99))
+	r.AckP50 = Quantile(ack, 0.50)
+	r.AckP99 = Quantile(ack, 0.99)
+	r.E2EP50 = Quantile(e2e, 0.50)
+	r.E2EP99 = Quantile(e2e, 0.99)
 	r.PutsPerGiB = median(puts)
 	r.IdlePuts = median(idle)
 	r.CommitsFlush = median(cpf)
@@ -210,7 +214,7 @@ func Markdown(results []Result, o Options, started time.Time) string {
 		fmt.Fprintf(&b, "Measured by `floe bench` on %s.\n", started.UTC().Format("2006-01-02 15:04 MST"))
 		return b.String()
 	}
-	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup, medians; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s, measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
+	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup: medians of the runs, latency quantiles over the records of all runs together; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s, measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, partitions, o.Rate, o.LatencyD, idleWindow)
 	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | idle PUTs | commits/flush | peak RSS MiB |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
