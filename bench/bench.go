@@ -92,6 +92,10 @@ type Result struct {
 	CommitsFlush float64 // catalog commits per flush (Floe only)
 	PeakRSSMiB   float64 // agent peak RSS (Floe only)
 	Note         string
+
+	// PUT requests (hedges included: each is billed) per flush, in the
+	// throughput phase and at the fixed rate (Floe only).
+	PutsFlush, LatPutsFlush float64
 }
 
 // run is one repetition's raw figures.
@@ -99,6 +103,7 @@ type run struct {
 	produceMiBs, consumeMiBs float64
 	ack, e2e                 []time.Duration
 	puts, flushes, commits   float64
+	latPuts, latFlushes      float64 // during the fixed-rate phase
 	idlePuts                 float64
 	producedBytes            float64
 	rssMiB                   float64
@@ -166,7 +171,7 @@ func runOnce(ctx context.Context, o Options, s setup) (run, error) {
 
 func summarize(s setup, runs []run) Result {
 	r := Result{Setup: s.name, Note: s.note}
-	var prod, cons, puts, idle, cpf, rss []float64
+	var prod, cons, puts, idle, cpf, rss, ppf, lppf []float64
 	// Latency quantiles are taken over every run's records together, as
 	// merged histograms are: a run's p99 is made by its few slowest PUT
 	// cycles (a 20 s run holds 80 to 160 PUTs), so the median of three
@@ -184,6 +189,10 @@ func summarize(s setup, runs []run) Result {
 		idle = append(idle, x.idlePuts)
 		if x.flushes > 0 {
 			cpf = append(cpf, x.commits/x.flushes)
+			ppf = append(ppf, x.puts/x.flushes)
+		}
+		if x.latFlushes > 0 {
+			lppf = append(lppf, x.latPuts/x.latFlushes)
 		}
 		rss = append(rss, x.rssMiB)
 	}
@@ -196,6 +205,8 @@ func summarize(s setup, runs []run) Result {
 	r.PutsPerGiB = median(puts)
 	r.IdlePuts = median(idle)
 	r.CommitsFlush = median(cpf)
+	r.PutsFlush = median(ppf)
+	r.LatPutsFlush = median(lppf)
 	r.PeakRSSMiB = median(rss)
 	return r
 }
@@ -214,13 +225,13 @@ func Markdown(results []Result, o Options, started time.Time) string {
 		fmt.Fprintf(&b, "Measured by `floe bench` on %s.\n", started.UTC().Format("2006-01-02 15:04 MST"))
 		return b.String()
 	}
-	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup: medians of the runs, latency quantiles over the records of all runs together; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s, measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
+	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup: medians of the runs, latency quantiles over the records of all runs together; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s, measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; PUTs/flush counts PUT requests, hedges included (each is billed), per segment flushed, in the throughput phase / at the fixed rate; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, partitions, o.Rate, o.LatencyD, idleWindow)
-	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | idle PUTs | commits/flush | peak RSS MiB |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | PUTs/flush | idle PUTs | commits/flush | peak RSS MiB |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		if r.Skipped != "" {
-			fmt.Fprintf(&b, "| %s | skipped: %s |||||||||||| \n", r.Setup, r.Skipped)
+			fmt.Fprintf(&b, "| %s | skipped: %s ||||||||||||| \n", r.Setup, r.Skipped)
 			continue
 		}
 		pr, cr := "–", "–"
@@ -236,10 +247,14 @@ func Markdown(results []Result, o Options, started time.Time) string {
 			}
 			return fmt.Sprintf(f, v)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		ppf := "–"
+		if r.Setup != "kfake" {
+			ppf = fmt.Sprintf("%.2f / %.2f", r.PutsFlush, r.LatPutsFlush)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Setup, r.ProduceMiBs, pr, r.ConsumeMiBs, cr,
 			ms(r.AckP50), ms(r.AckP99), ms(r.E2EP50), ms(r.E2EP99),
-			dash(r.PutsPerGiB, "%.0f"), dash(r.IdlePuts, "%.0f"), dash(r.CommitsFlush, "%.2f"), dash(r.PeakRSSMiB, "%.0f"))
+			dash(r.PutsPerGiB, "%.0f"), ppf, dash(r.IdlePuts, "%.0f"), dash(r.CommitsFlush, "%.2f"), dash(r.PeakRSSMiB, "%.0f"))
 	}
 	fmt.Fprintf(&b, "\nSetups:\n\n")
 	for _, s := range allSetups(o) {

@@ -357,3 +357,21 @@ func (h *firstAck) OnProduceRecordUnbuffered(_ *kgo.Record, err error) {
 }
 
 func (h *firstAck) close() { h.once.Do(func() { close(h.ch) }) }
+
+func TestMarkdownPutsPerFlush(t *testing.T) {
+	runs := []run{
+		{puts: 10, flushes: 10, latPuts: 44, latFlushes: 40, producedBytes: 1 << 30},
+		{puts: 12, flushes: 10, latPuts: 40, latFlushes: 40, producedBytes: 1 << 30},
+		{puts: 10, flushes: 10, latPuts: 48, latFlushes: 40, producedBytes: 1 << 30},
+	}
+	r := summarize(setup{name: "floe-s3-standard"}, runs)
+	if r.PutsFlush != 1 || r.LatPutsFlush != 1.1 {
+		t.Errorf("PUTs per flush %v / %v, want the medians 1 / 1.1", r.PutsFlush, r.LatPutsFlush)
+	}
+	md := Markdown([]Result{{Setup: "kfake"}, r}, DefaultOptions(), time.Now())
+	for _, want := range []string{"| PUTs/GiB | PUTs/flush | idle PUTs |", "| 10 | 1.00 / 1.10 | 0 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("table lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -91,10 +91,19 @@ func drive(ctx context.Context, o Options, t *target, s setup) (run, error) {
 	r.consumeMiBs = float64((o.Records+partitions)*o.RecordSz) / (1 << 20) / time.Since(start).Seconds()
 
 	// Phase 3: ack and end-to-end latency at a fixed rate.
+	m2, err := scrape(t.metricsURL)
+	if err != nil {
+		return r, err
+	}
 	r.ack, r.e2e, err = latency(ctx, t.bootstrap, latTopic, o.Rate, o.LatencyD, o.RecordSz)
 	if err != nil {
 		return r, fmt.Errorf("latency: %w", err)
 	}
+	m3, err := scrape(t.metricsURL)
+	if err != nil {
+		return r, err
+	}
+	r.latPuts, r.latFlushes = m3.puts-m2.puts, m3.flushes-m2.flushes
 	r.rssMiB = peakRSSMiB(t.pid)
 	return r, nil
 }
