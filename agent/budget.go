@@ -93,6 +93,14 @@ func (b *requestBudget) release(n int64) {
 // waiting fetch is not overtaken by later ones. A batch larger than the
 // whole budget (KIP-74 returns it anyway) reserves the whole budget.
 //
+// Nor does a fetch wait while holding what it read: a batch is reserved
+// once read, and the read's buffer (a cached span of up to 8 MiB, which
+// the caches may evict meanwhile) would stay reachable through the wait —
+// one such buffer per waiting fetch, so per connection, bounded by nothing.
+// A first batch that finds no room therefore voids the response's build
+// (want); the fetch drops it, waits for that room (await) and builds again,
+// its first batch taking the room reserved for it (credit).
+//
 // Responses without records (metadata, errors, empty fetches) are not
 // counted: they are small, and bounded per connection by
 // MaxInflightPerConn.
@@ -112,6 +120,12 @@ func newResponseBudget(bytes int64, m *metrics) *responseBudget {
 type responseHold struct {
 	b *responseBudget
 	n int64
+	// credit is the part of n that await reserved and no batch has taken
+	// yet.
+	credit int64
+	// want is the room the response's first batch found missing: the
+	// build that set it holds nothing and is void, and await waits for it.
+	want int64
 	// ctx and deadline bound the wait for a first batch.
 	ctx      context.Context
 	deadline time.Time
@@ -119,31 +133,57 @@ type responseHold struct {
 }
 
 // reserve reserves size bytes for a batch the response is about to take,
-// and reports whether it may. Holding nothing, it waits for room (see
-// responseBudget); holding some, it only tries.
+// and reports whether it may. It never waits: a first batch without room
+// (the response holds nothing) sets want instead, unless a wait already
+// failed or the deadline has passed, and every later batch of that build
+// is refused.
 func (h *responseHold) reserve(size int) bool {
-	n := min(int64(size), h.b.size)
-	if !h.b.sem.TryAcquire(n) {
-		if h.n > 0 || h.refused {
-			return false
-		}
-		h.b.waits.Inc()
-		ctx, cancel := context.WithDeadline(h.ctx, h.deadline)
-		err := h.b.sem.Acquire(ctx, n)
-		cancel()
-		if err != nil {
-			h.refused = true
-			return false
-		}
+	if h.want > 0 {
+		return false
 	}
-	h.n += n
-	h.b.held.Add(float64(n))
+	n := min(int64(size), h.b.size)
+	need := n - min(h.credit, n)
+	if need > 0 && !h.b.sem.TryAcquire(need) {
+		if h.n == 0 && !h.refused {
+			if time.Now().Before(h.deadline) {
+				h.want = n
+			} else {
+				h.refused = true
+			}
+		}
+		return false
+	}
+	h.credit -= n - need
+	h.n += need
+	h.b.held.Add(float64(need))
 	return true
 }
 
+// await waits for the room want names, holding nothing, until the
+// deadline, and keeps it as credit for the next build's first batch. A
+// failed wait refuses further waits until release.
+func (h *responseHold) await() {
+	n := h.want
+	h.want = 0
+	if n == 0 || h.n > 0 {
+		return
+	}
+	h.b.waits.Inc()
+	ctx, cancel := context.WithDeadline(h.ctx, h.deadline)
+	err := h.b.sem.Acquire(ctx, n)
+	cancel()
+	if err != nil {
+		h.refused = true
+		return
+	}
+	h.n, h.credit = n, n
+	h.b.held.Add(float64(n))
+}
+
 // trim releases what the response reserved beyond used bytes (batches it
-// reserved and then dropped on a failed read).
+// reserved and then dropped on a failed read, credit no batch took).
 func (h *responseHold) trim(used int64) {
+	h.credit, h.want = 0, 0
 	if extra := h.n - used; extra > 0 {
 		h.n = used
 		h.b.held.Sub(float64(extra))

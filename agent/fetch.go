@@ -147,10 +147,26 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		w = a.tail.watch(topics)
 		resp.Topics = resp.Topics[:0]
 		total, now := a.buildFetch(ctx, req, parts, maxBytes, fr)
+		if fr.hold.want > 0 {
+			// The first batch found no room: this build holds nothing
+			// and is void. Wait for the room with nothing read in hand
+			// (see responseBudget), then build again — at once if a
+			// partition's answer must go now, without waiting.
+			fr.recs = nil
+			a.tail.unwatch(w)
+			w = nil
+			if now {
+				fr.hold.want, fr.hold.refused = 0, true
+			} else {
+				fr.hold.await()
+			}
+			continue
+		}
 		fr.hold.trim(total)
 		// A MinBytes above the response cap is met by a full response.
 		if total >= min(int64(req.MinBytes), maxBytes) || now || !time.Now().Before(deadline) || ctx.Err() != nil {
 			a.m.fetchedBytes.Add(float64(total))
+			a.countPartitionErrors(resp)
 			fr.keep(r.conn.ctx)
 			return fr, nil
 		}
@@ -170,6 +186,18 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 			deadline = time.Now()
 		}
 		a.tail.unwatch(w)
+	}
+}
+
+// countPartitionErrors counts the partition errors of the response sent
+// (not of builds discarded before it).
+func (a *Agent) countPartitionErrors(resp *kmsg.FetchResponse) {
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if code := resp.Topics[i].Partitions[j].ErrorCode; code != 0 {
+				a.m.partitionErrs.WithLabelValues("Fetch", errName(code)).Inc()
+			}
+		}
 	}
 }
 
@@ -272,7 +300,6 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 			}
 			if op.ErrorCode != 0 {
 				now = true
-				a.m.partitionErrs.WithLabelValues("Fetch", errName(op.ErrorCode)).Inc()
 			}
 		}
 		resp.Topics = append(resp.Topics, ot)

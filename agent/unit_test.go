@@ -255,10 +255,11 @@ func TestTailLogStartNeverGoesBack(t *testing.T) {
 }
 
 // TestResponseBudgetHold: a response waits for room only for its first
-// batch and only tries for later ones; waits are first come, first
-// served; a batch larger than the budget reserves all of it; a response
-// handed to its connection is released once, by the writer or by the
-// connection's end.
+// batch, holding nothing (reserve refuses it and names the room wanted,
+// await waits for that and keeps it for the next build's first batch), and
+// only tries for later ones; waits are first come, first served; a batch
+// larger than the budget reserves all of it; a response handed to its
+// connection is released once, by the writer or by the connection's end.
 func TestResponseBudgetHold(t *testing.T) {
 	m := newMetrics(nil)
 	b := newResponseBudget(10, m)
@@ -267,17 +268,27 @@ func TestResponseBudgetHold(t *testing.T) {
 		return &responseHold{b: b, ctx: context.Background(), deadline: time.Now().Add(wait)}
 	}
 
-	h1 := hold(0)
+	h1 := hold(time.Hour)
 	if !h1.reserve(6) || !h1.reserve(3) {
 		t.Fatal("batches that fit were refused")
 	}
-	if h1.reserve(2) {
-		t.Fatal("a response holding budget took a batch beyond it")
+	if h1.reserve(2) || h1.want != 0 {
+		t.Fatalf("a response holding budget took a batch beyond it, or wants to wait (want %d)", h1.want)
 	}
 	h2 := hold(20 * time.Millisecond)
+	if h2.reserve(2) || h2.want != 2 {
+		t.Fatalf("a first batch beyond the budget: want %d, not 2", h2.want)
+	}
+	if h2.reserve(1) {
+		t.Fatal("a void build took a later batch")
+	}
 	start := time.Now()
-	if h2.reserve(2) || time.Since(start) < 20*time.Millisecond {
-		t.Fatal("a first batch beyond the budget did not wait until its deadline")
+	h2.await()
+	if time.Since(start) < 20*time.Millisecond || !h2.refused || h2.n != 0 {
+		t.Fatalf("a first batch beyond the budget did not wait until its deadline (refused %v, held %d)", h2.refused, h2.n)
+	}
+	if h2.reserve(2) || h2.want != 0 {
+		t.Fatal("a response whose wait failed waits again")
 	}
 	if held() != 9 {
 		t.Fatalf("held %v, want 9", held())
@@ -286,17 +297,24 @@ func TestResponseBudgetHold(t *testing.T) {
 	// An oversized batch waits for the whole budget, ahead of a later
 	// response's small batch.
 	big, small := hold(5*time.Second), hold(5*time.Second)
-	bigDone, smallDone := make(chan bool), make(chan bool)
-	go func() { bigDone <- big.reserve(100) }()
+	bigDone, smallDone := make(chan struct{}), make(chan struct{})
+	if big.reserve(100) || big.want != 10 {
+		t.Fatalf("an oversized batch wants %d, not the budget", big.want)
+	}
+	go func() { big.await(); close(bigDone) }()
 	for b.sem.TryAcquire(1) {
 		b.sem.Release(1) // until big waits
 		time.Sleep(time.Millisecond)
 	}
-	go func() { smallDone <- small.reserve(1) }()
+	if small.reserve(1) || small.want != 1 {
+		t.Fatal("a later batch overtook a waiting one")
+	}
+	go func() { small.await(); close(smallDone) }()
 	time.Sleep(20 * time.Millisecond)
 	h1.release()
-	if !<-bigDone {
-		t.Fatal("an oversized batch was refused")
+	<-bigDone
+	if !big.reserve(100) {
+		t.Fatal("an oversized batch was refused the room it waited for")
 	}
 	if held() != 10 {
 		t.Fatalf("held %v with an oversized batch, want the budget (10)", held())
@@ -308,10 +326,24 @@ func TestResponseBudgetHold(t *testing.T) {
 	default:
 	}
 	big.release()
-	if !<-smallDone {
+	<-smallDone
+	if !small.reserve(1) {
 		t.Fatal("the later batch was refused once room was free")
 	}
 	small.release()
+
+	// Credit no batch took is released with the build.
+	c := hold(time.Second)
+	c.want = 4
+	c.await()
+	if !c.reserve(3) || held() != 4 {
+		t.Fatalf("credit: held %v, want 4", held())
+	}
+	c.trim(3)
+	if held() != 3 {
+		t.Fatalf("after trim held %v, want 3", held())
+	}
+	c.release()
 
 	// Handed to a connection: released by the writer, or by the
 	// connection's end, once.
