@@ -145,17 +145,25 @@ type latencyWindow struct {
 	n       int // samples recorded, total
 	delay   time.Duration
 	warm    bool // enough PUTs timed for the quantile
-	slow    bool // the last PUT to finish took the delay or longer
+	// slow: the last PUT to finish took the delay or longer, and no PUT
+	// has started since.
+	slow    bool
 	scratch []time.Duration
 }
 
 var _ Bucket = (*hedgeBucket)(nil)
 
+// delay is the hedge delay of a PUT starting now. The PUT after a slow
+// one takes its urgency (no delay: two attempts at once), so a slow PUT
+// costs one doubled PUT: not every PUT that starts before the next one
+// finishes, nor, while the bucket fails (failures are not observed),
+// every PUT and retry until one succeeds.
 func (h *hedgeBucket) delay(class int) time.Duration {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.slow && w.warm {
+		w.slow = false
 		return 0 // two attempts at once
 	}
 	return w.delay

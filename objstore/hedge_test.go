@@ -234,3 +234,57 @@ func TestHedgedPutReadsFromBodyPosition(t *testing.T) {
 		t.Fatalf("stored %q, want %q", got, "segment")
 	}
 }
+
+// TestHedgeUrgentOncePerSlowPut: a slow PUT makes one PUT after it go
+// twice at once, not every PUT until one succeeds fast: neither the PUTs
+// that start while uploads are in flight (a slow spell lets several
+// flushes seal) nor those sent to a bucket that now fails, which would
+// otherwise each be sent twice — doubling the load on a throttling or
+// failing bucket, retries included, until some PUT succeeds.
+func TestHedgeUrgentOncePerSlowPut(t *testing.T) {
+	ctx := context.Background()
+	data := []byte("segment bytes")
+	newHedged := func(inner objstore.Bucket) objstore.Bucket {
+		b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Hour, Quantile: 0.9, MinDelay: time.Hour}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 32 { // warm: the delay is the one-hour floor
+			objstore.ObserveHedge(b, int64(len(data)), time.Millisecond)
+		}
+		objstore.ObserveHedge(b, int64(len(data)), 2*time.Hour) // slow
+		return b
+	}
+
+	t.Run("concurrent", func(t *testing.T) {
+		b := newHedged(mem.New(nil))
+		if d := objstore.HedgeDelay(b, int64(len(data))); d != 0 {
+			t.Fatalf("the PUT after a slow one is hedged after %v, want at once", d)
+		}
+		// A second PUT starts before either has finished.
+		if d := objstore.HedgeDelay(b, int64(len(data))); d != time.Hour {
+			t.Fatalf("a second PUT after one slow PUT is hedged after %v, want the delay (1h)", d)
+		}
+	})
+
+	t.Run("failing bucket", func(t *testing.T) {
+		const puts = 5
+		var fail []error
+		for range 2 * puts {
+			fail = append(fail, errors.New("503 SlowDown"))
+		}
+		inner := &slowPuts{Bucket: mem.New(nil), fail: fail}
+		b := newHedged(inner)
+		for range puts {
+			if err := b.Put(ctx, "k", bytes.NewReader(data), int64(len(data))); err == nil {
+				t.Fatal("a failing Put succeeded")
+			}
+		}
+		if got := inner.puts.Load(); got > puts+1 {
+			t.Errorf("%d failing Puts after one slow PUT sent %d PUTs, want at most %d", puts, got, puts+1)
+		}
+		if d := objstore.HedgeDelay(b, int64(len(data))); d != time.Hour {
+			t.Errorf("after %d failed Puts the next is hedged after %v, want the delay (1h)", puts, d)
+		}
+	})
+}
