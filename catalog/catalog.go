@@ -284,10 +284,12 @@ type Catalog interface {
 	FetchOffsets(ctx context.Context, group string, parts []GroupPartition) ([]GroupOffset, error)
 	DeleteOffsets(ctx context.Context, group string, parts []GroupPartition) error
 	// ExpireOffsets deletes the committed offsets older than before of
-	// every group whose latest commit is older than before and that has
-	// no coordinator state (no members: see SaveGroupState), and returns
-	// how many groups it expired (Kafka's offsets.retention.minutes,
-	// KIP-211). An offset committed meanwhile is kept.
+	// every group that has no coordinator state (no members: see
+	// SaveGroupState) and whose latest commit, and the last time it lost
+	// its state (DeleteGroupState: its last member left), are older than
+	// before, and returns how many groups it expired (Kafka's
+	// offsets.retention.minutes, KIP-211, which ages a group's offsets
+	// from when it became empty). An offset committed meanwhile is kept.
 	ExpireOffsets(ctx context.Context, before time.Time) (groups int, err error)
 	// DeleteGroup removes every offset of the group and its coordinator
 	// state (see SaveGroupState).
@@ -315,6 +317,8 @@ type Catalog interface {
 	// DeleteGroupState removes group's state if its version is expect;
 	// ErrGroupStateConflict if another version (or, with expect > 0,
 	// none) is stored. With expect 0 and none stored it does nothing.
+	// The group's offsets age from when it removes the state (see
+	// ExpireOffsets).
 	DeleteGroupState(ctx context.Context, group string, expect int64) error
 
 	// Agents. Generation is the membership counter (bumped when an agent

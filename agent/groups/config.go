@@ -76,10 +76,11 @@ type Config struct {
 	TopicCacheTTL time.Duration
 
 	// OffsetsRetention is how long the committed offsets of a group
-	// without members are kept after its last commit
-	// (offsets.retention.minutes, KIP-211); a group with members keeps
-	// them however old. Run checks every OffsetsRetention/2, at most
-	// every 10 minutes (offsets.retention.check.interval.ms).
+	// without members are kept after its last commit or after its last
+	// member left, whichever is later (offsets.retention.minutes,
+	// KIP-211); a group with members keeps them however old. Run checks
+	// every OffsetsRetention/2, at most every 10 minutes
+	// (offsets.retention.check.interval.ms).
 	OffsetsRetention time.Duration
 
 	// OwnershipCheckInterval is how often Run asks Placement whether this
@@ -258,7 +259,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 		return nil
 	})
 	fs.DurationVar(&c.TopicCacheTTL, prefix+"topic-cache-ttl", c.TopicCacheTTL, "how stale the coordinator's view of topics may be")
-	fs.DurationVar(&c.OffsetsRetention, prefix+"offsets-retention", c.OffsetsRetention, "how long a group without members keeps its committed offsets after its last commit, offsets.retention.minutes")
+	fs.DurationVar(&c.OffsetsRetention, prefix+"offsets-retention", c.OffsetsRetention, "how long a group without members keeps its committed offsets after its last commit or its last member left, offsets.retention.minutes")
 	fs.DurationVar(&c.OwnershipCheckInterval, prefix+"ownership-check-interval", c.OwnershipCheckInterval, "how often to drop groups this agent no longer coordinates")
 }
 

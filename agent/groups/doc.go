@@ -73,7 +73,8 @@
 //     COORDINATOR_LOAD_IN_PROGRESS and change nothing, and
 //     FindCoordinator names this node.
 //   - The committed offsets of a group without stored state (no members)
-//     expire Config.OffsetsRetention after its last commit; the groups
+//     expire Config.OffsetsRetention after its last commit or after it
+//     lost its last member, whichever is later; the groups
 //     placed on this node whose stored state it does not hold are loaded
 //     at each retention check even if no member asks (retention.go), so
 //     an abandoned group's members expire and its state and offsets go.

@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 		}, []string{"op", "result"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_groups_offsets_expired_total",
-			Help: "Groups without members whose committed offsets expired (--group.offsets-retention after their last commit), counted by the agent whose check deleted them.",
+			Help: "Groups without members whose committed offsets expired (--group.offsets-retention after their last commit or last member), counted by the agent whose check deleted them.",
 		}),
 	}
 	if reg == nil {

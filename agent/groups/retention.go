@@ -7,13 +7,16 @@ import (
 
 // Offset retention, Kafka's offsets.retention.minutes (KIP-211): the
 // committed offsets of a group without members expire OffsetsRetention
-// after its last commit, so the catalog does not keep every group ever
-// used (console consumers with generated ids, renamed applications)
-// forever. A group with members keeps its offsets however old: its
-// coordinator stores its state while it has members, and the catalog
-// expires only groups without stored state. (A group whose state is too
-// large to store is the exception: it keeps its offsets by committing
-// within the retention.)
+// after its last commit or after its last member left, whichever is later
+// (the catalog notes when the coordinator deletes the group's state), so
+// the catalog does not keep every group ever used (console consumers with
+// generated ids, renamed applications) forever, while a group whose
+// members commit nothing for longer than that (librdkafka and franz-go
+// commit only offsets that moved) keeps them through a restart. A group
+// with members keeps its offsets however old: its coordinator stores its
+// state while it has members, and the catalog expires only groups without
+// stored state. (A group whose state is too large to store is the
+// exception: it keeps its offsets by committing within the retention.)
 //
 // Every agent checks, whichever groups it coordinates: the check is one
 // catalog statement over all groups, and checks that overlap delete

@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,10 +170,23 @@ func TestOffsetsRetention(t *testing.T) {
 // TestOrphanGroupAdopted: a group whose coordinator stopped with its
 // members, none of which comes back, is loaded by the agent it moved to
 // without any request for it; its members' sessions expire, its state is
-// deleted and its offsets expire in turn. Before, only a request loaded a
-// group, and such state, and its offsets, stayed in the catalog forever.
+// deleted and its offsets expire in turn, the retention after that. Before,
+// only a request loaded a group, and such state, and its offsets, stayed in
+// the catalog forever.
 func TestOrphanGroupAdopted(t *testing.T) {
-	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	// The catalog notes when the group's state is deleted on its own
+	// clock: the new coordinator's, once it runs.
+	var clock atomic.Pointer[func() time.Time]
+	cat, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{Now: func() time.Time {
+		if now := clock.Load(); now != nil {
+			return (*now)()
+		}
+		return time.Now()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
 	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +196,11 @@ func TestOrphanGroupAdopted(t *testing.T) {
 	errIs(t, "member commit", codes["t/0"], nil)
 
 	// The group's new coordinator, which no member of it ever asks.
-	h := newHarnessOn(t, cat, func(c *Config) { c.OffsetsRetention = 2 * time.Second })
+	h := newHarnessOn(t, cat, func(c *Config) {
+		c.OffsetsRetention = 2 * time.Second
+		now := c.Now
+		clock.Store(&now)
+	})
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
@@ -197,6 +215,11 @@ func TestOrphanGroupAdopted(t *testing.T) {
 		_, version, err := cat.LoadGroupState(context.Background(), "orphan")
 		return err == nil && version == 0
 	})
+	time.Sleep(1500 * time.Millisecond) // a retention check or more (every second here)
+	if got, err := cat.FetchOffsets(context.Background(), "orphan", nil); err != nil || len(got) != 1 {
+		t.Fatalf("offsets of a group that has just lost its members: %+v, %v", got, err)
+	}
+	h.advance(3 * time.Second) // past the retention since it lost them
 	waitFor("its offsets expire", func() bool {
 		got, err := cat.FetchOffsets(context.Background(), "orphan", nil)
 		return err == nil && len(got) == 0

@@ -24,6 +24,7 @@ var groupTests = []namedTest{
 	{"Offsets", testGroupOffsets},
 	{"OffsetsOfUnknownPartitions", testCommitUnknownPartitions},
 	{"ExpireOffsets", testExpireOffsets},
+	{"ExpireAfterLastMember", testExpireAfterLastMember},
 	{"OffsetsRaceDeleteTopic", testCommitRacesDeleteTopic},
 	{"StateCAS", testGroupStateCAS},
 	{"StateSize", testGroupStateSize},

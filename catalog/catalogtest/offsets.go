@@ -192,3 +192,37 @@ func testExpireOffsets(t *testing.T, c catalog.Catalog) {
 		t.Errorf("a second expiry: %d groups, %v; want none", n, err)
 	}
 }
+
+// testExpireAfterLastMember: a group's offsets age from its latest commit
+// or from when it lost its last member (its coordinator state was
+// deleted), whichever is later, as Kafka's age from when the group became
+// empty (KIP-211). A group whose members commit nothing for longer than
+// the retention (nothing new to consume: librdkafka and franz-go commit
+// only offsets that moved) keeps its offsets through a restart of its
+// members.
+func testExpireAfterLastMember(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "t", 1, nil)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	old, cut := now.Add(-8*24*time.Hour), now.Add(-7*24*time.Hour)
+	commitOffsets(t, c, "quiet", []catalog.GroupOffset{{Topic: "t", Partition: 0, Offset: 7, LeaderEpoch: -1, CommitTime: old}})
+	v, err := c.SaveGroupState(ctx(t), "quiet", 0, []byte("members"))
+	noErr(t, err, "SaveGroupState")
+	// The members leave to restart: the group is empty from now on.
+	noErr(t, c.DeleteGroupState(ctx(t), "quiet", v), "DeleteGroupState")
+
+	n, err := c.ExpireOffsets(ctx(t), cut)
+	noErr(t, err, "ExpireOffsets")
+	got, err := c.FetchOffsets(ctx(t), "quiet", nil)
+	noErr(t, err, "FetchOffsets")
+	if n != 0 || len(got) != 1 {
+		t.Fatalf("a group empty for a moment lost its offsets: %d groups expired, %+v kept", n, got)
+	}
+	// Empty for longer than the retention: they expire.
+	n, err = c.ExpireOffsets(ctx(t), time.Now().Add(time.Minute))
+	noErr(t, err, "ExpireOffsets")
+	got, err = c.FetchOffsets(ctx(t), "quiet", nil)
+	noErr(t, err, "FetchOffsets")
+	if n != 1 || len(got) != 0 {
+		t.Fatalf("a group empty past the retention: %d groups expired, %+v kept", n, got)
+	}
+}

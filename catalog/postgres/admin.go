@@ -162,20 +162,26 @@ WHERE g.group_id = $1 ORDER BY g.topic, g.partition`, group, topics, ps)
 }
 
 // ExpireOffsets deletes the offsets of groups without members (no
-// group_states row) whose latest commit is older than before. The delete
-// re-checks each row's commit time after any row lock it waited for, so
-// a commit racing the expiry keeps its offset.
+// group_states row) whose latest commit, and the time they lost their last
+// member (group_emptied), are older than before. The delete re-checks each
+// row's commit time after any row lock it waited for, so a commit racing
+// the expiry keeps its offset. Times the groups lost their members before
+// before no longer matter: they are deleted too (a group that loses its
+// members meanwhile re-checks, and keeps, its newer one).
 func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
 	var n int
 	err := c.retry(ctx, func(ctx context.Context) error {
 		return c.pool.QueryRow(ctx, `WITH e AS (
     SELECT o.group_id FROM group_offsets o
     WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
+      AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = o.group_id AND m.since >= $1)
     GROUP BY o.group_id HAVING max(o.commit_time) < $1
 ), d AS (
     DELETE FROM group_offsets g USING e
     WHERE g.group_id = e.group_id AND g.commit_time < $1
     RETURNING g.group_id
+), m AS (
+    DELETE FROM group_emptied WHERE since < $1
 )
 SELECT count(DISTINCT group_id) FROM d`, before.UTC()).Scan(&n)
 	})
@@ -202,11 +208,16 @@ WHERE g.group_id = $1 AND g.topic = u.t AND g.partition = u.p`, group, topics, p
 // DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
 	err := c.tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group); err != nil {
-			return err
+		for _, q := range []string{
+			`DELETE FROM group_offsets WHERE group_id = $1`,
+			`DELETE FROM group_states WHERE group_id = $1`,
+			`DELETE FROM group_emptied WHERE group_id = $1`,
+		} {
+			if _, err := tx.Exec(ctx, q, group); err != nil {
+				return err
+			}
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM group_states WHERE group_id = $1`, group)
-		return err
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: delete group %q: %w", group, err)

@@ -66,15 +66,21 @@ WHERE group_id = $1 AND version = $2 RETURNING version`, group, expect, state)
 	return version, nil
 }
 
-// DeleteGroupState removes group's state if its version is expect.
+// DeleteGroupState removes group's state if its version is expect, and
+// notes when (group_emptied): the group's offsets age from then on.
 func (c *Catalog) DeleteGroupState(ctx context.Context, group string, expect int64) error {
+	now := c.now().UTC()
 	err := c.retry(ctx, func(ctx context.Context) error {
 		// The subquery reads the snapshot before the delete: it sees the
 		// row whether or not this statement removes it.
 		var deleted int64
 		var stored *int64
-		err := c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM group_states WHERE group_id = $1 AND version = $2 RETURNING 1)
-SELECT (SELECT count(*) FROM d), (SELECT version FROM group_states WHERE group_id = $1)`, group, expect).Scan(&deleted, &stored)
+		err := c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM group_states WHERE group_id = $1 AND version = $2 RETURNING 1),
+e AS (
+    INSERT INTO group_emptied (group_id, since) SELECT $1, $3 WHERE EXISTS (SELECT 1 FROM d)
+    ON CONFLICT (group_id) DO UPDATE SET since = greatest(group_emptied.since, excluded.since)
+)
+SELECT (SELECT count(*) FROM d), (SELECT version FROM group_states WHERE group_id = $1)`, group, expect, now).Scan(&deleted, &stored)
 		if err != nil {
 			return err
 		}

@@ -169,13 +169,16 @@ func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catal
 }
 
 // ExpireOffsets deletes the offsets of groups without members (no
-// group_states row) whose latest commit is older than before, in one
-// write transaction (the catalog's only writer: no commit interleaves).
+// group_states row) whose latest commit, and the time they lost their last
+// member (group_emptied), are older than before, in one write transaction
+// (the catalog's only writer: no commit interleaves). Times older than
+// before no longer matter and are deleted.
 func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
 	var n int
 	err := c.write(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT o.group_id FROM group_offsets o
 WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
+  AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = o.group_id AND m.since >= ?1)
 GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, micros(before))
 		if err != nil {
 			return err
@@ -196,8 +199,12 @@ GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, micros(before))
 			return err
 		}
 		n = len(groups)
-		return execEach(ctx, tx, `DELETE FROM group_offsets WHERE group_id = ?1 AND commit_time < ?2`, groups,
-			func(g string) []any { return []any{g, micros(before)} })
+		if err := execEach(ctx, tx, `DELETE FROM group_offsets WHERE group_id = ?1 AND commit_time < ?2`, groups,
+			func(g string) []any { return []any{g, micros(before)} }); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM group_emptied WHERE since < ?1`, micros(before))
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("catalog: expire offsets: %w", err)
@@ -208,11 +215,16 @@ GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, micros(before))
 // DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE group_id = ?1`, group); err != nil {
-			return err
+		for _, q := range []string{
+			`DELETE FROM group_offsets WHERE group_id = ?1`,
+			`DELETE FROM group_states WHERE group_id = ?1`,
+			`DELETE FROM group_emptied WHERE group_id = ?1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, group); err != nil {
+				return err
+			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM group_states WHERE group_id = ?1`, group)
-		return err
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: delete group %q: %w", group, err)

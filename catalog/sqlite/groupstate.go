@@ -73,7 +73,8 @@ ON CONFLICT (group_id) DO UPDATE SET version = excluded.version, state = exclude
 	return version, nil
 }
 
-// DeleteGroupState removes group's state if its version is expect.
+// DeleteGroupState removes group's state if its version is expect, and
+// notes when (group_emptied): the group's offsets age from then on.
 func (c *Catalog) DeleteGroupState(ctx context.Context, group string, expect int64) error {
 	err := c.write(ctx, func(tx *sql.Tx) error {
 		cur, err := storedVersion(ctx, tx, group)
@@ -86,7 +87,11 @@ func (c *Catalog) DeleteGroupState(ctx context.Context, group string, expect int
 		if cur == 0 {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM group_states WHERE group_id = ?1`, group)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM group_states WHERE group_id = ?1`, group); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO group_emptied (group_id, since) VALUES (?1, ?2)
+ON CONFLICT (group_id) DO UPDATE SET since = max(since, excluded.since)`, group, micros(c.now()))
 		return err
 	})
 	if err != nil {
