@@ -163,33 +163,106 @@ WHERE g.group_id = $1 ORDER BY g.topic, g.partition`, group, topics, ps)
 
 // ExpireOffsets deletes the offsets of groups without members (no
 // group_states row) whose latest commit, and the time they lost their last
-// member (group_emptied), are older than before. The delete re-checks each
-// row's commit time after any row lock it waited for, so a commit racing
-// the expiry keeps its offset. Times the groups lost their members before
-// before no longer matter: they are deleted too (a group that loses its
-// members meanwhile re-checks, and keeps, its newer one).
+// member (group_emptied), are older than before.
+//
+// A backlog (a fleet that ran without retention, or whose checks failed
+// for a while) can hold millions of expired offsets, more than one
+// statement deletes within the statement timeout: a check deleting them
+// all at once would fail every time, and the backlog would only grow. So
+// one statement lists the groups to expire (sqlExpireCandidates, at most
+// expireCandidates of them, the next ones in a further round) and others
+// delete them about expireBatchRows offsets at a time (sqlExpireGroups).
+// Each delete re-checks its groups in a snapshot of its own, so a group
+// that got members, lost them or committed since the listing keeps its
+// offsets, and re-checks each row's commit time after any row lock it
+// waited for, so a commit racing the delete keeps its offset. Times groups
+// lost their members before before no longer matter and are deleted last
+// (a group that loses its members meanwhile keeps its newer time: the
+// delete re-checks it too).
 func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
-	var n int
+	before = before.UTC()
+	expired := 0
+	for {
+		var groups []string
+		var rows []int64
+		err := c.retry(ctx, func(ctx context.Context) error {
+			groups, rows = groups[:0], rows[:0]
+			r, err := c.pool.Query(ctx, sqlExpireCandidates, before, expireCandidates)
+			if err != nil {
+				return err
+			}
+			var g string
+			var n int64
+			_, err = pgx.ForEachRow(r, []any{&g, &n}, func() error {
+				groups, rows = append(groups, g), append(rows, n)
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return expired, fmt.Errorf("catalog: expire offsets: list groups: %w", err)
+		}
+		round := 0
+		for from := 0; from < len(groups); {
+			to, n := from+1, rows[from]
+			for to < len(groups) && n+rows[to] <= expireBatchRows {
+				n += rows[to]
+				to++
+			}
+			var deleted int
+			err := c.retry(ctx, func(ctx context.Context) error {
+				return c.pool.QueryRow(ctx, sqlExpireGroups, before, groups[from:to]).Scan(&deleted)
+			})
+			if err != nil {
+				return expired, fmt.Errorf("catalog: expire offsets of %d groups from %q: %w", to-from, groups[from], err)
+			}
+			round += deleted
+			from = to
+		}
+		expired += round
+		if len(groups) < expireCandidates || round == 0 {
+			break
+		}
+	}
 	err := c.retry(ctx, func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, `WITH e AS (
-    SELECT o.group_id FROM group_offsets o
-    WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
-      AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = o.group_id AND m.since >= $1)
-    GROUP BY o.group_id HAVING max(o.commit_time) < $1
+		_, err := c.pool.Exec(ctx, `DELETE FROM group_emptied WHERE since < $1`, before)
+		return err
+	})
+	if err != nil {
+		return expired, fmt.Errorf("catalog: expire offsets: %w", err)
+	}
+	return expired, nil
+}
+
+// ExpireOffsets' bounds: groups listed per round, and offsets per delete
+// (a group's offsets are deleted together, however many).
+const (
+	expireCandidates = 100_000
+	expireBatchRows  = 5_000
+)
+
+// sqlExpireCandidates lists the groups ExpireOffsets deletes, with how many
+// offsets each has: $1 is the cut-off, $2 the most to list.
+const sqlExpireCandidates = `SELECT o.group_id, count(*) FROM group_offsets o
+WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
+  AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = o.group_id AND m.since >= $1)
+GROUP BY o.group_id HAVING max(o.commit_time) < $1
+LIMIT $2`
+
+// sqlExpireGroups deletes the offsets of the groups $2 that still qualify
+// (see sqlExpireCandidates) for the cut-off $1, and returns how many groups
+// it deleted offsets of.
+const sqlExpireGroups = `WITH e AS (
+    SELECT u.group_id FROM unnest($2::text[]) AS u(group_id)
+    WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = u.group_id)
+      AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = u.group_id AND m.since >= $1)
+      AND NOT EXISTS (SELECT 1 FROM group_offsets r WHERE r.group_id = u.group_id AND r.commit_time >= $1)
 ), d AS (
     DELETE FROM group_offsets g USING e
     WHERE g.group_id = e.group_id AND g.commit_time < $1
     RETURNING g.group_id
-), m AS (
-    DELETE FROM group_emptied WHERE since < $1
 )
-SELECT count(DISTINCT group_id) FROM d`, before.UTC()).Scan(&n)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("catalog: expire offsets: %w", err)
-	}
-	return n, nil
-}
+SELECT count(DISTINCT group_id) FROM d`
 
 // DeleteOffsets removes the group's offsets for parts.
 func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catalog.GroupPartition) error {
