@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/agent/groups"
+	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/tests/floetest"
 )
 
@@ -155,4 +157,54 @@ func joinAlone(t *testing.T, conn *floetest.Conn, group string, timeoutMs int32)
 		t.Fatalf("sync %s: %v %v", group, err, resp)
 	}
 	return join, joined
+}
+
+// TestStaleViewStopsCoordinating: agent A, cut off from the catalog for
+// less than its lease, keeps the view it read before the cut, in which it
+// is alone. Agent B joins meanwhile, sees A (whose heartbeat is recent)
+// and, its join settled, serves the groups its view places on it. A must
+// not go on serving those groups from its old view: that would make two
+// coordinators of one group, each accepting members' heartbeats and
+// commits (which no state compare-and-set fences). Before the view had to
+// be recent, A served every group until its heartbeat lease ended, a TTL
+// less an interval after the cut (here a minute), whatever had joined.
+func TestStaleViewStopsCoordinating(t *testing.T) {
+	ctx := context.Background()
+	base, bkt := sharedStores(t)
+	const hb = 100 * time.Millisecond
+	var downA atomic.Bool
+	start := func(cat catalog.Catalog) *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir: t.TempDir(), Catalog: cat, Bucket: bkt,
+			// A TTL so long that A's heartbeat lease outlasts the test.
+			Config: func(c *agent.Config) { c.HeartbeatInterval, c.AgentTTL = hb, time.Minute },
+		})
+	}
+	a := start(gatedCatalog{Catalog: base, down: &downA})
+	t.Cleanup(func() { downA.Store(false) }) // before A stops
+	waitFor(t, 10*time.Second, "A coordinates", func() bool {
+		n, _, _, err := a.Agent.Coordinator(ctx, "g")
+		return err == nil && n == a.Agent.NodeID()
+	})
+
+	// Cut A off before B registers: every view A read started before.
+	downA.Store(true)
+	cut := time.Now()
+	b := start(base)
+	waitFor(t, 10*time.Second, "B's join settles", b.Agent.JoinSettled)
+
+	moved := 0
+	for i := range 64 {
+		g := fmt.Sprintf("stale-%d", i)
+		if n, _, _, err := b.Agent.Coordinator(ctx, g); err != nil || n != b.Agent.NodeID() {
+			continue
+		}
+		moved++
+		if n, _, _, err := a.Agent.Coordinator(ctx, g); err == nil && n == a.Agent.NodeID() {
+			t.Fatalf("A and B both coordinate group %s, A from a view read before it was cut off %v ago", g, time.Since(cut))
+		}
+	}
+	if moved == 0 {
+		t.Fatal("B serves none of the groups")
+	}
 }

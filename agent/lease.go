@@ -22,15 +22,27 @@ import (
 // (leaseMargin). It is kept on the monotonic clock: no time read from the
 // catalog, nor wall-clock arithmetic, takes part.
 //
-// The trade: a catalog outage longer than the lease stops group
-// coordination on the agents it cuts off — on every agent when the catalog
-// itself is down — until their heartbeats succeed again. Group requests
+// The lease has a second half: the view. Placement is computed from the
+// last view of the live agents this agent read, and an agent that joined
+// since that read is not in it; a joiner serves its groups joinSettle
+// after its first view, counting on every other agent to have read a view
+// with it by then. An agent whose view reads fail (the catalog cut off
+// for a few seconds, a slow LiveAgents) while its heartbeat lease holds
+// would otherwise serve the joiner's groups from its old view for as long
+// as the lease — beside the joiner. So the lease also ends viewMaxAge
+// after the start of the last successful view read, and joinSettle is
+// longer than that by a margin.
+//
+// The trade: a catalog outage longer than the lease — two heartbeat
+// intervals, by its view half — stops group coordination on the agents it
+// cuts off — on every agent when the catalog itself is down — until their
+// heartbeats and view reads succeed again. Group requests
 // are answered COORDINATOR_NOT_AVAILABLE meanwhile, which clients retry
 // (produce and fetch go on), and the groups are loaded from the catalog by
 // whichever agent serves them next, as after any view change.
 
 // errLeaseLapsed is Coordinator's error while the lease has lapsed.
-var errLeaseLapsed = errors.New("agent: no successful catalog heartbeat within the lease; coordinating no groups")
+var errLeaseLapsed = errors.New("agent: no recent successful catalog heartbeat or view of the fleet; coordinating no groups")
 
 // leaseOrigin is the monotonic origin of lease times.
 var leaseOrigin = time.Now()
@@ -42,6 +54,9 @@ type coordLease struct {
 	until atomic.Int64
 
 	mu sync.Mutex
+	// heartbeat and view are when each half of the lease ends, as until
+	// is (0: never granted); until is the earlier of the two.
+	heartbeat, view int64
 	// timer fires at the lapse, so the groups stop at once even while a
 	// heartbeat call hangs (for up to TTL/2); each renewal re-arms it.
 	timer *time.Timer
@@ -71,12 +86,29 @@ func (a *Agent) holdsLease() bool {
 	return time.Since(leaseOrigin) < time.Duration(a.lease.until.Load())
 }
 
-// renewLease extends the lease after a successful HeartbeatAgent or
-// RegisterAgent call that started at start. After a lapse, the view
-// changes again (the groups in memory were dropped, or are checked
-// against the catalog before they are served): coordination resumes.
+// renewLease extends the heartbeat half of the lease after a successful
+// HeartbeatAgent or RegisterAgent call that started at start.
 func (a *Agent) renewLease(start time.Time) {
-	until := int64(start.Sub(leaseOrigin) + a.cfg.AgentTTL - a.leaseMargin())
+	a.extendLease(start.Sub(leaseOrigin)+a.cfg.AgentTTL-a.leaseMargin(), false)
+}
+
+// renewView extends the view half of the lease after a successful read of
+// the live agents that started at start.
+func (a *Agent) renewView(start time.Time) {
+	a.extendLease(start.Sub(leaseOrigin)+a.viewMaxAge(), true)
+}
+
+// viewMaxAge is how long after the start of its read a view may place
+// groups: two heartbeat intervals, one for the next read and one of
+// margin for a slow read or a late ticker. The heartbeat interval is the
+// scale the fleet already tolerates as noise (leaseMargin).
+func (a *Agent) viewMaxAge() time.Duration { return 2 * a.cfg.HeartbeatInterval }
+
+// extendLease moves the end of one half of the lease (the view's when
+// view is set) to end, if later. After a lapse, the view changes again
+// (the groups in memory were dropped, or are checked against the catalog
+// before they are served): coordination resumes.
+func (a *Agent) extendLease(end time.Duration, view bool) {
 	l := &a.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -85,6 +117,15 @@ func (a *Agent) renewLease(start time.Time) {
 		// host): another agent may have served the groups meanwhile,
 		// so the lapse counts as one.
 		a.lapseLocked()
+	}
+	half := &l.heartbeat
+	if view {
+		half = &l.view
+	}
+	*half = max(*half, int64(end))
+	until := min(l.heartbeat, l.view)
+	if until == 0 {
+		return // the other half was never granted
 	}
 	if until > l.until.Load() {
 		l.until.Store(until)
@@ -98,7 +139,7 @@ func (a *Agent) renewLease(start time.Time) {
 	if l.lapsed && a.holdsLease() {
 		l.lapsed = false
 		a.viewChanged()
-		a.log.Info("catalog heartbeat succeeded again; coordinating groups again")
+		a.log.Info("catalog heartbeat and view read succeeded again; coordinating groups again")
 	}
 }
 
@@ -119,8 +160,13 @@ func (a *Agent) leaseTimer() {
 func (a *Agent) lapseLocked() {
 	a.lease.lapsed = true
 	a.viewChanged()
-	a.log.Warn("no successful catalog heartbeat within the lease; coordinating no groups until one succeeds, as other agents may take them over",
-		"lease", a.cfg.AgentTTL-a.leaseMargin(), "agent_ttl", a.cfg.AgentTTL)
+	if now := int64(time.Since(leaseOrigin)); a.lease.heartbeat <= now {
+		a.log.Warn("no successful catalog heartbeat within the lease; coordinating no groups until one succeeds, as other agents may take them over",
+			"lease", a.cfg.AgentTTL-a.leaseMargin(), "agent_ttl", a.cfg.AgentTTL)
+	} else {
+		a.log.Warn("no successful read of the live agents within the lease; coordinating no groups until one succeeds, as agents that joined meanwhile may serve them",
+			"view_max_age", a.viewMaxAge())
+	}
 }
 
 // stopLease stops noting lapses once the heartbeat has stopped for good:
@@ -145,7 +191,9 @@ func (a *Agent) stopLease() {
 // coordinator at once (clients that ask it come to it) but serves them
 // only joinSettle after its first view (COORDINATOR_LOAD_IN_PROGRESS
 // meanwhile, which clients retry), by when every agent has seen it and
-// sent the groups' members to it. The groups of the agents it does not
+// sent the groups' members to it: an agent serves groups only from a view
+// read less than viewMaxAge ago (the view half of the lease), and a view
+// read before the joiner registered is older than that by then. The groups of the agents it does not
 // take over are served throughout.
 //
 // An agent whose first view lists no other agent (the first of a fleet,
@@ -156,9 +204,10 @@ func (a *Agent) stopLease() {
 // loser at its next write.
 
 // joinSettle is how long a joining agent waits before serving its groups:
-// two heartbeat intervals, one for the other agents' next view refresh and
-// one of margin for a slow refresh or skewed tickers.
-func (a *Agent) joinSettle() time.Duration { return 2 * a.cfg.HeartbeatInterval }
+// the longest another agent serves from a view read before the joiner
+// registered (viewMaxAge), and a lease margin, within which a request that
+// passed the placement check just before that view expired is answered.
+func (a *Agent) joinSettle() time.Duration { return a.viewMaxAge() + a.leaseMargin() }
 
 // settleJoin decides when this agent serves its groups, after the first
 // view read since it (re-)registered (viewRead false: the read failed,

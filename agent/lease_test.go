@@ -14,6 +14,30 @@ func grantLease(a *Agent, d time.Duration) {
 	a.lease.until.Store(int64(time.Since(leaseOrigin) + d))
 }
 
+// leaseAgent is an agent with only what the lease needs, registered as
+// node 1, and whether it coordinates a group.
+func leaseAgent(hb, ttl time.Duration) (*Agent, func() bool) {
+	a := &Agent{cfg: Config{HeartbeatInterval: hb, AgentTTL: ttl}, log: slog.New(slog.DiscardHandler)}
+	self := catalog.Agent{NodeID: 1, ID: "a", Addr: "h:1"}
+	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
+	return a, func() bool {
+		_, _, _, err := a.Coordinator(context.Background(), "g")
+		return err == nil
+	}
+}
+
+// waitViewEpoch waits until a's view epoch is at least e.
+func waitViewEpoch(t *testing.T, a *Agent, e uint64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.ViewEpoch() < e {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was never noted", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestCoordinationLease: the lease lasts from the start of the last
 // successful heartbeat for the TTL less the heartbeat interval; its lapse
 // stops coordination at once (without waiting for its timer) and is noted
@@ -21,13 +45,7 @@ func grantLease(a *Agent, d time.Duration) {
 // a renewal resumes coordination with another view change.
 func TestCoordinationLease(t *testing.T) {
 	const hb, ttl = 100 * time.Millisecond, 800 * time.Millisecond
-	a := &Agent{cfg: Config{HeartbeatInterval: hb, AgentTTL: ttl}, log: slog.New(slog.DiscardHandler)}
-	self := catalog.Agent{NodeID: 1, ID: "a", Addr: "h:1"}
-	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
-	coordinates := func() bool {
-		_, _, _, err := a.Coordinator(context.Background(), "g")
-		return err == nil
-	}
+	a, coordinates := leaseAgent(hb, ttl)
 	if coordinates() {
 		t.Fatal("coordinating before any heartbeat")
 	}
@@ -35,19 +53,18 @@ func TestCoordinationLease(t *testing.T) {
 		t.Fatalf("margin %v, want the heartbeat interval", a.leaseMargin())
 	}
 
+	// This part is about the heartbeat half: the view half lasts.
+	a.extendLease(time.Since(leaseOrigin)+time.Hour, true)
+	if coordinates() {
+		t.Fatal("coordinating with a view but before any heartbeat")
+	}
 	start := time.Now()
 	a.renewLease(start)
 	t.Cleanup(a.stopLease)
 	if !coordinates() || a.ViewEpoch() != 0 {
 		t.Fatalf("after the first grant: coordinating %v, view epoch %d (want no change)", coordinates(), a.ViewEpoch())
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for a.ViewEpoch() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the lapse was never noted")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitViewEpoch(t, a, 1, "the lapse")
 	if at := time.Since(start); at < ttl-hb {
 		t.Fatalf("lapse noted %v after the heartbeat started, before the lease's end (%v)", at, ttl-hb)
 	}
@@ -83,5 +100,42 @@ func TestCoordinationLease(t *testing.T) {
 	a.renewLease(time.Now())
 	if !coordinates() || a.ViewEpoch() != 4 {
 		t.Fatalf("after an unnoted lapse and a renewal: coordinating %v, view epoch %d (want 4)", coordinates(), a.ViewEpoch())
+	}
+}
+
+// TestViewLease: the lease also ends viewMaxAge after the start of the
+// last successful read of the live agents, however recent the heartbeat:
+// a view that old may not list an agent that joined since, and serves its
+// groups by now. A new read resumes coordination.
+func TestViewLease(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Hour
+	a, coordinates := leaseAgent(hb, ttl)
+	a.renewLease(time.Now())
+	t.Cleanup(a.stopLease)
+	if coordinates() {
+		t.Fatal("coordinating before any view was read")
+	}
+	start := time.Now()
+	a.renewView(start)
+	if !coordinates() {
+		t.Fatal("not coordinating after a heartbeat and a view read")
+	}
+	waitViewEpoch(t, a, 1, "the view's lapse")
+	if at := time.Since(start); at < a.viewMaxAge() {
+		t.Fatalf("lapse noted %v after the view read started, before the view's end (%v)", at, a.viewMaxAge())
+	}
+	if coordinates() {
+		t.Fatal("coordinating from an old view, with a recent heartbeat lease")
+	}
+	a.renewLease(time.Now()) // the heartbeat alone does not resume
+	if coordinates() || a.ViewEpoch() != 1 {
+		t.Fatalf("after a heartbeat only: coordinating %v, view epoch %d (want 1)", coordinates(), a.ViewEpoch())
+	}
+	a.renewView(time.Now())
+	if !coordinates() || a.ViewEpoch() != 2 {
+		t.Fatalf("after a new view: coordinating %v, view epoch %d (want 2)", coordinates(), a.ViewEpoch())
+	}
+	if a.joinSettle() <= a.viewMaxAge() {
+		t.Fatalf("join settle %v not longer than the view's life %v", a.joinSettle(), a.viewMaxAge())
 	}
 }

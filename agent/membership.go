@@ -138,6 +138,7 @@ func (m *membership) broker(nodeID int32) (catalog.Agent, bool) {
 // current view stays on error.
 func (a *Agent) refreshMembers(ctx context.Context) bool {
 	cur := a.members.Load()
+	start := time.Now()
 	agents, gen, err := a.cat.LiveAgents(ctx, a.cfg.AgentTTL)
 	if err != nil {
 		a.log.Warn("reading live agents failed", "err", err)
@@ -147,6 +148,7 @@ func (a *Agent) refreshMembers(ctx context.Context) bool {
 	// read before its registration was visible) would send clients
 	// elsewhere while it serves: always include it.
 	a.storeView(cur, agents, gen)
+	a.renewView(start)
 	return true
 }
 
