@@ -208,3 +208,56 @@ func TestStaleViewStopsCoordinating(t *testing.T) {
 		t.Fatal("B serves none of the groups")
 	}
 }
+
+// TestLapsedAgentWaitsToServe: after a catalog outage longer than the TTL,
+// both agents' leases lapsed and each one's stored heartbeat is stale.
+// A reaches the catalog first: its view lists only itself, and it serves
+// every group. Then B comes back. A still serves B's groups until its
+// next view read (here A's reads fail, so until its view half ends), so B,
+// back from a lapse, must wait as a joining agent does before it serves
+// them. Before, B served them as soon as its heartbeat renewed its lease,
+// beside A.
+func TestLapsedAgentWaitsToServe(t *testing.T) {
+	ctx := context.Background()
+	base, bkt := sharedStores(t)
+	const hb, ttl = 500 * time.Millisecond, 2 * time.Second
+	var downA, downB, noViewA atomic.Bool
+	start := func(cat catalog.Catalog) *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir: t.TempDir(), Catalog: cat, Bucket: bkt,
+			Config: func(c *agent.Config) { c.HeartbeatInterval, c.AgentTTL = hb, ttl },
+		})
+	}
+	a := start(gatedCatalog{Catalog: base, down: &downA, noView: &noViewA})
+	b := start(gatedCatalog{Catalog: base, down: &downB})
+	t.Cleanup(func() { downA.Store(false); downB.Store(false); noViewA.Store(false) })
+	serves := func(ag *floetest.Agent, group string) bool {
+		n, _, _, err := ag.Agent.Coordinator(ctx, group)
+		return err == nil && n == ag.Agent.NodeID()
+	}
+	waitFor(t, 10*time.Second, "B's join settles", b.Agent.JoinSettled)
+	group := ""
+	for i := 0; group == ""; i++ {
+		if g := fmt.Sprintf("lapse-%d", i); serves(b, g) {
+			group = g
+		}
+	}
+
+	downA.Store(true)
+	downB.Store(true)
+	waitFor(t, 10*ttl, "both heartbeats are stale", func() bool { return countLive(t, base, ttl) == 0 })
+	downA.Store(false)
+	waitFor(t, 10*ttl, "A serves B's group", func() bool { return serves(a, group) })
+	noViewA.Store(true)
+	downB.Store(false)
+	back := time.Now()
+	for !serves(b, group) {
+		if time.Since(back) > 10*ttl {
+			t.Fatal("B never served its group again")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if serves(a, group) {
+		t.Fatalf("A and B both serve group %s, B %v after it was back", group, time.Since(back))
+	}
+}

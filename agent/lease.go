@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,12 @@ type coordLease struct {
 	// lapsed: the lapse was noted (view changed, logged) and no renewal
 	// has followed. stopped: the heartbeat stopped for good (shutdown).
 	lapsed, stopped bool
+
+	// rejoin: the agent serves no groups of its own (joinedFrom) until
+	// the heartbeat round in progress has read a view and settles the
+	// join (settleJoin): it registered again, or its lease came back
+	// after a lapse.
+	rejoin atomic.Bool
 }
 
 // leaseMargin is how long before the other agents could count this one
@@ -107,7 +114,10 @@ func (a *Agent) viewMaxAge() time.Duration { return 2 * a.cfg.HeartbeatInterval 
 // extendLease moves the end of one half of the lease (the view's when
 // view is set) to end, if later. After a lapse, the view changes again
 // (the groups in memory were dropped, or are checked against the catalog
-// before they are served): coordination resumes.
+// before they are served) and coordination resumes, after a join settle:
+// while this agent's heartbeat was stale the other agents may have left
+// it out of their views and served its groups, and those that have not
+// read a view since it came back still do.
 func (a *Agent) extendLease(end time.Duration, view bool) {
 	l := &a.lease
 	l.mu.Lock()
@@ -138,9 +148,23 @@ func (a *Agent) extendLease(end time.Duration, view bool) {
 	}
 	if l.lapsed && a.holdsLease() {
 		l.lapsed = false
+		a.rejoinLocked()
 		a.viewChanged()
-		a.log.Info("catalog heartbeat and view read succeeded again; coordinating groups again")
+		a.log.Info("catalog heartbeat and view read succeeded again; coordinating groups again once the join settles")
 	}
+}
+
+// rejoin has the agent serve none of its groups until the current
+// heartbeat round settles its join again (settleJoin).
+func (a *Agent) rejoin() {
+	a.lease.mu.Lock()
+	defer a.lease.mu.Unlock()
+	a.rejoinLocked()
+}
+
+func (a *Agent) rejoinLocked() {
+	a.joinedFrom.Store(math.MaxInt64)
+	a.lease.rejoin.Store(true)
 }
 
 // leaseTimer runs when the lease may have lapsed.
@@ -196,8 +220,14 @@ func (a *Agent) stopLease() {
 // read before the joiner registered is older than that by then. The groups of the agents it does not
 // take over are served throughout.
 //
+// An agent whose lease comes back after a lapse settles the same way: the
+// others may have dropped it from their views meanwhile (its heartbeat
+// stale) and serve its groups until they read a view with it again.
+//
 // An agent whose first view lists no other agent (the first of a fleet,
-// `floe dev`) serves at once: no agent serves groups it could take. Two
+// `floe dev`, or the first back after a catalog outage) serves at once: no
+// agent serves groups it could take — any other agent's heartbeat is
+// stale, so its lease has lapsed, and it settles in turn when it is back. Two
 // agents that register at the same moment may both see themselves alone;
 // they then share groups until their next refreshes, as before this
 // settle, and the catalog's compare-and-set on group state fences the
@@ -210,8 +240,8 @@ func (a *Agent) stopLease() {
 func (a *Agent) joinSettle() time.Duration { return a.viewMaxAge() + a.leaseMargin() }
 
 // settleJoin decides when this agent serves its groups, after the first
-// view read since it (re-)registered (viewRead false: the read failed,
-// and the view is only this agent).
+// view read since it (re-)registered or its lease came back (viewRead
+// false: the read failed).
 func (a *Agent) settleJoin(viewRead bool) {
 	from := time.Since(leaseOrigin)
 	if !viewRead || len(a.members.Load().agents) > 1 {

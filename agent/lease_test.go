@@ -26,6 +26,23 @@ func leaseAgent(hb, ttl time.Duration) (*Agent, func() bool) {
 	}
 }
 
+// resumeRound checks that a's lease came back after a lapse but that it
+// serves its groups only once its heartbeat round settles its join, then
+// ends the round as heartbeatOnce does, with a view of a alone (it serves
+// at once).
+func resumeRound(t *testing.T, a *Agent, coordinates func() bool) {
+	t.Helper()
+	if coordinates() || !a.lease.rejoin.Load() {
+		t.Fatalf("back from a lapse: coordinating %v, rejoin pending %v (want no, yes)", coordinates(), a.lease.rejoin.Load())
+	}
+	if a.lease.rejoin.Swap(false) {
+		a.settleJoin(true)
+	}
+	if !coordinates() {
+		t.Fatal("not coordinating once the join settled")
+	}
+}
+
 // waitViewEpoch waits until a's view epoch is at least e.
 func waitViewEpoch(t *testing.T, a *Agent, e uint64, what string) {
 	t.Helper()
@@ -42,7 +59,8 @@ func waitViewEpoch(t *testing.T, a *Agent, e uint64, what string) {
 // successful heartbeat for the TTL less the heartbeat interval; its lapse
 // stops coordination at once (without waiting for its timer) and is noted
 // once, by a view change, at the lapse even with no heartbeat returning;
-// a renewal resumes coordination with another view change.
+// a renewal resumes coordination with another view change, once the
+// heartbeat round has settled the join again (resumeRound).
 func TestCoordinationLease(t *testing.T) {
 	const hb, ttl = 100 * time.Millisecond, 800 * time.Millisecond
 	a, coordinates := leaseAgent(hb, ttl)
@@ -77,9 +95,10 @@ func TestCoordinationLease(t *testing.T) {
 	}
 
 	a.renewLease(time.Now())
-	if !coordinates() || a.ViewEpoch() != 2 {
-		t.Fatalf("after renewal: coordinating %v, view epoch %d (want 2)", coordinates(), a.ViewEpoch())
+	if a.ViewEpoch() != 2 {
+		t.Fatalf("after renewal: view epoch %d (want 2)", a.ViewEpoch())
 	}
+	resumeRound(t, a, coordinates)
 	// An older start (a slow call's) never shortens the lease.
 	until := a.lease.until.Load()
 	a.renewLease(time.Now().Add(-ttl))
@@ -98,9 +117,10 @@ func TestCoordinationLease(t *testing.T) {
 		t.Fatal("coordinating past the lease's end before its timer ran")
 	}
 	a.renewLease(time.Now())
-	if !coordinates() || a.ViewEpoch() != 4 {
-		t.Fatalf("after an unnoted lapse and a renewal: coordinating %v, view epoch %d (want 4)", coordinates(), a.ViewEpoch())
+	if a.ViewEpoch() != 4 {
+		t.Fatalf("after an unnoted lapse and a renewal: view epoch %d (want 4)", a.ViewEpoch())
 	}
+	resumeRound(t, a, coordinates)
 }
 
 // TestViewLease: the lease also ends viewMaxAge after the start of the
@@ -132,8 +152,23 @@ func TestViewLease(t *testing.T) {
 		t.Fatalf("after a heartbeat only: coordinating %v, view epoch %d (want 1)", coordinates(), a.ViewEpoch())
 	}
 	a.renewView(time.Now())
-	if !coordinates() || a.ViewEpoch() != 2 {
-		t.Fatalf("after a new view: coordinating %v, view epoch %d (want 2)", coordinates(), a.ViewEpoch())
+	if a.ViewEpoch() != 2 {
+		t.Fatalf("after a new view: view epoch %d (want 2)", a.ViewEpoch())
+	}
+	resumeRound(t, a, coordinates)
+
+	// Back from a lapse with other agents in its view, it waits for them
+	// to have read a view with it, as a joining agent does.
+	waitViewEpoch(t, a, 3, "the second view lapse")
+	m := a.members.Load()
+	other := catalog.Agent{NodeID: 2, ID: "b", Addr: "h:2"}
+	a.members.Store(&membership{self: m.self, registered: true, agents: []catalog.Agent{m.self, other}})
+	a.renewView(time.Now())
+	if a.lease.rejoin.Swap(false) {
+		a.settleJoin(true)
+	}
+	if a.JoinSettled() {
+		t.Fatal("back from a lapse among other agents, serving its groups at once")
 	}
 	if a.joinSettle() <= a.viewMaxAge() {
 		t.Fatalf("join settle %v not longer than the view's life %v", a.joinSettle(), a.viewMaxAge())

@@ -313,7 +313,6 @@ type heartbeatRun struct {
 
 // heartbeatOnce is one round of heartbeat.
 func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
-	var refreshed bool
 	cur := a.members.Load()
 	// The catalog stores a heartbeat time read after this (lease.go).
 	start := time.Now()
@@ -346,13 +345,12 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			a.log.Warn("re-registration failed", "err", rerr)
 			return
 		}
-		a.renewLease(start)
 		// Other agents took this one's groups over when they expired it;
 		// it serves them again only once they have seen it back.
-		a.joinedFrom.Store(math.MaxInt64)
+		a.rejoin()
+		a.renewLease(start)
 		a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}, generation: cur.generation})
 		a.viewChanged()
-		defer func() { a.settleJoin(refreshed) }()
 	case err != nil:
 		hb.since = time.Time{}
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
@@ -372,7 +370,10 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 			a.log.Warn("expiring dead agents failed", "err", err)
 		}
 	}
-	refreshed = a.refreshMembers(ctx)
+	refreshed := a.refreshMembers(ctx)
+	if a.lease.rejoin.Swap(false) {
+		a.settleJoin(refreshed)
+	}
 }
 
 // Coordinator is the consumer-group placement (agent/groups.Placement): a

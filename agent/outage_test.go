@@ -29,11 +29,13 @@ var errCatalogDown = errors.New("test: catalog unreachable")
 // gatedCatalog is a catalog whose membership and commit calls fail while
 // down is set: the catalog unreachable from the agents using it. While
 // hang is set (when not nil), a heartbeat blocks until its ctx ends, as a
-// call on a connection whose peer vanished does until TCP gives up.
+// call on a connection whose peer vanished does until TCP gives up. While
+// noView is set (when not nil), reads of the live agents fail.
 type gatedCatalog struct {
 	catalog.Catalog
-	down *atomic.Bool
-	hang *atomic.Bool
+	down   *atomic.Bool
+	hang   *atomic.Bool
+	noView *atomic.Bool
 }
 
 func (g gatedCatalog) gate() error {
@@ -71,6 +73,9 @@ func (g gatedCatalog) ListTopics(ctx context.Context) ([]catalog.Topic, error) {
 func (g gatedCatalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
 	if err := g.gate(); err != nil {
 		return nil, 0, err
+	}
+	if g.noView != nil && g.noView.Load() {
+		return nil, 0, errCatalogDown
 	}
 	return g.Catalog.LiveAgents(ctx, ttl)
 }
