@@ -166,24 +166,26 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(0, 1) {
 		return fmt.Errorf("groups: run: already started")
 	}
-	defer c.shutdown()
-	ownership := time.NewTicker(c.cfg.OwnershipCheckInterval)
-	defer ownership.Stop()
 	// Lag and offset retention run apart from the timer loop: their
-	// catalog calls must not delay session expiries.
+	// catalog calls must not delay session expiries. At the end they are
+	// waited for only after shutdown: a retention check may be loading a
+	// group (adoptGroups), a call bounded by c.bg, which shutdown cancels.
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
 	go func() {
 		defer close(lagDone)
 		c.lagLoop(lagCtx)
 	}()
-	defer func() { stopLag(); <-lagDone }()
 	retentionDone := make(chan struct{})
 	go func() {
 		defer close(retentionDone)
 		c.retentionLoop(lagCtx)
 	}()
-	defer func() { stopLag(); <-retentionDone }()
+	defer func() { <-lagDone; <-retentionDone }()
+	defer c.shutdown()
+	defer stopLag()
+	ownership := time.NewTicker(c.cfg.OwnershipCheckInterval)
+	defer ownership.Stop()
 	for {
 		wait := c.timers.untilNext(c.cfg.Now())
 		t := time.NewTimer(wait)
