@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,5 +260,81 @@ func TestLapsedAgentWaitsToServe(t *testing.T) {
 	}
 	if serves(a, group) {
 		t.Fatalf("A and B both serve group %s, B %v after it was back", group, time.Since(back))
+	}
+}
+
+// leavingCatalog holds the first read of the live agents after this
+// agent deregistered until release is closed, telling held first.
+type leavingCatalog struct {
+	catalog.Catalog
+	deregistered  *atomic.Bool
+	held, release chan struct{}
+	heldOnce      *sync.Once
+}
+
+func (c leavingCatalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
+	err := c.Catalog.DeregisterAgent(ctx, nodeID, started)
+	c.deregistered.Store(true)
+	return err
+}
+
+func (c leavingCatalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.Agent, int64, error) {
+	if c.deregistered.Load() {
+		c.heldOnce.Do(func() { close(c.held); <-c.release })
+	}
+	return c.Catalog.LiveAgents(ctx, ttl)
+}
+
+// TestLeavingAgentStopsFirst: an agent that stops deregisters, and the
+// other agents take its groups over at their next view read, at once. It
+// must have stopped serving them by then, however long its own reads
+// take. Before, it stopped only once its read of the live agents after
+// the deregistration returned (here held): meanwhile both served.
+func TestLeavingAgentStopsFirst(t *testing.T) {
+	ctx := context.Background()
+	base, bkt := sharedStores(t)
+	const hb = 100 * time.Millisecond
+	lc := leavingCatalog{Catalog: base, deregistered: new(atomic.Bool),
+		held: make(chan struct{}), release: make(chan struct{}), heldOnce: new(sync.Once)}
+	start := func(cat catalog.Catalog) *floetest.Agent {
+		return floetest.Start(t, floetest.Options{
+			Dir: t.TempDir(), Catalog: cat, Bucket: bkt,
+			Config: func(c *agent.Config) { c.HeartbeatInterval, c.AgentTTL = hb, 10*time.Second },
+		})
+	}
+	a, b := start(lc), start(base)
+	serves := func(ag *floetest.Agent, group string) bool {
+		n, _, _, err := ag.Agent.Coordinator(ctx, group)
+		return err == nil && n == ag.Agent.NodeID()
+	}
+	waitFor(t, 10*time.Second, "B's join settles", b.Agent.JoinSettled)
+	group := ""
+	for i := 0; group == ""; i++ {
+		g := fmt.Sprintf("leave-%d", i)
+		if n, _, _, err := b.Agent.Coordinator(ctx, g); err == nil && n == a.Agent.NodeID() && serves(a, g) {
+			group = g
+		}
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop() }()
+	t.Cleanup(func() {
+		select {
+		case <-lc.release:
+		default:
+			close(lc.release)
+		}
+		if err := <-stopped; err != nil {
+			t.Errorf("stopping A: %v", err)
+		}
+	})
+	select {
+	case <-lc.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("A never read the live agents after it deregistered")
+	}
+	waitFor(t, 10*time.Second, "B takes the group over", func() bool { return serves(b, group) })
+	if serves(a, group) {
+		t.Fatalf("A, deregistered, still serves group %s, which B serves", group)
 	}
 }

@@ -192,6 +192,14 @@ func sameNodes(x, y []catalog.Agent) bool {
 // have stopped: it would register the agent again.
 func (a *Agent) leave(ctx context.Context) bool {
 	cur := a.members.Load()
+	// Once the deregistration commits, an agent that reads the view takes
+	// this one's groups over at once: leave the view this agent serves
+	// from first, if that leaves anyone in it. (An agent it does not list
+	// joined too recently to take groups over before this view's lease
+	// ends.)
+	if slices.ContainsFunc(cur.agents, func(ag catalog.Agent) bool { return ag.NodeID != cur.self.NodeID }) {
+		a.storeView(&membership{self: cur.self, registered: cur.registered, leaving: true, generation: cur.generation}, slices.Clone(cur.agents), cur.generation)
+	}
 	if err := a.cat.DeregisterAgent(ctx, cur.self.NodeID, cur.self.Started); err != nil && !errors.Is(err, catalog.ErrUnknownAgent) {
 		a.log.Warn("deregister failed", "err", err)
 	}
@@ -208,7 +216,10 @@ func (a *Agent) leave(ctx context.Context) bool {
 		}
 	}
 	if others == 0 {
-		return false // keep serving as the only agent until the drain
+		// Keep serving as the only agent until the drain: no agent can
+		// have taken its groups over.
+		a.storeView(cur, agents, gen)
+		return false
 	}
 	a.storeView(&membership{self: cur.self, registered: cur.registered, leaving: true, generation: cur.generation}, agents, gen)
 	return true
