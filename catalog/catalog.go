@@ -294,6 +294,9 @@ type Catalog interface {
 	// DeleteGroup removes every offset of the group and its coordinator
 	// state (see SaveGroupState).
 	DeleteGroup(ctx context.Context, group string) error
+	// ListGroups returns the groups with committed offsets or stored
+	// coordinator state, sorted: every group a coordinator may have to
+	// load, even one whose members never committed.
 	ListGroups(ctx context.Context) ([]string, error)
 
 	// Consumer group coordinator state: one opaque blob per group that the

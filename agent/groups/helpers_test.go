@@ -218,6 +218,12 @@ func (f *fakeCatalog) ListGroups(context.Context) ([]string, error) {
 	for g := range f.offsets {
 		out = append(out, g)
 	}
+	for g := range f.states {
+		if _, ok := f.offsets[g]; !ok {
+			out = append(out, g)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 

@@ -71,7 +71,8 @@ const maxAdoptLoads = 10_000
 // the catalog, and keep its offsets, forever. Kafka's coordinator loads
 // every group of its __consumer_offsets partitions when it takes them
 // over, for the same reason. Groups are found by their committed offsets
-// (ListGroups).
+// or their stored state (ListGroups), so that a group whose members never
+// committed is adopted too.
 func (c *Coordinator) adoptGroups(ctx context.Context) {
 	ids, err := c.cat.ListGroups(ctx)
 	if err != nil {

@@ -24,6 +24,26 @@ func openSQLite(t testing.TB, path string) *sqlite.Catalog {
 	return cat
 }
 
+// openSQLiteClocked opens a new embedded catalog whose clock (it notes
+// when a group's state is deleted on it) is the real one until useClock
+// sets another: a coordinator's, as in production, where both read the
+// agent's clock.
+func openSQLiteClocked(t testing.TB) (cat *sqlite.Catalog, useClock func(func() time.Time)) {
+	t.Helper()
+	var clock atomic.Pointer[func() time.Time]
+	cat, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{Now: func() time.Time {
+		if now := clock.Load(); now != nil {
+			return (*now)()
+		}
+		return time.Now()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	return cat, func(now func() time.Time) { clock.Store(&now) }
+}
+
 // TestOffsetsOnSQLite runs the offset APIs on the embedded catalog, and
 // checks offsets survive a coordinator restart.
 func TestOffsetsOnSQLite(t *testing.T) {
@@ -176,17 +196,7 @@ func TestOffsetsRetention(t *testing.T) {
 func TestOrphanGroupAdopted(t *testing.T) {
 	// The catalog notes when the group's state is deleted on its own
 	// clock: the new coordinator's, once it runs.
-	var clock atomic.Pointer[func() time.Time]
-	cat, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{Now: func() time.Time {
-		if now := clock.Load(); now != nil {
-			return (*now)()
-		}
-		return time.Now()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
+	cat, useClock := openSQLiteClocked(t)
 	if _, err := cat.CreateTopic(context.Background(), catalog.TopicSpec{Name: "t", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +208,7 @@ func TestOrphanGroupAdopted(t *testing.T) {
 	// The group's new coordinator, which no member of it ever asks.
 	h := newHarnessOn(t, cat, func(c *Config) {
 		c.OffsetsRetention = 2 * time.Second
-		now := c.Now
-		clock.Store(&now)
+		useClock(c.Now)
 	})
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -224,4 +233,95 @@ func TestOrphanGroupAdopted(t *testing.T) {
 		got, err := cat.FetchOffsets(context.Background(), "orphan", nil)
 		return err == nil && len(got) == 0
 	})
+}
+
+// TestEmptiedGroupKeepsOffsets: a group whose members committed last
+// longer ago than the retention (a quiet topic: nothing new to commit)
+// keeps its offsets while it has members, and, once its last member
+// leaves, for the retention from then, as Kafka counts an empty group's
+// retention from when it emptied (KIP-211). Before, its offsets expired at
+// the first check after it emptied: consumers restarted after a pause, or
+// even in a rolling restart that emptied the group for a moment, lost
+// their position.
+func TestEmptiedGroupKeepsOffsets(t *testing.T) {
+	ctx := context.Background()
+	cat, useClock := openSQLiteClocked(t)
+	if _, err := cat.CreateTopic(ctx, catalog.TopicSpec{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const retention = 2 * time.Second
+	h := newHarnessOn(t, cat, func(c *Config) {
+		c.OffsetsRetention = retention
+		useClock(c.Now)
+	})
+	ids, gen := h.stableGroup("quiet", 1)
+	codes := commitCodes(h.do(commitReq("quiet", ids[0], gen, "t", map[int32]int64{0: 10})).(*kmsg.OffsetCommitResponse))
+	errIs(t, "member commit", codes["t/0"], nil)
+	h.advance(retention + time.Second) // within the member's session
+	errIs(t, "heartbeat", h.do(hbReq("quiet", ids[0], gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version, lr.Group = 5, "quiet"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: ids[0]}}
+	errIs(t, "leave", h.do(lr).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, version, err := cat.LoadGroupState(ctx, "quiet"); err == nil && version == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal("the emptied group's state was never deleted")
+		}
+	}
+	offsets := func() int {
+		got, err := cat.FetchOffsets(ctx, "quiet", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+
+	h.c.expireOffsets(ctx)
+	if n := offsets(); n != 1 {
+		t.Fatalf("the group keeps %d offsets at once after it emptied, want 1", n)
+	}
+	h.advance(retention - time.Millisecond)
+	h.c.expireOffsets(ctx)
+	if n := offsets(); n != 1 {
+		t.Fatalf("the group keeps %d offsets within the retention after it emptied, want 1", n)
+	}
+	h.advance(2 * time.Millisecond)
+	h.c.expireOffsets(ctx)
+	if n := offsets(); n != 0 {
+		t.Fatalf("the group keeps %d offsets past the retention after it emptied, want 0", n)
+	}
+}
+
+// TestOrphanGroupWithoutOffsetsAdopted: TestOrphanGroupAdopted for a group
+// that never committed an offset (its application keeps its positions
+// elsewhere). Its stored state is found and adopted all the same, and,
+// its members gone, deleted. Before, groups were found by their offsets
+// only, and such state stayed in the catalog forever, its dead members
+// loaded again whenever the group id was used again.
+func TestOrphanGroupWithoutOffsetsAdopted(t *testing.T) {
+	ctx := context.Background()
+	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	old := newHarnessOn(t, cat)
+	old.stableGroup("no-commits", 2)
+	if _, version, err := cat.LoadGroupState(ctx, "no-commits"); err != nil || version == 0 {
+		t.Fatalf("the group's state is not stored: version %d, %v", version, err)
+	}
+
+	h := newHarnessOn(t, cat, func(c *Config) { c.OffsetsRetention = 2 * time.Second })
+	for deadline := time.Now().Add(10 * time.Second); h.c.numGroups() != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new coordinator never adopted the group")
+		}
+	}
+	h.advance(time.Minute) // past the members' sessions
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, version, err := cat.LoadGroupState(ctx, "no-commits"); err == nil && version == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal("the emptied group's state was never deleted")
+		}
+	}
 }

@@ -294,6 +294,23 @@ func testGroupOffsets(t *testing.T, c catalog.Catalog) {
 	if !slices.Equal(groups, []string{"g0"}) {
 		t.Fatalf("ListGroups after delete = %v", groups)
 	}
+
+	// A group with stored state and no offsets is listed too, once.
+	v, err := c.SaveGroupState(ctx(t), "s", 0, []byte("state"))
+	noErr(t, err, "SaveGroupState")
+	_, err = c.SaveGroupState(ctx(t), "g0", 0, []byte("state"))
+	noErr(t, err, "SaveGroupState")
+	groups, err = c.ListGroups(ctx(t))
+	noErr(t, err, "ListGroups")
+	if !slices.Equal(groups, []string{"g0", "s"}) {
+		t.Fatalf("ListGroups with stored states = %v", groups)
+	}
+	noErr(t, c.DeleteGroupState(ctx(t), "s", v), "DeleteGroupState")
+	groups, err = c.ListGroups(ctx(t))
+	noErr(t, err, "ListGroups")
+	if !slices.Equal(groups, []string{"g0"}) {
+		t.Fatalf("ListGroups after the state's delete = %v", groups)
+	}
 }
 
 func testMembership(t *testing.T, c catalog.Catalog) {

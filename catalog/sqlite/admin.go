@@ -232,11 +232,12 @@ func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
 	return nil
 }
 
-// ListGroups returns the groups with committed offsets, sorted.
+// ListGroups returns the groups with committed offsets or stored
+// coordinator state, sorted.
 func (c *Catalog) ListGroups(ctx context.Context) ([]string, error) {
 	var groups []string
 	err := c.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id`)
+		rows, err := tx.QueryContext(ctx, `SELECT group_id FROM group_offsets UNION SELECT group_id FROM group_states ORDER BY group_id`)
 		if err != nil {
 			return err
 		}
