@@ -28,14 +28,7 @@ func TestResponseBudgetWaitHoldsNoRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	prod := kmsg.NewPtrProduceRequest()
-	prod.Acks, prod.TimeoutMillis = -1, 5000
-	pt := kmsg.NewProduceRequestTopic()
-	pt.Topic = "pin"
-	pp := kmsg.NewProduceRequestTopicPartition()
-	pp.Records = makeBatch(t, testBatch{records: 3, firstTS: time.Now().UnixMilli()})
-	pt.Partitions = append(pt.Partitions, pp)
-	prod.Topics = append(prod.Topics, pt)
+	prod := produceReq("pin", 1, makeBatch(t, testBatch{records: 3, firstTS: time.Now().UnixMilli()}))
 	resp, err := roundTrip(t, nc, prod, 9, 1)
 	if err != nil {
 		t.Fatal(err)

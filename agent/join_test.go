@@ -232,14 +232,10 @@ func TestLapsedAgentWaitsToServe(t *testing.T) {
 	a := start(gatedCatalog{Catalog: base, down: &downA, noView: &noViewA})
 	b := start(gatedCatalog{Catalog: base, down: &downB})
 	t.Cleanup(func() { downA.Store(false); downB.Store(false); noViewA.Store(false) })
-	serves := func(ag *floetest.Agent, group string) bool {
-		n, _, _, err := ag.Agent.Coordinator(ctx, group)
-		return err == nil && n == ag.Agent.NodeID()
-	}
 	waitFor(t, 10*time.Second, "B's join settles", b.Agent.JoinSettled)
 	group := ""
 	for i := 0; group == ""; i++ {
-		if g := fmt.Sprintf("lapse-%d", i); serves(b, g) {
+		if g := fmt.Sprintf("lapse-%d", i); servesGroup(ctx, b, g) {
 			group = g
 		}
 	}
@@ -248,17 +244,17 @@ func TestLapsedAgentWaitsToServe(t *testing.T) {
 	downB.Store(true)
 	waitFor(t, 10*ttl, "both heartbeats are stale", func() bool { return countLive(t, base, ttl) == 0 })
 	downA.Store(false)
-	waitFor(t, 10*ttl, "A serves B's group", func() bool { return serves(a, group) })
+	waitFor(t, 10*ttl, "A serves B's group", func() bool { return servesGroup(ctx, a, group) })
 	noViewA.Store(true)
 	downB.Store(false)
 	back := time.Now()
-	for !serves(b, group) {
+	for !servesGroup(ctx, b, group) {
 		if time.Since(back) > 10*ttl {
 			t.Fatal("B never served its group again")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if serves(a, group) {
+	if servesGroup(ctx, a, group) {
 		t.Fatalf("A and B both serve group %s, B %v after it was back", group, time.Since(back))
 	}
 }
@@ -303,15 +299,11 @@ func TestLeavingAgentStopsFirst(t *testing.T) {
 		})
 	}
 	a, b := start(lc), start(base)
-	serves := func(ag *floetest.Agent, group string) bool {
-		n, _, _, err := ag.Agent.Coordinator(ctx, group)
-		return err == nil && n == ag.Agent.NodeID()
-	}
 	waitFor(t, 10*time.Second, "B's join settles", b.Agent.JoinSettled)
 	group := ""
 	for i := 0; group == ""; i++ {
 		g := fmt.Sprintf("leave-%d", i)
-		if n, _, _, err := b.Agent.Coordinator(ctx, g); err == nil && n == a.Agent.NodeID() && serves(a, g) {
+		if n, _, _, err := b.Agent.Coordinator(ctx, g); err == nil && n == a.Agent.NodeID() && servesGroup(ctx, a, g) {
 			group = g
 		}
 	}
@@ -333,8 +325,14 @@ func TestLeavingAgentStopsFirst(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("A never read the live agents after it deregistered")
 	}
-	waitFor(t, 10*time.Second, "B takes the group over", func() bool { return serves(b, group) })
-	if serves(a, group) {
+	waitFor(t, 10*time.Second, "B takes the group over", func() bool { return servesGroup(ctx, b, group) })
+	if servesGroup(ctx, a, group) {
 		t.Fatalf("A, deregistered, still serves group %s, which B serves", group)
 	}
+}
+
+// servesGroup reports whether ag places group on itself.
+func servesGroup(ctx context.Context, ag *floetest.Agent, group string) bool {
+	n, _, _, err := ag.Agent.Coordinator(ctx, group)
+	return err == nil && n == ag.Agent.NodeID()
 }
