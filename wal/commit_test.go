@@ -29,6 +29,12 @@ type groupSink struct {
 	// onGroup, if set, runs at the start of each CommitGroup (after
 	// recording it); its error is CommitGroup's.
 	onGroup func(ctx context.Context) error
+	// afterGroup, if set, runs once CommitGroup has committed every
+	// buffer; its error is CommitGroup's (a reply lost after the commit).
+	afterGroup func(ctx context.Context) error
+	// onOne, if set, runs at the start of each Commit call the Log makes
+	// (not those CommitGroup makes); its error is Commit's.
+	onOne func(ctx context.Context, b *Sealed) error
 
 	mu     sync.Mutex
 	groups [][]string // buffer IDs of each CommitGroup call
@@ -60,7 +66,23 @@ func (s *groupSink) CommitGroup(ctx context.Context, bs []*Sealed) ([][]catalog.
 		}
 		out = append(out, res)
 	}
+	if s.afterGroup != nil {
+		if err := s.afterGroup(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// Commit is the Log's per-buffer commit: a single buffer, or one of a
+// group whose call failed.
+func (s *groupSink) Commit(ctx context.Context, b *Sealed) ([]catalog.BatchResult, error) {
+	if s.onOne != nil {
+		if err := s.onOne(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	return s.fakeSink.Commit(ctx, b)
 }
 
 func (s *groupSink) groupCalls() [][]string {
@@ -300,5 +322,178 @@ func TestGroupCommitAtShutdown(t *testing.T) {
 				t.Fatalf("%d files left for replay, want 2", n)
 			}
 		})
+	}
+}
+
+// oneCalls records the per-buffer Commit calls of a groupSink, by the
+// buffer's index in seal order (its own partition, 1-based).
+type oneCalls struct {
+	mu    sync.Mutex
+	calls []int32
+}
+
+func (c *oneCalls) add(b *Sealed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, b.Entries[0].TopicPartition.Partition)
+}
+
+func (c *oneCalls) get() []int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.calls)
+}
+
+// TestGroupCommitLostReplyFallsBack: a group call whose transaction
+// committed every buffer but whose reply was lost (the connection died
+// after COMMIT reached the catalog) is followed by one Commit per buffer,
+// each getting the offsets the group call assigned: nothing is committed
+// twice, and the next buffer's offsets follow on without a gap or overlap.
+func TestGroupCommitLostReplyFallsBack(t *testing.T) {
+	var lost sync.Once
+	var calls oneCalls
+	sink := &groupSink{fakeSink: newFakeSink()}
+	sink.afterGroup = func(context.Context) (err error) {
+		lost.Do(func() { err = catalog.ErrCommitUnknown })
+		return err
+	}
+	sink.onOne = func(_ context.Context, b *Sealed) error { calls.add(b); return nil }
+	q := newQueue(t, sink, 4, nil)
+	q.waitUploaded(t, 2, 3, 4)
+	close(q.release)
+	q.check(t)
+	if got, want := sink.groupCalls(), [][]string{q.ids[1:4]}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("group calls %v, want %v", got, want)
+	}
+	if got := calls.get(); !slices.Equal(got, []int32{1, 2, 3, 4}) {
+		t.Fatalf("per-buffer commits %v, want each buffer once in seal order", got)
+	}
+	if n := testutil.ToFloat64(q.l.m.dropped); n != 0 {
+		t.Fatalf("%v buffers dropped", n)
+	}
+	// The shared partition holds 1+2+3+4 offsets: the next starts at 10.
+	r := wait(t, mustAppend(t, q.l.Log, entry(tp(1, 5), 10, 1), entry(tp(9, 0), 10, 1)))
+	if r[1].BaseOffset != 10 {
+		t.Fatalf("next offset %d, want 10: the fallback assigned offsets again", r[1].BaseOffset)
+	}
+	if _, c := sink.counts(); c != 5 {
+		t.Fatalf("%d effective commits, want 5", c)
+	}
+	eventually(t, "files deleted", func() bool { return len(walFiles(t, q.l.fs, "/wal")) == 0 })
+}
+
+// TestGroupFallbackKeepsSealOrder: after a failed group call, the
+// buffers are committed one at a time in seal order: a transient error
+// is retried before any later buffer is tried, and a permanent error
+// fails only its buffer's acks (taking no offsets), the next buffer being
+// committed after it.
+func TestGroupFallbackKeepsSealOrder(t *testing.T) {
+	bad := errors.New("refused")
+	var calls oneCalls
+	transient := 2
+	sink := &groupSink{fakeSink: newFakeSink()}
+	sink.onGroup = func(context.Context) error { return errTransient }
+	sink.onOne = func(_ context.Context, b *Sealed) error {
+		calls.add(b)
+		switch b.Entries[0].TopicPartition.Partition {
+		case 2:
+			if transient > 0 {
+				transient--
+				return errTransient
+			}
+		case 3:
+			return Permanent(bad)
+		}
+		return nil
+	}
+	q := newQueue(t, sink, 4, nil)
+	q.waitUploaded(t, 2, 3, 4)
+	close(q.release)
+
+	// Buffer 3 is dropped: 4 takes the shared offsets right after 2's.
+	for i, want := range map[int]int64{0: 0, 1: 1, 3: 3} {
+		if res := wait(t, q.acks[i]); res[0].BaseOffset != 0 || res[1].BaseOffset != want {
+			t.Fatalf("buffer %d: results %+v, want offsets [0 %d]", i+1, res, want)
+		}
+	}
+	if _, err := q.acks[2].Wait(context.Background()); !errors.Is(err, bad) {
+		t.Fatalf("buffer 3's ack: %v", err)
+	}
+	if got, want := sink.commitOrder(), []string{q.ids[0], q.ids[1], q.ids[3]}; !slices.Equal(got, want) {
+		t.Fatalf("commit order %v, want %v", got, want)
+	}
+	if got := calls.get(); !slices.Equal(got, []int32{1, 2, 2, 2, 3, 4}) {
+		t.Fatalf("per-buffer commit calls %v, want 1, 2 (three tries), 3, 4", got)
+	}
+	if n := testutil.ToFloat64(q.l.m.dropped); n != 1 {
+		t.Fatalf("%v buffers dropped, want 1", n)
+	}
+	// The group call and buffer 2's two failed tries.
+	if n := testutil.ToFloat64(q.l.m.retries.WithLabelValues("commit")); n != 3 {
+		t.Fatalf("commit retries %v, want 3", n)
+	}
+	if err := q.l.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "files deleted", func() bool { return len(walFiles(t, q.l.fs, "/wal")) == 0 })
+}
+
+// TestGroupFallbackInterruptedThenReplayed: the group call commits every
+// buffer but its reply is lost, and the drain times out while the
+// fallback is still committing one by one. The buffers the fallback got
+// through are acked with the group's offsets and deleted; the rest fail
+// with ErrClosed and stay on disk; after a crash, replay commits them
+// again with the offsets the group assigned, not new ones.
+func TestGroupFallbackInterruptedThenReplayed(t *testing.T) {
+	fs := NewMemFS()
+	sink := &groupSink{fakeSink: newFakeSink()}
+	sink.afterGroup = func(context.Context) error { return catalog.ErrCommitUnknown }
+	stuck := make(chan struct{})
+	sink.onOne = func(ctx context.Context, b *Sealed) error {
+		if b.Entries[0].TopicPartition.Partition == 3 {
+			close(stuck)
+			<-ctx.Done() // the catalog is unreachable until the drain times out
+			return ctx.Err()
+		}
+		return nil
+	}
+	q := newQueue(t, sink, 4, func(c *Config) { c.FS, c.DrainTimeout = fs, 50*time.Millisecond })
+	q.waitUploaded(t, 2, 3, 4)
+	close(q.release)
+	<-stuck
+	for i, want := range []int64{0, 1} {
+		if res := wait(t, q.acks[i]); res[0].BaseOffset != 0 || res[1].BaseOffset != want {
+			t.Fatalf("buffer %d: results %+v, want offsets [0 %d]", i+1, res, want)
+		}
+	}
+	if err := q.l.stop(t); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, a := range q.acks[2:] {
+		if _, err := a.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+			t.Fatalf("buffer %d's ack: %v", i+3, err)
+		}
+	}
+	if n := len(walFiles(t, fs, "/wal")); n != 2 {
+		t.Fatalf("%d files left, want buffers 3 and 4", n)
+	}
+
+	// The catalog (the fake sink's state) survives the crash.
+	disk := fs.Crash()
+	l2 := start(t, testConfig(disk), &groupSink{fakeSink: sink.fakeSink})
+	eventually(t, "replayed buffers committed", func() bool { return len(walFiles(t, disk, "/wal")) == 0 })
+	if got := sink.commitOrder(); !slices.Equal(got, q.ids) {
+		t.Fatalf("effective commits %v, want each buffer once in seal order %v", got, q.ids)
+	}
+	sink.mu.Lock()
+	for _, id := range q.ids[2:] {
+		if !sink.sealed[id].Replayed {
+			t.Errorf("buffer %s was not replayed", id)
+		}
+	}
+	sink.mu.Unlock()
+	r := wait(t, mustAppend(t, l2.Log, entry(tp(1, 5), 10, 1), entry(tp(9, 0), 10, 1)))
+	if r[1].BaseOffset != 10 {
+		t.Fatalf("next offset %d, want 10: the replay assigned offsets again", r[1].BaseOffset)
 	}
 }
