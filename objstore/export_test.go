@@ -23,5 +23,5 @@ func HedgeDelay(b Bucket, size int64) time.Duration {
 
 func ObserveHedge(b Bucket, size int64, d time.Duration) {
 	h := b.(*hedgeBucket)
-	h.observe(sizeClass(size), d)
+	h.observe(sizeClass(size), d, false)
 }

@@ -19,15 +19,23 @@ import (
 // 1-Quantile of PUTs are hedged whatever the region, object size or time of
 // day, and a slow spell raises the delay rather than doubling every PUT.
 //
-// An adaptive policy also sends the PUT that follows a slow one (slower
-// than the delay) twice at once. Floe's PUTs gate producers: while a
-// segment's PUT is slow, producers whose window is full cannot send, and
-// the next segment carries everything they held back, which has already
-// waited through the slow PUT. Two attempts from the start make that PUT
-// take the faster of two draws of the store's latency, which spends one
-// more PUT per slow one exactly where the produce p99 is made. (Hedging it
-// at the median instead gave an S3 Standard-like ack p99 about 65 ms
-// higher: 490 ms against 424 ms, medians of 6 interleaved runs.)
+// An adaptive policy also sends every PUT that starts while the store is
+// slow (the last PUT to succeed took the delay or longer) twice at once.
+// Floe's PUTs gate producers: while a segment's PUT is slow, producers
+// whose window is full cannot send, and the segments that follow carry
+// everything they held back, which has already waited through the slow
+// PUT. Two attempts from the start make such a PUT take the faster of two
+// draws of the store's latency, spending extra PUTs exactly where the
+// produce p99 is made. (Hedging them at the median instead gave an S3
+// Standard-like ack p99 about 65 ms higher: 490 ms against 424 ms, medians
+// of 6 interleaved runs; doubling only the first PUT after a slow one gave
+// 469 ms against 423 ms, medians of 3 interleaved pairs.) A failed PUT
+// ends the slow state: a store that fails is not answered with twice the
+// requests, retries included.
+//
+// Whatever the store does, hedging adds at most MaxExtra PUTs per PUT over
+// time (a few more in a burst): a store slow because it is overloaded gets
+// a bounded share of extra load, not twice its requests.
 type HedgePolicy struct {
 	// Delay is the hedge delay, or with Quantile set the delay used until
 	// enough PUTs of a size have been timed. <= 0 turns hedging off.
@@ -38,10 +46,23 @@ type HedgePolicy struct {
 	// MinDelay is the least adaptive delay (default DefaultHedgeMinDelay):
 	// hedging a store that answers in milliseconds buys nothing.
 	MinDelay time.Duration
+	// MaxExtra bounds the extra PUTs per PUT hedging may send over time
+	// (default DefaultHedgeMaxExtra). A PUT that would exceed it waits for
+	// its first attempt alone.
+	MaxExtra float64
 }
 
 // DefaultHedgeMinDelay is HedgePolicy.MinDelay's default.
 const DefaultHedgeMinDelay = 50 * time.Millisecond
+
+// DefaultHedgeMaxExtra is HedgePolicy.MaxExtra's default: at most a
+// quarter more PUTs. At p90 with slow spells doubled, S3 Standard-like
+// latency costs 0.14–0.24 extra PUTs per PUT.
+const DefaultHedgeMaxExtra = 0.25
+
+// hedgeBurst is how many extra PUTs the budget saves up: a slow spell
+// after a quiet one may double a few PUTs in a row.
+const hedgeBurst = 4
 
 // Validate reports a policy WithHedgedPut cannot follow.
 func (p HedgePolicy) Validate() error {
@@ -50,6 +71,9 @@ func (p HedgePolicy) Validate() error {
 	}
 	if p.MinDelay < 0 {
 		return fmt.Errorf("objstore: hedge min delay %v < 0", p.MinDelay)
+	}
+	if p.MaxExtra < 0 || p.MaxExtra > 1 {
+		return fmt.Errorf("objstore: hedge max extra %v outside [0, 1]", p.MaxExtra)
 	}
 	return nil
 }
@@ -80,14 +104,17 @@ func WithHedgedPut(b Bucket, p HedgePolicy, reg prometheus.Registerer) (Bucket, 
 	if p.MinDelay == 0 {
 		p.MinDelay = DefaultHedgeMinDelay
 	}
-	h := &hedgeBucket{Bucket: b, policy: p}
+	if p.MaxExtra == 0 {
+		p.MaxExtra = DefaultHedgeMaxExtra
+	}
+	h := &hedgeBucket{Bucket: b, policy: p, tokens: hedgeBurst}
 	for i := range h.classes {
 		h.classes[i].delay = p.Delay
 	}
 	if reg != nil {
 		h.hedges = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_objstore_hedged_puts_total",
-			Help: "Second PUTs started because the first had not finished within the hedge delay.",
+			Help: "Second PUTs started: the first had not finished within the hedge delay, or the store was slow when it started.",
 		}))
 		if p.Quantile > 0 {
 			h.delays = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -135,6 +162,11 @@ type hedgeBucket struct {
 	hedges  prometheus.Counter
 	delays  *prometheus.GaugeVec
 	classes [len(sizeClassNames)]latencyWindow
+
+	// The budget of extra PUTs: each PUT earns MaxExtra of one, up to
+	// hedgeBurst saved, and each second attempt spends one.
+	mu     sync.Mutex
+	tokens float64
 }
 
 // latencyWindow holds a class's recent first-attempt latencies and the
@@ -145,46 +177,73 @@ type latencyWindow struct {
 	n       int // samples recorded, total
 	delay   time.Duration
 	warm    bool // enough PUTs timed for the quantile
-	// slow: the last PUT to finish took the delay or longer, and no PUT
-	// has started since.
+	// slow: the last PUT to succeed took the delay or longer, and no PUT
+	// has failed since.
 	slow    bool
 	scratch []time.Duration
 }
 
 var _ Bucket = (*hedgeBucket)(nil)
 
-// delay is the hedge delay of a PUT starting now. The PUT after a slow
-// one takes its urgency (no delay: two attempts at once), so a slow PUT
-// costs one doubled PUT: not every PUT that starts before the next one
-// finishes, nor, while the bucket fails (failures are not observed),
-// every PUT and retry until one succeeds.
+// delay is the hedge delay of a PUT starting now: none (two attempts at
+// once) while the store is slow, else the class's delay.
 func (h *hedgeBucket) delay(class int) time.Duration {
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.slow && w.warm {
-		w.slow = false
-		return 0 // two attempts at once
+		return 0
 	}
 	return w.delay
+}
+
+// earn credits the budget with one PUT's share of extra PUTs.
+func (h *hedgeBucket) earn() {
+	h.mu.Lock()
+	h.tokens = min(h.tokens+h.policy.MaxExtra, hedgeBurst)
+	h.mu.Unlock()
+}
+
+// spend takes one extra PUT from the budget, if it holds one.
+func (h *hedgeBucket) spend() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tokens < 1 {
+		return false
+	}
+	h.tokens--
+	return true
+}
+
+// failed ends a slow state: a PUT failed, and a failing store is not sent
+// every PUT and retry twice.
+func (h *hedgeBucket) failed(class int) {
+	w := &h.classes[class]
+	w.mu.Lock()
+	w.slow = false
+	w.mu.Unlock()
 }
 
 // observe records how long a PUT's first attempt took. When the hedge won,
 // the first attempt's time is known only to exceed the elapsed time; that
 // lower bound is recorded. It is above the delay, which is all a quantile
 // at or below the delay's needs, so the estimate is not pulled down by the
-// hedges it causes.
-func (h *hedgeBucket) observe(class int, d time.Duration) {
+// hedges it causes. A PUT sent twice from the start (doubled) took the
+// faster of two draws, which says whether the store is still slow but
+// would pull the quantile down: it is not recorded.
+func (h *hedgeBucket) observe(class int, d time.Duration, doubled bool) {
 	if h.policy.Quantile <= 0 {
 		return
 	}
 	w := &h.classes[class]
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Slow by the ordinary delay: one slow PUT makes the next one urgent,
-	// and that one does not pass it on (its time is not compared with the
-	// zero delay it had).
+	// Slow by the ordinary delay, not by the zero delay of a doubled PUT:
+	// a fast one ends the slow state.
 	w.slow = d >= w.delay
+	if doubled {
+		return
+	}
 	w.samples[w.n%hedgeWindow] = d
 	w.n++
 	if w.n < hedgeWarmup || w.n%hedgeRecompute != 0 {
@@ -220,24 +279,35 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 	attempt := func() {
 		results <- h.Bucket.Put(ctx, key, io.NewSectionReader(ra, base, size), size)
 	}
+	h.earn()
 	start := time.Now()
 	go attempt()
-	timer := time.NewTimer(h.delay(class))
-	defer timer.Stop()
 	running := 1
+	var timer <-chan time.Time
+	doubled := false
+	if d := h.delay(class); d == 0 && h.spend() {
+		h.hedged()
+		running++
+		doubled = true
+		go attempt()
+	} else {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
 	var firstErr error
 	for {
 		select {
-		case <-timer.C:
-			if h.hedges != nil {
-				h.hedges.Inc()
+		case <-timer:
+			if h.spend() {
+				h.hedged()
+				running++
+				go attempt()
 			}
-			running++
-			go attempt()
 		case err := <-results:
 			running--
 			if err == nil {
-				h.observe(class, time.Since(start))
+				h.observe(class, time.Since(start), doubled)
 				return nil
 			}
 			if firstErr == nil {
@@ -246,8 +316,15 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 			// A failure before the hedge started does not wait for the
 			// hedge delay: the retry wrapper above decides what comes next.
 			if running == 0 {
+				h.failed(class)
 				return firstErr
 			}
 		}
+	}
+}
+
+func (h *hedgeBucket) hedged() {
+	if h.hedges != nil {
+		h.hedges.Inc()
 	}
 }

@@ -162,7 +162,7 @@ func TestHedgedPutAdaptive(t *testing.T) {
 }
 
 func TestHedgePolicyValidate(t *testing.T) {
-	for _, p := range []objstore.HedgePolicy{{Delay: time.Second, Quantile: 1}, {Delay: time.Second, Quantile: -0.5}, {Delay: time.Second, MinDelay: -1}} {
+	for _, p := range []objstore.HedgePolicy{{Delay: time.Second, Quantile: 1}, {Delay: time.Second, Quantile: -0.5}, {Delay: time.Second, MinDelay: -1}, {Delay: time.Second, MaxExtra: -0.1}, {Delay: time.Second, MaxExtra: 1.5}} {
 		if _, err := objstore.WithHedgedPut(mem.New(nil), p, nil); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
@@ -170,8 +170,8 @@ func TestHedgePolicyValidate(t *testing.T) {
 }
 
 // TestHedgeDelays: the adaptive delay is the quantile of its size class's
-// window, each class apart; after a slow PUT the next one is sent twice at
-// once, and that does not carry on to the PUT after it.
+// window, each class apart; after a slow PUT the next ones are sent twice
+// at once, until one is fast.
 func TestHedgeDelays(t *testing.T) {
 	b, err := objstore.WithHedgedPut(mem.New(nil), objstore.HedgePolicy{Delay: time.Second, Quantile: 0.9, MinDelay: time.Millisecond}, nil)
 	if err != nil {
@@ -235,15 +235,16 @@ func TestHedgedPutReadsFromBodyPosition(t *testing.T) {
 	}
 }
 
-// TestHedgeUrgentOncePerSlowPut: a slow PUT makes one PUT after it go
-// twice at once, not every PUT until one succeeds fast: neither the PUTs
-// that start while uploads are in flight (a slow spell lets several
-// flushes seal) nor those sent to a bucket that now fails, which would
-// otherwise each be sent twice — doubling the load on a throttling or
-// failing bucket, retries included, until some PUT succeeds.
-func TestHedgeUrgentOncePerSlowPut(t *testing.T) {
+// TestHedgeSlowState: while the store is slow (the last PUT to succeed
+// took the delay or longer), every PUT that starts is sent twice at once,
+// until one succeeds fast; a failed PUT ends the slow state, so a failing
+// (throttling) bucket is not sent every PUT and retry twice.
+func TestHedgeSlowState(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("segment bytes")
+	put := func(b objstore.Bucket) error {
+		return b.Put(ctx, "k", bytes.NewReader(data), int64(len(data)))
+	}
 	newHedged := func(inner objstore.Bucket) objstore.Bucket {
 		b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Hour, Quantile: 0.9, MinDelay: time.Hour}, nil)
 		if err != nil {
@@ -256,14 +257,38 @@ func TestHedgeUrgentOncePerSlowPut(t *testing.T) {
 		return b
 	}
 
-	t.Run("concurrent", func(t *testing.T) {
-		b := newHedged(mem.New(nil))
-		if d := objstore.HedgeDelay(b, int64(len(data))); d != 0 {
-			t.Fatalf("the PUT after a slow one is hedged after %v, want at once", d)
+	t.Run("slow spell", func(t *testing.T) {
+		const puts = 3
+		var delays []time.Duration
+		for range 2 * puts {
+			delays = append(delays, 50*time.Millisecond)
 		}
-		// A second PUT starts before either has finished.
+		inner := &slowPuts{Bucket: mem.New(nil), delays: delays}
+		b := newHedged(inner)
+		// PUTs that start together while the store is slow, as flushes
+		// sealed during a slow PUT do.
+		var wg sync.WaitGroup
+		for range puts {
+			wg.Go(func() {
+				if err := put(b); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := inner.puts.Load(); got != 2*puts {
+			t.Errorf("%d PUTs started while slow sent %d PUTs, want %d (each twice)", puts, got, 2*puts)
+		}
+		// They finished fast (50 ms against the 1 h delay): the slow
+		// state is over.
 		if d := objstore.HedgeDelay(b, int64(len(data))); d != time.Hour {
-			t.Fatalf("a second PUT after one slow PUT is hedged after %v, want the delay (1h)", d)
+			t.Errorf("after fast PUTs the next is hedged after %v, want the delay (1h)", d)
+		}
+		if err := put(b); err != nil {
+			t.Fatal(err)
+		}
+		if got := inner.puts.Load(); got != 2*puts+1 {
+			t.Errorf("a PUT after the slow spell sent %d PUTs, want 1", got-2*puts)
 		}
 	})
 
@@ -276,7 +301,7 @@ func TestHedgeUrgentOncePerSlowPut(t *testing.T) {
 		inner := &slowPuts{Bucket: mem.New(nil), fail: fail}
 		b := newHedged(inner)
 		for range puts {
-			if err := b.Put(ctx, "k", bytes.NewReader(data), int64(len(data))); err == nil {
+			if err := put(b); err == nil {
 				t.Fatal("a failing Put succeeded")
 			}
 		}
@@ -287,4 +312,32 @@ func TestHedgeUrgentOncePerSlowPut(t *testing.T) {
 			t.Errorf("after %d failed Puts the next is hedged after %v, want the delay (1h)", puts, d)
 		}
 	})
+}
+
+// TestHedgeBudget: against a store slower than the hedge delay on every
+// PUT, hedging adds at most MaxExtra PUTs per PUT, plus the few it saves
+// up, not one per PUT.
+func TestHedgeBudget(t *testing.T) {
+	ctx := context.Background()
+	data := []byte("segment bytes")
+	const puts = 40
+	var delays []time.Duration
+	for range 2 * puts {
+		delays = append(delays, 5*time.Millisecond)
+	}
+	inner := &slowPuts{Bucket: mem.New(nil), delays: delays}
+	b, err := objstore.WithHedgedPut(inner, objstore.HedgePolicy{Delay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range puts {
+		if err := b.Put(ctx, "k", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra := int(inner.puts.Load()) - puts
+	// The default budget: a quarter of a PUT per PUT, 4 saved up at first.
+	if most := puts/4 + 4; extra > most || extra < 1 {
+		t.Errorf("%d PUTs, each slower than the hedge delay, sent %d extra PUTs, want 1 to %d", puts, extra, most)
+	}
 }
