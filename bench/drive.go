@@ -95,7 +95,7 @@ func drive(ctx context.Context, o Options, t *target, s setup) (run, error) {
 	if err != nil {
 		return r, err
 	}
-	r.ack, r.e2e, err = latency(ctx, t.bootstrap, latTopic, o.Rate, o.LatencyD, o.RecordSz)
+	r.ack, r.e2e, err = latency(ctx, t.bootstrap, latTopic, o.Rate, o.LatencyD*time.Duration(max(s.latencyRuns, 1)), o.RecordSz)
 	if err != nil {
 		return r, fmt.Errorf("latency: %w", err)
 	}
