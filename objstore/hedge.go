@@ -283,14 +283,17 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 	start := time.Now()
 	go attempt()
 	running := 1
-	var timer <-chan time.Time
-	doubled := false
-	if d := h.delay(class); d == 0 && h.spend() {
+	// Two attempts at once while the store is slow, else a hedge after
+	// the delay; either only within the budget.
+	var timer <-chan time.Time // nil: no hedge to come
+	d := h.delay(class)
+	doubled := d == 0 && h.spend()
+	switch {
+	case doubled:
 		h.hedged()
 		running++
-		doubled = true
 		go attempt()
-	} else {
+	case d > 0:
 		t := time.NewTimer(d)
 		defer t.Stop()
 		timer = t.C
