@@ -32,6 +32,11 @@ var (
 	// ErrGroupStateTooLarge reports a SaveGroupState of more than
 	// MaxGroupStateBytes.
 	ErrGroupStateTooLarge = errors.New("catalog: group state too large")
+	// ErrInvalidSegment reports a CommitSegment or CommitSegments of a
+	// segment (or group) no correct flusher builds: no key, a batch
+	// outside its object, a key twice in a group. Nothing is committed,
+	// and committing the same input again cannot succeed.
+	ErrInvalidSegment = errors.New("catalog: invalid segment")
 )
 
 // MaxGroupStateBytes bounds one group's stored coordinator state, so that a

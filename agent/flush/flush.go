@@ -305,7 +305,15 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 	res, err := s.cat.CommitSegment(ctx, bu.segment())
 	if err != nil {
 		s.m.commitErrors.Inc()
-		return nil, fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
+		err = fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
+		if errors.Is(err, catalog.ErrInvalidSegment) {
+			// Retrying the same segment cannot succeed: it would hold
+			// every buffer sealed after it until shutdown. Its appends
+			// fail instead, and the buffers behind it commit.
+			s.Forget(b.ID)
+			return nil, wal.Permanent(err)
+		}
+		return nil, err
 	}
 	s.m.commitSeconds.Observe(time.Since(start).Seconds())
 	// Committed (or never retried again): the WAL will not call Commit for

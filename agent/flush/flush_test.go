@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"slices"
@@ -333,6 +334,13 @@ func TestErrors(t *testing.T) {
 	if _, err := s.Commit(ctx, sealed()); !errors.Is(err, catalog.ErrCommitUnknown) || wal.IsPermanent(err) {
 		t.Fatalf("commit error: %v", err)
 	}
+	// A segment the catalog refuses as invalid fails its appends rather
+	// than being retried, holding up every buffer behind it, forever.
+	cat.err = fmt.Errorf("%w: batch 0: offset span 0 < 1", catalog.ErrInvalidSegment)
+	if _, err := s.Commit(ctx, sealed()); !errors.Is(err, catalog.ErrInvalidSegment) || !wal.IsPermanent(err) {
+		t.Fatalf("invalid segment: %v, want a permanent error", err)
+	}
+	cat.err = nil
 	cat.short = true
 	if _, err := s.Commit(ctx, sealed()); !wal.IsPermanent(err) {
 		t.Fatalf("short results: %v", err)

@@ -184,8 +184,8 @@ func testInvalidSegment(t *testing.T, c catalog.Catalog) {
 		{Key: uniqueKey("bad"), Batches: []catalog.BatchRef{{TopicPartition: tpOf(topic, 0), OffsetSpan: 0, ProducerID: -1}}},
 	}
 	for i, seg := range bad {
-		if _, err := c.CommitSegment(ctx(t), seg); err == nil {
-			t.Fatalf("invalid segment %d committed", i)
+		if _, err := c.CommitSegment(ctx(t), seg); !errors.Is(err, catalog.ErrInvalidSegment) {
+			t.Fatalf("invalid segment %d: err %v, want ErrInvalidSegment", i, err)
 		}
 	}
 	if o := offsets(t, c, tpOf(topic, 0)); o.HighWatermark != 0 {

@@ -359,8 +359,8 @@ func testGroupInvalid(t *testing.T, c catalog.Catalog) {
 		{"past the object", []catalog.Segment{ok1, pastEnd}},
 	}
 	for _, g := range groups {
-		if res, err := c.CommitSegments(ctx(t), g.segs); err == nil {
-			t.Fatalf("%s: committed %+v", g.name, res)
+		if res, err := c.CommitSegments(ctx(t), g.segs); !errors.Is(err, catalog.ErrInvalidSegment) {
+			t.Fatalf("%s: committed %+v, err %v, want ErrInvalidSegment", g.name, res, err)
 		}
 		if o := offsets(t, c, tp); o.HighWatermark != 0 {
 			t.Fatalf("%s: offsets moved to %+v", g.name, o)

@@ -95,8 +95,16 @@ type Plan struct {
 }
 
 // ValidateSegment rejects segments no correct flusher produces. These are
-// programming errors, not Kafka errors, so they fail the whole commit.
+// programming errors, not Kafka errors, so they fail the whole commit,
+// with an error wrapping catalog.ErrInvalidSegment.
 func ValidateSegment(seg catalog.Segment) error {
+	if err := validateSegment(seg); err != nil {
+		return fmt.Errorf("%w: %w", catalog.ErrInvalidSegment, err)
+	}
+	return nil
+}
+
+func validateSegment(seg catalog.Segment) error {
 	if seg.Key == "" {
 		return fmt.Errorf("segment has no key")
 	}
@@ -121,14 +129,22 @@ func ValidateSegment(seg catalog.Segment) error {
 }
 
 // ValidateSegments checks a group for CommitSegments: at least one
-// segment, each valid, keys distinct.
+// segment, each valid, keys distinct. Its errors wrap
+// catalog.ErrInvalidSegment.
 func ValidateSegments(segs []catalog.Segment) error {
+	if err := validateSegments(segs); err != nil {
+		return fmt.Errorf("%w: %w", catalog.ErrInvalidSegment, err)
+	}
+	return nil
+}
+
+func validateSegments(segs []catalog.Segment) error {
 	if len(segs) == 0 {
 		return fmt.Errorf("no segments")
 	}
 	keys := make(map[string]struct{}, len(segs))
 	for i, seg := range segs {
-		if err := ValidateSegment(seg); err != nil {
+		if err := validateSegment(seg); err != nil {
 			return fmt.Errorf("segment %d: %w", i, err)
 		}
 		if _, dup := keys[seg.Key]; dup {
