@@ -21,6 +21,8 @@
 //	                  than 90% of recent PUTs of its size (adaptive), or a
 //	                  fixed delay such as 250ms; default p90 for s3://, off
 //	                  elsewhere; 0 = off
+//	hedge_max_extra=0.25  the most extra PUTs per PUT hedging may send over
+//	                  time (0 to 1; default 0.25)
 //	retry_attempts=5 retry_initial_backoff=100ms retry_max_backoff=2s retry_max_elapsed=15s
 //
 // and per scheme:
@@ -134,6 +136,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, er
 	if !common.hedgeSet && u.Scheme == "s3" {
 		hedge = DefaultHedge
 	}
+	hedge.MaxExtra = common.maxExtra
 	if b, err = objstore.WithHedgedPut(b, hedge, opts.Registerer); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", redacted, err)
 	}
@@ -166,6 +169,7 @@ type common struct {
 	latency  *objstore.LatencyConfig
 	hedge    objstore.HedgePolicy
 	hedgeSet bool
+	maxExtra float64 // hedge_max_extra; 0: the policy's default
 }
 
 func parseCommon(q *params, logger *slog.Logger) (common, error) {
@@ -183,6 +187,11 @@ func parseCommon(q *params, logger *slog.Logger) (common, error) {
 		c.hedgeSet = true
 		if c.hedge, err = parseHedge(s); err != nil {
 			return c, err
+		}
+	}
+	if s, ok := q.take("hedge_max_extra"); ok {
+		if c.maxExtra, err = strconv.ParseFloat(s, 64); err != nil || c.maxExtra <= 0 || c.maxExtra > 1 {
+			return c, fmt.Errorf("hedge_max_extra %q: want a fraction in (0, 1]", s)
 		}
 	}
 	if c.retry.MaxAttempts, err = q.int("retry_attempts", 0); err != nil {
