@@ -91,6 +91,14 @@ func (s *groupSink) groupCalls() [][]string {
 	return slices.Clone(s.groups)
 }
 
+// checkGroupCalls fails t unless the sink's group calls were want, in order.
+func (s *groupSink) checkGroupCalls(t *testing.T, want ...[]string) {
+	t.Helper()
+	if got := s.groupCalls(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("group calls %v, want %v", got, want)
+	}
+}
+
 // queue is buffers 1..n of a log whose first commit is held: buffer i
 // holds one entry of its own partition tp(1, i) and one of the shared
 // partition tp(9, 0) with offset span i. gated names buffers whose upload
@@ -225,9 +233,7 @@ func TestGroupCommit(t *testing.T) {
 	close(q.uploads[3])
 	q.check(t)
 
-	if got, want := sink.groupCalls(), [][]string{q.ids[2:5]}; !slices.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("group calls %v, want %v", got, want)
-	}
+	sink.checkGroupCalls(t, q.ids[2:5])
 	if !slices.Equal(during, []bool{true}) {
 		t.Fatalf("Committing during group calls: %v", during)
 	}
@@ -267,9 +273,7 @@ func TestGroupCommitFailureFallsBack(t *testing.T) {
 			q.waitUploaded(t, 2, 3, 4)
 			close(q.release)
 			q.check(t)
-			if got, want := sink.groupCalls(), [][]string{q.ids[1:4]}; !slices.EqualFunc(got, want, slices.Equal) {
-				t.Fatalf("group calls %v, want %v", got, want)
-			}
+			sink.checkGroupCalls(t, q.ids[1:4])
 			if n, sum := q.groupHist(t); n != 4 || sum != 4 {
 				t.Fatalf("commit group histogram: %d calls, %v buffers; want 4, 4", n, sum)
 			}
@@ -362,9 +366,7 @@ func TestGroupCommitLostReplyFallsBack(t *testing.T) {
 	q.waitUploaded(t, 2, 3, 4)
 	close(q.release)
 	q.check(t)
-	if got, want := sink.groupCalls(), [][]string{q.ids[1:4]}; !slices.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("group calls %v, want %v", got, want)
-	}
+	sink.checkGroupCalls(t, q.ids[1:4])
 	if got := calls.get(); !slices.Equal(got, []int32{1, 2, 3, 4}) {
 		t.Fatalf("per-buffer commits %v, want each buffer once in seal order", got)
 	}
