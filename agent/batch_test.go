@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"testing"
 
-	"github.com/klauspost/compress/s2"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -255,23 +254,6 @@ func TestRecordTimesCodecs(t *testing.T) {
 				t.Fatalf("walked %d records, err %v", n, err)
 			}
 		})
-	}
-}
-
-func TestXerialSnappy(t *testing.T) {
-	// Two xerial blocks, as the Java client frames snappy.
-	raw := []byte("hello hello hello hello, xerial framed snappy data")
-	var framed []byte
-	framed = append(framed, xerialMagic...)
-	framed = append(framed, 0, 0, 0, 1, 0, 0, 0, 1)
-	for _, part := range [][]byte{raw[:10], raw[10:]} {
-		enc := s2.EncodeSnappy(nil, part)
-		framed = binary.BigEndian.AppendUint32(framed, uint32(len(enc)))
-		framed = append(framed, enc...)
-	}
-	got, err := decompress(2, framed)
-	if err != nil || !bytes.Equal(got, raw) {
-		t.Fatalf("decoded %q, %v", got, err)
 	}
 }
 

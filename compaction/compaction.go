@@ -326,12 +326,16 @@ func (c *Compactor) partitionPass(ctx context.Context, p partition, renew func()
 	if err := c.retain(ctx, p); err != nil {
 		return err
 	}
+	var logErr error
 	if p.topic.CleanupPolicy().Compact {
-		if err := c.compactLog(ctx, p, renew); err != nil {
-			return err
+		// A partition log compaction cannot read (a batch that
+		// decompresses past the bound, a corrupt row) is still merged:
+		// merging copies batches byte for byte.
+		if logErr = c.compactLog(ctx, p, renew); errors.Is(logErr, errLeaseLost) {
+			return logErr
 		}
 	}
-	return c.merge(ctx, p.tp, renew)
+	return errors.Join(logErr, c.merge(ctx, p.tp, renew))
 }
 
 // errLeaseLost stops work whose lease another holder took.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/internal/batchcodec"
 	"github.com/floebroker/floe/segment"
 )
 
@@ -41,8 +42,9 @@ import (
 //     ratio of the cleanable bytes (from the rows' metadata: a quiet
 //     partition costs no read), when a dirty row is older than
 //     max.compaction.lag.ms, or when a tombstone kept in the clean region
-//     is half its delete.retention.ms overdue (so a steady stream of
-//     deletes costs a full pass at most every delete.retention.ms/2).
+//     is half its delete.retention.ms past its delete horizon (so a
+//     steady stream of deletes costs a full pass at most every
+//     delete.retention.ms/2).
 //   - It reads the dirty rows in order, one at a time, recording each
 //     key's last offset (full keys: no hash, so no collision can drop a
 //     live record) until the map holds TargetBytes (key bytes plus
@@ -51,10 +53,11 @@ import (
 //     up to TargetBytes, one group in memory at a time: a keyed record is
 //     dropped if the map holds its key at a larger offset (in [D, E) every
 //     key is in the map, so only each key's last survives), a surviving
-//     tombstone (null value) once its timestamp is older than
-//     delete.retention.ms (one without a timestamp by its object's
-//     creation). Records without a key and control batches are
-//     kept. A group that loses nothing is left as it is. On success D = E.
+//     tombstone (null value) once its batch's delete horizon has passed
+//     (see cleaner: the first pass to keep a tombstone sets the horizon
+//     to its time plus delete.retention.ms, as Kafka does since KIP-534).
+//     Records without a key and control batches are kept. A group that
+//     loses nothing and sets no horizon is left as it is. On success D = E.
 //   - Dropping a tombstone is safe because the earlier records of its key
 //     are gone with it: below D the clean region holds the key only once;
 //     for a tombstone in [D, E) the map makes this pass drop the key's
@@ -64,7 +67,10 @@ import (
 //     Another Compactor only removes records, which keeps [log start, D)
 //     free of repeated keys.
 //   - Offsets never change. A batch keeping all its records is copied byte
-//     for byte; one keeping some is re-encoded with the same codec,
+//     for byte unless it is given a delete horizon, which sets attribute
+//     bit 6 and puts the horizon in the first timestamp field, the
+//     records' timestamp deltas re-encoded from it so their timestamps
+//     stay. One keeping some is re-encoded with the same codec,
 //     keeping baseOffset, lastOffsetDelta (so its offset span), the
 //     records' offset and timestamp deltas, the first timestamp,
 //     producer id, epoch and base sequence, partition leader epoch and
@@ -100,9 +106,9 @@ type cleanState struct {
 	// stopped at the active tail (0: it did not). While the high
 	// watermark stays, nothing beyond cleaned but the tail is dirty.
 	tailHW int64
-	// oldestTombstone is the smallest timestamp of a tombstone that pass
-	// kept below cleaned (math.MaxInt64: none).
-	oldestTombstone int64
+	// oldestHorizon is the earliest delete horizon of a tombstone that
+	// pass kept below cleaned (math.MaxInt64: none).
+	oldestHorizon int64
 }
 
 type storedBatch struct {
@@ -123,7 +129,7 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 	}
 	st, ok := c.cleaned[p.tp]
 	if !ok || st.cleaned < o.LogStart {
-		st = cleanState{cleaned: o.LogStart, oldestTombstone: math.MaxInt64}
+		st = cleanState{cleaned: o.LogStart, oldestHorizon: math.MaxInt64}
 	}
 	if len(rows) == 0 {
 		return nil
@@ -135,7 +141,7 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 	// (Only once the cleanable rows reach D again, after a merge's young
 	// output in the clean region cut them short: the rewrite must see
 	// every tombstone below D to know the oldest left.)
-	tombstonesDue := st.oldestTombstone != math.MaxInt64 && st.oldestTombstone < minus(nowMs-retention, retention/2) &&
+	tombstonesDue := st.oldestHorizon != math.MaxInt64 && st.oldestHorizon < minus(nowMs, retention/2) &&
 		rows[len(rows)-1].LastOffset+1 >= st.cleaned
 	dirtyEmpty := rows[len(rows)-1].LastOffset < st.cleaned || st.tailHW == o.HighWatermark
 	if !tombstonesDue && (dirtyEmpty || !dirtyEnough(p.topic, rows, st.cleaned, nowMs)) {
@@ -181,7 +187,7 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 			}
 		}
 	}
-	next := cleanState{cleaned: end, tailHW: st.tailHW, oldestTombstone: st.oldestTombstone}
+	next := cleanState{cleaned: end, tailHW: st.tailHW, oldestHorizon: st.oldestHorizon}
 	switch {
 	case atTail:
 		next.tailHW = o.HighWatermark
@@ -195,22 +201,18 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 	}
 
 	// Rewrite [log start, end) group by group.
-	tombstoneCutoff := nowMs - retention
-	oldest := int64(math.MaxInt64)
-	keep := func(rec *kmsg.Record, base, ts int64) bool {
+	cl := &cleaner{now: nowMs, horizon: plus(nowMs, retention), oldest: math.MaxInt64}
+	cl.classify = func(rec *kmsg.Record, base int64) verdict {
 		if rec.Key == nil || base >= end {
-			return true
+			return keepRecord
 		}
 		if m, ok := latest[string(rec.Key)]; ok && m > base+int64(rec.OffsetDelta) {
-			return false
+			return dropRecord
 		}
 		if rec.Value == nil {
-			if ts < tombstoneCutoff {
-				return false
-			}
-			oldest = min(oldest, ts)
+			return keepTombstone
 		}
-		return true
+		return keepRecord
 	}
 	n := 0
 	for n < len(rows) && rows[n].BaseOffset < end {
@@ -231,7 +233,7 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 			}
 			data = append(data, batches)
 		}
-		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data, keep, renew); err != nil {
+		if err := c.compactGroup(ctx, p.tp, rows[start:stop], data, cl, renew); err != nil {
 			if errors.Is(err, catalog.ErrSwapConflict) {
 				// The rows changed under this pass, so what it worked out
 				// from them (each key's latest record) may no longer hold:
@@ -244,7 +246,7 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 		}
 		start = stop
 	}
-	next.oldestTombstone = oldest
+	next.oldestHorizon = cl.oldest
 	c.cleaned[p.tp] = next
 	return nil
 }
@@ -282,6 +284,14 @@ func rowTime(r catalog.CompactionRow) int64 {
 		return r.ObjectCreated.UnixMilli()
 	}
 	return r.MaxTimestamp
+}
+
+// plus is a+b (b ≥ 0), saturating at math.MaxInt64.
+func plus(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // minus is a-b (b ≥ 0), saturating at math.MinInt64.
@@ -340,7 +350,7 @@ func (c *Compactor) readBatches(ctx context.Context, r catalog.CompactionRow, re
 // the survivors to a new object and swaps the rows. A lost race returns
 // catalog.ErrSwapConflict (its upload deleted).
 func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition, rows []catalog.CompactionRow, data [][]storedBatch,
-	keep func(rec *kmsg.Record, base, ts int64) bool, renew func() error) error {
+	cl *cleaner, renew func() error) error {
 	w := segment.NewWriter(segment.Header{AgentID: c.cfg.Holder, Created: c.now()})
 	type out struct {
 		base, last int64
@@ -348,39 +358,33 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 		maxTs      int64
 	}
 	var outs []out
-	removed := 0
-	for i, batches := range data {
-		// A record without a timestamp (-1) ages from its object's
-		// creation, as its row does (rowTime): a tombstone's
-		// delete.retention.ms counts from there.
-		created := rows[i].ObjectCreated.UnixMilli()
-		keep := func(rec *kmsg.Record, base, ts int64) bool {
-			if ts < 0 {
-				ts = created
-			}
-			return keep(rec, base, ts)
-		}
+	removed, horizons := 0, 0
+	for _, batches := range data {
 		for _, sb := range batches {
-			nb, kept, dropped, err := filterBatch(sb.raw, sb.base, keep)
+			f, err := cl.filter(sb.raw, sb.base)
 			if err != nil {
 				return fmt.Errorf("compaction: log compaction: batch at %d: %w", sb.base, err)
 			}
-			removed += dropped
-			if kept == 0 {
+			removed += f.dropped
+			if f.horizonSet {
+				horizons++
+			}
+			if f.kept == 0 {
 				continue
 			}
+			nb := f.batch
 			meta := segment.BatchMeta{
-				Records:        int32(kept),
-				FirstTimestamp: int64(binary.BigEndian.Uint64(nb[batchFirstTsOff:])),
+				Records:        int32(f.kept),
+				FirstTimestamp: f.firstTs,
 				MaxTimestamp:   int64(binary.BigEndian.Uint64(nb[batchMaxTsOff:])),
 				ProducerID:     int64(binary.BigEndian.Uint64(nb[batchProducerOff:])),
 			}
 			w.Add(tp, nb, meta)
 			last := sb.base + int64(int32(binary.BigEndian.Uint32(nb[batchLastDeltaOff:])))
-			outs = append(outs, out{base: sb.base, last: last, records: int32(kept), maxTs: meta.MaxTimestamp})
+			outs = append(outs, out{base: sb.base, last: last, records: int32(f.kept), maxTs: meta.MaxTimestamp})
 		}
 	}
-	if removed == 0 {
+	if removed == 0 && horizons == 0 {
 		return nil // nothing to gain here; merge may still coalesce it
 	}
 	obj, placements := w.Finish()
@@ -425,6 +429,7 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 	c.m.rowsBefore.Add(float64(len(rows)))
 	c.m.rowsAfter.Add(float64(len(newRows)))
 	c.m.recordsRemoved.Add(float64(removed))
+	c.m.horizonsSet.Add(float64(horizons))
 	return nil
 }
 
@@ -436,63 +441,182 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// filterBatch returns the batch with only the records keep accepts (b
-// itself when it keeps all), and how many it kept and dropped.
-func filterBatch(b []byte, base int64, keep func(rec *kmsg.Record, base, ts int64) bool) (nb []byte, kept, dropped int, err error) {
+// verdict is what a log compaction pass does with one record.
+type verdict int8
+
+const (
+	keepRecord    verdict = iota
+	dropRecord            // superseded by a later record of its key
+	keepTombstone         // its key's latest, with a null value: goes at its batch's delete horizon
+)
+
+// batchDeleteHorizonFlag is the record batch attribute (bit 6, KIP-534)
+// saying that the batch's first timestamp field holds its delete horizon:
+// the time in Unix milliseconds after which log compaction may drop the
+// batch's tombstones. Records still carry their own timestamps, as deltas
+// from that field.
+const batchDeleteHorizonFlag = 0x40
+
+// cleaner is one log compaction pass's record filter.
+//
+// A tombstone is kept until delete.retention.ms after the first pass that
+// kept it, as Kafka's cleaner does since KIP-534: that pass writes the
+// horizon (its time plus delete.retention.ms) into the tombstone's batch,
+// and a later pass past the horizon drops it. Counting from the record's
+// own timestamp instead would drop at once a tombstone whose timestamp is
+// old (replicated from another cluster, or set by the producer), before
+// consumers reading a little behind have seen the delete; counting from
+// its object's creation would restart whenever compaction rewrites it.
+type cleaner struct {
+	classify func(rec *kmsg.Record, base int64) verdict
+	now      int64 // the pass's time, Unix ms
+	horizon  int64 // the delete horizon of tombstones first kept by this pass
+	oldest   int64 // the earliest delete horizon of a tombstone kept so far
+}
+
+// filtered is one batch after cleaning.
+type filtered struct {
+	batch         []byte // the input itself when nothing changed
+	kept, dropped int
+	horizonSet    bool  // the pass gave the batch its delete horizon
+	firstTs       int64 // the earliest kept record's timestamp, for the segment index
+}
+
+// filter returns the batch with the records the pass keeps: superseded
+// records go, tombstones past the batch's delete horizon go, and a batch
+// keeping a tombstone gets a delete horizon if it has none.
+func (cl *cleaner) filter(b []byte, base int64) (filtered, error) {
 	attrs := int16(binary.BigEndian.Uint16(b[batchAttrOff:]))
-	if attrs&0x20 != 0 { // a control batch
-		return b, int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:]))), 0, nil
-	}
 	firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
+	if attrs&0x20 != 0 { // a control batch
+		return filtered{batch: b, kept: int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:]))), firstTs: firstTs}, nil
+	}
 	maxTs := int64(binary.BigEndian.Uint64(b[batchMaxTsOff:]))
-	var body []byte
+	logAppend := attrs&0x08 != 0 // the batch's max timestamp is every record's
+	hasHorizon := attrs&batchDeleteHorizonFlag != 0
+	f := filtered{firstTs: math.MaxInt64}
+	type keptRec struct {
+		rec kmsg.Record
+		raw []byte
+		ts  int64
+	}
+	var recs []keptRec
+	keptTombstone := false
 	keptMaxTs := int64(-1) // Kafka's "no timestamp"
-	err = eachRecord(b, func(rec *kmsg.Record, raw []byte) {
+	err := eachRecord(b, func(rec *kmsg.Record, raw []byte) {
 		ts := firstTs + rec.TimestampDelta64
-		if attrs&0x08 != 0 { // LogAppendTime: the batch's max timestamp is every record's
+		if logAppend {
 			ts = maxTs
 		}
-		if keep(rec, base, ts) {
-			kept++
-			body = append(body, raw...)
-			keptMaxTs = max(keptMaxTs, ts)
-		} else {
-			dropped++
+		switch cl.classify(rec, base) {
+		case dropRecord:
+			f.dropped++
+			return
+		case keepTombstone:
+			// Kafka's rule: kept while the horizon is later than now.
+			if hasHorizon && firstTs <= cl.now {
+				f.dropped++
+				return
+			}
+			keptTombstone = true
 		}
+		f.kept++
+		recs = append(recs, keptRec{rec: *rec, raw: raw, ts: ts})
+		keptMaxTs = max(keptMaxTs, ts)
+		f.firstTs = min(f.firstTs, ts)
 	})
-	if err != nil || dropped == 0 || kept == 0 {
-		return b, kept, dropped, err
+	if err != nil {
+		return filtered{}, err
+	}
+	if !hasHorizon && !keptTombstone {
+		// The first timestamp field is a record's: as the index had it.
+		f.firstTs = firstTs
+	} else if f.kept == 0 {
+		f.firstTs = -1
+	}
+	horizon := firstTs
+	if keptTombstone {
+		if !hasHorizon {
+			horizon = cl.horizon
+			f.horizonSet = true
+		}
+		cl.oldest = min(cl.oldest, horizon)
+	}
+	if f.kept == 0 || (f.dropped == 0 && !f.horizonSet) {
+		f.batch = b
+		return f, nil
+	}
+	var body []byte
+	for _, r := range recs {
+		if !f.horizonSet || logAppend {
+			body = append(body, r.raw...)
+			continue
+		}
+		// The records' timestamps become deltas from the horizon.
+		r.rec.TimestampDelta64 = r.ts - horizon
+		r.rec.TimestampDelta = int32(r.rec.TimestampDelta64)
+		body = appendRecord(body, &r.rec)
 	}
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(b); err != nil {
-		return nil, 0, 0, err
+		return filtered{}, err
 	}
 	codec := kgo.CompressionCodecType(attrs & 0x07)
 	if codec != kgo.CodecNone {
 		comp, err := compressorFor(codec)
 		if err != nil {
-			return nil, 0, 0, err
+			return filtered{}, err
 		}
 		var buf bytes.Buffer
 		out, used := comp.Compress(&buf, body)
 		if used != codec {
-			return nil, 0, 0, fmt.Errorf("codec %d compressed as %d", codec, used)
+			return filtered{}, fmt.Errorf("codec %d compressed as %d", codec, used)
 		}
 		body = append([]byte(nil), out...)
 	}
 	rb.Records = body
-	rb.NumRecords = int32(kept)
-	// The max timestamp is the kept records' (for LogAppendTime it is
-	// theirs already), as Kafka's cleaner writes it: a timestamp lookup
-	// must not be sent to a batch for a record that is gone.
-	rb.MaxTimestamp = keptMaxTs
-	nb = rb.AppendTo(nil)
+	rb.NumRecords = int32(f.kept)
+	if f.dropped > 0 {
+		// The max timestamp is the kept records' (for LogAppendTime it
+		// is theirs already), as Kafka's cleaner writes it: a timestamp
+		// lookup must not be sent to a batch for a record that is gone.
+		rb.MaxTimestamp = keptMaxTs
+	}
+	if f.horizonSet {
+		rb.Attributes |= batchDeleteHorizonFlag
+		rb.FirstTimestamp = horizon
+	}
+	nb := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(nb[batchLengthOff:], uint32(len(nb)-12))
 	binary.BigEndian.PutUint32(nb[batchCRCOff:], crc32.Checksum(nb[batchAttrOff:], crcTable))
-	return nb, kept, dropped, nil
+	f.batch = nb
+	return f, nil
 }
 
-var decompressor = kgo.DefaultDecompressor()
+// earliestTimestamp is the earliest timestamp of a batch's records (-1
+// when it has none).
+func earliestTimestamp(b []byte) (int64, error) {
+	firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
+	if binary.BigEndian.Uint16(b[batchAttrOff:])&0x08 != 0 { // LogAppendTime
+		return int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])), nil
+	}
+	out := int64(math.MaxInt64)
+	err := eachRecord(b, func(rec *kmsg.Record, _ []byte) { out = min(out, firstTs+rec.TimestampDelta64) })
+	if out == math.MaxInt64 {
+		out = -1
+	}
+	return out, err
+}
+
+// appendRecord appends rec encoded with its length prefix worked out
+// afresh (rec.Length is ignored).
+func appendRecord(dst []byte, rec *kmsg.Record) []byte {
+	r := *rec
+	r.Length = 0
+	body := r.AppendTo(nil)[1:] // without the one-byte varint of 0
+	dst = binary.AppendVarint(dst, int64(len(body)))
+	return append(dst, body...)
+}
 
 func compressorFor(codec kgo.CompressionCodecType) (kgo.Compressor, error) {
 	var cc kgo.CompressionCodec
@@ -523,11 +647,11 @@ func eachRecord(b []byte, fn func(rec *kmsg.Record, raw []byte)) error {
 	}
 	n := int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:])))
 	recs := b[batchHeaderLength:]
-	if codec := kgo.CompressionCodecType(attrs & 0x07); codec != kgo.CodecNone {
-		var err error
-		if recs, err = decompressor.Decompress(recs, codec); err != nil {
-			return fmt.Errorf("decompress: %w", err)
-		}
+	// Bounded: a compression bomb a producer stored (produce never
+	// decompresses) fails this partition's pass, not the process.
+	recs, err := batchcodec.Decompress(int8(attrs&0x07), recs)
+	if err != nil {
+		return fmt.Errorf("decompress: %w", err)
 	}
 	for i := 0; i < n; i++ {
 		l, vn := binary.Varint(recs)

@@ -192,9 +192,18 @@ func eachBatch(b []byte, fn func(batch []byte, meta segment.BatchMeta)) error {
 		if n < batchHeaderLength || n > int64(len(b)) {
 			return errBadBatch
 		}
+		firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
+		if attrs := binary.BigEndian.Uint16(b[batchAttrOff:]); attrs&batchDeleteHorizonFlag != 0 && attrs&0x20 == 0 {
+			// The field holds the batch's delete horizon: the index
+			// wants its earliest record's timestamp.
+			var err error
+			if firstTs, err = earliestTimestamp(b[:n]); err != nil {
+				return err
+			}
+		}
 		fn(b[:n], segment.BatchMeta{
 			Records:        int32(binary.BigEndian.Uint32(b[batchRecordsOff:])),
-			FirstTimestamp: int64(binary.BigEndian.Uint64(b[batchFirstTsOff:])),
+			FirstTimestamp: firstTs,
 			MaxTimestamp:   int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])),
 			ProducerID:     int64(binary.BigEndian.Uint64(b[batchProducerOff:])),
 		})

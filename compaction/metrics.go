@@ -13,6 +13,7 @@ type metrics struct {
 	rowsBefore       prometheus.Counter
 	rowsAfter        prometheus.Counter
 	recordsRemoved   prometheus.Counter
+	horizonsSet      prometheus.Counter
 	swapConflicts    prometheus.Counter
 	rowsTrimmed      prometheus.Counter
 	tombstonesPruned prometheus.Counter
@@ -40,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rowsBefore:       counter(prometheus.CounterOpts{Name: "floe_compaction_rows_before_total", Help: "Catalog rows replaced by merges and log compaction."}),
 		rowsAfter:        counter(prometheus.CounterOpts{Name: "floe_compaction_rows_after_total", Help: "Catalog rows written by merges and log compaction."}),
 		recordsRemoved:   counter(prometheus.CounterOpts{Name: "floe_compaction_log_records_removed_total", Help: "Records removed by log compaction (superseded values and expired tombstones)."}),
+		horizonsSet: counter(prometheus.CounterOpts{Name: "floe_compaction_delete_horizons_set_total",
+			Help: "Record batches given a delete horizon by log compaction: they kept a tombstone, which goes delete.retention.ms later."}),
 		swapConflicts:    counter(prometheus.CounterOpts{Name: "floe_compaction_swap_conflicts_total", Help: "Merges and log compactions that lost a race and were dropped."}),
 		rowsTrimmed:      counter(prometheus.CounterOpts{Name: "floe_compaction_rows_trimmed_total", Help: "Catalog rows removed below the log start."}),
 		tombstonesPruned: counter(prometheus.CounterOpts{Name: "floe_compaction_tombstones_pruned_total", Help: "Catalog tombstones of collected objects pruned after their retention."}),
@@ -62,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var err error
 	for _, f := range []*prometheus.Counter{&m.bytesCompacted, &m.objectsCompacted, &m.rowsBefore, &m.rowsAfter,
-		&m.recordsRemoved, &m.swapConflicts, &m.rowsTrimmed, &m.tombstonesPruned, &m.producerStatesExpired,
+		&m.recordsRemoved, &m.horizonsSet, &m.swapConflicts, &m.rowsTrimmed, &m.tombstonesPruned, &m.producerStatesExpired,
 		&m.producersExpired, &m.errors} {
 		if *f, err = reuse(reg, *f); err != nil {
 			return nil, err

@@ -5,9 +5,11 @@
 package compaction_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/catalog/sqlite"
 	"github.com/floebroker/floe/compaction"
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore/file"
 	"github.com/floebroker/floe/tests/floetest"
 )
@@ -411,6 +414,29 @@ func TestLogCompaction(t *testing.T) {
 		}
 		check(got, true)
 		t.Logf("records %d -> %d", len(before), len(got))
+		// The kept tombstones' batches now carry a delete horizon (KIP-534)
+		// in their first timestamp field: every record keeps its own
+		// timestamp, for franz-go and for librdkafka.
+		ts := map[int64]int64{}
+		for _, r := range before {
+			ts[r.Offset] = r.Ts
+		}
+		var want bytes.Buffer
+		for _, r := range got {
+			if r.Ts != ts[r.Offset] {
+				t.Fatalf("record %+v: timestamp %d before compaction", r, ts[r.Offset])
+			}
+			size := len(r.Value)
+			if r.Null {
+				size = -1
+			}
+			fmt.Fprintf(&want, "%d:%s:%d:%d\n", r.Offset, r.Key, r.Ts, size)
+		}
+		kcatOut := runKcat(t, testenv.Kcat(t), "-C", "-b", e.reader(t).Addr, "-t", "kv", "-p", "0", "-o", "beginning", "-e", "-q",
+			"-f", "%o:%k:%T:%S\n")
+		if !bytes.Equal(kcatOut, want.Bytes()) {
+			t.Fatalf("kcat read the compacted topic as\n%s\nwant\n%s", kcatOut, want.Bytes())
+		}
 		if !reflect.DeepEqual(apply(before), live) {
 			t.Fatal("uncompacted topic disagrees with the model")
 		}
@@ -465,4 +491,18 @@ func TestLogCompaction(t *testing.T) {
 		}
 		t.Logf("kfake kept %d records", len(got))
 	})
+}
+
+// runKcat runs kcat with args and returns its standard output.
+func runKcat(t *testing.T, kcat string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kcat, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.Bytes()
 }
