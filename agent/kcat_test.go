@@ -17,23 +17,6 @@ import (
 	"github.com/floebroker/floe/tests/floetest"
 )
 
-func runKcat(t *testing.T, kcat string, stdin []byte, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kcat %v: %v\nstderr:\n%s", args, err, errb.String())
-	}
-	if errb.Len() > 0 {
-		t.Logf("kcat %v stderr:\n%s", args, errb.String())
-	}
-	return out.Bytes()
-}
-
 // TestKcatRoundTrip produces a file of keyed lines with kcat, with each
 // compression codec, and consumes it from the beginning: the output must be
 // byte-identical to the input.
@@ -66,8 +49,8 @@ func TestKcatRoundTrip(t *testing.T) {
 				codec = "zstd"
 			}
 			args := append([]string{"-P", "-b", a.Addr, "-t", topic, "-K", ":", "-z", codec, "-X", "linger.ms=5", "-l", file}, tc.extra...)
-			runKcat(t, kcat, nil, args...)
-			out := runKcat(t, kcat, nil, "-C", "-b", a.Addr, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k:%s\n")
+			testenv.RunKcat(t, kcat, nil, args...)
+			out := testenv.RunKcat(t, kcat, nil, "-C", "-b", a.Addr, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k:%s\n")
 			if !bytes.Equal(out, lines.Bytes()) {
 				t.Fatalf("consumed %d bytes differ from the %d produced:\nfirst out line %q", len(out), lines.Len(), firstLine(out))
 			}
@@ -95,10 +78,10 @@ func TestKcatRecreatedTopicStartsOver(t *testing.T) {
 		for i := from; i < from+n; i++ {
 			fmt.Fprintf(&b, "%d\n", i)
 		}
-		runKcat(t, kcat, b.Bytes(), "-P", "-b", a.Addr, "-t", topic)
+		testenv.RunKcat(t, kcat, b.Bytes(), "-P", "-b", a.Addr, "-t", topic)
 	}
 	consume := func() []string {
-		out := runKcat(t, kcat, nil, "-b", a.Addr, "-G", "again", "-e", "-q", "-f", "%s\n",
+		out := testenv.RunKcat(t, kcat, nil, "-b", a.Addr, "-G", "again", "-e", "-q", "-f", "%s\n",
 			"-X", "auto.offset.reset=earliest", topic)
 		return strings.Fields(string(out))
 	}

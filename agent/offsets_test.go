@@ -178,7 +178,7 @@ func TestKcatInsideDeletedRange(t *testing.T) {
 		{"timestamp after it", []string{"-o", fmt.Sprintf("s@%d", base.UnixMilli()+42000)}, "42", 58},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := runKcat(t, kcat, nil, append([]string{"-b", a.Addr, "-C", "-t", "gone", "-p", "0", "-e", "-q", "-f", "%s\n"}, tc.args...)...)
+			out := testenv.RunKcat(t, kcat, nil, append([]string{"-b", a.Addr, "-C", "-t", "gone", "-p", "0", "-e", "-q", "-f", "%s\n"}, tc.args...)...)
 			lines := strings.Fields(string(out))
 			if len(lines) != tc.n || (tc.n > 0 && lines[0] != tc.first) {
 				t.Fatalf("kcat %v: %d records, first %v; want %d from %s", tc.args, len(lines), lines[:min(len(lines), 1)], tc.n, tc.first)
@@ -322,7 +322,7 @@ func TestRackConsumerOutOfRangeResets(t *testing.T) {
 
 	// librdkafka resets too.
 	kcat := testenv.Kcat(t)
-	out := runKcat(t, kcat, nil, "-b", a.Addr+","+b.Addr, "-C", "-t", "racked", "-o", "0", "-e", "-q", "-f", "%o\n",
+	out := testenv.RunKcat(t, kcat, nil, "-b", a.Addr+","+b.Addr, "-C", "-t", "racked", "-o", "0", "-e", "-q", "-f", "%o\n",
 		"-X", "client.rack=b", "-X", "auto.offset.reset=earliest")
 	if lines := strings.Fields(string(out)); len(lines) != 5*parts {
 		t.Fatalf("kcat read %d records, want %d", len(lines), 5*parts)

@@ -8,6 +8,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Kcat returns the path of kcat (librdkafka's CLI): FLOE_TEST_KCAT, else
@@ -32,6 +34,26 @@ func Kcat(t testing.TB) string {
 	}
 	t.Skip("kcat is not installed (set FLOE_TEST_KCAT); skipping librdkafka tests")
 	return ""
+}
+
+// RunKcat runs kcat (the path Kcat gives) with stdin and args, failing t
+// if it fails or takes a minute, and returns its standard output. What it
+// wrote to standard error is logged.
+func RunKcat(t testing.TB, kcat string, stdin []byte, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kcat, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	if errb.Len() > 0 {
+		t.Logf("kcat %v stderr:\n%s", args, errb.String())
+	}
+	return out.Bytes()
 }
 
 // KillableDialer is a dialer (kgo.Dialer(k.Dial)) whose connections can

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -432,7 +431,7 @@ func TestLogCompaction(t *testing.T) {
 			}
 			fmt.Fprintf(&want, "%d:%s:%d:%d\n", r.Offset, r.Key, r.Ts, size)
 		}
-		kcatOut := runKcat(t, testenv.Kcat(t), "-C", "-b", e.reader(t).Addr, "-t", "kv", "-p", "0", "-o", "beginning", "-e", "-q",
+		kcatOut := testenv.RunKcat(t, testenv.Kcat(t), nil, "-C", "-b", e.reader(t).Addr, "-t", "kv", "-p", "0", "-o", "beginning", "-e", "-q",
 			"-f", "%o:%k:%T:%S\n")
 		if !bytes.Equal(kcatOut, want.Bytes()) {
 			t.Fatalf("kcat read the compacted topic as\n%s\nwant\n%s", kcatOut, want.Bytes())
@@ -491,18 +490,4 @@ func TestLogCompaction(t *testing.T) {
 		}
 		t.Logf("kfake kept %d records", len(got))
 	})
-}
-
-// runKcat runs kcat with args and returns its standard output.
-func runKcat(t *testing.T, kcat string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kcat %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
-	}
-	return out.Bytes()
 }

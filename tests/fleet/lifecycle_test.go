@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -177,7 +176,7 @@ func TestRecreatedTopicReadByName(t *testing.T) {
 	createTopic(t, a.Addr, "reborn", 1)
 	produce("new-0", "new-1")
 
-	out := runKcat(t, kcat, "-C", "-b", b.Addr, "-X", "client.id=kcat,floe_az=b", "-t", "reborn", "-p", "0", "-o", "beginning", "-c", "2", "-f", "%o:%s\n")
+	out := testenv.RunKcat(t, kcat, nil, "-C", "-b", b.Addr, "-X", "client.id=kcat,floe_az=b", "-t", "reborn", "-p", "0", "-o", "beginning", "-c", "2", "-f", "%o:%s\n")
 	if got, want := string(out), "0:new-0\n1:new-1\n"; got != want {
 		t.Errorf("kcat read the re-created topic through b as\n%s\nwant\n%s", got, want)
 	}
@@ -186,19 +185,6 @@ func TestRecreatedTopicReadByName(t *testing.T) {
 		t.Errorf("fetch by name through b: error %d, high watermark %d, old records %v; want 0, 2, false",
 			p.ErrorCode, p.HighWatermark, bytes.Contains(p.RecordBatches, []byte("old-0")))
 	}
-}
-
-func runKcat(t *testing.T, kcat string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kcat %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
-	}
-	return out.Bytes()
 }
 
 // TestGrowPartitionsUnderLoad: partitions added through agent A while a
