@@ -195,10 +195,12 @@ func eachBatch(b []byte, fn func(batch []byte, meta segment.BatchMeta)) error {
 		firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
 		if attrs := binary.BigEndian.Uint16(b[batchAttrOff:]); attrs&batchDeleteHorizonFlag != 0 && attrs&0x20 == 0 {
 			// The field holds the batch's delete horizon: the index
-			// wants its earliest record's timestamp.
-			var err error
-			if firstTs, err = earliestTimestamp(b[:n]); err != nil {
-				return err
+			// wants its earliest record's timestamp. (Merging copies
+			// bytes and must not fail on records it cannot read, which
+			// only a producer setting the flag itself could store:
+			// the index then keeps the field.)
+			if ts, err := earliestTimestamp(b[:n]); err == nil {
+				firstTs = ts
 			}
 		}
 		fn(b[:n], segment.BatchMeta{
