@@ -376,9 +376,12 @@ type group struct {
 	// what members were told: the group's requests and timers from then
 	// on write it again.
 	retryAt time.Time
-	// evicted: killed to make room while empty (not moved): a queued save
-	// still deletes its stored state, or a later load would bring back
-	// members that left.
+	// evicted: killed while empty, to make room or because the group
+	// moved: a queued save still deletes its stored state, or a later
+	// load (here, or at the coordinator it moved to) would bring back
+	// members that left and wait a session timeout for them. The write
+	// is a compare-and-set on version, so it cannot overwrite what
+	// another coordinator stored since.
 	evicted bool
 	// epoch is the Placement view epoch at which this memory was last
 	// known to be the stored state (persist.go's recheck).
@@ -560,6 +563,8 @@ func (c *Coordinator) drop(id string) {
 		return
 	}
 	g.mu.Lock()
+	// An emptied group's queued save still runs (see evicted).
+	g.evicted = g.empty()
 	g.kill(kerr.NotCoordinator.Code)
 	g.mu.Unlock()
 	c.remove(g)

@@ -415,6 +415,10 @@ func (c *Coordinator) save(g *group) (conflict bool) {
 
 	g.mu.Lock()
 	defer c.settle(g)
+	if err == nil && op != opNone {
+		// Also when dead: an evicted group's queued save follows.
+		g.version = version
+	}
 	if g.dead {
 		// Dropped meanwhile: a conflict still voids the change this
 		// write was to store (a KIP-848 heartbeat must not announce it).
@@ -435,7 +439,6 @@ func (c *Coordinator) save(g *group) (conflict bool) {
 		c.log.Warn("groups: storing group state failed", "group", g.id, "err", err)
 		g.retryAt = c.cfg.Now().Add(c.cfg.ConsumerHeartbeatInterval)
 	default:
-		g.version = version
 		g.retryAt = time.Time{}
 	}
 	cl := &g.cl

@@ -678,3 +678,47 @@ func staticJoin(member string) *kmsg.JoinGroupRequest {
 	r.InstanceID = kmsg.StringPtr("inst")
 	return r
 }
+
+// A group whose last member leaves while an earlier state write is still
+// in flight queues the write that deletes its stored state behind it. If
+// the group moves to another coordinator before that write runs, the
+// write still runs: skipped, the stored state kept the member that left,
+// and the next coordinator waited a session timeout for it before the
+// group could form again.
+func TestEmptiedGroupStoredAfterMove(t *testing.T) {
+	h := newHarness(t)
+	ids, _ := h.stableGroup("g", 1)
+	gate := make(chan struct{})
+	h.cat.mu.Lock()
+	h.cat.saveGate = gate
+	saves := h.cat.saves
+	h.cat.mu.Unlock()
+	// A rejoin forms a new generation, whose write waits at the gate.
+	r := h.do(joinReq(9, "g", ids[0], "changed")).(*kmsg.JoinGroupResponse)
+	errIs(t, "rejoin", r.ErrorCode, nil)
+	sync := h.async(syncReq("g", ids[0], r.Generation, map[string]string{ids[0]: "a"}))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		h.cat.mu.Lock()
+		n := h.cat.saves
+		h.cat.mu.Unlock()
+		if n > saves {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new generation's write never started")
+		}
+	}
+	// The member leaves: the group is empty, its deletion queued.
+	errIs(t, "leave", h.do(leaveReq("g", ids[0])).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	// The fleet changes and the group moves before either write ends.
+	h.place.move("g", 2)
+	h.c.dropMovedGroups(context.Background())
+	close(gate)
+	<-sync
+	for deadline := time.Now().Add(10 * time.Second); h.cat.state("g").blob != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			s, _ := decodeClassic(h.cat.state("g").blob)
+			t.Fatalf("stored state after the group emptied and moved: %+v, want none", s)
+		}
+	}
+}
