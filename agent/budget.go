@@ -85,9 +85,9 @@ func (b *requestBudget) release(n int64) {
 //
 // A response reserves each batch before taking it. Its first batch waits
 // for room, first come first served, until the fetch's long-poll deadline
-// (then the client gets an empty response and fetches again); later
-// batches are only tried, and a response that cannot reserve one is
-// complete. So a fetch never waits for budget while holding some — fetches
+// (then the client gets an empty response and fetches again), or until
+// the agent drains or the client half-closes; later batches are only
+// tried, and a response that cannot reserve one is complete. So a fetch never waits for budget while holding some — fetches
 // each holding part of the budget and waiting for more would wait on each
 // other — and, as semaphore.Weighted fails every try while anyone waits, a
 // waiting fetch is not overtaken by later ones. A batch larger than the
@@ -126,10 +126,13 @@ type responseHold struct {
 	// want is the room the response's first batch found missing: the
 	// build that set it holds nothing and is void, and await waits for it.
 	want int64
-	// ctx and deadline bound the wait for a first batch.
-	ctx      context.Context
-	deadline time.Time
-	refused  bool // a wait failed: no further batch waits in this build
+	// ctx and deadline bound the wait for a first batch, and so do drain
+	// and peer (the agent's shutdown, the client's half-close) when
+	// closed, as they end the fetch's long poll.
+	ctx         context.Context
+	deadline    time.Time
+	drain, peer <-chan struct{}
+	refused     bool // a wait failed: no further batch waits in this build
 }
 
 // reserve reserves size bytes for a batch the response is about to take,
@@ -170,8 +173,23 @@ func (h *responseHold) await() {
 	}
 	h.b.waits.Inc()
 	ctx, cancel := context.WithDeadline(h.ctx, h.deadline)
+	defer cancel()
+	if h.drain != nil || h.peer != nil {
+		// Only a fetch that found the budget spent gets here, so the
+		// goroutine costs nothing on the common path.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-h.drain:
+			case <-h.peer:
+			case <-done:
+				return
+			}
+			cancel()
+		}()
+	}
 	err := h.b.sem.Acquire(ctx, n)
-	cancel()
 	if err != nil {
 		h.refused = true
 		return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 	"weak"
@@ -21,55 +22,7 @@ import (
 // would be bounded by nothing, in the very overload the budget is for.
 // The fetch is answered with the records once room is free.
 func TestResponseBudgetWaitHoldsNoRead(t *testing.T) {
-	var a *Agent
-	addr := startInternalAgent(t, func(x *Agent) { a = x })
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	prod := produceReq("pin", 1, makeBatch(t, testBatch{records: 3, firstTS: time.Now().UnixMilli()}))
-	resp, err := roundTrip(t, nc, prod, 9, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ec := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; ec != 0 {
-		t.Fatalf("produce: error %d", ec)
-	}
-
-	// The whole budget is held elsewhere (by responses of clients that do
-	// not read, say).
-	ctx := context.Background()
-	if err := a.respBudget.sem.Acquire(ctx, a.respBudget.size); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			a.respBudget.sem.Release(a.respBudget.size)
-		}
-	}
-	defer release()
-
-	fetch := kmsg.NewPtrFetchRequest()
-	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 20_000, 1, 1<<20
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "pin"
-	fp := kmsg.NewFetchRequestTopicPartition()
-	fp.PartitionMaxBytes = 1 << 20
-	ft.Partitions = append(ft.Partitions, fp)
-	fetch.Topics = append(fetch.Topics, ft)
-	if _, err := nc.Write(frame(fetch, 12, 2)); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(a.m.responseWaits) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the fetch never waited for the response budget")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	a, nc, fetch, release := waitingFetch(t)
 
 	// The caches let go of what the fetch read; nothing else refers to it.
 	read := append(evictAll(a.cache), evictAll(a.catchup)...)
@@ -99,6 +52,52 @@ func TestResponseBudgetWaitHoldsNoRead(t *testing.T) {
 	if p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
 		t.Fatalf("fetch after room was free: error %d, %d bytes of records", p.ErrorCode, len(p.RecordBatches))
 	}
+}
+
+// waitingFetch starts an agent, produces three records to "pin", spends
+// the whole response budget (as responses of clients that do not read
+// would) and sends a fetch of them with a 20 s long poll, returning once
+// that fetch waits for budget. release gives the budget back (once).
+func waitingFetch(t *testing.T) (a *Agent, nc net.Conn, fetch *kmsg.FetchRequest, release func()) {
+	t.Helper()
+	addr := startInternalAgent(t, func(x *Agent) { a = x })
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	prod := produceReq("pin", 1, makeBatch(t, testBatch{records: 3, firstTS: time.Now().UnixMilli()}))
+	resp, err := roundTrip(t, nc, prod, 9, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; ec != 0 {
+		t.Fatalf("produce: error %d", ec)
+	}
+	if err := a.respBudget.sem.Acquire(context.Background(), a.respBudget.size); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { a.respBudget.sem.Release(a.respBudget.size) }) }
+	t.Cleanup(release)
+
+	fetch = kmsg.NewPtrFetchRequest()
+	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 20_000, 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "pin"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	if _, err := nc.Write(frame(fetch, 12, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(a.m.responseWaits) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never waited for the response budget")
+		}
+	}
+	return a, nc, fetch, release
 }
 
 // evictAll empties c and returns weak pointers to the ranges it held.
@@ -138,4 +137,29 @@ func readFetchResponse(t *testing.T, nc net.Conn, req *kmsg.FetchRequest, versio
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// A fetch waiting for response budget is answered at once, without
+// records, when the agent starts draining or the client half-closes, as a
+// long poll is: it used to wait out its MaxWaitMs (up to --fetch-max-wait,
+// 30 s), holding up shutdown.
+func TestResponseBudgetWaitEndsOnDrainAndHalfClose(t *testing.T) {
+	for _, how := range []string{"drain", "half-close"} {
+		t.Run(how, func(t *testing.T) {
+			a, nc, fetch, _ := waitingFetch(t)
+			start := time.Now()
+			if how == "drain" {
+				go a.drain()
+			} else if err := nc.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			fr := readFetchResponse(t, nc, fetch, 12)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("answered %v after the %s, want at once", took, how)
+			}
+			if p := fr.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) != 0 {
+				t.Fatalf("fetch: error %d, %d bytes of records; want an empty answer", p.ErrorCode, len(p.RecordBatches))
+			}
+		})
+	}
 }

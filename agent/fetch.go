@@ -126,7 +126,8 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 
 	parts := a.resolveFetch(ctx, req)
 	a.steerToZone(r, req, parts)
-	fr := &fetchResponse{FetchResponse: resp, hold: responseHold{b: a.respBudget, ctx: ctx, deadline: deadline}}
+	fr := &fetchResponse{FetchResponse: resp, hold: responseHold{b: a.respBudget, ctx: ctx, deadline: deadline,
+		drain: a.draining, peer: r.conn.peerDone}}
 	var (
 		timer *time.Timer
 		w     *tailWaiter
@@ -185,6 +186,7 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		case <-r.conn.peerDone:
 			deadline = time.Now()
 		}
+		fr.hold.deadline = deadline
 		a.tail.unwatch(w)
 	}
 }

@@ -103,6 +103,15 @@ func (f *fakeCatalog) DeleteGroupState(_ context.Context, group string, expect i
 	return nil
 }
 
+// holdSaves makes SaveGroupState wait until the returned gate is closed,
+// and returns how many calls it had counted before.
+func (f *fakeCatalog) holdSaves() (gate chan struct{}, saves int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.saveGate = make(chan struct{})
+	return f.saveGate, f.saves
+}
+
 // enter counts a call in *calls, waits for *gate if one is set, and
 // returns holding f.mu.
 func (f *fakeCatalog) enter(calls *int, gate *chan struct{}) {

@@ -148,10 +148,7 @@ func TestGroupStateLoad(t *testing.T) {
 func TestSyncWaitsForStateWrite(t *testing.T) {
 	h := newHarness(t)
 	ids, gen := h.stableGroup("g", 2)
-	gate := make(chan struct{})
-	h.cat.mu.Lock()
-	h.cat.saveGate = gate
-	h.cat.mu.Unlock()
+	gate, _ := h.cat.holdSaves()
 	// The leader rejoins: a rebalance to gen+1.
 	rebalance := func() (<-chan kmsg.Response, <-chan kmsg.Response) {
 		j0 := h.async(joinReq(9, "g", ids[0], "meta0"))
@@ -688,11 +685,7 @@ func staticJoin(member string) *kmsg.JoinGroupRequest {
 func TestEmptiedGroupStoredAfterMove(t *testing.T) {
 	h := newHarness(t)
 	ids, _ := h.stableGroup("g", 1)
-	gate := make(chan struct{})
-	h.cat.mu.Lock()
-	h.cat.saveGate = gate
-	saves := h.cat.saves
-	h.cat.mu.Unlock()
+	gate, saves := h.cat.holdSaves()
 	// A rejoin forms a new generation, whose write waits at the gate.
 	r := h.do(joinReq(9, "g", ids[0], "changed")).(*kmsg.JoinGroupResponse)
 	errIs(t, "rejoin", r.ErrorCode, nil)
