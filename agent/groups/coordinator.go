@@ -3,6 +3,7 @@ package groups
 import (
 	"container/heap"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,6 +100,9 @@ type Coordinator struct {
 	// (the agent's lease lapsed), every group request would log one.
 	placeWarn rate.Sometimes
 
+	// holder names this Coordinator in catalog leases.
+	holder string
+
 	// bg bounds the catalog calls of group state (cancelled when Run
 	// ends); saves counts the background saves in flight.
 	bg     context.Context
@@ -117,7 +121,7 @@ func New(cfg Config, cat catalog.Catalog, place Placement, logger *slog.Logger, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Coordinator{cfg: cfg, cat: cat, place: place, log: logger,
+	c := &Coordinator{cfg: cfg, cat: cat, place: place, log: logger, holder: "groups-" + rand.Text(),
 		viewChanged: make(chan struct{}, 1), placeWarn: rate.Sometimes{Interval: 10 * time.Second}}
 	c.mu.groups = make(map[string]*group)
 	c.mu.loading = make(map[string]*loadCall)

@@ -240,6 +240,11 @@ func (f *fakeCatalog) ListGroups(context.Context) ([]string, error) {
 // worth comparing (TestOffsetsRetention runs on SQLite).
 func (f *fakeCatalog) ExpireOffsets(context.Context, time.Time) (int, error) { return 0, nil }
 
+// AcquireLease grants every lease: the fake serves one coordinator.
+func (f *fakeCatalog) AcquireLease(context.Context, string, string, time.Duration) (bool, error) {
+	return true, nil
+}
+
 func (f *fakeCatalog) stored(group, topic string, partition int32) (catalog.GroupOffset, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -18,20 +18,31 @@ import (
 // stored state. (A group whose state is too large to store is the
 // exception: it keeps its offsets by committing within the retention.)
 //
-// Every agent checks, whichever groups it coordinates: the check is one
-// catalog statement over all groups, and checks that overlap delete
-// nothing twice. Kafka's coordinator checks its own partitions of
-// __consumer_offsets; here there is nothing to divide.
+// The check reads every group's offsets in the catalog, whichever agent
+// coordinates them (Kafka's coordinator checks its own partitions of
+// __consumer_offsets; here there is nothing to divide), so one agent at a
+// time runs it: the holder of the offsetsExpiryLease catalog lease, which
+// renews it at each check. If it stops, another agent takes the lease over
+// two check intervals later. (Checks that overlap all the same delete
+// nothing twice.)
 
 // maxRetentionCheck is the longest gap between checks
 // (offsets.retention.check.interval.ms).
 const maxRetentionCheck = 10 * time.Minute
 
+// offsetsExpiryLease names the catalog lease of the offsets expiry.
+const offsetsExpiryLease = "groups/offsets-expiry"
+
+// retentionCheck is the gap between checks.
+func (c *Coordinator) retentionCheck() time.Duration {
+	return max(min(c.cfg.OffsetsRetention/2, maxRetentionCheck), time.Second)
+}
+
 func (c *Coordinator) retentionLoop(ctx context.Context) {
 	if c.cat == nil {
 		return
 	}
-	tick := time.NewTicker(max(min(c.cfg.OffsetsRetention/2, maxRetentionCheck), time.Second))
+	tick := time.NewTicker(c.retentionCheck())
 	defer tick.Stop()
 	for {
 		select {
@@ -47,6 +58,16 @@ func (c *Coordinator) retentionLoop(ctx context.Context) {
 // expireOffsets deletes the offsets of groups without members committed
 // last before the retention. A failure waits for the next check.
 func (c *Coordinator) expireOffsets(ctx context.Context) {
+	held, err := c.cat.AcquireLease(ctx, offsetsExpiryLease, c.holder, 2*c.retentionCheck())
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("groups: taking the offsets expiry lease failed; trying again at the next check", "err", err)
+		}
+		return
+	}
+	if !held {
+		return // another agent checks
+	}
 	before := c.cfg.Now().Add(-c.cfg.OffsetsRetention)
 	n, err := c.cat.ExpireOffsets(ctx, before)
 	switch {

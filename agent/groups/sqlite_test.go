@@ -325,3 +325,47 @@ func TestOrphanGroupWithoutOffsetsAdopted(t *testing.T) {
 		}
 	}
 }
+
+// countingExpiry counts the catalog's offsets expiry checks.
+type countingExpiry struct {
+	catalog.Catalog
+	n atomic.Int32
+}
+
+func (c *countingExpiry) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
+	c.n.Add(1)
+	return c.Catalog.ExpireOffsets(ctx, before)
+}
+
+// TestOffsetsExpiryOneAgent: the offsets expiry reads every group's
+// offsets in the catalog, so one agent at a time runs it, the one holding
+// its catalog lease; it used to run on every agent. An agent that stops
+// checking loses the lease two check intervals later, and another agent's
+// next check takes it over.
+func TestOffsetsExpiryOneAgent(t *testing.T) {
+	ctx := context.Background()
+	sq, useClock := openSQLiteClocked(t)
+	cat := &countingExpiry{Catalog: sq}
+	const retention = 20 * time.Second // a check every 10 s, a lease of 20 s
+	a := newHarnessOn(t, cat, func(c *Config) {
+		c.OffsetsRetention = retention
+		useClock(c.Now)
+	})
+	b := newHarnessOn(t, cat, func(c *Config) { c.OffsetsRetention = retention })
+	check := func(h *harness, name string, want int32) {
+		t.Helper()
+		h.c.expireOffsets(ctx)
+		if n := cat.n.Load(); n != want {
+			t.Fatalf("after %s's check: %d expiry scans, want %d", name, n, want)
+		}
+	}
+	check(a, "a", 1)
+	check(b, "b", 1)
+	a.advance(10 * time.Second)
+	check(a, "a, a check later", 2)
+	check(b, "b, a check later", 2)
+	// a stops checking (it died, say).
+	a.advance(20*time.Second + time.Millisecond)
+	check(b, "b, once a's lease lapsed", 3)
+	check(a, "a, back", 3)
+}
