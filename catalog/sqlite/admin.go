@@ -170,47 +170,78 @@ func (c *Catalog) DeleteOffsets(ctx context.Context, group string, parts []catal
 
 // ExpireOffsets deletes the offsets of groups without members (no
 // group_states row) whose latest commit, and the time they lost their last
-// member (group_emptied), are older than before, in one write transaction
-// (the catalog's only writer: no commit interleaves). Times older than
-// before no longer matter and are deleted.
+// member (group_emptied), are older than before. Times older than before
+// no longer matter and are deleted.
 func (c *Catalog) ExpireOffsets(ctx context.Context, before time.Time) (int, error) {
-	var n int
-	err := c.write(ctx, func(tx *sql.Tx) error {
+	at := micros(before)
+	// The groups are listed on a reader, outside the write lock, which
+	// every produce's commit takes: a scan of every group's offsets held
+	// it for as long as the scan took. Each group is then deleted under
+	// the lock in small batches, checked again there, so an offset
+	// committed (or a member joined) since the listing keeps its group.
+	var groups []string
+	err := c.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT o.group_id FROM group_offsets o
 WHERE NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = o.group_id)
   AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = o.group_id AND m.since >= ?1)
-GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, micros(before))
+GROUP BY o.group_id HAVING max(o.commit_time) < ?1`, at)
 		if err != nil {
 			return err
 		}
-		var groups []string
+		defer rows.Close()
 		for rows.Next() {
 			var g string
 			if err := rows.Scan(&g); err != nil {
-				rows.Close()
 				return err
 			}
 			groups = append(groups, g)
 		}
-		if err := rows.Close(); err != nil {
-			return err
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: expire offsets: list groups: %w", err)
+	}
+	n := 0
+	for from := 0; from < len(groups); from += expireGroupsPerWrite {
+		batch := groups[from:min(from+expireGroupsPerWrite, len(groups))]
+		err := c.write(ctx, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx, `DELETE FROM group_offsets WHERE group_id = ?1 AND commit_time < ?2
+  AND NOT EXISTS (SELECT 1 FROM group_states s WHERE s.group_id = ?1)
+  AND NOT EXISTS (SELECT 1 FROM group_emptied m WHERE m.group_id = ?1 AND m.since >= ?2)
+  AND NOT EXISTS (SELECT 1 FROM group_offsets r WHERE r.group_id = ?1 AND r.commit_time >= ?2)`)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for _, g := range batch {
+				res, err := stmt.ExecContext(ctx, g, at)
+				if err != nil {
+					return err
+				}
+				if k, err := res.RowsAffected(); err == nil && k > 0 {
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("catalog: expire offsets of %d groups from %q: %w", len(batch), batch[0], err)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		n = len(groups)
-		if err := execEach(ctx, tx, `DELETE FROM group_offsets WHERE group_id = ?1 AND commit_time < ?2`, groups,
-			func(g string) []any { return []any{g, micros(before)} }); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM group_emptied WHERE since < ?1`, micros(before))
+	}
+	err = c.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM group_emptied WHERE since < ?1`, at)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("catalog: expire offsets: %w", err)
+		return n, fmt.Errorf("catalog: expire offsets: %w", err)
 	}
 	return n, nil
 }
+
+// expireGroupsPerWrite is how many groups one write transaction of
+// ExpireOffsets deletes: each holds the write lock, which produces wait
+// for, for a few milliseconds at most.
+const expireGroupsPerWrite = 500
 
 // DeleteGroup removes every offset of the group and its coordinator state.
 func (c *Catalog) DeleteGroup(ctx context.Context, group string) error {
