@@ -44,6 +44,9 @@ const (
 	attrLogAppendTime   = 0x08
 	attrTransactional   = 0x10
 	attrControl         = 0x20
+	// attrDeleteHorizon (KIP-534) says the first timestamp field holds the
+	// time after which log compaction may drop the batch's tombstones.
+	attrDeleteHorizon = 0x40
 
 	// minRecordSize is the smallest encoded record: a length varint and
 	// attributes, timestampDelta, offsetDelta, keyLength, valueLength and
@@ -154,6 +157,12 @@ func validateProduceBatch(b []byte, produceVersion int16) (batchHeader, error) {
 	}
 	if h.Attributes&attrControl != 0 {
 		return batchHeader{}, invalidRecord("clients may not produce control batches")
+	}
+	if h.Attributes&attrDeleteHorizon != 0 {
+		// Only log compaction sets it. A producer setting it would choose
+		// when its tombstones go, ahead of delete.retention.ms, and
+		// consumers reading behind would miss the deletes.
+		return batchHeader{}, invalidRecord("clients may not set a delete horizon (record batch attribute bit 6)")
 	}
 	if h.Attributes&attrTransactional != 0 {
 		return batchHeader{}, &batchError{kerr.InvalidTxnState, "transactions are not supported"}

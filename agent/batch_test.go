@@ -138,6 +138,7 @@ func TestValidateProduceBatch(t *testing.T) {
 		}), 9, kerr.CorruptMessage},
 		{"transactional", makeBatch(t, testBatch{records: 1, producerID: 3, attrs: attrTransactional}), 9, kerr.InvalidTxnState},
 		{"control", makeBatch(t, testBatch{records: 1, attrs: attrControl}), 9, kerr.InvalidRecord},
+		{"delete horizon", makeBatch(t, testBatch{records: 1, attrs: attrDeleteHorizon}), 9, kerr.InvalidRecord},
 		{"unknown codec", mutate(func(b []byte) []byte {
 			b[batchAttrsOffset+1] |= 7
 			return recrc(b)

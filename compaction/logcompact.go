@@ -174,14 +174,14 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 				end, atTail = sb.base, true
 				break
 			}
-			if err := eachRecord(sb.raw, func(rec *kmsg.Record, _ []byte) {
-				if rec.Key == nil {
+			if err := eachRecord(sb.raw, func(rec *record, _ []byte) {
+				if rec.key == nil {
 					return
 				}
-				if _, ok := latest[string(rec.Key)]; !ok {
-					used += int64(len(rec.Key)) + mapEntryOverhead
+				if _, ok := latest[string(rec.key)]; !ok {
+					used += int64(len(rec.key)) + mapEntryOverhead
 				}
-				latest[string(rec.Key)] = sb.base + int64(rec.OffsetDelta)
+				latest[string(rec.key)] = sb.base + int64(rec.offsetDelta)
 			}); err != nil {
 				return fmt.Errorf("compaction: log compaction: batch at %d: %w", sb.base, err)
 			}
@@ -202,14 +202,14 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 
 	// Rewrite [log start, end) group by group.
 	cl := &cleaner{now: nowMs, horizon: plus(nowMs, retention), oldest: math.MaxInt64}
-	cl.classify = func(rec *kmsg.Record, base int64) verdict {
-		if rec.Key == nil || base >= end {
+	cl.classify = func(rec *record, base int64) verdict {
+		if rec.key == nil || base >= end {
 			return keepRecord
 		}
-		if m, ok := latest[string(rec.Key)]; ok && m > base+int64(rec.OffsetDelta) {
+		if m, ok := latest[string(rec.key)]; ok && m > base+int64(rec.offsetDelta) {
 			return dropRecord
 		}
-		if rec.Value == nil {
+		if rec.value == nil {
 			return keepTombstone
 		}
 		return keepRecord
@@ -337,7 +337,7 @@ func (c *Compactor) readBatches(ctx context.Context, r catalog.CompactionRow, re
 	}
 	var out []storedBatch
 	off := r.BaseOffset
-	if err := eachBatch(raw, func(b []byte, _ segment.BatchMeta) {
+	if err := eachBatch(raw, func(b []byte) {
 		out = append(out, storedBatch{raw: b, base: off})
 		off += int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:]))) + 1
 	}); err != nil {
@@ -468,7 +468,7 @@ const batchDeleteHorizonFlag = 0x40
 // consumers reading a little behind have seen the delete; counting from
 // its object's creation would restart whenever compaction rewrites it.
 type cleaner struct {
-	classify func(rec *kmsg.Record, base int64) verdict
+	classify func(rec *record, base int64) verdict
 	now      int64 // the pass's time, Unix ms
 	horizon  int64 // the delete horizon of tombstones first kept by this pass
 	oldest   int64 // the earliest delete horizon of a tombstone kept so far
@@ -495,16 +495,17 @@ func (cl *cleaner) filter(b []byte, base int64) (filtered, error) {
 	logAppend := attrs&0x08 != 0 // the batch's max timestamp is every record's
 	hasHorizon := attrs&batchDeleteHorizonFlag != 0
 	f := filtered{firstTs: math.MaxInt64}
-	type keptRec struct {
-		rec kmsg.Record
-		raw []byte
-		ts  int64
+	recs, n, err := batchRecords(b)
+	if err != nil {
+		return filtered{}, err
 	}
-	var recs []keptRec
+	// The kept records' bytes, as they are: at most what the batch
+	// decompresses to (batchcodec's bound), never a structure per record.
+	body := make([]byte, 0, len(recs))
 	keptTombstone := false
 	keptMaxTs := int64(-1) // Kafka's "no timestamp"
-	err := eachRecord(b, func(rec *kmsg.Record, raw []byte) {
-		ts := firstTs + rec.TimestampDelta64
+	err = walkRecords(recs, n, func(rec *record, raw []byte) {
+		ts := firstTs + rec.tsDelta
 		if logAppend {
 			ts = maxTs
 		}
@@ -521,7 +522,7 @@ func (cl *cleaner) filter(b []byte, base int64) (filtered, error) {
 			keptTombstone = true
 		}
 		f.kept++
-		recs = append(recs, keptRec{rec: *rec, raw: raw, ts: ts})
+		body = append(body, raw...)
 		keptMaxTs = max(keptMaxTs, ts)
 		f.firstTs = min(f.firstTs, ts)
 	})
@@ -546,16 +547,21 @@ func (cl *cleaner) filter(b []byte, base int64) (filtered, error) {
 		f.batch = b
 		return f, nil
 	}
-	var body []byte
-	for _, r := range recs {
-		if !f.horizonSet || logAppend {
-			body = append(body, r.raw...)
-			continue
-		}
+	if f.horizonSet && !logAppend {
 		// The records' timestamps become deltas from the horizon.
-		r.rec.TimestampDelta64 = r.ts - horizon
-		r.rec.TimestampDelta = int32(r.rec.TimestampDelta64)
-		body = appendRecord(body, &r.rec)
+		kept := body
+		body = make([]byte, 0, len(kept)+len(kept)/8)
+		for len(kept) > 0 {
+			l, vn := binary.Varint(kept) // checked by eachRecord
+			raw := kept[:vn+int(l)]
+			rec, err := parseRecord(raw[vn:])
+			if err != nil {
+				return filtered{}, err
+			}
+			rec.bodyOff = vn
+			body = appendWithDelta(body, raw, &rec, firstTs+rec.tsDelta-horizon)
+			kept = kept[len(raw):]
+		}
 	}
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(b); err != nil {
@@ -601,21 +607,11 @@ func earliestTimestamp(b []byte) (int64, error) {
 		return int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])), nil
 	}
 	out := int64(math.MaxInt64)
-	err := eachRecord(b, func(rec *kmsg.Record, _ []byte) { out = min(out, firstTs+rec.TimestampDelta64) })
+	err := eachRecord(b, func(rec *record, _ []byte) { out = min(out, firstTs+rec.tsDelta) })
 	if out == math.MaxInt64 {
 		out = -1
 	}
 	return out, err
-}
-
-// appendRecord appends rec encoded with its length prefix worked out
-// afresh (rec.Length is ignored).
-func appendRecord(dst []byte, rec *kmsg.Record) []byte {
-	r := *rec
-	r.Length = 0
-	body := r.AppendTo(nil)[1:] // without the one-byte varint of 0
-	dst = binary.AppendVarint(dst, int64(len(body)))
-	return append(dst, body...)
 }
 
 func compressorFor(codec kgo.CompressionCodecType) (kgo.Compressor, error) {
@@ -636,33 +632,51 @@ func compressorFor(codec kgo.CompressionCodecType) (kgo.Compressor, error) {
 }
 
 // eachRecord decodes a batch's records (decompressing them) and hands each
-// to fn with its encoded bytes, length prefix included.
-func eachRecord(b []byte, fn func(rec *kmsg.Record, raw []byte)) error {
+// to fn with its encoded bytes, length prefix included. fn must not keep
+// rec, which the next record reuses.
+func eachRecord(b []byte, fn func(rec *record, raw []byte)) error {
+	recs, n, err := batchRecords(b)
+	if err != nil {
+		return err
+	}
+	return walkRecords(recs, n, fn)
+}
+
+// batchRecords returns the bytes of a batch's records, decompressed, and
+// how many the batch says they are (none for a control batch: control
+// records carry no user key).
+func batchRecords(b []byte) (recs []byte, n int, err error) {
+	if len(b) < batchHeaderLength {
+		return nil, 0, errBadBatch
+	}
 	attrs := int16(binary.BigEndian.Uint16(b[batchAttrOff:]))
 	if attrs&0x20 != 0 {
-		return nil // control records carry no user key
+		return nil, 0, nil
 	}
-	if len(b) < batchHeaderLength {
-		return errBadBatch
-	}
-	n := int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:])))
-	recs := b[batchHeaderLength:]
 	// Bounded: a compression bomb a producer stored (produce never
 	// decompresses) fails this partition's pass, not the process.
-	recs, err := batchcodec.Decompress(int8(attrs&0x07), recs)
+	recs, err = batchcodec.Decompress(int8(attrs&0x07), b[batchHeaderLength:])
 	if err != nil {
-		return fmt.Errorf("decompress: %w", err)
+		return nil, 0, fmt.Errorf("decompress: %w", err)
 	}
+	return recs, int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:]))), nil
+}
+
+// walkRecords hands each of the n records encoded in recs to fn (see
+// eachRecord); recs must hold exactly them.
+func walkRecords(recs []byte, n int, fn func(rec *record, raw []byte)) error {
+	var rec record // one for all
+	var err error
 	for i := 0; i < n; i++ {
 		l, vn := binary.Varint(recs)
 		if vn <= 0 || l < 0 || int64(len(recs)-vn) < l {
 			return errBadBatch
 		}
 		raw := recs[:vn+int(l)]
-		var rec kmsg.Record
-		if err := rec.ReadFrom(raw); err != nil {
+		if rec, err = parseRecord(raw[vn:]); err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
+		rec.bodyOff = vn
 		fn(&rec, raw)
 		recs = recs[len(raw):]
 	}
@@ -670,4 +684,97 @@ func eachRecord(b []byte, fn func(rec *kmsg.Record, raw []byte)) error {
 		return errBadBatch
 	}
 	return nil
+}
+
+// record is what log compaction reads of one record, its key and value
+// borrowed from the batch's records. The headers are stepped over, not
+// decoded: kmsg.Record.ReadFrom allocates for the header count a record
+// claims before reading any header, so a stored record claiming tens of
+// millions of them cost gigabytes, and compaction needs none of them.
+type record struct {
+	offsetDelta int32
+	tsDelta     int64
+	key, value  []byte // nil when null
+	// bodyOff is where the record's body (after its length) starts in
+	// its encoding, and tsEnd where its timestamp delta ends in the body:
+	// the bytes a new delta replaces.
+	bodyOff, tsEnd int
+}
+
+var errBadRecord = errors.New("malformed record")
+
+// parseRecord reads the body of a record (its encoding after the length),
+// which must hold exactly the record, as Kafka requires.
+func parseRecord(body []byte) (record, error) {
+	var rec record
+	if len(body) < 1 {
+		return rec, errBadRecord
+	}
+	p := 1 // attributes
+	varint := func() (int64, bool) {
+		v, n := binary.Varint(body[p:])
+		if n <= 0 {
+			return 0, false
+		}
+		p += n
+		return v, true
+	}
+	bytesField := func(nullable bool) ([]byte, bool) {
+		l, ok := varint()
+		switch {
+		case !ok || l < -1 || (l == -1 && !nullable) || l > int64(len(body)-p):
+			return nil, false
+		case l == -1:
+			return nil, true
+		}
+		v := body[p : p+int(l) : p+int(l)]
+		p += int(l)
+		return v, true
+	}
+	var ok bool
+	if rec.tsDelta, ok = varint(); !ok {
+		return rec, errBadRecord
+	}
+	rec.tsEnd = p
+	od, ok := varint()
+	if !ok || od < math.MinInt32 || od > math.MaxInt32 {
+		return rec, errBadRecord
+	}
+	rec.offsetDelta = int32(od)
+	if rec.key, ok = bytesField(true); !ok {
+		return rec, errBadRecord
+	}
+	if rec.value, ok = bytesField(true); !ok {
+		return rec, errBadRecord
+	}
+	headers, ok := varint()
+	if !ok || headers < 0 {
+		return rec, errBadRecord
+	}
+	// Each header takes at least two bytes, so the loop ends within the
+	// body whatever the count claims.
+	for range headers {
+		if _, ok := bytesField(false); !ok {
+			return rec, errBadRecord
+		}
+		if _, ok := bytesField(true); !ok {
+			return rec, errBadRecord
+		}
+	}
+	if p != len(body) {
+		return rec, errBadRecord
+	}
+	return rec, nil
+}
+
+// appendWithDelta appends the record encoded as raw (rec read from it)
+// with its timestamp delta replaced by delta.
+func appendWithDelta(dst, raw []byte, rec *record, delta int64) []byte {
+	body := raw[rec.bodyOff:]
+	var head [1 + binary.MaxVarintLen64]byte
+	head[0] = body[0] // attributes
+	n := 1 + binary.PutVarint(head[1:], delta)
+	dst = binary.AppendVarint(dst, int64(n+len(body)-rec.tsEnd))
+	dst = append(dst, head[:n]...)
+	return append(dst, body[rec.tsEnd:]...)
 }

@@ -91,8 +91,8 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 			return err
 		}
 		first[i] = n
-		if err := eachBatch(data, func(b []byte, meta segment.BatchMeta) {
-			w.Add(tp, b, meta)
+		if err := eachBatch(data, func(b []byte) {
+			w.Add(tp, b, batchMeta(b))
 			n++
 		}); err != nil {
 			return fmt.Errorf("compaction: merge: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
@@ -183,7 +183,7 @@ const (
 var errBadBatch = errors.New("malformed record batch")
 
 // eachBatch splits a row's bytes into its record batches.
-func eachBatch(b []byte, fn func(batch []byte, meta segment.BatchMeta)) error {
+func eachBatch(b []byte, fn func(batch []byte)) error {
 	for len(b) > 0 {
 		if len(b) < batchHeaderLength || b[batchMagicOff] != 2 {
 			return errBadBatch
@@ -192,24 +192,28 @@ func eachBatch(b []byte, fn func(batch []byte, meta segment.BatchMeta)) error {
 		if n < batchHeaderLength || n > int64(len(b)) {
 			return errBadBatch
 		}
-		firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
-		if attrs := binary.BigEndian.Uint16(b[batchAttrOff:]); attrs&batchDeleteHorizonFlag != 0 && attrs&0x20 == 0 {
-			// The field holds the batch's delete horizon: the index
-			// wants its earliest record's timestamp. (Merging copies
-			// bytes and must not fail on records it cannot read, which
-			// only a producer setting the flag itself could store:
-			// the index then keeps the field.)
-			if ts, err := earliestTimestamp(b[:n]); err == nil {
-				firstTs = ts
-			}
-		}
-		fn(b[:n], segment.BatchMeta{
-			Records:        int32(binary.BigEndian.Uint32(b[batchRecordsOff:])),
-			FirstTimestamp: firstTs,
-			MaxTimestamp:   int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])),
-			ProducerID:     int64(binary.BigEndian.Uint64(b[batchProducerOff:])),
-		})
+		fn(b[:n])
 		b = b[n:]
 	}
 	return nil
+}
+
+// batchMeta is what the segment index records of a batch.
+func batchMeta(b []byte) segment.BatchMeta {
+	firstTs := int64(binary.BigEndian.Uint64(b[batchFirstTsOff:]))
+	if attrs := binary.BigEndian.Uint16(b[batchAttrOff:]); attrs&batchDeleteHorizonFlag != 0 && attrs&0x20 == 0 {
+		// The field holds the batch's delete horizon: the index wants
+		// its earliest record's timestamp. (Merging copies bytes and
+		// must not fail on records it cannot read: the index then keeps
+		// the field.)
+		if ts, err := earliestTimestamp(b); err == nil {
+			firstTs = ts
+		}
+	}
+	return segment.BatchMeta{
+		Records:        int32(binary.BigEndian.Uint32(b[batchRecordsOff:])),
+		FirstTimestamp: firstTs,
+		MaxTimestamp:   int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])),
+		ProducerID:     int64(binary.BigEndian.Uint64(b[batchProducerOff:])),
+	}
 }
