@@ -85,13 +85,14 @@ func (b *requestBudget) release(n int64) {
 //
 // A response reserves each batch before taking it. Its first batch waits
 // for room, first come first served, until the fetch's long-poll deadline
-// (then the client gets an empty response and fetches again), or until
-// the agent drains or the client half-closes; later batches are only
-// tried, and a response that cannot reserve one is complete. So a fetch never waits for budget while holding some — fetches
-// each holding part of the budget and waiting for more would wait on each
-// other — and, as semaphore.Weighted fails every try while anyone waits, a
-// waiting fetch is not overtaken by later ones. A batch larger than the
-// whole budget (KIP-74 returns it anyway) reserves the whole budget.
+// (then the client gets an empty response and fetches again), or until the
+// agent drains or the client half-closes; later batches are only tried,
+// and a response that cannot reserve one is complete. So a fetch never
+// waits for budget while holding some — fetches each holding part of the
+// budget and waiting for more would wait on each other — and, as
+// semaphore.Weighted fails every try while anyone waits, a waiting fetch
+// is not overtaken by later ones. A batch larger than the whole budget
+// (KIP-74 returns it anyway) reserves the whole budget.
 //
 // Nor does a fetch wait while holding what it read: a batch is reserved
 // once read, and the read's buffer (a cached span of up to 8 MiB, which
