@@ -189,6 +189,36 @@ func (c *rangeCache) peek(key string, off, length int64) ([]byte, bool) {
 	return c.lookupLocked(key, off, length)
 }
 
+// held returns the range if the cache holds it or a read in flight brings
+// it (waiting for that read), and false otherwise; it never reads the
+// bucket itself. The tail and catch-up caches each ask the other first,
+// so that a consumer reading an object through one does not GET what
+// another consumer's read brings into the other.
+func (c *rangeCache) held(ctx context.Context, key string, off, length int64) ([]byte, bool, error) {
+	c.mu.Lock()
+	if data, ok := c.lookupLocked(key, off, length); ok {
+		c.mu.Unlock()
+		c.m.hits.Inc()
+		return data, true, nil
+	}
+	call := c.inflightLocked(key, off, length)
+	c.mu.Unlock()
+	if call == nil {
+		return nil, false, nil
+	}
+	select {
+	case <-call.done:
+		if call.err != nil {
+			return nil, false, nil // the caller reads for itself
+		}
+		c.m.hits.Inc()
+		i := off - call.off
+		return call.data[i : i+length : i+length], true, nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
 // put caches data as the bytes of key from off (a whole object: off 0).
 func (c *rangeCache) put(key string, off int64, data []byte) {
 	c.mu.Lock()

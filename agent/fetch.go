@@ -497,10 +497,14 @@ func fetchResponseSizeHint(resp *kmsg.FetchResponse) int {
 }
 
 // readTailRow reads a row of the tail index through the tail cache, on a
-// miss with the whole object if win allows. A missing object means
+// miss with the whole object if win allows; a row the catch-up cache holds
+// or is reading is taken from there instead. A missing object means
 // compaction replaced the row since it was looked up: the partition's tail
 // rows are dropped so the catalog is asked again.
 func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow, win *wholeWindow) ([]byte, error) {
+	if raw, ok, err := a.catchup.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+		return raw, err // a catch-up read brought it
+	}
 	spanOff, spanLen, _ := win.span(row)
 	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen)
 	if errors.Is(err, objstore.ErrNotExist) {
@@ -514,7 +518,8 @@ func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow, win *whol
 const catchUpSpanBytes = 8 << 20
 
 // readCatchUpRow reads a row found in the catalog: from the tail cache if
-// it happens to hold it (without adding to it), else through the catch-up
+// it holds it or a tail read in flight brings it (without adding to it),
+// else through the catch-up
 // cache, in one GET with the following rows when they are stored right
 // after it in the same object (a compacted per-partition segment).
 func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow) ([]byte, error) {
@@ -524,9 +529,8 @@ func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, follow
 // readCatchUpRowIn is readCatchUpRow that, on a miss, reads the whole
 // object instead if win allows.
 func (a *Agent) readCatchUpRowIn(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, win *wholeWindow) ([]byte, error) {
-	if raw, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
-		a.cache.m.hits.Inc()
-		return raw, nil
+	if raw, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+		return raw, err
 	}
 	spanOff, spanLen, whole := win.span(row)
 	if !whole {
@@ -567,7 +571,7 @@ func (a *Agent) prefetchRows(rows []catalog.BatchRow, win *wholeWindow) {
 				j++
 			}
 		}
-		if _, ok := a.cache.peek(r.ObjectKey, off, n); !ok {
+		if !a.cache.holds(r.ObjectKey, off, n) {
 			a.catchup.prefetch(a.bucket, r.ObjectKey, off, n)
 		}
 		i = j
