@@ -100,8 +100,10 @@ type Coordinator struct {
 	// (the agent's lease lapsed), every group request would log one.
 	placeWarn rate.Sometimes
 
-	// holder names this Coordinator in catalog leases.
-	holder string
+	// holder names this Coordinator in catalog leases; expiryHeld says
+	// its last check held the offsets expiry lease.
+	holder     string
+	expiryHeld atomic.Bool
 
 	// bg bounds the catalog calls of group state (cancelled when Run
 	// ends); saves counts the background saves in flight.
@@ -567,8 +569,9 @@ func (c *Coordinator) drop(id string) {
 		return
 	}
 	g.mu.Lock()
-	// An emptied group's queued save still runs (see evicted).
-	g.evicted = g.empty()
+	// An emptied group's queued save still runs (see evicted). (A group
+	// already dead was reset, its members cleared by kill: not emptied.)
+	g.evicted = !g.dead && g.empty()
 	g.kill(kerr.NotCoordinator.Code)
 	g.mu.Unlock()
 	c.remove(g)

@@ -44,6 +44,7 @@ type fakeCatalog struct {
 	stateErr    error // fails every state call when set
 	loads       int
 	saves       int
+	deletes     int
 	// loadGate and saveGate, when set, hold LoadGroupState and
 	// SaveGroupState until they are closed.
 	loadGate chan struct{}
@@ -93,6 +94,7 @@ func (f *fakeCatalog) SaveGroupState(_ context.Context, group string, expect int
 func (f *fakeCatalog) DeleteGroupState(_ context.Context, group string, expect int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.deletes++
 	if f.stateErr != nil {
 		return f.stateErr
 	}
@@ -314,6 +316,7 @@ type harness struct {
 	cat   *fakeCatalog // nil when on another catalog
 	place *fakePlacement
 	clock *fakeClock
+	stop  func() // ends Run (once; cleanup does it too)
 }
 
 func newHarness(t testing.TB, tweak ...func(*Config)) *harness {
@@ -342,12 +345,16 @@ func newHarnessOn(t testing.TB, cat catalog.Catalog, tweak ...func(*Config)) *ha
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- h.c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
 	for h.c.running.Load() != 1 {
 		time.Sleep(time.Millisecond)
 	}

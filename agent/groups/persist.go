@@ -422,6 +422,10 @@ func (c *Coordinator) save(g *group) (conflict bool) {
 	if g.dead {
 		// Dropped meanwhile: a conflict still voids the change this
 		// write was to store (a KIP-848 heartbeat must not announce it).
+		// A failed write is not tried again: nothing of a dropped group
+		// would wait before the next try, which would follow at once
+		// and keep the catalog busy for as long as it fails.
+		g.retryAt = time.Time{}
 		return errors.Is(err, catalog.ErrGroupStateConflict)
 	}
 	switch {

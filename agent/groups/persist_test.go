@@ -715,3 +715,33 @@ func TestEmptiedGroupStoredAfterMove(t *testing.T) {
 		}
 	}
 }
+
+// A dropped group's failed write is not tried again at once: nothing of
+// a dropped group waits before the next try, so a failing catalog got the
+// same write again and again, as fast as it answered, for as long as it
+// failed (tens of thousands of deletes in 200 ms on the fake).
+func TestDroppedGroupWriteNotRetriedAtOnce(t *testing.T) {
+	h := newHarness(t)
+	ids, _ := h.stableGroup("g", 1)
+	g, _ := h.c.lockGroup("g", false, kindClassic)
+	g.mu.Unlock()
+	h.cat.mu.Lock()
+	h.cat.stateErr = errBoom
+	h.cat.mu.Unlock()
+	errIs(t, "leave", h.do(leaveReq("g", ids[0])).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	h.place.move("g", 2)
+	h.c.dropMovedGroups(context.Background())
+	// The emptied group's write is due again (an earlier one failed) as
+	// the group is dropped.
+	g.mu.Lock()
+	g.retryAt = h.clock.Now().Add(-time.Second)
+	h.c.queueSave(g)
+	g.mu.Unlock()
+	time.Sleep(200 * time.Millisecond)
+	h.cat.mu.Lock()
+	n := h.cat.deletes
+	h.cat.mu.Unlock()
+	if n > 3 {
+		t.Fatalf("%d deletes of a dropped group's state against a failing catalog, want a few", n)
+	}
+}

@@ -44,6 +44,7 @@ func (c *Coordinator) retentionLoop(ctx context.Context) {
 	}
 	tick := time.NewTicker(c.retentionCheck())
 	defer tick.Stop()
+	defer c.releaseExpiry()
 	for {
 		select {
 		case <-ctx.Done():
@@ -65,6 +66,7 @@ func (c *Coordinator) expireOffsets(ctx context.Context) {
 		}
 		return
 	}
+	c.expiryHeld.Store(held)
 	if !held {
 		return // another agent checks
 	}
@@ -76,6 +78,22 @@ func (c *Coordinator) expireOffsets(ctx context.Context) {
 	case n > 0:
 		c.m.expired.Add(float64(n))
 		c.log.Info("groups: expired the offsets of groups without members", "groups", n, "last_commit_before", before)
+	}
+}
+
+// releaseExpiry gives the offsets expiry lease back when this Coordinator
+// stops holding it, so that the agent that restarts in its place (with
+// another holder name) or another agent checks at its next check rather
+// than after the lease lapses: an agent restarted more often than the
+// lease lasts would otherwise never check.
+func (c *Coordinator) releaseExpiry() {
+	if !c.expiryHeld.Swap(false) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.cat.ReleaseLease(ctx, offsetsExpiryLease, c.holder); err != nil {
+		c.log.Warn("groups: releasing the offsets expiry lease failed; another agent takes it once it lapses", "err", err)
 	}
 }
 

@@ -341,7 +341,7 @@ func (c *countingExpiry) ExpireOffsets(ctx context.Context, before time.Time) (i
 // offsets in the catalog, so one agent at a time runs it, the one holding
 // its catalog lease; it used to run on every agent. An agent that stops
 // checking loses the lease two check intervals later, and another agent's
-// next check takes it over.
+// next check takes it over; one that shuts down gives it back at once.
 func TestOffsetsExpiryOneAgent(t *testing.T) {
 	ctx := context.Background()
 	sq, useClock := openSQLiteClocked(t)
@@ -368,4 +368,7 @@ func TestOffsetsExpiryOneAgent(t *testing.T) {
 	a.advance(20*time.Second + time.Millisecond)
 	check(b, "b, once a's lease lapsed", 3)
 	check(a, "a, back", 3)
+	// b shuts down: it gives the lease back, and a checks at once.
+	b.stop()
+	check(a, "a, after b stopped", 4)
 }
