@@ -247,6 +247,8 @@ func (f *fakeCatalog) AcquireLease(context.Context, string, string, time.Duratio
 	return true, nil
 }
 
+func (f *fakeCatalog) ReleaseLease(context.Context, string, string) error { return nil }
+
 func (f *fakeCatalog) stored(group, topic string, partition int32) (catalog.GroupOffset, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
