@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,9 @@ type cacheCall struct {
 	done        chan struct{}
 	data        []byte
 	err         error
+	// reading: the GET has its read slot (catch-up reads may queue for
+	// one). Only such a read is joined from the other cache (held).
+	reading atomic.Bool
 }
 
 // cacheMetrics are one cache's series of the floe_agent_read_cache_*
@@ -189,11 +193,13 @@ func (c *rangeCache) peek(key string, off, length int64) ([]byte, bool) {
 	return c.lookupLocked(key, off, length)
 }
 
-// held returns the range if the cache holds it or a read in flight brings
-// it (waiting for that read), and false otherwise; it never reads the
-// bucket itself. The tail and catch-up caches each ask the other first,
-// so that a consumer reading an object through one does not GET what
-// another consumer's read brings into the other.
+// held returns the range if the cache holds it or a read in flight that
+// has its read slot brings it (waiting for that read), and false
+// otherwise; it never reads the bucket itself. The tail and catch-up
+// caches each ask the other when they do not hold a range themselves, so
+// that a consumer reading an object through one does not GET what another
+// consumer's read brings into the other. A catch-up read still queued for
+// a slot is not joined: a tail read must not wait behind a backfill.
 func (c *rangeCache) held(ctx context.Context, key string, off, length int64) ([]byte, bool, error) {
 	c.mu.Lock()
 	if data, ok := c.lookupLocked(key, off, length); ok {
@@ -203,7 +209,7 @@ func (c *rangeCache) held(ctx context.Context, key string, off, length int64) ([
 	}
 	call := c.inflightLocked(key, off, length)
 	c.mu.Unlock()
-	if call == nil {
+	if call == nil || !call.reading.Load() {
 		return nil, false, nil
 	}
 	select {
@@ -286,6 +292,7 @@ func (c *rangeCache) prefetch(b objstore.BucketReader, key string, off, length i
 // read slot already.
 func (c *rangeCache) startLocked(b objstore.BucketReader, key string, off, length int64, acquired bool) *cacheCall {
 	call := &cacheCall{off: off, length: length, done: make(chan struct{})}
+	call.reading.Store(c.sem == nil || acquired)
 	c.mu.inflight[key] = append(c.mu.inflight[key], call)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
@@ -293,6 +300,7 @@ func (c *rangeCache) startLocked(b objstore.BucketReader, key string, off, lengt
 		if c.sem != nil && !acquired {
 			select {
 			case c.sem <- struct{}{}:
+				call.reading.Store(true)
 			case <-ctx.Done():
 				c.finish(key, call, nil, fmt.Errorf("agent: read %s: waiting for a read slot: %w", key, ctx.Err()))
 				return

@@ -299,3 +299,94 @@ func TestTailAndCatchUpShareReads(t *testing.T) {
 		t.Fatalf("%d GETs after a read the catch-up cache holds, want 2", n)
 	}
 }
+
+// keyBlockingBucket holds the GetRanges of one key until release is
+// closed, and counts every GetRange.
+type keyBlockingBucket struct {
+	countingBucket
+	key     string
+	release chan struct{}
+}
+
+func (b *keyBlockingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	b.gets.Add(1)
+	if key == b.key {
+		<-b.release
+	}
+	return b.BucketReader.GetRange(ctx, key, off, n)
+}
+
+// TestTailReadsDoNotWaitForCatchUp: a tail read never waits behind the
+// catch-up cache when it need not. It serves what the tail cache holds
+// even while a catch-up read of the same range is in flight, and it does
+// not join a catch-up read that is still queued for a read slot (the
+// backfill's slots are its own: a tail read waited behind them for up to
+// a minute).
+func TestTailReadsDoNotWaitForCatchUp(t *testing.T) {
+	ctx := context.Background()
+	mb := mem.New(nil)
+	obj := bytes.Repeat([]byte("0123456789"), 100)
+	for _, key := range []string{"x", "z"} {
+		if err := mb.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := func(key string) catalog.BatchRow {
+		return catalog.BatchRow{ObjectKey: key, ByteOffset: 100, ByteLength: 200, ObjectSize: int64(len(obj))}
+	}
+	tailRead := func(a *Agent, key string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			w := a.cache.window()
+			raw, err := a.readTailRow(ctx, row(key), &w)
+			if err == nil && !bytes.Equal(raw, obj[100:300]) {
+				err = fmt.Errorf("read %q", raw)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the tail read of %s waited for the catch-up cache", key)
+		}
+	}
+	newAgent := func(b objstore.BucketReader, slots int) *Agent {
+		m := newMetrics(nil)
+		return &Agent{bucket: b, cache: newRangeCache(1<<20, 0, m.cache("tail")), catchup: newRangeCache(1<<20, slots, m.cache("catchup")),
+			tail: newTailIndex(time.Now)}
+	}
+
+	// The tail cache holds x; a catch-up read of all of x is in flight.
+	b := &keyBlockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "x", release: make(chan struct{})}
+	a := newAgent(b, 4)
+	a.cache.put("x", 0, obj)
+	a.catchup.prefetch(b, "x", 0, int64(len(obj)))
+	tailRead(a, "x")
+	close(b.release)
+
+	// The only catch-up slot is taken by a read of z; a catch-up read of x
+	// queues for it.
+	b = &keyBlockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "z", release: make(chan struct{})}
+	defer close(b.release)
+	a = newAgent(b, 1)
+	a.catchup.prefetch(b, "z", 0, int64(len(obj)))
+	for deadline := time.Now().Add(5 * time.Second); b.gets.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the read of z never started")
+		}
+	}
+	go func() {
+		w := a.catchup.window()
+		_, _ = a.readCatchUpRowIn(ctx, row("x"), nil, &w)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); !a.catchup.holds("x", 100, 200); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the catch-up read of x never queued")
+		}
+	}
+	tailRead(a, "x")
+}

@@ -502,8 +502,10 @@ func fetchResponseSizeHint(resp *kmsg.FetchResponse) int {
 // compaction replaced the row since it was looked up: the partition's tail
 // rows are dropped so the catalog is asked again.
 func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow, win *wholeWindow) ([]byte, error) {
-	if raw, ok, err := a.catchup.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
-		return raw, err // a catch-up read brought it
+	if !a.cache.holds(row.ObjectKey, row.ByteOffset, row.ByteLength) {
+		if raw, ok, err := a.catchup.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+			return raw, err // a catch-up read brought it
+		}
 	}
 	spanOff, spanLen, _ := win.span(row)
 	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen)
@@ -529,8 +531,14 @@ func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, follow
 // readCatchUpRowIn is readCatchUpRow that, on a miss, reads the whole
 // object instead if win allows.
 func (a *Agent) readCatchUpRowIn(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, win *wholeWindow) ([]byte, error) {
-	if raw, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
-		return raw, err
+	if raw, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
+		a.cache.m.hits.Inc()
+		return raw, nil
+	}
+	if !a.catchup.holds(row.ObjectKey, row.ByteOffset, row.ByteLength) {
+		if raw, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+			return raw, err // a tail read brought it
+		}
 	}
 	spanOff, spanLen, whole := win.span(row)
 	if !whole {
