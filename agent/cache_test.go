@@ -88,15 +88,19 @@ func TestRangeCache(t *testing.T) {
 	}
 }
 
-// blockingBucket holds every GetRange until release is closed.
+// blockingBucket holds every GetRange (of key only, if set) until release
+// is closed, and counts every GetRange.
 type blockingBucket struct {
 	countingBucket
+	key     string
 	release chan struct{}
 }
 
 func (b *blockingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	b.gets.Add(1)
-	<-b.release
+	if b.key == "" || key == b.key {
+		<-b.release
+	}
 	return b.BucketReader.GetRange(ctx, key, off, n)
 }
 
@@ -300,22 +304,6 @@ func TestTailAndCatchUpShareReads(t *testing.T) {
 	}
 }
 
-// keyBlockingBucket holds the GetRanges of one key until release is
-// closed, and counts every GetRange.
-type keyBlockingBucket struct {
-	countingBucket
-	key     string
-	release chan struct{}
-}
-
-func (b *keyBlockingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	b.gets.Add(1)
-	if key == b.key {
-		<-b.release
-	}
-	return b.BucketReader.GetRange(ctx, key, off, n)
-}
-
 // TestTailReadsDoNotWaitForCatchUp: a tail read never waits behind the
 // catch-up cache when it need not. It serves what the tail cache holds
 // even while a catch-up read of the same range is in flight, and it does
@@ -361,7 +349,7 @@ func TestTailReadsDoNotWaitForCatchUp(t *testing.T) {
 	}
 
 	// The tail cache holds x; a catch-up read of all of x is in flight.
-	b := &keyBlockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "x", release: make(chan struct{})}
+	b := &blockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "x", release: make(chan struct{})}
 	a := newAgent(b, 4)
 	a.cache.put("x", 0, obj)
 	a.catchup.prefetch(b, "x", 0, int64(len(obj)))
@@ -370,7 +358,7 @@ func TestTailReadsDoNotWaitForCatchUp(t *testing.T) {
 
 	// The only catch-up slot is taken by a read of z; a catch-up read of x
 	// queues for it.
-	b = &keyBlockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "z", release: make(chan struct{})}
+	b = &blockingBucket{countingBucket: countingBucket{BucketReader: mb}, key: "z", release: make(chan struct{})}
 	defer close(b.release)
 	a = newAgent(b, 1)
 	a.catchup.prefetch(b, "z", 0, int64(len(obj)))
