@@ -227,6 +227,23 @@ func TestWholeObjectReads(t *testing.T) {
 	}
 }
 
+// memWith is an in-memory bucket holding obj under each key.
+func memWith(t *testing.T, obj []byte, keys ...string) *mem.Bucket {
+	t.Helper()
+	mb := mem.New(nil)
+	for _, key := range keys {
+		if err := mb.Put(context.Background(), key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return mb
+}
+
+// objectRow is a row of bytes [100, 300) of an object of size bytes.
+func objectRow(key string, size int64) catalog.BatchRow {
+	return catalog.BatchRow{ObjectKey: key, ByteOffset: 100, ByteLength: 200, ObjectSize: size}
+}
+
 // TestTailAndCatchUpShareReads: a row read through one cache is not read
 // from the bucket again through the other while the first read is in
 // flight or cached. Consumers catching up on an agent read some rows
@@ -235,20 +252,13 @@ func TestWholeObjectReads(t *testing.T) {
 // once for each (fleet-gets: 33–42 GETs for 31 objects in 3 of 12 runs).
 func TestTailAndCatchUpShareReads(t *testing.T) {
 	ctx := context.Background()
-	mb := mem.New(nil)
 	obj := bytes.Repeat([]byte("0123456789"), 100)
-	for _, key := range []string{"x", "y"} {
-		if err := mb.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mb := memWith(t, obj, "x", "y")
 	b := &blockingBucket{countingBucket: countingBucket{BucketReader: mb}, release: make(chan struct{})}
 	m := newMetrics(nil)
 	a := &Agent{bucket: b, cache: newRangeCache(1<<20, 0, m.cache("tail")), catchup: newRangeCache(1<<20, 4, m.cache("catchup")),
 		tail: newTailIndex(time.Now)}
-	row := func(key string) catalog.BatchRow {
-		return catalog.BatchRow{ObjectKey: key, ByteOffset: 100, ByteLength: 200, ObjectSize: int64(len(obj))}
-	}
+	row := func(key string) catalog.BatchRow { return objectRow(key, int64(len(obj))) }
 	check := func(what string, raw []byte, err error) {
 		t.Helper()
 		if err != nil || !bytes.Equal(raw, obj[100:300]) {
@@ -312,16 +322,9 @@ func TestTailAndCatchUpShareReads(t *testing.T) {
 // a minute).
 func TestTailReadsDoNotWaitForCatchUp(t *testing.T) {
 	ctx := context.Background()
-	mb := mem.New(nil)
 	obj := bytes.Repeat([]byte("0123456789"), 100)
-	for _, key := range []string{"x", "z"} {
-		if err := mb.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	row := func(key string) catalog.BatchRow {
-		return catalog.BatchRow{ObjectKey: key, ByteOffset: 100, ByteLength: 200, ObjectSize: int64(len(obj))}
-	}
+	mb := memWith(t, obj, "x", "z")
+	row := func(key string) catalog.BatchRow { return objectRow(key, int64(len(obj))) }
 	tailRead := func(a *Agent, key string) {
 		t.Helper()
 		done := make(chan error, 1)

@@ -287,12 +287,15 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 	// the delay; either only within the budget.
 	var timer <-chan time.Time // nil: no hedge to come
 	d := h.delay(class)
-	doubled := d == 0 && h.spend()
-	switch {
-	case doubled:
+	second := func() {
 		h.hedged()
 		running++
 		go attempt()
+	}
+	doubled := d == 0 && h.spend()
+	switch {
+	case doubled:
+		second()
 	case d > 0:
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -303,9 +306,7 @@ func (h *hedgeBucket) Put(ctx context.Context, key string, r io.Reader, size int
 		select {
 		case <-timer:
 			if h.spend() {
-				h.hedged()
-				running++
-				go attempt()
+				second()
 			}
 		case err := <-results:
 			running--
