@@ -153,3 +153,46 @@ func TestValidateOnlyCreateWhenCatalogFails(t *testing.T) {
 		t.Fatalf("validate-only create with a failing catalog: %v, want UNKNOWN_SERVER_ERROR", got)
 	}
 }
+
+// TestCreateTopicsNameCollision: a name equal to an existing topic's with
+// '.' and '_' swapped is INVALID_TOPIC_EXCEPTION, whether created,
+// validated or auto-created by Metadata, as in Kafka.
+func TestCreateTopicsNameCollision(t *testing.T) {
+	a := startBadInputAgent(t, true)
+	createTopic(t, a, "metrics.in", 1, nil)
+	adm := kadm.NewClient(a.Client(t))
+	resp, err := adm.CreateTopics(ctxT(t), 1, -1, nil, "metrics_in", "metrics-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp["metrics_in"].Err; !errors.Is(got, kerr.InvalidTopicException) {
+		t.Fatalf("create metrics_in beside metrics.in: %v, want INVALID_TOPIC_EXCEPTION", got)
+	}
+	if got := resp["metrics-in"].Err; got != nil {
+		t.Fatalf("create metrics-in: %v", got)
+	}
+	resp, err = adm.ValidateCreateTopics(ctxT(t), 1, -1, nil, "metrics_in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp["metrics_in"].Err; !errors.Is(got, kerr.InvalidTopicException) {
+		t.Fatalf("validate-only create of metrics_in: %v, want INVALID_TOPIC_EXCEPTION", got)
+	}
+
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 12
+	req.AllowAutoTopicCreation = true
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr("metrics_in")
+	req.Topics = append(req.Topics, rt)
+	mresp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "auto-created colliding name", mresp.(*kmsg.MetadataResponse).Topics[0].ErrorCode, kerr.InvalidTopicException)
+	if _, err := a.Catalog.Topic(ctxT(t), "metrics_in"); !errors.Is(err, catalog.ErrUnknownTopic) {
+		t.Fatalf("metrics_in after refused creates: %v, want unknown", err)
+	}
+}

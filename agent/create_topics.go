@@ -53,6 +53,12 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 				resp.Topics = append(resp.Topics, ot)
 				continue
 			}
+			if err := a.topicCollision(ctx, spec.Name); err != nil {
+				code, msg := adminErr(err)
+				setCreateTopicErr(&ot, code, msg)
+				resp.Topics = append(resp.Topics, ot)
+				continue
+			}
 			t = catalog.Topic{Name: spec.Name, Partitions: spec.Partitions, Configs: spec.Configs}
 		} else {
 			var err error
@@ -79,6 +85,25 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return resp, nil
+}
+
+// topicCollision returns the error CreateTopic would give name for
+// colliding with an existing topic, for a validate-only request.
+func (a *Agent) topicCollision(ctx context.Context, name string) error {
+	norm := catalog.TopicCollisionName(name)
+	if norm == "" {
+		return nil
+	}
+	list, err := a.cat.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range list {
+		if t.Name != name && catalog.TopicCollisionName(t.Name) == norm {
+			return catalog.TopicCollisionError(name, t.Name)
+		}
+	}
+	return nil
 }
 
 func setCreateTopicErr(ot *kmsg.CreateTopicsResponseTopic, code int16, msg string) {

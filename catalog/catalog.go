@@ -209,6 +209,11 @@ type Agent struct {
 // catalog/sqlite. Open one with Open.
 type Catalog interface {
 	// Topics.
+
+	// CreateTopic creates a topic. It is ErrTopicExists if the name is
+	// taken, and ErrInvalidTopic if the name collides with an existing
+	// topic's (TopicCollisionName), as in Kafka; two concurrent creates of
+	// colliding names never both succeed.
 	CreateTopic(ctx context.Context, spec TopicSpec) (Topic, error)
 	// DeleteTopic removes the topic named name with its partitions, batch
 	// rows, producer state and the offsets groups committed for it (a

@@ -256,6 +256,24 @@ func ValidateTopicName(name string) error {
 	return nil
 }
 
+// TopicCollisionName is the name two topic names collide on: Kafka
+// refuses a topic whose name equals an existing one's with '.' and '_'
+// swapped ("a.b" and "a_b"), because metric names replace '.' by '_' and
+// the two topics' metrics would merge. It returns "" for a name without
+// either character, which collides with no other name.
+func TopicCollisionName(name string) string {
+	if !strings.ContainsAny(name, "._") {
+		return ""
+	}
+	return strings.ReplaceAll(name, ".", "_")
+}
+
+// TopicCollisionError is the error CreateTopic returns for a name that
+// collides with existing, worded as Kafka words it.
+func TopicCollisionError(name, existing string) error {
+	return fmt.Errorf("%w: topic '%s' collides with existing topic: %s", ErrInvalidTopic, name, existing)
+}
+
 // ValidatePartitionCount checks a requested partition count.
 func ValidatePartitionCount(n int32) error {
 	if n < 1 || n > MaxPartitions {

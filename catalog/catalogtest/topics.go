@@ -18,6 +18,8 @@ var topicTests = []namedTest{
 	{"UnknownTopic", testUnknownTopic},
 	{"UnstorableName", testUnstorableName},
 	{"ConcurrentCreate", testConcurrentCreate},
+	{"NameCollision", testNameCollision},
+	{"ConcurrentCollision", testConcurrentCollision},
 	{"Delete", testDeleteTopic},
 	{"DeleteByID", testDeleteTopicByID},
 	{"CreatePartitions", testCreatePartitions},
@@ -169,6 +171,64 @@ func testConcurrentCreate(t *testing.T, c catalog.Catalog) {
 	}
 	if ok != 1 {
 		t.Fatalf("%d concurrent creates succeeded, want 1", ok)
+	}
+}
+
+// testNameCollision creates names that equal existing ones with '.' and
+// '_' swapped: Kafka refuses them (INVALID_TOPIC_EXCEPTION), since their
+// metrics would share names.
+func testNameCollision(t *testing.T, c catalog.Catalog) {
+	createTopic(t, c, "orders.v1", 1, nil)
+	createTopic(t, c, "a_b.c", 1, nil)
+	for _, name := range []string{"orders_v1", "a.b.c", "a_b_c", "a.b_c"} {
+		_, err := c.CreateTopic(ctx(t), catalog.TopicSpec{Name: name, Partitions: 1})
+		wantErr(t, err, catalog.ErrInvalidTopic, fmt.Sprintf("CreateTopic(%q)", name))
+		if err != nil && !strings.Contains(err.Error(), "collides with existing topic") {
+			t.Errorf("CreateTopic(%q): %v, want it to name the collision", name, err)
+		}
+	}
+	// The exact name is taken rather than colliding; other separators and
+	// cases are different names.
+	_, err := c.CreateTopic(ctx(t), catalog.TopicSpec{Name: "orders.v1", Partitions: 1})
+	wantErr(t, err, catalog.ErrTopicExists, "CreateTopic(orders.v1) again")
+	for _, name := range []string{"orders-v1", "Orders.v1", "orders.v1.x", "ab.c"} {
+		createTopic(t, c, name, 1, nil)
+	}
+	// Once the topic is deleted its name no longer collides.
+	noErr(t, deleteTopic(t, c, "orders.v1"), "DeleteTopic(orders.v1)")
+	createTopic(t, c, "orders_v1", 1, nil)
+	list, err := c.ListTopics(ctx(t))
+	noErr(t, err, "ListTopics")
+	if len(list) != 6 {
+		t.Fatalf("%d topics, want 6: %+v", len(list), list)
+	}
+}
+
+// testConcurrentCollision creates colliding names at once: exactly one
+// create succeeds, however the backend orders them.
+func testConcurrentCollision(t *testing.T, c catalog.Catalog) {
+	names := []string{"x.y.z", "x_y.z", "x.y_z", "x_y_z", "x.y.z", "x_y_z"}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			_, errs[i] = c.CreateTopic(ctx(t), catalog.TopicSpec{Name: name, Partitions: 2})
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, catalog.ErrInvalidTopic) && !errors.Is(err, catalog.ErrTopicExists):
+			t.Fatalf("concurrent CreateTopic(%q): %v", names[i], err)
+		}
+	}
+	list, err := c.ListTopics(ctx(t))
+	noErr(t, err, "ListTopics")
+	if ok != 1 || len(list) != 1 {
+		t.Fatalf("%d of %d colliding creates succeeded, %d topics exist; want 1 and 1", ok, len(names), len(list))
 	}
 }
 

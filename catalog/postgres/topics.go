@@ -60,6 +60,9 @@ func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (cata
 	created := c.now().UTC().Truncate(time.Microsecond)
 	var t catalog.Topic
 	err := c.tx(ctx, func(tx pgx.Tx) error {
+		if err := checkCollision(ctx, tx, spec.Name); err != nil {
+			return err
+		}
 		id := newTopicID()
 		var err error
 		t, err = scanTopic(tx.QueryRow(ctx,
@@ -82,6 +85,37 @@ func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (cata
 	}
 	c.learnTopic(t)
 	return t, nil
+}
+
+// checkCollision fails with catalog.TopicCollisionError if name collides
+// with an existing topic's (catalog.TopicCollisionName), and with
+// ErrTopicExists if it is taken. Two creates of colliding names would
+// not see each other's uncommitted rows, so each first takes a
+// transaction-scoped advisory lock on the name they share: the second
+// waits for the first to commit, and its query (in a new snapshot, as
+// the transaction is READ COMMITTED) then finds the first's row. Creates
+// are rare, so the scan of topics it costs is cheaper than an index that
+// every schema would carry.
+func checkCollision(ctx context.Context, tx pgx.Tx, name string) error {
+	norm := catalog.TopicCollisionName(name)
+	if norm == "" {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('floe.topic.' || current_schema() || '.' || $1))`, norm); err != nil {
+		return err
+	}
+	var existing string
+	err := tx.QueryRow(ctx, `SELECT name FROM topics WHERE replace(name, '.', '_') = $1 ORDER BY name = $2 DESC, name LIMIT 1`,
+		norm, name).Scan(&existing)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	case existing == name:
+		return catalog.ErrTopicExists
+	}
+	return catalog.TopicCollisionError(name, existing)
 }
 
 // learnTopic records that t's partitions exist, as created or read: the

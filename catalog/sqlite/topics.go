@@ -58,6 +58,22 @@ func (c *Catalog) CreateTopic(ctx context.Context, spec catalog.TopicSpec) (cata
 	}
 	var t catalog.Topic
 	err := c.write(ctx, func(tx *sql.Tx) error {
+		// Writes are serialized, so no create of a colliding name can
+		// commit between this check and the insert.
+		if norm := catalog.TopicCollisionName(spec.Name); norm != "" {
+			var existing string
+			err := tx.QueryRowContext(ctx, `SELECT name FROM topics WHERE replace(name, '.', '_') = ?1 ORDER BY name = ?2 DESC, name LIMIT 1`,
+				norm, spec.Name).Scan(&existing)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return err
+			case existing == spec.Name:
+				return catalog.ErrTopicExists
+			default:
+				return catalog.TopicCollisionError(spec.Name, existing)
+			}
+		}
 		id := newTopicID()
 		var err error
 		t, err = scanTopic(tx.QueryRowContext(ctx, `INSERT INTO topics (id, name, partitions, configs, created)
