@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -194,5 +195,127 @@ func TestCreateTopicsNameCollision(t *testing.T) {
 	wantCode(t, "auto-created colliding name", mresp.(*kmsg.MetadataResponse).Topics[0].ErrorCode, kerr.InvalidTopicException)
 	if _, err := a.Catalog.Topic(ctxT(t), "metrics_in"); !errors.Is(err, catalog.ErrUnknownTopic) {
 		t.Fatalf("metrics_in after refused creates: %v, want unknown", err)
+	}
+}
+
+// TestDeleteTopicsAmbiguousEntries: a topic given twice (by name, by id,
+// or once each way) or an entry with both a name and an id is refused
+// with INVALID_REQUEST, answered once, and not deleted, as Kafka's
+// controller does; the request's other topics are deleted.
+func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	id := map[string][16]byte{}
+	for _, n := range []string{"d1", "d2", "d3", "d4", "d5", "d6"} {
+		id[n] = createTopic(t, a, n, 1, nil)
+	}
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+
+	byName := func(n string) kmsg.DeleteTopicsRequestTopic {
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		return rt
+	}
+	byID := func(id [16]byte) kmsg.DeleteTopicsRequestTopic {
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.TopicID = id
+		return rt
+	}
+	both := byName("d4")
+	both.TopicID = id["d4"]
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.Version = 6
+	req.Topics = []kmsg.DeleteTopicsRequestTopic{
+		byName("d1"), byID(id["d2"]), byName("d3"), byName("d5"),
+		byName("d1"), byID(id["d2"]), byID(id["d3"]), both, byName("d1"),
+	}
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		name string
+		id   [16]byte
+		code int16
+	}
+	var got []answer
+	for _, rt := range resp.(*kmsg.DeleteTopicsResponse).Topics {
+		n := ""
+		if rt.Topic != nil {
+			n = *rt.Topic
+		}
+		got = append(got, answer{n, rt.TopicID, rt.ErrorCode})
+	}
+	inv := kerr.InvalidRequest.Code
+	want := []answer{
+		{"d1", [16]byte{}, inv}, {"", id["d2"], inv}, {"d3", [16]byte{}, inv}, {"d5", id["d5"], 0},
+		{"d3", id["d3"], inv}, {"d4", id["d4"], inv},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("answers %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("answer %d: %+v, want %+v (all: %+v)", i, got[i], want[i], got)
+		}
+	}
+	for _, n := range []string{"d1", "d2", "d3", "d4"} {
+		if _, err := a.Catalog.Topic(ctxT(t), n); err != nil {
+			t.Fatalf("%s after a refused delete: %v", n, err)
+		}
+	}
+	if _, err := a.Catalog.Topic(ctxT(t), "d5"); !errors.Is(err, catalog.ErrUnknownTopic) {
+		t.Fatalf("d5 after its delete: %v", err)
+	}
+
+	// Before v6, topics are named only; a repeated name is refused too.
+	old := kmsg.NewPtrDeleteTopicsRequest()
+	old.Version = 5
+	old.TopicNames = []string{"d6", "d1", "d6"}
+	resp, err = c.Request(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.DeleteTopicsResponse).Topics
+	if len(topics) != 2 || *topics[0].Topic != "d6" || *topics[1].Topic != "d1" {
+		t.Fatalf("v5 answers %+v, want d6 and d1", topics)
+	}
+	wantCode(t, "v5 repeated name", topics[0].ErrorCode, kerr.InvalidRequest)
+	wantCode(t, "v5 single name", topics[1].ErrorCode, nil)
+}
+
+// TestListOffsetsDuplicatePartitions: a partition asked for twice, in one
+// topic entry or in two entries of the topic, is INVALID_REQUEST at each
+// mention, as in Kafka; the request's other partitions are answered.
+func TestListOffsetsDuplicatePartitions(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "lo2", 3, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 7
+	for _, parts := range [][]int32{{0, 0, 1}, {2, 1}} {
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lo2"
+		for _, p := range parts {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = p, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.ListOffsetsResponse).Topics
+	for ti, want := range [][]*kerr.Error{{kerr.InvalidRequest, kerr.InvalidRequest, kerr.InvalidRequest}, {nil, kerr.InvalidRequest}} {
+		for pi, w := range want {
+			p := topics[ti].Partitions[pi]
+			wantCode(t, fmt.Sprintf("entry %d partition %d", ti, p.Partition), p.ErrorCode, w)
+		}
+	}
+	if p := topics[1].Partitions[0]; p.Offset != 0 {
+		t.Fatalf("partition 2 latest offset %d, want 0", p.Offset)
 	}
 }

@@ -25,32 +25,88 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			topics[i].Topic = kmsg.StringPtr(n)
 		}
 	}
+	// Each entry's outcome is decided before any topic is deleted. As in
+	// Kafka's controller, a name or id given more than once is answered
+	// once with INVALID_REQUEST and nothing is deleted for it (which entry
+	// to honour would be a guess), and so is a topic named by name and by
+	// id in one request (Kafka answers only the name's entry then).
+	names := make(map[string]int, len(topics))
+	ids := make(map[[16]byte]int, len(topics))
+	for _, rt := range topics {
+		switch name := deleteName(rt); {
+		case name != "" && !catalog.TopicID(rt.TopicID).IsZero():
+		case name != "":
+			names[name]++
+		case !catalog.TopicID(rt.TopicID).IsZero():
+			ids[rt.TopicID]++
+		}
+	}
+	// The topics named by id, found first so that a name and an id of the
+	// same topic are refused whichever comes first.
+	byID := make(map[[16]byte]catalog.Topic, len(ids))
+	lookupErr := make(map[[16]byte]error)
+	idNames := make(map[string]bool, len(ids))
+	for id, n := range ids {
+		if n > 1 {
+			continue
+		}
+		t, err := a.cat.TopicByID(ctx, id)
+		if err != nil {
+			lookupErr[id] = err
+			continue
+		}
+		byID[id] = t
+		idNames[t.Name] = true
+	}
+	refuse := func(ot kmsg.DeleteTopicsResponseTopic, msg string) {
+		ot.ErrorCode, ot.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr(msg)
+		resp.Topics = append(resp.Topics, ot)
+	}
 	for _, rt := range topics {
 		ot := kmsg.NewDeleteTopicsResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
-		name := ""
+		name := deleteName(rt)
 		var id catalog.TopicID // by id: the topic's; by name: zero
 		switch {
-		case rt.Topic != nil && *rt.Topic != "":
-			name = *rt.Topic
-		case !catalog.TopicID(rt.TopicID).IsZero():
-			t, err := a.cat.TopicByID(ctx, rt.TopicID)
-			if err != nil {
-				if errors.Is(err, catalog.ErrUnknownTopic) {
-					ot.ErrorCode = kerr.UnknownTopicID.Code
-				} else {
-					ot.ErrorCode, _ = adminErr(err)
-				}
-				resp.Topics = append(resp.Topics, ot)
+		case name != "" && !catalog.TopicID(rt.TopicID).IsZero():
+			refuse(ot, "both topic name and id given")
+			continue
+		case name != "" && names[name] != 1:
+			if names[name] > 1 {
+				names[name] = -1 // answered once
+				refuse(ot, "duplicate topic name")
+			}
+			continue
+		case name != "" && idNames[name]:
+			refuse(ot, "topic named both by name and by id")
+			continue
+		case name != "":
+		case catalog.TopicID(rt.TopicID).IsZero():
+			refuse(ot, "neither topic name nor id given")
+			continue
+		case ids[rt.TopicID] != 1:
+			if ids[rt.TopicID] > 1 {
+				ids[rt.TopicID] = -1
+				refuse(ot, "duplicate topic id")
+			}
+			continue
+		case lookupErr[rt.TopicID] != nil:
+			if err := lookupErr[rt.TopicID]; errors.Is(err, catalog.ErrUnknownTopic) {
+				ot.ErrorCode = kerr.UnknownTopicID.Code
+			} else {
+				ot.ErrorCode, _ = adminErr(err)
+			}
+			resp.Topics = append(resp.Topics, ot)
+			continue
+		default:
+			t := byID[rt.TopicID]
+			if names[t.Name] != 0 {
+				ot.Topic = kmsg.StringPtr(t.Name)
+				refuse(ot, "topic named both by name and by id")
 				continue
 			}
 			name, id = t.Name, t.ID
 			ot.Topic = kmsg.StringPtr(name)
-		default:
-			ot.ErrorCode = kerr.InvalidRequest.Code
-			ot.ErrorMessage = kmsg.StringPtr("neither topic name nor id given")
-			resp.Topics = append(resp.Topics, ot)
-			continue
 		}
 		// By id, the delete removes that topic only: another created
 		// under the name since the lookup stays.
@@ -76,4 +132,13 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return resp, nil
+}
+
+// deleteName is the name a DeleteTopics entry gives, "" for none (Floe
+// takes an empty name as none, since no topic can have it).
+func deleteName(rt kmsg.DeleteTopicsRequestTopic) string {
+	if rt.Topic == nil {
+		return ""
+	}
+	return *rt.Topic
 }

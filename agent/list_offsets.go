@@ -42,6 +42,18 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	epoch := a.members.Load().leaderEpoch()
 	var work []listOffsetsWork
+	// A partition asked for more than once is INVALID_REQUEST at each
+	// mention, as in Kafka, whose answer for it would be ambiguous.
+	type namedPartition struct {
+		topic     string
+		partition int32
+	}
+	mentions := make(map[namedPartition]int)
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			mentions[namedPartition{rt.Topic, rp.Partition}]++
+		}
+	}
 	for _, rt := range req.Topics {
 		ot := kmsg.NewListOffsetsResponseTopic()
 		ot.Topic = rt.Topic
@@ -57,6 +69,8 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 			op.Partition = rp.Partition
 			op.Timestamp, op.Offset, op.LeaderEpoch = -1, -1, epoch
 			switch {
+			case mentions[namedPartition{rt.Topic, rp.Partition}] > 1:
+				op.ErrorCode = kerr.InvalidRequest.Code
 			case err != nil:
 				op.ErrorCode = catalogErrorCode(err)
 			case rp.Partition < 0 || rp.Partition >= t.Partitions:
