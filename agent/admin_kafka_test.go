@@ -319,3 +319,31 @@ func TestListOffsetsDuplicatePartitions(t *testing.T) {
 		t.Fatalf("partition 2 latest offset %d, want 0", p.Offset)
 	}
 }
+
+// TestCreateTopicsRepeatedName: a name given twice in one CreateTopics is
+// answered once with INVALID_REQUEST and not created, as in Kafka.
+func TestCreateTopicsRepeatedName(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.Version = 7
+	for _, n := range []string{"twice", "once", "twice"} {
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = n, 1, -1
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.CreateTopicsResponse).Topics
+	if len(topics) != 2 || topics[0].Topic != "twice" || topics[1].Topic != "once" {
+		t.Fatalf("answers %+v, want twice and once", topics)
+	}
+	wantCode(t, "repeated name", topics[0].ErrorCode, kerr.InvalidRequest)
+	wantCode(t, "single name", topics[1].ErrorCode, nil)
+	if _, err := a.Catalog.Topic(ctxT(t), "twice"); !errors.Is(err, catalog.ErrUnknownTopic) {
+		t.Fatalf("twice after a refused create: %v", err)
+	}
+}

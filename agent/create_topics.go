@@ -29,9 +29,13 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 		ot := kmsg.NewCreateTopicsResponseTopic()
 		ot.Topic = rt.Topic
 		ot.NumPartitions, ot.ReplicationFactor = -1, -1
-		if seen[rt.Topic] > 1 {
-			setCreateTopicErr(&ot, kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic))
-			resp.Topics = append(resp.Topics, ot)
+		if n := seen[rt.Topic]; n != 1 {
+			// Answered once, as Kafka does, and not created.
+			if n > 1 {
+				seen[rt.Topic] = -1
+				setCreateTopicErr(&ot, kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic))
+				resp.Topics = append(resp.Topics, ot)
+			}
 			continue
 		}
 		spec, code, msg := a.topicSpec(rt)
