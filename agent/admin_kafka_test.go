@@ -347,3 +347,50 @@ func TestCreateTopicsRepeatedName(t *testing.T) {
 		t.Fatalf("twice after a refused create: %v", err)
 	}
 }
+
+// TestDeleteRecordsCompactedTopic: DeleteRecords on a topic whose
+// cleanup.policy lacks "delete" is POLICY_VIOLATION and moves nothing, as
+// in Kafka, including when the policy was changed through another agent
+// after this one cached the topic.
+func TestDeleteRecordsCompactedTopic(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	compact, both := "compact", "compact,delete"
+	createTopic(t, a, "cmp", 1, map[string]*string{"cleanup.policy": &compact})
+	createTopic(t, a, "both", 1, map[string]*string{"cleanup.policy": &both})
+	createTopic(t, a, "later", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	for _, topic := range []string{"cmp", "both", "later"} {
+		produce(t, c, produceReq(topic, -1, floetest.Batch(floetest.BatchSpec{Records: 5})))
+	}
+	adm := kadm.NewClient(a.Client(t))
+	// The agent caches "later" with the default policy, then another
+	// agent (the catalog, here) makes it compacted only.
+	if _, err := adm.ListEndOffsets(ctxT(t), "later"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Catalog.AlterTopicConfigs(ctxT(t), "later", []catalog.ConfigOp{{Key: "cleanup.policy", Value: "compact"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := adm.DeleteRecords(ctxT(t), kadm.Offsets{
+		"cmp": {0: {At: 3}}, "both": {0: {At: 3}}, "later": {0: {At: 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]error{"cmp": kerr.PolicyViolation, "both": nil, "later": kerr.PolicyViolation} {
+		r, ok := resp.Lookup(topic, 0)
+		if !ok || !errors.Is(r.Err, want) || (want == nil) != (r.LowWatermark == 3) {
+			t.Errorf("delete records of %s: %+v (found %v), want error %v", topic, r, ok, want)
+		}
+	}
+	starts, err := adm.ListStartOffsets(ctxT(t), "cmp", "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil || o.Offset != 0 {
+			t.Errorf("%s log start after a refused delete: %d (%v), want 0", o.Topic, o.Offset, o.Err)
+		}
+	})
+}

@@ -4,6 +4,11 @@ package agent
 // offset; offset -1 means the high watermark. The records become
 // unreadable at once; compaction deletes their bytes later.
 //
+// As in Kafka, a topic whose cleanup.policy lacks "delete" (compacted
+// only: a schema registry's or Kafka Connect's topics) refuses it with
+// POLICY_VIOLATION: such topics are read from the start to rebuild state,
+// and truncating them loses that state.
+//
 // Differences from Kafka: none visible to clients. TimeoutMillis is
 // ignored: the new log start is committed when the response is sent.
 
@@ -21,13 +26,10 @@ func (a *Agent) handleDeleteRecords(ctx context.Context, _ *request, req *kmsg.D
 	for _, rt := range req.Topics {
 		ot := kmsg.NewDeleteRecordsResponseTopic()
 		ot.Topic = rt.Topic
-		// A partition past the cached count (added through another
-		// agent) re-reads the topic, as ListOffsets and Fetch do.
-		maxPart := int32(0)
-		for _, rp := range rt.Partitions {
-			maxPart = max(maxPart, rp.Partition+1)
-		}
-		t, err := a.topic(ctx, rt.Topic, maxPart)
+		// Read from the catalog, not the topic cache: the policy checked
+		// may have changed through another agent a moment ago, and a
+		// delete is not undone.
+		t, err := a.readTopic(ctx, rt.Topic)
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewDeleteRecordsResponseTopicPartition()
 			op.Partition, op.LowWatermark = rp.Partition, -1
@@ -36,6 +38,8 @@ func (a *Agent) handleDeleteRecords(ctx context.Context, _ *request, req *kmsg.D
 				op.ErrorCode = catalogErrorCode(err)
 			case rp.Partition < 0 || rp.Partition >= t.Partitions:
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case !t.CleanupPolicy().Delete:
+				op.ErrorCode = kerr.PolicyViolation.Code
 			default:
 				op.LowWatermark, op.ErrorCode = a.deleteRecords(ctx, catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, rp.Offset)
 			}
