@@ -411,12 +411,30 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		rt := kmsg.NewOffsetDeleteResponseTopic()
 		rt.Topic = t.Topic
 		sub := subscribed(t.Topic)
+		// As in Kafka, a partition that does not exist is
+		// UNKNOWN_TOPIC_OR_PARTITION, so a mistyped topic is not
+		// reported deleted. (A deleted topic's offsets went with it.)
+		topic, err := c.topics.topic(ctx, t.Topic, false)
+		refreshed := false
 		for _, p := range t.Partitions {
 			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			rp.Partition = p.Partition
-			if sub {
+			if err == nil && !refreshed && (p.Partition < 0 || p.Partition >= topic.Partitions) {
+				// Maybe partitions were just added: ask the catalog once.
+				topic, err = c.topics.topic(ctx, t.Topic, true)
+				refreshed = true
+			}
+			switch {
+			case errors.Is(err, catalog.ErrUnknownTopic) || errors.Is(err, catalog.ErrInvalidTopic):
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case err != nil:
+				c.log.Warn("groups: offset delete: topic lookup failed", "group", req.Group, "topic", t.Topic, "err", err)
+				rp.ErrorCode = storeErr(ctx, err)
+			case p.Partition < 0 || p.Partition >= topic.Partitions:
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case sub:
 				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
-			} else {
+			default:
 				del = append(del, catalog.GroupPartition{Topic: t.Topic, Partition: p.Partition})
 			}
 			rt.Partitions = append(rt.Partitions, rp)

@@ -225,6 +225,22 @@ func TestOffsetDeleteAndDeleteGroups(t *testing.T) {
 		t.Fatal("a subscribed topic's offset was deleted")
 	}
 	errIs(t, "unknown group", del("nope", "t").ErrorCode, kerr.GroupIDNotFound)
+	// A topic or partition that does not exist is not reported deleted
+	// (Kafka: UNKNOWN_TOPIC_OR_PARTITION); the other partitions are.
+	h.do(commitReq("simple", "", -1, "t", map[int32]int64{0: 2}))
+	ur := kmsg.NewPtrOffsetDeleteRequest()
+	ur.Group = "simple"
+	ur.Topics = []kmsg.OffsetDeleteRequestTopic{
+		{Topic: "no-such-topic", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}},
+		{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 5}, {Partition: 0}}},
+	}
+	r = h.do(ur).(*kmsg.OffsetDeleteResponse)
+	errIs(t, "unknown topic", r.Topics[0].Partitions[0].ErrorCode, kerr.UnknownTopicOrPartition)
+	errIs(t, "unknown partition", r.Topics[1].Partitions[0].ErrorCode, kerr.UnknownTopicOrPartition)
+	errIs(t, "known partition beside them", r.Topics[1].Partitions[1].ErrorCode, nil)
+	if _, ok := h.cat.stored("simple", "t", 0); ok {
+		t.Fatal("offset not deleted beside unknown partitions")
+	}
 
 	dg := kmsg.NewPtrDeleteGroupsRequest()
 	dg.Version = 2
