@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -393,4 +394,83 @@ func TestDeleteRecordsCompactedTopic(t *testing.T) {
 			t.Errorf("%s log start after a refused delete: %d (%v), want 0", o.Topic, o.Offset, o.Err)
 		}
 	})
+}
+
+// TestFetchUnknownPartitionKeepsLongPoll: a fetch naming a partition that
+// does not exist beside one that does answers the first with
+// UNKNOWN_TOPIC_OR_PARTITION but, as in Kafka, still long-polls the
+// second; a fetch of only partitions that do not exist is answered at
+// once.
+func TestFetchUnknownPartitionKeepsLongPoll(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "real", 1, nil)
+	// Partition 3 of "real" does not exist either.
+	fetch := longFetch(map[string][]int32{"real": {0, 3}, "ghost": {0}}, "real", "ghost")
+
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	done := make(chan *kmsg.FetchResponse, 1)
+	go func() {
+		resp, err := c.Request(fetch)
+		if err != nil {
+			t.Error(err)
+			done <- nil
+			return
+		}
+		done <- resp.(*kmsg.FetchResponse)
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("fetch answered before any record was produced: %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	pc := floetest.Dial(t, a.Addr)
+	defer pc.Close()
+	produce(t, pc, produceReq("real", -1, floetest.Batch(floetest.BatchSpec{Records: 2})))
+	var resp *kmsg.FetchResponse
+	select {
+	case resp = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the produce did not wake the fetch")
+	}
+	if resp == nil {
+		t.FailNow()
+	}
+	got := resp.Topics[0].Partitions
+	wantCode(t, "real/0", got[0].ErrorCode, nil)
+	if len(got[0].RecordBatches) == 0 {
+		t.Fatal("real/0: no records after the produce woke the fetch")
+	}
+	wantCode(t, "real/3", got[1].ErrorCode, kerr.UnknownTopicOrPartition)
+	wantCode(t, "ghost/0", resp.Topics[1].Partitions[0].ErrorCode, kerr.UnknownTopicOrPartition)
+
+	// Nothing to wait for: answered at once, not after MaxWait (30 s).
+	only := longFetch(map[string][]int32{"ghost": {0, 1}}, "ghost")
+	start := time.Now()
+	r, err := c.Request(only)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("a fetch of only unknown partitions took %v", took)
+	}
+	wantCode(t, "ghost only", r.(*kmsg.FetchResponse).Topics[0].Partitions[0].ErrorCode, kerr.UnknownTopicOrPartition)
+}
+
+// longFetch is a v12 fetch from offset 0 of the partitions of topics (in
+// the order given), waiting up to 30 s for a byte.
+func longFetch(parts map[string][]int32, order ...string) *kmsg.FetchRequest {
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 12, 30_000, 1, 1<<20
+	for _, topic := range order {
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = topic
+		for _, p := range parts[topic] {
+			fp := kmsg.NewFetchRequestTopicPartition()
+			fp.Partition, fp.PartitionMaxBytes = p, 1<<20
+			ft.Partitions = append(ft.Partitions, fp)
+		}
+		fetch.Topics = append(fetch.Topics, ft)
+	}
+	return fetch
 }

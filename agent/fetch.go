@@ -261,11 +261,17 @@ func (a *Agent) resolveFetch(ctx context.Context, req *kmsg.FetchRequest) [][]fe
 }
 
 // buildFetch fills resp with what is readable now and returns the record
-// bytes it holds and whether the response must go at once (a partition has
-// an error or a preferred read replica).
+// bytes it holds and whether the response must go at once (a partition's
+// read failed or it has a preferred read replica, or no partition of the
+// request exists).
+//
+// A partition that does not exist (unknown topic, topic id or partition)
+// is answered in the response but, as in Kafka, does not end the long poll
+// of the others: a consumer still assigned a deleted topic's partitions
+// would otherwise fetch in a tight loop until its metadata caught up.
 func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts [][]fetchPart, maxBytes int64, resp *fetchResponse) (int64, bool) {
 	var total int64
-	now := false
+	now, exists := false, false
 	resp.recs = make([][]records, len(req.Topics))
 	for i, rt := range req.Topics {
 		ot := kmsg.NewFetchResponseTopic()
@@ -286,6 +292,9 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				op.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
 			switch {
+			case fp.errCode == kerr.UnknownTopicOrPartition.Code || fp.errCode == kerr.UnknownTopicID.Code:
+				op.ErrorCode = fp.errCode
+				continue
 			case fp.errCode != 0:
 				op.ErrorCode = fp.errCode
 			case fp.preferred >= 0 && a.inRange(ctx, fp):
@@ -300,13 +309,14 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				budget := min(int64(fp.maxBytes), maxBytes-total)
 				total += a.fetchPartition(ctx, fp, budget, minOne, op, &resp.recs[i][j], &resp.hold)
 			}
+			exists = true
 			if op.ErrorCode != 0 {
 				now = true
 			}
 		}
 		resp.Topics = append(resp.Topics, ot)
 	}
-	return total, now
+	return total, now || !exists
 }
 
 // inRange reports whether fp's offset is within its partition's log (true
