@@ -1,7 +1,7 @@
 package agent
 
 // AlterConfigs (key 33), versions 0-2: replaces a topic's explicit configs
-// with exactly the given set (configs with a null value are left out).
+// with exactly the given set.
 //
 // Differences from Kafka: broker configs are static (set by flags), so
 // broker resources get INVALID_REQUEST; other resource types too.
@@ -9,6 +9,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -18,20 +19,29 @@ import (
 
 func (a *Agent) handleAlterConfigs(ctx context.Context, _ *request, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	repeated := repeatedResources(req.Resources, func(rr kmsg.AlterConfigsRequestResource) configResource {
+		return configResource{rr.ResourceType, rr.ResourceName}
+	})
 	for _, rr := range req.Resources {
 		or := kmsg.NewAlterConfigsResponseResource()
 		or.ResourceType, or.ResourceName = rr.ResourceType, rr.ResourceName
-		code, msg := a.alterTopicConfigs(ctx, rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(catalog.Topic) (map[string]string, error) {
-			configs := make(map[string]string, len(rr.Configs))
-			for _, c := range rr.Configs {
-				if c.Value != nil {
+		entries := make([]configEntry, len(rr.Configs))
+		for i, c := range rr.Configs {
+			// Kafka refuses a null rather than read it as a key left out.
+			entries[i] = configEntry{name: c.Name, nullValue: c.Value == nil}
+		}
+		code, msg := malformedConfigs(repeated[configResource{rr.ResourceType, rr.ResourceName}], entries)
+		if code == 0 {
+			code, msg = a.alterTopicConfigs(ctx, rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(catalog.Topic) (map[string]string, error) {
+				configs := make(map[string]string, len(rr.Configs))
+				for _, c := range rr.Configs {
 					configs[c.Name] = *c.Value
 				}
-			}
-			return configs, catalog.ValidateConfigs(configs)
-		}, func(configs map[string]string) (catalog.Topic, error) {
-			return a.cat.ReplaceTopicConfigs(ctx, rr.ResourceName, configs)
-		})
+				return configs, catalog.ValidateConfigs(configs)
+			}, func(configs map[string]string) (catalog.Topic, error) {
+				return a.cat.ReplaceTopicConfigs(ctx, rr.ResourceName, configs)
+			})
+		}
 		or.ErrorCode = code
 		if msg != "" {
 			or.ErrorMessage = kmsg.StringPtr(msg)
@@ -39,6 +49,61 @@ func (a *Agent) handleAlterConfigs(ctx context.Context, _ *request, req *kmsg.Al
 		resp.Resources = append(resp.Resources, or)
 	}
 	return resp, nil
+}
+
+// configResource identifies a resource within one alter request.
+type configResource struct {
+	typ  kmsg.ConfigResourceType
+	name string
+}
+
+// repeatedResources returns the resources named more than once in rs.
+func repeatedResources[R any](rs []R, key func(R) configResource) map[configResource]bool {
+	seen := make(map[configResource]bool, len(rs))
+	repeated := make(map[configResource]bool)
+	for _, r := range rs {
+		k := key(r)
+		if seen[k] {
+			repeated[k] = true
+		}
+		seen[k] = true
+	}
+	return repeated
+}
+
+// configEntry is what malformedConfigs needs of one config in a request.
+type configEntry struct {
+	name      string
+	nullValue bool // null where the operation needs a value
+}
+
+// malformedConfigs refuses a resource the way Kafka's broker does before
+// it looks at the resource type or forwards to the controller
+// (ConfigAdminManager.preprocess): every copy of a repeated resource, a
+// config named twice, and null values. The whole resource is refused, so
+// nothing in it is applied; the other resources in the request are.
+// Messages are Kafka's, which tools may show verbatim.
+func malformedConfigs(repeated bool, entries []configEntry) (int16, string) {
+	if repeated {
+		return kerr.InvalidRequest.Code, "Each resource must appear at most once."
+	}
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if seen[e.name] {
+			return kerr.InvalidRequest.Code, "Error due to duplicate config keys"
+		}
+		seen[e.name] = true
+	}
+	var nulls []string
+	for _, e := range entries {
+		if e.nullValue {
+			nulls = append(nulls, e.name)
+		}
+	}
+	if len(nulls) > 0 {
+		return kerr.InvalidRequest.Code, "Null value not supported for : " + strings.Join(nulls, ", ")
+	}
+	return 0, ""
 }
 
 // alterTopicConfigs is the shared body of AlterConfigs and

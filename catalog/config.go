@@ -193,8 +193,10 @@ func ValidateConfigs(configs map[string]string) error {
 }
 
 // ApplyConfigOps returns a copy of configs with ops applied in order, and
-// validates the result. Deleting a key that is not set succeeds, as in
-// Kafka; deleting or setting an unknown key fails.
+// validates the result. Deleting a key that is not set succeeds, an
+// unknown key included: Kafka's controller validates only the resulting
+// set, which such a delete leaves unchanged. Any other op on an unknown
+// key fails.
 func ApplyConfigOps(configs map[string]string, ops []ConfigOp) (map[string]string, error) {
 	out := make(map[string]string, len(configs)+len(ops))
 	for k, v := range configs {
@@ -202,6 +204,10 @@ func ApplyConfigOps(configs map[string]string, ops []ConfigOp) (map[string]strin
 	}
 	for _, op := range ops {
 		s, ok := configIndex[op.Key]
+		if !ok && op.Op == ConfigDelete {
+			delete(out, op.Key)
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, op.Key)
 		}

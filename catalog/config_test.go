@@ -114,6 +114,7 @@ func TestApplyConfigOps(t *testing.T) {
 		{"set", []ConfigOp{{Key: "retention.ms", Value: "2"}}, map[string]string{"retention.ms": "2"}},
 		{"delete", []ConfigOp{{Key: "retention.ms", Op: ConfigDelete}}, map[string]string{}},
 		{"delete unset", []ConfigOp{{Key: "segment.ms", Op: ConfigDelete}}, map[string]string{"retention.ms": "1"}},
+		{"delete unknown", []ConfigOp{{Key: "nope", Op: ConfigDelete}}, map[string]string{"retention.ms": "1"}},
 		{"append to default", []ConfigOp{{Key: "cleanup.policy", Value: "compact", Op: ConfigAppend}},
 			map[string]string{"retention.ms": "1", "cleanup.policy": "delete,compact"}},
 		{"append present", []ConfigOp{{Key: "cleanup.policy", Value: "delete", Op: ConfigAppend}},

@@ -1,0 +1,206 @@
+package agent_test
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/tests/floetest"
+)
+
+// Malformed AlterConfigs and IncrementalAlterConfigs resources are refused
+// whole, as Kafka 4.1's broker refuses them before forwarding anything
+// (ConfigAdminManager.preprocess), validate-only or not; the request's
+// well-formed resources are applied.
+
+// configAnswer is the answer a test expects for one resource.
+type configAnswer struct {
+	name string
+	err  *kerr.Error // nil: success
+	msg  string      // "": not checked
+}
+
+func checkConfigAnswers(t *testing.T, what string, names []string, codes []int16, msgs []*string, want []configAnswer) {
+	t.Helper()
+	if len(names) != len(want) {
+		t.Fatalf("%s: answers for %v, want %d", what, names, len(want))
+	}
+	for i, w := range want {
+		msg := ""
+		if msgs[i] != nil {
+			msg = *msgs[i]
+		}
+		wantCode(t, fmt.Sprintf("%s: answer %d (%s)", what, i, w.name), codes[i], w.err)
+		if names[i] != w.name || (w.msg != "" && msg != w.msg) {
+			t.Fatalf("%s: answer %d is %s %q, want %s %q", what, i, names[i], msg, w.name, w.msg)
+		}
+	}
+}
+
+func wantTopicConfigs(t *testing.T, a *floetest.Agent, what, topic string, want map[string]string) {
+	t.Helper()
+	tp, err := a.Catalog.Topic(ctxT(t), topic)
+	if err != nil {
+		t.Fatalf("%s: topic %s: %v", what, topic, err)
+	}
+	if !maps.Equal(tp.Configs, want) {
+		t.Fatalf("%s: %s configs %v, want %v", what, topic, tp.Configs, want)
+	}
+}
+
+func TestIncrementalAlterConfigsMalformedResources(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	before := map[string]string{"retention.ms": "1000"}
+	for _, n := range []string{"ic1", "ic2", "ic3", "ic4"} {
+		createTopic(t, a, n, 1, map[string]*string{"retention.ms": kmsg.StringPtr("1000")})
+	}
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+
+	type op struct {
+		name  string
+		op    kmsg.IncrementalAlterConfigOp
+		value *string
+	}
+	set := func(name, v string) op { return op{name, kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr(v)} }
+	resource := func(typ kmsg.ConfigResourceType, name string, ops ...op) kmsg.IncrementalAlterConfigsRequestResource {
+		rr := kmsg.NewIncrementalAlterConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = typ, name
+		for _, o := range ops {
+			rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			rc.Name, rc.Op, rc.Value = o.name, o.op, o.value
+			rr.Configs = append(rr.Configs, rc)
+		}
+		return rr
+	}
+	topic := kmsg.ConfigResourceTypeTopic
+	resources := []kmsg.IncrementalAlterConfigsRequestResource{
+		resource(topic, "ic1", set("retention.ms", "2000")),
+		resource(topic, "ic2", set("retention.ms", "2000"), op{"retention.ms", kmsg.IncrementalAlterConfigOpDelete, nil}),
+		resource(topic, "ic3", op{"retention.ms", kmsg.IncrementalAlterConfigOpSet, nil},
+			op{"cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, nil},
+			op{"segment.ms", kmsg.IncrementalAlterConfigOpDelete, nil}),
+		// A DELETE needs no value, and of a key not set, even an
+		// unknown one, changes nothing: Kafka accepts both.
+		resource(topic, "ic4", set("retention.ms", "2000"),
+			op{"segment.ms", kmsg.IncrementalAlterConfigOpDelete, nil},
+			op{"no.such.config", kmsg.IncrementalAlterConfigOpDelete, kmsg.StringPtr("x")}),
+		resource(topic, "ic1", set("segment.ms", "60000")),
+		// The shape checks come before the resource type's.
+		resource(kmsg.ConfigResourceTypeBroker, "0", set("a", "1"), set("a", "2")),
+		resource(topic, "ic1", set("retention.ms", "3000")),
+	}
+	repeated := "Each resource must appear at most once."
+	want := []configAnswer{
+		{"ic1", kerr.InvalidRequest, repeated},
+		{"ic2", kerr.InvalidRequest, "Error due to duplicate config keys"},
+		{"ic3", kerr.InvalidRequest, "Null value not supported for : retention.ms, cleanup.policy"},
+		{"ic4", nil, ""},
+		{"ic1", kerr.InvalidRequest, repeated},
+		{"0", kerr.InvalidRequest, "Error due to duplicate config keys"},
+		{"ic1", kerr.InvalidRequest, repeated},
+	}
+	for _, validateOnly := range []bool{true, false} {
+		what := fmt.Sprintf("validate only %v", validateOnly)
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		req.Version = 1
+		req.ValidateOnly = validateOnly
+		req.Resources = resources
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			names []string
+			codes []int16
+			msgs  []*string
+		)
+		for _, r := range resp.(*kmsg.IncrementalAlterConfigsResponse).Resources {
+			names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
+		}
+		checkConfigAnswers(t, what, names, codes, msgs, want)
+		for _, n := range []string{"ic1", "ic2", "ic3"} {
+			wantTopicConfigs(t, a, what, n, before)
+		}
+		ic4 := before
+		if !validateOnly {
+			ic4 = map[string]string{"retention.ms": "2000"}
+		}
+		wantTopicConfigs(t, a, what, "ic4", ic4)
+	}
+}
+
+func TestAlterConfigsMalformedResources(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	before := map[string]string{"retention.ms": "1000"}
+	for _, n := range []string{"lc1", "lc2", "lc3", "lc4"} {
+		createTopic(t, a, n, 1, map[string]*string{"retention.ms": kmsg.StringPtr("1000")})
+	}
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+
+	type kv struct {
+		name  string
+		value *string
+	}
+	resource := func(name string, configs ...kv) kmsg.AlterConfigsRequestResource {
+		rr := kmsg.NewAlterConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, name
+		for _, e := range configs {
+			rc := kmsg.NewAlterConfigsRequestResourceConfig()
+			rc.Name, rc.Value = e.name, e.value
+			rr.Configs = append(rr.Configs, rc)
+		}
+		return rr
+	}
+	v := kmsg.StringPtr
+	resources := []kmsg.AlterConfigsRequestResource{
+		resource("lc1", kv{"retention.ms", v("2000")}),
+		resource("lc2", kv{"retention.ms", v("2000")}, kv{"retention.ms", v("3000")}),
+		// A null is refused, not read as the key left out.
+		resource("lc3", kv{"segment.ms", v("60000")}, kv{"retention.ms", nil}, kv{"cleanup.policy", nil}),
+		resource("lc4", kv{"retention.ms", v("2000")}),
+		resource("lc1", kv{"segment.ms", v("60000")}),
+	}
+	repeated := "Each resource must appear at most once."
+	want := []configAnswer{
+		{"lc1", kerr.InvalidRequest, repeated},
+		{"lc2", kerr.InvalidRequest, "Error due to duplicate config keys"},
+		{"lc3", kerr.InvalidRequest, "Null value not supported for : retention.ms, cleanup.policy"},
+		{"lc4", nil, ""},
+		{"lc1", kerr.InvalidRequest, repeated},
+	}
+	for _, validateOnly := range []bool{true, false} {
+		for _, version := range []int16{0, 2} {
+			what := fmt.Sprintf("v%d validate only %v", version, validateOnly)
+			req := kmsg.NewPtrAlterConfigsRequest()
+			req.Version = version
+			req.ValidateOnly = validateOnly
+			req.Resources = resources
+			resp, err := c.Request(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				names []string
+				codes []int16
+				msgs  []*string
+			)
+			for _, r := range resp.(*kmsg.AlterConfigsResponse).Resources {
+				names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
+			}
+			checkConfigAnswers(t, what, names, codes, msgs, want)
+			for _, n := range []string{"lc1", "lc2", "lc3"} {
+				wantTopicConfigs(t, a, what, n, before)
+			}
+			lc4 := before
+			if !validateOnly {
+				lc4 = map[string]string{"retention.ms": "2000"}
+			}
+			wantTopicConfigs(t, a, what, "lc4", lc4)
+		}
+	}
+}
