@@ -474,3 +474,60 @@ func longFetch(parts map[string][]int32, order ...string) *kmsg.FetchRequest {
 	}
 	return fetch
 }
+
+// TestCreatePartitionsChecks: Kafka's answers for a topic named twice
+// (once, INVALID_REQUEST), an unknown topic whatever the count
+// (UNKNOWN_TOPIC_OR_PARTITION) and assignments that do not match the
+// partitions added (INVALID_REPLICA_ASSIGNMENT); none grows a topic.
+func TestCreatePartitionsChecks(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "twice", 1, nil)
+	createTopic(t, a, "assigned", 1, nil)
+	createTopic(t, a, "grows", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	req.Version = 3
+	add := func(topic string, count int32, assignments int) {
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = topic, count
+		for range assignments {
+			as := kmsg.NewCreatePartitionsRequestTopicAssignment()
+			as.Replicas = []int32{1}
+			rt.Assignment = append(rt.Assignment, as)
+		}
+		if assignments < 0 {
+			rt.Assignment = nil
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	add("twice", 2, -1)
+	add("nope", 0, -1)
+	add("assigned", 4, 2)
+	add("twice", 3, -1)
+	add("grows", 3, 2)
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.CreatePartitionsResponse).Topics
+	want := []struct {
+		topic string
+		err   *kerr.Error
+	}{{"twice", kerr.InvalidRequest}, {"nope", kerr.UnknownTopicOrPartition}, {"assigned", kerr.InvalidReplicaAssignment}, {"grows", nil}}
+	if len(topics) != len(want) {
+		t.Fatalf("answers %+v, want %d", topics, len(want))
+	}
+	for i, w := range want {
+		if topics[i].Topic != w.topic {
+			t.Fatalf("answer %d is for %s, want %s", i, topics[i].Topic, w.topic)
+		}
+		wantCode(t, w.topic, topics[i].ErrorCode, w.err)
+	}
+	for topic, parts := range map[string]int32{"twice": 1, "assigned": 1, "grows": 3} {
+		got, err := a.Catalog.Topic(ctxT(t), topic)
+		if err != nil || got.Partitions != parts {
+			t.Fatalf("%s: %d partitions (%v), want %d", topic, got.Partitions, err, parts)
+		}
+	}
+}

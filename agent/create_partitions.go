@@ -4,7 +4,8 @@ package agent
 // partitions.
 //
 // Differences from Kafka: manual assignments are ignored (there are no
-// replicas to place); TimeoutMillis is ignored: the partitions exist when
+// replicas to place) beyond their count, which must match the partitions
+// added (INVALID_REPLICA_ASSIGNMENT otherwise, as in Kafka); TimeoutMillis is ignored: the partitions exist when
 // the response is sent.
 
 import (
@@ -24,9 +25,16 @@ func (a *Agent) handleCreatePartitions(ctx context.Context, _ *request, req *kms
 		seen[rt.Topic]++
 	}
 	for _, rt := range req.Topics {
+		n := seen[rt.Topic]
+		if n < 0 {
+			continue // a repeated topic is answered once, as in Kafka
+		}
+		if n > 1 {
+			seen[rt.Topic] = -1
+		}
 		ot := kmsg.NewCreatePartitionsResponseTopic()
 		ot.Topic = rt.Topic
-		code, msg := a.createPartitions(ctx, rt, req.ValidateOnly, seen[rt.Topic] > 1)
+		code, msg := a.createPartitions(ctx, rt, req.ValidateOnly, n > 1)
 		ot.ErrorCode = code
 		if msg != "" {
 			ot.ErrorMessage = kmsg.StringPtr(msg)
@@ -40,15 +48,22 @@ func (a *Agent) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsRe
 	if duplicate {
 		return kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic)
 	}
-	if err := catalog.ValidatePartitionCount(rt.Count); err != nil {
-		return adminErr(err)
-	}
+	// Kafka's order: an unknown topic first, then the count, then the
+	// assignments.
 	t, err := a.cat.Topic(ctx, rt.Topic)
 	if err != nil {
 		return adminErr(err)
 	}
 	if rt.Count <= t.Partitions {
 		return kerr.InvalidPartitions.Code, fmt.Sprintf("topic %q has %d partitions; the count can only grow", rt.Topic, t.Partitions)
+	}
+	if err := catalog.ValidatePartitionCount(rt.Count); err != nil {
+		return adminErr(err)
+	}
+	if add := rt.Count - t.Partitions; rt.Assignment != nil && len(rt.Assignment) != int(add) {
+		// The replicas named are ignored, but a count that does not
+		// match says the request is not what its sender meant.
+		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("%d partitions added but %d assignments given", add, len(rt.Assignment))
 	}
 	if validateOnly {
 		return 0, ""

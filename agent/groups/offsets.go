@@ -91,7 +91,15 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 	}
 	if code := c.validateCommit(req, owned); code != 0 {
-		setAll(code)
+		// As in Kafka, partitions already refused by the topic checks
+		// keep their own error: the member's error is about the rest.
+		for i := range codes {
+			for j := range codes[i] {
+				if codes[i][j] == 0 {
+					codes[i][j] = code
+				}
+			}
+		}
 		return resp
 	}
 

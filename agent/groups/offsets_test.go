@@ -141,6 +141,13 @@ func TestOffsetCommitFencing(t *testing.T) {
 			errIs(t, "commit", commitCodes(h.do(tc.req).(*kmsg.OffsetCommitResponse))["t/0"], tc.want)
 		})
 	}
+	// A partition the topic checks refused keeps its own error beside the
+	// member's, as in Kafka.
+	mixed := commitReq("g", "ghost", gen, "t", map[int32]int64{0: 2})
+	mixed.Topics[0].Partitions = append(mixed.Topics[0].Partitions, kmsg.OffsetCommitRequestTopicPartition{Partition: 7, Offset: 2})
+	mixedCodes := commitCodes(h.do(mixed).(*kmsg.OffsetCommitResponse))
+	errIs(t, "unknown member's t/0", mixedCodes["t/0"], kerr.UnknownMemberID)
+	errIs(t, "unknown member's t/7", mixedCodes["t/7"], kerr.UnknownTopicOrPartition)
 	if o, _ := h.cat.stored("g", "t", 0); o.Offset != 1 {
 		t.Fatalf("a fenced commit changed the offset to %d", o.Offset)
 	}
