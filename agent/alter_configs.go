@@ -118,6 +118,15 @@ func (a *Agent) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceTy
 	default:
 		return kerr.InvalidRequest.Code, fmt.Sprintf("resource type %v is not supported", typ)
 	}
+	// As Kafka's controller: the empty name (the default topic resource,
+	// which Kafka does not let clients alter) is INVALID_REQUEST, a name
+	// no topic can have INVALID_TOPIC_EXCEPTION.
+	if name == "" {
+		return kerr.InvalidRequest.Code, "default topic resources are not allowed"
+	}
+	if err := catalog.ValidateTopicName(name); err != nil {
+		return adminErr(err)
+	}
 	t, err := a.cat.Topic(ctx, name)
 	if err != nil {
 		return adminErr(err)

@@ -204,3 +204,46 @@ func TestAlterConfigsMalformedResources(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigsTopicNames: a topic resource name no topic can have is
+// INVALID_TOPIC_EXCEPTION in DescribeConfigs and the alters, and the
+// empty name (Kafka's default topic resource) INVALID_REQUEST in the
+// alters, as Kafka answers them; a valid unknown name stays
+// UNKNOWN_TOPIC_OR_PARTITION.
+func TestConfigsTopicNames(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	names := []string{"bad name!", "", "fine-but-unknown"}
+
+	d := kmsg.NewPtrDescribeConfigsRequest()
+	d.Version = 4
+	for _, n := range names {
+		r := kmsg.NewDescribeConfigsRequestResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, n
+		d.Resources = append(d.Resources, r)
+	}
+	resp, err := c.Request(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []*kerr.Error{kerr.InvalidTopicException, kerr.InvalidTopicException, kerr.UnknownTopicOrPartition} {
+		wantCode(t, fmt.Sprintf("describe %q", names[i]), resp.(*kmsg.DescribeConfigsResponse).Resources[i].ErrorCode, want)
+	}
+
+	in := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	in.Version = 1
+	for _, n := range names {
+		r := kmsg.NewIncrementalAlterConfigsRequestResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, n
+		r.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "retention.ms", Value: kmsg.StringPtr("1000")}}
+		in.Resources = append(in.Resources, r)
+	}
+	iresp, err := c.Request(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []*kerr.Error{kerr.InvalidTopicException, kerr.InvalidRequest, kerr.UnknownTopicOrPartition} {
+		wantCode(t, fmt.Sprintf("alter %q", names[i]), iresp.(*kmsg.IncrementalAlterConfigsResponse).Resources[i].ErrorCode, want)
+	}
+}

@@ -33,6 +33,13 @@ func (a *Agent) handleDescribeConfigs(ctx context.Context, _ *request, req *kmsg
 		or.ResourceType, or.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			// A name no topic can have is INVALID_TOPIC_EXCEPTION, as
+			// Kafka's ConfigHelper answers, not an unknown topic.
+			if err := catalog.ValidateTopicName(rr.ResourceName); err != nil {
+				code, msg := adminErr(err)
+				or.ErrorCode, or.ErrorMessage = code, kmsg.StringPtr(msg)
+				break
+			}
 			t, err := a.cat.Topic(ctx, rr.ResourceName)
 			if err != nil {
 				code, msg := adminErr(err)
