@@ -110,7 +110,22 @@ func (f *adminFlags) parse(fs *flag.FlagSet, args []string, noun string) ([]stri
 	if err := f.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
-	return names, nil
+	return uniqueNames(names), nil
+}
+
+// uniqueNames drops repeats of a name, keeping the first: a topic or
+// group named twice on the command line means it once, while Kafka
+// refuses a request naming it twice (INVALID_REQUEST).
+func uniqueNames(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // open bounds ctx by --timeout and connects. done cancels the context and
