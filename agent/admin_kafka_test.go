@@ -157,8 +157,9 @@ func TestValidateOnlyCreateWhenCatalogFails(t *testing.T) {
 }
 
 // TestCreateTopicsNameCollision: a name equal to an existing topic's with
-// '.' and '_' swapped is INVALID_TOPIC_EXCEPTION, whether created,
-// validated or auto-created by Metadata, as in Kafka.
+// '.' and '_' swapped is INVALID_TOPIC_EXCEPTION, whether created or
+// validated (as in Kafka) or auto-created by Metadata (where Kafka's
+// asynchronous creation fails silently).
 func TestCreateTopicsNameCollision(t *testing.T) {
 	a := startBadInputAgent(t, true)
 	createTopic(t, a, "metrics.in", 1, nil)
@@ -206,7 +207,7 @@ func TestCreateTopicsNameCollision(t *testing.T) {
 func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
 	a := startBadInputAgent(t, false)
 	id := map[string][16]byte{}
-	for _, n := range []string{"d1", "d2", "d3", "d4", "d5", "d6"} {
+	for _, n := range []string{"d1", "d2", "d3", "d4", "d5", "d6", "d7"} {
 		id[n] = createTopic(t, a, n, 1, nil)
 	}
 	c := floetest.Dial(t, a.Addr)
@@ -229,6 +230,7 @@ func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
 	req.Topics = []kmsg.DeleteTopicsRequestTopic{
 		byName("d1"), byID(id["d2"]), byName("d3"), byName("d5"),
 		byName("d1"), byID(id["d2"]), byID(id["d3"]), both, byName("d1"),
+		byID(id["d7"]), byID(id["d7"]), byName("d7"),
 	}
 	resp, err := c.Request(req)
 	if err != nil {
@@ -251,6 +253,7 @@ func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
 	want := []answer{
 		{"d1", [16]byte{}, inv}, {"", id["d2"], inv}, {"d3", [16]byte{}, inv}, {"d5", id["d5"], 0},
 		{"d3", id["d3"], inv}, {"d4", id["d4"], inv},
+		{"", id["d7"], inv}, {"d7", [16]byte{}, inv},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("answers %+v, want %+v", got, want)
@@ -260,7 +263,7 @@ func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
 			t.Fatalf("answer %d: %+v, want %+v (all: %+v)", i, got[i], want[i], got)
 		}
 	}
-	for _, n := range []string{"d1", "d2", "d3", "d4"} {
+	for _, n := range []string{"d1", "d2", "d3", "d4", "d7"} {
 		if _, err := a.Catalog.Topic(ctxT(t), n); err != nil {
 			t.Fatalf("%s after a refused delete: %v", n, err)
 		}

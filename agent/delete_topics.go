@@ -46,10 +46,9 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 	byID := make(map[[16]byte]catalog.Topic, len(ids))
 	lookupErr := make(map[[16]byte]error)
 	idNames := make(map[string]bool, len(ids))
-	for id, n := range ids {
-		if n > 1 {
-			continue
-		}
+	for id := range ids {
+		// A repeated id is refused, but its name is still looked up:
+		// the topic may be named by name too, and stays then as well.
 		t, err := a.cat.TopicByID(ctx, id)
 		if err != nil {
 			lookupErr[id] = err

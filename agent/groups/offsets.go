@@ -91,11 +91,12 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 	}
 	if code := c.validateCommit(req, owned); code != 0 {
-		// As in Kafka, partitions already refused by the topic checks
-		// keep their own error: the member's error is about the rest.
+		// As in Kafka, partitions of unknown topics keep their error
+		// (its broker answers them before asking the coordinator); the
+		// member's error is about the rest, whatever else they lack.
 		for i := range codes {
 			for j := range codes[i] {
-				if codes[i][j] == 0 {
+				if codes[i][j] != kerr.UnknownTopicOrPartition.Code {
 					codes[i][j] = code
 				}
 			}

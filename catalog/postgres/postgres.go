@@ -326,9 +326,14 @@ func (c *Catalog) bounded(ctx context.Context) (context.Context, context.CancelF
 }
 
 // tx runs fn in a READ COMMITTED transaction, retried as retry does.
+// The level is set, not left to the server's
+// default_transaction_isolation: callers rely on each statement seeing
+// what committed before it started, e.g. a topic create's collision check
+// after it waited for a lock (checkCollision), which under REPEATABLE
+// READ would read the snapshot taken before the wait.
 func (c *Catalog) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return c.retry(ctx, func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, c.pool, fn)
+		return pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 	})
 }
 

@@ -1,6 +1,10 @@
 package postgres
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/floebroker/floe/catalog"
@@ -19,4 +23,42 @@ func TestStress(t *testing.T) {
 	catalogtest.Stress(t, func(t *testing.T) catalog.Catalog {
 		return openTest(t, url, catalog.Options{MaxConns: 4})
 	}, catalogtest.StressConfig{Commits: catalogtest.CommitsFromEnv(1000)})
+}
+
+// TestCollisionUnderRepeatableReadDefault: colliding topic creates stay
+// exclusive on a server whose default isolation is REPEATABLE READ (the
+// catalog's transactions set READ COMMITTED themselves: under the default,
+// the check after the lock wait would read a snapshot from before it).
+func TestCollisionUnderRepeatableReadDefault(t *testing.T) {
+	url := freshSchema(t) + "&default_transaction_isolation=repeatable%20read"
+	c := openTest(t, url, catalog.Options{})
+	ctx := context.Background()
+	var level string
+	if err := c.pool.QueryRow(ctx, "SHOW default_transaction_isolation").Scan(&level); err != nil || level != "repeatable read" {
+		t.Fatalf("default isolation %q (%v), want repeatable read", level, err)
+	}
+	for round := range 5 {
+		names := []string{"r.s.t", "r_s.t", "r.s_t", "r_s_t"}
+		for i := range names {
+			names[i] = fmt.Sprintf("%s%d", names[i], round)
+		}
+		errs := make([]error, len(names))
+		var wg sync.WaitGroup
+		for i, n := range names {
+			wg.Go(func() { _, errs[i] = c.CreateTopic(ctx, catalog.TopicSpec{Name: n, Partitions: 1}) })
+		}
+		wg.Wait()
+		ok := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, catalog.ErrInvalidTopic):
+				t.Fatalf("create %s: %v", names[i], err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d of %d colliding creates succeeded, want 1", round, ok, len(names))
+		}
+	}
 }
