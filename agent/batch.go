@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/floebroker/floe/internal/batchcodec"
 )
 
 // The Kafka RecordBatch v2 header, as the produce path reads it. All
@@ -86,6 +88,9 @@ type batchHeader struct {
 	ProducerEpoch   int16
 	BaseSequence    int32
 	Records         int32
+	// Keyless is the index of the batch's first record without a key, -1
+	// if there is none or the batch is compressed (not parsed).
+	Keyless int32
 }
 
 func (h batchHeader) compression() int8   { return int8(h.Attributes & attrCompressionMask) }
@@ -94,22 +99,29 @@ func (h batchHeader) logAppendTime() bool { return h.Attributes&attrLogAppendTim
 // readBatchHeader reads the header of the batch at the start of b without
 // checking its CRC or its records. It fails when b is too short to hold the
 // header or the length the header announces, and on any magic but 2.
+//
+// The codes are Kafka's: its batch iterator refuses a length below the
+// smallest record any magic allows (CORRUPT_MESSAGE) but finds no batch
+// at all in bytes that end before the length they announce, which its
+// produce validation answers with INVALID_RECORD, as it does a magic other
+// than 2; a v2 batch shorter than its header fails the CRC check
+// (CORRUPT_MESSAGE).
 func readBatchHeader(b []byte) (batchHeader, error) {
 	if len(b) < batchMagicOffset+1 {
-		return batchHeader{}, corrupt("record batch of %d bytes is shorter than its header", len(b))
+		return batchHeader{}, invalidRecord("produce requests must have at least one record batch per partition: %d bytes hold no batch header", len(b))
 	}
 	length := int64(int32(binary.BigEndian.Uint32(b[batchLengthOffset:]))) + 12
+	if length < minRecordOverhead {
+		return batchHeader{}, corrupt("record batch length %d is below the minimum record overhead %d", length, minRecordOverhead)
+	}
+	if length > int64(len(b)) {
+		return batchHeader{}, invalidRecord("produce requests must have at least one record batch per partition: the batch's length %d runs past the %d bytes sent", length, len(b))
+	}
 	if magic := int8(b[batchMagicOffset]); magic != 2 {
-		if magic == 0 || magic == 1 {
-			return batchHeader{}, invalidRecord("produce requests with version 3 and later are only allowed to contain record batches with magic version 2, got %d", magic)
-		}
-		return batchHeader{}, corrupt("unknown record batch magic %d", magic)
+		return batchHeader{}, invalidRecord("produce requests with version 3 and later are only allowed to contain record batches with magic version 2, got %d", magic)
 	}
 	if length < batchHeaderSize {
 		return batchHeader{}, corrupt("record batch length %d is shorter than the %d byte header", length, batchHeaderSize)
-	}
-	if length > int64(len(b)) {
-		return batchHeader{}, corrupt("record batch length %d runs past the %d bytes sent", length, len(b))
 	}
 	return batchHeader{
 		Length:          int(length),
@@ -122,6 +134,19 @@ func readBatchHeader(b []byte) (batchHeader, error) {
 		BaseSequence:    int32(binary.BigEndian.Uint32(b[batchSeqOffset:])),
 		Records:         int32(binary.BigEndian.Uint32(b[batchCountOffset:])),
 	}, nil
+}
+
+// keylessCompressed decompresses a compressed batch (bounded, as log
+// compaction reads it) and returns the index of its first record without
+// a key, -1 if every record has one. The records must parse, as Kafka's
+// validation of a compacted topic's batches requires.
+func keylessCompressed(b []byte, h batchHeader) (int32, error) {
+	body, err := batchcodec.Decompress(h.compression(), b[batchHeaderSize:])
+	if err != nil {
+		// The bytes will not change on a retry: not CORRUPT_MESSAGE.
+		return -1, invalidRecord("cannot decompress the record batch: %v", err)
+	}
+	return checkRecords(body, h.Records)
 }
 
 // validateProduceBatch checks the records of one produce partition: exactly
@@ -176,8 +201,9 @@ func validateProduceBatch(b []byte, produceVersion int16) (batchHeader, error) {
 	if h.ProducerID >= 0 && (h.ProducerEpoch < 0 || h.BaseSequence < 0) {
 		return batchHeader{}, invalidRecord("idempotent batch of producer %d has epoch %d and base sequence %d", h.ProducerID, h.ProducerEpoch, h.BaseSequence)
 	}
+	h.Keyless = -1
 	if h.compression() == 0 {
-		if err := checkRecords(b[batchHeaderSize:], h.Records); err != nil {
+		if h.Keyless, err = checkRecords(b[batchHeaderSize:], h.Records); err != nil {
 			return batchHeader{}, err
 		}
 	} else if int64(h.Records) > int64(len(b)-batchHeaderSize)*maxCompressionRatio {
@@ -186,71 +212,84 @@ func validateProduceBatch(b []byte, produceVersion int16) (batchHeader, error) {
 	return h, nil
 }
 
+// minRecordOverhead is the smallest batch length (counting the offset and
+// length fields) Kafka's batch iterator reads: a v0 message's overhead.
+const minRecordOverhead = 26
+
 // maxCompressionRatio bounds the records a compressed batch may claim per
 // compressed byte, so that a tiny batch cannot claim billions of offsets.
 // Real codecs stay far below it even for empty records.
 const maxCompressionRatio = 4096
 
-// checkRecords parses the records of an uncompressed batch: every field
-// must fit its record, every record its batch, and their number must equal
-// the header's count.
-func checkRecords(b []byte, want int32) error {
+// checkRecords parses the records of an uncompressed batch (or of a
+// compressed one's decompressed body): every field must fit its record,
+// every record its batch, and their number must equal the header's count.
+// It returns the index of the first record without a key, -1 if all have
+// one.
+func checkRecords(b []byte, want int32) (keyless int32, err error) {
+	keyless = -1
 	n := int32(0)
 	for len(b) > 0 {
 		if n == want {
-			return corrupt("batch holds more records than its count %d", want)
+			return -1, invalidRecord("incorrect declared batch size: records remain after the %d the batch counts", want)
 		}
 		l, sz := varint(b)
 		if sz <= 0 || l < minRecordSize-1 || l > int64(len(b)-sz) {
-			return corrupt("record %d has a bad length", n)
+			return -1, invalidRecord("found invalid record structure: record %d has a bad length", n)
 		}
-		if err := checkRecord(b[sz : sz+int(l)]); err != nil {
-			return corrupt("record %d: %v", n, err)
+		hasKey, err := checkRecord(b[sz : sz+int(l)])
+		if err != nil {
+			return -1, invalidRecord("found invalid record structure: record %d: %v", n, err)
+		}
+		if !hasKey && keyless < 0 {
+			keyless = n
 		}
 		b = b[sz+int(l):]
 		n++
 	}
 	if n != want {
-		return corrupt("batch holds %d records, its header says %d", n, want)
+		return -1, invalidRecord("incorrect declared batch size: the batch holds %d records, its header says %d", n, want)
 	}
-	return nil
+	return keyless, nil
 }
 
 // checkRecord parses one record body: attributes, timestamp delta, offset
-// delta, key, value and headers, which must use it up exactly.
-func checkRecord(r []byte) error {
+// delta, key, value and headers, which must use it up exactly. It reports
+// whether the key is not null.
+func checkRecord(r []byte) (hasKey bool, err error) {
 	r = r[1:] // attributes; the length check guarantees the byte
 	for _, field := range [...]string{"timestamp delta", "offset delta"} {
 		_, sz := varint(r)
 		if sz <= 0 {
-			return fmt.Errorf("bad %s", field)
+			return false, fmt.Errorf("bad %s", field)
 		}
 		r = r[sz:]
 	}
-	var err error
+	keyLen, sz := varint(r)
+	hasKey = sz > 0 && keyLen >= 0
 	if r, err = skipVarBytes(r, true, "key"); err != nil {
-		return err
+		return false, err
 	}
 	if r, err = skipVarBytes(r, true, "value"); err != nil {
-		return err
+		return false, err
 	}
 	headers, sz := varint(r)
 	if sz <= 0 || headers < 0 || headers > int64(len(r)) {
-		return errors.New("bad header count")
+		return false, errors.New("bad header count")
 	}
 	r = r[sz:]
 	for i := int64(0); i < headers; i++ {
 		if r, err = skipVarBytes(r, false, "header key"); err != nil {
-			return err
+			return false, err
 		}
 		if r, err = skipVarBytes(r, true, "header value"); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if len(r) != 0 {
-		return fmt.Errorf("%d bytes left after the headers", len(r))
+		return false, fmt.Errorf("%d bytes left after the headers", len(r))
 	}
-	return nil
+	return hasKey, nil
 }
 
 // skipVarBytes skips a varint-length-prefixed field (-1 is null where

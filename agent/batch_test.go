@@ -103,13 +103,17 @@ func TestValidateProduceBatch(t *testing.T) {
 		{"zstd before v7", makeBatch(t, testBatch{records: 5, codec: kgo.ZstdCompression()}), 6, kerr.UnsupportedCompressionType},
 		{"valid idempotent", makeBatch(t, testBatch{records: 2, producerID: 7, producerEpoch: 1, baseSequence: 10}), 9, nil},
 		{"empty", nil, 9, kerr.InvalidRecord},
-		{"short header", good[:12], 9, kerr.CorruptMessage},
+		{"short header", good[:12], 9, kerr.InvalidRecord},
 		{"bad crc", mutate(func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }), 9, kerr.CorruptMessage},
 		{"magic 1", mutate(func(b []byte) []byte { b[batchMagicOffset] = 1; return b }), 9, kerr.InvalidRecord},
 		{"magic 0", mutate(func(b []byte) []byte { b[batchMagicOffset] = 0; return b }), 9, kerr.InvalidRecord},
-		{"magic 3", mutate(func(b []byte) []byte { b[batchMagicOffset] = 3; return b }), 9, kerr.CorruptMessage},
+		{"magic 3", mutate(func(b []byte) []byte { b[batchMagicOffset] = 3; return b }), 9, kerr.InvalidRecord},
 		{"length past end", mutate(func(b []byte) []byte {
 			binary.BigEndian.PutUint32(b[batchLengthOffset:], uint32(len(b)))
+			return b
+		}), 9, kerr.InvalidRecord},
+		{"length inside the header", mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[batchLengthOffset:], 20)
 			return b
 		}), 9, kerr.CorruptMessage},
 		{"length below header", mutate(func(b []byte) []byte {
@@ -135,7 +139,7 @@ func TestValidateProduceBatch(t *testing.T) {
 			binary.BigEndian.PutUint32(b[batchCountOffset:], 4)
 			binary.BigEndian.PutUint32(b[batchLODOffset:], 3)
 			return recrc(b)
-		}), 9, kerr.CorruptMessage},
+		}), 9, kerr.InvalidRecord},
 		{"transactional", makeBatch(t, testBatch{records: 1, producerID: 3, attrs: attrTransactional}), 9, kerr.InvalidTxnState},
 		{"control", makeBatch(t, testBatch{records: 1, attrs: attrControl}), 9, kerr.InvalidRecord},
 		{"delete horizon", makeBatch(t, testBatch{records: 1, attrs: attrDeleteHorizon}), 9, kerr.InvalidRecord},

@@ -13,10 +13,13 @@ package agent
 //     CRC-32C, count against lastOffsetDelta, and (uncompressed batches
 //     only) that the records parse. Kafka also decompresses and checks
 //     every record; a compressed batch with corrupt records inside is
-//     stored as sent and fails on the consumer.
-//   - Magic 0/1 batches get INVALID_RECORD (as Kafka 4 does), never
-//     CORRUPT_MESSAGE, which clients retry forever. CORRUPT_MESSAGE is for
-//     bad CRCs and lengths.
+//     stored as sent and fails on the consumer. A compacted topic's
+//     batches are decompressed and parsed, because every record needs a
+//     key there, as in Kafka.
+//   - Bytes that cannot change on a retry (a truncated batch, a magic
+//     other than 2, records that do not parse) get INVALID_RECORD, as in
+//     Kafka 4, never CORRUPT_MESSAGE, which clients retry until their
+//     delivery timeout. CORRUPT_MESSAGE is for bad CRCs and lengths.
 //   - Timestamps are checked against message.timestamp.{before,after}.max.ms
 //     using the batch header's first and max timestamps only.
 //   - Transactions are not supported: a transactional id or batch gets
@@ -382,6 +385,8 @@ type topicLimits struct {
 	maxBytes      int // max.message.bytes, at most wal.MaxBatchBytes
 	logAppendTime bool
 	before, after int64 // message.timestamp.{before,after}.max.ms
+	// compacted (cleanup.policy has compact): every record needs a key.
+	compacted bool
 }
 
 func limitsOf(t catalog.Topic) topicLimits {
@@ -390,6 +395,7 @@ func limitsOf(t catalog.Topic) topicLimits {
 		logAppendTime: t.LogAppendTime(),
 		before:        t.TimestampBeforeMaxMs(),
 		after:         t.TimestampAfterMaxMs(),
+		compacted:     t.CleanupPolicy().Compact,
 	}
 }
 
@@ -403,6 +409,17 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimit
 		return pp
 	}
 	h, err := validateProduceBatch(b, version)
+	if err == nil && lim.compacted {
+		// As Kafka: log compaction keeps the latest record per key, so a
+		// record without one could never be cleaned up. Only compacted
+		// topics pay for decompressing on produce.
+		if h.compression() != 0 {
+			h.Keyless, err = keylessCompressed(b, h)
+		}
+		if err == nil && h.Keyless >= 0 {
+			err = invalidRecord("compacted topic cannot accept message without key (record %d of the batch)", h.Keyless)
+		}
+	}
 	if err != nil {
 		var be *batchError
 		if errors.As(err, &be) {

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/catalog"
@@ -231,4 +233,49 @@ func TestFailedAcksZeroProduceClosesAfterEarlierResponses(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCompactedTopicNeedsKeys: a compacted topic refuses a batch holding a
+// record without a key (INVALID_RECORD, not retried), compressed or not,
+// as Kafka does: compaction keeps the latest record per key, so a keyless
+// one could never be cleaned up. Keyed records and tombstones are stored,
+// and other topics take keyless records.
+func TestCompactedTopicNeedsKeys(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+	compact := "compact,delete"
+	createTopic(t, a, "keyed", 1, map[string]*string{"cleanup.policy": &compact})
+	createTopic(t, a, "plain", 1, nil)
+	for _, codec := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.ZstdCompression(), kgo.GzipCompression()} {
+		cl := a.Client(t, kgo.ProducerBatchCompression(codec), kgo.RecordRetries(2))
+		ctx := ctxT(t)
+		// A keyless record among keyed ones in one batch.
+		recs := []*kgo.Record{
+			{Topic: "keyed", Key: []byte("a"), Value: []byte("1")},
+			{Topic: "keyed", Value: []byte("no key")},
+		}
+		err := cl.ProduceSync(ctx, recs...).FirstErr()
+		if !errors.Is(err, kerr.InvalidRecord) {
+			t.Fatalf("%v: keyless record on a compacted topic: %v, want INVALID_RECORD", codec, err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "keyed", Key: []byte("a"), Value: []byte("2")},
+			&kgo.Record{Topic: "keyed", Key: []byte("b")}).FirstErr(); err != nil {
+			t.Fatalf("%v: keyed record and tombstone on a compacted topic: %v", codec, err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "plain", Value: []byte("no key")}).FirstErr(); err != nil {
+			t.Fatalf("%v: keyless record on a delete topic: %v", codec, err)
+		}
+	}
+	end, err := a.Catalog.Offsets(ctxT(t), catalog.TopicPartition{TopicID: topicID(t, a, "keyed"), Partition: 0})
+	if err != nil || end.HighWatermark != 6 {
+		t.Fatalf("compacted topic end offset %d (%v), want 6: only the keyed batches stored", end.HighWatermark, err)
+	}
+}
+
+func topicID(t *testing.T, a *floetest.Agent, name string) catalog.TopicID {
+	t.Helper()
+	tp, err := a.Catalog.Topic(ctxT(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp.ID
 }
