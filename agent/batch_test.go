@@ -5,11 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/internal/batchcodec"
 )
 
 // testBatch describes a batch for makeBatch.
@@ -320,5 +324,29 @@ func checkFuzzedBatch(t *testing.T, b []byte) {
 		if _, err := validateProduceBatch(c, 9); err != nil {
 			t.Fatalf("LogAppendTime rewrite broke the batch: %v", err)
 		}
+	}
+}
+
+// TestKeylessCompressedBomb: a compacted topic's batch that decompresses
+// past batchcodec.MaxDecompressed is refused with INVALID_RECORD (its
+// bytes cannot change on a retry) after a bounded read, not stored.
+func TestKeylessCompressedBomb(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := enc.EncodeAll(make([]byte, batchcodec.MaxDecompressed+1), nil)
+	b := append(makeBatch(t, testBatch{records: 1})[:batchHeaderSize], body...)
+	binary.BigEndian.PutUint32(b[batchLengthOffset:], uint32(len(b)-12))
+	binary.BigEndian.PutUint16(b[batchAttrsOffset:], 4) // zstd
+	recrc(b)
+	h, err := validateProduceBatch(b, 9)
+	if err != nil {
+		t.Fatalf("the batch's header is valid: %v", err)
+	}
+	_, err = keylessCompressed(b, h)
+	var be *batchError
+	if !errors.As(err, &be) || be.err != kerr.InvalidRecord || !strings.Contains(be.msg, "decompress") {
+		t.Fatalf("bomb: %v, want INVALID_RECORD naming the decompression", err)
 	}
 }

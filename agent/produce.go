@@ -414,7 +414,7 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimit
 		// record without one could never be cleaned up. Only compacted
 		// topics pay for decompressing on produce.
 		if h.compression() != 0 {
-			h.Keyless, err = keylessCompressed(b, h)
+			h.Keyless, err = a.keylessCompressed(b, h)
 		}
 		if err == nil && h.Keyless >= 0 {
 			err = invalidRecord("compacted topic cannot accept message without key (record %d of the batch)", h.Keyless)
@@ -455,6 +455,15 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimit
 		BaseSequence:   h.BaseSequence,
 	})
 	return pp
+}
+
+// keylessCompressed runs the package's keylessCompressed holding
+// a.keyCheck, released even if the parse panics (a handler panic fails
+// its request only).
+func (a *Agent) keylessCompressed(b []byte, h batchHeader) (int32, error) {
+	a.keyCheck <- struct{}{}
+	defer func() { <-a.keyCheck }()
+	return keylessCompressed(b, h)
 }
 
 // checkTimestamps applies message.timestamp.before/after.max.ms to the
