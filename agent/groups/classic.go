@@ -542,14 +542,31 @@ func (g *group) maybeCompleteJoin(now time.Time) {
 	g.completeJoin(now)
 }
 
-// completeJoin ends the join phase: members that did not rejoin are
-// removed, the generation advances, and every waiting join is answered.
+// completeJoin ends the join phase: dynamic members that did not rejoin
+// are removed, the generation advances, and every waiting join is
+// answered. As in Kafka (KIP-345), a static member that did not rejoin
+// stays, listed to the leader, which assigns to it: it may be restarting
+// and come back within its session with its instance id, without another
+// rebalance. It is removed like any member if its session ends, or if it
+// has not synced by the sync deadline. Such a member cannot lead: the
+// leader is then one that rejoined, and while none has, the join phase
+// waits on (another rebalance timeout) for a member to rejoin or for the
+// absent ones' sessions to end.
 func (g *group) completeJoin(now time.Time) {
 	cl := &g.cl
+	joined := 0
 	for _, m := range cl.members {
-		if m.joinWait == nil {
+		switch {
+		case m.joinWait != nil:
+			joined++
+		case m.instanceID == nil:
 			g.removeRaw(m, "rebalance")
 		}
+	}
+	if joined == 0 && len(cl.members) > 0 {
+		cl.joinDeadline = now.Add(cl.maxRebalanceTimeout())
+		cl.delayUntil, cl.delayMax = time.Time{}, time.Time{}
+		return
 	}
 	cl.generation++
 	cl.joinDeadline, cl.delayUntil, cl.delayMax = time.Time{}, time.Time{}, time.Time{}
@@ -562,8 +579,13 @@ func (g *group) completeJoin(now time.Time) {
 		return
 	}
 	cl.protocol = cl.selectProtocol()
-	if cl.members[cl.leader] == nil {
-		cl.leader = cl.sortedMembers()[0].id
+	if l := cl.members[cl.leader]; l == nil || l.joinWait == nil {
+		for _, m := range cl.sortedMembers() {
+			if m.joinWait != nil {
+				cl.leader = m.id
+				break
+			}
+		}
 	}
 	cl.state = stateCompletingRebalance
 	cl.syncDeadline = now.Add(cl.maxRebalanceTimeout())
@@ -571,6 +593,9 @@ func (g *group) completeJoin(now time.Time) {
 		m.synced = false
 		m.assignment = nil
 		g.c.adjustBytes(&m.bytes, m.idSize()+protocolsSize(m.protocols))
+		if m.joinWait == nil {
+			continue // a static member away: its session runs on
+		}
 		m.lastHeartbeat = now
 		m.joinWait <- cl.resultFor(m, true)
 		m.joinWait = nil

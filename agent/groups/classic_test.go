@@ -573,3 +573,93 @@ func TestPanicResetsGroup(t *testing.T) {
 	h.advance(11 * time.Second) // the reloaded members' sessions end
 	h.stableGroup("g", 1)
 }
+
+// TestClassicStaticMemberAwayThroughRebalance: a static member that does
+// not rejoin a rebalance stays in the group, as in Kafka (KIP-345): the
+// join completes at the rebalance timeout with a leader that rejoined, the
+// leader assigns to the absent member, and the member, back within its
+// session under its instance id, takes its assignment without another
+// rebalance.
+func TestClassicStaticMemberAwayThroughRebalance(t *testing.T) {
+	h := newHarness(t)
+	static := joinReq(9, "g", "", "meta")
+	static.InstanceID = kmsg.StringPtr("inst-s")
+	static.SessionTimeoutMillis = 60_000
+	r := h.do(static).(*kmsg.JoinGroupResponse)
+	errIs(t, "static join", r.ErrorCode, nil)
+	s := r.MemberID
+	errIs(t, "static sync", h.do(syncReq("g", s, 1, map[string]string{s: "s1"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+
+	// A dynamic member joins; the static one is away (restarting) and
+	// does not rejoin within the rebalance timeout (20 s).
+	d, dj := h.joinNew("g", "meta")
+	h.waitFor("rebalance", func(g *group) bool { return g.cl.state == statePreparingRebalance }, "g")
+	h.advance(21 * time.Second)
+	jr := wait[*kmsg.JoinGroupResponse](t, dj)
+	errIs(t, "dynamic join", jr.ErrorCode, nil)
+	if jr.Generation != 2 || jr.LeaderID != d || len(jr.Members) != 2 {
+		t.Fatalf("join: generation %d leader %s members %d; want 2, the member that rejoined, both members", jr.Generation, jr.LeaderID, len(jr.Members))
+	}
+	errIs(t, "leader sync", h.do(syncReq("g", d, 2, map[string]string{d: "d2", s: "s2"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+	if desc := h.describe("g"); desc.State != "Stable" || len(desc.Members) != 2 {
+		t.Fatalf("after the rebalance: %+v", desc)
+	}
+
+	// Back within its session (60 s): its new member id takes the
+	// assignment the leader gave the old one, and nothing rebalances.
+	r = h.do(static).(*kmsg.JoinGroupResponse)
+	errIs(t, "static rejoin", r.ErrorCode, nil)
+	if r.Generation != 2 {
+		t.Fatalf("static rejoin: generation %d, want 2", r.Generation)
+	}
+	sr := h.do(syncReq("g", r.MemberID, 2, nil)).(*kmsg.SyncGroupResponse)
+	errIs(t, "static sync after return", sr.ErrorCode, nil)
+	if string(sr.MemberAssignment) != "s2" {
+		t.Fatalf("returned static member's assignment %q, want s2", sr.MemberAssignment)
+	}
+	if desc := h.describe("g"); desc.State != "Stable" || len(desc.Members) != 2 {
+		t.Fatalf("after the return: %+v", desc)
+	}
+	errIs(t, "dynamic heartbeat", h.do(hbReq("g", d, 2)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+}
+
+// TestClassicRebalanceWithOnlyAbsentStaticMembers: when the join phase
+// ends with no member rejoined but static ones still in their sessions,
+// it waits on instead of completing without a leader; a static member's
+// return completes it, and one whose session ends is removed.
+func TestClassicRebalanceWithOnlyAbsentStaticMembers(t *testing.T) {
+	h := newHarness(t)
+	static := joinReq(9, "g", "", "meta")
+	static.InstanceID = kmsg.StringPtr("inst-s")
+	static.SessionTimeoutMillis = 60_000
+	s := h.do(static).(*kmsg.JoinGroupResponse).MemberID
+	errIs(t, "static sync", h.do(syncReq("g", s, 1, map[string]string{s: "s1"})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+	// A dynamic member starts a rebalance and leaves before it completes.
+	d, dj := h.joinNew("g", "meta")
+	h.waitFor("rebalance", func(g *group) bool { return g.cl.state == statePreparingRebalance }, "g")
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 3
+	lr.Group = "g"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: d}}
+	errIs(t, "leave", h.do(lr).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	wait[*kmsg.JoinGroupResponse](t, dj)
+	h.advance(21 * time.Second)
+	if desc := h.describe("g"); desc.State != "PreparingRebalance" || len(desc.Members) != 1 {
+		t.Fatalf("with only an absent static member left: %+v", desc)
+	}
+	r := h.do(static).(*kmsg.JoinGroupResponse)
+	errIs(t, "static return", r.ErrorCode, nil)
+	if r.Generation != 2 || r.LeaderID != r.MemberID || len(r.Members) != 1 {
+		t.Fatalf("static return: %+v", r)
+	}
+
+	// Away again through a rebalance, now past its session: removed.
+	d2, dj2 := h.joinNew("g", "meta")
+	h.waitFor("rebalance", func(g *group) bool { return g.cl.state == statePreparingRebalance }, "g")
+	h.advance(61 * time.Second)
+	jr := wait[*kmsg.JoinGroupResponse](t, dj2)
+	errIs(t, "join", jr.ErrorCode, nil)
+	if jr.LeaderID != d2 || len(jr.Members) != 1 {
+		t.Fatalf("join after the static member's session ended: %+v", jr)
+	}
+}
