@@ -101,11 +101,11 @@ func (h batchHeader) logAppendTime() bool { return h.Attributes&attrLogAppendTim
 // header or the length the header announces, and on any magic but 2.
 //
 // The codes are Kafka's: its batch iterator refuses a length below the
-// smallest record any magic allows (CORRUPT_MESSAGE) but finds no batch
-// at all in bytes that end before the length they announce, which its
-// produce validation answers with INVALID_RECORD, as it does a magic other
-// than 2; a v2 batch shorter than its header fails the CRC check
-// (CORRUPT_MESSAGE).
+// smallest record any magic allows and a magic no version has
+// (CORRUPT_MESSAGE), but finds no batch at all in bytes that end before
+// the length they announce, which its produce validation answers with
+// INVALID_RECORD, as it does magic 0 and 1; a v2 batch shorter than its
+// header fails the CRC check (CORRUPT_MESSAGE).
 func readBatchHeader(b []byte) (batchHeader, error) {
 	if len(b) < batchMagicOffset+1 {
 		return batchHeader{}, invalidRecord("produce requests must have at least one record batch per partition: %d bytes hold no batch header", len(b))
@@ -114,10 +114,14 @@ func readBatchHeader(b []byte) (batchHeader, error) {
 	if length < minRecordOverhead {
 		return batchHeader{}, corrupt("record batch length %d is below the minimum record overhead %d", length, minRecordOverhead)
 	}
+	magic := int8(b[batchMagicOffset])
+	if magic < 0 || magic > 2 {
+		return batchHeader{}, corrupt("invalid record batch magic %d", magic)
+	}
 	if length > int64(len(b)) {
 		return batchHeader{}, invalidRecord("produce requests must have at least one record batch per partition: the batch's length %d runs past the %d bytes sent", length, len(b))
 	}
-	if magic := int8(b[batchMagicOffset]); magic != 2 {
+	if magic != 2 {
 		return batchHeader{}, invalidRecord("produce requests with version 3 and later are only allowed to contain record batches with magic version 2, got %d", magic)
 	}
 	if length < batchHeaderSize {
@@ -299,7 +303,8 @@ func skipVarBytes(r []byte, nullable bool, field string) ([]byte, error) {
 	switch {
 	case sz <= 0:
 		return nil, fmt.Errorf("bad %s length", field)
-	case l == -1 && nullable:
+	case l < 0 && nullable:
+		// Kafka's record reader takes any negative length as null.
 		return r[sz:], nil
 	case l < 0 || l > int64(len(r)-sz):
 		return nil, fmt.Errorf("%s length %d does not fit", field, l)

@@ -111,7 +111,8 @@ func TestValidateProduceBatch(t *testing.T) {
 		{"bad crc", mutate(func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }), 9, kerr.CorruptMessage},
 		{"magic 1", mutate(func(b []byte) []byte { b[batchMagicOffset] = 1; return b }), 9, kerr.InvalidRecord},
 		{"magic 0", mutate(func(b []byte) []byte { b[batchMagicOffset] = 0; return b }), 9, kerr.InvalidRecord},
-		{"magic 3", mutate(func(b []byte) []byte { b[batchMagicOffset] = 3; return b }), 9, kerr.InvalidRecord},
+		{"magic 3", mutate(func(b []byte) []byte { b[batchMagicOffset] = 3; return b }), 9, kerr.CorruptMessage},
+		{"negative magic", mutate(func(b []byte) []byte { b[batchMagicOffset] = 0xff; return b }), 9, kerr.CorruptMessage},
 		{"length past end", mutate(func(b []byte) []byte {
 			binary.BigEndian.PutUint32(b[batchLengthOffset:], uint32(len(b)))
 			return b

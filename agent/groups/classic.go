@@ -593,10 +593,13 @@ func (g *group) completeJoin(now time.Time) {
 		m.synced = false
 		m.assignment = nil
 		g.c.adjustBytes(&m.bytes, m.idSize()+protocolsSize(m.protocols))
-		if m.joinWait == nil {
-			continue // a static member away: its session runs on
-		}
+		// Every member's session restarts, a static member's that is
+		// away too (as Kafka reschedules every member's heartbeat): it
+		// then has until the sync deadline to come back.
 		m.lastHeartbeat = now
+		if m.joinWait == nil {
+			continue
+		}
 		m.joinWait <- cl.resultFor(m, true)
 		m.joinWait = nil
 	}

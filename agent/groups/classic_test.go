@@ -605,8 +605,12 @@ func TestClassicStaticMemberAwayThroughRebalance(t *testing.T) {
 		t.Fatalf("after the rebalance: %+v", desc)
 	}
 
-	// Back within its session (60 s): its new member id takes the
-	// assignment the leader gave the old one, and nothing rebalances.
+	// Back before the sync deadline (the rebalance timeout, 20 s after
+	// the join completed): its new member id takes the assignment the
+	// leader gave the old one, and nothing rebalances.
+	h.advance(8 * time.Second)
+	errIs(t, "dynamic heartbeat while the static member is away", h.do(hbReq("g", d, 2)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	h.advance(7 * time.Second)
 	r = h.do(static).(*kmsg.JoinGroupResponse)
 	errIs(t, "static rejoin", r.ErrorCode, nil)
 	if r.Generation != 2 {
