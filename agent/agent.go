@@ -105,13 +105,11 @@ type Agent struct {
 	budget *requestBudget // request frames held across connections
 	// respBudget: fetch response records held across connections.
 	respBudget *responseBudget
-	// keyCheck is held while a compacted topic's compressed batch is
-	// decompressed to check its keys: one at a time, so that hostile
-	// batches cost at most one bounded decompression (batchcodec's 64 MiB,
-	// and the read's growth) of memory, whatever the connections.
-	keyCheck chan struct{}
-	groups   *groups.Coordinator
-	topics   *topicCache
+	// decompress is held while a batch is decompressed (see
+	// decompressing).
+	decompress chan struct{}
+	groups     *groups.Coordinator
+	topics     *topicCache
 	// allTopics is the last topic list the catalog gave a Metadata request
 	// for all topics, served while the catalog cannot list them.
 	allTopics     atomic.Pointer[[]catalog.Topic]
@@ -202,7 +200,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	a.m = newMetrics(deps.Registerer)
 	a.budget = newRequestBudget(cfg.MaxQueuedRequestBytes, a.m)
 	a.respBudget = newResponseBudget(cfg.MaxQueuedResponseBytes, a.m)
-	a.keyCheck = make(chan struct{}, 1)
+	a.decompress = make(chan struct{}, 1)
 	a.groups = groups.New(cfg.Groups, deps.Catalog, a, a.log.With("component", "groups"), deps.Registerer)
 	a.apis = a.newAPITable()
 	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -349,5 +351,33 @@ func TestKeylessCompressedBomb(t *testing.T) {
 	var be *batchError
 	if !errors.As(err, &be) || be.err != kerr.InvalidRecord || !strings.Contains(be.msg, "decompress") {
 		t.Fatalf("bomb: %v, want INVALID_RECORD naming the decompression", err)
+	}
+}
+
+// TestDecompressingGate: one decompression at a time; a waiter gives up
+// when its context ends, and the slot is released after a panic.
+func TestDecompressingGate(t *testing.T) {
+	a := &Agent{decompress: make(chan struct{}, 1)}
+	held := make(chan struct{})
+	release := make(chan struct{})
+	go a.decompressing(context.Background(), func() error {
+		close(held)
+		<-release
+		return nil
+	})
+	<-held
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	if err := a.decompressing(ctx, func() error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("waiter while the slot is held: %v (ran %v), want its deadline", err, ran)
+	}
+	close(release)
+	func() {
+		defer func() { _ = recover() }()
+		_ = a.decompressing(context.Background(), func() error { panic("boom") })
+	}()
+	if err := a.decompressing(context.Background(), func() error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("after a panic the slot is free: %v (ran %v)", err, ran)
 	}
 }

@@ -199,13 +199,20 @@ func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, from int64,
 			// no record of a batch below from is an answer.
 			return true
 		}
-		recErr = recordTimes(batch, h, func(delta int32, recTS int64) bool {
-			if base+int64(delta) >= from && match(recTS) {
-				foundOff, foundTS = base+int64(delta), recTS
-				return false
-			}
-			return true
-		})
+		read := func() error {
+			return recordTimes(batch, h, func(delta int32, recTS int64) bool {
+				if base+int64(delta) >= from && match(recTS) {
+					foundOff, foundTS = base+int64(delta), recTS
+					return false
+				}
+				return true
+			})
+		}
+		if h.compression() != 0 {
+			recErr = a.decompressing(ctx, read)
+		} else {
+			recErr = read()
+		}
 		return recErr != nil || foundOff < 0
 	})
 	switch {

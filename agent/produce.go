@@ -114,12 +114,12 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 					}
 				}
 				if rp.Partition >= 0 && rp.Partition < topic.Partitions {
-					pp = a.producePartition(req.Version, topic, &lim, rp, out, now, &entries)
+					pp = a.producePartition(ctx, req.Version, topic, &lim, rp, out, now, &entries)
 				} else {
 					out.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				}
 			default:
-				pp = a.producePartition(req.Version, topic, &lim, rp, out, now, &entries)
+				pp = a.producePartition(ctx, req.Version, topic, &lim, rp, out, now, &entries)
 			}
 			parts = append(parts, pp)
 		}
@@ -401,7 +401,7 @@ func limitsOf(t catalog.Topic) topicLimits {
 
 // producePartition validates one partition's batch and, if it is
 // acceptable, adds its WAL entry. lim is limitsOf(t).
-func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimits, rp kmsg.ProduceRequestTopicPartition, out *kmsg.ProduceResponseTopicPartition, now int64, entries *[]wal.Entry) producePart {
+func (a *Agent) producePartition(ctx context.Context, version int16, t catalog.Topic, lim *topicLimits, rp kmsg.ProduceRequestTopicPartition, out *kmsg.ProduceResponseTopicPartition, now int64, entries *[]wal.Entry) producePart {
 	pp := producePart{out: out, entry: -1}
 	b := rp.Records
 	if len(b) > lim.maxBytes {
@@ -414,7 +414,14 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimit
 		// record without one could never be cleaned up. Only compacted
 		// topics pay for decompressing on produce.
 		if h.compression() != 0 {
-			h.Keyless, err = a.keylessCompressed(b, h)
+			err = a.decompressing(ctx, func() (err error) {
+				h.Keyless, err = keylessCompressed(b, h)
+				return err
+			})
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				out.ErrorCode = kerr.RequestTimedOut.Code
+				return pp
+			}
 		}
 		if err == nil && h.Keyless >= 0 {
 			err = invalidRecord("compacted topic cannot accept message without key (record %d of the batch)", h.Keyless)
@@ -455,15 +462,6 @@ func (a *Agent) producePartition(version int16, t catalog.Topic, lim *topicLimit
 		BaseSequence:   h.BaseSequence,
 	})
 	return pp
-}
-
-// keylessCompressed runs the package's keylessCompressed holding
-// a.keyCheck, released even if the parse panics (a handler panic fails
-// its request only).
-func (a *Agent) keylessCompressed(b []byte, h batchHeader) (int32, error) {
-	a.keyCheck <- struct{}{}
-	defer func() { <-a.keyCheck }()
-	return keylessCompressed(b, h)
 }
 
 // checkTimestamps applies message.timestamp.before/after.max.ms to the

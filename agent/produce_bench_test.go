@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func produceTopicPartitions(a *Agent, topic catalog.Topic, rt kmsg.ProduceReques
 	now := time.Now().UnixMilli()
 	lim := limitsOf(topic)
 	for i, rp := range rt.Partitions {
-		a.producePartition(12, topic, &lim, rp, &outs[i], now, &entries)
+		a.producePartition(context.Background(), 12, topic, &lim, rp, &outs[i], now, &entries)
 	}
 	return entries
 }

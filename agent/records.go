@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 
@@ -11,6 +12,24 @@ import (
 // needs this (to find the first record at or after a timestamp inside a
 // batch); the produce and fetch paths never decompress. batchcodec bounds
 // what a batch may decompress to.
+
+// decompressing runs f, which decompresses a batch, holding a.decompress:
+// one decompression at a time per agent (the produce key check of
+// compacted topics, timestamp lookups), so that hostile batches cost at
+// most one bounded decompression of memory (batchcodec's 64 MiB and the
+// read's growth, a few hundred MiB at worst) whatever the connections,
+// where legitimate batches take milliseconds. It gives up with ctx's
+// error while waiting; the slot is released even if f panics (a handler
+// panic fails its request only).
+func (a *Agent) decompressing(ctx context.Context, f func() error) error {
+	select {
+	case a.decompress <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-a.decompress }()
+	return f()
+}
 
 // recordTimes calls fn with the offset delta and absolute timestamp of each
 // record of a batch, in order, until fn returns false. For a LogAppendTime
