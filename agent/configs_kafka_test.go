@@ -40,6 +40,29 @@ func checkConfigAnswers(t *testing.T, what string, names []string, codes []int16
 	}
 }
 
+// alterAnswers is an alter response's resource names, codes and messages.
+type alterAnswers struct {
+	names []string
+	codes []int16
+	msgs  []*string
+}
+
+// checkAlterOutcome checks an alter request's answers, that the refused
+// topics kept their configs (before) and that changed got retention.ms
+// 2000 unless the request was validate-only.
+func checkAlterOutcome(t *testing.T, a *floetest.Agent, what string, got alterAnswers, want []configAnswer, before map[string]string, refused []string, changed string, validateOnly bool) {
+	t.Helper()
+	checkConfigAnswers(t, what, got.names, got.codes, got.msgs, want)
+	for _, n := range refused {
+		wantTopicConfigs(t, a, what, n, before)
+	}
+	after := before
+	if !validateOnly {
+		after = map[string]string{"retention.ms": "2000"}
+	}
+	wantTopicConfigs(t, a, what, changed, after)
+}
+
 func wantTopicConfigs(t *testing.T, a *floetest.Agent, what, topic string, want map[string]string) {
 	t.Helper()
 	tp, err := a.Catalog.Topic(ctxT(t), topic)
@@ -113,23 +136,13 @@ func TestIncrementalAlterConfigsMalformedResources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var (
-			names []string
-			codes []int16
-			msgs  []*string
-		)
+		var names []string
+		var codes []int16
+		var msgs []*string
 		for _, r := range resp.(*kmsg.IncrementalAlterConfigsResponse).Resources {
 			names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
 		}
-		checkConfigAnswers(t, what, names, codes, msgs, want)
-		for _, n := range []string{"ic1", "ic2", "ic3"} {
-			wantTopicConfigs(t, a, what, n, before)
-		}
-		ic4 := before
-		if !validateOnly {
-			ic4 = map[string]string{"retention.ms": "2000"}
-		}
-		wantTopicConfigs(t, a, what, "ic4", ic4)
+		checkAlterOutcome(t, a, what, alterAnswers{names, codes, msgs}, want, before, []string{"ic1", "ic2", "ic3"}, "ic4", validateOnly)
 	}
 }
 
@@ -184,23 +197,13 @@ func TestAlterConfigsMalformedResources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var (
-				names []string
-				codes []int16
-				msgs  []*string
-			)
+			var names []string
+			var codes []int16
+			var msgs []*string
 			for _, r := range resp.(*kmsg.AlterConfigsResponse).Resources {
 				names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
 			}
-			checkConfigAnswers(t, what, names, codes, msgs, want)
-			for _, n := range []string{"lc1", "lc2", "lc3"} {
-				wantTopicConfigs(t, a, what, n, before)
-			}
-			lc4 := before
-			if !validateOnly {
-				lc4 = map[string]string{"retention.ms": "2000"}
-			}
-			wantTopicConfigs(t, a, what, "lc4", lc4)
+			checkAlterOutcome(t, a, what, alterAnswers{names, codes, msgs}, want, before, []string{"lc1", "lc2", "lc3"}, "lc4", validateOnly)
 		}
 	}
 }

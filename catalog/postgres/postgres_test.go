@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/floebroker/floe/catalog"
@@ -42,21 +40,7 @@ func TestCollisionUnderRepeatableReadDefault(t *testing.T) {
 		for i := range names {
 			names[i] = fmt.Sprintf("%s%d", names[i], round)
 		}
-		errs := make([]error, len(names))
-		var wg sync.WaitGroup
-		for i, n := range names {
-			wg.Go(func() { _, errs[i] = c.CreateTopic(ctx, catalog.TopicSpec{Name: n, Partitions: 1}) })
-		}
-		wg.Wait()
-		ok := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				ok++
-			case !errors.Is(err, catalog.ErrInvalidTopic):
-				t.Fatalf("create %s: %v", names[i], err)
-			}
-		}
+		ok := catalogtest.CreateAtOnce(t, c, names)
 		if ok != 1 {
 			t.Fatalf("round %d: %d of %d colliding creates succeeded, want 1", round, ok, len(names))
 		}
