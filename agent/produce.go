@@ -424,7 +424,13 @@ func (a *Agent) producePartition(ctx context.Context, version int16, t catalog.T
 			}
 		}
 		if err == nil && h.Keyless >= 0 {
-			err = invalidRecord("compacted topic cannot accept message without key (record %d of the batch)", h.Keyless)
+			msg := fmt.Sprintf("compacted topic cannot accept message without key in topic partition %s-%d", t.Name, rp.Partition)
+			// Kafka names the record in the response's record errors
+			// (Produce v8+), which clients report with the error.
+			rec := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+			rec.RelativeOffset, rec.ErrorMessage = h.Keyless, kmsg.StringPtr(msg)
+			out.ErrorRecords = append(out.ErrorRecords, rec)
+			err = invalidRecord("%s (record %d of the batch)", msg, h.Keyless)
 		}
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package floetest
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,6 +24,8 @@ type BatchSpec struct {
 	BaseSequence  int32
 	// Magic overrides the magic byte (2) after encoding.
 	Magic int8
+	// NullKeys lists records (by index) written without a key.
+	NullKeys []int
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -37,6 +40,9 @@ func Batch(s BatchSpec) []byte {
 			v = []byte("v" + strconv.Itoa(i))
 		}
 		r := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: int32(i), Key: []byte("k" + strconv.Itoa(i)), Value: v}
+		if slices.Contains(s.NullKeys, i) {
+			r.Key = nil
+		}
 		body := r.AppendTo(nil)[1:] // AppendTo writes Length (0, one byte) first
 		recs = binary.AppendVarint(recs, int64(len(body)))
 		recs = append(recs, body...)
