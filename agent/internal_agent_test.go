@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent/flush"
@@ -235,5 +237,70 @@ func TestPanicInOrderedSection(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		close(p.ordered) // let the stuck handler go, so cleanup does not hang
 		t.Fatal("a request after one that panicked in its ordered section never passed its own")
+	}
+}
+
+// TestProduceTimedOutBeforeAppend: a produce whose time runs out while a
+// compacted topic's key check waits for the decompression slot appends
+// none of its batches, so REQUEST_TIMED_OUT is true for every partition:
+// the plain topic's batch, valid and checked first, is not stored either
+// (appended, it would commit, and a producer retrying it would store it
+// twice).
+func TestProduceTimedOutBeforeAppend(t *testing.T) {
+	var held *Agent
+	addr := startInternalAgent(t, func(a *Agent) {
+		held = a
+		a.decompress <- struct{}{} // a long decompression elsewhere
+	})
+	t.Cleanup(func() { <-held.decompress })
+	ctx := context.Background()
+	compact := "compact"
+	if _, err := held.cat.CreateTopic(ctx, catalog.TopicSpec{Name: "cmp", Partitions: 1, Configs: map[string]string{"cleanup.policy": compact}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.cat.CreateTopic(ctx, catalog.TopicSpec{Name: "plain", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 300
+	for _, p := range []struct {
+		topic string
+		batch []byte
+	}{
+		{"plain", makeBatch(t, testBatch{records: 2})},
+		{"cmp", makeBatch(t, testBatch{records: 2, codec: kgo.GzipCompression()})},
+	} {
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = p.topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = p.batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := roundTrip(t, nc, req, 9, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range resp.(*kmsg.ProduceResponse).Topics {
+		if code := rt.Partitions[0].ErrorCode; code != kerr.RequestTimedOut.Code {
+			t.Fatalf("%s: %v, want REQUEST_TIMED_OUT", rt.Topic, kerr.ErrorForCode(code))
+		}
+	}
+	// Had the timed-out batch been appended, this one would follow it.
+	again := kmsg.NewPtrProduceRequest()
+	again.Acks, again.TimeoutMillis = -1, 5000
+	again.Topics = req.Topics[:1]
+	resp, err = roundTrip(t, nc, again, 9, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("plain topic after a timed-out produce: %v base offset %d, want the first offset, 0", kerr.ErrorForCode(p.ErrorCode), p.BaseOffset)
 	}
 }

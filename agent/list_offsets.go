@@ -213,6 +213,11 @@ func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, from int64,
 		} else {
 			recErr = read()
 		}
+		if errors.Is(recErr, context.Canceled) || errors.Is(recErr, context.DeadlineExceeded) {
+			return false // the request is over: never answer from a later batch
+		}
+		// A batch whose records cannot be read is passed over (as
+		// before the decompression slot).
 		return recErr != nil || foundOff < 0
 	})
 	switch {

@@ -22,6 +22,9 @@ import (
 // error while waiting; the slot is released even if f panics (a handler
 // panic fails its request only).
 func (a *Agent) decompressing(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err // select would pick at random with the slot free
+	}
 	select {
 	case a.decompress <- struct{}{}:
 	case <-ctx.Done():

@@ -584,7 +584,7 @@ func TestClassicStaticMemberAwayThroughRebalance(t *testing.T) {
 	h := newHarness(t)
 	static := joinReq(9, "g", "", "meta")
 	static.InstanceID = kmsg.StringPtr("inst-s")
-	static.SessionTimeoutMillis = 60_000
+	static.SessionTimeoutMillis = 30_000 // restarted when the join completes, else over before it returns
 	r := h.do(static).(*kmsg.JoinGroupResponse)
 	errIs(t, "static join", r.ErrorCode, nil)
 	s := r.MemberID
