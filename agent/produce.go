@@ -16,10 +16,11 @@ package agent
 //     stored as sent and fails on the consumer. A compacted topic's
 //     batches are decompressed and parsed, because every record needs a
 //     key there, as in Kafka.
-//   - Bytes that cannot change on a retry (a truncated batch, a magic
-//     other than 2, records that do not parse) get INVALID_RECORD, as in
-//     Kafka 4, never CORRUPT_MESSAGE, which clients retry until their
-//     delivery timeout. CORRUPT_MESSAGE is for bad CRCs and lengths.
+//   - Bytes that cannot change on a retry (a truncated batch, magic 0 or
+//     1, records that do not parse) get INVALID_RECORD, as in Kafka 4,
+//     never CORRUPT_MESSAGE, which clients retry until their delivery
+//     timeout. CORRUPT_MESSAGE is for bad CRCs, lengths and unknown
+//     magic values, as Kafka's batch reader answers them.
 //   - Timestamps are checked against message.timestamp.{before,after}.max.ms
 //     using the batch header's first and max timestamps only.
 //   - Transactions are not supported: a transactional id or batch gets
