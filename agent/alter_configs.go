@@ -19,7 +19,7 @@ import (
 
 func (a *Agent) handleAlterConfigs(ctx context.Context, _ *request, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
-	repeated := repeatedResources(req.Resources, func(rr kmsg.AlterConfigsRequestResource) configResource {
+	repeated := repeatedKeys(req.Resources, func(rr kmsg.AlterConfigsRequestResource) configResource {
 		return configResource{rr.ResourceType, rr.ResourceName}
 	})
 	for _, rr := range req.Resources {
@@ -55,20 +55,6 @@ func (a *Agent) handleAlterConfigs(ctx context.Context, _ *request, req *kmsg.Al
 type configResource struct {
 	typ  kmsg.ConfigResourceType
 	name string
-}
-
-// repeatedResources returns the resources named more than once in rs.
-func repeatedResources[R any](rs []R, key func(R) configResource) map[configResource]bool {
-	seen := make(map[configResource]bool, len(rs))
-	repeated := make(map[configResource]bool)
-	for _, r := range rs {
-		k := key(r)
-		if seen[k] {
-			repeated[k] = true
-		}
-		seen[k] = true
-	}
-	return repeated
 }
 
 // configEntry is what malformedConfigs needs of one config in a request.

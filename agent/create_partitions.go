@@ -20,21 +20,18 @@ import (
 
 func (a *Agent) handleCreatePartitions(ctx context.Context, _ *request, req *kmsg.CreatePartitionsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
-	seen := make(map[string]int, len(req.Topics))
+	repeated := repeatedKeys(req.Topics, func(rt kmsg.CreatePartitionsRequestTopic) string { return rt.Topic })
 	for _, rt := range req.Topics {
-		seen[rt.Topic]++
-	}
-	for _, rt := range req.Topics {
-		n := seen[rt.Topic]
-		if n < 0 {
+		rep, listed := repeated[rt.Topic]
+		if listed && !rep {
 			continue // a repeated topic is answered once, as in Kafka
 		}
-		if n > 1 {
-			seen[rt.Topic] = -1
+		if rep {
+			repeated[rt.Topic] = false // answered
 		}
 		ot := kmsg.NewCreatePartitionsResponseTopic()
 		ot.Topic = rt.Topic
-		code, msg := a.createPartitions(ctx, rt, req.ValidateOnly, n > 1)
+		code, msg := a.createPartitions(ctx, rt, req.ValidateOnly, rep)
 		ot.ErrorCode = code
 		if msg != "" {
 			ot.ErrorMessage = kmsg.StringPtr(msg)

@@ -21,18 +21,15 @@ import (
 
 func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.CreateTopicsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
-	seen := make(map[string]int, len(req.Topics))
-	for _, rt := range req.Topics {
-		seen[rt.Topic]++
-	}
+	repeated := repeatedKeys(req.Topics, func(rt kmsg.CreateTopicsRequestTopic) string { return rt.Topic })
 	for _, rt := range req.Topics {
 		ot := kmsg.NewCreateTopicsResponseTopic()
 		ot.Topic = rt.Topic
 		ot.NumPartitions, ot.ReplicationFactor = -1, -1
-		if n := seen[rt.Topic]; n != 1 {
+		if unanswered, listed := repeated[rt.Topic]; listed {
 			// Answered once, as Kafka does, and not created.
-			if n > 1 {
-				seen[rt.Topic] = -1
+			if unanswered {
+				repeated[rt.Topic] = false // answered
 				setCreateTopicErr(&ot, kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic))
 				resp.Topics = append(resp.Topics, ot)
 			}

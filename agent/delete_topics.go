@@ -43,19 +43,20 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 	}
 	// The topics named by id, found first so that a name and an id of the
 	// same topic are refused whichever comes first.
-	byID := make(map[[16]byte]catalog.Topic, len(ids))
-	lookupErr := make(map[[16]byte]error)
+	type lookup struct {
+		t   catalog.Topic
+		err error
+	}
+	byID := make(map[[16]byte]lookup, len(ids))
 	idNames := make(map[string]bool, len(ids))
 	for id := range ids {
 		// A repeated id is refused, but its name is still looked up:
 		// the topic may be named by name too, and stays then as well.
 		t, err := a.cat.TopicByID(ctx, id)
-		if err != nil {
-			lookupErr[id] = err
-			continue
+		byID[id] = lookup{t, err}
+		if err == nil {
+			idNames[t.Name] = true
 		}
-		byID[id] = t
-		idNames[t.Name] = true
 	}
 	refuse := func(ot kmsg.DeleteTopicsResponseTopic, msg string) {
 		ot.ErrorCode, ot.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr(msg)
@@ -89,8 +90,8 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 				refuse(ot, "duplicate topic id")
 			}
 			continue
-		case lookupErr[rt.TopicID] != nil:
-			if err := lookupErr[rt.TopicID]; errors.Is(err, catalog.ErrUnknownTopic) {
+		case byID[rt.TopicID].err != nil:
+			if err := byID[rt.TopicID].err; errors.Is(err, catalog.ErrUnknownTopic) {
 				ot.ErrorCode = kerr.UnknownTopicID.Code
 			} else {
 				ot.ErrorCode, _ = adminErr(err)
@@ -98,7 +99,7 @@ func (a *Agent) handleDeleteTopics(ctx context.Context, _ *request, req *kmsg.De
 			resp.Topics = append(resp.Topics, ot)
 			continue
 		default:
-			t := byID[rt.TopicID]
+			t := byID[rt.TopicID].t
 			if names[t.Name] != 0 {
 				ot.Topic = kmsg.StringPtr(t.Name)
 				refuse(ot, "topic named both by name and by id")

@@ -18,7 +18,7 @@ import (
 
 func (a *Agent) handleIncrementalAlterConfigs(ctx context.Context, _ *request, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
-	repeated := repeatedResources(req.Resources, func(rr kmsg.IncrementalAlterConfigsRequestResource) configResource {
+	repeated := repeatedKeys(req.Resources, func(rr kmsg.IncrementalAlterConfigsRequestResource) configResource {
 		return configResource{rr.ResourceType, rr.ResourceName}
 	})
 	for _, rr := range req.Resources {

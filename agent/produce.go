@@ -132,16 +132,10 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 	idempotent := allIdempotent(entries)
 	r.inOrder(func() {
 		if len(entries) > 0 {
-			if err := ctx.Err(); err != nil {
-				// The request's time ran out before its batches were
-				// appended (a slow topic lookup, a compacted topic's key
-				// check waiting for the decompression slot): append
-				// nothing, so that REQUEST_TIMED_OUT is true for every
-				// partition. Appended, they would commit after all, and
-				// a producer retrying them would store them twice.
-				appendErr = err
-				return
-			}
+			// With the request's time already gone (a slow topic
+			// lookup, a key check waiting for the decompression slot),
+			// Append appends nothing: REQUEST_TIMED_OUT is then true
+			// for every partition.
 			ack, appendErr = a.wal.Append(ctx, entries)
 			if appendErr == nil && req.Acks != 0 {
 				waiting = true

@@ -289,19 +289,9 @@ func TestCompactedTopicKeylessRecordError(t *testing.T) {
 	c := floetest.Dial(t, a.Addr)
 	defer c.Close()
 	for _, version := range []int16{7, 9} {
-		req := kmsg.NewPtrProduceRequest()
-		req.Version, req.Acks, req.TimeoutMillis = version, -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "keyed"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = floetest.Batch(floetest.BatchSpec{Records: 3, NullKeys: []int{1}})
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := c.Request(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+		req := produceReq("keyed", -1, floetest.Batch(floetest.BatchSpec{Records: 3, NullKeys: []int{1}}))
+		req.Version = version
+		p := produce(t, c, req)[0]
 		wantCode(t, "keyless record", p.ErrorCode, kerr.InvalidRecord)
 		if version >= 8 && (len(p.ErrorRecords) != 1 || p.ErrorRecords[0].RelativeOffset != 1) {
 			t.Fatalf("v%d record errors %+v, want record 1", version, p.ErrorRecords)

@@ -243,8 +243,14 @@ func (l *Log) Healthy() error {
 // fsynced when the buffer is sealed; nothing is acknowledged before that.
 // All entries of one call land in one buffer, in order. Append waits while
 // more than MaxBufferedBytes are not yet committed; if ctx ends first it
-// returns an error wrapping ErrBackpressure and ctx.Err().
+// returns an error wrapping ErrBackpressure and ctx.Err(). With ctx
+// already done it appends nothing and returns ctx.Err(): a caller whose
+// time ran out answers its client with a timeout, and entries appended
+// anyway would commit, so a client retrying them would store them twice.
 func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var n int64
 	size := 0
 	for i := range entries {
@@ -278,6 +284,10 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		case <-space:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w", ErrBackpressure, ctx.Err())
+		}
+		if err := ctx.Err(); err != nil {
+			// Space and the deadline came together: select chose space.
+			return nil, fmt.Errorf("%w: %w", ErrBackpressure, err)
 		}
 		l.mu.Lock()
 	}

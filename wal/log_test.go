@@ -59,6 +59,21 @@ func TestAppendFlushResults(t *testing.T) {
 	}
 }
 
+// TestAppendAfterDeadlineAppendsNothing: a caller whose context is done
+// gets its error and nothing of its entries is committed; the next
+// append takes the first offset.
+func TestAppendAfterDeadlineAppendsNothing(t *testing.T) {
+	l := start(t, testConfig(NewMemFS()), newFakeSink())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Append(ctx, []Entry{entry(tp(1, 0), 10, 3)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append with a done context: %v", err)
+	}
+	if got := offsets(wait(t, mustAppend(t, l.Log, entry(tp(1, 0), 10, 2)))); got != "0 " {
+		t.Fatalf("next append offsets %q, want 0: the cancelled entries were appended", got)
+	}
+}
+
 func TestEmptyAppend(t *testing.T) {
 	l := start(t, testConfig(NewMemFS()), newFakeSink())
 	if res := wait(t, mustAppend(t, l.Log)); len(res) != 0 {
