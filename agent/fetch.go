@@ -345,6 +345,14 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 	}
 	if err != nil {
 		op.ErrorCode = catalogErrorCode(err)
+		if op.ErrorCode == kerr.RequestTimedOut.Code {
+			// A catalog too slow to answer in time. Kafka never puts
+			// REQUEST_TIMED_OUT on a fetched partition, and the Java
+			// consumer throws on it out of poll() (an unexpected error
+			// code); KAFKA_STORAGE_ERROR it retries after refreshing its
+			// metadata.
+			op.ErrorCode = kerr.KafkaStorageError.Code
+		}
 		if op.ErrorCode == kerr.KafkaStorageError.Code {
 			a.log.Warn("fetch: reading offsets failed", "err", err)
 		}

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -517,4 +518,50 @@ func countLive(t *testing.T, cat catalog.Catalog, ttl time.Duration) int {
 		t.Fatal(err)
 	}
 	return len(agents)
+}
+
+// slowOffsetsCatalog is a catalog whose partition offsets reads time out
+// while slow is set, as on a catalog too loaded to answer in time.
+type slowOffsetsCatalog struct {
+	catalog.Catalog
+	slow *atomic.Bool
+}
+
+func (c slowOffsetsCatalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
+	if c.slow.Load() {
+		return catalog.PartitionOffsets{}, fmt.Errorf("test: offsets: %w", context.DeadlineExceeded)
+	}
+	return c.Catalog.Offsets(ctx, tp)
+}
+
+// TestFetchCatalogTimeoutIsStorageError: a fetched partition whose offsets
+// the catalog cannot read in time gets KAFKA_STORAGE_ERROR, which clients
+// retry, not REQUEST_TIMED_OUT, which Kafka never puts on a fetched
+// partition and the Java consumer throws on.
+func TestFetchCatalogTimeoutIsStorageError(t *testing.T) {
+	var slow atomic.Bool
+	a := floetest.Start(t, floetest.Options{Catalog: slowOffsetsCatalog{Catalog: sharedCatalog(t), slow: &slow}})
+	createTopic(t, a, "slowcat", 1, nil)
+	cl := a.Client(t)
+	slow.Store(true)
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "slowcat"
+	rt.TopicID = topicID(t, a, "slowcat")
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset = 5 // past the end: never answered from cached offsets
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("response %+v", resp)
+	}
+	if got := resp.Topics[0].Partitions[0].ErrorCode; got != kerr.KafkaStorageError.Code {
+		t.Fatalf("error %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(got))
+	}
 }
