@@ -18,6 +18,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -63,11 +64,15 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 			})
 			topics = *last
 		default:
-			a.log.Warn("metadata: listing topics failed", "err", err)
-			if req.Version >= 13 {
-				resp.ErrorCode = kerr.KafkaStorageError.Code
-			}
-			return resp, nil
+			// No list to serve (nothing listed since the start). An
+			// answer without topics would tell clients that every topic
+			// is gone: the Java client takes it as it is (Admin
+			// listTopics shows an empty cluster, a pattern subscriber
+			// drops its partitions), and only REBOOTSTRAP_REQUIRED is a
+			// top-level error to it. A closed connection makes every
+			// client retry, on this agent or another.
+			a.log.Warn("metadata: listing topics failed; closing the connection", "err", err)
+			return nil, fmt.Errorf("%w: metadata: listing topics: %w", errCloseConn, err)
 		}
 		for _, t := range topics {
 			a.cacheTopic(t)

@@ -383,6 +383,35 @@ func TestMetadataDuringCatalogOutage(t *testing.T) {
 	}
 }
 
+// TestMetadataWithoutTopicListDuringOutage: an agent that has not listed
+// the topics since it started, asked for all of them while the catalog is
+// unreachable, closes the connection (clients retry) instead of answering
+// that there are none; once the catalog is back it lists them.
+func TestMetadataWithoutTopicListDuringOutage(t *testing.T) {
+	var down atomic.Bool
+	a := floetest.Start(t, floetest.Options{Catalog: gatedCatalog{Catalog: sharedCatalog(t), down: &down}})
+	createTopic(t, a, "listed", 1, nil)
+	cl := a.Client(t)
+	down.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	// franz-go reports a v13 response's top-level error as an error; the
+	// Java client would take such a response as a cluster without topics.
+	resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	var kerrErr *kerr.Error
+	if err == nil || errors.As(err, &kerrErr) {
+		t.Fatalf("metadata during the outage answered (%v, %d topics), want the connection closed", err, len(resp.Topics))
+	}
+	down.Store(false)
+	resp, err = kmsg.NewPtrMetadataRequest().RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].Topic == nil || *resp.Topics[0].Topic != "listed" {
+		t.Fatalf("topics after the outage: %+v", resp.Topics)
+	}
+}
+
 // TestCutOffCoordinatorStopsFirst cuts the coordinator of a group off from
 // the catalog while its clients still reach it (a partition between the
 // agent and the catalog only). The other agent takes the group over once
