@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -221,6 +222,52 @@ func TestClusterMetadata(t *testing.T) {
 			if o.Err != nil || o.EndOffset != 0 {
 				t.Errorf("offset for leader epoch: %+v", o)
 			}
+		}
+	}
+}
+
+// TestAuthorizedOperations: asked for them, Metadata and DescribeCluster
+// report every operation of the resource type, as Kafka without an
+// authorizer does (Java Admin describeTopics and describeCluster with
+// includeAuthorizedOperations); not asked, Kafka's "omitted".
+func TestAuthorizedOperations(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	cl := a.Client(t)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	const topicOps = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
+	const clusterOps = 1<<5 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12
+	for _, ask := range []bool{false, true} {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("ops")
+		req.Topics = append(req.Topics, rt)
+		req.IncludeTopicAuthorizedOperations = ask
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int32(math.MinInt32)
+		if ask {
+			want = topicOps
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].AuthorizedOperations != want {
+			t.Fatalf("asked %v: topic operations %+v, want %b", ask, resp.Topics, want)
+		}
+		dc := kmsg.NewPtrDescribeClusterRequest()
+		dc.IncludeClusterAuthorizedOperations = ask
+		dresp, err := dc.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want = math.MinInt32; ask {
+			want = clusterOps
+		}
+		if dresp.ClusterAuthorizedOperations != want {
+			t.Fatalf("asked %v: cluster operations %b, want %b", ask, dresp.ClusterAuthorizedOperations, want)
 		}
 	}
 }

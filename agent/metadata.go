@@ -30,7 +30,35 @@ import (
 // authorizedOperationsUnknown is Kafka's "not requested / unknown".
 const authorizedOperationsUnknown = math.MinInt32
 
+// Authorized operations, as bitfields of ACL operation codes: Floe has no
+// authorizer, so, as Kafka without one, every operation the resource type
+// supports (Kafka's AclEntry.supportedOperations).
+const (
+	// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+	// ALTER_CONFIGS.
+	authorizedTopicOps int32 = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
+	// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+	// ALTER_CONFIGS, IDEMPOTENT_WRITE.
+	authorizedClusterOps int32 = 1<<5 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12
+)
+
 func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.MetadataRequest) (kmsg.Response, error) {
+	resp, err := a.metadata(ctx, r, req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
+		for i := range resp.Topics {
+			resp.Topics[i].AuthorizedOperations = authorizedTopicOps
+		}
+	}
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = authorizedClusterOps
+	}
+	return resp, nil
+}
+
+func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequest) (*kmsg.MetadataResponse, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	m := a.members.Load()
 	for _, ag := range m.agents {
