@@ -48,24 +48,33 @@ func TestDescribeConfigsEmptyNamesMeansAll(t *testing.T) {
 	}
 }
 
-func TestListOffsetsSpecialTimestampsAtEveryVersion(t *testing.T) {
+// TestListOffsetsSpecialTimestampVersions: a special timestamp below the
+// version that introduced it is UNSUPPORTED_VERSION for that partition, as
+// in Kafka 4 (ReplicaManager.isListOffsetsTimestampUnsupported); at its
+// version it is answered, and any other negative value is a timestamp to
+// search for.
+func TestListOffsetsSpecialTimestampVersions(t *testing.T) {
 	a := startBadInputAgent(t, false)
 	createTopic(t, a, "lo", 1, nil)
 	c := floetest.Dial(t, a.Addr)
 	defer c.Close()
 	produce(t, c, produceReq("lo", -1, floetest.Batch(floetest.BatchSpec{Records: 5, FirstTimestamp: 1000})))
-	// Kafka's log answers the special timestamps whatever the request
-	// version, and searches for any other value, a negative one
-	// included; a retriable KAFKA_STORAGE_ERROR would have clients retry
-	// forever.
+	unsupported := kerr.UnsupportedVersion
 	for _, tc := range []struct {
 		version            int16
 		ts, offset, tsWant int64
+		err                *kerr.Error
 	}{
-		{1, -3, 4, 1004},  // max timestamp before v7
-		{6, -4, 0, -1},    // earliest local before v8
-		{7, -5, -1, -1},   // latest tiered before v9
-		{10, -7, 0, 1000}, // a negative timestamp: the first record
+		{1, -1, 5, -1, nil},
+		{1, -2, 0, -1, nil},
+		{6, -3, -1, -1, unsupported}, // max timestamp before v7
+		{7, -3, 4, 1004, nil},
+		{7, -4, -1, -1, unsupported}, // earliest local before v8
+		{8, -4, 0, -1, nil},
+		{8, -5, -1, -1, unsupported}, // latest tiered before v9
+		{9, -5, -1, -1, nil},
+		{10, -6, 0, 1000, nil}, // not special in Kafka 4.1: a search
+		{10, -7, 0, 1000, nil},
 	} {
 		req := kmsg.NewPtrListOffsetsRequest()
 		req.Version = tc.version
@@ -80,9 +89,13 @@ func TestListOffsetsSpecialTimestampsAtEveryVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
-		if p.ErrorCode != 0 || p.Offset != tc.offset || p.Timestamp != tc.tsWant {
-			t.Errorf("v%d timestamp %d: %v offset %d timestamp %d, want offset %d timestamp %d",
-				tc.version, tc.ts, kerr.ErrorForCode(p.ErrorCode), p.Offset, p.Timestamp, tc.offset, tc.tsWant)
+		code := int16(0)
+		if tc.err != nil {
+			code = tc.err.Code
+		}
+		if p.ErrorCode != code || p.Offset != tc.offset || p.Timestamp != tc.tsWant {
+			t.Errorf("v%d timestamp %d: %v offset %d timestamp %d, want %v offset %d timestamp %d",
+				tc.version, tc.ts, kerr.ErrorForCode(p.ErrorCode), p.Offset, p.Timestamp, tc.err, tc.offset, tc.tsWant)
 		}
 	}
 }
@@ -289,8 +302,10 @@ func TestDeleteTopicsAmbiguousEntries(t *testing.T) {
 }
 
 // TestListOffsetsDuplicatePartitions: a partition asked for twice, in one
-// topic entry or in two entries of the topic, is INVALID_REQUEST at each
-// mention, as in Kafka; the request's other partitions are answered.
+// topic entry or in two entries of the topic, is answered once with
+// INVALID_REQUEST, and a topic named by two entries once, as Kafka's
+// ReplicaManager.fetchOffset (one answer per partition) does; the
+// request's other partitions are answered.
 func TestListOffsetsDuplicatePartitions(t *testing.T) {
 	a := startBadInputAgent(t, false)
 	createTopic(t, a, "lo2", 3, nil)
@@ -313,14 +328,21 @@ func TestListOffsetsDuplicatePartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	topics := resp.(*kmsg.ListOffsetsResponse).Topics
-	for ti, want := range [][]*kerr.Error{{kerr.InvalidRequest, kerr.InvalidRequest, kerr.InvalidRequest}, {nil, kerr.InvalidRequest}} {
-		for pi, w := range want {
-			p := topics[ti].Partitions[pi]
-			wantCode(t, fmt.Sprintf("entry %d partition %d", ti, p.Partition), p.ErrorCode, w)
-		}
+	if len(topics) != 1 || len(topics[0].Partitions) != 3 {
+		t.Fatalf("answers %+v, want one topic with partitions 0, 1, 2", topics)
 	}
-	if p := topics[1].Partitions[0]; p.Offset != 0 {
-		t.Fatalf("partition 2 latest offset %d, want 0", p.Offset)
+	for i, want := range []*kerr.Error{kerr.InvalidRequest, kerr.InvalidRequest, nil} {
+		p := topics[0].Partitions[i]
+		if p.Partition != int32(i) {
+			t.Fatalf("answer %d is for partition %d", i, p.Partition)
+		}
+		wantCode(t, fmt.Sprintf("partition %d", p.Partition), p.ErrorCode, want)
+	}
+	if p := topics[0].Partitions[2]; p.Offset != 0 || p.LeaderEpoch < 0 {
+		t.Fatalf("partition 2: latest offset %d, leader epoch %d", p.Offset, p.LeaderEpoch)
+	}
+	if p := topics[0].Partitions[0]; p.LeaderEpoch != -1 {
+		t.Fatalf("refused partition's leader epoch %d, want -1", p.LeaderEpoch)
 	}
 }
 

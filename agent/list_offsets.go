@@ -8,9 +8,9 @@ package agent
 // the last tiered offset (v9+; no offset, as Kafka answers for a topic
 // without tiered storage), and any other timestamp: the first record whose
 // timestamp is at or after it, found through the catalog's batch index and
-// then by reading that batch's records (decompressing it if needed). The
-// versions are those that introduced each value; as Kafka's log does, the
-// agent answers them at any version.
+// then by reading that batch's records (decompressing it if needed), a
+// negative one included. A special value below the version that introduced
+// it is UNSUPPORTED_VERSION for that partition, as in Kafka 4.
 //
 // Differences from Kafka: CurrentLeaderEpoch is not checked (see fetch.go);
 // READ_COMMITTED returns the high watermark (no transactions). The returned
@@ -30,20 +30,38 @@ import (
 
 // ListOffsets special timestamps.
 const (
-	listLatest          = -1
-	listEarliest        = -2
-	listMaxTimestamp    = -3
-	listEarliestLocal   = -4
-	listLatestTiered    = -5
-	listEarliestPending = -6
+	listLatest        = -1
+	listEarliest      = -2
+	listMaxTimestamp  = -3
+	listEarliestLocal = -4
+	listLatestTiered  = -5
 )
+
+// listTimestampUnsupported reports whether ts is a special value below the
+// version that introduced it: Kafka answers such a partition
+// UNSUPPORTED_VERSION (ReplicaManager.isListOffsetsTimestampUnsupported,
+// 4.0 on). Any other negative value is a timestamp to search for, as in
+// Kafka 4.1 (whose data may hold negative timestamps).
+func listTimestampUnsupported(ts int64, version int16) bool {
+	switch ts {
+	case listMaxTimestamp:
+		return version < 7
+	case listEarliestLocal:
+		return version < 8
+	case listLatestTiered:
+		return version < 9
+	}
+	return false
+}
 
 func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	epoch := a.members.Load().leaderEpoch()
 	var work []listOffsetsWork
-	// A partition asked for more than once is INVALID_REQUEST at each
-	// mention, as in Kafka, whose answer for it would be ambiguous.
+	// As Kafka's ReplicaManager.fetchOffset, which keeps one answer per
+	// partition: a topic named by several entries is answered once, a
+	// partition asked for more than once is answered once, with
+	// INVALID_REQUEST (which of its timestamps would the answer be for?).
 	type namedPartition struct {
 		topic     string
 		partition int32
@@ -54,23 +72,36 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 			mentions[namedPartition{rt.Topic, rp.Partition}]++
 		}
 	}
+	answered := make(map[namedPartition]bool, len(mentions))
+	topicIdx := make(map[string]int, len(req.Topics))
 	for _, rt := range req.Topics {
-		ot := kmsg.NewListOffsetsResponseTopic()
-		ot.Topic = rt.Topic
+		ti, ok := topicIdx[rt.Topic]
+		if !ok {
+			ti = len(resp.Topics)
+			topicIdx[rt.Topic] = ti
+			ot := kmsg.NewListOffsetsResponseTopic()
+			ot.Topic = rt.Topic
+			resp.Topics = append(resp.Topics, ot)
+		}
 		maxPart := int32(0)
 		for _, rp := range rt.Partitions {
 			maxPart = max(maxPart, rp.Partition+1)
 		}
 		t, err := a.topic(ctx, rt.Topic, maxPart)
-		ot.Partitions = make([]kmsg.ListOffsetsResponseTopicPartition, len(rt.Partitions))
-		for i, rp := range rt.Partitions {
-			op := &ot.Partitions[i]
-			op.Default()
+		for _, rp := range rt.Partitions {
+			np := namedPartition{rt.Topic, rp.Partition}
+			if answered[np] {
+				continue
+			}
+			answered[np] = true
+			op := kmsg.NewListOffsetsResponseTopicPartition()
 			op.Partition = rp.Partition
-			op.Timestamp, op.Offset, op.LeaderEpoch = -1, -1, epoch
+			op.Timestamp, op.Offset = -1, -1
 			switch {
-			case mentions[namedPartition{rt.Topic, rp.Partition}] > 1:
+			case mentions[np] > 1:
 				op.ErrorCode = kerr.InvalidRequest.Code
+			case listTimestampUnsupported(rp.Timestamp, req.Version):
+				op.ErrorCode = kerr.UnsupportedVersion.Code
 			case err != nil:
 				op.ErrorCode = catalogErrorCode(err)
 			case rp.Partition < 0 || rp.Partition >= t.Partitions:
@@ -78,11 +109,11 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 			default:
 				work = append(work, listOffsetsWork{
 					tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition},
-					ts: rp.Timestamp, topic: rt.Topic, topicIdx: len(resp.Topics), partIdx: i,
+					ts: rp.Timestamp, topic: rt.Topic, topicIdx: ti, partIdx: len(resp.Topics[ti].Partitions),
 				})
 			}
+			resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, op)
 		}
-		resp.Topics = append(resp.Topics, ot)
 	}
 	// Every partition is a catalog read (latest and earliest must see
 	// other agents' commits, so the tail index does not answer them); a
@@ -121,6 +152,9 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 					continue
 				}
 				op.Offset, op.Timestamp = off, ts
+				if off >= 0 {
+					op.LeaderEpoch = epoch
+				}
 			}
 		})
 	}
@@ -143,9 +177,9 @@ type listOffsetsWork struct {
 
 // listOffset answers one partition: the offset and the timestamp found.
 func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts int64) (int64, int64, error) {
-	// As in Kafka's log, the special timestamps are not tied to the
-	// request version, and any other value (a negative one included) is a
-	// search for the first record at or after it.
+	// ts is a special value the request's version knows or a timestamp
+	// (listTimestampUnsupported): a search for the first record at or
+	// after it.
 	switch ts {
 	case listLatest:
 		_, hw, err := a.offsets(ctx, tp, -1, true)
@@ -153,7 +187,7 @@ func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts in
 	case listEarliest, listEarliestLocal:
 		ls, _, err := a.offsets(ctx, tp, -1, true)
 		return ls, -1, err
-	case listLatestTiered, listEarliestPending:
+	case listLatestTiered:
 		return -1, -1, nil
 	case listMaxTimestamp:
 		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp)
