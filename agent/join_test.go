@@ -85,14 +85,17 @@ func TestJoiningAgentWaitsToServe(t *testing.T) {
 		t.Fatalf("FindCoordinator at the joining agent: %v, node %d (want itself, %d)", kerr.ErrorForCode(r.ErrorCode), r.NodeID, b.Agent.NodeID())
 	}
 
-	heartbeat := func(conn *floetest.Conn) int16 {
-		r := kmsg.NewPtrHeartbeatRequest()
-		r.Version, r.Group, r.Generation, r.MemberID = 3, m.group, m.generation, m.id
+	// Whether an agent serves the group, asked with DescribeGroups (a
+	// Heartbeat is answered without error while an agent loads, as in
+	// Kafka, so it cannot tell).
+	serving := func(conn *floetest.Conn) int16 {
+		r := kmsg.NewPtrDescribeGroupsRequest()
+		r.Version, r.Groups = 5, []string{m.group}
 		resp, err := conn.Request(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resp.(*kmsg.HeartbeatResponse).ErrorCode
+		return resp.(*kmsg.DescribeGroupsResponse).Groups[0].ErrorCode
 	}
 	// Ask B, then A, until B serves: A may serve until B first does,
 	// never after, and B only once its join settled.
@@ -102,15 +105,15 @@ func TestJoiningAgentWaitsToServe(t *testing.T) {
 			t.Fatal("the joining agent never served the group")
 		}
 		sent := time.Now()
-		switch code := heartbeat(connB); code {
+		switch code := serving(connB); code {
 		case 0:
 			bServed = sent
 		case kerr.CoordinatorLoadInProgress.Code:
 		default:
-			t.Fatalf("B answered a heartbeat with %v before serving the group", kerr.ErrorForCode(code))
+			t.Fatalf("B answered DescribeGroups with %v before serving the group", kerr.ErrorForCode(code))
 		}
 		sent = time.Now()
-		switch code := heartbeat(connA); code {
+		switch code := serving(connA); code {
 		case 0:
 			if !bServed.IsZero() {
 				t.Fatalf("A served the group %v after B first did", sent.Sub(bServed))
@@ -118,14 +121,14 @@ func TestJoiningAgentWaitsToServe(t *testing.T) {
 			aServed = sent
 		case kerr.NotCoordinator.Code:
 		default:
-			t.Fatalf("A answered a heartbeat with %v", kerr.ErrorForCode(code))
+			t.Fatalf("A answered DescribeGroups with %v", kerr.ErrorForCode(code))
 		}
 	}
 	t.Logf("B joined; A served until %v, B from %v", aServed.Sub(joinedAt), bServed.Sub(joinedAt))
 	if settle := bServed.Sub(joinedAt); settle < 2*hb-hb/2 {
 		t.Errorf("B served %v after it joined, before its join settled (%v)", settle, 2*hb)
 	}
-	if code := heartbeat(connA); code != kerr.NotCoordinator.Code {
+	if code := serving(connA); code != kerr.NotCoordinator.Code {
 		t.Errorf("A answered %v after B took the group over", kerr.ErrorForCode(code))
 	}
 }

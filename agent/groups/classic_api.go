@@ -147,6 +147,12 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 func (c *Coordinator) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
 	if code := c.gate(ctx, req.Group); code != 0 {
+		if code == kerr.CoordinatorLoadInProgress.Code {
+			// As Kafka's coordinator, which "blindly responds" while it
+			// loads: the Java consumer takes this error for an
+			// unexpected one in a heartbeat and backs off, logging.
+			code = 0
+		}
 		resp.ErrorCode = code
 		return resp
 	}

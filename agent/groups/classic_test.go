@@ -427,6 +427,13 @@ func TestCoordinatorLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	errIs(t, "before Run", resp.(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorLoadInProgress)
+	// A heartbeat while loading is answered blindly, as Kafka's
+	// coordinator does.
+	resp, err = c.Handle(context.Background(), "client", "host", hbReq("g", "m", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errIs(t, "heartbeat before Run", resp.(*kmsg.HeartbeatResponse).ErrorCode, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
