@@ -55,7 +55,8 @@ type Config struct {
 
 	// MaxOffsetMetadataBytes caps the metadata string of one committed
 	// offset (offset.metadata.max.bytes); larger gets
-	// OFFSET_METADATA_TOO_LARGE for that partition.
+	// OFFSET_METADATA_TOO_LARGE for that partition. As in Kafka, the
+	// length is in UTF-16 code units (Java's String.length), not bytes.
 	MaxOffsetMetadataBytes int
 
 	// ConsumerHeartbeatInterval is the heartbeat interval KIP-848 members

@@ -341,6 +341,20 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
+// javaLength is the length of s as Java's String.length counts it, in
+// UTF-16 code units: what Kafka compares offset.metadata.max.bytes with
+// (OffsetMetadataManager.isMetadataInvalid), despite its name.
+func javaLength(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r > 0xFFFF {
+			n++ // a surrogate pair
+		}
+	}
+	return n
+}
+
 // groupKind tells which protocol a group speaks.
 type groupKind int8
 

@@ -83,7 +83,7 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 				codes[i][j] = storeErr(ctx, err)
 			case p.Partition < 0 || p.Partition >= topic.Partitions:
 				codes[i][j] = kerr.UnknownTopicOrPartition.Code
-			case p.Metadata != nil && (len(*p.Metadata) > c.cfg.MaxOffsetMetadataBytes || !storable(*p.Metadata)):
+			case p.Metadata != nil && (javaLength(*p.Metadata) > c.cfg.MaxOffsetMetadataBytes || !storable(*p.Metadata)):
 				codes[i][j] = kerr.OffsetMetadataTooLarge.Code
 			default:
 				owned = append(owned, topicPartition{topic.ID, p.Partition})

@@ -45,6 +45,29 @@ func TestSimpleGroupCommitAndFetch(t *testing.T) {
 	}
 }
 
+// TestOffsetMetadataLengthInJavaUnits: the metadata limit counts UTF-16
+// code units, as Kafka (Java's String.length) does, not bytes: ten
+// two-byte characters fit a limit of 10, five emoji (two units each) do
+// too, six do not.
+func TestOffsetMetadataLengthInJavaUnits(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxOffsetMetadataBytes = 10 })
+	h.cat.addTopic("t", 3)
+	r := kmsg.NewPtrOffsetCommitRequest()
+	r.Version, r.Group, r.Generation = 9, "g", -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = "t"
+	for p, meta := range []string{strings.Repeat("é", 10), strings.Repeat("😀", 5), strings.Repeat("😀", 6)} {
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.Metadata = int32(p), 5, kmsg.StringPtr(meta)
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	r.Topics = append(r.Topics, rt)
+	codes := commitCodes(h.do(r).(*kmsg.OffsetCommitResponse))
+	for key, want := range map[string]*kerr.Error{"t/0": nil, "t/1": nil, "t/2": kerr.OffsetMetadataTooLarge} {
+		errIs(t, key, codes[key], want)
+	}
+}
+
 func TestOffsetCommitBadInput(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxOffsetMetadataBytes = 10 })
 	h.cat.addTopic("t", 2)
