@@ -228,7 +228,7 @@ func (c *Coordinator) describeGroup(ctx context.Context, version int16, dg *kmsg
 // unless it is a consumer group, else which topics it subscribes to. The
 // caller holds g's lock.
 func (g *group) deletableCheck() (int16, func(string) bool) {
-	if g.empty() {
+	if g.noMembers() {
 		return 0, nil
 	}
 	if g.kind == kindConsumer {

@@ -127,10 +127,11 @@ func cgFail(code int16, msg string) cgResult { return cgResult{code: code, msg: 
 // heartbeat handles a ConsumerGroupHeartbeat.
 func (g *group) consumerHeartbeat(p *cgParams, snap *topicSnapshot) cgResult {
 	if g.kind == kindClassic {
-		if !g.empty() {
+		if !g.noMembers() {
 			return cgFail(kerr.GroupIDNotFound.Code, fmt.Sprintf("Group %s is not a consumer group.", g.id))
 		}
 		g.kind = kindConsumer
+		g.cl.init() // drops pending classic members
 		g.cg.init()
 	}
 	cg := &g.cg

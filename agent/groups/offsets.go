@@ -492,7 +492,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, id string) int16 {
 	}
 	existed := false
 	if g, _ := c.lockGroup(id, false, kindClassic); g != nil {
-		if !g.empty() {
+		if !g.noMembers() {
 			g.mu.Unlock()
 			return kerr.NonEmptyGroup.Code
 		}

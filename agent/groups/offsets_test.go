@@ -284,6 +284,26 @@ func TestOffsetDeleteAndDeleteGroups(t *testing.T) {
 	}
 }
 
+// TestDeleteGroupWithOnlyPendingMembers: a classic group whose only
+// members are pending (told MEMBER_ID_REQUIRED, never back) is empty to
+// DeleteGroups, as in Kafka, whose group stays in its Empty state: a
+// client that crashed mid-join does not make the group undeletable for a
+// session timeout.
+func TestDeleteGroupWithOnlyPendingMembers(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	h.do(commitReq("p", "", -1, "t", map[int32]int64{0: 1}))
+	errIs(t, "first join", h.do(joinReq(9, "p", "", "")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.MemberIDRequired)
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	dg.Version = 2
+	dg.Groups = []string{"p"}
+	resp := h.do(dg).(*kmsg.DeleteGroupsResponse)
+	errIs(t, "delete", resp.Groups[0].ErrorCode, nil)
+	if _, ok := h.cat.stored("p", "t", 0); ok {
+		t.Fatal("deleted group kept offsets")
+	}
+}
+
 func TestListAndDescribeGroups(t *testing.T) {
 	h := newHarness(t)
 	h.cat.addTopic("t", 1)
