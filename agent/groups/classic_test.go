@@ -199,6 +199,22 @@ func TestClassicStaticMemberRejoin(t *testing.T) {
 	}
 }
 
+// TestClassicCommitRefreshesSession: a member's offset commit counts as its
+// heartbeat, as in Kafka.
+func TestClassicCommitRefreshesSession(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	ids, gen := h.stableGroup("g", 1)
+	h.advance(6 * time.Second)
+	r := h.do(commitReq("g", ids[0], gen, "t", map[int32]int64{0: 1})).(*kmsg.OffsetCommitResponse)
+	errIs(t, "commit", r.Topics[0].Partitions[0].ErrorCode, nil)
+	h.advance(6 * time.Second) // 12 s since the last heartbeat, 6 s since the commit; session 10 s
+	if d := h.describe("g"); len(d.Members) != 1 {
+		t.Fatalf("the committing member expired: %+v", d)
+	}
+	errIs(t, "heartbeat", h.do(hbReq("g", ids[0], gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+}
+
 func TestClassicSessionExpiry(t *testing.T) {
 	h := newHarness(t)
 	ids, gen := h.stableGroup("g", 2)

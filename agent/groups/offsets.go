@@ -201,10 +201,10 @@ func (c *Coordinator) validateCommit(req *kmsg.OffsetCommitRequest, parts []topi
 	if g.kind == kindConsumer {
 		return g.cg.validateCommit(req.MemberID, req.Generation, parts)
 	}
-	return g.cl.validateCommit(req.MemberID, nonEmpty(req.InstanceID), req.Generation)
+	return g.cl.validateCommit(req.MemberID, nonEmpty(req.InstanceID), req.Generation, c.cfg.Now())
 }
 
-func (cl *classicGroup) validateCommit(memberID string, instanceID *string, generation int32) int16 {
+func (cl *classicGroup) validateCommit(memberID string, instanceID *string, generation int32, now time.Time) int16 {
 	if generation < 0 && cl.state == stateEmpty {
 		return 0
 	}
@@ -214,6 +214,12 @@ func (cl *classicGroup) validateCommit(memberID string, instanceID *string, gene
 		}
 		if generation != cl.generation {
 			return kerr.IllegalGeneration.Code
+		}
+		if m := cl.members[memberID]; m != nil && (cl.state == stateStable || cl.state == statePreparingRebalance) {
+			// As in Kafka, a member's commit counts as its heartbeat
+			// (a client without a background heartbeat commits from
+			// its poll loop).
+			m.lastHeartbeat = now
 		}
 	} else if cl.state != stateEmpty {
 		return kerr.UnknownMemberID.Code
