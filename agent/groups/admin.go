@@ -129,6 +129,14 @@ func (c *Coordinator) listGroups(ctx context.Context, req *kmsg.ListGroupsReques
 			continue
 		}
 		node, _, _, err := c.place.Coordinator(ctx, id)
+		if errors.Is(err, ErrJoining) {
+			// The group is moving here while this agent's join settles:
+			// no agent would list it. As Kafka's coordinator while it
+			// loads, refuse the whole list; clients retry it.
+			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+			resp.Groups = nil
+			return resp
+		}
 		if err != nil || node != self {
 			continue
 		}

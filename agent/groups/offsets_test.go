@@ -304,6 +304,30 @@ func TestDeleteGroupWithOnlyPendingMembers(t *testing.T) {
 	}
 }
 
+// TestListGroupsWhileJoining: while this agent's join settles, groups
+// moving to it are listed by no agent; the list is refused with
+// COORDINATOR_LOAD_IN_PROGRESS, which clients retry, as Kafka refuses it
+// while it loads.
+func TestListGroupsWhileJoining(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	h.do(commitReq("simple", "", -1, "t", map[int32]int64{0: 1}))
+	h.place.mu.Lock()
+	h.place.err = ErrJoining
+	h.place.mu.Unlock()
+	r := kmsg.NewPtrListGroupsRequest()
+	r.Version = 5
+	resp := h.do(r).(*kmsg.ListGroupsResponse)
+	errIs(t, "list while joining", resp.ErrorCode, kerr.CoordinatorLoadInProgress)
+	h.place.mu.Lock()
+	h.place.err = nil
+	h.place.mu.Unlock()
+	resp = h.do(r).(*kmsg.ListGroupsResponse)
+	if resp.ErrorCode != 0 || len(resp.Groups) != 1 || resp.Groups[0].Group != "simple" {
+		t.Fatalf("list after the join: %+v", resp)
+	}
+}
+
 func TestListAndDescribeGroups(t *testing.T) {
 	h := newHarness(t)
 	h.cat.addTopic("t", 1)
