@@ -345,7 +345,7 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 	}
 	if err != nil {
 		op.ErrorCode = catalogErrorCode(err)
-		if op.ErrorCode == kerr.RequestTimedOut.Code {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			// A catalog too slow to answer in time. Kafka never puts
 			// REQUEST_TIMED_OUT on a fetched partition, and the Java
 			// consumer throws on it out of poll() (an unexpected error
@@ -353,7 +353,7 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 			// metadata.
 			op.ErrorCode = kerr.KafkaStorageError.Code
 		}
-		if op.ErrorCode == kerr.KafkaStorageError.Code {
+		if op.ErrorCode == kerr.KafkaStorageError.Code && ctx.Err() == nil {
 			a.log.Warn("fetch: reading offsets failed", "err", err)
 		}
 		if errors.Is(err, catalog.ErrUnknownTopic) {

@@ -49,7 +49,9 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 	}
 	if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
 		for i := range resp.Topics {
-			resp.Topics[i].AuthorizedOperations = authorizedTopicOps
+			if resp.Topics[i].Topic != nil { // not for an unknown topic id, as Kafka
+				resp.Topics[i].AuthorizedOperations = authorizedTopicOps
+			}
 		}
 	}
 	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
@@ -99,7 +101,9 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 			// drops its partitions), and only REBOOTSTRAP_REQUIRED is a
 			// top-level error to it. A closed connection makes every
 			// client retry, on this agent or another.
-			a.log.Warn("metadata: listing topics failed; closing the connection", "err", err)
+			a.allTopicsWarn.Do(func() {
+				a.log.Warn("metadata: listing topics failed and none were listed before; closing the connection", "err", err)
+			})
 			return nil, fmt.Errorf("%w: metadata: listing topics: %w", errCloseConn, err)
 		}
 		for _, t := range topics {

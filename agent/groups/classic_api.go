@@ -147,10 +147,12 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 func (c *Coordinator) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
 	if code := c.gate(ctx, req.Group); code != 0 {
-		if code == kerr.CoordinatorLoadInProgress.Code {
-			// As Kafka's coordinator, which "blindly responds" while it
-			// loads: the Java consumer takes this error for an
-			// unexpected one in a heartbeat and backs off, logging.
+		if code == kerr.CoordinatorLoadInProgress.Code && c.running.Load() == 1 {
+			// The group is placed here and this agent's join is
+			// settling: as Kafka's coordinator, which "blindly responds"
+			// while it loads the group. The Java consumer takes this
+			// error for an unexpected one in a heartbeat and backs off,
+			// logging. (Before Run the group may be placed anywhere.)
 			code = 0
 		}
 		resp.ErrorCode = code

@@ -215,6 +215,20 @@ func TestClassicCommitRefreshesSession(t *testing.T) {
 	errIs(t, "heartbeat", h.do(hbReq("g", ids[0], gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
 }
 
+// TestHeartbeatWhileJoining: while this agent's join settles, a heartbeat
+// for a group placed here is answered without error, as Kafka's
+// coordinator answers while it loads a group; other requests get
+// COORDINATOR_LOAD_IN_PROGRESS.
+func TestHeartbeatWhileJoining(t *testing.T) {
+	h := newHarness(t)
+	ids, gen := h.stableGroup("g", 1)
+	h.place.mu.Lock()
+	h.place.err = ErrJoining
+	h.place.mu.Unlock()
+	errIs(t, "heartbeat", h.do(hbReq("g", ids[0], gen)).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	errIs(t, "join", h.do(joinReq(9, "g", ids[0], "meta")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorLoadInProgress)
+}
+
 func TestClassicSessionExpiry(t *testing.T) {
 	h := newHarness(t)
 	ids, gen := h.stableGroup("g", 2)
@@ -443,13 +457,11 @@ func TestCoordinatorLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	errIs(t, "before Run", resp.(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorLoadInProgress)
-	// A heartbeat while loading is answered blindly, as Kafka's
-	// coordinator does.
 	resp, err = c.Handle(context.Background(), "client", "host", hbReq("g", "m", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	errIs(t, "heartbeat before Run", resp.(*kmsg.HeartbeatResponse).ErrorCode, nil)
+	errIs(t, "heartbeat before Run", resp.(*kmsg.HeartbeatResponse).ErrorCode, kerr.CoordinatorLoadInProgress)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

@@ -421,16 +421,18 @@ func (g *group) empty() bool {
 	return len(g.cl.members) == 0 && len(g.cl.pending) == 0
 }
 
-// noMembers reports whether the group has no members, as Kafka's Empty
-// state does: a classic group's pending members (told MEMBER_ID_REQUIRED,
-// not joined yet) do not count. DeleteGroups, OffsetDelete and a KIP-848
-// member's arrival judge a group by it; eviction keeps waiting for them
-// (empty).
+// noMembers reports whether the group is in Kafka's Empty state: a
+// KIP-848 group without members, a classic group in stateEmpty, which
+// pending members (told MEMBER_ID_REQUIRED, not joined yet) do not leave,
+// and a rebalance's initial delay has not begun. DeleteGroups,
+// OffsetDelete and a KIP-848 member's arrival judge a group by it, as
+// Kafka's validateDeleteGroup, validateOffsetDelete and isEmpty do;
+// eviction also waits for pending members (empty).
 func (g *group) noMembers() bool {
 	if g.kind == kindConsumer {
 		return len(g.cg.members) == 0
 	}
-	return len(g.cl.members) == 0
+	return g.cl.state == stateEmpty
 }
 
 // kill marks g dead and answers every waiting request with code.
