@@ -294,6 +294,14 @@ func TestDeleteGroupWithOnlyPendingMembers(t *testing.T) {
 	h.cat.addTopic("t", 1)
 	h.do(commitReq("p", "", -1, "t", map[int32]int64{0: 1}))
 	errIs(t, "first join", h.do(joinReq(9, "p", "", "")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.MemberIDRequired)
+	h.do(commitReq("p", "", -1, "t", map[int32]int64{0: 1}))
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = "p"
+	od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	odr := h.do(od).(*kmsg.OffsetDeleteResponse)
+	errIs(t, "offset delete", odr.ErrorCode, nil)
+	errIs(t, "offset delete t/0", odr.Topics[0].Partitions[0].ErrorCode, nil)
+	h.do(commitReq("p", "", -1, "t", map[int32]int64{0: 1}))
 	dg := kmsg.NewPtrDeleteGroupsRequest()
 	dg.Version = 2
 	dg.Groups = []string{"p"}
