@@ -308,6 +308,11 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				minOne := total == 0
 				budget := min(int64(fp.maxBytes), maxBytes-total)
 				total += a.fetchPartition(ctx, fp, budget, minOne, op, &resp.recs[i][j], &resp.hold)
+				if op.ErrorCode == kerr.UnknownTopicOrPartition.Code && req.Version >= 13 {
+					// The topic was deleted since this agent cached
+					// it: as for any topic id no topic has.
+					op.ErrorCode = kerr.UnknownTopicID.Code
+				}
 			}
 			exists = true
 			if op.ErrorCode != 0 {

@@ -594,3 +594,32 @@ func TestFetchCatalogTimeoutIsStorageError(t *testing.T) {
 		t.Fatalf("error %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(got))
 	}
 }
+
+// TestFetchTopicDeletedElsewhere: a fetch by topic id (v13+) of a topic
+// deleted through another agent, which this one still has cached, gets
+// UNKNOWN_TOPIC_ID, as for any id no topic has (Kafka's answer; franz-go
+// takes it for a recreated topic), not UNKNOWN_TOPIC_OR_PARTITION.
+func TestFetchTopicDeletedElsewhere(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	createTopic(t, a, "gone", 1, nil)
+	id := topicID(t, a, "gone")
+	if _, err := a.Catalog.DeleteTopic(t.Context(), "gone", id); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.TopicID = id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset = 5 // past the end: offsets are read from the catalog
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(t.Context(), a.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Topics[0].Partitions[0].ErrorCode; got != kerr.UnknownTopicID.Code {
+		t.Fatalf("error %v, want UNKNOWN_TOPIC_ID", kerr.ErrorForCode(got))
+	}
+}
