@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/agent"
@@ -573,24 +574,7 @@ func TestFetchCatalogTimeoutIsStorageError(t *testing.T) {
 	createTopic(t, a, "slowcat", 1, nil)
 	cl := a.Client(t)
 	slow.Store(true)
-	req := kmsg.NewPtrFetchRequest()
-	req.MaxBytes = 1 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = "slowcat"
-	rt.TopicID = topicID(t, a, "slowcat")
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.FetchOffset = 5 // past the end: never answered from cached offsets
-	rp.PartitionMaxBytes = 1 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(t.Context(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		t.Fatalf("response %+v", resp)
-	}
-	if got := resp.Topics[0].Partitions[0].ErrorCode; got != kerr.KafkaStorageError.Code {
+	if got := fetchPastEnd(t, cl, topicID(t, a, "slowcat")); got != kerr.KafkaStorageError.Code {
 		t.Fatalf("error %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(got))
 	}
 }
@@ -606,20 +590,31 @@ func TestFetchTopicDeletedElsewhere(t *testing.T) {
 	if _, err := a.Catalog.DeleteTopic(t.Context(), "gone", id); err != nil {
 		t.Fatal(err)
 	}
+	if got := fetchPastEnd(t, a.Client(t), id); got != kerr.UnknownTopicID.Code {
+		t.Fatalf("error %v, want UNKNOWN_TOPIC_ID", kerr.ErrorForCode(got))
+	}
+}
+
+// fetchPastEnd fetches partition 0 of topic id by id at an offset past its
+// end, which is never answered from cached offsets (the agent asks the
+// catalog), and returns the partition's error code.
+func fetchPastEnd(t *testing.T, cl *kgo.Client, id [16]byte) int16 {
+	t.Helper()
 	req := kmsg.NewPtrFetchRequest()
 	req.MaxBytes = 1 << 20
 	rt := kmsg.NewFetchRequestTopic()
 	rt.TopicID = id
 	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.FetchOffset = 5 // past the end: offsets are read from the catalog
+	rp.FetchOffset = 5
 	rp.PartitionMaxBytes = 1 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(t.Context(), a.Client(t))
+	resp, err := req.RequestWith(t.Context(), cl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := resp.Topics[0].Partitions[0].ErrorCode; got != kerr.UnknownTopicID.Code {
-		t.Fatalf("error %v, want UNKNOWN_TOPIC_ID", kerr.ErrorForCode(got))
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("fetch response %+v", resp)
 	}
+	return resp.Topics[0].Partitions[0].ErrorCode
 }

@@ -272,16 +272,20 @@ func TestOffsetDeleteAndDeleteGroups(t *testing.T) {
 		t.Fatal("offset not deleted beside unknown partitions")
 	}
 
-	dg := kmsg.NewPtrDeleteGroupsRequest()
-	dg.Version = 2
-	dg.Groups = []string{"simple", "active", "nope", "elsewhere"}
-	resp := h.do(dg).(*kmsg.DeleteGroupsResponse)
+	resp := h.deleteGroups("simple", "active", "nope", "elsewhere")
 	for i, want := range []*kerr.Error{nil, kerr.NonEmptyGroup, kerr.GroupIDNotFound, kerr.NotCoordinator} {
 		errIs(t, resp.Groups[i].Group, resp.Groups[i].ErrorCode, want)
 	}
 	if _, ok := h.cat.stored("simple", "u", 0); ok {
 		t.Fatal("deleted group kept offsets")
 	}
+}
+
+// deleteGroups sends DeleteGroups (v2) for ids.
+func (h *harness) deleteGroups(ids ...string) *kmsg.DeleteGroupsResponse {
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	dg.Version, dg.Groups = 2, ids
+	return h.do(dg).(*kmsg.DeleteGroupsResponse)
 }
 
 // TestDeleteGroupWithOnlyPendingMembers: a classic group whose only
@@ -302,11 +306,7 @@ func TestDeleteGroupWithOnlyPendingMembers(t *testing.T) {
 	errIs(t, "offset delete", odr.ErrorCode, nil)
 	errIs(t, "offset delete t/0", odr.Topics[0].Partitions[0].ErrorCode, nil)
 	h.do(commitReq("p", "", -1, "t", map[int32]int64{0: 1}))
-	dg := kmsg.NewPtrDeleteGroupsRequest()
-	dg.Version = 2
-	dg.Groups = []string{"p"}
-	resp := h.do(dg).(*kmsg.DeleteGroupsResponse)
-	errIs(t, "delete", resp.Groups[0].ErrorCode, nil)
+	errIs(t, "delete", h.deleteGroups("p").Groups[0].ErrorCode, nil)
 	if _, ok := h.cat.stored("p", "t", 0); ok {
 		t.Fatal("deleted group kept offsets")
 	}
