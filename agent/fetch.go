@@ -297,7 +297,7 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 				continue
 			case fp.errCode != 0:
 				op.ErrorCode = fp.errCode
-			case fp.preferred >= 0 && a.inRange(ctx, fp):
+			case fp.preferred >= 0 && a.inRange(ctx, fp, op):
 				// Answered at once, without records, like an error: the
 				// client moves this partition to the preferred agent.
 				op.PreferredReadReplica = fp.preferred
@@ -331,12 +331,18 @@ func (a *Agent) buildFetch(ctx context.Context, req *kmsg.FetchRequest, parts []
 // leader and the client resets. Every agent holds the same log: steered
 // anyway, the client would get out of range from the preferred agent, go
 // back to the leader (KIP-392) and be steered again, never resetting.
-func (a *Agent) inRange(ctx context.Context, fp fetchPart) bool {
+// The partition's offsets, when read, go into op, as Kafka fills them in
+// a preferred-replica answer (lag exporters read them).
+func (a *Agent) inRange(ctx context.Context, fp fetchPart, op *kmsg.FetchResponseTopicPartition) bool {
 	ls, hw, err := a.offsets(ctx, fp.tp, fp.offset, false)
 	if err == nil && (fp.offset < ls || fp.offset > hw) {
 		ls, hw, err = a.offsets(ctx, fp.tp, fp.offset, true)
 	}
-	return err != nil || (fp.offset >= ls && fp.offset <= hw)
+	if err != nil {
+		return true
+	}
+	op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, ls
+	return fp.offset >= ls && fp.offset <= hw
 }
 
 // fetchPartition reads one partition from its fetch offset into rec, at

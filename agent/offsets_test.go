@@ -328,3 +328,51 @@ func TestRackConsumerOutOfRangeResets(t *testing.T) {
 		t.Fatalf("kcat read %d records, want %d", len(lines), 5*parts)
 	}
 }
+
+// TestPreferredReplicaAnswerCarriesOffsets: a fetch steered to the
+// consumer's zone (KIP-392) carries the partition's high watermark, last
+// stable offset and log start offset, as Kafka's does, so lag read from
+// it (by clients and exporters) stays current.
+func TestPreferredReplicaAnswerCarriesOffsets(t *testing.T) {
+	cat, bkt := sharedStores(t)
+	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
+	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})
+	ctx := ctxT(t)
+	if _, err := kadm.NewClient(a.Client(t)).CreateTopic(ctx, 1, -1, nil, "steered"); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for range 10 {
+		rs = append(rs, &kgo.Record{Topic: "steered", Value: []byte("v")})
+	}
+	if err := a.Client(t).ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	conn := floetest.Dial(t, a.Addr)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxBytes, req.Rack = 12, 1<<20, "b"
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "steered"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = 3, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := conn.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+		if p.PreferredReadReplica == b.Agent.NodeID() {
+			if p.ErrorCode != 0 || p.HighWatermark != 10 || p.LastStableOffset != 10 || p.LogStartOffset != 0 {
+				t.Fatalf("steered answer: error %v, high watermark %d, last stable %d, log start %d; want 10, 10, 0",
+					kerr.ErrorForCode(p.ErrorCode), p.HighWatermark, p.LastStableOffset, p.LogStartOffset)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never steered to zone b's agent (preferred %d)", p.PreferredReadReplica)
+		}
+	}
+}
