@@ -554,7 +554,7 @@ func (cg *consumerGroup) nextDeadline(cfg Config) time.Time {
 // validateCommit checks an OffsetCommit from a KIP-848 member. A commit
 // with an older epoch is accepted when the member still owns every
 // partition it commits (KIP-1251): nobody else can have consumed them.
-func (cg *consumerGroup) validateCommit(memberID string, epoch int32, parts []topicPartition) int16 {
+func (cg *consumerGroup) validateCommit(memberID string, epoch int32, parts []topicPartition, version int16) int16 {
 	if epoch < 0 && len(cg.members) == 0 {
 		return 0
 	}
@@ -562,6 +562,11 @@ func (cg *consumerGroup) validateCommit(memberID string, epoch int32, parts []to
 	switch {
 	case m == nil:
 		return kerr.UnknownMemberID.Code
+	case version < 9:
+		// As Kafka: "OffsetCommit version 9 or above must be used by
+		// members using the modern group protocol" (below 9 the field
+		// is a generation, not a member epoch).
+		return kerr.UnsupportedVersion.Code
 	case epoch == m.epoch:
 		return 0
 	case epoch > m.epoch || epoch < 0:

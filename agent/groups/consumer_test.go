@@ -468,6 +468,11 @@ func TestConsumerOffsetEpochs(t *testing.T) {
 		f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", MemberID: kmsg.StringPtr(member), MemberEpoch: epoch}}
 		return h.do(f).(*kmsg.OffsetFetchResponse).Groups[0].ErrorCode
 	}
+	// Below v9 the field is a generation: a KIP-848 member must not use
+	// it (Kafka: UNSUPPORTED_VERSION for its partitions).
+	old := commitReq("g", "a", a.epoch, "t", map[int32]int64{mine: 6})
+	old.Version = 8
+	errIs(t, "v8 commit by a KIP-848 member", commitCodes(h.do(old).(*kmsg.OffsetCommitResponse))[fmt.Sprintf("t/%d", mine)], kerr.UnsupportedVersion)
 	errIs(t, "fetch current", fetch("a", a.epoch), nil)
 	errIs(t, "fetch stale", fetch("a", a.epoch-1), kerr.StaleMemberEpoch)
 	errIs(t, "fetch unknown", fetch("z", 1), kerr.UnknownMemberID)

@@ -199,7 +199,7 @@ func (c *Coordinator) validateCommit(req *kmsg.OffsetCommitRequest, parts []topi
 	}
 	defer g.mu.Unlock()
 	if g.kind == kindConsumer {
-		return g.cg.validateCommit(req.MemberID, req.Generation, parts)
+		return g.cg.validateCommit(req.MemberID, req.Generation, parts, req.Version)
 	}
 	return g.cl.validateCommit(req.MemberID, nonEmpty(req.InstanceID), req.Generation, c.cfg.Now())
 }
