@@ -251,10 +251,7 @@ func (e *epochRequests) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _,
 // forth (that agent answers out of range, the client returns to the
 // leader) without ever resetting.
 func TestRackConsumerOutOfRangeResets(t *testing.T) {
-	cat, bkt := sharedStores(t)
-	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
-	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
-	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})
+	a, b := twoZones(t)
 	ctx := ctxT(t)
 	const parts = 16
 	adm := kadm.NewClient(a.Client(t))
@@ -329,15 +326,22 @@ func TestRackConsumerOutOfRangeResets(t *testing.T) {
 	}
 }
 
+// twoZones starts two agents on one catalog and bucket, in zones a and b.
+func twoZones(t *testing.T) (a, b *floetest.Agent) {
+	t.Helper()
+	cat, bkt := sharedStores(t)
+	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
+	a = floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
+	b = floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})
+	return a, b
+}
+
 // TestPreferredReplicaAnswerCarriesOffsets: a fetch steered to the
 // consumer's zone (KIP-392) carries the partition's high watermark, last
 // stable offset and log start offset, as Kafka's does, so lag read from
 // it (by clients and exporters) stays current.
 func TestPreferredReplicaAnswerCarriesOffsets(t *testing.T) {
-	cat, bkt := sharedStores(t)
-	inZone := func(z string) func(*agent.Config) { return func(c *agent.Config) { c.Zone = z } }
-	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("a")})
-	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, Config: inZone("b")})
+	a, b := twoZones(t)
 	ctx := ctxT(t)
 	if _, err := kadm.NewClient(a.Client(t)).CreateTopic(ctx, 1, -1, nil, "steered"); err != nil {
 		t.Fatal(err)
