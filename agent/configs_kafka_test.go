@@ -47,6 +47,26 @@ type alterAnswers struct {
 	msgs  []*string
 }
 
+// answersOf collects the answers of an AlterConfigs or
+// IncrementalAlterConfigs response.
+func answersOf(resp kmsg.Response) alterAnswers {
+	var got alterAnswers
+	add := func(name string, code int16, msg *string) {
+		got.names, got.codes, got.msgs = append(got.names, name), append(got.codes, code), append(got.msgs, msg)
+	}
+	switch r := resp.(type) {
+	case *kmsg.AlterConfigsResponse:
+		for _, rr := range r.Resources {
+			add(rr.ResourceName, rr.ErrorCode, rr.ErrorMessage)
+		}
+	case *kmsg.IncrementalAlterConfigsResponse:
+		for _, rr := range r.Resources {
+			add(rr.ResourceName, rr.ErrorCode, rr.ErrorMessage)
+		}
+	}
+	return got
+}
+
 // checkAlterOutcome checks an alter request's answers, that the refused
 // topics kept their configs (before) and that changed got retention.ms
 // 2000 unless the request was validate-only.
@@ -136,13 +156,7 @@ func TestIncrementalAlterConfigsMalformedResources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var names []string
-		var codes []int16
-		var msgs []*string
-		for _, r := range resp.(*kmsg.IncrementalAlterConfigsResponse).Resources {
-			names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
-		}
-		checkAlterOutcome(t, a, what, alterAnswers{names, codes, msgs}, want, before, []string{"ic1", "ic2", "ic3"}, "ic4", validateOnly)
+		checkAlterOutcome(t, a, what, answersOf(resp), want, before, []string{"ic1", "ic2", "ic3"}, "ic4", validateOnly)
 	}
 }
 
@@ -197,13 +211,7 @@ func TestAlterConfigsMalformedResources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var names []string
-			var codes []int16
-			var msgs []*string
-			for _, r := range resp.(*kmsg.AlterConfigsResponse).Resources {
-				names, codes, msgs = append(names, r.ResourceName), append(codes, r.ErrorCode), append(msgs, r.ErrorMessage)
-			}
-			checkAlterOutcome(t, a, what, alterAnswers{names, codes, msgs}, want, before, []string{"lc1", "lc2", "lc3"}, "lc4", validateOnly)
+			checkAlterOutcome(t, a, what, answersOf(resp), want, before, []string{"lc1", "lc2", "lc3"}, "lc4", validateOnly)
 		}
 	}
 }
