@@ -52,6 +52,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,7 +115,9 @@ type Agent struct {
 	// for all topics, served while the catalog cannot list them.
 	allTopics     atomic.Pointer[[]catalog.Topic]
 	allTopicsWarn rate.Sometimes
-	tail          *tailIndex
+	// tlsConf is the listeners' TLS (nil: plaintext; see tls.go).
+	tlsConf *tls.Config
+	tail    *tailIndex
 	// cache serves tail reads, catchup reads far behind it (cache.go).
 	cache   *rangeCache
 	catchup *rangeCache
@@ -197,6 +200,11 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	tlsConf, err := newTLSConfig(cfg, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("agent: config: %w", err)
+	}
+	a.tlsConf = tlsConf
 	a.m = newMetrics(deps.Registerer)
 	a.budget = newRequestBudget(cfg.MaxQueuedRequestBytes, a.m)
 	a.respBudget = newResponseBudget(cfg.MaxQueuedResponseBytes, a.m)
@@ -305,7 +313,8 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.members.Store(&membership{self: self, registered: true, agents: []catalog.Agent{self}})
 	a.viewChanged()
 	a.settleJoin(a.refreshMembers(ctx))
-	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone)
+	a.log.Info("agent serving", "listen", ln.Addr().String(), "advertise", a.advertise, "node", self.NodeID, "zone", a.cfg.Zone,
+		"tls", a.tlsConf != nil, "tls_client_auth", a.tlsConf != nil && a.tlsConf.ClientCAs != nil)
 
 	// The follower outlives the accept loop: in-flight fetches still want
 	// commit notifications while they finish. The heartbeat stops first,
@@ -415,6 +424,10 @@ func (a *Agent) serveConn(nc net.Conn, zone string) {
 				"max_connections", a.cfg.MaxConnections, "max_connections_per_ip", a.cfg.MaxConnectionsPerIP)
 		})
 		return
+	}
+	if a.tlsConf != nil {
+		// The handshake runs on the connection's reader (conn.serve).
+		nc = tls.Server(nc, a.tlsConf)
 	}
 	c := newConn(a, nc, zone)
 	a.conns[c] = struct{}{}

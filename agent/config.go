@@ -28,6 +28,11 @@ type Config struct {
 	// treated as coming from a zone, for clients that cannot name their
 	// zone in their client id (see listeners.go).
 	ZoneListeners []ZoneListener
+	// TLSCertFile and TLSKeyFile are the PEM certificate (chain) and key
+	// of the Kafka listeners: with them every listener speaks TLS only
+	// (see tls.go). TLSClientCAFile, if set, makes clients present a
+	// certificate signed by one of its PEM certificates (mutual TLS).
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 	// ClusterID is the cluster id served in Metadata and DescribeCluster.
 	ClusterID string
 	// AgentID names this agent in the catalog (and in the segment objects
@@ -167,6 +172,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "host:port of the Kafka listener")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "host:port advertised to clients (default: the listener address)")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "availability zone of this agent (served as broker rack)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM certificate (chain) of the Kafka listeners; with --tls-key they speak TLS only (clients use security.protocol=SSL); reloaded when the file changes")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSClientCAFile, "tls-client-ca", c.TLSClientCAFile, "PEM CA certificates: clients must present a certificate one of them signed (mutual TLS, ssl.client.auth=required)")
 	fs.StringVar(&c.ClusterID, "cluster", c.ClusterID, "cluster id")
 	fs.StringVar(&c.AgentID, "agent-id", c.AgentID, "unique id of this agent process (default: random)")
 	fs.Func("max-request-bytes", fmt.Sprintf("largest request frame accepted, socket.request.max.bytes (default %d)", c.MaxRequestBytes), func(s string) error {
@@ -301,6 +309,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := validateZoneListeners(c.ZoneListeners); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxRequestBytes < 0 || (c.MaxRequestBytes > 0 && c.MaxRequestBytes < 1024) {

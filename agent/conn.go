@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -172,8 +173,29 @@ func (c *conn) touch() { c.lastActivity.Store(time.Now().UnixNano()) }
 func (c *conn) serve() {
 	defer close(c.served)
 	go c.writeLoop()
-	c.readLoop()
+	if c.handshake() {
+		c.readLoop()
+	} else {
+		close(c.queue)
+	}
 	<-c.done
+}
+
+// handshake runs the TLS handshake of a TLS listener's connection (see
+// tls.go), bounded in time and by the agent's drain; false if it failed
+// and the connection is closed.
+func (c *conn) handshake() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(c.readCtx, min(tlsHandshakeTimeout, c.a.cfg.IdleTimeout))
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.close("tls_handshake")
+		return false
+	}
+	return true
 }
 
 // close closes the connection; safe to call many times.

@@ -112,6 +112,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative queued", func(c *Config) { c.MaxQueuedRequestBytes = -1 }, "max queued request bytes"},
 		{"queued of one request", func(c *Config) { c.MaxQueuedRequestBytes = int64(c.MaxRequestBytes) }, ""},
 		{"negative queued responses", func(c *Config) { c.MaxQueuedResponseBytes = -1 }, "max queued response bytes"},
+		{"tls cert without key", func(c *Config) { c.TLSCertFile = "cert.pem" }, "--tls-key"},
+		{"tls key without cert", func(c *Config) { c.TLSKeyFile = "key.pem" }, "--tls-cert"},
+		{"tls client CA alone", func(c *Config) { c.TLSClientCAFile = "ca.pem" }, "--tls-cert"},
+		{"tls", func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

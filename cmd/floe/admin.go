@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -62,6 +64,9 @@ type adminFlags struct {
 	output    string
 	timeout   time.Duration
 	clientID  string
+	// TLS to agents whose listeners have a certificate (agent --tls-cert).
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
@@ -74,6 +79,10 @@ func (f *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.output, "output", "table", "output `format`: table or json (same as -o)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
 	fs.StringVar(&f.clientID, "client-id", "floe-admin", "Kafka client id to send (add floe_az=<zone> to pin a zone)")
+	fs.BoolVar(&f.tls, "tls", false, "connect with TLS, verifying the agents' certificates against the system's CAs (implied by --tls-ca and --tls-client-cert)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of the CA certificates to verify the agents' certificates against")
+	fs.StringVar(&f.tlsCert, "tls-client-cert", "", "PEM `file` of the client certificate, for agents that require one (--tls-client-ca)")
+	fs.StringVar(&f.tlsKey, "tls-client-key", "", "PEM `file` of the client certificate's key")
 }
 
 func (f *adminFlags) validate() error {
@@ -88,7 +97,36 @@ func (f *adminFlags) validate() error {
 	if f.timeout <= 0 {
 		return fmt.Errorf("--timeout %v: must be positive", f.timeout)
 	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return errors.New("--tls-client-cert and --tls-client-key go together")
+	}
 	return nil
+}
+
+// tlsConfig is the client TLS of the admin commands, nil for plaintext.
+func (f *adminFlags) tlsConfig() (*tls.Config, error) {
+	if !f.tls && f.tlsCA == "" && f.tlsCert == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", f.tlsCA)
+		}
+	}
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // parse parses a subcommand's flags and positional names and validates the
@@ -161,14 +199,22 @@ func (f *adminFlags) kafkaClient() (*kgo.Client, error) {
 			seeds = append(seeds, s)
 		}
 	}
-	cl, err := kgo.NewClient(
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(seeds...),
 		kgo.ClientID(f.clientID),
 		kgo.DialTimeout(min(f.timeout, 10*time.Second)),
 		// An operator command should fail fast and say why rather than
 		// retry for the client's default minute.
 		kgo.RetryTimeout(f.timeout),
-	)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", f.bootstrap, err)
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/floebroker/floe/internal/testenv"
 )
 
 // The admin commands are tested against kfake, franz-go's in-process Kafka:
@@ -415,5 +419,37 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if err := cmds["topics"](ctx, []string{"--help"}); err != nil {
 		t.Errorf("topics --help: %v", err)
+	}
+}
+
+// TestAdminTLS: the admin commands reach agents over TLS, with a client
+// certificate where the agents require one, and refuse half-given client
+// certificates.
+func TestAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testenv.NewCA(t, dir, "admin")
+	srvCert, srvKey := filepath.Join(dir, "srv.pem"), filepath.Join(dir, "srv.key")
+	cliCert, cliKey := filepath.Join(dir, "cli.pem"), filepath.Join(dir, "cli.key")
+	ca.Issue(t, "agent", true, srvCert, srvKey)
+	ca.Issue(t, "admin", false, cliCert, cliKey)
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := newFake(t, kfake.ClusterID("floe-tls"), kfake.TLS(&tls.Config{
+		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	}))
+	// kfake listens on 127.0.0.1, which the server certificate names.
+	res := decode[clusterJSON](t, mustRun(t, bs, "cluster", "-o", "json", "--tls-ca", ca.File,
+		"--tls-client-cert", cliCert, "--tls-client-key", cliKey))
+	if res.ClusterID != "floe-tls" {
+		t.Fatalf("cluster over TLS: %+v", res)
+	}
+	cmd := newAdminCLI(io.Discard, io.Discard).commands()["cluster"]
+	if err := cmd(context.Background(), []string{"--bootstrap", bs, "--tls-ca", ca.File, "--timeout", "1s"}); err == nil {
+		t.Fatal("connected without the client certificate the agent requires")
+	}
+	if _, err := run(t, bs, "cluster", "--tls-ca", ca.File, "--tls-client-cert", cliCert); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("a client certificate without its key: %v", err)
 	}
 }
