@@ -3,8 +3,19 @@ package agent
 // InitProducerId (key 22), versions 0-5, for idempotent producers: a null
 // transactional id allocates a producer id (epoch 0); v3+ requests naming
 // their current id and epoch get the epoch bumped (KIP-360), fencing the
-// old one; an id the catalog does not know, or an exhausted epoch
-// (franz-go bumps locally up to MaxInt16-1, then asks), gets a fresh id.
+// old one; an id the catalog does not know, an epoch older than the
+// catalog's, or an exhausted epoch (franz-go bumps locally up to
+// MaxInt16-1, then asks) gets a fresh id. Kafka gives every idempotent
+// producer a fresh id and never refuses one: an error from InitProducerId
+// is final for franz-go and for the Java producer, whose every later send
+// then fails.
+//
+// A catalog that fails or does not answer in time is
+// COORDINATOR_LOAD_IN_PROGRESS, the one error Kafka's coordinator returns
+// for an idempotent producer (its producer id manager has no block yet),
+// and one every client retries. The Java producer treats REQUEST_TIMED_OUT
+// there as fatal, and answers COORDINATOR_NOT_AVAILABLE by looking up a
+// transaction coordinator for a null key, which fails fatally too.
 //
 // Differences from Kafka: transactions are not supported. A transactional
 // id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED (clients normally stop
@@ -14,6 +25,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,7 +33,14 @@ import (
 	"github.com/floebroker/floe/catalog"
 )
 
+// initProducerIDTimeout bounds the catalog calls of one InitProducerId:
+// a client is better served by a retriable error it retries with backoff
+// than by a request that waits out its own timeout (a variable for tests).
+var initProducerIDTimeout = 5 * time.Second
+
 func (a *Agent) handleInitProducerID(ctx context.Context, _ *request, req *kmsg.InitProducerIDRequest) (kmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, initProducerIDTimeout)
+	defer cancel()
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	switch {
@@ -41,12 +60,10 @@ func (a *Agent) handleInitProducerID(ctx context.Context, _ *request, req *kmsg.
 		case err == nil:
 			resp.ProducerID, resp.ProducerEpoch = req.ProducerID, epoch
 			return resp, nil
-		case errors.Is(err, catalog.ErrInvalidProducerEpoch):
-			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
-			return resp, nil
-		case errors.Is(err, catalog.ErrUnknownProducerID):
+		case errors.Is(err, catalog.ErrInvalidProducerEpoch), errors.Is(err, catalog.ErrUnknownProducerID):
 			// Fall through to a fresh id, as Kafka does for idempotent
-			// producers.
+			// producers. (The old epoch stays fenced: the id it belongs
+			// to is not handed out again.)
 		default:
 			a.log.Warn("bumping producer epoch failed", "producer_id", req.ProducerID, "err", err)
 			resp.ErrorCode = producerIDErrCode(err)
@@ -63,11 +80,5 @@ func (a *Agent) handleInitProducerID(ctx context.Context, _ *request, req *kmsg.
 	return resp, nil
 }
 
-// producerIDErrCode is a retriable code for a catalog failure: the
-// coordinator is "not available" until the catalog answers again.
-func producerIDErrCode(err error) int16 {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return kerr.RequestTimedOut.Code
-	}
-	return kerr.CoordinatorNotAvailable.Code
-}
+// producerIDErrCode is the code for a catalog failure (see above).
+func producerIDErrCode(error) int16 { return kerr.CoordinatorLoadInProgress.Code }
