@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,8 +33,9 @@ func TestDescribeConfigsEmptyNamesMeansAll(t *testing.T) {
 		req.Version = 4
 		rr := kmsg.NewDescribeConfigsRequestResource()
 		rr.ResourceType, rr.ConfigNames = typ, []string{}
-		if typ == kmsg.ConfigResourceTypeTopic {
-			rr.ResourceName = "dc"
+		rr.ResourceName = "dc"
+		if typ == kmsg.ConfigResourceTypeBroker {
+			rr.ResourceName = strconv.Itoa(int(a.Agent.NodeID()))
 		}
 		req.Resources = append(req.Resources, rr)
 		resp, err := c.Request(req)
@@ -554,5 +556,51 @@ func TestCreatePartitionsChecks(t *testing.T) {
 		if err != nil || got.Partitions != parts {
 			t.Fatalf("%s: %d partitions (%v), want %d", topic, got.Partitions, err, parts)
 		}
+	}
+}
+
+// TestCreateTopicsExistingBeforeChecks: creating a topic that exists is
+// TOPIC_ALREADY_EXISTS even with a bad config, partition count or
+// replication factor, as Kafka checks existence first; a topic that does
+// not exist still gets the check's error.
+func TestCreateTopicsExistingBeforeChecks(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	createTopic(t, a, "exists", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	bad := "nope"
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*kmsg.CreateTopicsRequestTopic)
+		missing *kerr.Error // the error for a topic that does not exist
+	}{
+		{"bad config", func(rt *kmsg.CreateTopicsRequestTopic) {
+			rt.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: "cleanup.policy", Value: &bad}}
+		}, kerr.InvalidConfig},
+		{"unknown config", func(rt *kmsg.CreateTopicsRequestTopic) {
+			rt.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: "message.format.versio", Value: &bad}}
+		}, kerr.InvalidConfig},
+		{"zero partitions", func(rt *kmsg.CreateTopicsRequestTopic) { rt.NumPartitions = 0 }, kerr.InvalidPartitions},
+		{"zero replication", func(rt *kmsg.CreateTopicsRequestTopic) { rt.ReplicationFactor = 0 }, kerr.InvalidReplicationFactor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, topic := range []string{"exists", "missing"} {
+				req := kmsg.NewPtrCreateTopicsRequest()
+				req.Version = 7
+				rt := kmsg.NewCreateTopicsRequestTopic()
+				rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, -1
+				tc.mutate(&rt)
+				req.Topics = append(req.Topics, rt)
+				resp, err := c.Request(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := tc.missing
+				if topic == "exists" {
+					want = kerr.TopicAlreadyExists
+				}
+				wantCode(t, topic, resp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode, want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -87,9 +88,27 @@ func TestAdminTopicsAndConfigs(t *testing.T) {
 		if c := found["cleanup.policy"]; c.MaybeValue() != "delete" || c.Source != kmsg.ConfigSourceDefaultConfig {
 			t.Errorf("cleanup.policy: %q source %v", c.MaybeValue(), c.Source)
 		}
-		brokers, err := adm.DescribeBrokerConfigs(ctx)
+		brokers, err := adm.DescribeBrokerConfigs(ctx, a.Agent.NodeID())
 		if err != nil || len(brokers) == 0 || brokers[0].Err != nil || len(brokers[0].Configs) == 0 {
 			t.Fatalf("broker configs: %v %+v", err, brokers)
+		}
+		// The cluster's dynamic defaults, as Kafka answers without any:
+		// none. Another broker's id is a mistake.
+		if cluster, err := adm.DescribeBrokerConfigs(ctx); err != nil || len(cluster) != 1 || cluster[0].Err != nil || len(cluster[0].Configs) != 0 {
+			t.Fatalf("cluster default configs: %v %+v", err, cluster)
+		}
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.Version = 4
+		rr := kmsg.NewDescribeConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeBroker, strconv.Itoa(int(a.Agent.NodeID())+1)
+		req.Resources = append(req.Resources, rr)
+		// Sent straight to this agent: franz-go routes a broker's
+		// resource to that broker.
+		conn := floetest.Dial(t, a.Addr)
+		defer conn.Close()
+		resp, err := conn.Request(req)
+		if err != nil || resp.(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode != kerr.InvalidRequest.Code {
+			t.Fatalf("another broker's configs: %v %+v", err, resp)
 		}
 	})
 	t.Run("incremental alter", func(t *testing.T) {

@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -114,6 +115,15 @@ func (a *Agent) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceTy
 		return adminErr(err)
 	}
 	t, err := a.cat.Topic(ctx, name)
+	if errors.Is(err, catalog.ErrUnknownTopic) {
+		// Kafka's controller validates the values before it looks for
+		// the topic: a bad value is INVALID_CONFIG whether or not the
+		// topic exists. Checked against the defaults, so only what is
+		// wrong in itself (the cross-config checks need the topic).
+		if _, cerr := compute(catalog.Topic{Name: name}); errors.Is(cerr, catalog.ErrInvalidConfig) {
+			return adminErr(cerr)
+		}
+	}
 	if err != nil {
 		return adminErr(err)
 	}

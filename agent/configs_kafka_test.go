@@ -258,3 +258,49 @@ func TestConfigsTopicNames(t *testing.T) {
 		wantCode(t, fmt.Sprintf("alter %q", names[i]), iresp.(*kmsg.IncrementalAlterConfigsResponse).Resources[i].ErrorCode, want)
 	}
 }
+
+// TestAlterConfigsUnknownTopicBadValue: a value that is wrong in itself is
+// INVALID_CONFIG whether or not the topic exists, as Kafka's controller
+// validates before it looks the topic up; a valid change to a missing
+// topic is UNKNOWN_TOPIC_OR_PARTITION.
+func TestAlterConfigsUnknownTopicBadValue(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	for _, tc := range []struct {
+		name, key, value string
+		op               kmsg.IncrementalAlterConfigOp
+		want             *kerr.Error
+	}{
+		{"bad value", "retention.ms", "abc", kmsg.IncrementalAlterConfigOpSet, kerr.InvalidConfig},
+		{"unknown key", "no.such.config", "1", kmsg.IncrementalAlterConfigOpSet, kerr.InvalidConfig},
+		{"append to a long", "retention.ms", "1", kmsg.IncrementalAlterConfigOpAppend, kerr.InvalidConfig},
+		{"valid", "retention.ms", "1000", kmsg.IncrementalAlterConfigOpSet, kerr.UnknownTopicOrPartition},
+	} {
+		in := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		in.Version = 1
+		r := kmsg.NewIncrementalAlterConfigsRequestResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "missing"
+		r.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: tc.key, Value: kmsg.StringPtr(tc.value), Op: tc.op}}
+		in.Resources = append(in.Resources, r)
+		resp, err := c.Request(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "incremental "+tc.name, resp.(*kmsg.IncrementalAlterConfigsResponse).Resources[0].ErrorCode, tc.want)
+		if tc.op != kmsg.IncrementalAlterConfigOpSet {
+			continue
+		}
+		al := kmsg.NewPtrAlterConfigsRequest()
+		al.Version = 2
+		ar := kmsg.NewAlterConfigsRequestResource()
+		ar.ResourceType, ar.ResourceName = kmsg.ConfigResourceTypeTopic, "missing"
+		ar.Configs = []kmsg.AlterConfigsRequestResourceConfig{{Name: tc.key, Value: kmsg.StringPtr(tc.value)}}
+		al.Resources = append(al.Resources, ar)
+		aresp, err := c.Request(al)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "legacy "+tc.name, aresp.(*kmsg.AlterConfigsResponse).Resources[0].ErrorCode, tc.want)
+	}
+}

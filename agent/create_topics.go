@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -36,6 +37,16 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 			continue
 		}
 		spec, code, msg := a.topicSpec(rt)
+		if code != 0 && code != kerr.InvalidTopicException.Code {
+			// Kafka checks whether the topic exists before its partitions,
+			// replication factor and configs: "create if missing" code
+			// (Connect, Streams, provisioning tools) ignores
+			// TOPIC_ALREADY_EXISTS, not INVALID_CONFIG from a config an
+			// older tool still sends. Looked up only on this error path.
+			if _, err := a.cat.Topic(ctx, rt.Topic); err == nil {
+				code, msg = kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", rt.Topic)
+			}
+		}
 		if code != 0 {
 			setCreateTopicErr(&ot, code, msg)
 			resp.Topics = append(resp.Topics, ot)
@@ -134,7 +145,7 @@ func (a *Agent) topicSpec(rt kmsg.CreateTopicsRequestTopic) (catalog.TopicSpec, 
 	}
 	for _, c := range rt.Configs {
 		if c.Value == nil {
-			return spec, kerr.InvalidConfig.Code, fmt.Sprintf("null value for config %q", c.Name)
+			return spec, kerr.InvalidConfig.Code, "Null value not supported for topic configs: " + c.Name
 		}
 		spec.Configs[c.Name] = *c.Value
 	}
@@ -157,7 +168,9 @@ func adminErr(err error) (int16, string) {
 	case errors.Is(err, catalog.ErrInvalidPartitions):
 		return kerr.InvalidPartitions.Code, err.Error()
 	case errors.Is(err, catalog.ErrInvalidConfig):
-		return kerr.InvalidConfig.Code, err.Error()
+		// Without the package prefix: admin tools show the message as
+		// Kafka's ("Invalid value x for configuration y: …").
+		return kerr.InvalidConfig.Code, strings.TrimPrefix(err.Error(), catalog.ErrInvalidConfig.Error()+": ")
 	case errors.Is(err, catalog.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code, err.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

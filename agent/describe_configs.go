@@ -8,8 +8,9 @@ package agent
 // reflecting the agent's flags (broker.id, broker.rack,
 // auto.create.topics.enable, num.partitions, default.replication.factor,
 // min.insync.replicas, message.max.bytes, socket.request.max.bytes,
-// connections.max.idle.ms, log.retention.ms); an empty name or any node id
-// describes this agent's settings.
+// connections.max.idle.ms, log.retention.ms) under this agent's node id;
+// the empty name (the cluster's dynamic defaults) describes no config, and
+// another agent's id is INVALID_REQUEST, as in Kafka.
 //
 // Differences from Kafka: broker configs are static (set by flags); broker
 // logger, client metrics and group resources are answered INVALID_REQUEST.
@@ -48,11 +49,17 @@ func (a *Agent) handleDescribeConfigs(ctx context.Context, _ *request, req *kmsg
 			}
 			or.Configs = topicConfigEntries(t, rr.ConfigNames)
 		case kmsg.ConfigResourceTypeBroker:
-			if rr.ResourceName != "" {
-				if _, err := strconv.ParseInt(rr.ResourceName, 10, 32); err != nil {
-					or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr(fmt.Sprintf("broker resource name %q is not a node id", rr.ResourceName))
-					break
-				}
+			// As Kafka's ConfigHelper: the empty name is the cluster's
+			// dynamic defaults (Floe has none: broker settings are
+			// per-agent flags), this agent's node id its own settings,
+			// and any other name a mistake (admin clients send a broker's
+			// resource to that broker).
+			if rr.ResourceName == "" {
+				break
+			}
+			if id, err := strconv.ParseInt(rr.ResourceName, 10, 32); err != nil || int32(id) != a.NodeID() {
+				or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr(fmt.Sprintf("unexpected broker id, expected %d or empty string, but received %s", a.NodeID(), rr.ResourceName))
+				break
 			}
 			or.Configs = a.brokerConfigEntries(rr.ConfigNames)
 		default:

@@ -85,7 +85,7 @@ type configSpec struct {
 // message.downconversion.enable), still accepted because older admin tools
 // send them. Sorted by name, as DescribeConfigs lists them.
 var topicConfigs = []configSpec{
-	{ConfigDef{Name: ConfigCleanupPolicy, Default: CleanupPolicyDelete, Type: ConfigTypeList, Doc: "delete (drop old records by retention), compact (keep the latest record per key) or both."}, checkCleanupPolicy},
+	{ConfigDef{Name: ConfigCleanupPolicy, Default: CleanupPolicyDelete, Type: ConfigTypeList, Doc: "delete (drop old records by retention), compact (keep the latest record per key), both, or empty (neither: records are kept forever)."}, checkCleanupPolicy},
 	{ConfigDef{Name: "compression.gzip.level", Default: "-1", Type: ConfigTypeInt, Doc: "Accepted for compatibility; Floe stores batches as producers compressed them."}, checkIntIn(-1, -1, 1, 9)},
 	{ConfigDef{Name: "compression.lz4.level", Default: "9", Type: ConfigTypeInt, Doc: "Accepted for compatibility; Floe stores batches as producers compressed them."}, checkIntIn(1, 17)},
 	{ConfigDef{Name: ConfigCompressionType, Default: "producer", Type: ConfigTypeString, Doc: "Final compression of the topic's data; Floe supports only producer (keep what the producer sent) and accepts the other values for compatibility."}, checkEnum("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")},
@@ -163,10 +163,11 @@ func LookupConfigDef(name string) (ConfigDef, bool) {
 func ValidateConfig(name, value string) error {
 	s, ok := configIndex[name]
 	if !ok {
-		return fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, name)
+		return fmt.Errorf("%w: Unknown topic config name: %s", ErrInvalidConfig, name)
 	}
 	if err := s.check(value); err != nil {
-		return fmt.Errorf("%w: %s=%q: %v", ErrInvalidConfig, name, value, err)
+		// Worded as Kafka's ConfigException, which admin tools show.
+		return fmt.Errorf("%w: Invalid value %s for configuration %s: %v", ErrInvalidConfig, value, name, err)
 	}
 	return nil
 }
@@ -209,7 +210,7 @@ func ApplyConfigOps(configs map[string]string, ops []ConfigOp) (map[string]strin
 			continue
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, op.Key)
+			return nil, fmt.Errorf("%w: Unknown topic config name: %s", ErrInvalidConfig, op.Key)
 		}
 		switch op.Op {
 		case ConfigSet:
@@ -498,11 +499,11 @@ func checkEnum(allowed ...string) func(string) error {
 	}
 }
 
+// checkCleanupPolicy accepts delete, compact, both, or neither (an empty
+// list, as Kafka's ValidList allows: records are then neither deleted by
+// retention nor compacted, and kept forever).
 func checkCleanupPolicy(v string) error {
 	items := splitList(v)
-	if len(items) == 0 {
-		return fmt.Errorf("must list delete, compact or both")
-	}
 	seen := map[string]bool{}
 	for _, it := range items {
 		if it != CleanupPolicyDelete && it != CleanupPolicyCompact {

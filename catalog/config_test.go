@@ -55,7 +55,7 @@ func TestValidateConfig(t *testing.T) {
 		{"cleanup.policy", "compact", true},
 		{"cleanup.policy", "compact,delete", true},
 		{"cleanup.policy", " delete , compact ", true},
-		{"cleanup.policy", "", false},
+		{"cleanup.policy", "", true}, // neither deleted nor compacted, as Kafka's ValidList allows
 		{"cleanup.policy", "delete,delete", false},
 		{"cleanup.policy", "archive", false},
 		{"message.timestamp.type", "LogAppendTime", true},
@@ -121,7 +121,8 @@ func TestApplyConfigOps(t *testing.T) {
 			map[string]string{"retention.ms": "1", "cleanup.policy": "delete"}},
 		{"in order", []ConfigOp{{Key: "retention.ms", Value: "x"}, {Key: "retention.ms", Value: "3"}},
 			map[string]string{"retention.ms": "3"}},
-		{"subtract to empty", []ConfigOp{{Key: "cleanup.policy", Value: "delete", Op: ConfigSubtract}}, nil},
+		{"subtract to empty", []ConfigOp{{Key: "cleanup.policy", Value: "delete", Op: ConfigSubtract}},
+			map[string]string{"retention.ms": "1", "cleanup.policy": ""}},
 		{"append to a long", []ConfigOp{{Key: "retention.ms", Value: "1", Op: ConfigAppend}}, nil},
 		{"unknown key", []ConfigOp{{Key: "nope", Value: "1"}}, nil},
 		{"unknown op", []ConfigOp{{Key: "retention.ms", Value: "1", Op: 9}}, nil},

@@ -340,7 +340,6 @@ func testAlterConfigs(t *testing.T, c catalog.Catalog) {
 		{{Key: "no.such", Value: "1"}},
 		{{Key: "retention.ms", Value: "1"}, {Key: "retention.bytes", Value: "?"}}, // all or nothing
 		{{Key: "retention.ms", Value: "1", Op: catalog.ConfigAppend}},             // not a list
-		{{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigSubtract}},   // empties the list
 	}
 	for i, ops := range bad {
 		_, err := c.AlterTopicConfigs(ctx(t), "cfg", ops)
@@ -350,6 +349,16 @@ func testAlterConfigs(t *testing.T, c catalog.Catalog) {
 	noErr(t, err, "Topic")
 	if !maps.Equal(after.Configs, got.Configs) {
 		t.Fatalf("failed alters changed configs: %v, want %v", after.Configs, got.Configs)
+	}
+
+	// Subtracting the last policy leaves an empty list, stored as set:
+	// neither deleted nor compacted, as Kafka allows.
+	got, err = c.AlterTopicConfigs(ctx(t), "cfg", []catalog.ConfigOp{{Key: "cleanup.policy", Value: "compact", Op: catalog.ConfigSubtract}})
+	noErr(t, err, "subtract the last policy")
+	after, err = c.Topic(ctx(t), "cfg")
+	noErr(t, err, "Topic")
+	if v, set := after.Configs["cleanup.policy"]; !set || v != "" || after.CleanupPolicy() != (catalog.CleanupPolicy{}) {
+		t.Fatalf("after subtracting the last policy: %q (set %v), policy %+v", v, set, after.CleanupPolicy())
 	}
 }
 
