@@ -116,8 +116,9 @@ type Agent struct {
 	allTopics     atomic.Pointer[[]catalog.Topic]
 	allTopicsWarn rate.Sometimes
 	// tlsConf is the listeners' TLS (nil: plaintext; see tls.go).
-	tlsConf *tls.Config
-	tail    *tailIndex
+	tlsConf    *tls.Config
+	tlsFailLog rate.Sometimes
+	tail       *tailIndex
 	// cache serves tail reads, catchup reads far behind it (cache.go).
 	cache   *rangeCache
 	catchup *rangeCache
@@ -192,6 +193,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		perIP:         make(map[string]int),
 		refusedLog:    rate.Sometimes{Interval: time.Second},
 		allTopicsWarn: rate.Sometimes{Interval: 10 * time.Second},
+		tlsFailLog:    rate.Sometimes{Interval: time.Minute},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

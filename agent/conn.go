@@ -42,6 +42,11 @@ type conn struct {
 	// connection, "" for the main listener.
 	listenerZone string
 	br           *bufio.Reader
+	// tlsw batches a TLS connection's writes into full TLS records: a
+	// fetch response is many small slices (fetch_records.go), each of
+	// which would otherwise be a record, a syscall and a packet of its
+	// own. nil for plaintext, which writes them with one writev.
+	tlsw *bufio.Writer
 
 	ctx    context.Context // cancelled when the connection dies
 	cancel context.CancelFunc
@@ -147,6 +152,9 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 		served:       make(chan struct{}),
 		peerDone:     make(chan struct{}),
 	}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.tlsw = bufio.NewWriterSize(nc, 16<<10) // a TLS record's most plaintext
+	}
 	c.readCtx, c.stopRead = context.WithCancel(ctx)
 	start := make(chan struct{})
 	close(start)
@@ -192,18 +200,35 @@ func (c *conn) handshake() bool {
 	ctx, cancel := context.WithTimeout(c.readCtx, min(tlsHandshakeTimeout, c.a.cfg.IdleTimeout))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
+		if c.stopping.Load() {
+			c.close("drain")
+			return false
+		}
+		c.a.tlsFailLog.Do(func() { // a scan or a flood must not flood the log
+			c.a.log.Warn("TLS handshake failed (logged at most once a minute; connections_closed{reason=tls_handshake} counts them all)", "remote", c.remote, "err", err)
+		})
 		c.close("tls_handshake")
 		return false
 	}
+	c.touch() // the idle timeout counts from here, not from the accept
 	return true
 }
 
-// close closes the connection; safe to call many times.
+// close closes the connection; safe to call many times. A TLS connection
+// is closed without a close_notify alert: sending one can block for
+// seconds on a client that stopped reading, holding up the agent's drain,
+// and Kafka's length-prefixed frames do not need it to detect truncation.
 func (c *conn) close(reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
-		c.nc.Close()
+		// Counted before the close, so that whoever sees the close sees
+		// the count.
 		c.a.m.connsClosed.WithLabelValues(reason).Inc()
+		if tc, ok := c.nc.(*tls.Conn); ok {
+			tc.NetConn().Close()
+			return
+		}
+		c.nc.Close()
 	})
 }
 
@@ -466,16 +491,23 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.a.cfg.WriteTimeout))
+		var w io.Writer = c.nc
+		if c.tlsw != nil {
+			w = c.tlsw
+		}
 		var err error
 		if fr, ok := p.resp.(*fetchResponse); ok {
 			// Records go from the cache to the socket (fetch_records.go).
 			bufs := fr.appendFrame(buf[:0], p.hdr)
 			buf = bufs[0][:0]
-			_, err = bufs.WriteTo(c.nc)
+			_, err = bufs.WriteTo(w)
 			fr.sent()
 		} else {
 			buf = appendResponse(buf[:0], p.hdr, p.resp)
-			_, err = c.nc.Write(buf)
+			_, err = w.Write(buf)
+		}
+		if err == nil && c.tlsw != nil {
+			err = c.tlsw.Flush()
 		}
 		if err != nil {
 			if c.ctx.Err() == nil {

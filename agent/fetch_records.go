@@ -17,7 +17,8 @@ import (
 // response refers to the cached bytes instead: each partition's records
 // are a list of slices (records), kmsg encodes every other field, and the
 // connection writes the frame with writev (net.Buffers), the records
-// straight from the cache.
+// straight from the cache. (A TLS connection copies them through a
+// record-sized buffer instead, conn.tlsw: TLS copies every byte anyway.)
 
 // records is one partition's record batches as slices to send in order:
 // the cached bytes of each batch after its base offset, and small pieces

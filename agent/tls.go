@@ -26,8 +26,8 @@ import (
 // changed since it was read (a stat of each, small next to the handshake)
 // and loads the pair again if so. A pair that does not load (a rotation
 // caught between writing the two files) keeps the previous certificate in
-// use and is logged; the next handshake tries again. The client CA is read
-// once, at start.
+// use and is logged; it is tried again once either file changes again.
+// The client CA is read once, at start.
 //
 // The handshake runs on the connection's reader before its first request,
 // bounded by tlsHandshakeTimeout (or the idle timeout, if shorter): a
@@ -90,6 +90,10 @@ type certSource struct {
 	cert    *tls.Certificate
 	certMod fileStamp
 	keyMod  fileStamp
+	// failed are the stamps of a pair that did not load: it is not read
+	// again until a file changes once more, so a broken rotation costs a
+	// stat per handshake, not a parse under the lock.
+	failedCert, failedKey fileStamp
 }
 
 // fileStamp is what tells a rewritten file from the one read before.
@@ -130,13 +134,20 @@ func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	defer s.mu.Unlock()
 	certMod, cerr := stamp(s.certFile)
 	keyMod, kerr := stamp(s.keyFile)
-	if cerr == nil && kerr == nil && (certMod != s.certMod || keyMod != s.keyMod) {
+	changed := certMod != s.certMod || keyMod != s.keyMod
+	failedBefore := certMod == s.failedCert && keyMod == s.failedKey
+	if cerr == nil && kerr == nil && changed && !failedBefore {
 		if err := s.load(); err != nil {
+			s.failedCert, s.failedKey = certMod, keyMod
 			s.warn.Do(func() {
 				s.log.Warn("tls: certificate files changed but do not load; serving the previous certificate (logged at most once a minute)", "err", err)
 			})
 		} else {
-			s.log.Info("tls: certificate reloaded", "cert", s.certFile, "not_after", s.cert.Leaf.NotAfter)
+			var notAfter time.Time
+			if s.cert.Leaf != nil {
+				notAfter = s.cert.Leaf.NotAfter
+			}
+			s.log.Info("tls: certificate reloaded", "cert", s.certFile, "not_after", notAfter)
 		}
 	}
 	return s.cert, nil
