@@ -118,7 +118,7 @@ var topicConfigs = []configSpec{
 	{ConfigDef{Name: ConfigSegmentBytes, Default: "1073741824", Type: ConfigTypeInt, Doc: "Target size of compacted per-partition segment objects."}, checkIntAtLeast(1 << 20)},
 	{ConfigDef{Name: "segment.index.bytes", Default: "10485760", Type: ConfigTypeInt, Doc: "Accepted for compatibility."}, checkIntAtLeast(4)},
 	{ConfigDef{Name: "segment.jitter.ms", Default: "0", Type: ConfigTypeLong, Doc: "Accepted for compatibility."}, checkLongAtLeast(0)},
-	{ConfigDef{Name: ConfigSegmentMs, Default: "604800000", Type: ConfigTypeLong, Doc: "Age after which compaction may close a per-partition segment object."}, checkLongAtLeast(1)},
+	{ConfigDef{Name: ConfigSegmentMs, Default: "604800000", Type: ConfigTypeLong, Doc: "Longest span of record time one merged row (Floe's segment) covers; a compacted topic's rows also cover at most max.compaction.lag.ms."}, checkLongAtLeast(1)},
 	{ConfigDef{Name: "unclean.leader.election.enable", Default: "false", Type: ConfigTypeBoolean, Doc: "Accepted for compatibility; Floe has no replicas to elect."}, checkBool},
 }
 

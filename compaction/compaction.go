@@ -335,7 +335,7 @@ func (c *Compactor) partitionPass(ctx context.Context, p partition, renew func()
 			return logErr
 		}
 	}
-	return errors.Join(logErr, c.merge(ctx, p.tp, renew))
+	return errors.Join(logErr, c.merge(ctx, p, renew))
 }
 
 // errLeaseLost stops work whose lease another holder took.

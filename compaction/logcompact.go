@@ -27,8 +27,10 @@ import (
 //   - The cleanable range is a prefix of the partition's rows from the log
 //     start: it stops at the first row younger than min.compaction.lag.ms
 //     (by its max timestamp; a row without timestamps by its object's
-//     creation time, as Kafka falls back to the segment file's time) or
-//     held in an object younger than MergeMinAge. The partition's last
+//     creation time, as Kafka falls back to the segment file's time; with
+//     no min lag, timestamps are not looked at) or held in an object
+//     younger than MergeMinAge. Merging rolls rows as Kafka rolls
+//     segments (see rollMs), so a row's max timestamp ages. The partition's last
 //     batch is the active tail (Kafka never compacts its active segment;
 //     kfake keeps the last batch): its records are kept and supersede
 //     nothing.
@@ -305,7 +307,8 @@ func minus(a, b int64) int64 {
 // cleanableRows pages through p's rows from the log start up to the first
 // one not cleanable yet (see above).
 func (c *Compactor) cleanableRows(ctx context.Context, p partition, from int64, now time.Time) ([]catalog.CompactionRow, error) {
-	lagCutoff := now.UnixMilli() - max(p.topic.MinCompactionLagMs(), 0)
+	minLag := max(p.topic.MinCompactionLagMs(), 0)
+	lagCutoff := now.UnixMilli() - minLag
 	ageCutoff := now.Add(-c.cfg.MergeMinAge)
 	var out []catalog.CompactionRow
 	for {
@@ -314,7 +317,9 @@ func (c *Compactor) cleanableRows(ctx context.Context, p partition, from int64, 
 			return nil, fmt.Errorf("compaction: log compaction of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
 		}
 		for _, r := range rows {
-			if rowTime(r) > lagCutoff || !r.ObjectCreated.Before(ageCutoff) {
+			// Without a min lag Kafka does not look at timestamps: a
+			// batch stamped in the future must not hold back the rest.
+			if (minLag > 0 && rowTime(r) > lagCutoff) || !r.ObjectCreated.Before(ageCutoff) {
 				return out, nil
 			}
 			out = append(out, r)

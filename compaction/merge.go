@@ -30,7 +30,8 @@ var mergeRowsPerPass = 5000
 // would never get past a first page of rows that are not candidates (in
 // large objects, or merged already): a partition busy for a while (5,000
 // flushes), then quiet, would never have its later small objects merged.
-func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew func() error) error {
+func (c *Compactor) merge(ctx context.Context, p partition, renew func() error) error {
+	tp := p.tp
 	rows, err := c.cat.CompactionRows(ctx, tp, c.mergeFrom[tp], mergeRowsPerPass)
 	if err != nil {
 		return fmt.Errorf("compaction: merge: %w", err)
@@ -47,10 +48,10 @@ func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew 
 	done := func() error {
 		g := group
 		group, groupBytes = nil, 0
-		if len(g) == 0 || (len(g) == 1 && 2*g[0].ByteLength > g[0].ObjectSize) {
-			return nil // one row that already owns most of its object
+		if len(g) == 0 || ownObject(g) {
+			return nil // rows that already own most of their one object
 		}
-		return c.mergeGroup(ctx, tp, g, renew)
+		return c.mergeGroup(ctx, tp, g, rollMs(p.topic), renew)
 	}
 	for _, r := range rows {
 		candidate := r.ObjectCreated.Before(cutoff) && r.ObjectSize < c.cfg.SmallObjectBytes
@@ -75,11 +76,71 @@ func (c *Compactor) merge(ctx context.Context, tp catalog.TopicPartition, renew 
 	return done()
 }
 
+// ownObject reports whether the rows all lie in one object and hold most
+// of it: a previous merge's output, which merging again would only copy.
+func ownObject(g []catalog.CompactionRow) bool {
+	var bytes int64
+	for _, r := range g {
+		if r.ObjectID != g[0].ObjectID {
+			return false
+		}
+		bytes += r.ByteLength
+	}
+	return 2*bytes > g[0].ObjectSize
+}
+
+// rollMs is how long a span of time one merged row may cover, as Kafka
+// rolls a partition's active segment: segment.ms, and for a compacted
+// topic at most max.compaction.lag.ms (LogConfig.maxSegmentMs). Retention
+// and compaction age a row by its newest record, so a row that kept
+// absorbing a slow partition's new batches would never age: retention.ms
+// and min/max.compaction.lag.ms would not bound how long a record stays.
+func rollMs(t catalog.Topic) int64 {
+	roll := t.SegmentMs()
+	if t.CleanupPolicy().Compact {
+		roll = min(roll, t.MaxCompactionLagMs())
+	}
+	return max(roll, 1)
+}
+
+// span is the time range of a row's records, in Unix milliseconds
+// (known false: no batch has a timestamp).
+type span struct {
+	from, to int64
+	known    bool
+}
+
+func (s span) join(o span) span {
+	switch {
+	case !s.known:
+		return o
+	case !o.known:
+		return s
+	}
+	return span{from: min(s.from, o.from), to: max(s.to, o.to), known: true}
+}
+
+// batchSpan is a batch's time range, from its index metadata (which reads
+// the earliest record's timestamp where the first timestamp field holds a
+// delete horizon).
+func batchSpan(m segment.BatchMeta) span {
+	switch {
+	case m.FirstTimestamp >= 0 && m.MaxTimestamp >= m.FirstTimestamp:
+		return span{from: m.FirstTimestamp, to: m.MaxTimestamp, known: true}
+	case m.MaxTimestamp >= 0:
+		return span{from: m.MaxTimestamp, to: m.MaxTimestamp, known: true}
+	}
+	return span{}
+}
+
 // mergeGroup copies the rows' batches into one new object, uploads it and
-// swaps the rows. A lost race or lease deletes the upload again.
-func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g []catalog.CompactionRow, renew func() error) error {
+// swaps the rows. Rows of consecutive offsets become one row unless it
+// would cover more than roll milliseconds (see rollMs). A lost race or
+// lease deletes the upload again.
+func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g []catalog.CompactionRow, roll int64, renew func() error) error {
 	w := segment.NewWriter(segment.Header{AgentID: c.cfg.Holder, Created: c.now()})
 	first := make([]int, len(g)) // index of each row's first Add
+	spans := make([]span, len(g))
 	n := 0
 	inputs := map[int64]bool{}
 	for i, r := range g {
@@ -92,7 +153,9 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 		}
 		first[i] = n
 		if err := eachBatch(data, func(b []byte) {
-			w.Add(tp, b, batchMeta(b))
+			m := batchMeta(b)
+			spans[i] = spans[i].join(batchSpan(m))
+			w.Add(tp, b, m)
 			n++
 		}); err != nil {
 			return fmt.Errorf("compaction: merge: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
@@ -102,6 +165,7 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 	obj, placements := w.Finish()
 	old := make([]catalog.BatchRow, len(g))
 	var out []catalog.BatchRow
+	var outSpan span // of out's last row
 	for i, r := range g {
 		old[i] = r.BatchRow
 		end := n
@@ -112,15 +176,20 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 		last := placements[end-1]
 		nr := catalog.BatchRow{TopicPartition: tp, BaseOffset: r.BaseOffset, LastOffset: r.LastOffset,
 			ByteOffset: off, ByteLength: last.ByteOffset + last.ByteLength - off, Records: r.Records, MaxTimestamp: r.MaxTimestamp}
-		// Rows of consecutive offsets whose bytes are adjacent become one.
-		if k := len(out) - 1; k >= 0 && out[k].LastOffset+1 == nr.BaseOffset && out[k].ByteOffset+out[k].ByteLength == nr.ByteOffset {
+		// Rows of consecutive offsets whose bytes are adjacent become one,
+		// unless it would cover more than roll.
+		joined := outSpan.join(spans[i])
+		if k := len(out) - 1; k >= 0 && out[k].LastOffset+1 == nr.BaseOffset && out[k].ByteOffset+out[k].ByteLength == nr.ByteOffset &&
+			(!joined.known || joined.to-joined.from <= roll) {
 			out[k].LastOffset = nr.LastOffset
 			out[k].ByteLength += nr.ByteLength
 			out[k].Records += nr.Records
 			out[k].MaxTimestamp = max(out[k].MaxTimestamp, nr.MaxTimestamp)
+			outSpan = joined
 			continue
 		}
 		out = append(out, nr)
+		outSpan = spans[i]
 	}
 	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
 	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {

@@ -1,0 +1,137 @@
+package compaction_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
+
+// A slow partition's rows are merged as they age; a merged row must not
+// cover more than the topic's roll time (segment.ms, and for a compacted
+// topic max.compaction.lag.ms), as Kafka rolls its active segment, or the
+// row would age by its newest record forever and neither retention nor
+// the compaction lags would bound how long a record stays.
+
+// putNow flushes one batch of kvs stamped with the clock's time.
+func (e *env) putNow(tp catalog.TopicPartition, kvs ...[2][]byte) {
+	e.t.Helper()
+	ts := e.clk.Now().UnixMilli()
+	e.flushBatch(tp, keyedBatch(ts, kvs...), len(kvs), ts)
+}
+
+// trickle writes one record of key k every step for n steps, running a
+// compaction pass after each.
+func trickle(t *testing.T, e *env, tp catalog.TopicPartition, k string, n int, step time.Duration, passes func() error) {
+	t.Helper()
+	for i := range n {
+		e.putNow(tp, kv(k, value(k, i)))
+		e.clk.Advance(step)
+		if err := passes(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func versions(rs []record, k string) int {
+	n := 0
+	for _, r := range rs {
+		if r.Key == k {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMaxCompactionLagUnderTrickle: with max.compaction.lag.ms of 10
+// minutes and one update of a key every 2 minutes for 80 minutes (too
+// little dirt for min.cleanable.dirty.ratio ever to trigger a pass), the
+// superseded versions go within about the lag, as KIP-354 promises. Before
+// rows were rolled, all 40 stayed.
+func TestMaxCompactionLagUnderTrickle(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("maxlag", 1, map[string]string{"cleanup.policy": "compact", "max.compaction.lag.ms": "600000"}))[0]
+		for r := range 10 { // 100 other keys: the updates stay under the dirty ratio
+			var kvs [][2][]byte
+			for i := range 10 {
+				kvs = append(kvs, kv(fmt.Sprintf("u%03d", r*10+i), value("u", r)))
+			}
+			e.putNow(tp, kvs...)
+		}
+		c := e.compactor("a", nil)
+		trickle(t, e, tp, "k", 40, 2*time.Minute, func() error { return c.RunOnce(context.Background()) })
+		// A version is superseded at most one roll (10 min) plus the lag
+		// (10 min) plus a merge's age and a pass ago: about 12 versions.
+		if n := versions(e.records(tp), "k"); n > 12 {
+			t.Fatalf("%d versions of k after 80 minutes with a 10-minute max compaction lag, want at most 12", n)
+		}
+	})
+}
+
+// TestMinCompactionLagUnderTrickle: with min.compaction.lag.ms 10 minutes
+// and max.compaction.lag.ms and segment.ms 30 minutes, a key updated every
+// 2 minutes for 3 hours keeps only the versions of about the last 40
+// minutes (Kafka: a rolled segment is cleanable once its newest record is
+// older than the min lag); once writes stop, only the latest and the
+// active tail remain. Before rows were rolled, all 90 stayed.
+func TestMinCompactionLagUnderTrickle(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("minlag", 1, map[string]string{"cleanup.policy": "compact",
+			"min.compaction.lag.ms": "600000", "max.compaction.lag.ms": "1800000", "segment.ms": "1800000"}))[0]
+		c := e.compactor("a", nil)
+		pass := func() error { return c.RunOnce(context.Background()) }
+		trickle(t, e, tp, "k", 90, 2*time.Minute, pass)
+		if n := versions(e.records(tp), "k"); n > 35 {
+			t.Fatalf("%d versions of k after 3 hours, want at most 35 (about 70 minutes' worth)", n)
+		}
+		for range 30 { // an hour without writes
+			e.clk.Advance(2 * time.Minute)
+			if err := pass(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := versions(e.records(tp), "k"); n > 2 {
+			t.Fatalf("%d versions of k an hour after the last write, want at most 2", n)
+		}
+	})
+}
+
+// TestRetentionUnderTrickle: a delete-policy topic with retention.ms 30
+// minutes and segment.ms 10 minutes, written once every 2 minutes for 3
+// hours, holds about the last 40 minutes of records (retention plus one
+// roll), as Kafka's. Before rows were rolled, the first row kept
+// absorbing new batches and nothing was ever deleted while writes went on.
+func TestRetentionUnderTrickle(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("trickle", 1, map[string]string{"retention.ms": "1800000", "segment.ms": "600000"}))[0]
+		c := e.compactor("a", nil)
+		trickle(t, e, tp, "k", 90, 2*time.Minute, func() error { return c.RunOnce(context.Background()) })
+		if n := len(e.records(tp)); n > 30 {
+			t.Fatalf("%d records kept after 3 hours with a 30-minute retention, want at most 30 (an hour's worth)", n)
+		}
+	})
+}
+
+// TestFutureTimestampWithoutMinLag: without min.compaction.lag.ms, Kafka
+// does not look at timestamps, so a batch stamped in the future (a client
+// clock ahead, within message.timestamp.after.max.ms) does not hold back
+// the compaction of what follows it.
+func TestFutureTimestampWithoutMinLag(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("future", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}))[0]
+		ahead := e.clk.Now().Add(50 * time.Minute).UnixMilli()
+		e.flushBatch(tp, keyedBatch(ahead, kv("early", value("early", 0))), 1, ahead)
+		for i := range 10 {
+			e.putNow(tp, kv("k", value("k", i)))
+		}
+		e.putNow(tp, kv("tail", value("tail", 0)))
+		e.clk.Advance(5 * time.Minute)
+		c := e.compactor("a", nil)
+		e.passes(c, 4)
+		if n := versions(e.records(tp), "k"); n != 1 {
+			t.Fatalf("%d versions of k behind a batch stamped 50 minutes ahead, want 1", n)
+		}
+	})
+}
