@@ -120,9 +120,12 @@ const (
 )
 
 // DevConfig tightens the loops for `floe dev`, so a user sees retention
-// and merges act within seconds.
+// and merges act within seconds. The GC grace stays well above the age at
+// which an upload is put again before its commit or swap
+// (flush.DefaultMaxUploadAge): an object must never be collected while a
+// commit that will reference it is on its way.
 func (c *Config) DevConfig() {
-	c.Interval, c.MergeMinAge, c.GCGrace, c.OrphanInterval = 3*time.Second, 5*time.Second, 30*time.Second, time.Minute
+	c.Interval, c.MergeMinAge, c.GCGrace, c.OrphanInterval = 3*time.Second, 5*time.Second, 90*time.Second, time.Minute
 }
 
 // RegisterFlags registers the settings as compaction.* flags, defaulting

@@ -413,6 +413,7 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 		inputs[r.ObjectID] = true
 	}
 	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
+	put := c.now()
 	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return fmt.Errorf("compaction: log compaction: put %s: %w", key, err)
 	}
@@ -420,7 +421,7 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 		c.dropUpload(ctx, key)
 		return err
 	}
-	err := c.cat.SwapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: newRows})
+	err := c.swapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: newRows}, obj, put)
 	if errors.Is(err, catalog.ErrSwapConflict) {
 		c.m.swapConflicts.Inc()
 		c.dropUpload(ctx, key)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -192,6 +193,7 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 		outSpan = spans[i]
 	}
 	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
+	put := c.now()
 	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return fmt.Errorf("compaction: merge: put %s: %w", key, err)
 	}
@@ -199,7 +201,7 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 		c.dropUpload(ctx, key)
 		return err
 	}
-	err := c.cat.SwapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: out})
+	err := c.swapRows(ctx, catalog.RowSwap{TopicPartition: tp, Old: old, ObjectKey: key, ObjectSize: int64(len(obj)), New: out}, obj, put)
 	if errors.Is(err, catalog.ErrSwapConflict) {
 		c.m.swapConflicts.Inc()
 		c.dropUpload(ctx, key)
@@ -285,4 +287,20 @@ func batchMeta(b []byte) segment.BatchMeta {
 		MaxTimestamp:   int64(binary.BigEndian.Uint64(b[batchMaxTsOff:])),
 		ProducerID:     int64(binary.BigEndian.Uint64(b[batchProducerOff:])),
 	}
+}
+
+// swapRows swaps in the rows of an output object put at put, putting it
+// again first if that was longer ago than flush.DefaultMaxUploadAge: the
+// orphan sweep (of any agent) deletes an object the catalog does not know
+// once it is GCGrace old, and a pass stalled between its put and its swap
+// (a paused process, a catalog retried for minutes) would otherwise swap
+// in rows whose object is gone, making committed records unreadable. The
+// WAL's commits do the same (flush.Config.MaxUploadAge).
+func (c *Compactor) swapRows(ctx context.Context, swap catalog.RowSwap, obj []byte, put time.Time) error {
+	if c.now().Sub(put) > flush.DefaultMaxUploadAge {
+		if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
+			return fmt.Errorf("compaction: put %s again before its swap: %w", swap.ObjectKey, err)
+		}
+	}
+	return c.cat.SwapRows(ctx, swap)
 }

@@ -3,10 +3,13 @@ package compaction_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/compaction"
+	"github.com/floebroker/floe/objstore"
 )
 
 // A slow partition's rows are merged as they age; a merged row must not
@@ -132,6 +135,55 @@ func TestFutureTimestampWithoutMinLag(t *testing.T) {
 		e.passes(c, 4)
 		if n := versions(e.records(tp), "k"); n != 1 {
 			t.Fatalf("%d versions of k behind a batch stamped 50 minutes ahead, want 1", n)
+		}
+	})
+}
+
+// slowPutBucket advances the clock by a minute at each put, as a pass
+// stalled between its put and its swap would see.
+type slowPutBucket struct {
+	objstore.Bucket
+	clk  *clock
+	puts map[string]int
+}
+
+func (b *slowPutBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	b.puts[key]++
+	b.clk.Advance(time.Minute)
+	return b.Bucket.Put(ctx, key, r, size)
+}
+
+// TestStaleOutputPutAgainBeforeSwap: an output object put longer ago than
+// an upload may be when its commit starts is put again before its swap, so
+// the orphan sweep (which takes unknown objects once GCGrace old) cannot
+// have taken it: the swapped-in rows' object exists.
+func TestStaleOutputPutAgainBeforeSwap(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("stale", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}))[0]
+		for i := range 5 {
+			e.putNow(tp, kv("k", value("k", i)))
+		}
+		e.putNow(tp, kv("tail", value("tail", 0)))
+		e.clk.Advance(5 * time.Minute)
+		sb := &slowPutBucket{Bucket: e.bucket, clk: e.clk, puts: map[string]int{}}
+		c, err := compaction.New(compaction.Config{Cluster: cluster, Holder: "a", Interval: time.Second, MergeMinAge: time.Minute,
+			TargetBytes: 64 << 10, GCGrace: 10 * time.Minute, OrphanInterval: time.Hour, LeaseTTL: time.Hour, Shards: 1}, e.cat, sb, nil, nil, e.clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(sb.puts) == 0 {
+			t.Fatal("no output object was put")
+		}
+		for key, n := range sb.puts {
+			if n != 2 {
+				t.Errorf("output %s put %d times, want 2 (again before its swap)", key, n)
+			}
+		}
+		if n := versions(e.records(tp), "k"); n != 1 {
+			t.Fatalf("%d versions of k after the pass, want 1", n)
 		}
 	})
 }

@@ -137,6 +137,12 @@ func (c *serveConfig) finish() error {
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
 	}
+	// An upload older than flush.DefaultMaxUploadAge is put again before
+	// its commit; the grace must leave room for that commit, or the
+	// orphan sweep could take an object a commit is about to reference.
+	if g := c.compaction.GCGrace; g != 0 && g < 2*flush.DefaultMaxUploadAge {
+		errs = append(errs, fmt.Errorf("--compaction.gc-grace %v: want at least %v (twice the age at which an upload is put again before its commit)", g, 2*flush.DefaultMaxUploadAge))
+	}
 	if err := c.agent.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,6 +108,15 @@ func TestSettingsErrors(t *testing.T) {
 	}
 	if err := c.finish(); !errors.Is(err, errUsage) {
 		t.Fatalf("agent without --catalog/--bucket: %v, want a usage error", err)
+	}
+	// A GC grace too short for an upload put again before its commit.
+	fs, c = newServeFlags("agent", io.Discard)
+	args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.gc-grace", "45s"}
+	if err := parseLayered(fs, args, "config", none); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "gc-grace") {
+		t.Fatalf("--compaction.gc-grace 45s: %v, want a usage error about it", err)
 	}
 }
 
