@@ -110,16 +110,8 @@ func TestInitProducerIDCatalogDown(t *testing.T) {
 	a := floetest.Start(t, floetest.Options{Dir: dir, Catalog: producerIDCatalog{Catalog: base, down: &down, slow: &slow}})
 	createTopic(t, a, "pid-outage", 1, nil)
 	c := floetest.Dial(t, a.Addr)
-	ask := func(what string, id int64, epoch int16) *kmsg.InitProducerIDResponse {
-		t.Helper()
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version = 4
-		req.ProducerID, req.ProducerEpoch = id, epoch
-		resp, err := c.Request(req)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return resp.(*kmsg.InitProducerIDResponse)
+	ask := func(_ string, id int64, epoch int16) *kmsg.InitProducerIDResponse {
+		return initProducerID(t, c, id, epoch)
 	}
 	down.Store(true)
 	wantCode(t, "allocate, catalog down", ask("allocate", -1, -1).ErrorCode, kerr.CoordinatorLoadInProgress)
@@ -153,14 +145,7 @@ func TestInitProducerIDOlderEpoch(t *testing.T) {
 	c := floetest.Dial(t, a.Addr)
 	ask := func(id int64, epoch int16) *kmsg.InitProducerIDResponse {
 		t.Helper()
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version = 4
-		req.ProducerID, req.ProducerEpoch = id, epoch
-		resp, err := c.Request(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := resp.(*kmsg.InitProducerIDResponse)
+		r := initProducerID(t, c, id, epoch)
 		wantCode(t, "InitProducerId", r.ErrorCode, nil)
 		return r
 	}
@@ -174,4 +159,17 @@ func TestInitProducerIDOlderEpoch(t *testing.T) {
 	if r := ask(pid, 0); r.ProducerID == pid || r.ProducerID < 0 || r.ProducerEpoch != 0 {
 		t.Fatalf("older epoch: got %d/%d, want a new id at epoch 0", r.ProducerID, r.ProducerEpoch)
 	}
+}
+
+// initProducerID sends a v4 InitProducerId naming id and epoch on c.
+func initProducerID(t *testing.T, c *floetest.Conn, id int64, epoch int16) *kmsg.InitProducerIDResponse {
+	t.Helper()
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.Version = 4
+	req.ProducerID, req.ProducerEpoch = id, epoch
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.InitProducerIDResponse)
 }
