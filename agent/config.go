@@ -101,6 +101,14 @@ type Config struct {
 	// connections close and clients ask them where to go. Default: the
 	// heartbeat interval and a quarter.
 	ShutdownGrace time.Duration
+	// TailMaxAge bounds how long a committed row is served from the
+	// in-memory tail index (after that, reads go through the catalog): at
+	// most half of compaction's merge age, which is as young as rows
+	// compaction rewrites get, so the index never serves rows a
+	// compaction swap replaced (see tailIndex.freshLocked). Default 1m,
+	// half of compaction's default merge age; `floe` sets it from
+	// --compaction.merge-min-age.
+	TailMaxAge time.Duration
 	// ReadCacheBytes bounds the tail cache: the objects this agent just
 	// wrote and the tail rows consumers read (see cache.go).
 	ReadCacheBytes int64
@@ -157,6 +165,7 @@ func DefaultConfig() Config {
 		DefaultPartitions:    1,
 		HeartbeatInterval:    3 * time.Second,
 		AgentTTL:             15 * time.Second,
+		TailMaxAge:           time.Minute,
 		ReadCacheBytes:       128 << 20,
 		CatchUpCacheBytes:    64 << 20,
 		CatchUpReads:         8,
@@ -276,6 +285,9 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = c.HeartbeatInterval + c.HeartbeatInterval/4
 	}
+	if c.TailMaxAge == 0 {
+		c.TailMaxAge = d.TailMaxAge
+	}
 	if c.ReadCacheBytes == 0 {
 		c.ReadCacheBytes = d.ReadCacheBytes
 	}
@@ -325,7 +337,7 @@ func (c Config) Validate() error {
 		{"produce timeout", c.ProduceTimeout}, {"fetch max wait", c.FetchMaxWait},
 		{"heartbeat interval", c.HeartbeatInterval}, {"agent ttl", c.AgentTTL},
 		{"shutdown grace", c.ShutdownGrace},
-		{"topic cache ttl", c.TopicCacheTTL},
+		{"topic cache ttl", c.TopicCacheTTL}, {"tail max age", c.TailMaxAge},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.name, d.v))

@@ -23,6 +23,9 @@ import (
 // are read from the catalog.
 type tailIndex struct {
 	now func() time.Time
+	// maxAge bounds how long a row is served from the index after it was
+	// added (0: no bound); see tailMaxAge.
+	maxAge time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -46,6 +49,9 @@ type tailIndex struct {
 
 type tailPart struct {
 	rows []catalog.BatchRow // contiguous, ascending
+	// added is when each row was added (Unix nanoseconds, nondecreasing),
+	// for maxAge.
+	added []int64
 	// end is the last row's LastOffset, kept here so that adding a row
 	// reads none: an agent adds thousands per commit, each to another
 	// partition's array, and reading the last row cost a cache miss each.
@@ -258,6 +264,7 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 	// Rows come grouped by partition (object order, or the catalog's
 	// order): look each partition up once per run of rows, and its topic
 	// once per run of the topic's rows.
+	now := t.now().UnixNano()
 	var p *tailPart
 	var ptp catalog.TopicPartition
 	var ps []*tailPart // ptp's topic's partitions
@@ -291,16 +298,20 @@ func (t *tailIndex) addLocked(rows []catalog.BatchRow) {
 				keep := limit / 2
 				if cap(p.rows) > 2*limit {
 					p.rows = append(make([]catalog.BatchRow, 0, limit), p.rows[n-keep:]...)
+					p.added = append(make([]int64, 0, limit), p.added[n-keep:]...)
 				} else {
-					n = copy(p.rows, p.rows[n-keep:])
-					clear(p.rows[n:])
-					p.rows = p.rows[:n]
+					m := copy(p.rows, p.rows[n-keep:])
+					clear(p.rows[m:])
+					p.rows = p.rows[:m]
+					p.added = p.added[:copy(p.added, p.added[n-keep:])]
 				}
 			}
 			p.rows = append(p.rows, *r)
+			p.added = append(p.added, now)
 			p.end = r.LastOffset
 		default:
 			p.rows = append(p.rows[:0:0], *r)
+			p.added = append(p.added[:0:0], now)
 			p.end = r.LastOffset
 		}
 		p.hw = max(p.hw, r.LastOffset+1)
@@ -363,10 +374,14 @@ func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.mu.parts[tp]
-	if !ok || len(p.rows) == 0 || from < p.rows[0].BaseOffset || from > p.rows[len(p.rows)-1].LastOffset {
+	if !ok {
 		return nil, false
 	}
-	i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= from })
+	f := t.freshLocked(p)
+	if f == len(p.rows) || from < p.rows[f].BaseOffset || from > p.rows[len(p.rows)-1].LastOffset {
+		return nil, false
+	}
+	i := f + sort.Search(len(p.rows)-f, func(i int) bool { return p.rows[f+i].LastOffset >= from })
 	var out []catalog.BatchRow
 	var covered int64
 	for ; i < len(p.rows) && (len(out) == 0 || covered < maxBytes); i++ {
@@ -418,6 +433,7 @@ func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionO
 		// Records were deleted below: drop rows that are gone.
 		i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= o.LogStart })
 		p.rows = append(p.rows[:0:0], p.rows[i:]...)
+		p.added = append(p.added[:0:0], p.added[i:]...)
 	}
 	// The log start only grows: a read that started before a
 	// DeleteRecords and lands after it must not bring deleted records back.
@@ -435,12 +451,39 @@ func (t *tailIndex) raiseHW(tp catalog.TopicPartition, hw int64) {
 	p.hw = max(p.hw, hw)
 }
 
-// covers reports whether the index holds the row of offset.
+// covers reports whether the index holds (and serves) the row of offset.
 func (t *tailIndex) covers(tp catalog.TopicPartition, offset int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.mu.parts[tp]
-	return ok && len(p.rows) > 0 && offset >= p.rows[0].BaseOffset && offset <= p.rows[len(p.rows)-1].LastOffset
+	if !ok {
+		return false
+	}
+	f := t.freshLocked(p)
+	return f < len(p.rows) && offset >= p.rows[f].BaseOffset && offset <= p.rows[len(p.rows)-1].LastOffset
+}
+
+// freshLocked is the index of p's first row added less than maxAge ago
+// (len(p.rows) if none is).
+//
+// The bound keeps the index from serving rows that compaction replaced:
+// compaction's swaps are not commits, so followers never learn of them,
+// and a quiet partition's rows would otherwise be served from the index
+// (and the read cache behind it) indefinitely — records compaction
+// removed, and so a consumer could read a key's value from the index and
+// then, once the index no longer held the rows, miss its tombstone in the
+// catalog's rows. Compaction leaves alone rows in objects younger than its
+// merge age, and maxAge is half of it (tailMaxAge): older rows are read
+// through the catalog, as a consumer catching up reads them.
+func (t *tailIndex) freshLocked(p *tailPart) int {
+	if t.maxAge <= 0 || len(p.added) == 0 {
+		return 0
+	}
+	cutoff := t.now().Add(-t.maxAge).UnixNano()
+	if p.added[0] >= cutoff {
+		return 0
+	}
+	return sort.Search(len(p.added), func(i int) bool { return p.added[i] >= cutoff })
 }
 
 // startRefresh marks a background Offsets read of tp as running, unless

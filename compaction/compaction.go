@@ -44,6 +44,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/objstore"
 )
@@ -69,6 +70,11 @@ type Config struct {
 	Holder string
 
 	Interval time.Duration // between passes over the shards
+	// MaxUploadAge is the agents' flush.Config.MaxUploadAge: an output
+	// object put longer ago is put again before its swap, and a swap call
+	// lasts at most this long (see swapRows). GCGrace must be at least
+	// four times it. Default flush.DefaultMaxUploadAge.
+	MaxUploadAge time.Duration
 	// MergeMinAge: rows in objects younger than this are left alone (the
 	// tail is read from agents' caches and changes fastest).
 	MergeMinAge time.Duration
@@ -125,7 +131,7 @@ const (
 // (flush.DefaultMaxUploadAge): an object must never be collected while a
 // commit that will reference it is on its way.
 func (c *Config) DevConfig() {
-	c.Interval, c.MergeMinAge, c.GCGrace, c.OrphanInterval = 3*time.Second, 5*time.Second, 90*time.Second, time.Minute
+	c.Interval, c.MergeMinAge, c.GCGrace, c.OrphanInterval = 3*time.Second, 5*time.Second, 2*time.Minute, time.Minute
 }
 
 // RegisterFlags registers the settings as compaction.* flags, defaulting
@@ -160,6 +166,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.LeaseTTL, DefaultLeaseTTL)
 	def(&c.TombstoneRetention, catalog.DefaultTombstoneRetention)
 	def(&c.ProducerExpiration, DefaultProducerExpiration)
+	def(&c.MaxUploadAge, flush.DefaultMaxUploadAge)
 	if c.TargetBytes == 0 {
 		c.TargetBytes = DefaultTargetBytes
 	}

@@ -2,6 +2,7 @@ package compaction
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -139,6 +140,25 @@ func (c *Compactor) orphanSweep(ctx context.Context, renew func() error) error {
 		}
 		for _, o := range page {
 			if known[o.Key] {
+				continue
+			}
+			// Looked at again right before the delete: an agent whose
+			// commit of this key was delayed past the grace (a replay
+			// after a crash, a long pause) puts the object again first
+			// (flush.Config.MaxUploadAge), and the listing and
+			// KnownObjects above may predate that put and the commit
+			// after it. Deleting the fresh object would leave committed
+			// rows without their bytes. (This narrows the window to the
+			// Stat and the Delete: the put and the whole commit would
+			// have to fall between them.)
+			cur, err := c.bucket.Stat(ctx, o.Key)
+			if errors.Is(err, objstore.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("compaction: orphan sweep: stat %s: %w", o.Key, err)
+			}
+			if !cur.LastModified.Before(before) {
 				continue
 			}
 			if err := c.bucket.Delete(ctx, o.Key); err != nil {

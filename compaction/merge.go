@@ -290,17 +290,21 @@ func batchMeta(b []byte) segment.BatchMeta {
 }
 
 // swapRows swaps in the rows of an output object put at put, putting it
-// again first if that was longer ago than flush.DefaultMaxUploadAge: the
+// again first if that was longer ago than Config.MaxUploadAge: the
 // orphan sweep (of any agent) deletes an object the catalog does not know
 // once it is GCGrace old, and a pass stalled between its put and its swap
 // (a paused process, a catalog retried for minutes) would otherwise swap
 // in rows whose object is gone, making committed records unreadable. The
 // WAL's commits do the same (flush.Config.MaxUploadAge).
 func (c *Compactor) swapRows(ctx context.Context, swap catalog.RowSwap, obj []byte, put time.Time) error {
-	if c.now().Sub(put) > flush.DefaultMaxUploadAge {
+	if c.now().Sub(put) > c.cfg.MaxUploadAge {
 		if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
 			return fmt.Errorf("compaction: put %s again before its swap: %w", swap.ObjectKey, err)
 		}
 	}
+	// Bounded as a WAL commit is (flush's commitDeadline): retries inside
+	// the catalog must not carry the swap past the grace.
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.MaxUploadAge)
+	defer cancel()
 	return c.cat.SwapRows(ctx, swap)
 }

@@ -60,9 +60,10 @@ type Config struct {
 	OnUploaded func(key string, obj []byte)
 	// MaxUploadAge bounds how old an upload may be when its commit is
 	// attempted: an older one (the catalog was unreachable for a while, or
-	// the upload happened in a previous process) is put again first. The
-	// garbage collector deletes uncommitted objects once they are older
-	// than its grace period, which must exceed MaxUploadAge; re-putting
+	// the upload happened in a previous process) is put again first; and
+	// it bounds each commit call (see commitDeadline). The garbage
+	// collector deletes uncommitted objects once they are older than its
+	// grace period, which must be at least 4×MaxUploadAge; re-putting
 	// restarts the object's age, so an object is never collected while a
 	// commit that will reference it is on its way. Default 30s.
 	MaxUploadAge time.Duration
@@ -76,6 +77,17 @@ type Config struct {
 	// with a permanent error, logged loudly. Default
 	// catalog.DefaultTombstoneRetention.
 	MaxReplayAge time.Duration
+	// ProducerExpiration is how long the catalog keeps an idempotent
+	// producer's state on a partition without a new batch (compaction's
+	// --compaction.producer-expiration). A buffer holding idempotent
+	// batches is dropped, with a permanent error logged loudly, once it is
+	// nine tenths that old: the producer's state may be gone, and a batch
+	// the client meanwhile sent again through another agent (its retry was
+	// committed and acknowledged) would be accepted as new and stored a
+	// second time. Such a buffer was never acknowledged from here (its
+	// commit is what acknowledges it), so dropping it loses nothing a
+	// client was told is stored. 0: no such bound.
+	ProducerExpiration time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -94,6 +106,8 @@ func (c Config) Validate() error {
 		return errors.New("flush: config: max upload age must not be negative")
 	case c.MaxReplayAge < 0:
 		return errors.New("flush: config: max replay age must not be negative")
+	case c.ProducerExpiration < 0:
+		return errors.New("flush: config: producer expiration must not be negative")
 	}
 	return nil
 }
@@ -302,7 +316,9 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		}
 	}
 	start := time.Now()
-	res, err := s.cat.CommitSegment(ctx, bu.segment())
+	cctx, cancel := s.commitDeadline(ctx)
+	defer cancel()
+	res, err := s.cat.CommitSegment(cctx, bu.segment())
 	if err != nil {
 		s.m.commitErrors.Inc()
 		err = fmt.Errorf("flush: commit segment %s: %w", bu.key, err)
@@ -348,9 +364,10 @@ func (s *Sink) CommitGroup(ctx context.Context, bs []*wal.Sealed) ([][]catalog.B
 	for i, b := range bs {
 		bu := bus[i]
 		switch {
-		case now.Sub(b.Created) > s.cfg.MaxReplayAge:
+		case now.Sub(b.Created) > s.cfg.MaxReplayAge,
+			s.cfg.ProducerExpiration > 0 && now.Sub(b.Created) > s.cfg.ProducerExpiration/10*9 && hasIdempotent(b):
 			// Commit refuses it (checkAge), logging why.
-			return nil, fmt.Errorf("flush: commit group: buffer %s is older than the max replay age", b.ID)
+			return nil, fmt.Errorf("flush: commit group: buffer %s is too old to commit", b.ID)
 		case bu == nil:
 			return nil, fmt.Errorf("flush: commit group: buffer %s was not uploaded by this sink", b.ID)
 		case bu.uploaded.IsZero() || now.Sub(bu.uploaded) > s.cfg.MaxUploadAge:
@@ -359,7 +376,9 @@ func (s *Sink) CommitGroup(ctx context.Context, bs []*wal.Sealed) ([][]catalog.B
 		segs[i] = bu.segment()
 	}
 	start := time.Now()
-	res, err := s.cat.CommitSegments(ctx, segs)
+	cctx, cancel := s.commitDeadline(ctx)
+	defer cancel()
+	res, err := s.cat.CommitSegments(cctx, segs)
 	if err != nil {
 		s.m.commitErrors.Inc()
 		return nil, fmt.Errorf("flush: commit %d segments from %s: %w", len(segs), segs[0].Key, err)
@@ -441,15 +460,43 @@ func (s *Sink) committed(bu *built, res catalog.CommitResult) []catalog.BatchRes
 	return out
 }
 
-// checkAge refuses a buffer older than MaxReplayAge (see there).
+// commitDeadline bounds one commit call, retries inside the catalog
+// included, to MaxUploadAge: the objects it commits were put at most
+// MaxUploadAge ago, so the commit lands within twice that of their put,
+// well inside the garbage collector's grace for objects the catalog does
+// not know (which must be at least 4×MaxUploadAge). Without the bound a
+// catalog retrying for minutes could commit an object the orphan sweep
+// had already deleted. A commit cut short is retried by the WAL, which
+// puts the object again first.
+func (s *Sink) commitDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.MaxUploadAge)
+}
+
+// checkAge refuses a buffer older than MaxReplayAge, or holding idempotent
+// batches and older than nine tenths of ProducerExpiration (see there).
 func (s *Sink) checkAge(b *wal.Sealed) error {
 	age := s.cfg.Now().Sub(b.Created)
+	if pe := s.cfg.ProducerExpiration; pe > 0 && age > pe/10*9 && hasIdempotent(b) {
+		s.log.Error("flush: refusing a WAL buffer of idempotent batches older than the producer expiration allows: their producers' state may be gone, and a batch retried through another agent would be stored twice; its batches are dropped (none was acknowledged)",
+			"buffer", b.ID, "created", b.Created, "age", age, "producer_expiration", pe, "replayed", b.Replayed, "entries", len(b.Entries))
+		return wal.Permanent(fmt.Errorf("flush: buffer %s of idempotent batches is %s old, too old for the producer expiration %s", b.ID, age.Round(time.Second), pe))
+	}
 	if age <= s.cfg.MaxReplayAge {
 		return nil
 	}
 	s.log.Error("flush: refusing a WAL buffer older than the max replay age: its commit may already have happened and no longer be recognisable; its batches are dropped",
 		"buffer", b.ID, "created", b.Created, "age", age, "max_replay_age", s.cfg.MaxReplayAge, "replayed", b.Replayed, "entries", len(b.Entries))
 	return wal.Permanent(fmt.Errorf("flush: buffer %s is %s old, older than the max replay age %s", b.ID, age.Round(time.Second), s.cfg.MaxReplayAge))
+}
+
+// hasIdempotent reports whether b holds a batch of an idempotent producer.
+func hasIdempotent(b *wal.Sealed) bool {
+	for _, e := range b.Entries {
+		if e.ProducerID >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Forget drops what Upload kept for buffer id. Commit does it; an owner

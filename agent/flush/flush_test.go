@@ -487,3 +487,41 @@ func TestReplayAfterCommitKeepsCommittedSize(t *testing.T) {
 		}
 	}
 }
+
+// hangingCatalog's commits wait until their context ends, as a catalog
+// retrying a lost connection for minutes does.
+type hangingCatalog struct{ *fakeCatalog }
+
+func (c hangingCatalog) CommitSegment(ctx context.Context, _ catalog.Segment) (catalog.CommitResult, error) {
+	<-ctx.Done()
+	return catalog.CommitResult{}, ctx.Err()
+}
+
+func (c hangingCatalog) CommitSegments(ctx context.Context, _ []catalog.Segment) ([]catalog.CommitResult, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCommitCallBounded: one commit call lasts at most MaxUploadAge, so
+// it lands within twice that of its object's put, inside the garbage
+// collector's grace for objects the catalog does not know; a commit cut
+// short is retried by the WAL, which puts the object again first.
+func TestCommitCallBounded(t *testing.T) {
+	// Bounded here too, so that a Sink without the bound fails the test
+	// instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s := New(Config{Cluster: "c", AgentID: "x", MaxUploadAge: 100 * time.Millisecond}, mem.New(nil), hangingCatalog{newFakeCatalog()}, nil, nil)
+	b := sealed()
+	if err := s.Upload(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := s.CommitGroup(ctx, []*wal.Sealed{b}); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("group commit against a hanging catalog: %v after %v", err, time.Since(start))
+	}
+	start = time.Now()
+	if _, err := s.Commit(ctx, b); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("commit against a hanging catalog: %v after %v", err, time.Since(start))
+	}
+}

@@ -45,6 +45,7 @@ type serveConfig struct {
 	flushInterval    time.Duration
 	flushMinInterval time.Duration // 0: flushInterval / 5 (wal's default)
 	flushBytes       int64
+	uploadMaxAge     time.Duration
 	maxBufferedBytes int64
 
 	agent      agent.Config
@@ -88,6 +89,8 @@ func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) 
 	fs.DurationVar(&c.flushInterval, "flush-interval", c.flushInterval, "flush the WAL to a segment object at least this often")
 	fs.DurationVar(&c.flushMinInterval, "flush-min-interval", c.flushMinInterval, "shortest gap between flushes when every producer with data in the buffer has its in-flight window full and waits for acks (default: flush-interval / 5; equal to flush-interval: never flush early)")
 	fs.Int64Var(&c.flushBytes, "flush-bytes", c.flushBytes, "flush once this many bytes are buffered")
+	c.uploadMaxAge = flush.DefaultMaxUploadAge
+	fs.DurationVar(&c.uploadMaxAge, "upload-max-age", c.uploadMaxAge, "a segment object put longer ago than this is put again before its commit, and a commit call lasts at most this long (--compaction.gc-grace must be at least four times it)")
 	fs.Int64Var(&c.maxBufferedBytes, "max-buffered-bytes", c.maxBufferedBytes, "produce waits while this many bytes are not yet committed")
 	c.agent.RegisterFlags(fs)
 	if mode == "dev" {
@@ -137,12 +140,25 @@ func (c *serveConfig) finish() error {
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
 	}
-	// An upload older than flush.DefaultMaxUploadAge is put again before
-	// its commit; the grace must leave room for that commit, or the
-	// orphan sweep could take an object a commit is about to reference.
-	if g := c.compaction.GCGrace; g != 0 && g < 2*flush.DefaultMaxUploadAge {
-		errs = append(errs, fmt.Errorf("--compaction.gc-grace %v: want at least %v (twice the age at which an upload is put again before its commit)", g, 2*flush.DefaultMaxUploadAge))
+	// A collected object's catalog row must outlive any WAL buffer an
+	// agent may still replay, or a replay of a committed buffer would be
+	// committed again (flush.Config.MaxReplayAge).
+	if tr := c.compaction.TombstoneRetention; tr != 0 && tr < catalog.DefaultTombstoneRetention {
+		errs = append(errs, fmt.Errorf("--compaction.tombstone-retention %v: want at least %v, the agents' max replay age", tr, catalog.DefaultTombstoneRetention))
 	}
+	// The tail index serves rows for at most half the merge age, so it
+	// never serves rows a compaction swap replaced (agent.Config.TailMaxAge).
+	c.agent.TailMaxAge = max(c.compaction.MergeMinAge/2, time.Nanosecond)
+	// An upload older than --upload-max-age is put again before
+	// its commit, and a commit call lasts at most that long; the grace
+	// must leave room for both with a margin, or the orphan sweep could
+	// take an object a commit is about to reference.
+	if c.uploadMaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("--upload-max-age %v: must be positive", c.uploadMaxAge))
+	} else if g := c.compaction.GCGrace; g != 0 && g < 4*c.uploadMaxAge {
+		errs = append(errs, fmt.Errorf("--compaction.gc-grace %v: want at least %v, four times --upload-max-age", g, 4*c.uploadMaxAge))
+	}
+	c.compaction.MaxUploadAge = c.uploadMaxAge
 	if err := c.agent.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -229,8 +245,10 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 
 	var ref atomic.Pointer[agent.Agent]
 	sink := flush.New(flush.Config{
-		Cluster: c.agent.ClusterID,
-		AgentID: c.agent.AgentID,
+		Cluster:            c.agent.ClusterID,
+		AgentID:            c.agent.AgentID,
+		ProducerExpiration: c.compaction.ProducerExpiration,
+		MaxUploadAge:       c.uploadMaxAge,
 		OnCommitted: func(key string, obj []byte, rows []catalog.BatchRow) {
 			if a := ref.Load(); a != nil {
 				a.OnCommitted(key, obj, rows)

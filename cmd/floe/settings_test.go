@@ -111,12 +111,21 @@ func TestSettingsErrors(t *testing.T) {
 	}
 	// A GC grace too short for an upload put again before its commit.
 	fs, c = newServeFlags("agent", io.Discard)
-	args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.gc-grace", "45s"}
+	args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.gc-grace", "90s"}
 	if err := parseLayered(fs, args, "config", none); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "gc-grace") {
-		t.Fatalf("--compaction.gc-grace 45s: %v, want a usage error about it", err)
+		t.Fatalf("--compaction.gc-grace 90s: %v, want a usage error about it", err)
+	}
+	// Tombstones kept for less than a WAL buffer may be replayed.
+	fs, c = newServeFlags("agent", io.Discard)
+	args = []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.tombstone-retention", "48h"}
+	if err := parseLayered(fs, args, "config", none); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "tombstone-retention") {
+		t.Fatalf("--compaction.tombstone-retention 48h: %v, want a usage error about it", err)
 	}
 }
 

@@ -61,7 +61,7 @@ func TestKillDuringMergeAndGC(t *testing.T) {
 	// Merging agents keep every unreferenced object (GC must not run
 	// yet); collecting agents keep them for half a second.
 	noGC := []string{"--compaction.gc-grace", "1h", "--compaction.orphan-interval", "1h"}
-	fastGC := []string{"--compaction.gc-grace", "500ms", "--compaction.orphan-interval", "500ms"}
+	fastGC := []string{"--compaction.gc-grace", "500ms", "--compaction.orphan-interval", "500ms", "--upload-max-age", "100ms"}
 
 	// 1. Produce: each ProduceSync carries one record per partition and is
 	// acknowledged after its own flush, so every segment holds a small

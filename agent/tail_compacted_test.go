@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
+)
+
+// TestTailIndexAgesOut: compaction's swaps are not commits, so followers
+// never learn of them, and the tail index with the read cache behind it
+// would serve a quiet partition's replaced rows — records compaction
+// removed — for as long as they stay cached. Rows older than the index's
+// max age (half compaction's merge age, younger than any row compaction
+// rewrites) are read through the catalog instead.
+func TestTailIndexAgesOut(t *testing.T) {
+	var ag *Agent
+	addr := startInternalAgent(t, func(a *Agent) { ag = a; a.tail.maxAge = 300 * time.Millisecond })
+	nc := dialAgent(t, addr)
+	createInternalTopic(t, nc, "aged", 1)
+	for i := range 3 {
+		req := produceReq("aged", 1, makeBatch(t, testBatch{records: 2, firstTS: time.Now().UnixMilli()}))
+		if _, err := roundTrip(t, nc, req, 9, int32(10+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	top, err := ag.topic(ctx, "aged", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := catalog.TopicPartition{TopicID: top.ID}
+	for deadline := time.Now().Add(5 * time.Second); !ag.tail.covers(tp, 0) || !ag.tail.covers(tp, 5); {
+		if time.Now().After(deadline) {
+			t.Fatal("the tail index does not hold the rows just committed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Compaction drops the middle batch (offsets 2-3): its rows are
+	// swapped for ones in a new object, and the old objects go.
+	rows, err := ag.cat.Batches(ctx, tp, 0, 1<<20)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("rows %v, %v", rows, err)
+	}
+	bucket := ag.bucket.(objstore.Bucket)
+	var merged []byte
+	swap := catalog.RowSwap{TopicPartition: tp, Old: rows, ObjectKey: "compacted"}
+	for i, r := range rows {
+		if i == 1 {
+			continue
+		}
+		rc, err := bucket.GetRange(ctx, r.ObjectKey, r.ByteOffset, r.ByteLength)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := r
+		n.ByteOffset = int64(len(merged))
+		swap.New = append(swap.New, n)
+		merged = append(merged, raw...)
+	}
+	swap.ObjectSize = int64(len(merged))
+	if err := bucket.Put(ctx, "compacted", bytes.NewReader(merged), int64(len(merged))); err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.cat.(catalog.Compactor).SwapRows(ctx, swap); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if err := bucket.Delete(ctx, r.ObjectKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond) // past the index's max age
+	if ag.tail.covers(tp, 2) {
+		t.Fatal("the tail index still serves a row older than its max age")
+	}
+	resp, err := roundTrip(t, nc, fetchReq("aged", 1, 2, 0, 1<<20), 12, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || len(p.RecordBatches) < 8 {
+		t.Fatalf("fetch at 2: error %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
+	}
+	if first := int64(binary.BigEndian.Uint64(p.RecordBatches)); first != 4 {
+		t.Fatalf("fetch at 2 answered the batch at %d, want 4 (compaction removed 2-3)", first)
+	}
+}
