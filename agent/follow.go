@@ -126,8 +126,9 @@ func (a *Agent) followStart(ctx context.Context) (int64, bool) {
 // (the newest announced commit) and force is not set, the catalog is not
 // read at all. Otherwise it reads: CommitsSince returns whole commits only,
 // and its `latest` is the catalog's newest commit id unless it cut the
-// answer short (then it is the last commit returned), so the loop ends
-// once an answer is empty or provably complete. An answer without rows
+// answer short (then it is the last commit returned), so the position
+// moves to latest after every answer and the loop ends once an answer is
+// empty. An answer without rows
 // but with a newer latest stepped over commits that stored none: the
 // position moves to latest and the reading goes on, because PostgreSQL
 // pages by commits, and a run of rowless commits longer than a page is
@@ -159,11 +160,13 @@ func (a *Agent) catchUp(ctx context.Context, src commitsSource, after, target in
 			after = a.tail.skipOwn(latest)
 			continue
 		}
-		if latest > after {
-			return a.tail.skipOwn(after), nil
-		}
-		// Own commits may follow the ones just read.
-		after = a.tail.skipOwn(after)
+		// Every commit up to latest was returned, so the position moves
+		// there even past commits that stored no rows — and the reading
+		// goes on: an answer cut short on such a commit has a latest
+		// beyond its last row, and stopping there would leave announced
+		// commits unread until the next notification. (Own commits may
+		// follow the ones just read.)
+		after = a.tail.skipOwn(max(after, latest))
 	}
 }
 

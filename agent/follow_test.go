@@ -202,3 +202,25 @@ func TestTailIndexOwnCommits(t *testing.T) {
 		t.Fatalf("%d own ids kept (max %d), newest %d", n, maxOwnCommits, last)
 	}
 }
+
+// TestCatchUpPastRowlessPageEnd: PostgreSQL pages the commit log by
+// commits; when a page ends on a commit that stored no rows, its latest
+// is that commit, beyond the last row returned. Catch-up must move there
+// and read on, not stop with announced commits unread until the next
+// notification (a long poll on their partitions would wait for it).
+func TestCatchUpPastRowlessPageEnd(t *testing.T) {
+	f := &fakeCommits{commits: map[int64][]catalog.BatchRow{}, pageCommits: 3}
+	a := &Agent{tail: newTailIndex(time.Now)}
+	f.commit(1, 0, 0)
+	f.commit(2, 0, 10)
+	f.commits[3] = nil // rowless (every batch a duplicate, say)
+	f.commit(4, 1, 0)
+	f.commit(5, 1, 10)
+	after, err := a.catchUp(context.Background(), f, 0, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != 5 || !a.tail.covers(catalog.TopicPartition{Partition: 1}, 15) {
+		t.Fatalf("catch-up to 5 stopped at %d (reads after %v)", after, f.reads)
+	}
+}
