@@ -215,7 +215,6 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	a.apis = a.newAPITable()
 	a.topics = newTopicCache(cfg.TopicCacheTTL, a.now)
 	a.tail = newTailIndex(a.now)
-	a.tail.maxAge = cfg.TailMaxAge
 	a.cache = newRangeCache(cfg.ReadCacheBytes, 0, a.m.cache("tail"))
 	a.catchup = newRangeCache(cfg.CatchUpCacheBytes, cfg.CatchUpReads, a.m.cache("catchup"))
 	a.members.Store(&membership{})

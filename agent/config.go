@@ -101,10 +101,10 @@ type Config struct {
 	// connections close and clients ask them where to go. Default: the
 	// heartbeat interval and a quarter.
 	ShutdownGrace time.Duration
-	// TailMaxAge bounds how long a committed row is served from the
-	// in-memory tail index (after that, reads go through the catalog): at
-	// most half of compaction's merge age, which is as young as rows
-	// compaction rewrites get, so the index never serves rows a
+	// TailMaxAge bounds how long a compacted topic's committed row is
+	// served from the in-memory tail index (after that, reads go through
+	// the catalog): half of compaction's merge age, which is as young as
+	// rows compaction rewrites get, so the index never serves rows a log
 	// compaction swap replaced (see tailIndex.freshLocked). Default 1m,
 	// half of compaction's default merge age; `floe` sets it from
 	// --compaction.merge-min-age.

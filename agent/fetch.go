@@ -68,6 +68,9 @@ type fetchPart struct {
 	// preferred is the agent the client should fetch this partition from
 	// instead (KIP-392), or -1.
 	preferred int32
+	// compacted: the topic's cleanup.policy includes compact, whose
+	// rewrites the tail index never learns of (see tailIndex.freshLocked).
+	compacted bool
 }
 
 // steerToZone sets the preferred read replica of the partitions whose
@@ -250,7 +253,8 @@ func (a *Agent) resolveFetch(ctx context.Context, req *kmsg.FetchRequest) [][]fe
 		}
 		out[i] = make([]fetchPart, len(rt.Partitions))
 		for j, rp := range rt.Partitions {
-			fp := fetchPart{tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, errCode: topicErr, preferred: -1}
+			fp := fetchPart{tp: catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, errCode: topicErr, preferred: -1,
+				compacted: topicErr == 0 && t.CleanupPolicy().Compact}
 			if topicErr == 0 && (rp.Partition < 0 || rp.Partition >= t.Partitions) {
 				fp.errCode = kerr.UnknownTopicOrPartition.Code
 			}
@@ -380,7 +384,11 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 	if fp.offset == hw || (budget <= 0 && !minOne) {
 		return 0
 	}
-	newHW, err := a.readBatches(ctx, fp.tp, fp.offset, budget, minOne, rec, hold)
+	var tailAge time.Duration // how old a tail index row may be to serve
+	if fp.compacted {
+		tailAge = a.cfg.TailMaxAge
+	}
+	newHW, err := a.readBatches(ctx, fp.tp, fp.offset, budget, minOne, tailAge, rec, hold)
 	if errors.Is(err, catalog.ErrOffsetOutOfRange) {
 		// The log start moved past the offset since it was cached
 		// (retention, or DeleteRecords through another agent): the
@@ -410,16 +418,18 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 // what hold can reserve, and returns the high watermark the rows it read
 // prove. A row whose object is gone was replaced by compaction since it was
 // looked up: the catalog's current rows are read once more.
-func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne bool, rec *records, hold *responseHold) (int64, error) {
-	hw, err := a.readBatchesFrom(ctx, tp, from, budget, minOne, true, rec, hold)
+func (a *Agent) readBatches(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne bool, tailAge time.Duration, rec *records, hold *responseHold) (int64, error) {
+	hw, err := a.readBatchesFrom(ctx, tp, from, budget, minOne, true, tailAge, rec, hold)
 	if errors.Is(err, objstore.ErrNotExist) {
 		*rec = records{}
-		hw, err = a.readBatchesFrom(ctx, tp, from, budget, minOne, false, rec, hold)
+		hw, err = a.readBatchesFrom(ctx, tp, from, budget, minOne, false, 0, rec, hold)
 	}
 	return hw, err
 }
 
-func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool, rec *records, hold *responseHold) (int64, error) {
+// readBatchesFrom is readBatches, through the tail index if useTail
+// (serving its rows up to tailAge old; 0: any).
+func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, from, budget int64, minOne, useTail bool, tailAge time.Duration, rec *records, hold *responseHold) (int64, error) {
 	var (
 		rows []catalog.BatchRow
 		tail bool
@@ -431,7 +441,7 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 	// read.
 	behind := false
 	if useTail {
-		rows, tail = a.tail.lookup(tp, from, max(budget, 1))
+		rows, tail = a.tail.lookup(tp, from, max(budget, 1), tailAge)
 		behind = tail && !a.tail.near(rows[0]) && !a.cache.holds(rows[0].ObjectKey, rows[0].ByteOffset, rows[0].ByteLength)
 	}
 	if !tail {

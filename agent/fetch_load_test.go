@@ -210,7 +210,7 @@ func TestLaggingReaderKeepsTailCache(t *testing.T) {
 	var liveRows []catalog.BatchRow
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		var ok bool
-		if liveRows, ok = ag.tail.lookup(catalog.TopicPartition{TopicID: live.ID}, 0, 1); ok {
+		if liveRows, ok = ag.tail.lookup(catalog.TopicPartition{TopicID: live.ID}, 0, 1, 0); ok {
 			break
 		}
 		if time.Now().After(deadline) {

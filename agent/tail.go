@@ -23,9 +23,6 @@ import (
 // are read from the catalog.
 type tailIndex struct {
 	now func() time.Time
-	// maxAge bounds how long a row is served from the index after it was
-	// added (0: no bound); see tailMaxAge.
-	maxAge time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -49,8 +46,8 @@ type tailIndex struct {
 
 type tailPart struct {
 	rows []catalog.BatchRow // contiguous, ascending
-	// added is when each row was added (Unix nanoseconds, nondecreasing),
-	// for maxAge.
+	// added is when each row was added (Unix nanoseconds, nondecreasing
+	// but for a wall clock stepped back), for lookup's maxAge.
 	added []int64
 	// end is the last row's LastOffset, kept here so that adding a row
 	// reads none: an agent adds thousands per commit, each to another
@@ -370,14 +367,14 @@ func (t *tailIndex) forgetTopic(id catalog.TopicID) {
 
 // lookup returns the rows holding offsets from `from`, if the index covers
 // from, stopping once maxBytes are covered (at least one row).
-func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64) ([]catalog.BatchRow, bool) {
+func (t *tailIndex) lookup(tp catalog.TopicPartition, from int64, maxBytes int64, maxAge time.Duration) ([]catalog.BatchRow, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.mu.parts[tp]
 	if !ok {
 		return nil, false
 	}
-	f := t.freshLocked(p)
+	f := t.freshLocked(p, maxAge)
 	if f == len(p.rows) || from < p.rows[f].BaseOffset || from > p.rows[len(p.rows)-1].LastOffset {
 		return nil, false
 	}
@@ -451,35 +448,33 @@ func (t *tailIndex) raiseHW(tp catalog.TopicPartition, hw int64) {
 	p.hw = max(p.hw, hw)
 }
 
-// covers reports whether the index holds (and serves) the row of offset.
+// covers reports whether the index holds the row of offset.
 func (t *tailIndex) covers(tp catalog.TopicPartition, offset int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.mu.parts[tp]
-	if !ok {
-		return false
-	}
-	f := t.freshLocked(p)
-	return f < len(p.rows) && offset >= p.rows[f].BaseOffset && offset <= p.rows[len(p.rows)-1].LastOffset
+	return ok && len(p.rows) > 0 && offset >= p.rows[0].BaseOffset && offset <= p.rows[len(p.rows)-1].LastOffset
 }
 
 // freshLocked is the index of p's first row added less than maxAge ago
-// (len(p.rows) if none is).
+// (len(p.rows) if none is; 0 if maxAge is 0).
 //
-// The bound keeps the index from serving rows that compaction replaced:
-// compaction's swaps are not commits, so followers never learn of them,
-// and a quiet partition's rows would otherwise be served from the index
-// (and the read cache behind it) indefinitely — records compaction
-// removed, and so a consumer could read a key's value from the index and
-// then, once the index no longer held the rows, miss its tombstone in the
-// catalog's rows. Compaction leaves alone rows in objects younger than its
-// merge age, and maxAge is half of it (tailMaxAge): older rows are read
-// through the catalog, as a consumer catching up reads them.
-func (t *tailIndex) freshLocked(p *tailPart) int {
-	if t.maxAge <= 0 || len(p.added) == 0 {
+// Fetches of compacted topics pass Config.TailMaxAge: log compaction's
+// swaps are not commits, so followers never learn of them, and a quiet
+// partition's rows would otherwise be served from the index (and the
+// read cache behind it) indefinitely — records compaction removed, and so
+// a consumer could read a key's value from the index and then, once the
+// index no longer held the rows, miss its tombstone in the catalog's rows.
+// Compaction leaves alone rows in objects younger than its merge age, and
+// TailMaxAge is half of it: older rows are read through the catalog, as a
+// consumer catching up reads them. (Other topics' rows only move when
+// merged, into objects holding the same bytes; a row whose object is gone
+// makes the fetch read the catalog's rows instead.)
+func (t *tailIndex) freshLocked(p *tailPart, maxAge time.Duration) int {
+	if maxAge <= 0 || len(p.added) == 0 {
 		return 0
 	}
-	cutoff := t.now().Add(-t.maxAge).UnixNano()
+	cutoff := t.now().Add(-maxAge).UnixNano()
 	if p.added[0] >= cutoff {
 		return 0
 	}

@@ -13,15 +13,20 @@ import (
 	"github.com/floebroker/floe/objstore"
 )
 
-// TestTailIndexAgesOut: compaction's swaps are not commits, so followers
-// never learn of them, and the tail index with the read cache behind it
-// would serve a quiet partition's replaced rows — records compaction
-// removed — for as long as they stay cached. Rows older than the index's
-// max age (half compaction's merge age, younger than any row compaction
-// rewrites) are read through the catalog instead.
+// TestTailIndexAgesOut: log compaction's swaps are not commits, so
+// followers never learn of them, and the tail index with the read cache
+// behind it would serve a quiet compacted partition's replaced rows —
+// records compaction removed — for as long as they stay cached. A
+// compacted topic's rows older than TailMaxAge (half compaction's merge
+// age, younger than any row compaction rewrites) are read through the
+// catalog instead.
 func TestTailIndexAgesOut(t *testing.T) {
 	var ag *Agent
-	addr := startInternalAgent(t, func(a *Agent) { ag = a; a.tail.maxAge = 300 * time.Millisecond })
+	addr := startInternalAgent(t, func(a *Agent) {
+		ag = a
+		a.cfg.TailMaxAge = 300 * time.Millisecond
+		a.topics = newTopicCache(10*time.Millisecond, a.now) // sees the policy change below at once
+	})
 	nc := dialAgent(t, addr)
 	createInternalTopic(t, nc, "aged", 1)
 	for i := range 3 {
@@ -42,8 +47,19 @@ func TestTailIndexAgesOut(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Compaction drops the middle batch (offsets 2-3): its rows are
-	// swapped for ones in a new object, and the old objects go.
+	// A consumer at the tail reads them: the read cache holds them now
+	// (in production the writer's cache holds its objects from the put).
+	if _, err := roundTrip(t, nc, fetchReq("aged", 1, 0, 0, 1<<20), 12, 50); err != nil {
+		t.Fatal(err)
+	}
+	// The topic becomes compacted (produce would refuse these keyless
+	// records on one; compaction keeps them, but this swap stands for a
+	// pass that removed superseded records), and compaction drops the
+	// middle batch (offsets 2-3): its rows are swapped for ones in a new
+	// object, and the old objects go.
+	if _, err := ag.cat.AlterTopicConfigs(ctx, "aged", []catalog.ConfigOp{{Key: catalog.ConfigCleanupPolicy, Value: "compact"}}); err != nil {
+		t.Fatal(err)
+	}
 	rows, err := ag.cat.Batches(ctx, tp, 0, 1<<20)
 	if err != nil || len(rows) != 3 {
 		t.Fatalf("rows %v, %v", rows, err)
@@ -82,7 +98,7 @@ func TestTailIndexAgesOut(t *testing.T) {
 		}
 	}
 	time.Sleep(400 * time.Millisecond) // past the index's max age
-	if ag.tail.covers(tp, 2) {
+	if _, ok := ag.tail.lookup(tp, 2, 1, ag.cfg.TailMaxAge); ok {
 		t.Fatal("the tail index still serves a row older than its max age")
 	}
 	resp, err := roundTrip(t, nc, fetchReq("aged", 1, 2, 0, 1<<20), 12, 100)

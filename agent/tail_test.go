@@ -56,7 +56,7 @@ func TestTailIndexRowBudget(t *testing.T) {
 			t.Fatalf("partition %d: %d rows kept in an array of %d, limit %d", p, n, c, limit)
 		}
 		// The newest rows are served from memory.
-		if _, ok := ti.lookup(catalog.TopicPartition{Partition: p}, next[p]-1, 1); !ok {
+		if _, ok := ti.lookup(catalog.TopicPartition{Partition: p}, next[p]-1, 1, 0); !ok {
 			t.Fatalf("partition %d: newest offset not covered", p)
 		}
 	}

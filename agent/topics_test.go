@@ -107,7 +107,7 @@ func TestRecreatedTopicLeavesTail(t *testing.T) {
 		{TopicPartition: catalog.TopicPartition{TopicID: oldID, Partition: 1}, BaseOffset: 0, LastOffset: 3, ByteLength: 10},
 	})
 	a.cacheTopic(catalog.Topic{ID: newID, Name: "t", Partitions: 1})
-	if _, ok := a.tail.lookup(catalog.TopicPartition{TopicID: oldID}, 0, 1); ok {
+	if _, ok := a.tail.lookup(catalog.TopicPartition{TopicID: oldID}, 0, 1, 0); ok {
 		t.Error("the old topic's rows are still served")
 	}
 	a.tail.mu.Lock()

@@ -167,19 +167,19 @@ func TestTailIndex(t *testing.T) {
 	if n := len(ti.mu.waiters); n != 0 {
 		t.Fatalf("waiters of %d topics left after waking and unwatching", n)
 	}
-	if _, ok := ti.lookup(tp, 5, 1000); ok {
+	if _, ok := ti.lookup(tp, 5, 1000, 0); ok {
 		t.Fatal("lookup below the run claimed coverage")
 	}
-	rows, ok := ti.lookup(tp, 25, 1000)
+	rows, ok := ti.lookup(tp, 25, 1000, 0)
 	if !ok || len(rows) != 1 || rows[0].BaseOffset != 20 {
 		t.Fatalf("lookup 25: %v %+v", ok, rows)
 	}
 	ti.add([]catalog.BatchRow{row(20, 29)}) // duplicate delivery
 	ti.add([]catalog.BatchRow{row(40, 49)}) // gap: a new run
-	if _, ok := ti.lookup(tp, 25, 1000); ok {
+	if _, ok := ti.lookup(tp, 25, 1000, 0); ok {
 		t.Fatal("rows before a gap still served")
 	}
-	if rows, ok := ti.lookup(tp, 45, 1000); !ok || rows[0].BaseOffset != 40 {
+	if rows, ok := ti.lookup(tp, 45, 1000, 0); !ok || rows[0].BaseOffset != 40 {
 		t.Fatalf("lookup after gap: %v %+v", ok, rows)
 	}
 	ls, hw := ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 45})

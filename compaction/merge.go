@@ -104,13 +104,19 @@ func rollMs(t catalog.Topic) int64 {
 	return max(roll, 1)
 }
 
-// span is the time range of a row's records, in Unix milliseconds
-// (known false: no batch has a timestamp).
+// span is how far a row reaches in time, as Kafka measures a segment for
+// its roll: from its first batch's max timestamp (from) to the largest max
+// timestamp of its batches (to), in Unix milliseconds. known is false when
+// no batch has a timestamp. Only the first batch anchors it: a batch
+// stamped earlier (a backfill, a client clock behind, or the first
+// timestamp a LogAppendTime topic keeps from the producer) does not widen
+// it, as it does not roll a Kafka segment.
 type span struct {
 	from, to int64
 	known    bool
 }
 
+// join is s followed by o.
 func (s span) join(o span) span {
 	switch {
 	case !s.known:
@@ -118,17 +124,13 @@ func (s span) join(o span) span {
 	case !o.known:
 		return s
 	}
-	return span{from: min(s.from, o.from), to: max(s.to, o.to), known: true}
+	return span{from: s.from, to: max(s.to, o.to), known: true}
 }
 
-// batchSpan is a batch's time range, from its index metadata (which reads
-// the earliest record's timestamp where the first timestamp field holds a
-// delete horizon).
+// batchSpan is a batch's span: its max timestamp (the append time on a
+// LogAppendTime topic).
 func batchSpan(m segment.BatchMeta) span {
-	switch {
-	case m.FirstTimestamp >= 0 && m.MaxTimestamp >= m.FirstTimestamp:
-		return span{from: m.FirstTimestamp, to: m.MaxTimestamp, known: true}
-	case m.MaxTimestamp >= 0:
+	if m.MaxTimestamp >= 0 {
 		return span{from: m.MaxTimestamp, to: m.MaxTimestamp, known: true}
 	}
 	return span{}

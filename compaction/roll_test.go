@@ -2,10 +2,14 @@ package compaction_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/compaction"
@@ -184,6 +188,45 @@ func TestStaleOutputPutAgainBeforeSwap(t *testing.T) {
 		}
 		if n := versions(e.records(tp), "k"); n != 1 {
 			t.Fatalf("%d versions of k after the pass, want 1", n)
+		}
+	})
+}
+
+// appendTimeBatch is a LogAppendTime batch as produce stores it: the
+// producer's first timestamp (here a device clock at the epoch) kept, the
+// max timestamp the append time.
+func appendTimeBatch(appendTs int64) []byte {
+	r := kmsg.Record{Key: []byte("k"), Value: []byte("v")}
+	r.Length = int32(len(r.AppendTo(nil)) - 1)
+	rb := kmsg.RecordBatch{Magic: 2, Attributes: 0x08, FirstTimestamp: 0, MaxTimestamp: appendTs,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: r.AppendTo(nil)}
+	raw := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
+}
+
+// TestRollIgnoresEarlierTimestamps: a row's span for rolling runs from its
+// first batch's max timestamp, as Kafka's segment roll does, so batches
+// whose first timestamp is far in the past (LogAppendTime topics keep the
+// producer's) still merge into one row instead of one row each.
+func TestRollIgnoresEarlierTimestamps(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		tp := tps(e.topic("lat", 1, map[string]string{"message.timestamp.type": "LogAppendTime"}))[0]
+		for range 20 {
+			ts := e.clk.Now().UnixMilli()
+			e.flushBatch(tp, appendTimeBatch(ts), 1, ts)
+			e.clk.Advance(time.Second)
+		}
+		e.clk.Advance(5 * time.Minute)
+		c := e.compactor("a", nil)
+		e.passes(c, 3)
+		rows, err := e.cat.CompactionRows(context.Background(), tp, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 {
+			t.Fatalf("%d rows after merging 20 batches appended within 20 s, want 1", len(rows))
 		}
 	})
 }

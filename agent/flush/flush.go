@@ -477,7 +477,7 @@ func (s *Sink) commitDeadline(ctx context.Context) (context.Context, context.Can
 func (s *Sink) checkAge(b *wal.Sealed) error {
 	age := s.cfg.Now().Sub(b.Created)
 	if pe := s.cfg.ProducerExpiration; pe > 0 && age > pe/10*9 && hasIdempotent(b) {
-		s.log.Error("flush: refusing a WAL buffer of idempotent batches older than the producer expiration allows: their producers' state may be gone, and a batch retried through another agent would be stored twice; its batches are dropped (none was acknowledged)",
+		s.log.Error("flush: refusing a WAL buffer of idempotent batches older than the producer expiration allows: their producers' state may be gone, and a batch retried through another agent would be stored twice; its batches are dropped (none was acknowledged unless this buffer was committed before, and then they are stored already)",
 			"buffer", b.ID, "created", b.Created, "age", age, "producer_expiration", pe, "replayed", b.Replayed, "entries", len(b.Entries))
 		return wal.Permanent(fmt.Errorf("flush: buffer %s of idempotent batches is %s old, too old for the producer expiration %s", b.ID, age.Round(time.Second), pe))
 	}

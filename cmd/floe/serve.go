@@ -148,7 +148,7 @@ func (c *serveConfig) finish() error {
 	}
 	// The tail index serves rows for at most half the merge age, so it
 	// never serves rows a compaction swap replaced (agent.Config.TailMaxAge).
-	c.agent.TailMaxAge = max(c.compaction.MergeMinAge/2, time.Nanosecond)
+	c.agent.TailMaxAge = max(c.compaction.WithDefaults().MergeMinAge/2, time.Nanosecond)
 	// An upload older than --upload-max-age is put again before
 	// its commit, and a commit call lasts at most that long; the grace
 	// must leave room for both with a margin, or the orphan sweep could
@@ -159,6 +159,13 @@ func (c *serveConfig) finish() error {
 		errs = append(errs, fmt.Errorf("--compaction.gc-grace %v: want at least %v, four times --upload-max-age", g, 4*c.uploadMaxAge))
 	}
 	c.compaction.MaxUploadAge = c.uploadMaxAge
+	// A WAL buffer of idempotent batches is dropped once nine tenths of the
+	// producer expiration old (flush.Config.ProducerExpiration), and its
+	// commit may land up to --upload-max-age after that check: the last
+	// tenth must cover it, with room for a slow flush.
+	if pe := c.compaction.ProducerExpiration; pe != 0 && c.uploadMaxAge > 0 && pe < 20*c.uploadMaxAge {
+		errs = append(errs, fmt.Errorf("--compaction.producer-expiration %v: want at least %v, twenty times --upload-max-age", pe, 20*c.uploadMaxAge))
+	}
 	if err := c.agent.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -118,6 +118,15 @@ func TestSettingsErrors(t *testing.T) {
 	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "gc-grace") {
 		t.Fatalf("--compaction.gc-grace 90s: %v, want a usage error about it", err)
 	}
+	// A producer expiration too short for the replay cap's margin.
+	fs, c = newServeFlags("agent", io.Discard)
+	args = []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.producer-expiration", "5m"}
+	if err := parseLayered(fs, args, "config", none); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "producer-expiration") {
+		t.Fatalf("--compaction.producer-expiration 5m: %v, want a usage error about it", err)
+	}
 	// Tombstones kept for less than a WAL buffer may be replayed.
 	fs, c = newServeFlags("agent", io.Discard)
 	args = []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.tombstone-retention", "48h"}
