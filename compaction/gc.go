@@ -148,9 +148,10 @@ func (c *Compactor) orphanSweep(ctx context.Context, renew func() error) error {
 			// (flush.Config.MaxUploadAge), and the listing and
 			// KnownObjects above may predate that put and the commit
 			// after it. Deleting the fresh object would leave committed
-			// rows without their bytes. (This narrows the window to the
-			// Stat and the Delete: the put and the whole commit would
-			// have to fall between them.)
+			// rows without their bytes. A put between this Stat and the
+			// Delete can still be lost: the committing agent checks after
+			// its commit and puts the object back (flush's
+			// ensureStored).
 			cur, err := c.bucket.Stat(ctx, o.Key)
 			if errors.Is(err, objstore.ErrNotExist) {
 				continue

@@ -13,6 +13,7 @@ import (
 
 	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/segment"
 )
 
@@ -299,14 +300,29 @@ func batchMeta(b []byte) segment.BatchMeta {
 // in rows whose object is gone, making committed records unreadable. The
 // WAL's commits do the same (flush.Config.MaxUploadAge).
 func (c *Compactor) swapRows(ctx context.Context, swap catalog.RowSwap, obj []byte, put time.Time) error {
-	if c.now().Sub(put) > c.cfg.MaxUploadAge {
+	reput := c.now().Sub(put) > c.cfg.MaxUploadAge
+	if reput {
 		if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
 			return fmt.Errorf("compaction: put %s again before its swap: %w", swap.ObjectKey, err)
 		}
 	}
 	// Bounded as a WAL commit is (flush's commitDeadline): retries inside
 	// the catalog must not carry the swap past the grace.
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.MaxUploadAge)
+	sctx, cancel := context.WithTimeout(ctx, c.cfg.MaxUploadAge)
 	defer cancel()
-	return c.cat.SwapRows(ctx, swap)
+	if err := c.cat.SwapRows(sctx, swap); err != nil {
+		return err
+	}
+	if reput {
+		// A sweep that last looked at the old object before the put again
+		// may have deleted it after: once swapped in, the object is
+		// known and safe from sweeps, so put it back if it is gone (as
+		// flush's ensureStored does for commits).
+		if _, err := c.bucket.Stat(ctx, swap.ObjectKey); errors.Is(err, objstore.ErrNotExist) {
+			if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
+				return fmt.Errorf("compaction: put back %s after its swap: %w", swap.ObjectKey, err)
+			}
+		}
+	}
+	return nil
 }

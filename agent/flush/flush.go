@@ -145,6 +145,10 @@ type built struct {
 	refs     []catalog.BatchRef // object order
 	order    []int              // refs[k] is entry order[k]
 	uploaded time.Time          // zero: not put by this Sink
+	// reput: the object may have been in the bucket, old, before this
+	// Sink put it (a replay, or a put again before a late commit), so an
+	// orphan sweep may have judged the old one (see ensureStored).
+	reput bool
 }
 
 // New returns a Sink. cfg must be valid (see Config.Validate); an invalid
@@ -218,6 +222,7 @@ func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
 		if err := s.adoptExisting(ctx, bu); err != nil {
 			return err
 		}
+		bu.reput = true
 	}
 	if err := s.put(ctx, bu); err != nil {
 		return err
@@ -314,6 +319,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 		if err := s.put(ctx, bu); err != nil {
 			return nil, err
 		}
+		bu.reput = true
 	}
 	start := time.Now()
 	cctx, cancel := s.commitDeadline(ctx)
@@ -338,7 +344,33 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 	if err := bu.checkResults(res); err != nil {
 		return nil, wal.Permanent(err)
 	}
+	if bu.reput {
+		s.ensureStored(ctx, bu)
+	}
 	return s.committed(bu, res), nil
+}
+
+// ensureStored puts bu's object once more if it is missing after its
+// commit. An orphan sweep (of any agent) that found the old object of a
+// key put again here unknown to the catalog, and then old enough, may
+// delete it after it looked at the object one last time — and so after
+// the put again, which its delete then removes. Once committed the object
+// is known, so no sweep takes it again: putting it back restores what the
+// commit references. (Readers meanwhile get the object's absence, a
+// retriable error.)
+func (s *Sink) ensureStored(ctx context.Context, bu *built) {
+	_, err := s.bucket.Stat(ctx, bu.key)
+	switch {
+	case err == nil:
+		return
+	case !errors.Is(err, objstore.ErrNotExist):
+		s.log.Warn("flush: could not check that a committed object put again is still stored", "key", bu.key, "err", err)
+		return
+	}
+	s.log.Warn("flush: a committed object put again was deleted by an orphan sweep meanwhile; putting it back", "key", bu.key)
+	if err := s.put(ctx, bu); err != nil {
+		s.log.Error("flush: putting back a committed object failed; its records are unreadable until it is put", "key", bu.key, "err", err)
+	}
 }
 
 // CommitGroup commits the uploaded objects of bs in one CommitSegments

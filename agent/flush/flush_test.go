@@ -525,3 +525,39 @@ func TestCommitCallBounded(t *testing.T) {
 		t.Fatalf("commit against a hanging catalog: %v after %v", err, time.Since(start))
 	}
 }
+
+// sweepingCatalog deletes the committed object from the bucket just before
+// committing it, as an orphan sweep whose last look predates the put again
+// would.
+type sweepingCatalog struct {
+	*fakeCatalog
+	bucket objstore.Bucket
+}
+
+func (c sweepingCatalog) CommitSegment(ctx context.Context, seg catalog.Segment) (catalog.CommitResult, error) {
+	if err := c.bucket.Delete(ctx, seg.Key); err != nil {
+		return catalog.CommitResult{}, err
+	}
+	return c.fakeCatalog.CommitSegment(ctx, seg)
+}
+
+// TestObjectPutAgainIsRestoredAfterCommit: a replayed buffer's object,
+// deleted by an orphan sweep between its put again and its commit, is put
+// back once the commit makes it known, so the committed records keep
+// their bytes.
+func TestObjectPutAgainIsRestoredAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	bucket := mem.New(nil)
+	s := New(Config{Cluster: "c", AgentID: "x", Now: func() time.Time { return testCreated }}, bucket, sweepingCatalog{newFakeCatalog(), bucket}, nil, nil)
+	b := sealed()
+	b.Replayed = true
+	if err := s.Upload(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Stat(ctx, ObjectKey("c", b.ID)); err != nil {
+		t.Fatalf("the committed object after a sweep deleted it: %v", err)
+	}
+}
