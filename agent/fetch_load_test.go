@@ -321,35 +321,7 @@ func TestFetchAfterObjectsCollected(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Merge the three rows into one object, then delete the old ones.
-	rows, err := ag.cat.Batches(ctx, tp, 0, 1<<20)
-	if err != nil || len(rows) != 3 {
-		t.Fatalf("rows: %v %d", err, len(rows))
-	}
-	bucket := ag.bucket.(objstore.Bucket)
-	var merged []byte
-	swap := catalog.RowSwap{TopicPartition: tp, Old: rows, ObjectKey: "merged"}
-	for _, r := range rows {
-		raw, err := readRange(ctx, bucket, r.ObjectKey, r.ByteOffset, r.ByteLength)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := r
-		n.ByteOffset = int64(len(merged))
-		swap.New = append(swap.New, n)
-		merged = append(merged, raw...)
-	}
-	swap.ObjectSize = int64(len(merged))
-	if err := bucket.Put(ctx, "merged", bytes.NewReader(merged), int64(len(merged))); err != nil {
-		t.Fatal(err)
-	}
-	if err := ag.cat.(catalog.Compactor).SwapRows(ctx, swap); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if err := bucket.Delete(ctx, r.ObjectKey); err != nil {
-			t.Fatal(err)
-		}
-	}
+	swapRowsInto(t, ag, tp, 3, "merged", -1)
 	for i, from := range []int64{2, 0, 4} {
 		resp, err := roundTrip(t, nc, fetchReq("gc", 1, from, 0, 1<<20), 12, int32(100+i))
 		if err != nil {
@@ -408,4 +380,44 @@ func dialAgent(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	return nc
+}
+
+// swapRowsInto does what compaction does to tp's n rows: copies them but
+// the one at index drop (-1: none) into one new object under key, swaps
+// the rows in the catalog, and deletes the old objects.
+func swapRowsInto(t *testing.T, ag *Agent, tp catalog.TopicPartition, n int, key string, drop int) {
+	t.Helper()
+	ctx := t.Context()
+	rows, err := ag.cat.Batches(ctx, tp, 0, 1<<20)
+	if err != nil || len(rows) != n {
+		t.Fatalf("rows: %v, %d of %d", err, len(rows), n)
+	}
+	bucket := ag.bucket.(objstore.Bucket)
+	var merged []byte
+	swap := catalog.RowSwap{TopicPartition: tp, Old: rows, ObjectKey: key}
+	for i, r := range rows {
+		if i == drop {
+			continue
+		}
+		raw, err := readRange(ctx, bucket, r.ObjectKey, r.ByteOffset, r.ByteLength)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nr := r
+		nr.ByteOffset = int64(len(merged))
+		swap.New = append(swap.New, nr)
+		merged = append(merged, raw...)
+	}
+	swap.ObjectSize = int64(len(merged))
+	if err := bucket.Put(ctx, key, bytes.NewReader(merged), int64(len(merged))); err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.cat.(catalog.Compactor).SwapRows(ctx, swap); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if err := bucket.Delete(ctx, r.ObjectKey); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

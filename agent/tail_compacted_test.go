@@ -1,16 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/binary"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floebroker/floe/catalog"
-	"github.com/floebroker/floe/objstore"
 )
 
 // TestTailIndexAgesOut: log compaction's swaps are not commits, so
@@ -60,43 +57,7 @@ func TestTailIndexAgesOut(t *testing.T) {
 	if _, err := ag.cat.AlterTopicConfigs(ctx, "aged", []catalog.ConfigOp{{Key: catalog.ConfigCleanupPolicy, Value: "compact"}}); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := ag.cat.Batches(ctx, tp, 0, 1<<20)
-	if err != nil || len(rows) != 3 {
-		t.Fatalf("rows %v, %v", rows, err)
-	}
-	bucket := ag.bucket.(objstore.Bucket)
-	var merged []byte
-	swap := catalog.RowSwap{TopicPartition: tp, Old: rows, ObjectKey: "compacted"}
-	for i, r := range rows {
-		if i == 1 {
-			continue
-		}
-		rc, err := bucket.GetRange(ctx, r.ObjectKey, r.ByteOffset, r.ByteLength)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := r
-		n.ByteOffset = int64(len(merged))
-		swap.New = append(swap.New, n)
-		merged = append(merged, raw...)
-	}
-	swap.ObjectSize = int64(len(merged))
-	if err := bucket.Put(ctx, "compacted", bytes.NewReader(merged), int64(len(merged))); err != nil {
-		t.Fatal(err)
-	}
-	if err := ag.cat.(catalog.Compactor).SwapRows(ctx, swap); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if err := bucket.Delete(ctx, r.ObjectKey); err != nil {
-			t.Fatal(err)
-		}
-	}
+	swapRowsInto(t, ag, tp, 3, "compacted", 1)
 	time.Sleep(400 * time.Millisecond) // past the index's max age
 	if _, ok := ag.tail.lookup(tp, 2, 1, ag.cfg.TailMaxAge); ok {
 		t.Fatal("the tail index still serves a row older than its max age")

@@ -157,24 +157,32 @@ func (b *slowPutBucket) Put(ctx context.Context, key string, r io.Reader, size i
 	return b.Bucket.Put(ctx, key, r, size)
 }
 
+// slowSwapPass makes a compacted partition with superseded records and a
+// compactor, on cat, whose puts each take a minute of the clock.
+func slowSwapPass(t *testing.T, e *env, topic string, cat compaction.Catalog) (catalog.TopicPartition, *slowPutBucket, *compaction.Compactor) {
+	t.Helper()
+	tp := tps(e.topic(topic, 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}))[0]
+	for i := range 5 {
+		e.putNow(tp, kv("k", value("k", i)))
+	}
+	e.putNow(tp, kv("tail", value("tail", 0)))
+	e.clk.Advance(5 * time.Minute)
+	sb := &slowPutBucket{Bucket: e.bucket, clk: e.clk, puts: map[string]int{}}
+	c, err := compaction.New(compaction.Config{Cluster: cluster, Holder: "a", Interval: time.Second, MergeMinAge: time.Minute,
+		TargetBytes: 64 << 10, GCGrace: 10 * time.Minute, OrphanInterval: time.Hour, LeaseTTL: time.Hour, Shards: 1}, cat, sb, nil, nil, e.clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp, sb, c
+}
+
 // TestStaleOutputPutAgainBeforeSwap: an output object put longer ago than
 // an upload may be when its commit starts is put again before its swap, so
 // the orphan sweep (which takes unknown objects once GCGrace old) cannot
 // have taken it: the swapped-in rows' object exists.
 func TestStaleOutputPutAgainBeforeSwap(t *testing.T) {
 	eachBackendOnClock(t, func(t *testing.T, e *env) {
-		tp := tps(e.topic("stale", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}))[0]
-		for i := range 5 {
-			e.putNow(tp, kv("k", value("k", i)))
-		}
-		e.putNow(tp, kv("tail", value("tail", 0)))
-		e.clk.Advance(5 * time.Minute)
-		sb := &slowPutBucket{Bucket: e.bucket, clk: e.clk, puts: map[string]int{}}
-		c, err := compaction.New(compaction.Config{Cluster: cluster, Holder: "a", Interval: time.Second, MergeMinAge: time.Minute,
-			TargetBytes: 64 << 10, GCGrace: 10 * time.Minute, OrphanInterval: time.Hour, LeaseTTL: time.Hour, Shards: 1}, e.cat, sb, nil, nil, e.clk.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tp, sb, c := slowSwapPass(t, e, "stale", e.cat)
 		if err := c.RunOnce(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -249,19 +257,7 @@ func (s sweepBeforeSwap) SwapRows(ctx context.Context, swap catalog.RowSwap) err
 // its swap and deleted by a sweep in between is put back once swapped in.
 func TestOutputPutAgainIsRestoredAfterSwap(t *testing.T) {
 	eachBackendOnClock(t, func(t *testing.T, e *env) {
-		tp := tps(e.topic("restored", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}))[0]
-		for i := range 5 {
-			e.putNow(tp, kv("k", value("k", i)))
-		}
-		e.putNow(tp, kv("tail", value("tail", 0)))
-		e.clk.Advance(5 * time.Minute)
-		sb := &slowPutBucket{Bucket: e.bucket, clk: e.clk, puts: map[string]int{}}
-		c, err := compaction.New(compaction.Config{Cluster: cluster, Holder: "a", Interval: time.Second, MergeMinAge: time.Minute,
-			TargetBytes: 64 << 10, GCGrace: 10 * time.Minute, OrphanInterval: time.Hour, LeaseTTL: time.Hour, Shards: 1},
-			sweepBeforeSwap{Catalog: e.cat, bucket: e.bucket}, sb, nil, nil, e.clk.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tp, _, c := slowSwapPass(t, e, "restored", sweepBeforeSwap{Catalog: e.cat, bucket: e.bucket})
 		if err := c.RunOnce(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -109,32 +109,21 @@ func TestSettingsErrors(t *testing.T) {
 	if err := c.finish(); !errors.Is(err, errUsage) {
 		t.Fatalf("agent without --catalog/--bucket: %v, want a usage error", err)
 	}
-	// A GC grace too short for an upload put again before its commit.
-	fs, c = newServeFlags("agent", io.Discard)
-	args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.gc-grace", "90s"}
-	if err := parseLayered(fs, args, "config", none); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "gc-grace") {
-		t.Fatalf("--compaction.gc-grace 90s: %v, want a usage error about it", err)
-	}
-	// A producer expiration too short for the replay cap's margin.
-	fs, c = newServeFlags("agent", io.Discard)
-	args = []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.producer-expiration", "5m"}
-	if err := parseLayered(fs, args, "config", none); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "producer-expiration") {
-		t.Fatalf("--compaction.producer-expiration 5m: %v, want a usage error about it", err)
-	}
-	// Tombstones kept for less than a WAL buffer may be replayed.
-	fs, c = newServeFlags("agent", io.Discard)
-	args = []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--compaction.tombstone-retention", "48h"}
-	if err := parseLayered(fs, args, "config", none); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "tombstone-retention") {
-		t.Fatalf("--compaction.tombstone-retention 48h: %v, want a usage error about it", err)
+	// Settings that would let the garbage collector or a replay lose or
+	// repeat acknowledged records.
+	for _, tc := range []struct{ flag, value string }{
+		{"compaction.gc-grace", "90s"},            // under 4 × --upload-max-age
+		{"compaction.producer-expiration", "5m"},  // under 20 × --upload-max-age
+		{"compaction.tombstone-retention", "48h"}, // under the 7-day replay age
+	} {
+		fs, c := newServeFlags("agent", io.Discard)
+		args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--" + tc.flag, tc.value}
+		if err := parseLayered(fs, args, "config", none); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.flag) {
+			t.Fatalf("--%s %s: %v, want a usage error about it", tc.flag, tc.value, err)
+		}
 	}
 }
 
