@@ -429,6 +429,9 @@ func (s *Sink) CommitGroup(ctx context.Context, bs []*wal.Sealed) ([][]catalog.B
 	out := make([][]catalog.BatchResult, len(bs))
 	for i, b := range bs {
 		s.Forget(b.ID)
+		if bus[i].reput {
+			s.ensureStored(ctx, bus[i])
+		}
 		out[i] = s.committed(bus[i], res[i])
 	}
 	return out, nil

@@ -561,3 +561,35 @@ func TestObjectPutAgainIsRestoredAfterCommit(t *testing.T) {
 		t.Fatalf("the committed object after a sweep deleted it: %v", err)
 	}
 }
+
+// sweepingGroupCatalog is sweepingCatalog for group commits.
+type sweepingGroupCatalog struct{ sweepingCatalog }
+
+func (c sweepingGroupCatalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
+	for _, seg := range segs {
+		if err := c.bucket.Delete(ctx, seg.Key); err != nil {
+			return nil, err
+		}
+	}
+	return c.fakeCatalog.CommitSegments(ctx, segs)
+}
+
+// TestGroupCommitRestoresObjectPutAgain: as TestObjectPutAgainIsRestoredAfterCommit,
+// for a replayed buffer committed in a group.
+func TestGroupCommitRestoresObjectPutAgain(t *testing.T) {
+	ctx := context.Background()
+	bucket := mem.New(nil)
+	s := New(Config{Cluster: "c", AgentID: "x", Now: func() time.Time { return testCreated }}, bucket,
+		sweepingGroupCatalog{sweepingCatalog{newFakeCatalog(), bucket}}, nil, nil)
+	b := sealed()
+	b.Replayed = true
+	if err := s.Upload(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CommitGroup(ctx, []*wal.Sealed{b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Stat(ctx, ObjectKey("c", b.ID)); err != nil {
+		t.Fatalf("the committed object after a sweep deleted it: %v", err)
+	}
+}
