@@ -93,6 +93,13 @@ func (a *Agent) holdsLease() bool {
 	return time.Since(leaseOrigin) < time.Duration(a.lease.until.Load())
 }
 
+// LeaseRemaining is how long the agent still holds its lease (≤ 0: it
+// lapsed); the group coordinator bounds its offset writes by it
+// (groups.LeaseBounder).
+func (a *Agent) LeaseRemaining() time.Duration {
+	return time.Duration(a.lease.until.Load()) - time.Since(leaseOrigin)
+}
+
 // renewLease extends the heartbeat half of the lease after a successful
 // HeartbeatAgent or RegisterAgent call that started at start.
 func (a *Agent) renewLease(start time.Time) {

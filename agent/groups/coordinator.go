@@ -34,6 +34,16 @@ type Placement interface {
 	Self() int32
 }
 
+// LeaseBounder is implemented by a Placement whose right to coordinate
+// lapses unless renewed (the agent's catalog heartbeat lease):
+// LeaseRemaining is how long it still holds (≤ 0: lapsed). The coordinator
+// bounds its offset writes by it, so a write held up in a slow catalog
+// cannot land after another agent took the group over and accepted newer
+// commits (offsets going backwards).
+type LeaseBounder interface {
+	LeaseRemaining() time.Duration
+}
+
 // ErrJoining is Placement's error, naming this node, for a group that is
 // this node's but that it must not serve yet: it joined the fleet so
 // recently that an agent which has not seen it join may still serve the

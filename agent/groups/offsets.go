@@ -145,11 +145,19 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		return int(a.Partition - b.Partition)
 	})
 	start := time.Now()
-	refused, err := c.cat.CommitOffsets(ctx, req.Group, offsets)
+	wctx, cancel := c.leaseBound(ctx)
+	refused, err := c.cat.CommitOffsets(wctx, req.Group, offsets)
+	leaseEnded := wctx.Err() != nil && ctx.Err() == nil
+	cancel()
 	c.m.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.log.Warn("groups: offset commit failed", "group", req.Group, "err", err)
 		code := storeErr(ctx, err)
+		if leaseEnded {
+			// Another agent may coordinate the group now: the client
+			// looks it up and commits there.
+			code = kerr.NotCoordinator.Code
+		}
 		for _, a := range latest {
 			codes[a.i][a.j] = code
 		}
@@ -529,4 +537,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// leaseBound bounds ctx by how long this agent still holds its lease to
+// coordinate (LeaseBounder): an offset write that could not finish by then
+// is given up, not left to land after another agent took the group over
+// and accepted newer commits. (A write already sent may still reach the
+// catalog as the lease ends; the window is that of a cancel, not of the
+// catalog's retries.)
+func (c *Coordinator) leaseBound(ctx context.Context) (context.Context, context.CancelFunc) {
+	lb, ok := c.place.(LeaseBounder)
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, max(lb.LeaseRemaining(), 0))
 }

@@ -1,11 +1,15 @@
 package groups
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
 )
 
 func TestSimpleGroupCommitAndFetch(t *testing.T) {
@@ -449,4 +453,52 @@ func TestFindCoordinator(t *testing.T) {
 	r.Version, r.CoordinatorKey = 3, "g"
 	errIs(t, "placement down", h.do(r).(*kmsg.FindCoordinatorResponse).ErrorCode, kerr.CoordinatorNotAvailable)
 	errIs(t, "placement down join", h.do(joinReq(9, "g", "", "m")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+}
+
+// leasedPlacement is fakePlacement with a lease that ends at until.
+type leasedPlacement struct {
+	*fakePlacement
+	until time.Time
+}
+
+func (p leasedPlacement) LeaseRemaining() time.Duration { return time.Until(p.until) }
+
+// stallingCatalog holds offset writes until their context ends, as a
+// catalog cut off from this agent does (the write may land much later).
+type stallingCatalog struct{ *fakeCatalog }
+
+func (s stallingCatalog) CommitOffsets(ctx context.Context, _ string, _ []catalog.GroupOffset) ([]catalog.GroupPartition, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestOffsetWriteBoundedByLease: an offset write is given up when the
+// agent's lease to coordinate ends, not left to land after another agent
+// took the group over and accepted newer commits (offsets would go
+// backwards); the client is told NOT_COORDINATOR and commits at the new
+// coordinator.
+func TestOffsetWriteBoundedByLease(t *testing.T) {
+	cat := newFakeCatalog()
+	cat.addTopic("t", 1)
+	place := leasedPlacement{fakePlacement: &fakePlacement{}, until: time.Now().Add(200 * time.Millisecond)}
+	cfg := DefaultConfig()
+	cfg.InitialRebalanceDelay = 0
+	c := New(cfg, stallingCatalog{cat}, place, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	for c.running.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	resp := c.offsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 5}))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the write took %v, past the lease", d)
+	}
+	for code, c := range commitCodes(resp.(*kmsg.OffsetCommitResponse)) {
+		errIs(t, code, c, kerr.NotCoordinator)
+	}
 }
