@@ -144,6 +144,13 @@ func (a *Agent) extendLease(end time.Duration, view bool) {
 	if until == 0 {
 		return // the other half was never granted
 	}
+	regained := l.lapsed && time.Since(leaseOrigin) < time.Duration(max(until, l.until.Load()))
+	if regained {
+		// Before the lease is published again: a Coordinator call in
+		// between would otherwise see the lease held and the join settled
+		// from before the lapse, and serve without the settle.
+		a.rejoinLocked()
+	}
 	if until > l.until.Load() {
 		l.until.Store(until)
 	}
@@ -153,9 +160,8 @@ func (a *Agent) extendLease(end time.Duration, view bool) {
 	} else {
 		l.timer.Reset(wait)
 	}
-	if l.lapsed && a.holdsLease() {
+	if regained {
 		l.lapsed = false
-		a.rejoinLocked()
 		a.viewChanged()
 		a.log.Info("catalog heartbeat and view read succeeded again; coordinating groups again once the join settles")
 	}
