@@ -203,7 +203,18 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 		r.Close()
 		return nil, fmt.Errorf("gcs: get range %q: %w: offset %d", key, objstore.ErrInvalidRange, off)
 	}
+	if length >= 0 {
+		// A server that ignores the range from offset 0 answers the whole
+		// object (the SDK refuses that only for other offsets): never
+		// hand back more than was asked for.
+		return limitedReadCloser{Reader: io.LimitReader(r, length), Closer: r}, nil
+	}
 	return r, nil
+}
+
+type limitedReadCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // Stat returns the object's size and modification time.

@@ -267,6 +267,11 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	if err != nil {
 		return fmt.Errorf("minio: put %q: %w", key, err)
 	}
+	// Cancelled on return: minio-go's part workers report to PutObject
+	// only while it waits, and after a failed part it stops waiting, so
+	// the others (each holding the body) would block forever.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	_, err = b.core.Client.PutObject(ctx, b.cfg.Bucket, key, body, size, minio.PutObjectOptions{
 		PartSize:   b.cfg.PartSize,
 		NumThreads: b.cfg.PartConcurrency,

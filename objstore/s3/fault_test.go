@@ -320,3 +320,40 @@ func TestGetRangeIgnoredByServer(t *testing.T) {
 	defer b.Close()
 	objstoretest.CheckRangeIgnored(t, b, "seg")
 }
+
+// TestListTruncatedWithoutToken: a listing page marked truncated but
+// without a continuation token is an error, not the end of the listing
+// (the SDK's paginator stops there): the orphan sweep must not take a cut
+// listing for the whole bucket.
+func TestListTruncatedWithoutToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead { // the bucket check
+			return
+		}
+		if r.Method != http.MethodGet || r.URL.Query().Get("list-type") != "2" {
+			w.WriteHeader(http.StatusNotImplemented)
+			return
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>fake</Name><Prefix>v1/</Prefix><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>v1/a.seg</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><Size>3</Size></Contents></ListBucketResult>`)
+	}))
+	defer srv.Close()
+	b, err := New(t.Context(), fakeConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var keys []string
+	var lerr error
+	for o, err := range b.List(t.Context(), "v1/") {
+		if err != nil {
+			lerr = err
+			break
+		}
+		keys = append(keys, o.Key)
+	}
+	if lerr == nil {
+		t.Fatalf("listed %v and no error from a truncated page without a token", keys)
+	}
+}

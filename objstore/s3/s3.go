@@ -318,6 +318,12 @@ func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[objstore.Obj
 					return
 				}
 			}
+			if aws.ToBool(page.IsTruncated) && aws.ToString(page.NextContinuationToken) == "" {
+				// The SDK's paginator would end here, silently: the
+				// orphan sweep would never see the keys after this page.
+				yield(objstore.ObjectInfo{}, fmt.Errorf("s3: list %q: a truncated page without a continuation token", prefix))
+				return
+			}
 		}
 	}
 }
