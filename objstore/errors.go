@@ -95,6 +95,13 @@ func IsTransient(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
+	// A connection that died under the request — a stale keep-alive
+	// answered by EOF, a response cut off mid-body, a closed socket — is
+	// worth another try on a fresh one, whatever status a wrapper claims
+	// (a 200 whose body was cut carries the cut as its cause).
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
 	var t interface{ Transient() bool }
 	if errors.As(err, &t) {
 		return t.Transient()
@@ -112,9 +119,7 @@ func IsTransient(err error) bool {
 	if errors.As(err, &dns) {
 		return dns.IsTimeout || dns.IsTemporary
 	}
-	// A response cut off mid-body: the connection died, the request may
-	// well succeed on a fresh one.
-	return errors.Is(err, io.ErrUnexpectedEOF)
+	return false
 }
 
 // transportTimeout reports whether err's tree ends in a timeout raised by
