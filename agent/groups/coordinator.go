@@ -101,6 +101,12 @@ type Coordinator struct {
 		loading     map[string]*loadCall
 		absent      map[string]struct{}
 		absentEpoch uint64 // the view epoch absent was learnt at
+		// deleting counts the DeleteGroups of each group in flight:
+		// meanwhile its requests are COORDINATOR_LOAD_IN_PROGRESS and no
+		// group of that id is created, so a member cannot join (and
+		// commit) between the emptiness check and the catalog's delete
+		// of the group's offsets and state, which would wipe them.
+		deleting map[string]int
 	}
 	timers timerQueue
 	// viewChanged wakes Run to check the groups' placement at once
@@ -339,7 +345,35 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 		c.drop(id)
 		return kerr.NotCoordinator.Code
 	}
+	if c.isDeleting(id) {
+		return kerr.CoordinatorLoadInProgress.Code
+	}
 	return c.ensure(ctx, id)
+}
+
+// isDeleting reports whether a DeleteGroups of id is in flight.
+func (c *Coordinator) isDeleting(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.deleting[id] > 0
+}
+
+// markDeleting counts a DeleteGroups of id in flight; the function it
+// returns ends it.
+func (c *Coordinator) markDeleting(id string) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.deleting == nil {
+		c.mu.deleting = make(map[string]int)
+	}
+	c.mu.deleting[id]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.mu.deleting[id]--; c.mu.deleting[id] <= 0 {
+			delete(c.mu.deleting, id)
+		}
+	}
 }
 
 // storable reports whether s can be stored as catalog text: PostgreSQL's
@@ -483,6 +517,10 @@ func (c *Coordinator) lookup(id string, create bool, kind groupKind) (*group, in
 	}
 	if !create {
 		return nil, 0
+	}
+	if c.mu.deleting[id] > 0 {
+		// A request that passed gate just before a DeleteGroups began.
+		return nil, kerr.CoordinatorLoadInProgress.Code
 	}
 	if c.running.Load() == 2 {
 		// Shut down: a request that passed gate just before must not

@@ -49,6 +49,10 @@ type fakeCatalog struct {
 	// SaveGroupState until they are closed.
 	loadGate chan struct{}
 	saveGate chan struct{}
+	// deleting, when set, is sent on as DeleteGroup starts, which then
+	// waits for deleteGate to close.
+	deleting   chan struct{}
+	deleteGate chan struct{}
 }
 
 type fakeState struct {
@@ -215,6 +219,10 @@ func (f *fakeCatalog) DeleteOffsets(_ context.Context, group string, parts []cat
 }
 
 func (f *fakeCatalog) DeleteGroup(_ context.Context, group string) error {
+	if f.deleting != nil {
+		f.deleting <- struct{}{}
+		<-f.deleteGate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.offsets, group)

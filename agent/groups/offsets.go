@@ -504,6 +504,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, id string) int16 {
 	if code := c.gate(ctx, id); code != 0 {
 		return code
 	}
+	defer c.markDeleting(id)()
 	existed := false
 	if g, _ := c.lockGroup(id, false, kindClassic); g != nil {
 		if !g.noMembers() {

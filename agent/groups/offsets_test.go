@@ -502,3 +502,34 @@ func TestOffsetWriteBoundedByLease(t *testing.T) {
 		errIs(t, code, c, kerr.NotCoordinator)
 	}
 }
+
+// TestJoinDuringDeleteGroups: between DeleteGroups' emptiness check and
+// the catalog's delete of the group's offsets and state, a member that
+// joined (and committed) would lose everything. While the delete is in
+// flight the group's requests are COORDINATOR_LOAD_IN_PROGRESS, which
+// clients retry; after it, the group starts afresh.
+func TestJoinDuringDeleteGroups(t *testing.T) {
+	h := newHarness(t)
+	h.cat.addTopic("t", 1)
+	codes := commitCodes(h.do(commitReq("g", "", -1, "t", map[int32]int64{0: 7})).(*kmsg.OffsetCommitResponse))
+	for code, c := range codes {
+		errIs(t, code, c, nil)
+	}
+	h.cat.deleting, h.cat.deleteGate = make(chan struct{}), make(chan struct{})
+	done := make(chan *kmsg.DeleteGroupsResponse)
+	go func() { done <- h.deleteGroups("g") }()
+	<-h.cat.deleting // the delete is in the catalog now
+	join := h.do(joinReq(9, "g", "", "m")).(*kmsg.JoinGroupResponse)
+	errIs(t, "join during the delete", join.ErrorCode, kerr.CoordinatorLoadInProgress)
+	codes = commitCodes(h.do(commitReq("g", "", -1, "t", map[int32]int64{0: 9})).(*kmsg.OffsetCommitResponse))
+	for code, c := range codes {
+		errIs(t, "commit during the delete: "+code, c, kerr.CoordinatorLoadInProgress)
+	}
+	close(h.cat.deleteGate)
+	errIs(t, "delete", (<-done).Groups[0].ErrorCode, nil)
+	h.cat.deleting = nil
+	join = h.do(joinReq(9, "g", "", "m")).(*kmsg.JoinGroupResponse)
+	if join.ErrorCode == kerr.CoordinatorLoadInProgress.Code {
+		t.Fatal("the group is still refused after its delete")
+	}
+}
