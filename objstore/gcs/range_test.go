@@ -1,10 +1,7 @@
 package gcs
 
 import (
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,16 +13,7 @@ import (
 // range that does not start at 0; one from 0 must be cut to the range,
 // never handed on whole.
 func TestGetRangeIgnoredByServer(t *testing.T) {
-	data := "0123456789"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "seg") {
-			w.WriteHeader(http.StatusNotImplemented)
-			return
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-		io.WriteString(w, data)
-	}))
-	defer srv.Close()
+	srv := objstoretest.RangeIgnoringServer(t, func(r *http.Request) bool { return strings.Contains(r.URL.Path, "seg") })
 	b, err := New(t.Context(), Config{Bucket: "fake", Endpoint: srv.URL, SkipBucketCheck: true})
 	if err != nil {
 		t.Fatal(err)

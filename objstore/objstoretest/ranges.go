@@ -2,10 +2,34 @@ package objstoretest
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/floebroker/floe/objstore"
 )
+
+// RangeIgnoringServer is an HTTP server that answers every GET that
+// isObject accepts with the whole object "0123456789" whatever its Range
+// header, and any other request with 501, for CheckRangeIgnored. It is
+// closed when t ends.
+func RangeIgnoringServer(t *testing.T, isObject func(*http.Request) bool) *httptest.Server {
+	const data = "0123456789"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !isObject(r) {
+			w.WriteHeader(http.StatusNotImplemented)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("ETag", `"etag"`)
+		_, _ = io.WriteString(w, data)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
 
 // CheckRangeIgnored checks a bucket whose server answers every GET of key
 // with the whole object "0123456789", as HTTP lets a server or proxy that
