@@ -219,26 +219,53 @@ func (r *retryBucket) List(ctx context.Context, prefix string) iter.Seq2[ObjectI
 	return func(yield func(ObjectInfo, error) bool) {
 		var last string
 		seen := false
-		err := r.do(ctx, "list", prefix, func() error {
-			for info, err := range r.b.List(ctx, prefix) {
-				if err != nil {
-					return err
+		for {
+			err := r.do(ctx, "list", prefix, func() error {
+				progressed := false
+				for info, err := range r.b.List(ctx, prefix) {
+					if err != nil {
+						if progressed && IsTransient(err) {
+							return listProgress{err}
+						}
+						return err
+					}
+					if seen && info.Key <= last {
+						continue // yielded before a restart
+					}
+					if !yield(info, nil) {
+						return errStopped
+					}
+					last, seen, progressed = info.Key, true, true
 				}
-				if seen && info.Key <= last {
-					continue // yielded before a restart
+				return nil
+			})
+			var p listProgress
+			if errors.As(err, &p) {
+				// The listing got further since its last failure: a fresh
+				// budget, which so counts the store's failures, not the
+				// time the caller spends on each key (the orphan sweep
+				// looks every key up), against MaxElapsed.
+				r.cfg.Logger.Debug("objstore: retrying list after progress", "prefix", prefix, "err", p.err)
+				if serr := r.cfg.sleep(ctx, r.cfg.InitialBackoff); serr != nil {
+					yield(ObjectInfo{}, fmt.Errorf("%w (listing %q: %w)", serr, prefix, p.err))
+					return
 				}
-				if !yield(info, nil) {
-					return errStopped
-				}
-				last, seen = info.Key, true
+				continue
 			}
-			return nil
-		})
-		if err != nil && err != errStopped {
-			yield(ObjectInfo{}, err)
+			if err != nil && err != errStopped {
+				yield(ObjectInfo{}, err)
+			}
+			return
 		}
 	}
 }
+
+// listProgress is a transient List error after the listing yielded keys
+// in the same attempt: List starts a fresh retry budget for it. It is not
+// transient itself, so do hands it back at once.
+type listProgress struct{ err error }
+
+func (p listProgress) Error() string { return p.err.Error() }
 
 // errStopped ends a List whose caller stopped iterating; it is not transient
 // so do returns it at once.

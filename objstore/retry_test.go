@@ -367,3 +367,29 @@ func TestRetryConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestListBudgetCountsStoreFailuresOnly: the caller's time per key (the
+// orphan sweep looks each one up) does not count against MaxElapsed: a
+// transient failure after the listing got further gets a fresh budget,
+// where it used to end a long listing for good.
+func TestListBudgetCountsStoreFailuresOnly(t *testing.T) {
+	f := newFlaky()
+	for i := range 5 {
+		if err := f.Bucket.Put(context.Background(), fmt.Sprintf("k%d", i), bytes.NewReader(nil), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.listFailAfter, f.listErr = 3, errSlowDown
+	r := objstore.WithRetry(f, objstore.RetryConfig{MaxElapsed: 100 * time.Millisecond, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	var keys []string
+	for info, err := range r.List(context.Background(), "") {
+		if err != nil {
+			t.Fatalf("list ended after %v: %v", keys, err)
+		}
+		keys = append(keys, info.Key)
+		time.Sleep(50 * time.Millisecond) // the caller's work per key
+	}
+	if len(keys) != 5 {
+		t.Fatalf("listed %v, want 5 keys once each", keys)
+	}
+}
