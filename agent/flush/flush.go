@@ -77,6 +77,13 @@ type Config struct {
 	// with a permanent error, logged loudly. Default
 	// catalog.DefaultTombstoneRetention.
 	MaxReplayAge time.Duration
+	// PutTimeout bounds one Put of a segment object, retries and hedges
+	// included, plus PutTimeoutPerMiB for each MiB of it: a transfer that
+	// stalls (a connection that stops acknowledging mid-body is otherwise
+	// only given up when TCP gives up, after many minutes) holds every
+	// later buffer's commit, as commits go in seal order. The WAL retries
+	// an upload that timed out. Defaults 1m and 1s.
+	PutTimeout, PutTimeoutPerMiB time.Duration
 	// ProducerExpiration is how long the catalog keeps an idempotent
 	// producer's state on a partition without a new batch (compaction's
 	// --compaction.producer-expiration). A buffer holding idempotent
@@ -108,6 +115,8 @@ func (c Config) Validate() error {
 		return errors.New("flush: config: max replay age must not be negative")
 	case c.ProducerExpiration < 0:
 		return errors.New("flush: config: producer expiration must not be negative")
+	case c.PutTimeout < 0 || c.PutTimeoutPerMiB < 0:
+		return errors.New("flush: config: put timeouts must not be negative")
 	}
 	return nil
 }
@@ -166,6 +175,12 @@ func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.L
 	}
 	if cfg.MaxReplayAge == 0 {
 		cfg.MaxReplayAge = catalog.DefaultTombstoneRetention
+	}
+	if cfg.PutTimeout == 0 {
+		cfg.PutTimeout = time.Minute
+	}
+	if cfg.PutTimeoutPerMiB == 0 {
+		cfg.PutTimeoutPerMiB = time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -276,6 +291,8 @@ func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
 
 func (s *Sink) put(ctx context.Context, bu *built) error {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PutTimeout+time.Duration(len(bu.obj)>>20)*s.cfg.PutTimeoutPerMiB)
+	defer cancel()
 	if err := s.bucket.Put(ctx, bu.key, bytes.NewReader(bu.obj), int64(len(bu.obj))); err != nil {
 		s.m.putErrors.Inc()
 		return fmt.Errorf("flush: put %s: %w", bu.key, err)

@@ -593,3 +593,25 @@ func TestGroupCommitRestoresObjectPutAgain(t *testing.T) {
 		t.Fatalf("the committed object after a sweep deleted it: %v", err)
 	}
 }
+
+// stallingBucket's Puts hang until their context ends, as a transfer
+// whose connection stopped acknowledging does.
+type stallingBucket struct{ objstore.Bucket }
+
+func (stallingBucket) Put(ctx context.Context, _ string, _ io.Reader, _ int64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestPutBounded: a stalled upload is given up after PutTimeout (plus its
+// per-MiB allowance), so the WAL retries it instead of every later
+// buffer's commit waiting for TCP to give up.
+func TestPutBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // fails instead of hanging without the bound
+	defer cancel()
+	s := New(Config{Cluster: "c", AgentID: "x", PutTimeout: 100 * time.Millisecond}, stallingBucket{mem.New(nil)}, newFakeCatalog(), nil, nil)
+	start := time.Now()
+	if err := s.Upload(ctx, sealed()); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("upload to a stalled bucket: %v after %v", err, time.Since(start))
+	}
+}
