@@ -66,19 +66,16 @@ func (a *Agent) handleInitProducerID(ctx context.Context, _ *request, req *kmsg.
 			// to is not handed out again.)
 		default:
 			a.log.Warn("bumping producer epoch failed", "producer_id", req.ProducerID, "err", err)
-			resp.ErrorCode = producerIDErrCode(err)
+			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
 			return resp, nil
 		}
 	}
 	id, epoch, err := a.cat.AllocateProducerID(ctx)
 	if err != nil {
 		a.log.Warn("allocating a producer id failed", "err", err)
-		resp.ErrorCode = producerIDErrCode(err)
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
 		return resp, nil
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, epoch
 	return resp, nil
 }
-
-// producerIDErrCode is the code for a catalog failure (see above).
-func producerIDErrCode(error) int16 { return kerr.CoordinatorLoadInProgress.Code }

@@ -413,8 +413,7 @@ func (s *Sink) CommitGroup(ctx context.Context, bs []*wal.Sealed) ([][]catalog.B
 	for i, b := range bs {
 		bu := bus[i]
 		switch {
-		case now.Sub(b.Created) > s.cfg.MaxReplayAge,
-			s.cfg.ProducerExpiration > 0 && now.Sub(b.Created) > s.cfg.ProducerExpiration/10*9 && hasIdempotent(b):
+		case now.Sub(b.Created) > s.cfg.MaxReplayAge, s.idempotentTooOld(b, now.Sub(b.Created)):
 			// Commit refuses it (checkAge), logging why.
 			return nil, fmt.Errorf("flush: commit group: buffer %s is too old to commit", b.ID)
 		case bu == nil:
@@ -528,7 +527,8 @@ func (s *Sink) commitDeadline(ctx context.Context) (context.Context, context.Can
 // batches and older than nine tenths of ProducerExpiration (see there).
 func (s *Sink) checkAge(b *wal.Sealed) error {
 	age := s.cfg.Now().Sub(b.Created)
-	if pe := s.cfg.ProducerExpiration; pe > 0 && age > pe/10*9 && hasIdempotent(b) {
+	if s.idempotentTooOld(b, age) {
+		pe := s.cfg.ProducerExpiration
 		s.log.Error("flush: refusing a WAL buffer of idempotent batches older than the producer expiration allows: their producers' state may be gone, and a batch retried through another agent would be stored twice; its batches are dropped (none was acknowledged unless this buffer was committed before, and then they are stored already)",
 			"buffer", b.ID, "created", b.Created, "age", age, "producer_expiration", pe, "replayed", b.Replayed, "entries", len(b.Entries))
 		return wal.Permanent(fmt.Errorf("flush: buffer %s of idempotent batches is %s old, too old for the producer expiration %s", b.ID, age.Round(time.Second), pe))
@@ -539,6 +539,13 @@ func (s *Sink) checkAge(b *wal.Sealed) error {
 	s.log.Error("flush: refusing a WAL buffer older than the max replay age: its commit may already have happened and no longer be recognisable; its batches are dropped",
 		"buffer", b.ID, "created", b.Created, "age", age, "max_replay_age", s.cfg.MaxReplayAge, "replayed", b.Replayed, "entries", len(b.Entries))
 	return wal.Permanent(fmt.Errorf("flush: buffer %s is %s old, older than the max replay age %s", b.ID, age.Round(time.Second), s.cfg.MaxReplayAge))
+}
+
+// idempotentTooOld reports whether b, age old, holds idempotent batches
+// and is older than nine tenths of ProducerExpiration (see there).
+func (s *Sink) idempotentTooOld(b *wal.Sealed, age time.Duration) bool {
+	pe := s.cfg.ProducerExpiration
+	return pe > 0 && age > pe/10*9 && hasIdempotent(b)
 }
 
 // hasIdempotent reports whether b holds a batch of an idempotent producer.

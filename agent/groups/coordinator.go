@@ -345,17 +345,7 @@ func (c *Coordinator) gate(ctx context.Context, id string) int16 {
 		c.drop(id)
 		return kerr.NotCoordinator.Code
 	}
-	if c.isDeleting(id) {
-		return kerr.CoordinatorLoadInProgress.Code
-	}
 	return c.ensure(ctx, id)
-}
-
-// isDeleting reports whether a DeleteGroups of id is in flight.
-func (c *Coordinator) isDeleting(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mu.deleting[id] > 0
 }
 
 // markDeleting counts a DeleteGroups of id in flight; the function it

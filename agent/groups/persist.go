@@ -60,6 +60,11 @@ func (c *Coordinator) ensure(ctx context.Context, id string) int16 {
 	epoch := c.viewEpoch()
 	for {
 		c.mu.Lock()
+		if c.mu.deleting[id] > 0 {
+			// A DeleteGroups of id is in flight (markDeleting).
+			c.mu.Unlock()
+			return kerr.CoordinatorLoadInProgress.Code
+		}
 		if epoch != c.mu.absentEpoch {
 			clear(c.mu.absent)
 			c.mu.absentEpoch = epoch
