@@ -106,6 +106,11 @@ type Config struct {
 	ProducerExpiration time.Duration
 	Shards             int
 	LeaseTTL           time.Duration
+	// Bounds bound each of compaction's calls on the bucket (default
+	// objstore.DefaultBounds): a stalled read or upload would otherwise
+	// hold the pass, and every later one of this agent, until TCP gave
+	// up, while its lease lapsed and another agent redid the work.
+	Bounds objstore.Bounds
 	// Disabled turns the loop off (Run waits for ctx).
 	Disabled bool
 }
@@ -167,6 +172,9 @@ func (c Config) WithDefaults() Config {
 	def(&c.TombstoneRetention, catalog.DefaultTombstoneRetention)
 	def(&c.ProducerExpiration, DefaultProducerExpiration)
 	def(&c.MaxUploadAge, flush.DefaultMaxUploadAge)
+	if c.Bounds == (objstore.Bounds{}) {
+		c.Bounds = objstore.DefaultBounds
+	}
 	if c.TargetBytes == 0 {
 		c.TargetBytes = DefaultTargetBytes
 	}
@@ -187,7 +195,7 @@ func (c Config) Validate() error {
 	case c.Holder == "":
 		return errors.New("compaction: config: holder is required")
 	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0 ||
-		c.ProducerExpiration <= 0:
+		c.ProducerExpiration <= 0 || c.Bounds.Call <= 0 || c.Bounds.PutPerMiB < 0:
 		return errors.New("compaction: config: intervals must be positive")
 	case c.TombstoneRetention < c.GCGrace:
 		return errors.New("compaction: config: tombstone retention must be at least the GC grace")
@@ -241,6 +249,7 @@ func New(cfg Config, cat Catalog, bucket objstore.Bucket, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	bucket = objstore.WithBounds(bucket, cfg.Bounds)
 	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now,
 		mergeFrom: map[catalog.TopicPartition]int64{}, cleaned: map[catalog.TopicPartition]cleanState{}}, nil
 }

@@ -29,6 +29,7 @@ func TestAcceptanceWrapped(t *testing.T) {
 		b = objstore.WithLatency(b, lat)
 		b = objstore.WithPrefix(b, "/tenant/a/")
 		b = objstore.WithRetry(b, objstore.RetryConfig{})
+		b = objstore.WithBounds(b, objstore.DefaultBounds)
 		return objstore.WithMetrics(b, prometheus.NewRegistry())
 	})
 }
