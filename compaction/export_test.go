@@ -9,3 +9,11 @@ func SetMergeRowsPerPass(t testing.TB, n int) {
 	mergeRowsPerPass = n
 	t.Cleanup(func() { mergeRowsPerPass = old })
 }
+
+// SetMaxRowBytes caps the rows compaction joins at n bytes for the rest
+// of t.
+func SetMaxRowBytes(t testing.TB, n int64) {
+	old := maxRowBytes
+	maxRowBytes = n
+	t.Cleanup(func() { maxRowBytes = old })
+}

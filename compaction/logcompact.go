@@ -396,7 +396,7 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 	var newRows []catalog.BatchRow
 	for i, o := range outs {
 		pl := placements[i]
-		if k := len(newRows) - 1; k >= 0 && newRows[k].LastOffset+1 == o.base {
+		if k := len(newRows) - 1; k >= 0 && newRows[k].LastOffset+1 == o.base && newRows[k].ByteLength+pl.ByteLength <= maxRowBytes {
 			newRows[k].LastOffset = o.last
 			newRows[k].ByteLength += pl.ByteLength
 			newRows[k].Records += o.records

@@ -21,6 +21,18 @@ import (
 // variable for tests).
 var mergeRowsPerPass = 5000
 
+// maxRowBytes caps the bytes of a row that compaction writes by joining
+// adjacent ones (a variable for tests). A fetch reads the row holding its
+// offset whole, as the catalog indexes rows, not batches, and the read
+// caches refuse a range over half their size: a merged row as large as
+// its 64 MiB object was read whole from the bucket, twice and uncached,
+// by every catch-up fetch in it, which used a few MiB of it. A row of at
+// most a MiB is one catalog row per MiB merged and is cached; a catch-up
+// fetch reads the rows after its first in the same GET anyway (up to
+// 8 MiB). Rows are never split, so a row written larger by a WAL flush
+// stays as large.
+var maxRowBytes int64 = 1 << 20
+
 // merge rewrites the partition's rows held in small objects older than
 // MergeMinAge into per-partition objects of up to TargetBytes. Each output
 // object replaces a run of consecutive candidate rows in one SwapRows.
@@ -184,7 +196,7 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 		// unless it would cover more than roll.
 		joined := outSpan.join(spans[i])
 		if k := len(out) - 1; k >= 0 && out[k].LastOffset+1 == nr.BaseOffset && out[k].ByteOffset+out[k].ByteLength == nr.ByteOffset &&
-			(!joined.known || joined.to-joined.from <= roll) {
+			out[k].ByteLength+nr.ByteLength <= maxRowBytes && (!joined.known || joined.to-joined.from <= roll) {
 			out[k].LastOffset = nr.LastOffset
 			out[k].ByteLength += nr.ByteLength
 			out[k].Records += nr.Records
