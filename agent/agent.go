@@ -427,10 +427,6 @@ func (a *Agent) serveConn(nc net.Conn, zone string) {
 		})
 		return
 	}
-	if a.tlsConf != nil {
-		// The handshake runs on the connection's reader (conn.serve).
-		nc = tls.Server(nc, a.tlsConf)
-	}
 	c := newConn(a, nc, zone)
 	a.conns[c] = struct{}{}
 	a.perIP[ip]++

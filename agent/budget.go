@@ -78,10 +78,14 @@ func (b *requestBudget) release(n int64) {
 // responseBudget bounds the record bytes of fetch responses across all
 // connections, from the read that puts a batch into a response until the
 // response is written to the socket or its connection is closed. A
-// connection holds at most one built fetch response (pending.prevFetch),
+// connection holds at most one built fetch response (pending.prevLarge),
 // but a client that stops reading holds it for up to WriteTimeout: 20,000
 // such clients could otherwise pin 20,000 × FetchMaxBytes of batches the
-// caches have evicted (or copied into the response).
+// caches have evicted (or copied into the response). A response refers to
+// batches in the buffers they were read into, keeping each whole buffer
+// reachable; one whose buffers are more than twice its records copies
+// them out first (fetchResponse.unpin), so responses keep at most twice
+// the budget reachable.
 //
 // A response reserves each batch before taking it. Its first batch waits
 // for room, first come first served, until the fetch's long-poll deadline

@@ -154,16 +154,26 @@ func contains(off, length, innerOff, innerLen int64) bool {
 
 // lookupLocked returns the bytes of [off, off+length) of key if a cached
 // range holds them, and marks that range used.
-func (c *rangeCache) lookupLocked(key string, off, length int64) ([]byte, bool) {
+func (c *rangeCache) lookupLocked(key string, off, length int64) (view, bool) {
 	for _, el := range c.mu.byKey[key] {
 		e := el.Value.(*cacheEntry)
 		if contains(e.off, int64(len(e.data)), off, length) {
 			c.mu.lru.MoveToFront(el)
-			i := off - e.off
-			return e.data[i : i+length : i+length], true
+			return viewOf(e.data, off-e.off, length), true
 		}
 	}
-	return nil, false
+	return view{}, false
+}
+
+// view is bytes read from the bucket: data, a range of buf, the whole
+// buffer one read allocated, which data keeps reachable for as long as it
+// is referenced (after the cache evicted it too).
+type view struct {
+	data, buf []byte
+}
+
+func viewOf(buf []byte, i, length int64) view {
+	return view{data: buf[i : i+length : i+length], buf: buf}
 }
 
 func (c *rangeCache) inflightLocked(key string, off, length int64) *cacheCall {
@@ -187,7 +197,7 @@ func (c *rangeCache) holds(key string, off, length int64) bool {
 
 // peek returns the range if it is cached, without reading the bucket or
 // counting a hit (the caller counts what it serves).
-func (c *rangeCache) peek(key string, off, length int64) ([]byte, bool) {
+func (c *rangeCache) peek(key string, off, length int64) (view, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lookupLocked(key, off, length)
@@ -200,28 +210,27 @@ func (c *rangeCache) peek(key string, off, length int64) ([]byte, bool) {
 // that a consumer reading an object through one does not GET what another
 // consumer's read brings into the other. A catch-up read still queued for
 // a slot is not joined: a tail read must not wait behind a backfill.
-func (c *rangeCache) held(ctx context.Context, key string, off, length int64) ([]byte, bool, error) {
+func (c *rangeCache) held(ctx context.Context, key string, off, length int64) (view, bool, error) {
 	c.mu.Lock()
-	if data, ok := c.lookupLocked(key, off, length); ok {
+	if v, ok := c.lookupLocked(key, off, length); ok {
 		c.mu.Unlock()
 		c.m.hits.Inc()
-		return data, true, nil
+		return v, true, nil
 	}
 	call := c.inflightLocked(key, off, length)
 	c.mu.Unlock()
 	if call == nil || !call.reading.Load() {
-		return nil, false, nil
+		return view{}, false, nil
 	}
 	select {
 	case <-call.done:
 		if call.err != nil {
-			return nil, false, nil // the caller reads for itself
+			return view{}, false, nil // the caller reads for itself
 		}
 		c.m.hits.Inc()
-		i := off - call.off
-		return call.data[i : i+length : i+length], true, nil
+		return viewOf(call.data, off-call.off, length), true, nil
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return view{}, false, ctx.Err()
 	}
 }
 
@@ -237,15 +246,15 @@ func (c *rangeCache) put(key string, off int64, data []byte) {
 // spanOff+spanLen) — which must contain the range — from the bucket and
 // caching it. Reading a span of several rows at once is how catch-up reads
 // fetch the next rows with the same GET.
-func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key string, off, length, spanOff, spanLen int64) ([]byte, error) {
+func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key string, off, length, spanOff, spanLen int64) (view, error) {
 	if !contains(spanOff, spanLen, off, length) {
 		spanOff, spanLen = off, length
 	}
 	c.mu.Lock()
-	if data, ok := c.lookupLocked(key, off, length); ok {
+	if v, ok := c.lookupLocked(key, off, length); ok {
 		c.mu.Unlock()
 		c.m.hits.Inc()
-		return data, nil
+		return v, nil
 	}
 	call := c.inflightLocked(key, off, length)
 	if call == nil {
@@ -259,12 +268,11 @@ func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key strin
 	select {
 	case <-call.done:
 		if call.err != nil {
-			return nil, call.err
+			return view{}, call.err
 		}
-		i := off - call.off
-		return call.data[i : i+length : i+length], nil
+		return viewOf(call.data, off-call.off, length), nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return view{}, ctx.Err()
 	}
 }
 

@@ -31,7 +31,8 @@ func TestRangeCache(t *testing.T) {
 	c := newRangeCache(250, 0, m.cache("tail"))
 	get := func(c *rangeCache, off, n, spanOff, spanLen int64) {
 		t.Helper()
-		got, err := c.get(ctx, b, "obj", off, n, spanOff, spanLen)
+		v, err := c.get(ctx, b, "obj", off, n, spanOff, spanLen)
+		got := v.data
 		if err != nil || !bytes.Equal(got, obj[off:off+n]) {
 			t.Fatalf("get [%d,+%d): %v %q", off, n, err, got)
 		}
@@ -40,7 +41,8 @@ func TestRangeCache(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			got, err := c.get(ctx, b, "obj", 10, 100, 10, 100)
+			v, err := c.get(ctx, b, "obj", 10, 100, 10, 100)
+			got := v.data
 			if err != nil || !bytes.Equal(got, obj[10:110]) {
 				t.Errorf("get: %v %q", err, got)
 			}
@@ -178,7 +180,8 @@ func TestWholeObjectReads(t *testing.T) {
 	read := func(b objstore.BucketReader, w *wholeWindow, r catalog.BatchRow) {
 		t.Helper()
 		off, n, _ := w.span(r)
-		got, err := c.get(ctx, b, r.ObjectKey, r.ByteOffset, r.ByteLength, off, n)
+		v, err := c.get(ctx, b, r.ObjectKey, r.ByteOffset, r.ByteLength, off, n)
+		got := v.data
 		if err != nil || int64(len(got)) != r.ByteLength {
 			t.Errorf("read %s row %d: %v, %d bytes", r.ObjectKey, r.Partition, err, len(got))
 		}
@@ -278,26 +281,26 @@ func TestTailAndCatchUpShareReads(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		w := a.catchup.window()
-		raw, err := a.readCatchUpRowIn(ctx, row("x"), nil, &w)
-		check("catch-up read of x", raw, err)
+		v, err := a.readCatchUpRowIn(ctx, row("x"), nil, &w)
+		check("catch-up read of x", v.data, err)
 	})
 	waitGets(1)
 	wg.Go(func() {
 		w := a.cache.window()
-		raw, err := a.readTailRow(ctx, row("x"), &w)
-		check("tail read of x", raw, err)
+		v, err := a.readTailRow(ctx, row("x"), &w)
+		check("tail read of x", v.data, err)
 	})
 	// A tail read of y is in flight; a catch-up read of y joins it.
 	wg.Go(func() {
 		w := a.cache.window()
-		raw, err := a.readTailRow(ctx, row("y"), &w)
-		check("tail read of y", raw, err)
+		v, err := a.readTailRow(ctx, row("y"), &w)
+		check("tail read of y", v.data, err)
 	})
 	waitGets(2)
 	wg.Go(func() {
 		w := a.catchup.window()
-		raw, err := a.readCatchUpRowIn(ctx, row("y"), nil, &w)
-		check("catch-up read of y", raw, err)
+		v, err := a.readCatchUpRowIn(ctx, row("y"), nil, &w)
+		check("catch-up read of y", v.data, err)
 	})
 	time.Sleep(50 * time.Millisecond) // let the joining reads start their own GETs, if they would
 	close(b.release)
@@ -307,8 +310,8 @@ func TestTailAndCatchUpShareReads(t *testing.T) {
 	}
 	// Cached in one, read through the other: no GET.
 	w := a.cache.window()
-	raw, err := a.readTailRow(ctx, row("x"), &w)
-	check("tail read of x, cached in the catch-up cache", raw, err)
+	v, err := a.readTailRow(ctx, row("x"), &w)
+	check("tail read of x, cached in the catch-up cache", v.data, err)
 	if n := b.gets.Load(); n != 2 {
 		t.Fatalf("%d GETs after a read the catch-up cache holds, want 2", n)
 	}
@@ -330,9 +333,9 @@ func TestTailReadsDoNotWaitForCatchUp(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			w := a.cache.window()
-			raw, err := a.readTailRow(ctx, row(key), &w)
-			if err == nil && !bytes.Equal(raw, obj[100:300]) {
-				err = fmt.Errorf("read %q", raw)
+			v, err := a.readTailRow(ctx, row(key), &w)
+			if err == nil && !bytes.Equal(v.data, obj[100:300]) {
+				err = fmt.Errorf("read %q", v.data)
 			}
 			done <- err
 		}()

@@ -47,6 +47,8 @@ type conn struct {
 	// which would otherwise be a record, a syscall and a packet of its
 	// own. nil for plaintext, which writes them with one writev.
 	tlsw *bufio.Writer
+	// clock is the write deadline of the response being written.
+	clock *writeClock
 
 	ctx    context.Context // cancelled when the connection dies
 	cancel context.CancelFunc
@@ -68,9 +70,9 @@ type conn struct {
 	// lastOrdered is the ordered gate of the newest request (see
 	// pending.ordered); only the reader touches it.
 	lastOrdered chan struct{}
-	// lastFetch is the written channel of the newest fetch (see
-	// pending.prevFetch); only the reader touches it.
-	lastFetch chan struct{}
+	// lastLarge is the written channel of the newest request with a
+	// large answer (see pending.prevLarge); only the reader touches it.
+	lastLarge chan struct{}
 
 	inflight     atomic.Int32
 	lastActivity atomic.Int64 // unix nanos of the last complete read or write
@@ -101,17 +103,21 @@ type pending struct {
 	// budget is the frame's reservation in the agent's request budget,
 	// released when its handler has returned.
 	budget int64
+	// frameSize is the request's size on the wire.
+	frameSize int
 
-	// For fetches: written is closed once the writer has sent this
-	// response, prevFetch when it has sent the connection's previous
-	// fetch's. A fetch builds its response only after prevFetch, so a
-	// connection holds at most one built fetch response while its client
-	// does not read (Kafka reads a connection's next request only once
-	// the response before it is sent): pipelined fetches of a stalled
-	// client would otherwise each hold up to FetchMaxBytes until the
-	// write timed out.
+	// For fetches and the other requests whose answer the request's size
+	// does not bound (largeAnswer): written is closed once the writer has
+	// sent this response, prevLarge when it has sent the connection's
+	// previous such response. One builds its response only after
+	// prevLarge, so a connection holds at most one built large response
+	// while its client does not read (Kafka reads a connection's next
+	// request only once the response before it is sent): pipelined
+	// fetches of a stalled client would otherwise each hold up to
+	// FetchMaxBytes, and pipelined Metadata requests each a whole
+	// cluster's topics, until the write timed out.
 	written   chan struct{}
-	prevFetch <-chan struct{}
+	prevLarge <-chan struct{}
 }
 
 // passOrdered runs f (may be nil) once all earlier requests passed their
@@ -137,9 +143,20 @@ type requestHeader struct {
 	clientID      string
 }
 
+// newConn serves a connection accepted by a listener; with TLS configured,
+// it speaks TLS over it.
 func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	clock := &writeClock{nc: nc, timeout: a.cfg.WriteTimeout}
+	var tlsw *bufio.Writer
+	if a.tlsConf != nil {
+		// The handshake runs on the connection's reader (serve).
+		nc = tls.Server(progressConn{Conn: nc, clock: clock}, a.tlsConf)
+		tlsw = bufio.NewWriterSize(nc, tlsRecordBytes)
+	}
 	c := &conn{
+		clock:        clock,
+		tlsw:         tlsw,
 		a:            a,
 		nc:           nc,
 		remote:       nc.RemoteAddr().String(),
@@ -152,14 +169,11 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 		served:       make(chan struct{}),
 		peerDone:     make(chan struct{}),
 	}
-	if _, ok := nc.(*tls.Conn); ok {
-		c.tlsw = bufio.NewWriterSize(nc, 16<<10) // a TLS record's most plaintext
-	}
 	c.readCtx, c.stopRead = context.WithCancel(ctx)
 	start := make(chan struct{})
 	close(start)
 	c.lastOrdered = start
-	c.lastFetch = start
+	c.lastLarge = start
 	c.touch()
 	return c
 }
@@ -391,7 +405,7 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 		c.a.log.Warn("closing connection: undecodable request header", "remote", c.remote)
 		return nil, "bad_request"
 	}
-	p := &pending{hdr: hdr, done: make(chan struct{}), prev: c.lastOrdered, ordered: make(chan struct{})}
+	p := &pending{hdr: hdr, done: make(chan struct{}), prev: c.lastOrdered, ordered: make(chan struct{}), frameSize: len(frame)}
 	c.lastOrdered = p.ordered
 
 	spec := c.a.apis.lookup(hdr.key)
@@ -422,9 +436,9 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "decode").Inc()
 		return nil, "bad_request"
 	}
-	if hdr.key == fetchKey {
-		p.written, p.prevFetch = make(chan struct{}), c.lastFetch
-		c.lastFetch = p.written
+	if largeAnswer(hdr.key) {
+		p.written, p.prevLarge = make(chan struct{}), c.lastLarge
+		c.lastLarge = p.written
 	}
 	c.inflight.Add(1)
 	c.a.handlers.Add(1)
@@ -455,6 +469,15 @@ func (c *conn) handle(spec *apiSpec, p *pending, req kmsg.Request) {
 	}()
 	if !spec.ordered {
 		p.passOrdered(nil)
+	}
+	if p.prevLarge != nil && p.hdr.key != fetchKey {
+		// Fetch waits in its handler, after its session checks.
+		select {
+		case <-p.prevLarge:
+		case <-c.ctx.Done():
+			p.err = errCloseConn
+			return
+		}
 	}
 	r := &request{conn: c, p: p, hdr: p.hdr, kreq: req}
 	resp, err := spec.handle(c.ctx, r)
@@ -490,21 +513,24 @@ func (c *conn) writeLoop() {
 		if p.resp == nil {
 			continue
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.a.cfg.WriteTimeout))
-		var w io.Writer = c.nc
-		if c.tlsw != nil {
-			w = c.tlsw
-		}
-		var err error
+		c.clock.start()
+		var bufs net.Buffers
 		if fr, ok := p.resp.(*fetchResponse); ok {
 			// Records go from the cache to the socket (fetch_records.go).
-			bufs := fr.appendFrame(buf[:0], p.hdr)
+			bufs = fr.appendFrame(buf[:0], p.hdr)
 			buf = bufs[0][:0]
-			_, err = bufs.WriteTo(w)
-			fr.sent()
 		} else {
 			buf = appendResponse(buf[:0], p.hdr, p.resp)
-			_, err = w.Write(buf)
+			bufs = net.Buffers{buf}
+		}
+		var err error
+		if c.tlsw != nil {
+			_, err = bufs.WriteTo(c.tlsw)
+		} else {
+			err = c.clock.writeBuffers(bufs)
+		}
+		if fr, ok := p.resp.(*fetchResponse); ok {
+			fr.sent()
 		}
 		if err == nil && c.tlsw != nil {
 			err = c.tlsw.Flush()
@@ -549,4 +575,80 @@ func appendResponseHeader(dst []byte, hdr requestHeader, resp kmsg.Response) []b
 		dst = append(dst, 0)
 	}
 	return dst
+}
+
+// minWriteProgress is how many bytes of a response must move per
+// WriteTimeout. A client reading slowly but steadily gets its response
+// however long it takes (Kafka has no write timeout at all, only an idle
+// one): one deadline for a whole response cut a consumer below
+// FetchMaxBytes/WriteTimeout mid-response every time, and it fetched the
+// same offset again forever. A client that stops reading is still cut
+// after WriteTimeout, and the response budget it holds freed.
+//
+// Progress is what the kernel takes, which comes in bursts: a writer
+// blocked on a full send buffer is woken only once about half of it has
+// drained, so a reader must still move that much (a few MiB at most) per
+// WriteTimeout.
+const minWriteProgress = 64 << 10
+
+// tlsRecordBytes is the most plaintext one TLS record carries.
+const tlsRecordBytes = 16 << 10
+
+// writeClock keeps a connection's write deadline WriteTimeout after the
+// last time the response being written moved minWriteProgress bytes. The
+// writer starts it for each response; writes go on past a deadline that
+// expired while bytes kept moving (a timed-out write on a TCP connection
+// leaves it usable and says how much it wrote).
+type writeClock struct {
+	nc      net.Conn // the TCP connection
+	timeout time.Duration
+	// moved counts bytes written since the deadline was last set; a TLS
+	// connection's reader writes too (alerts, key updates).
+	moved atomic.Int64
+}
+
+// start sets the deadline for a new response.
+func (w *writeClock) start() {
+	w.moved.Store(0)
+	_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+}
+
+// goOn counts n bytes written by a call that returned err, and reports
+// whether to write on: err is a deadline that expired while the response
+// moved enough, and the deadline is set again.
+func (w *writeClock) goOn(n int64, err error) bool {
+	if w.moved.Add(n) < minWriteProgress || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	w.start()
+	return true
+}
+
+// writeBuffers writes bufs to a plaintext connection with writev.
+func (w *writeClock) writeBuffers(bufs net.Buffers) error {
+	for {
+		n, err := bufs.WriteTo(w.nc)
+		if !w.goOn(n, err) {
+			return err
+		}
+	}
+}
+
+// progressConn is a TLS connection's TCP connection: its writes go on as
+// writeClock says, below TLS, because a TLS connection fails every write
+// after one that timed out.
+type progressConn struct {
+	net.Conn
+	clock *writeClock
+}
+
+func (p progressConn) Write(b []byte) (int, error) {
+	done := 0
+	for {
+		n, err := p.Conn.Write(b[done:])
+		done += n
+		if !p.clock.goOn(int64(n), err) {
+			return done, err
+		}
+	}
 }

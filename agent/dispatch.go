@@ -15,6 +15,19 @@ const (
 	apiVersionsKey int16 = 18
 )
 
+// largeAnswer reports whether an API's response can be much larger than
+// its request (a whole cluster's topics, a group's committed offsets,
+// every config of each named topic) or, for Fetch, as large as the
+// client asks: the connection builds one such response at a time (see
+// pending.prevLarge).
+func largeAnswer(key int16) bool {
+	switch kmsg.Key(key) {
+	case kmsg.Fetch, kmsg.Metadata, kmsg.OffsetFetch, kmsg.DescribeGroups, kmsg.ListGroups, kmsg.DescribeConfigs:
+		return true
+	}
+	return false
+}
+
 // request is one decoded request as a handler sees it.
 type request struct {
 	conn *conn

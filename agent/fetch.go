@@ -110,11 +110,11 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 			return resp, nil
 		}
 	}
-	if r.p.prevFetch != nil {
-		// Built only once the connection's previous fetch response is
+	if r.p.prevLarge != nil {
+		// Built only once the connection's previous large response is
 		// sent (see pending.written).
 		select {
-		case <-r.p.prevFetch:
+		case <-r.p.prevLarge:
 		case <-ctx.Done():
 			return resp, nil
 		}
@@ -171,6 +171,7 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		if total >= min(int64(req.MinBytes), maxBytes) || now || !time.Now().Before(deadline) || ctx.Err() != nil {
 			a.m.fetchedBytes.Add(float64(total))
 			a.countPartitionErrors(resp)
+			fr.unpin()
 			fr.keep(r.conn.ctx)
 			return fr, nil
 		}
@@ -473,27 +474,27 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 			continue
 		}
 		var (
-			raw []byte
+			v   view
 			err error
 		)
 		switch {
 		case behind:
-			raw, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
+			v, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
 			if errors.Is(err, objstore.ErrNotExist) {
 				a.tail.forget(row.TopicPartition) // as readTailRow
 			}
 		case tail:
-			raw, err = a.readTailRow(ctx, row, &win)
+			v, err = a.readTailRow(ctx, row, &win)
 		default:
 			// Keep the next rows' reads in flight while this one is
 			// read: a catch-up fetch often spans many small objects.
 			a.prefetchRows(rows[i+1:min(len(rows), i+1+a.cfg.CatchUpReads)], &win)
-			raw, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
+			v, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
 		}
 		if err != nil {
 			return 0, err
 		}
-		err = forEachStoredBatch(raw, row.BaseOffset, func(batch []byte, base int64, h batchHeader) bool {
+		err = forEachStoredBatch(v.data, row.BaseOffset, func(batch []byte, base int64, h batchHeader) bool {
 			if base+int64(h.LastOffsetDelta) < from {
 				return true // wholly below the fetch offset
 			}
@@ -501,7 +502,7 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 				full = true
 				return false
 			}
-			rec.add(batch, base)
+			rec.add(batch, base, v.buf)
 			return true
 		})
 		if err != nil {
@@ -540,18 +541,18 @@ func fetchResponseSizeHint(resp *kmsg.FetchResponse) int {
 // or is reading is taken from there instead. A missing object means
 // compaction replaced the row since it was looked up: the partition's tail
 // rows are dropped so the catalog is asked again.
-func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow, win *wholeWindow) ([]byte, error) {
+func (a *Agent) readTailRow(ctx context.Context, row catalog.BatchRow, win *wholeWindow) (view, error) {
 	if !a.cache.holds(row.ObjectKey, row.ByteOffset, row.ByteLength) {
-		if raw, ok, err := a.catchup.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
-			return raw, err // a catch-up read brought it
+		if v, ok, err := a.catchup.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+			return v, err // a catch-up read brought it
 		}
 	}
 	spanOff, spanLen, _ := win.span(row)
-	raw, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen)
+	v, err := a.cache.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen)
 	if errors.Is(err, objstore.ErrNotExist) {
 		a.tail.forget(row.TopicPartition)
 	}
-	return raw, err
+	return v, err
 }
 
 // catchUpSpanBytes caps one catch-up GET that reads a row together with
@@ -564,19 +565,20 @@ const catchUpSpanBytes = 8 << 20
 // cache, in one GET with the following rows when they are stored right
 // after it in the same object (a compacted per-partition segment).
 func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow) ([]byte, error) {
-	return a.readCatchUpRowIn(ctx, row, following, nil)
+	v, err := a.readCatchUpRowIn(ctx, row, following, nil)
+	return v.data, err
 }
 
 // readCatchUpRowIn is readCatchUpRow that, on a miss, reads the whole
 // object instead if win allows.
-func (a *Agent) readCatchUpRowIn(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, win *wholeWindow) ([]byte, error) {
-	if raw, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
+func (a *Agent) readCatchUpRowIn(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, win *wholeWindow) (view, error) {
+	if v, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
 		a.cache.m.hits.Inc()
-		return raw, nil
+		return v, nil
 	}
 	if !a.catchup.holds(row.ObjectKey, row.ByteOffset, row.ByteLength) {
-		if raw, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
-			return raw, err // a tail read brought it
+		if v, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
+			return v, err // a tail read brought it
 		}
 	}
 	spanOff, spanLen, whole := win.span(row)

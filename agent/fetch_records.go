@@ -28,6 +28,9 @@ type records struct {
 	segs  [][]byte
 	n     int64
 	arena []byte // segs may refer into it: it is never reallocated
+	// bufs are the read buffers segs refer into, each once: a reference
+	// keeps its whole buffer reachable (see fetchResponse.unpin).
+	bufs [][]byte
 }
 
 // recordsCopyBelow is the size under which a batch is copied (patched)
@@ -44,12 +47,14 @@ const (
 )
 
 // add appends one stored batch, served at base offset base (the first 8
-// bytes, outside the CRC).
-func (r *records) add(batch []byte, base int64) {
+// bytes, outside the CRC), that buf, the buffer the batch was read into,
+// holds.
+func (r *records) add(batch []byte, base int64, buf []byte) {
 	r.n += int64(len(batch))
 	switch {
 	case binary.BigEndian.Uint64(batch) == uint64(base):
 		r.ref(batch)
+		r.pin(buf)
 	case len(batch) < recordsCopyBelow:
 		p := r.alloc(len(batch))
 		copy(p, batch)
@@ -57,7 +62,28 @@ func (r *records) add(batch []byte, base int64) {
 	default:
 		patchBaseOffset(r.alloc(8), base)
 		r.ref(batch[8:])
+		r.pin(buf)
 	}
+}
+
+// pin notes that segs refer into buf.
+func (r *records) pin(buf []byte) {
+	if k := len(r.bufs) - 1; len(buf) == 0 || k >= 0 && &r.bufs[k][0] == &buf[0] {
+		return // a partition's batches mostly come from one buffer
+	}
+	r.bufs = append(r.bufs, buf)
+}
+
+// detach copies the records into one buffer of their own.
+func (r *records) detach() {
+	if len(r.bufs) == 0 {
+		return
+	}
+	out := make([]byte, 0, r.n)
+	for _, s := range r.segs {
+		out = append(out, s...)
+	}
+	*r = records{segs: [][]byte{out}, n: r.n}
 }
 
 // ref appends b, extending the last slice when b follows it in memory.
@@ -109,6 +135,46 @@ type fetchResponse struct {
 	// whichever comes first; stop is set by keep (see there).
 	hold responseHold
 	stop func() bool
+}
+
+// pinnedPerByte bounds the read buffers a response may keep reachable,
+// per byte of records it holds: more, and its records are copied into a
+// buffer of their own. A response referring to a few batches of a large
+// buffer (a cached object of up to 16 MiB, a catch-up span of 8 MiB)
+// keeps all of it for as long as its client takes to read it, up to
+// WriteTimeout, after the caches evicted it; the response budget counts
+// the records only. A client fetching one small batch from each of many
+// objects, over many connections it then did not read, pinned gigabytes
+// with a few megabytes of budget. The copy costs at most the records'
+// size, and only for a response that is small beside its buffers.
+const pinnedPerByte = 2
+
+// unpin copies the response's records into buffers of their own if the
+// read buffers they refer into are more than pinnedPerByte times their
+// size.
+func (r *fetchResponse) unpin() {
+	var n, pinned int64
+	seen := map[*byte]bool{}
+	for i := range r.recs {
+		for j := range r.recs[i] {
+			rec := &r.recs[i][j]
+			n += rec.n
+			for _, b := range rec.bufs {
+				if !seen[&b[0]] {
+					seen[&b[0]] = true
+					pinned += int64(len(b))
+				}
+			}
+		}
+	}
+	if pinned <= pinnedPerByte*n {
+		return
+	}
+	for i := range r.recs {
+		for j := range r.recs[i] {
+			r.recs[i][j].detach()
+		}
+	}
 }
 
 // keep hands the response's reservation to its connection, whose context

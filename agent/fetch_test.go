@@ -57,7 +57,7 @@ func TestFetchFrame(t *testing.T) {
 	fill := func(rec *records, base int64) []byte {
 		var want []byte
 		err := forEachStoredBatch(stored, base, func(batch []byte, off int64, _ batchHeader) bool {
-			rec.add(batch, off)
+			rec.add(batch, off, stored)
 			c := bytes.Clone(batch)
 			patchBaseOffset(c, off)
 			want = append(want, c...)
@@ -117,6 +117,39 @@ func TestFetchFrame(t *testing.T) {
 	}
 }
 
+// TestUnpinSparseResponse: a response referring to a small part of large
+// read buffers copies its records, so that a client that does not read it
+// keeps no more than about the records reachable (the response budget
+// counts those); one that uses most of its buffers still refers to them.
+func TestUnpinSparseResponse(t *testing.T) {
+	big := makeBatch(t, testBatch{records: 1000})
+	buf := make([]byte, 64*len(big)) // a cached object or span
+	stored := buf[10*len(big) : 11*len(big)]
+	copy(stored, big)
+	sparse := &fetchResponse{recs: [][]records{make([]records, 2)}}
+	sparse.recs[0][0].add(stored, 0, buf)
+	sparse.recs[0][1].add(stored, 0, buf) // the same buffer counts once
+	sparse.unpin()
+	for j, rec := range sparse.recs[0] {
+		if len(rec.bufs) != 0 || len(rec.segs) != 1 || !bytes.Equal(rec.segs[0], big) {
+			t.Fatalf("partition %d: %d pinned buffers, %d slices after unpin", j, len(rec.bufs), len(rec.segs))
+		}
+		if &rec.segs[0][0] == &stored[0] {
+			t.Fatalf("partition %d still refers into the read buffer", j)
+		}
+	}
+
+	dense := &fetchResponse{recs: [][]records{make([]records, 1)}}
+	whole := make([]byte, 0, 2*len(big))
+	whole = append(append(whole, big...), big...)
+	dense.recs[0][0].add(whole[:len(big)], 0, whole)
+	dense.recs[0][0].add(whole[len(big):], 0, whole)
+	dense.unpin()
+	if rec := dense.recs[0][0]; len(rec.segs) != 1 || &rec.segs[0][0] != &whole[0] {
+		t.Fatal("a response using its whole buffer was copied")
+	}
+}
+
 // TestRecordsAdd: batches whose base offset is already right are
 // referenced, small ones copied, large ones referenced after a patched
 // base offset, and adjacent pieces merge.
@@ -124,10 +157,10 @@ func TestRecordsAdd(t *testing.T) {
 	small := makeBatch(t, testBatch{records: 2})
 	big := makeBatch(t, testBatch{records: 1000})
 	var r records
-	r.add(big, 0) // stored base 0: referenced whole
-	r.add(small, 9)
-	r.add(small, 11) // copied after the previous copy: one arena piece
-	r.add(big, 13)   // patched base, then the rest referenced
+	r.add(big, 0, big) // stored base 0: referenced whole
+	r.add(small, 9, small)
+	r.add(small, 11, small) // copied after the previous copy: one arena piece
+	r.add(big, 13, big)     // patched base, then the rest referenced
 	want := []int{len(big), 2*len(small) + 8, len(big) - 8}
 	if len(r.segs) != len(want) {
 		t.Fatalf("%d slices, want %d", len(r.segs), len(want))

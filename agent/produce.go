@@ -126,6 +126,8 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 		}
 	}
 
+	detachBatches(entries, r.p.frameSize)
+
 	var ack *wal.Ack
 	var appendErr error
 	waiting := false // counted in r.conn.produce until answered
@@ -341,6 +343,30 @@ func (w *sealWatch) update(c *conn, f func(*produceWaits)) {
 		w.open--
 	} else {
 		w.open++
+	}
+}
+
+// detachBatches copies the batches out of their request's frame when the
+// frame is more than twice their size. A batch is a slice of the frame,
+// so the WAL keeps the whole frame reachable until the batch's flush
+// commits, while it counts only the batch against MaxBufferedBytes; and
+// the frame's reservation in the request budget ends when the handler
+// returns, at once for acks=0, at the produce timeout otherwise. A frame
+// mostly made of something else (padding the decoder skips, unknown
+// tagged fields, refused batches) would pin memory nothing counts.
+func detachBatches(entries []wal.Entry, frameSize int) {
+	kept := 0
+	for i := range entries {
+		kept += len(entries[i].Batch)
+	}
+	if frameSize <= 2*kept {
+		return
+	}
+	buf := make([]byte, 0, kept)
+	for i := range entries {
+		n := len(buf)
+		buf = append(buf, entries[i].Batch...)
+		entries[i].Batch = buf[n:len(buf):len(buf)]
 	}
 }
 
