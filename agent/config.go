@@ -45,7 +45,9 @@ type Config struct {
 	// IdleTimeout is Kafka's connections.max.idle.ms: a connection with
 	// no complete request for this long is closed.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds writing one response to a client.
+	// WriteTimeout is how long a response being written may go without
+	// 64 KiB of it moving before the connection is closed: a client that
+	// stopped reading, not one reading slowly (see writeClock).
 	WriteTimeout time.Duration
 	// MaxInflightPerConn bounds the requests of one connection that are
 	// being handled or whose responses wait to be written; the reader
@@ -195,7 +197,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections idle this long, connections.max.idle.ms")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline for writing one response")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "close a connection whose response moved less than 64 KiB in this long (a client that stopped reading)")
 	fs.IntVar(&c.MaxInflightPerConn, "max-inflight-per-conn", c.MaxInflightPerConn, "requests of one connection handled or queued at once")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open client connections beyond which new ones are closed at once, max.connections (-1: no limit)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "open connections from one client address beyond which new ones are closed at once, max.connections.per.ip (0: no limit)")
