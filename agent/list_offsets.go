@@ -138,8 +138,7 @@ func (a *Agent) handleListOffsets(ctx context.Context, _ *request, req *kmsg.Lis
 					// its name: answer for what the name is now. A
 					// consumer asks this before it fetches by name,
 					// so it does not start on the old topic's rows.
-					a.topicGone(w.tp.TopicID)
-					if t, terr := a.readTopic(ctx, w.topic); terr == nil && t.ID != w.tp.TopicID && w.tp.Partition < t.Partitions {
+					if t, ok := a.topicRecreated(ctx, w.topic, w.tp.TopicID); ok && w.tp.Partition < t.Partitions {
 						w.tp.TopicID = t.ID
 						off, ts, err = a.listOffset(ctx, w.tp, w.ts)
 					}

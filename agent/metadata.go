@@ -112,14 +112,19 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 		}
 		return resp, nil
 	}
-	// Named topics are read from the catalog (see metadataTopic); many of
-	// them with one query rather than one each.
-	var listed map[string]catalog.Topic
+	// Topics named or given by id are read from the catalog (see
+	// metadataTopic); many of them with one query rather than one each.
+	var (
+		listed     map[string]catalog.Topic
+		listedByID map[catalog.TopicID]catalog.Topic
+	)
 	if len(req.Topics) > metadataTopicReads {
 		if topics, err := a.cat.ListTopics(ctx); err == nil {
 			listed = make(map[string]catalog.Topic, len(topics))
+			listedByID = make(map[catalog.TopicID]catalog.Topic, len(topics))
 			for _, t := range topics {
 				listed[t.Name] = t
+				listedByID[t.ID] = t
 			}
 		}
 	}
@@ -146,7 +151,7 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 				}
 			}
 		case !catalog.TopicID(rt.TopicID).IsZero():
-			t, err = a.topicByID(ctx, rt.TopicID, 0)
+			t, err = a.metadataTopicByID(ctx, rt.TopicID, listedByID)
 		default:
 			err = catalog.ErrInvalidTopic
 		}
@@ -224,6 +229,35 @@ func (a *Agent) metadataTopic(ctx context.Context, name string, allowCreate bool
 		return a.autoCreate(ctx, name, allowCreate, err)
 	}
 	if t, _, found := a.topics.get(name); found {
+		return t, nil
+	}
+	return catalog.Topic{}, err
+}
+
+// metadataTopicByID is metadataTopic for a topic id: the catalog's answer,
+// the cached topic only while the catalog cannot answer. A deleted topic's
+// id, which a client may hold on to after the topic was created again
+// under its name, is UNKNOWN_TOPIC_ID at once, as in Kafka, not described
+// from the cache until the entry ages. listed, when not nil, is every topic
+// by id, listed after the request came: an id not in it has no topic.
+func (a *Agent) metadataTopicByID(ctx context.Context, id catalog.TopicID, listed map[catalog.TopicID]catalog.Topic) (catalog.Topic, error) {
+	if listed != nil {
+		if t, ok := listed[id]; ok {
+			a.cacheTopic(t)
+			return t, nil
+		}
+		// Forgetting an id scans the tail index: for a cached one
+		// only, as a request may name many unknown ids.
+		if _, _, found := a.topics.get(id); found {
+			a.topicGone(id)
+		}
+		return catalog.Topic{}, fmt.Errorf("metadata: topic %x: %w", id[:], catalog.ErrUnknownTopic)
+	}
+	t, err := a.readTopicByID(ctx, id)
+	if err == nil || errors.Is(err, catalog.ErrUnknownTopic) {
+		return t, err
+	}
+	if t, _, found := a.topics.get(id); found {
 		return t, nil
 	}
 	return catalog.Topic{}, err

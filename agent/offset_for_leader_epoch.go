@@ -11,6 +11,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -40,6 +41,17 @@ func (a *Agent) handleOffsetForLeaderEpoch(ctx context.Context, _ *request, req 
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
 				_, hw, oerr := a.offsets(ctx, catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, -1, true)
+				if errors.Is(oerr, catalog.ErrUnknownTopic) {
+					// The cached topic was deleted and maybe created
+					// again under its name, as in ListOffsets: the
+					// request's later partitions are the new topic's.
+					if nt, ok := a.topicRecreated(ctx, rt.Topic, t.ID); ok {
+						t = nt
+						if rp.Partition < t.Partitions {
+							_, hw, oerr = a.offsets(ctx, catalog.TopicPartition{TopicID: t.ID, Partition: rp.Partition}, -1, true)
+						}
+					}
+				}
 				if oerr != nil {
 					op.ErrorCode = catalogErrorCode(oerr)
 					break

@@ -380,3 +380,163 @@ func TestPreferredReplicaAnswerCarriesOffsets(t *testing.T) {
 		}
 	}
 }
+
+// recreateElsewhere deletes the named topic and creates it again with
+// parts partitions straight in the catalog, as another agent would: a
+// leaves what it cached of the old topic, and returns the old id.
+func recreateElsewhere(t *testing.T, a *floetest.Agent, name string, parts int32) catalog.TopicID {
+	t.Helper()
+	old := topicID(t, a, name)
+	if _, err := a.Catalog.DeleteTopic(ctxT(t), name, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Catalog.CreateTopic(ctxT(t), catalog.TopicSpec{Name: name, Partitions: parts}); err != nil {
+		t.Fatal(err)
+	}
+	return old
+}
+
+// TestEndOffsetsOfRecreatedTopic: OffsetForLeaderEpoch and ListOffsets by
+// name of a topic deleted and created again through another agent, which
+// this one still has cached, answer for the new topic at once, not
+// UNKNOWN_TOPIC_OR_PARTITION until the cache entry ages (a consumer
+// validating its position after a metadata refresh would retry for that
+// long). A partition the new topic does not have stays unknown.
+func TestEndOffsetsOfRecreatedTopic(t *testing.T) {
+	epochs := func(conn *floetest.Conn, topic string) []kmsg.OffsetForLeaderEpochResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		req.SetVersion(3)
+		req.ReplicaID = -1
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = topic
+		for p := range int32(2) {
+			rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+			rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = p, -1, 0
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := conn.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions
+	}
+	latest := func(conn *floetest.Conn, topic string) []kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.SetVersion(7)
+		req.ReplicaID = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		for p := range int32(2) {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = p, -1, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := conn.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions
+	}
+	for _, tc := range []struct {
+		name string
+		// ends asks for the end offsets of partitions 0 and 1.
+		ends func(conn *floetest.Conn, topic string) ([2]int16, [2]int64)
+	}{
+		{"OffsetForLeaderEpoch", func(conn *floetest.Conn, topic string) (codes [2]int16, offs [2]int64) {
+			for i, p := range epochs(conn, topic) {
+				codes[i], offs[i] = p.ErrorCode, p.EndOffset
+			}
+			return codes, offs
+		}},
+		{"ListOffsets", func(conn *floetest.Conn, topic string) (codes [2]int16, offs [2]int64) {
+			for i, p := range latest(conn, topic) {
+				codes[i], offs[i] = p.ErrorCode, p.Offset
+			}
+			return codes, offs
+		}},
+	} {
+		ends := tc.ends
+		t.Run(tc.name, func(t *testing.T) {
+			a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+			const topic = "recreated"
+			createTopic(t, a, topic, 2, nil)
+			conn := floetest.Dial(t, a.Addr)
+			b := floetest.Batch(floetest.BatchSpec{Records: 3, FirstTimestamp: time.Now().UnixMilli()})
+			for _, p := range produce(t, conn, produceReq(topic, -1, b, b)) {
+				wantCode(t, "produce", p.ErrorCode, nil)
+			}
+			// a caches the topic and its end offsets.
+			if codes, offs := ends(conn, topic); codes != [2]int16{} || offs != [2]int64{3, 3} {
+				t.Fatalf("before: errors %v, end offsets %v; want none, 3 3", codes, offs)
+			}
+			recreateElsewhere(t, a, topic, 1)
+			codes, offs := ends(conn, topic)
+			if codes[0] != 0 || offs[0] != 0 {
+				t.Errorf("partition 0 of the new topic: %v, end offset %d; want no error, 0", kerr.ErrorForCode(codes[0]), offs[0])
+			}
+			if codes[1] != kerr.UnknownTopicOrPartition.Code {
+				t.Errorf("partition 1, which the new topic lacks: %v, want UNKNOWN_TOPIC_OR_PARTITION", kerr.ErrorForCode(codes[1]))
+			}
+		})
+	}
+}
+
+// TestMetadataOfDeletedTopicID: Metadata by topic id (v12+) of a topic
+// deleted and created again through another agent, which this one still
+// has cached, answers UNKNOWN_TOPIC_ID for the old id at once, as Kafka
+// does, and the new topic for the new id: never the old topic, with its
+// name and partitions and no error, until the cache entry ages. Asked for
+// few ids (read one by one) and for many (read with one listing).
+func TestMetadataOfDeletedTopicID(t *testing.T) {
+	metadata := func(conn *floetest.Conn, ids ...catalog.TopicID) []kmsg.MetadataResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrMetadataRequest()
+		req.SetVersion(12)
+		for _, id := range ids {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.TopicID = id
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := conn.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		topics := resp.(*kmsg.MetadataResponse).Topics
+		if len(topics) != len(ids) {
+			t.Fatalf("%d topics answered, want %d", len(topics), len(ids))
+		}
+		return topics
+	}
+	for _, n := range []int{1, 12} {
+		t.Run(fmt.Sprintf("%d ids", n), func(t *testing.T) {
+			a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+			const topic = "recreated"
+			createTopic(t, a, topic, 2, nil)
+			conn := floetest.Dial(t, a.Addr)
+			old := topicID(t, a, topic)
+			// Other ids no topic has: one unknown, and n in all.
+			ids := []catalog.TopicID{old}
+			for i := 1; i < n; i++ {
+				ids = append(ids, catalog.TopicID{0xee, byte(i)})
+			}
+			if mt := metadata(conn, ids...)[0]; mt.ErrorCode != 0 || len(mt.Partitions) != 2 {
+				t.Fatalf("before: %v, %d partitions", kerr.ErrorForCode(mt.ErrorCode), len(mt.Partitions))
+			}
+			recreateElsewhere(t, a, topic, 1)
+			got := metadata(conn, ids...)
+			for i, mt := range got {
+				if mt.ErrorCode != kerr.UnknownTopicID.Code || mt.Topic != nil || len(mt.Partitions) != 0 {
+					t.Errorf("id %x: %v, name %v, %d partitions; want UNKNOWN_TOPIC_ID, no name, none", ids[i][:2], kerr.ErrorForCode(mt.ErrorCode), mt.Topic, len(mt.Partitions))
+				}
+			}
+			nw := topicID(t, a, topic)
+			if mt := metadata(conn, append(ids[1:], nw)...)[n-1]; mt.ErrorCode != 0 || mt.Topic == nil || *mt.Topic != topic || len(mt.Partitions) != 1 {
+				t.Errorf("the new id: %v, name %v, %d partitions; want %s with 1", kerr.ErrorForCode(mt.ErrorCode), mt.Topic, len(mt.Partitions), topic)
+			}
+		})
+	}
+}

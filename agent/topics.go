@@ -203,6 +203,21 @@ func (a *Agent) topicGone(id catalog.TopicID) {
 	a.topics.forgetID(id)
 }
 
+// topicRecreated is for a request naming a topic by name whose cached id
+// the catalog just reported gone: it drops the id (topicGone) and reads the
+// name again, and returns the topic the name names now when that is
+// another id (deleted and created again, maybe through another agent). The
+// request then answers for the new topic at once, not
+// UNKNOWN_TOPIC_OR_PARTITION until the cache entry ages.
+func (a *Agent) topicRecreated(ctx context.Context, name string, gone catalog.TopicID) (catalog.Topic, bool) {
+	a.topicGone(gone)
+	t, err := a.readTopic(ctx, name)
+	if err != nil || t.ID == gone {
+		return catalog.Topic{}, false
+	}
+	return t, true
+}
+
 // readTopic reads a topic from the catalog into the cache.
 func (a *Agent) readTopic(ctx context.Context, name string) (catalog.Topic, error) {
 	t, err := a.cat.Topic(ctx, name)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/floebroker/floe/catalog"
 )
 
-// topicReads is a catalog whose Topic answers topic or err, counting calls.
+// topicReads is a catalog whose Topic and TopicByID answer topic or err.
 type topicReads struct {
 	catalog.Catalog
 	mu    sync.Mutex
@@ -31,6 +32,11 @@ func (c *topicReads) Topic(ctx context.Context, _ string) (catalog.Topic, error)
 		}
 	}
 	return t, err
+}
+
+// TopicByID answers as Topic does, whatever the id.
+func (c *topicReads) TopicByID(ctx context.Context, _ catalog.TopicID) (catalog.Topic, error) {
+	return c.Topic(ctx, "")
 }
 
 func (c *topicReads) set(t catalog.Topic, err error, hang chan struct{}) {
@@ -115,5 +121,43 @@ func TestRecreatedTopicLeavesTail(t *testing.T) {
 	a.tail.mu.Unlock()
 	if n != 0 {
 		t.Errorf("the tail index keeps %d partitions of the deleted topic", n)
+	}
+}
+
+// TestMetadataByIDReadsCatalog: Metadata by topic id answers from the
+// catalog, which knows of deletions through other agents, and from the
+// cached topic only while the catalog cannot answer; an id the catalog
+// does not have leaves the cache.
+func TestMetadataByIDReadsCatalog(t *testing.T) {
+	id := catalog.TopicID{1}
+	v1 := catalog.Topic{ID: id, Name: "t", Partitions: 1}
+	cat := &topicReads{topic: v1}
+	a := &Agent{cat: cat, topics: newTopicCache(time.Hour, time.Now), tail: newTailIndex(time.Now)}
+	ctx := context.Background()
+	if got, err := a.metadataTopicByID(ctx, id, nil); err != nil || got.Partitions != 1 {
+		t.Fatalf("first read: %+v, %v", got, err)
+	}
+	cat.set(catalog.Topic{}, errors.New("catalog down"), nil)
+	if got, err := a.metadataTopicByID(ctx, id, nil); err != nil || got.ID != id {
+		t.Fatalf("catalog down: %+v, %v; want the cached topic", got, err)
+	}
+	cat.set(catalog.Topic{}, fmt.Errorf("gone: %w", catalog.ErrUnknownTopic), nil)
+	if got, err := a.metadataTopicByID(ctx, id, nil); !errors.Is(err, catalog.ErrUnknownTopic) {
+		t.Fatalf("deleted: %+v, %v; want ErrUnknownTopic", got, err)
+	}
+	if _, _, found := a.topics.get(id); found {
+		t.Error("the deleted topic is still cached")
+	}
+	// Many ids are answered from one listing of every topic.
+	a.cacheTopic(v1)
+	if _, err := a.metadataTopicByID(ctx, id, map[catalog.TopicID]catalog.Topic{}); !errors.Is(err, catalog.ErrUnknownTopic) {
+		t.Fatalf("not listed: %v; want ErrUnknownTopic", err)
+	}
+	if _, _, found := a.topics.get(id); found {
+		t.Error("the topic not listed is still cached")
+	}
+	v2 := catalog.Topic{ID: id, Name: "t", Partitions: 3}
+	if got, err := a.metadataTopicByID(ctx, id, map[catalog.TopicID]catalog.Topic{id: v2}); err != nil || got.Partitions != 3 {
+		t.Fatalf("listed: %+v, %v; want the listed topic", got, err)
 	}
 }
