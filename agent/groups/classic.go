@@ -152,8 +152,9 @@ type classicGroup struct {
 	seq          uint64
 	// Rebalance timing: the join phase ends at joinDeadline (members that
 	// did not rejoin are removed) or once all rejoined, but not before
-	// delayUntil during an empty group's first rebalance; the sync phase
-	// removes members that did not sync by syncDeadline.
+	// delayUntil during an empty group's first rebalance (zero once it
+	// passed); the sync phase removes members that did not sync by
+	// syncDeadline.
 	rebalanceStart time.Time
 	joinDeadline   time.Time
 	delayUntil     time.Time
@@ -366,7 +367,7 @@ func (g *group) addMember(id string, p *joinParams) (<-chan joinResult, joinResu
 	ch := m.parkJoin()
 	switch cl.state {
 	case statePreparingRebalance:
-		if !cl.delayUntil.IsZero() {
+		if !cl.delayUntil.IsZero() && p.now.Before(cl.delayUntil) {
 			cl.delayUntil = minTime(p.now.Add(g.c.cfg.InitialRebalanceDelay), cl.delayMax)
 		}
 	default:
@@ -528,8 +529,15 @@ func (g *group) maybeCompleteJoin(now time.Time) {
 	if cl.state != statePreparingRebalance {
 		return
 	}
-	if !cl.delayUntil.IsZero() && now.Before(cl.delayUntil) {
-		return
+	if !cl.delayUntil.IsZero() {
+		if now.Before(cl.delayUntil) {
+			return
+		}
+		// The initial delay is over. Cleared, it is no longer a deadline:
+		// left in the past while a pending member holds the join, it
+		// would have the timer loop wake for it again at once, until the
+		// join phase ended.
+		cl.delayUntil, cl.delayMax = time.Time{}, time.Time{}
 	}
 	if len(cl.pending) > 0 {
 		return

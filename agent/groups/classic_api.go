@@ -99,6 +99,13 @@ func (c *Coordinator) joinGroup(ctx context.Context, clientID, clientHost string
 func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	if code := c.gate(ctx, req.Group); code != 0 {
+		if code == kerr.CoordinatorLoadInProgress.Code {
+			// As Kafka's coordinator while it loads a group: the member
+			// rejoins at once, without looking the coordinator up again.
+			// The Java consumer's SyncGroup handler takes
+			// COORDINATOR_LOAD_IN_PROGRESS for a fatal error.
+			code = kerr.RebalanceInProgress.Code
+		}
 		resp.ErrorCode = code
 		return resp, nil
 	}

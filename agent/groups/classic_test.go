@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +230,30 @@ func TestHeartbeatWhileJoining(t *testing.T) {
 	errIs(t, "join", h.do(joinReq(9, "g", ids[0], "meta")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.CoordinatorLoadInProgress)
 }
 
+// TestSyncWhileJoining: a SyncGroup that finds the group's coordinator
+// settling its join, or the group being deleted, gets
+// REBALANCE_IN_PROGRESS, as Kafka answers while it loads a group: the
+// member rejoins. The Java consumer's SyncGroup handler takes
+// COORDINATOR_LOAD_IN_PROGRESS for a fatal error.
+func TestSyncWhileJoining(t *testing.T) {
+	h := newHarness(t)
+	id, join := h.joinNew("g", "meta")
+	r := wait[*kmsg.JoinGroupResponse](t, join)
+	errIs(t, "join", r.ErrorCode, nil)
+	sync := syncReq("g", id, r.Generation, map[string]string{id: "a"})
+	h.place.mu.Lock()
+	h.place.err = ErrJoining
+	h.place.mu.Unlock()
+	errIs(t, "sync while the join settles", h.do(sync).(*kmsg.SyncGroupResponse).ErrorCode, kerr.RebalanceInProgress)
+	h.place.mu.Lock()
+	h.place.err = nil
+	h.place.mu.Unlock()
+	done := h.c.markDeleting("g")
+	errIs(t, "sync during DeleteGroups", h.do(sync).(*kmsg.SyncGroupResponse).ErrorCode, kerr.RebalanceInProgress)
+	done()
+	errIs(t, "sync", h.do(sync).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+}
+
 func TestClassicSessionExpiry(t *testing.T) {
 	h := newHarness(t)
 	ids, gen := h.stableGroup("g", 2)
@@ -304,6 +329,47 @@ func TestClassicInitialRebalanceDelay(t *testing.T) {
 	ra, rb := wait[*kmsg.JoinGroupResponse](t, a), wait[*kmsg.JoinGroupResponse](t, b)
 	if ra.Generation != 1 || rb.Generation != 1 || ra.LeaderID != rb.LeaderID {
 		t.Fatalf("joins: %+v %+v", ra, rb)
+	}
+}
+
+// TestClassicInitialDelayPassesWithPendingMember: an empty group's first
+// join phase still waits, after its initial rebalance delay, for a member
+// told MEMBER_ID_REQUIRED: it ends when that member rejoins, or when its
+// time to rejoin runs out. Meanwhile the delay, passed, must not stay the
+// group's next deadline: the timer loop would wake for it again at once,
+// spinning, until the join phase ended.
+func TestClassicInitialDelayPassesWithPendingMember(t *testing.T) {
+	for _, rejoins := range []bool{true, false} {
+		t.Run(fmt.Sprintf("rejoins=%v", rejoins), func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.InitialRebalanceDelay = 3 * time.Second })
+			_, a := h.joinNew("g", "a")
+			h.waitFor("first member", func(g *group) bool { return len(g.cl.members) == 1 }, "g")
+			r := h.do(joinReq(9, "g", "", "b")).(*kmsg.JoinGroupResponse)
+			errIs(t, "second member's first join", r.ErrorCode, kerr.MemberIDRequired)
+			h.advance(3 * time.Second)
+			g, _ := h.c.lockGroup("g", false, kindClassic)
+			next := g.nextDeadline()
+			g.mu.Unlock()
+			if now := h.clock.Now(); !next.After(now) {
+				t.Fatalf("after the initial delay, the next deadline is %v, not after now (%v)", next, now)
+			}
+			if !pending(a) {
+				t.Fatal("the join completed without the pending member")
+			}
+			want := 1
+			if rejoins {
+				b := h.async(joinReq(9, "g", r.MemberID, "b"))
+				errIs(t, "second member's join", wait[*kmsg.JoinGroupResponse](t, b).ErrorCode, nil)
+				want = 2
+			} else {
+				h.advance(7 * time.Second) // the pending member's session
+			}
+			ra := wait[*kmsg.JoinGroupResponse](t, a)
+			errIs(t, "first member's join", ra.ErrorCode, nil)
+			if ra.Generation != 1 || len(ra.Members) != want {
+				t.Fatalf("join: generation %d, %d members, want 1 and %d", ra.Generation, len(ra.Members), want)
+			}
+		})
 	}
 }
 

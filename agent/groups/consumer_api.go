@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -19,6 +20,18 @@ import (
 // maxRegexBytes caps a subscription regex: compiling one costs time and
 // memory in proportion to its length, on every full heartbeat.
 const maxRegexBytes = 4096
+
+// compileSubscription compiles a member's subscription regex to match, as
+// Kafka's does (RE2J's matches()), whole topic names only. It serves both a
+// heartbeat's regex and a stored one (state.go), so a member keeps its
+// subscription on the coordinator that loads its group. The regex must be
+// valid alone: wrapped first, "a)|(b" would compile, unanchored.
+func compileSubscription(raw string) (*regexp.Regexp, error) {
+	if _, err := syntax.Parse(raw, syntax.Perl); err != nil {
+		return nil, err
+	}
+	return regexp.Compile("^(?:" + raw + ")$")
+}
 
 // memberTypeConsumer is ConsumerGroupDescribe's MemberType of a member
 // that speaks KIP-848 (0 would be a classic member).
@@ -171,8 +184,7 @@ func (c *Coordinator) consumerParams(clientID, clientHost string, req *kmsg.Cons
 		}
 		size += int64(len(*r))
 		if size <= int64(c.cfg.MaxMetadataBytes) && *r != "" {
-			// Kafka matches the whole topic name (RE2J's matches()).
-			re, err := regexp.Compile("^(?:" + *r + ")$")
+			re, err := compileSubscription(*r)
 			if err != nil {
 				return nil, kerr.InvalidRegularExpression.Code, fmt.Sprintf("SubscribedTopicRegex %q is not a valid regular expression: %v", *r, err)
 			}

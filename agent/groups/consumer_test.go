@@ -328,6 +328,7 @@ func TestConsumerHeartbeatErrors(t *testing.T) {
 		{"empty instance id", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.InstanceID = kmsg.StringPtr("") }), kerr.InvalidRequest},
 		{"unknown assignor", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.ServerAssignor = kmsg.StringPtr("sticky") }), kerr.UnsupportedAssignor},
 		{"bad regex", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("(") }), kerr.InvalidRegularExpression},
+		{"regex valid only once anchored", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("t)|(x") }), kerr.InvalidRegularExpression},
 		{"huge regex", join(func(r *kmsg.ConsumerGroupHeartbeatRequest) {
 			r.SubscribedTopicRegex = kmsg.StringPtr(strings.Repeat("a", maxRegexBytes+1))
 		}), kerr.InvalidRegularExpression},

@@ -70,8 +70,9 @@
 //     is back.
 //   - While Placement names this node with ErrJoining (the agent joined
 //     the fleet too recently), the group's requests get
-//     COORDINATOR_LOAD_IN_PROGRESS and change nothing, and
-//     FindCoordinator names this node.
+//     COORDINATOR_LOAD_IN_PROGRESS (as in Kafka while it loads a group,
+//     a Heartbeat gets no error and a SyncGroup REBALANCE_IN_PROGRESS)
+//     and change nothing, and FindCoordinator names this node.
 //   - The committed offsets of a group without stored state (no members)
 //     expire Config.OffsetsRetention after its last commit or after it
 //     lost its last member, whichever is later; the groups

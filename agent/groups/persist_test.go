@@ -486,6 +486,29 @@ func TestConsumerGroupSurvivesCoordinatorMove(t *testing.T) {
 	}
 }
 
+// TestConsumerRegexSurvivesCoordinatorMove: a member subscribed by regex
+// keeps its subscription on the coordinator that loads the group: the
+// regex still matches whole topic names only (the stored one was compiled
+// unanchored, so "foo-.*" took xfoo-1 too).
+func TestConsumerRegexSurvivesCoordinatorMove(t *testing.T) {
+	a := newHarness(t)
+	a.cat.addTopic("foo-1", 2)
+	a.cat.addTopic("xfoo-1", 2)
+	re := "foo-.*"
+	m := a.member("g", "m")
+	m.names, m.regex = nil, &re
+	settle(t, m)
+	if len(m.owned) != 2 {
+		t.Fatalf("before the move: owns %d partitions, want foo-1's 2", len(m.owned))
+	}
+	a.place.move("g", 2)
+	m.h = a.second()
+	settle(t, m)
+	if len(m.owned) != 2 {
+		t.Fatalf("after the move: owns %d partitions, want foo-1's 2", len(m.owned))
+	}
+}
+
 // TestGroupStateConcurrency runs members' requests, view changes and
 // moves between two coordinators at once (for -race and for deadlocks):
 // every request is answered, and the group ends up consistent on the

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 )
@@ -438,7 +437,7 @@ func decodeConsumer(blob []byte) (*storedConsumer, error) {
 			r.fail("regex")
 		}
 		if m.regex != "" && r.err == nil {
-			re, err := regexp.Compile(m.regex)
+			re, err := compileSubscription(m.regex)
 			if err != nil {
 				r.fail("regex")
 			}
