@@ -327,16 +327,23 @@ func (c *conn) readRequest() (*pending, string) {
 	return p, reason
 }
 
+// minFrameProgress is how much of a frame holding a reservation must
+// arrive per frame stall timeout: a client trickling a byte now and then
+// would otherwise hold its reservation, and keep every other connection's
+// large requests waiting, for as long as it liked.
+const minFrameProgress = 64 << 10
+
 // readFull fills buf and returns "", or why reading ended. Between
 // requests a read deadline expiry only ends the connection once it has been
 // idle for IdleTimeout with nothing in flight; inside a frame, the same
 // timeout applies to the client's silence. With stall > 0 (a frame holding
-// a reservation of the request budget), stall without a byte received
-// also ends it, whatever is in flight: the reservation may keep other
-// connections' large requests waiting.
+// a reservation of the request budget), stall without minFrameProgress
+// bytes received also ends it, whatever is in flight: the reservation may
+// keep other connections' large requests waiting.
 func (c *conn) readFull(buf []byte, atBoundary bool, stall time.Duration) string {
 	n := 0
 	progress := time.Time{}
+	moved := 0 // since progress
 	if stall > 0 {
 		progress = time.Now()
 	}
@@ -353,8 +360,8 @@ func (c *conn) readFull(buf []byte, atBoundary bool, stall time.Duration) string
 		}
 		m, err := c.br.Read(buf[n:])
 		n += m
-		if m > 0 && stall > 0 {
-			progress = time.Now()
+		if moved += m; stall > 0 && moved >= minFrameProgress {
+			progress, moved = time.Now(), 0
 		}
 		if m > 0 || err == nil {
 			continue

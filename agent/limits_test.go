@@ -144,6 +144,37 @@ func TestStalledLargeFrameIsClosed(t *testing.T) {
 	witness(t, a)
 }
 
+// TestTricklingLargeFrameIsClosed: a client sending a large frame a few
+// bytes at a time, never quite silent, is closed like a stalled one once
+// less than 64 KiB arrived in a frame stall timeout.
+func TestTricklingLargeFrameIsClosed(t *testing.T) {
+	defer agent.SetFrameStallTimeout(300 * time.Millisecond)()
+	a, reg := startLimitsAgent(t, func(c *agent.Config) {
+		c.MaxRequestBytes = testMaxRequestBytes
+		c.MaxQueuedRequestBytes = testMaxRequestBytes
+		c.IdleTimeout = time.Minute
+	})
+	trickler := floetest.Dial(t, a.Addr)
+	if err := trickler.WriteRaw(binary.BigEndian.AppendUint32(nil, testMaxRequestBytes)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for trickler.WriteRaw(make([]byte, 100)) == nil {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a client trickling a large frame was not closed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(t, reg, "floe_agent_queued_request_bytes") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("bytes still reserved after the trickling client was closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	witness(t, a)
+}
+
 // startLimitsAgent starts an agent with config applied and its own
 // metrics registry.
 func startLimitsAgent(t *testing.T, config func(*agent.Config)) (*floetest.Agent, *prometheus.Registry) {
