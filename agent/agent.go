@@ -154,8 +154,10 @@ type Agent struct {
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
 	perIP   map[string]int // open connections by client IP, under connsMu
-	// refusedLog paces the log of refused connections.
-	refusedLog rate.Sometimes
+	// refusedLog paces the log of refused connections, badInputLog that
+	// of connections closed for what they sent: a flood of either must
+	// not flood the log too (each is counted in the metrics).
+	refusedLog, badInputLog rate.Sometimes
 	// handlers counts requests being handled, so shutdown can wait for
 	// them.
 	handlers sync.WaitGroup
@@ -192,6 +194,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		conns:         make(map[*conn]struct{}),
 		perIP:         make(map[string]int),
 		refusedLog:    rate.Sometimes{Interval: time.Second},
+		badInputLog:   rate.Sometimes{Interval: time.Second},
 		allTopicsWarn: rate.Sometimes{Interval: 10 * time.Second},
 		tlsFailLog:    rate.Sometimes{Interval: time.Minute},
 	}

@@ -289,13 +289,17 @@ func (c *conn) readRequest() (*pending, string) {
 	size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
 	switch {
 	case size < 0:
-		c.a.log.Warn("closing connection: negative frame size", "remote", c.remote, "size", size)
+		c.a.badInputLog.Do(func() { c.a.log.Warn("closing connection: negative frame size", "remote", c.remote, "size", size) })
 		return nil, "bad_frame"
 	case size > c.a.cfg.MaxRequestBytes:
-		c.a.log.Warn("closing connection: frame larger than socket.request.max.bytes", "remote", c.remote, "size", size, "max", c.a.cfg.MaxRequestBytes)
+		c.a.badInputLog.Do(func() {
+			c.a.log.Warn("closing connection: frame larger than socket.request.max.bytes", "remote", c.remote, "size", size, "max", c.a.cfg.MaxRequestBytes)
+		})
 		return nil, "frame_too_large"
 	case size < minHeaderSize:
-		c.a.log.Warn("closing connection: frame shorter than a request header", "remote", c.remote, "size", size)
+		c.a.badInputLog.Do(func() {
+			c.a.log.Warn("closing connection: frame shorter than a request header", "remote", c.remote, "size", size)
+		})
 		return nil, "bad_frame"
 	}
 	// Reserve before allocating: the size is the client's claim.
@@ -409,7 +413,7 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 		hdr.clientID = *cid
 	}
 	if !r.Ok() {
-		c.a.log.Warn("closing connection: undecodable request header", "remote", c.remote)
+		c.a.badInputLog.Do(func() { c.a.log.Warn("closing connection: undecodable request header", "remote", c.remote) })
 		return nil, "bad_request"
 	}
 	p := &pending{hdr: hdr, done: make(chan struct{}), prev: c.lastOrdered, ordered: make(chan struct{}), frameSize: len(frame)}
@@ -425,7 +429,9 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 		return p, ""
 	}
 	if spec == nil || hdr.version < spec.min || hdr.version > spec.max {
-		c.a.log.Warn("closing connection: unsupported request", "remote", c.remote, "api_key", hdr.key, "version", hdr.version, "client_id", hdr.clientID)
+		c.a.badInputLog.Do(func() {
+			c.a.log.Warn("closing connection: unsupported request", "remote", c.remote, "api_key", hdr.key, "version", hdr.version, "client_id", hdr.clientID)
+		})
 		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "unsupported").Inc()
 		return nil, "unsupported"
 	}
@@ -434,12 +440,14 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 	if req.IsFlexible() {
 		kmsg.SkipTags(&r)
 		if !r.Ok() {
-			c.a.log.Warn("closing connection: undecodable request header tags", "remote", c.remote)
+			c.a.badInputLog.Do(func() { c.a.log.Warn("closing connection: undecodable request header tags", "remote", c.remote) })
 			return nil, "bad_request"
 		}
 	}
 	if err := req.ReadFrom(r.Src); err != nil {
-		c.a.log.Warn("closing connection: undecodable request", "remote", c.remote, "api", c.a.apis.name(hdr.key), "version", hdr.version, "err", err)
+		c.a.badInputLog.Do(func() {
+			c.a.log.Warn("closing connection: undecodable request", "remote", c.remote, "api", c.a.apis.name(hdr.key), "version", hdr.version, "err", err)
+		})
 		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "decode").Inc()
 		return nil, "bad_request"
 	}
