@@ -553,6 +553,9 @@ func (a *Agent) answerProduced(pp producePart, e wal.Entry, results []catalog.Ba
 }
 
 // walErrorCode maps a failed append or commit wait to a retriable code.
+// Everything else, wal.ErrWrite (the open buffer's file could not be
+// written, a full disk: nothing of the append is kept, so a retry stores it
+// once) among it, is KAFKA_STORAGE_ERROR, which every client retries.
 func walErrorCode(err error) int16 {
 	switch {
 	case errors.Is(err, wal.ErrClosed):

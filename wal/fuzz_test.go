@@ -15,7 +15,8 @@ func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 // FuzzReplay feeds hostile buffer files to the decoder and to Open: no
 // panic; an intact prefix re-encodes to exactly the bytes it came from;
 // Open either replays (what decodeFile accepted) or returns a
-// *CorruptionError.
+// *CorruptionError, and it always replays an unsealed file whose header is
+// intact, up to its first bad record.
 func FuzzReplay(f *testing.F) {
 	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("f", 16)))
 	full := fileBytes(0, id, 3)
@@ -28,13 +29,21 @@ func FuzzReplay(f *testing.F) {
 	f.Add(huge, false)
 	f.Add(append(slices.Clone(full), make([]byte, 64)...), false)
 	f.Add([]byte(fileMagic), true)
+	hole := slices.Clone(full)
+	clear(hole[len(fileBytes(0, id, 1)):len(fileBytes(0, id, 2))])
+	f.Add(hole, false)
+	f.Add(hole, true)
 
 	f.Fuzz(func(t *testing.T, data []byte, sealed bool) {
 		h, entries, valid, err := decodeFile(data, sealed)
 		if valid > int64(len(data)) {
 			t.Fatalf("valid %d > %d", valid, len(data))
 		}
-		if err == nil {
+		_, herr := decodeFileHeader(data)
+		// What replay keeps: all of a file that decodes, the prefix
+		// before the first bad record of an unsealed one.
+		kept := err == nil || (!sealed && herr == nil)
+		if kept {
 			re := appendFileHeader(nil, h)
 			for i := range entries {
 				re = appendEntry(re, &entries[i])
@@ -42,13 +51,13 @@ func FuzzReplay(f *testing.F) {
 			if !slices.Equal(re, data[:valid]) {
 				t.Fatal("decoded entries do not re-encode to the intact prefix")
 			}
-			if sealed && valid != int64(len(data)) {
-				t.Fatal("sealed file with an ignored tail")
-			}
+		}
+		if err == nil && sealed && valid != int64(len(data)) {
+			t.Fatal("sealed file with an ignored tail")
 		}
 		// Through Open, under the name the header claims (or a fixed one).
 		seq, fid := uint64(0), id
-		if err == nil {
+		if herr == nil {
 			seq, fid = h.seq, h.id
 		}
 		ext := "tmp"
@@ -61,7 +70,7 @@ func FuzzReplay(f *testing.F) {
 		l, oerr := Open(testConfig(fs), newFakeSink())
 		if oerr != nil {
 			var ce *CorruptionError
-			if !asCorruption(oerr, &ce) {
+			if !asCorruption(oerr, &ce) || (!sealed && herr == nil) {
 				t.Fatalf("Open: %v", oerr)
 			}
 			return
@@ -70,7 +79,7 @@ func FuzzReplay(f *testing.F) {
 		for _, b := range l.mu.sealed {
 			n += len(b.sealed.Entries)
 		}
-		if err == nil && n != len(entries) {
+		if kept && n != len(entries) {
 			t.Fatalf("Open replayed %d entries, decoder %d", n, len(entries))
 		}
 	})

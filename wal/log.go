@@ -58,6 +58,12 @@ type Log struct {
 		space       chan struct{}
 		closed      bool
 		failed      error
+		// writeErr is why the last open buffer was discarded; while it
+		// is set no new buffer file is tried before writeRetry, and the
+		// wait doubles (writeBackoff) until a write succeeds.
+		writeErr     error
+		writeRetry   time.Time
+		writeBackoff time.Duration
 	}
 }
 
@@ -166,7 +172,8 @@ func (a *Ack) Buffer() uint64 { return a.b.seq }
 // Wait returns one result per appended entry, in order, once that buffer's
 // commit returned. A per-entry catalog error (an out-of-order sequence, a
 // deleted topic) is in the result; the error is for the whole append: the
-// upload or commit failed permanently, the WAL failed (ErrFailed), it shut
+// upload or commit failed permanently, a later write to the buffer failed
+// and it was discarded (ErrWrite), the WAL failed (ErrFailed), it shut
 // down before the data was flushed (ErrClosed), or ctx ended first.
 func (a *Ack) Wait(ctx context.Context) ([]catalog.BatchResult, error) {
 	select {
@@ -181,9 +188,9 @@ func (a *Ack) Wait(ctx context.Context) ([]catalog.BatchResult, error) {
 }
 
 // Open opens (creating) cfg.Dir, replays the buffers a previous process left
-// there (repairing a torn tail of an unsealed one) and queues them to be
-// uploaded and committed before anything appended now. Corruption other than
-// a torn tail fails Open with a *CorruptionError.
+// there (cutting an unsealed one at its first damaged record) and queues
+// them to be uploaded and committed before anything appended now. Damage to
+// a sealed buffer file fails Open with a *CorruptionError.
 func Open(cfg Config, sink Sink) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -247,6 +254,9 @@ func (l *Log) Healthy() error {
 // already done it appends nothing and returns ctx.Err(): a caller whose
 // time ran out answers its client with a timeout, and entries appended
 // anyway would commit, so a client retrying them would store them twice.
+// If the open buffer's file cannot be created or written, Append returns
+// an error wrapping ErrWrite, and neither these entries nor any appended
+// to that buffer before are committed (see ErrWrite).
 func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -298,10 +308,14 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		return &Ack{b: b}, nil
 	}
 	if l.mu.cur == nil {
+		if l.mu.writeErr != nil && time.Now().Before(l.mu.writeRetry) {
+			// Writes fail (a full disk, most likely): do not create
+			// and remove a file per produce request until it passes.
+			return nil, fmt.Errorf("%w: %w", ErrWrite, l.mu.writeErr)
+		}
 		b, err := l.openBufferLocked()
 		if err != nil {
-			l.failLocked(err)
-			return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+			return nil, l.discardLocked(b, err)
 		}
 		l.mu.cur = b
 		l.wake(l.kick)
@@ -314,14 +328,14 @@ func (l *Log) Append(ctx context.Context, entries []Entry) (*Ack, error) {
 		b.sealed.Entries = make([]Entry, 0, max(l.mu.lastEntries, len(entries)))
 	}
 	for _, c := range chunks {
-		// A failed write (even of a later chunk) fails the whole WAL, so
-		// a request is never half acknowledged.
+		// A failed write (even of a later chunk) discards the whole
+		// buffer, so a request is never half acknowledged.
 		if _, err := b.file.Write(*c); err != nil {
-			err = fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
-			l.failLocked(err)
-			return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+			l.mu.cur = nil
+			return nil, l.discardLocked(b, fmt.Errorf("wal: write %s: %w", b.tmpPath(), err))
 		}
 	}
+	l.mu.writeErr, l.mu.writeBackoff = nil, 0
 	ack := &Ack{b: b, start: len(b.sealed.Entries)}
 	b.sealed.Entries = append(b.sealed.Entries, entries...)
 	ack.end = len(b.sealed.Entries)
@@ -345,6 +359,8 @@ func (l *Log) unusableLocked() error {
 }
 
 // openBufferLocked creates the next buffer's file and writes its header.
+// If the header write fails it returns the buffer too, for discardLocked
+// to remove its file.
 func (l *Log) openBufferLocked() (*buffer, error) {
 	now := l.now()
 	id, err := ulid.New(ulid.Timestamp(now), l.mu.entropy)
@@ -372,12 +388,68 @@ func (l *Log) openBufferLocked() (*buffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", b.tmpPath(), err)
 	}
-	if _, err := f.Write(appendFileHeader(nil, h)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
-	}
 	b.file = f
+	if _, err := f.Write(appendFileHeader(nil, h)); err != nil {
+		return b, fmt.Errorf("wal: write %s: %w", b.tmpPath(), err)
+	}
 	return b, nil
+}
+
+// discardLocked gives up the open buffer b (no longer l.mu.cur, or never
+// was; nil if its file was not created) after cause, a failed create or
+// write of its file, and returns the error for Append. Nothing in b was
+// fsynced, so nothing in it was acknowledged: its appends fail with
+// ErrWrite, which a producer retries, and the buffers sealed before it go
+// on flushing. Those are what free the disk when it is full; failing the
+// whole WAL instead would abandon them (and fail their acks although their
+// commits were on their way), and a restart with the disk still full would
+// abandon them again at the first produce.
+//
+// The file is removed, durably, before anyone is told: a crash that left
+// it would have replay commit the appends their producers were told had
+// failed, and send again. If that removal fails, the WAL fails.
+func (l *Log) discardLocked(b *buffer, cause error) error {
+	l.m.writeErrors.Inc()
+	if b == nil {
+		err := l.backOffLocked(cause)
+		l.log.Error("wal: cannot create a buffer file; produces fail until one can be", "retry_in", l.mu.writeBackoff, "err", cause)
+		return err
+	}
+	b.file.Close() // the write already failed; the file goes
+	b.file = nil
+	if err := l.removeDurably(b.tmpPath()); err != nil {
+		err = fmt.Errorf("%w (discarding it after: %w)", err, cause)
+		b.resolve(nil, fmt.Errorf("%w: %w", ErrFailed, err))
+		l.failLocked(err)
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	l.mu.buffered -= b.sealed.Bytes
+	l.m.buffered.Set(float64(l.mu.buffered))
+	l.wakeSpaceLocked()
+	err := l.backOffLocked(cause)
+	l.log.Error("wal: discarded the open buffer after a write error; its produces failed", "file", b.tmpPath(), "entries", len(b.sealed.Entries), "bytes", b.sealed.Bytes, "retry_in", l.mu.writeBackoff, "err", cause)
+	b.resolve(nil, err)
+	return err
+}
+
+// removeDurably removes the file at path and fsyncs the directory.
+func (l *Log) removeDurably(path string) error {
+	if err := l.fs.Remove(path); err != nil {
+		return fmt.Errorf("wal: remove %s: %w", path, err)
+	}
+	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
+		return fmt.Errorf("wal: fsync dir %s: %w", l.cfg.Dir, err)
+	}
+	return nil
+}
+
+// backOffLocked records cause as why writes fail and when to try a new
+// buffer file, and returns the error wrapping ErrWrite.
+func (l *Log) backOffLocked(cause error) error {
+	l.mu.writeErr = cause
+	l.mu.writeBackoff = min(max(l.mu.writeBackoff*2, l.cfg.RetryBackoff), l.cfg.MaxRetryBackoff)
+	l.mu.writeRetry = time.Now().Add(l.mu.writeBackoff)
+	return fmt.Errorf("%w: %w", ErrWrite, cause)
 }
 
 func newBuffer(dir string, h fileHeader) *buffer {
@@ -390,8 +462,8 @@ func newBuffer(dir string, h fileHeader) *buffer {
 	}
 }
 
-// failLocked makes the WAL fail with cause: the open buffer's acks fail now
-// (its file is damaged), Run fails the rest and returns.
+// failLocked makes the WAL fail with cause: the open buffer's acks fail now,
+// Run fails the rest and returns.
 func (l *Log) failLocked(cause error) {
 	if l.mu.failed != nil {
 		return
@@ -433,8 +505,9 @@ func (l *Log) wake(ch chan struct{}) {
 // When ctx ends, Append starts returning ErrClosed and Run drains: it seals
 // and flushes everything appended before, for at most DrainTimeout, and
 // returns nil (or an error wrapping ErrClosed if something was left for the
-// next Open). On a fatal write or fsync error it fails every pending ack and
-// returns an error wrapping ErrFailed.
+// next Open). On a fatal error (a failed fsync or rename of a buffer being
+// sealed) it fails every pending ack and returns an error wrapping
+// ErrFailed; a failed write of the open buffer is not fatal (see ErrWrite).
 func (l *Log) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return errors.New("wal: Run called twice")

@@ -19,6 +19,8 @@ type metrics struct {
 	buffered      prometheus.Gauge
 	retries       *prometheus.CounterVec
 	replayed      prometheus.Counter
+	writeErrors   prometheus.Counter
+	replayCut     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,13 +71,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_wal_replayed_buffers_total", Help: "Buffers found on disk at open and queued for flushing.",
 		}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_wal_write_errors_total", Help: "Failed creates or writes of the open buffer's file; each discarded that buffer and failed its appends.",
+		}),
+		replayCut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_wal_replay_dropped_bytes_total", Help: "Bytes cut at open from unsealed buffer files (never acknowledged), from their first damaged or torn record on.",
+		}),
 	}
 	for _, r := range []string{sealInterval, sealBytes, sealEarly, sealDrain} {
 		m.seals.WithLabelValues(r) // export zeros, so rate() works from the start
 	}
 	if reg != nil {
 		reg.MustRegister(m.flushBytes, m.flushEntries, m.flushes, m.seals, m.dropped, m.sealToCommit, m.commitWait,
-			m.uploadSeconds, m.commitSeconds, m.commitGroup, m.fsyncSeconds, m.buffered, m.retries, m.replayed)
+			m.uploadSeconds, m.commitSeconds, m.commitGroup, m.fsyncSeconds, m.buffered, m.retries, m.replayed,
+			m.writeErrors, m.replayCut)
 	}
 	return m
 }

@@ -116,9 +116,12 @@ func decodeEntry(p []byte) (Entry, error) {
 
 // decodeFile decodes a whole buffer file. For an unsealed file (sealed ==
 // false) a torn tail is not an error: valid is the length of the intact
-// prefix and the caller truncates the file to it. In a sealed file, which was
-// fsynced whole before its rename, any damage is a *CorruptionError (without
-// File set). Entries alias data.
+// prefix and the caller truncates the file to it. Other damage is a
+// *CorruptionError (without File set) at the first bad record, returned
+// with the entries before it and valid at its offset: in a sealed file,
+// which was fsynced whole before its rename, it is fatal, while replay
+// cuts an unsealed file there too (but logs it louder than a torn tail).
+// Entries alias data.
 func decodeFile(data []byte, sealed bool) (h fileHeader, entries []Entry, valid int64, err error) {
 	h, err = decodeFileHeader(data)
 	if err != nil {

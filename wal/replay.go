@@ -13,8 +13,8 @@ import (
 )
 
 // replay loads the buffers left in the directory, in seal order, into the
-// pipeline ahead of anything new. Unsealed (".tmp") buffers get their torn
-// tail cut and are sealed now; empty ones are removed.
+// pipeline ahead of anything new. Unsealed (".tmp") buffers are cut at
+// their first damaged record and sealed now; empty ones are removed.
 func (l *Log) replay() error {
 	names, err := l.fs.ReadDir(l.cfg.Dir)
 	if err != nil {
@@ -103,8 +103,20 @@ func (l *Log) replayFile(path string, seq uint64, id ulid.ULID, sealed bool) (*b
 		return nil, false, err
 	}
 	h, entries, valid, err := decodeFile(data, sealed)
+	var ce *CorruptionError
+	damaged := !sealed && errors.As(err, &ce) && ce.Offset >= fileHeaderSize
+	if damaged {
+		// A damaged record with intact ones after it. Writeback does not
+		// keep the order of writes, so a crash can persist a later page
+		// of an unsynced file and lose an earlier one; and nothing in an
+		// unsealed file was acknowledged. Refusing to start would keep
+		// the agent down for records nobody was promised: keep the
+		// intact prefix, and say loudly what is dropped.
+		l.log.Error("wal: cutting unsealed buffer file at a damaged record; the rest was never acknowledged",
+			"file", path, "offset", ce.Offset, "reason", ce.Reason, "kept_entries", len(entries), "dropped_bytes", int64(len(data))-valid)
+		err = nil
+	}
 	if err != nil {
-		var ce *CorruptionError
 		if !errors.As(err, &ce) {
 			return nil, false, fmt.Errorf("wal: replay %s: %w", path, err)
 		}
@@ -124,6 +136,9 @@ func (l *Log) replayFile(path string, seq uint64, id ulid.ULID, sealed bool) (*b
 	if h.seq != seq || h.id != id {
 		return nil, false, &CorruptionError{File: path, Reason: fmt.Sprintf("header names buffer %016x-%s", h.seq, h.id)}
 	}
+	if !sealed && valid < int64(len(data)) {
+		l.m.replayCut.Add(float64(int64(len(data)) - valid))
+	}
 	if len(entries) == 0 {
 		if err := l.fs.Remove(path); err != nil {
 			return nil, false, fmt.Errorf("wal: remove empty buffer %s: %w", path, err)
@@ -139,13 +154,15 @@ func (l *Log) replayFile(path string, seq uint64, id ulid.ULID, sealed bool) (*b
 	if sealed {
 		return b, false, nil
 	}
-	// Seal it now: cut the torn tail, fsync, rename.
+	// Seal it now: cut it after the intact prefix, fsync, rename.
 	f, err := l.fs.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("wal: repair %s: %w", path, err)
 	}
 	if valid < int64(len(data)) {
-		l.log.Warn("wal: truncating torn tail", "file", path, "from", len(data), "to", valid)
+		if !damaged {
+			l.log.Warn("wal: truncating torn tail", "file", path, "from", len(data), "to", valid, "dropped_bytes", int64(len(data))-valid)
+		}
 		if err := f.Truncate(valid); err != nil {
 			f.Close()
 			return nil, false, fmt.Errorf("wal: truncate %s: %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestReplayAfterCrash: buffer A committed before the crash is not
@@ -195,6 +196,69 @@ func TestReplayRepairsTornTail(t *testing.T) {
 	}
 }
 
+// holeAt returns data with bytes [from, to) zeroed: a page that a crash
+// lost while a later one of the same unsynced file reached the disk.
+func holeAt(data []byte, from, to int) []byte {
+	d := slices.Clone(data)
+	clear(d[from:to])
+	return d
+}
+
+// An unsealed file was never fsynced, so nothing in it was acknowledged:
+// damage before its end (a hole left by out-of-order writeback, a flipped
+// bit) cuts it at the first bad record, as a torn tail does, instead of
+// keeping the agent from starting. (A sealed file stays strict:
+// TestReplayRejectsCorruption.)
+func TestReplayCutsUnsealedFileAtDamage(t *testing.T) {
+	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("h", 16)))
+	full := fileBytes(3, id, 3)
+	one, two := len(fileBytes(3, id, 1)), len(fileBytes(3, id, 2))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want int // entries replayed
+	}{
+		{"hole in the second record", holeAt(full, one, two), 1},
+		{"hole across the first two records", holeAt(full, fileHeaderSize+10, two-3), 0},
+		{"hole from inside the second record into the third", holeAt(full, one+20, two+10), 1},
+		{"bad CRC in the first record", func() []byte { d := slices.Clone(full); d[fileHeaderSize+frameHeader+5] ^= 1; return d }(), 0},
+		{"bad length in the second record", func() []byte { d := slices.Clone(full); le.PutUint32(d[one:], 3); return d }(), 1},
+		{"unknown record type in the second record", func() []byte {
+			d := slices.Clone(full)
+			d[one+frameHeader] = 9
+			le.PutUint32(d[one+4:], crc32Of(d[one+frameHeader:two]))
+			return d
+		}(), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := NewMemFS()
+			fs.MkdirAll("/wal", 0o755)
+			fs.WriteFile(fileName(3, id, "tmp"), tc.data)
+			sink := newFakeSink()
+			l := start(t, testConfig(fs), sink)
+			if n := testutil.ToFloat64(l.m.replayCut); n != float64(len(tc.data)-len(fileBytes(3, id, tc.want))) {
+				t.Fatalf("dropped bytes %v", n)
+			}
+			if tc.want == 0 {
+				if n := len(walFiles(t, fs, "/wal")); n != 0 {
+					t.Fatalf("%d files left after open", n)
+				}
+				return
+			}
+			// Cut and sealed: a crash now finds the intact prefix, durable.
+			if got, _ := fs.Crash().ReadFile(fileName(3, id, "wal")); !slices.Equal(got, fileBytes(3, id, tc.want)) {
+				t.Fatalf("sealed file of %d bytes, want the %d-entry prefix", len(got), tc.want)
+			}
+			eventually(t, "commit", func() bool { _, c := sink.counts(); return c == 1 })
+			got := sink.sealed[id.String()]
+			if len(got.Entries) != tc.want || !slices.Equal(got.Entries[0].Batch, full[fileHeaderSize+frameHeader+entryFixed:one]) {
+				t.Fatalf("replayed %d entries (%+v)", len(got.Entries), got)
+			}
+			eventually(t, "file deleted", func() bool { return len(walFiles(t, fs, "/wal")) == 0 })
+		})
+	}
+}
+
 func TestReplayRejectsCorruption(t *testing.T) {
 	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("y", 16)))
 	full := fileBytes(1, id, 3)
@@ -208,9 +272,10 @@ func TestReplayRejectsCorruption(t *testing.T) {
 		data    []byte
 		wantOff int64
 	}{
-		{"bad CRC mid-file (unsealed)", fileName(1, id, "tmp"), midCRC, fileHeaderSize},
-		{"bad CRC mid-file (sealed)", fileName(1, id, "wal"), midCRC, fileHeaderSize},
-		{"bad length mid-file", fileName(1, id, "tmp"), badLen, fileHeaderSize},
+		{"bad CRC mid-file", fileName(1, id, "wal"), midCRC, fileHeaderSize},
+		{"bad length mid-file", fileName(1, id, "wal"), badLen, fileHeaderSize},
+		{"hole mid-file", fileName(1, id, "wal"), holeAt(full, len(fileBytes(1, id, 1)), len(fileBytes(1, id, 2))), int64(len(fileBytes(1, id, 1)))},
+		{"bad header CRC (unsealed)", fileName(1, id, "tmp"), func() []byte { d := slices.Clone(full); d[30] ^= 1; return d }(), 44},
 		{"torn tail in a sealed file", fileName(1, id, "wal"), full[:len(full)-3], int64(len(fileBytes(1, id, 2)))},
 		{"bad header CRC", fileName(1, id, "wal"), func() []byte { d := slices.Clone(full); d[30] ^= 1; return d }(), 44},
 		{"header names another buffer", fileName(2, id, "wal"), full, 0},

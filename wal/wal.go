@@ -22,11 +22,27 @@
 //     After a crash, Open finds every buffer not yet deleted and hands it to
 //     the Sink again (same ID, same Created, same entries) before new data;
 //     the Sink's per-ID idempotence makes a repeated commit harmless.
-//   - A failed write or fsync is fatal: the affected acks fail, Healthy
-//     reports the cause, later appends fail with ErrFailed, and Run returns.
-//     Nothing is retried on a file whose fsync failed.
-//   - Only a torn tail of an unsealed buffer file is repaired (truncated);
-//     any other damage is a *CorruptionError naming the file and offset.
+//   - A failed create or write of the open buffer's file (a full disk,
+//     too many open files) fails only that buffer: it is discarded, its
+//     file removed (durably, before any appender hears of it), and its
+//     appends fail with ErrWrite, which a producer may retry, since
+//     nothing of them will be committed. The buffers sealed before it go
+//     on uploading and committing (which deletes their files and so frees
+//     space), and later appends try a new file, after a backoff while
+//     writes keep failing.
+//   - A failed fsync, close or rename of a buffer being sealed, a failed
+//     directory fsync, or a discarded buffer's file that cannot be removed
+//     is fatal: the affected acks fail, Healthy reports the cause, later
+//     appends fail with ErrFailed, and Run returns. Nothing is retried on a
+//     file whose fsync failed.
+//   - Nothing in an unsealed buffer file (".tmp") was acknowledged (a
+//     buffer is renamed when sealed, before its commit): replay keeps its
+//     records up to the first damaged one (a torn tail, or a hole where a
+//     crash lost an earlier page but kept a later one), logs what it
+//     drops, and cuts the file there. A
+//     sealed file (".wal") was fsynced whole: any damage to it, or to a
+//     file header that is not all zeros, is a *CorruptionError naming the
+//     file and offset.
 //
 // Append, Ack.Wait, Healthy and Committing are safe for concurrent use;
 // Run is called once.
@@ -83,9 +99,18 @@ var (
 	ErrBackpressure = errors.New("wal: too many bytes waiting to be flushed")
 	// ErrClosed: the log has shut down (Run returned).
 	ErrClosed = errors.New("wal: closed")
-	// ErrFailed: a write or fsync failed; the WAL accepts nothing more. The
-	// returned error also wraps the cause.
+	// ErrFailed: sealing a buffer failed (its fsync, close or rename, or
+	// the directory's fsync), or a discarded buffer's file could not be
+	// removed for good; the WAL accepts nothing more. The returned error
+	// also wraps the cause.
 	ErrFailed = errors.New("wal: failed")
+	// ErrWrite: the open buffer's file could not be created or written,
+	// or could not be lately and the backoff has not passed. The buffer
+	// was discarded: neither the failed append nor any earlier one in the
+	// same buffer will be committed, so they are safe to send again. The
+	// WAL keeps flushing what was sealed before. The returned error also
+	// wraps the cause.
+	ErrWrite = errors.New("wal: write failed; nothing of the append was kept")
 )
 
 // Entry is one record batch to store, with the header fields the commit
@@ -216,8 +241,9 @@ type Config struct {
 	// DrainTimeout bounds how long Run keeps flushing after its ctx ended.
 	// Whatever is left stays in the WAL for the next Open. Default 30s.
 	DrainTimeout time.Duration
-	// RetryBackoff is the first wait after a failed Upload or Commit; it
-	// doubles up to MaxRetryBackoff. Defaults 50ms and 5s.
+	// RetryBackoff is the first wait after a failed Upload or Commit, and
+	// before a new buffer file is tried after a write failed; it doubles up
+	// to MaxRetryBackoff. Defaults 50ms and 5s.
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
 
