@@ -310,7 +310,7 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 		if len(parts) == 0 {
 			continue
 		}
-		errs = append(errs, c.withLease(ctx, fmt.Sprintf("compaction/shard/%d", i), func(renew func() error) error {
+		errs = append(errs, c.withLease(ctx, fmt.Sprintf("compaction/shard/%d", i), c.cfg.Interval, func(renew func() error) error {
 			for _, p := range parts {
 				if err := renew(); err != nil {
 					return err
@@ -325,10 +325,16 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 			return nil
 		}))
 	}
-	errs = append(errs, c.withLease(ctx, "compaction/gc", func(renew func() error) error {
+	gc := false
+	errs = append(errs, c.withLease(ctx, "compaction/gc", c.cfg.Interval, func(renew func() error) error {
+		gc = true
 		return c.gcPass(ctx, renew)
 	}))
-	c.updateStats(ctx)
+	if gc {
+		// Counting scans the catalog's tables: once per interval for the
+		// fleet, by the agent that swept.
+		c.updateStats(ctx)
+	}
 	return errors.Join(errs...)
 }
 
@@ -361,8 +367,16 @@ func (c *Compactor) partitionPass(ctx context.Context, p partition, renew func()
 var errLeaseLost = errors.New("compaction: lease lost")
 
 // withLease runs fn if the lease is free; renew extends it (call it
-// between units of work: losing it stops fn).
-func (c *Compactor) withLease(ctx context.Context, name string, fn func(renew func() error) error) error {
+// between units of work: losing it stops fn). Once fn has done its work,
+// the lease is kept for hold from then (if > 0), unused, so that no other
+// agent redoes the work before it is due again: each agent's pass over
+// the shards takes every lease that is free, and a lease given back at
+// once let every agent whose pass came later in the same interval redo
+// every shard and the GC — a catalog query per partition per agent per
+// interval, 27,000 a second at 10,000 partitions and 20 agents. The
+// holder's own next pass takes it again; another agent takes it once it
+// lapses. A failed fn gives it back at once.
+func (c *Compactor) withLease(ctx context.Context, name string, hold time.Duration, fn func(renew func() error) error) error {
 	ok, err := c.cat.AcquireLease(ctx, name, c.cfg.Holder, c.cfg.LeaseTTL)
 	if err != nil || !ok {
 		return err
@@ -386,6 +400,11 @@ func (c *Compactor) withLease(ctx context.Context, name string, fn func(renew fu
 		return nil
 	}
 	err = fn(renew)
+	if err == nil && hold > 0 && ctx.Err() == nil {
+		if _, err := c.cat.RenewLease(ctx, name, c.cfg.Holder, hold); err == nil {
+			return nil // lost meanwhile: another holder has it anyway
+		}
+	}
 	// Released even when ctx ended, so the next holder need not wait.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -218,7 +218,7 @@ func TestCrashBetweenPutAndSwap(t *testing.T) {
 		const leaseTTL = 2 * time.Second
 		crashing := &failingSwaps{Catalog: e.cat}
 		c1, _ := compaction.New(compaction.Config{Cluster: cluster, Holder: "dies", TargetBytes: 64 << 10, Shards: 2,
-			MergeMinAge: time.Minute, LeaseTTL: leaseTTL}, crashing, e.bucket, nil, nil, e.clk.Now)
+			MergeMinAge: time.Minute, LeaseTTL: leaseTTL, Interval: leaseTTL, OrphanInterval: leaseTTL}, crashing, e.bucket, nil, nil, e.clk.Now)
 		if err := c1.RunOnce(ctx); err == nil || crashing.n == 0 {
 			t.Fatalf("no swap attempted (pass: %v)", err)
 		}

@@ -64,8 +64,8 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 			return err
 		}
 	}
-	if c.now().Sub(c.lastProducerExpiry) >= min(producerExpiryInterval, c.cfg.ProducerExpiration) {
-		if err := c.expireProducers(ctx, renew); err != nil {
+	if every := min(producerExpiryInterval, c.cfg.ProducerExpiration); c.now().Sub(c.lastProducerExpiry) >= every {
+		if err := c.scheduled(ctx, "compaction/producer-expiry", every, renew, c.expireProducers); err != nil {
 			return err
 		}
 		c.lastProducerExpiry = c.now()
@@ -73,11 +73,29 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 	if c.now().Sub(c.lastOrphanSweep) < c.cfg.OrphanInterval {
 		return nil
 	}
-	if err := c.orphanSweep(ctx, renew); err != nil {
+	if err := c.scheduled(ctx, "compaction/orphan-sweep", c.cfg.OrphanInterval, renew, c.orphanSweep); err != nil {
 		return err
 	}
 	c.lastOrphanSweep = c.now()
 	return nil
+}
+
+// scheduled runs work due every `every` across the fleet (a scan of the
+// producer state, a listing of the bucket) unless another agent did it
+// less than `every` ago: its lease is kept that long after the work
+// (withLease). The GC lease changes hands between intervals, so a
+// schedule kept by each agent would have every agent do it each time.
+// renew is the enclosing GC lease's, renewed along with this one.
+func (c *Compactor) scheduled(ctx context.Context, name string, every time.Duration, renew func() error,
+	work func(context.Context, func() error) error) error {
+	return c.withLease(ctx, name, every, func(renewMine func() error) error {
+		return work(ctx, func() error {
+			if err := renew(); err != nil {
+				return err
+			}
+			return renewMine()
+		})
+	})
 }
 
 // producerExpiryInterval is how often idle producers are looked for, as

@@ -275,9 +275,13 @@ func TestLogCompactionAcrossCompactors(t *testing.T) {
 			e.put(tp, kv(fmt.Sprintf("tail%d", n), []byte("x")))
 			return lastPerKey(e.records(tp))
 		}
-		small := func(cfg *compaction.Config) { cfg.TargetBytes = 4 << 10 }
+		// A compactor keeps the leases of the work it did for an
+		// interval: the next one takes over once they lapse.
+		const interval = 50 * time.Millisecond
+		small := func(cfg *compaction.Config) { cfg.TargetBytes, cfg.Interval = 4<<10, interval }
 		c1, c2 := e.compactor("one", small), e.compactor("two", small)
 		for i, c := range []*compaction.Compactor{c1, c2, c1} {
+			time.Sleep(interval)
 			model := write()
 			e.passes(c, 12)
 			got := e.records(tp)
