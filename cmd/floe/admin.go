@@ -29,12 +29,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// adminCommands returns the operator subcommands (topics, groups, cluster,
-// healthcheck) keyed by name. Each takes the arguments after its name.
-func adminCommands() map[string]func(ctx context.Context, args []string) error {
-	return newAdminCLI(os.Stdout, os.Stderr).commands()
-}
-
 // adminCLI holds where the admin commands write, so tests can capture it.
 type adminCLI struct {
 	out    io.Writer // results: tables or JSON
@@ -45,6 +39,8 @@ func newAdminCLI(out, errOut io.Writer) *adminCLI {
 	return &adminCLI{out: out, errOut: errOut}
 }
 
+// commands returns the operator subcommands (topics, groups, cluster,
+// healthcheck) keyed by name. Each takes the arguments after its name.
 func (a *adminCLI) commands() map[string]func(ctx context.Context, args []string) error {
 	return map[string]func(ctx context.Context, args []string) error{
 		"topics":      a.topics,
@@ -140,13 +136,13 @@ func (f *adminFlags) parse(fs *flag.FlagSet, args []string, noun string) ([]stri
 	}
 	switch {
 	case noun == "" && len(names) > 0:
-		return nil, fmt.Errorf("%s: unexpected arguments %q", cmd, names)
+		return nil, fmt.Errorf("%w: %s: unexpected arguments %q", errUsage, cmd, names)
 	case noun != "" && len(names) == 0:
 		fs.Usage()
-		return nil, fmt.Errorf("%s: name at least one %s", cmd, noun)
+		return nil, fmt.Errorf("%w: %s: name at least one %s", errUsage, cmd, noun)
 	}
 	if err := f.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", cmd, err)
+		return nil, fmt.Errorf("%w: %s: %w", errUsage, cmd, err)
 	}
 	return uniqueNames(names), nil
 }
@@ -234,7 +230,7 @@ func (a *adminCLI) dispatch(ctx context.Context, group string, subs []subcommand
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		a.groupUsage(group, subs)
 		if len(args) == 0 {
-			return fmt.Errorf("missing subcommand")
+			return fmt.Errorf("%w: floe %s: missing subcommand", errUsage, group)
 		}
 		return nil
 	}
@@ -244,7 +240,7 @@ func (a *adminCLI) dispatch(ctx context.Context, group string, subs []subcommand
 		}
 	}
 	a.groupUsage(group, subs)
-	return fmt.Errorf("unknown subcommand %q", args[0])
+	return fmt.Errorf("%w: floe %s: unknown subcommand %q", errUsage, group, args[0])
 }
 
 func (a *adminCLI) groupUsage(group string, subs []subcommand) {
@@ -272,12 +268,13 @@ func (a *adminCLI) newFlagSet(name, usage string) *flag.FlagSet {
 // parseArgs parses flags that may appear before, between or after the
 // positional arguments (`floe topics create orders --partitions 6`), which
 // the standard flag package alone does not allow. Everything after "--" is
-// positional.
+// positional. A flag the set does not define, or a malformed value, is a
+// usage error; -h is flag.ErrHelp (which is also a usage error, and exits 0).
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: floe %s: %w", errUsage, fs.Name(), err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

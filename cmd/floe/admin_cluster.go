@@ -198,7 +198,7 @@ func (a *adminCLI) healthcheck(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("unexpected arguments %q", pos)
+		return fmt.Errorf("%w: floe healthcheck: unexpected arguments %q", errUsage, pos)
 	}
 	if ready {
 		url = strings.TrimSuffix(url, "/healthz") + "/readyz"

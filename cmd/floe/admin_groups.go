@@ -249,29 +249,29 @@ func (a *adminCLI) groupsResetOffsets(ctx context.Context, args []string) error 
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return errors.New("floe groups reset-offsets: name exactly one group")
+		return fmt.Errorf("%w: floe groups reset-offsets: name exactly one group", errUsage)
 	}
 	group := pos[0]
 	if err := f.validate(); err != nil {
-		return fmt.Errorf("reset-offsets: %w", err)
+		return fmt.Errorf("%w: floe groups reset-offsets: %w", errUsage, err)
 	}
 	if err := spec.validate(); err != nil {
-		return fmt.Errorf("reset-offsets: %w", err)
+		return fmt.Errorf("%w: floe groups reset-offsets: %w", errUsage, err)
 	}
 	if allTopics == (len(topics) > 0) {
-		return errors.New("floe groups reset-offsets: give --topic or --all-topics (one of them)")
+		return fmt.Errorf("%w: floe groups reset-offsets: give --topic or --all-topics (one of them)", errUsage)
 	}
 	var atMilli int64
 	if spec.toDatetime != "" {
 		ts, err := time.Parse(time.RFC3339, spec.toDatetime)
 		if err != nil {
-			return fmt.Errorf("reset-offsets: --to-datetime: %w", err)
+			return fmt.Errorf("%w: floe groups reset-offsets: --to-datetime: %w", errUsage, err)
 		}
 		atMilli = ts.UnixMilli()
 	}
 	selected, err := parseTopicPartitions(topics)
 	if err != nil {
-		return fmt.Errorf("reset-offsets: %w", err)
+		return fmt.Errorf("%w: floe groups reset-offsets: %w", errUsage, err)
 	}
 
 	ctx, adm, done, err := f.open(ctx)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
@@ -407,18 +408,55 @@ func TestUsageErrors(t *testing.T) {
 		{"topics", []string{"create", "x", "--config", "novalue"}},
 		{"topics", []string{"alter", "x"}},
 		{"topics", []string{"list", "-o", "yaml"}},
+		{"topics", []string{"list", "--bogus"}},
 		{"groups", []string{"reset-offsets", "g", "--all-topics"}},
 		{"groups", []string{"reset-offsets", "g", "--to-latest"}},
 		{"groups", []string{"reset-offsets", "g", "--all-topics", "--to-latest", "--to-earliest"}},
 		{"groups", []string{"reset-offsets", "g", "--all-topics", "--to-datetime", "yesterday"}},
+		{"groups", []string{"reset-offsets", "g", "--topic", ":1", "--to-latest"}},
 		{"cluster", []string{"extra"}},
+		{"cluster", []string{"--timeout", "soon"}},
+		{"healthcheck", []string{"extra"}},
 	} {
-		if err := cmds[tc.cmd](ctx, tc.args); err == nil {
-			t.Errorf("floe %s %q: no error", tc.cmd, tc.args)
+		if err := cmds[tc.cmd](ctx, tc.args); !errors.Is(err, errUsage) {
+			t.Errorf("floe %s %q: %v, want a usage error", tc.cmd, tc.args, err)
 		}
 	}
 	if err := cmds["topics"](ctx, []string{"--help"}); err != nil {
 		t.Errorf("topics --help: %v", err)
+	}
+}
+
+// TestExitCodes: the documented contract of runMain, 0 success (and -h), 1
+// failure, 2 usage error, whichever layer finds the mistake.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 2},
+		{[]string{"nope"}, 2},
+		{[]string{"agent", "--bogus"}, 2},
+		{[]string{"agent", "extra"}, 2},
+		{[]string{"migrate"}, 2},
+		{[]string{"migrate", "--bogus"}, 2},
+		{[]string{"topics"}, 2},
+		{[]string{"topics", "bogus"}, 2},
+		{[]string{"topics", "create"}, 2},
+		{[]string{"topics", "list", "--bogus"}, 2},
+		{[]string{"groups", "describe"}, 2},
+		{[]string{"healthcheck", "extra"}, 2},
+		{[]string{"help"}, 0},
+		{[]string{"agent", "-h"}, 0},
+		{[]string{"topics", "--help"}, 0},
+		{[]string{"topics", "create", "-h"}, 0},
+		// Nothing listens there: a failure, not a usage error.
+		{[]string{"healthcheck", "--url", "http://127.0.0.1:1/healthz", "--timeout", "2s"}, 1},
+	} {
+		var out, errb bytes.Buffer
+		if code := runMain(context.Background(), tc.args, &out, &errb); code != tc.want {
+			t.Errorf("floe %q: exit %d, want %d\n%s", tc.args, code, tc.want, errb.String())
+		}
 	}
 }
 

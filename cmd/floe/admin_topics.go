@@ -108,11 +108,11 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if partitions == 0 || partitions < -1 {
-		return fmt.Errorf("create: --partitions %d: want a positive count or -1", partitions)
+		return fmt.Errorf("%w: floe topics create: --partitions %d: want a positive count or -1", errUsage, partitions)
 	}
 	kv, err := parseKeyValues("config", configs)
 	if err != nil {
-		return fmt.Errorf("create: %w", err)
+		return fmt.Errorf("%w: floe topics create: %w", errUsage, err)
 	}
 	cfg := make(map[string]*string, len(kv))
 	for k, v := range kv {
@@ -391,15 +391,15 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 		return err
 	}
 	if partitions < 0 {
-		return fmt.Errorf("alter: --partitions %d: must be positive", partitions)
+		return fmt.Errorf("%w: floe topics alter: --partitions %d: must be positive", errUsage, partitions)
 	}
 	setKV, err := parseKeyValues("set", sets)
 	if err != nil {
-		return fmt.Errorf("alter: %w", err)
+		return fmt.Errorf("%w: floe topics alter: %w", errUsage, err)
 	}
 	if partitions == 0 && len(setKV) == 0 && len(deletes) == 0 {
 		fs.Usage()
-		return errors.New("floe topics alter: nothing to change: give --partitions, --set or --delete")
+		return fmt.Errorf("%w: floe topics alter: nothing to change: give --partitions, --set or --delete", errUsage)
 	}
 	var alters []kadm.AlterConfig
 	for _, k := range sortedKeys(setKV) {

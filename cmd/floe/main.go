@@ -51,7 +51,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"version": func(context.Context, []string) error { fmt.Fprintln(stdout, versionString()); return nil },
 		"bench":   bench.Main,
 	}
-	for name, f := range adminCommands() {
+	for name, f := range newAdminCLI(stdout, stderr).commands() {
 		cmds[name] = f
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -85,7 +85,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// errUsage marks command-line mistakes (exit code 2).
+// errUsage marks command-line mistakes (exit code 2): an unknown flag or
+// subcommand, a missing or unexpected argument, a setting out of range. Wrap
+// it (fmt.Errorf("%w: …", errUsage)) wherever such a mistake is found.
 var errUsage = errors.New("usage")
 
 func usage(w io.Writer, cmds map[string]func(context.Context, []string) error) {

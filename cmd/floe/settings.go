@@ -30,7 +30,7 @@ func envName(flagName string) string {
 // reads the agent's file, which holds the catalog URL).
 func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv func(string) string, shared ...*flag.FlagSet) error {
 	if err := fs.Parse(args); err != nil {
-		return err
+		return fmt.Errorf("%w: %s: %w", errUsage, fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
