@@ -460,8 +460,17 @@ func connIP(nc net.Conn) string {
 	return host
 }
 
+// drainSlack is how long past ProduceTimeout the drain waits for
+// in-flight requests: a produce waits at most ProduceTimeout for its
+// commit, after an append that may wait for WAL buffer space.
+const drainSlack = 5 * time.Second
+
 // drain stops every connection's reader, waits for the in-flight requests
-// and their responses, then closes the connections.
+// and their responses, then closes the connections. Requests still
+// unanswered ProduceTimeout plus drainSlack in have their connections
+// closed, which cancels them: a request waiting on an unreachable catalog
+// would otherwise hold the drain for its retries, many minutes, past any
+// stop timeout.
 func (a *Agent) drain() {
 	a.drainOnce.Do(func() { close(a.draining) })
 	a.connsMu.Lock()
@@ -473,10 +482,24 @@ func (a *Agent) drain() {
 	for _, c := range conns {
 		c.stopReading()
 	}
-	for _, c := range conns {
+	deadline := time.NewTimer(a.cfg.ProduceTimeout + drainSlack)
+	defer deadline.Stop()
+	for i, c := range conns {
 		// Not just the writer (c.done): a reader still inside dispatch
 		// could start a handler after handlers.Wait below returned.
-		<-c.served
+		select {
+		case <-c.served:
+			continue
+		case <-deadline.C:
+		}
+		a.log.Warn("requests still in flight after the produce timeout; closing their connections", "waited", a.cfg.ProduceTimeout+drainSlack)
+		for _, c := range conns[i:] {
+			c.close("drain")
+		}
+		for _, c := range conns[i:] {
+			<-c.served
+		}
+		break
 	}
 	a.handlers.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,14 @@ func startInternalAgent(t *testing.T, mutate func(*Agent)) string {
 // seals whatever a test left waiting, so the agent's own drain never waits
 // for a long flush interval.
 func startAgentWAL(t *testing.T, walCfg wal.Config, mutate func(*Agent)) string {
+	t.Helper()
+	addr, _ := startAgentStop(t, walCfg, mutate)
+	return addr
+}
+
+// startAgentStop is startAgentWAL that also returns the stop it runs at
+// cleanup, for tests of the drain.
+func startAgentStop(t *testing.T, walCfg wal.Config, mutate func(*Agent)) (addr string, stop func()) {
 	t.Helper()
 	ctx := context.Background()
 	cat, err := sqlite.Open(ctx, ":memory:", catalog.Options{})
@@ -65,17 +74,18 @@ func startAgentWAL(t *testing.T, walCfg wal.Config, mutate func(*Agent)) string 
 	agCtx, stopAgent := context.WithCancel(ctx)
 	agDone := make(chan struct{})
 	go func() { _ = a.Serve(agCtx, ln); close(agDone) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		stopWAL()
 		<-walDone
 		stopAgent()
 		<-agDone
 		cat.Close()
 	})
+	t.Cleanup(stop)
 	for !a.Ready() {
 		time.Sleep(time.Millisecond)
 	}
-	return ln.Addr().String()
+	return ln.Addr().String(), stop
 }
 
 func roundTrip(t *testing.T, nc net.Conn, req kmsg.Request, version int16, corr int32) (kmsg.Response, error) {
@@ -123,6 +133,41 @@ func TestHandlerPanic(t *testing.T) {
 	md := kmsg.NewPtrMetadataRequest()
 	if _, err := roundTrip(t, nc2, md, 12, 1); err != nil {
 		t.Fatalf("agent stopped serving after a panic: %v", err)
+	}
+}
+
+// TestDrainBounded: a request that does not end (a handler waiting on an
+// unreachable catalog) holds the drain only until the produce timeout
+// plus drainSlack; then its connection is closed, cancelling it.
+func TestDrainBounded(t *testing.T) {
+	started := make(chan struct{})
+	addr, stop := startAgentStop(t, wal.Config{FlushInterval: time.Millisecond}, func(a *Agent) {
+		a.cfg.ProduceTimeout = 100 * time.Millisecond
+		a.apis[60].handle = func(ctx context.Context, _ *request) (kmsg.Response, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+	})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(frame(kmsg.NewPtrDescribeClusterRequest(), 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(drainSlack + 10*time.Second):
+		t.Fatal("the drain waited for a request that does not end")
+	}
+	if d := time.Since(start); d < drainSlack {
+		t.Fatalf("drain took %v, want at least the %v slack", d, drainSlack)
 	}
 }
 

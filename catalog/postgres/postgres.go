@@ -206,7 +206,18 @@ func notifyChannel(schema string) string {
 	return ch
 }
 
+// poolCloseWait bounds how long Close waits for the pool's connections to
+// close. A healthy connection closes at once (a Terminate message); one a
+// cancelled statement broke first sends the server a cancel request, which
+// pgxpool waits up to 15 s for per connection. With the server unreachable
+// that wait bought nothing and held up an agent's shutdown, which the
+// deploy units bound (docs/operations.md, "Upgrades").
+const poolCloseWait = 3 * time.Second
+
 // Close stops the Watch listener, closes every Watch channel and the pool.
+// It returns within poolCloseWait of the listener stopping: connections
+// still closing then (the database unreachable) finish closing in the
+// background, bounded by pgx.
 func (c *Catalog) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -218,7 +229,18 @@ func (c *Catalog) Close() error {
 	}
 	c.listen.Unlock()
 	c.hub.Close()
-	c.pool.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.pool.Close()
+	}()
+	t := time.NewTimer(poolCloseWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.log.Warn("catalog: connections still closing; not waiting for them", "waited", poolCloseWait)
+	}
 	return nil
 }
 

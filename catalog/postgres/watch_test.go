@@ -28,6 +28,7 @@ type freezingProxy struct {
 	frozen []chan struct{}
 	wg     sync.WaitGroup
 	refuse atomic.Bool // close new connections at once
+	hold   atomic.Bool // accept new connections but forward nothing
 }
 
 func newFreezingProxy(t *testing.T, target string) *freezingProxy {
@@ -51,6 +52,12 @@ func (p *freezingProxy) accept() {
 		}
 		if p.refuse.Load() {
 			c.Close()
+			continue
+		}
+		if p.hold.Load() {
+			p.mu.Lock()
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
 			continue
 		}
 		s, err := net.Dial("tcp", p.target)
@@ -105,6 +112,14 @@ func (p *freezingProxy) freeze() {
 	p.frozen = nil
 }
 
+// blackhole freezes the connections open so far and holds new ones open
+// without forwarding anything: the database host vanished, or a firewall
+// drops its packets.
+func (p *freezingProxy) blackhole() {
+	p.hold.Store(true)
+	p.freeze()
+}
+
 // cut closes every connection and refuses new ones until restore: the
 // catalog is down.
 func (p *freezingProxy) cut() {
@@ -138,6 +153,41 @@ func TestWatchSilentlyDeadConnection(t *testing.T) {
 	waitCommit(t, w.ch, w.commit("a"), 10*time.Second)
 	w.proxy.freeze()
 	waitCommit(t, w.ch, w.commit("b"), 10*time.Second)
+}
+
+// TestCloseUnreachable: with the database black-holed, a statement cut
+// off by its context leaves a connection that pgx closes by sending a
+// cancel request, to the same unreachable host; Close must not wait the
+// 15 s pgxpool allows for that, which made an agent's shutdown outlast the
+// deploy units' stop timeout.
+func TestCloseUnreachable(t *testing.T) {
+	u, err := url.Parse(freshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFreezingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, err := Open(ctx, u.String(), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	proxy.blackhole()
+	pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = c.Ping(pctx)
+	pcancel()
+	if err == nil {
+		t.Fatal("ping through a black-holed proxy succeeded")
+	}
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > poolCloseWait+5*time.Second {
+		t.Fatalf("Close took %v, want about %v", d, poolCloseWait)
+	}
 }
 
 // proxiedWatch is a catalog watching commits through a freezingProxy and
