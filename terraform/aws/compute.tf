@@ -69,6 +69,24 @@ resource "aws_launch_template" "agent" {
   tags = local.tags
 }
 
+data "aws_caller_identity" "current" {}
+
+# The Auto Scaling group creates the agents' root volumes as its
+# service-linked role, which a customer managed key does not let in by
+# default: without this grant every launch fails (Client.InternalError).
+resource "aws_kms_grant" "autoscaling" {
+  count             = var.kms_key_arn == null ? 0 : 1
+  name              = "${var.name}-autoscaling-ebs"
+  key_id            = var.kms_key_arn
+  grantee_principal = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+  operations = [
+    "Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo",
+    "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "DescribeKey",
+    # EC2 creates a grant of its own for each volume it attaches.
+    "CreateGrant",
+  ]
+}
+
 resource "aws_autoscaling_group" "agents" {
   name_prefix         = "${var.name}-agents-"
   min_size            = var.min_size
@@ -110,6 +128,9 @@ resource "aws_autoscaling_group" "agents" {
     # The scaling policy owns the desired capacity.
     ignore_changes = [desired_capacity]
   }
+
+  # Launches need the key grant first.
+  depends_on = [aws_kms_grant.autoscaling]
 }
 
 resource "aws_autoscaling_policy" "cpu" {

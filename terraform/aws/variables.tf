@@ -214,7 +214,7 @@ variable "bucket_force_destroy" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key for the bucket's and the catalog's encryption at rest. Null uses S3-managed keys (SSE-S3) and the RDS default key."
+  description = "ARN of a customer managed KMS key that encrypts, at rest, the segment bucket (SSE-KMS), the catalog's RDS storage, Performance Insights data and master-password secret, and the agents' EBS root volumes. The module grants the Auto Scaling service-linked role (AWSServiceRoleForAutoScaling, which must exist: AWS creates it with an account's first Auto Scaling group, or run `aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com`) use of the key for the volumes, and the agents' role kms:Decrypt and kms:GenerateDataKey; the key policy must let IAM policies of this account grant access (the default key policy does), and whoever applies needs kms:CreateGrant and kms:DescribeKey on it. Null uses S3-managed keys (SSE-S3) and the RDS and EBS default keys."
   type        = string
   default     = null
 }

@@ -75,7 +75,10 @@ resource "google_sql_database_instance" "catalog" {
     }
   }
 
-  depends_on = [google_service_networking_connection.private_service_access]
+  depends_on = [
+    google_service_networking_connection.private_service_access,
+    google_kms_crypto_key_iam_member.service_agents, # a customer-managed key (kms.tf)
+  ]
 }
 
 resource "google_sql_database" "catalog" {

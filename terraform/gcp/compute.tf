@@ -113,6 +113,7 @@ resource "google_compute_region_instance_group_manager" "agents" {
     google_storage_bucket_iam_member.agent_bucket,
     google_sql_user.catalog,
     google_sql_database.catalog,
+    google_kms_crypto_key_iam_member.service_agents, # boot disks with a customer-managed key (kms.tf)
   ]
 }
 

@@ -3,7 +3,8 @@
 # objects in GCS, the catalog in Cloud SQL PostgreSQL on a private IP.
 # Files: storage.tf (GCS), catalog.tf (Cloud SQL, password), iam.tf (the
 # agents' service account), network.tf (firewall, load balancer),
-# compute.tf (instance template, instance group, autoscaler).
+# compute.tf (instance template, instance group, autoscaler), kms.tf (the
+# service agents' use of a customer-managed key).
 
 locals {
   cluster = coalesce(var.cluster_name, var.name)

@@ -43,4 +43,7 @@ resource "google_storage_bucket" "segments" {
       default_kms_key_name = encryption.value
     }
   }
+
+  # A customer-managed default key: Cloud Storage checks it can use it (kms.tf).
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }

@@ -227,7 +227,7 @@ variable "bucket_soft_delete_seconds" {
 }
 
 variable "kms_key_name" {
-  description = "Cloud KMS key for the bucket, the catalog and the boot disks. Null uses Google-managed keys."
+  description = "Cloud KMS key (projects/…/locations/…/keyRings/…/cryptoKeys/…) that encrypts, at rest, the segment bucket's objects (its default key), the catalog's Cloud SQL disk and the agents' boot disks; it must be in the bucket's and the catalog's location. The module grants roles/cloudkms.cryptoKeyEncrypterDecrypter on it to the Cloud Storage, Cloud SQL and Compute Engine service agents of var.project_id, which encrypt with it, so whoever applies needs to set the key's IAM policy (roles/cloudkms.admin on the key). Null uses Google-managed keys."
   type        = string
   default     = null
 }

@@ -8,6 +8,11 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.30, < 8.0"
     }
+    # Only for google_project_service_identity (kms.tf).
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 6.30, < 8.0"
+    }
     random = {
       source  = "hashicorp/random"
       version = ">= 3.7"
