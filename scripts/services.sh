@@ -228,10 +228,28 @@ stop_one() {
 	rm -f "$STATE/$name.pid"
 }
 
+# stop_postgres shuts PostgreSQL down cleanly. Run as root, its pid file
+# holds runuser's pid, and runuser answers SIGTERM by passing it on (a
+# smart shutdown, which waits for every client to leave) and killing the
+# server 2 s later: pg_ctl's fast shutdown rolls sessions back and
+# checkpoints instead, then the wrapper exits on its own.
+stop_postgres() {
+	local pgdata bindir
+	pgdata=$(cat "$STATE/postgres.datadir" 2>/dev/null || true)
+	bindir=$(pg_bindir)
+	if alive postgres && [ -n "$pgdata" ] && [ -f "$pgdata/postmaster.pid" ] && [ -n "$bindir" ]; then
+		local as=()
+		if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
+		"${as[@]}" "$bindir/pg_ctl" stop -D "$pgdata" -m fast -w -t 30 >>"$STATE/postgres-stop.log" 2>&1 ||
+			log "pg_ctl stop failed (see $STATE/postgres-stop.log); killing PostgreSQL"
+	fi
+	stop_one postgres
+}
+
 stop() {
 	stop_one fake-gcs
 	stop_one minio
-	stop_one postgres
+	stop_postgres
 	if [ -f "$STATE/postgres.datadir" ]; then rm -rf "$(cat "$STATE/postgres.datadir")"; fi
 	rm -rf "$STATE/minio-data" "$ENVFILE"
 	log "stopped"
