@@ -105,14 +105,18 @@ type Catalog struct {
 
 var _ catalog.Catalog = (*Catalog)(nil)
 
-// Open connects to the database at url (postgres:// or postgresql://, any
-// libpq-style URL pgx accepts), applies pending migrations unless
-// opts.SkipMigrate, and checks the schema version.
-func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, error) {
-	opts = opts.WithDefaults()
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
+// defaultConnectTimeout bounds connecting when the URL sets no
+// connect_timeout. pgxpool connects in the background, on no caller's
+// deadline: without a bound, connects to a server that accepts and never
+// answers (a hung primary, a half-open proxy during a failover) wait
+// forever, or until TCP gives up, and once they fill MaxConns every
+// commit fails, even after the new primary is up, until the agent
+// restarts.
+const defaultConnectTimeout = 10 * time.Second
+
+// poolConfig is the pool configuration Open uses for url: Floe's
+// settings wherever the URL leaves them unset.
+func poolConfig(url string, opts catalog.Options) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: postgres: parse url: %w", err)
@@ -120,6 +124,9 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	cfg.MaxConns = opts.MaxConns
 	cfg.MinConns = 0
 	cfg.HealthCheckPeriod = 30 * time.Second
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = min(defaultConnectTimeout, opts.StatementTimeout)
+	}
 	rp := cfg.ConnConfig.RuntimeParams
 	if _, ok := rp["application_name"]; !ok {
 		rp["application_name"] = opts.ApplicationName
@@ -141,6 +148,22 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	if _, ok := rp["jit"]; !ok {
 		rp["jit"] = "off"
 	}
+	return cfg, nil
+}
+
+// Open connects to the database at url (postgres:// or postgresql://, any
+// libpq-style URL pgx accepts), applies pending migrations unless
+// opts.SkipMigrate, and checks the schema version.
+func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, error) {
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := poolConfig(url, opts)
+	if err != nil {
+		return nil, err
+	}
+	rp := cfg.ConnConfig.RuntimeParams
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: postgres: connect: %w", err)
