@@ -49,8 +49,10 @@ func (c *Catalog) CommitSegments(ctx context.Context, segs []catalog.Segment) ([
 }
 
 func (c *Catalog) commitGroup(ctx context.Context, segs []catalog.Segment) ([]catalog.CommitResult, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	if err := c.wmu.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer c.wmu.unlock()
 	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -74,8 +76,10 @@ func (c *Catalog) commit(ctx context.Context, seg catalog.Segment) (catalog.Comm
 	if err := c.checkOpen(); err != nil {
 		return catalog.CommitResult{}, err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	if err := c.wmu.lock(ctx); err != nil {
+		return catalog.CommitResult{}, err
+	}
+	defer c.wmu.unlock()
 	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return catalog.CommitResult{}, err

@@ -47,13 +47,15 @@ type stmtCache struct {
 
 // lockShared serializes a read outside read() with writers when readers
 // and writers share one connection (":memory:", as read does); it returns
-// the unlock.
-func (c *Catalog) lockShared() func() {
+// the unlock, or ctx's error if ctx ended while waiting.
+func (c *Catalog) lockShared(ctx context.Context) (func(), error) {
 	if c.r != c.w {
-		return func() {}
+		return func() {}, nil
 	}
-	c.wmu.Lock()
-	return c.wmu.Unlock
+	if err := c.wmu.lock(ctx); err != nil {
+		return nil, err
+	}
+	return c.wmu.unlock, nil
 }
 
 // prepared returns query prepared on the reader pool (each connection
@@ -124,8 +126,11 @@ func partitionOffsets(ctx context.Context, tx *sql.Tx, tp catalog.TopicPartition
 func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
 	var o catalog.PartitionOffsets
 	st, err := c.prepared(ctx, sqlOffsets)
+	var unlock func()
 	if err == nil {
-		unlock := c.lockShared()
+		unlock, err = c.lockShared(ctx)
+	}
+	if err == nil {
 		err = st.QueryRowContext(ctx, tp.TopicID[:], tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
 		unlock()
 		if errors.Is(err, sql.ErrNoRows) {
@@ -173,7 +178,11 @@ func (c *Catalog) batches(ctx context.Context, tp catalog.TopicPartition, from i
 	if err != nil {
 		return nil, err
 	}
-	defer c.lockShared()()
+	unlock, err := c.lockShared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rows, err := st.QueryContext(ctx, tp.TopicID[:], tp.Partition, from, MaxBatchRows)
 	if err != nil {
 		return nil, err

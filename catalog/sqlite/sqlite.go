@@ -27,8 +27,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +43,7 @@ import (
 type Catalog struct {
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // readers (== w for :memory:)
-	wmu  sync.Mutex
+	wmu  writeLock
 	opts catalog.Options
 	log  *slog.Logger
 	now  func() time.Time
@@ -84,6 +84,7 @@ func Open(ctx context.Context, path string, opts catalog.Options) (*Catalog, err
 		return nil, fmt.Errorf("catalog: sqlite: empty path")
 	}
 	c := &Catalog{
+		wmu:  newWriteLock(),
 		opts: opts,
 		log:  opts.Logger.With("component", "catalog", "backend", "sqlite"),
 		now:  opts.Now,
@@ -122,6 +123,16 @@ func Open(ctx context.Context, path string, opts catalog.Options) (*Catalog, err
 		f.Close()
 		q.Set("_journal_mode", "WAL")
 		q.Set("_synchronous", "FULL")
+		if runtime.GOOS == "darwin" {
+			// On macOS fsync(2) leaves the data in the drive's cache;
+			// only F_FULLFSYNC, which SQLite uses when asked, reaches
+			// the medium (Go's File.Sync, which the WAL and the file
+			// bucket use, does so already). Without it a commit
+			// acknowledged before a power cut could be lost while its
+			// object survived.
+			q.Add("_pragma", "fullfsync(1)")
+			q.Add("_pragma", "checkpoint_fullfsync(1)")
+		}
 		w, err := sql.Open("sqlite", path+"?"+q.Encode())
 		if err != nil {
 			return nil, fmt.Errorf("catalog: sqlite: open %s: %w", path, err)
@@ -169,8 +180,10 @@ const versionTableSQL = `CREATE TABLE IF NOT EXISTS schema_version (
 // processes out). It fails with ErrSchemaTooNew if the file is newer than
 // the binary.
 func (c *Catalog) Migrate(ctx context.Context) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	if err := c.wmu.lock(ctx); err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	defer c.wmu.unlock()
 	if _, err := c.w.ExecContext(ctx, versionTableSQL); err != nil {
 		return fmt.Errorf("catalog: migrate: create schema_version: %w", err)
 	}
@@ -235,8 +248,8 @@ func (c *Catalog) Close() error {
 	}
 	c.hub.Close()
 	// Wait for a write in flight so it is not cut off mid-transaction.
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	_ = c.wmu.lock(context.Background())
+	defer c.wmu.unlock()
 	return c.closeDBs()
 }
 
@@ -270,13 +283,40 @@ func (c *Catalog) checkOpen() error {
 	return nil
 }
 
+// writeLock serializes the writer connection's transactions (and, for
+// ":memory:", every statement). A waiter gives up when its context ends: a
+// long write (a large topic's delete, a trim after DeleteRecords) would
+// otherwise hold every produce commit, offset commit and heartbeat past
+// its deadline — a commit bounded so that it never lands after the GC
+// grace included.
+type writeLock chan struct{}
+
+func newWriteLock() writeLock { return make(chan struct{}, 1) }
+
+// lock takes the lock, or returns ctx's error if ctx ends first.
+func (l writeLock) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // select would pick at random with the lock free
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l writeLock) unlock() { <-l }
+
 // write runs fn in an IMMEDIATE transaction on the writer connection.
 func (c *Catalog) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	if err := c.wmu.lock(ctx); err != nil {
+		return err
+	}
+	defer c.wmu.unlock()
 	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -295,8 +335,10 @@ func (c *Catalog) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if c.r == c.w {
 		// :memory: shares the one connection with writers.
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
+		if err := c.wmu.lock(ctx); err != nil {
+			return err
+		}
+		defer c.wmu.unlock()
 	}
 	tx, err := c.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: c.r != c.w})
 	if err != nil {

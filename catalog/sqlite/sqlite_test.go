@@ -92,3 +92,33 @@ func TestWALMode(t *testing.T) {
 		t.Fatalf("journal_mode %q synchronous %d, want wal and 2 (FULL)", mode, sync)
 	}
 }
+
+// TestWriteWaitEndsAtDeadline: a write waiting behind a long one (a large
+// topic's delete) gives up when its context ends, as a PostgreSQL commit
+// waiting on a lock does; it once waited for the lock whatever its
+// deadline, so a commit bounded to land before the GC grace was not.
+func TestWriteWaitEndsAtDeadline(t *testing.T) {
+	c := openTest(t, t.TempDir()+"/catalog.db", catalog.Options{})
+	if err := c.wmu.lock(context.Background()); err != nil { // the long write
+		t.Fatal(err)
+	}
+	defer c.wmu.unlock()
+	for name, write := range map[string]func(context.Context) error{
+		"commit": func(ctx context.Context) error {
+			_, err := c.CommitSegment(ctx, catalog.Segment{Key: "v1/x/k", Size: 1})
+			return err
+		},
+		"create topic": func(ctx context.Context) error {
+			_, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "t", Partitions: 1})
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		start := time.Now()
+		err := write(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+			t.Errorf("%s behind a long write: %v after %v, want the deadline at once", name, err, time.Since(start))
+		}
+	}
+}
