@@ -106,7 +106,7 @@ func (a *Agent) topicCollision(ctx context.Context, name string) error {
 	if norm == "" {
 		return nil
 	}
-	list, err := a.cat.ListTopics(ctx)
+	list, err := a.listTopics(ctx)
 	if err != nil {
 		return err
 	}

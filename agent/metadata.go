@@ -80,7 +80,7 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 	allowCreate := req.Version < 4 || req.AllowAutoTopicCreation
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
-		topics, err := a.cat.ListTopics(ctx)
+		topics, err := a.listTopics(ctx)
 		switch last := a.allTopics.Load(); {
 		case err == nil:
 			a.allTopics.Store(&topics)
@@ -119,7 +119,7 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 		listedByID map[catalog.TopicID]catalog.Topic
 	)
 	if len(req.Topics) > metadataTopicReads {
-		if topics, err := a.cat.ListTopics(ctx); err == nil {
+		if topics, err := a.listTopics(ctx); err == nil {
 			listed = make(map[string]catalog.Topic, len(topics))
 			listedByID = make(map[catalog.TopicID]catalog.Topic, len(topics))
 			for _, t := range topics {

@@ -31,6 +31,11 @@ type tailIndex struct {
 		// (nil: none), so that adding a commit's rows — thousands of
 		// partitions at once — hashes once per topic, not once per row.
 		byTopic map[catalog.TopicID][]*tailPart
+		// known holds, by topic, the mark (see mark) at which the
+		// topic's first partition was added; seq counts the topics
+		// added.
+		known map[catalog.TopicID]uint64
+		seq   uint64
 		// waiters are the long-polling fetches waiting for rows of each
 		// topic (see watch).
 		waiters map[catalog.TopicID]map[*tailWaiter]struct{}
@@ -90,6 +95,7 @@ func newTailIndex(now func() time.Time) *tailIndex {
 	t := &tailIndex{now: now}
 	t.mu.parts = make(map[catalog.TopicPartition]*tailPart)
 	t.mu.byTopic = make(map[catalog.TopicID][]*tailPart)
+	t.mu.known = make(map[catalog.TopicID]uint64)
 	t.mu.waiters = make(map[catalog.TopicID]map[*tailWaiter]struct{})
 	t.mu.started = make(chan struct{})
 	return t
@@ -150,6 +156,10 @@ func (t *tailIndex) partLocked(tp catalog.TopicPartition) *tailPart {
 		p = &tailPart{hw: -1, logStart: -1}
 		t.mu.parts[tp] = p
 		t.indexLocked(tp, p)
+		if _, ok := t.mu.known[tp.TopicID]; !ok {
+			t.mu.seq++
+			t.mu.known[tp.TopicID] = t.mu.seq
+		}
 	}
 	return p
 }
@@ -363,6 +373,44 @@ func (t *tailIndex) forgetTopic(id catalog.TopicID) {
 		}
 	}
 	delete(t.mu.byTopic, id)
+	delete(t.mu.known, id)
+}
+
+// mark returns a mark that the topics added since are after (see
+// forgetUnlisted).
+func (t *tailIndex) mark() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.seq
+}
+
+// forgetUnlisted is forgetTopic for every topic added before mark whose
+// id listed lacks, in one pass over the partitions. A topic added since
+// may have been created after the listing was read.
+func (t *tailIndex) forgetUnlisted(mark uint64, listed map[catalog.TopicID]struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone map[catalog.TopicID]struct{}
+	for id, seq := range t.mu.known {
+		if _, ok := listed[id]; ok || seq > mark {
+			continue
+		}
+		if gone == nil {
+			gone = make(map[catalog.TopicID]struct{})
+		}
+		gone[id] = struct{}{}
+		t.wakeTopicLocked(id)
+		delete(t.mu.byTopic, id)
+		delete(t.mu.known, id)
+	}
+	if gone == nil {
+		return
+	}
+	for tp := range t.mu.parts {
+		if _, ok := gone[tp.TopicID]; ok {
+			delete(t.mu.parts, tp)
+		}
+	}
 }
 
 // lookup returns the rows holding offsets from `from`, if the index covers

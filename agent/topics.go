@@ -23,9 +23,10 @@ import (
 // unknown topic or a partition past the cached count always reads the
 // catalog at once, so a topic created or grown on another agent is seen at
 // once. A topic deleted through another agent may be served for up to
-// twice the TTL, until a catalog read finds it gone: its produces then
-// fail in the commit (the catalog rejects unknown partitions), and its
-// fetches may still be served the rows the tail index holds of it.
+// twice the TTL, until a catalog read finds it gone or a listing of every
+// topic lacks it (listTopics): its produces then fail in the commit (the
+// catalog rejects unknown partitions), and its fetches may still be served
+// the rows the tail index holds of it.
 type topicCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -36,6 +37,8 @@ type topicCache struct {
 		byID   map[catalog.TopicID]cachedTopic
 		// refreshing holds the names and ids being re-read.
 		refreshing map[any]bool
+		// seq counts puts (see mark).
+		seq uint64
 	}
 }
 
@@ -43,6 +46,8 @@ type cachedTopic struct {
 	t catalog.Topic
 	// at is when t was read, or was due for a refresh that failed.
 	at time.Time
+	// seq is the put that cached t.
+	seq uint64
 }
 
 func newTopicCache(ttl time.Duration, now func() time.Time) *topicCache {
@@ -122,7 +127,8 @@ func (c *topicCache) put(t catalog.Topic) (replaced catalog.TopicID, ok bool) {
 		delete(c.mu.byID, old.t.ID)
 		replaced, ok = old.t.ID, true
 	}
-	e := cachedTopic{t: t, at: c.now()}
+	c.mu.seq++
+	e := cachedTopic{t: t, at: c.now(), seq: c.mu.seq}
 	c.mu.byName[t.Name] = e
 	c.mu.byID[t.ID] = e
 	if len(c.mu.byName) > 100_000 {
@@ -132,6 +138,31 @@ func (c *topicCache) put(t catalog.Topic) (replaced catalog.TopicID, ok bool) {
 		clear(c.mu.byID)
 	}
 	return replaced, ok
+}
+
+// mark returns a mark that the entries cached since are after (see
+// forgetUnlisted).
+func (c *topicCache) mark() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.seq
+}
+
+// forgetUnlisted drops the entries cached before mark whose id listed
+// lacks. An entry cached since may hold a topic created after the listing
+// was read.
+func (c *topicCache) forgetUnlisted(mark uint64, listed map[catalog.TopicID]struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.mu.byID {
+		if _, ok := listed[id]; ok || e.seq > mark {
+			continue
+		}
+		delete(c.mu.byID, id)
+		if n, ok := c.mu.byName[e.t.Name]; ok && n.t.ID == id {
+			delete(c.mu.byName, e.t.Name)
+		}
+	}
 }
 
 func (c *topicCache) forgetID(id catalog.TopicID) {
@@ -201,6 +232,30 @@ func (a *Agent) cacheTopic(t catalog.Topic) {
 func (a *Agent) topicGone(id catalog.TopicID) {
 	a.tail.forgetTopic(id)
 	a.topics.forgetID(id)
+}
+
+// listTopics lists every topic from the catalog, and forgets the topic
+// ids the agent knew of before the listing started that the list lacks:
+// they were deleted, maybe through another agent (ids are never reused).
+// Requests naming such an id forget it too (topicGone), but nothing names
+// the id of a topic that is gone, and the commit follower fed its rows to
+// every agent's tail index: without this they were kept there, and counted
+// against every live partition's share of its rows, until a restart.
+// Knowledge of an id gained after the listing started is kept: the topic
+// may have been created after the catalog read the list.
+func (a *Agent) listTopics(ctx context.Context) ([]catalog.Topic, error) {
+	cacheMark, tailMark := a.topics.mark(), a.tail.mark()
+	topics, err := a.cat.ListTopics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	listed := make(map[catalog.TopicID]struct{}, len(topics))
+	for _, t := range topics {
+		listed[t.ID] = struct{}{}
+	}
+	a.topics.forgetUnlisted(cacheMark, listed)
+	a.tail.forgetUnlisted(tailMark, listed)
+	return topics, nil
 }
 
 // topicRecreated is for a request naming a topic by name whose cached id

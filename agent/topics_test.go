@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/floebroker/floe/catalog"
 )
 
@@ -159,5 +162,137 @@ func TestMetadataByIDReadsCatalog(t *testing.T) {
 	v2 := catalog.Topic{ID: id, Name: "t", Partitions: 3}
 	if got, err := a.metadataTopicByID(ctx, id, map[catalog.TopicID]catalog.Topic{id: v2}); err != nil || got.Partitions != 3 {
 		t.Fatalf("listed: %+v, %v; want the listed topic", got, err)
+	}
+}
+
+// listing is a catalog whose ListTopics answers list, after calling during
+// (when set) as if the catalog were reading the list meanwhile.
+type listing struct {
+	catalog.Catalog
+	list   []catalog.Topic
+	during func()
+}
+
+func (c *listing) ListTopics(context.Context) ([]catalog.Topic, error) {
+	if c.during != nil {
+		c.during()
+	}
+	return c.list, nil
+}
+
+// TestListingForgetsDeletedTopics: a listing of every topic forgets the
+// cached topics and the tail index's topics it lacks (deleted through
+// another agent, which no request names any more), but not a topic the
+// agent learnt of while the list was read: it may have been created after.
+func TestListingForgetsDeletedTopics(t *testing.T) {
+	live := catalog.Topic{ID: catalog.TopicID{1}, Name: "live", Partitions: 1}
+	gone := catalog.Topic{ID: catalog.TopicID{2}, Name: "gone", Partitions: 2}
+	followed := catalog.TopicID{3} // never cached: only the follower fed it
+	created := catalog.Topic{ID: catalog.TopicID{4}, Name: "new", Partitions: 1}
+	row := func(id catalog.TopicID, p int32) catalog.BatchRow {
+		return catalog.BatchRow{TopicPartition: catalog.TopicPartition{TopicID: id, Partition: p}, LastOffset: 3, ByteLength: 10}
+	}
+	cat := &listing{list: []catalog.Topic{live}}
+	a := &Agent{cat: cat, topics: newTopicCache(time.Hour, time.Now), tail: newTailIndex(time.Now)}
+	a.cacheTopic(live)
+	a.cacheTopic(gone)
+	a.tail.add([]catalog.BatchRow{row(live.ID, 0), row(gone.ID, 0), row(gone.ID, 1), row(followed, 0)})
+	w := a.tail.watch([]catalog.TopicID{gone.ID})
+	defer a.tail.unwatch(w)
+	cat.during = func() {
+		a.cacheTopic(created)
+		a.tail.add([]catalog.BatchRow{row(created.ID, 0)})
+	}
+	if _, err := a.listTopics(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id   catalog.TopicID
+		kept bool
+	}{{live.ID, true}, {gone.ID, false}, {followed, false}, {created.ID, true}} {
+		_, _, cached := a.topics.get(tc.id)
+		inTail := a.tail.covers(catalog.TopicPartition{TopicID: tc.id}, 0)
+		if tc.id != followed && cached != tc.kept {
+			t.Errorf("topic %x: cached %v, want %v", tc.id[:1], cached, tc.kept)
+		}
+		if inTail != tc.kept {
+			t.Errorf("topic %x: in the tail index %v, want %v", tc.id[:1], inTail, tc.kept)
+		}
+	}
+	if _, _, found := a.topics.get("gone"); found {
+		t.Error("the deleted topic is still cached by name")
+	}
+	a.tail.mu.Lock()
+	parts, indexed := len(a.tail.mu.parts), len(a.tail.mu.byTopic)
+	a.tail.mu.Unlock()
+	if parts != 2 || indexed != 2 {
+		t.Errorf("tail index holds %d partitions of %d topics, want 2 of 2", parts, indexed)
+	}
+	select {
+	case <-w.ch:
+	default:
+		t.Error("a fetch waiting for the deleted topic was not woken")
+	}
+}
+
+// TestAllTopicsMetadataForgetsDeletedTopic: a topic deleted through another
+// agent leaves this agent's tail index and topic cache at its next
+// all-topics Metadata.
+func TestAllTopicsMetadataForgetsDeletedTopic(t *testing.T) {
+	var a *Agent
+	addr := startInternalAgent(t, func(x *Agent) { a = x })
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, name := range []string{"doomed", "kept"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: name, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doomed, err := a.cat.Topic(ctx, "doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := a.cat.Topic(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := func(id catalog.TopicID) (n int) {
+		a.tail.mu.Lock()
+		defer a.tail.mu.Unlock()
+		for tp := range a.tail.mu.parts {
+			if tp.TopicID == id {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); parts(doomed.ID) == 0 || parts(kept.ID) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the produced rows never reached the tail index")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Deleted through another agent: straight through the catalog.
+	if _, err := a.cat.DeleteTopic(ctx, "doomed", doomed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kadm.NewClient(cl).ListTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := parts(doomed.ID); n != 0 {
+		t.Errorf("the tail index keeps %d partitions of the deleted topic", n)
+	}
+	if _, _, found := a.topics.get(doomed.ID); found {
+		t.Error("the deleted topic is still cached")
+	}
+	if parts(kept.ID) == 0 {
+		t.Error("the live topic left the tail index")
+	}
+	if _, _, found := a.topics.get(kept.ID); !found {
+		t.Error("the live topic left the cache")
 	}
 }
