@@ -85,13 +85,22 @@ func (a *Agent) steerToZone(r *request, req *kmsg.FetchRequest, parts [][]fetchP
 	if !m.hasZone(req.Rack) {
 		return // no agent there: any agent is as good
 	}
+	var (
+		buf     [32]uint64
+		leaders partitionLeaders
+		topic   catalog.TopicID
+		picking bool
+	)
 	for i := range parts {
 		for j := range parts[i] {
 			fp := &parts[i][j]
 			if fp.errCode != 0 {
 				continue
 			}
-			if leader := m.leader(fp.tp.TopicID, fp.tp.Partition, req.Rack); leader != m.self.NodeID {
+			if !picking || fp.tp.TopicID != topic {
+				leaders, topic, picking = m.leaders(fp.tp.TopicID, req.Rack, buf[:0]), fp.tp.TopicID, true
+			}
+			if leader := leaders.leader(fp.tp.Partition); leader != m.self.NodeID {
 				fp.preferred = leader
 			}
 		}

@@ -2,13 +2,12 @@ package agent
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/floebroker/floe/agent/groups"
@@ -27,6 +26,10 @@ type membership struct {
 	leaving    bool
 	agents     []catalog.Agent // by NodeID
 	generation int64
+
+	// rv is built from agents at its first use (see candidates).
+	rvOnce sync.Once
+	rv     *rendezvousView
 }
 
 // leaderEpoch is the generation as Kafka's int32 epoch.
@@ -58,25 +61,105 @@ func (m *membership) hasZone(zone string) bool {
 // none), so every agent gives the same answer for the same view and losing
 // an agent moves only its own partitions.
 func (m *membership) leader(id catalog.TopicID, partition int32, zone string) int32 {
-	candidates := m.agents
-	if zone != "" {
-		var inZone []catalog.Agent
+	var buf [32]uint64
+	l := m.leaders(id, zone, buf[:0])
+	return l.leader(partition)
+}
+
+// rendezvousView is a view's leader candidates, all of them and by zone,
+// with the hash state of each after its agent id: an all-topics Metadata
+// answer picks the leader of every partition of the cluster, and
+// filtering the zone's agents and hashing their ids again for each
+// partition made it cost hundreds of milliseconds and allocations per
+// partition at 100,000 partitions.
+type rendezvousView struct {
+	all    rendezvousSet
+	byZone map[string]*rendezvousSet
+}
+
+// rendezvousSet is the candidates of one zone, by node id: their node ids
+// and their hash states after the agent id and the 0 byte (see
+// rendezvousScore).
+type rendezvousSet struct {
+	nodes []int32
+	seeds []uint64
+}
+
+func (rs *rendezvousSet) add(ag catalog.Agent) {
+	rs.nodes = append(rs.nodes, ag.NodeID)
+	h := fnvString(fnvOffset, ag.ID)
+	rs.seeds = append(rs.seeds, fnvByte(h, 0))
+}
+
+// candidates returns the leader candidates for a client of zone, built
+// once per view.
+func (m *membership) candidates(zone string) *rendezvousSet {
+	m.rvOnce.Do(func() {
+		rv := &rendezvousView{byZone: make(map[string]*rendezvousSet)}
 		for _, ag := range m.agents {
-			if ag.Zone == zone {
-				inZone = append(inZone, ag)
+			rv.all.add(ag)
+			if ag.Zone != "" {
+				rs := rv.byZone[ag.Zone]
+				if rs == nil {
+					rs = &rendezvousSet{}
+					rv.byZone[ag.Zone] = rs
+				}
+				rs.add(ag)
 			}
 		}
-		if len(inZone) > 0 {
-			candidates = inZone
+		m.rv = rv
+	})
+	if zone != "" {
+		if rs := m.rv.byZone[zone]; rs != nil {
+			return rs
 		}
 	}
-	if len(candidates) == 0 {
-		return m.self.NodeID
+	return &m.rv.all
+}
+
+// partitionLeaders picks the leaders of one topic's partitions for a
+// client of one zone (see leader).
+type partitionLeaders struct {
+	nodes []int32
+	// states are the candidates' hash states after the topic id.
+	states []uint64
+	self   int32
+}
+
+// leaders returns the leader picker of topic id for a client of zone;
+// buf (when large enough) holds its state, so that it allocates nothing.
+func (m *membership) leaders(id catalog.TopicID, zone string, buf []uint64) partitionLeaders {
+	rs := m.candidates(zone)
+	states := buf[:0]
+	for _, h := range rs.seeds {
+		for _, c := range id {
+			h = fnvByte(h, c)
+		}
+		states = append(states, h)
 	}
-	var key [20]byte
-	copy(key[:], id[:])
-	binary.BigEndian.PutUint32(key[16:], uint32(partition))
-	return pick(candidates, key[:]).NodeID
+	return partitionLeaders{nodes: rs.nodes, states: states, self: m.self.NodeID}
+}
+
+// leader is pick's answer for the partition's key (the topic id, then the
+// partition big-endian), or this agent for an empty view.
+func (l *partitionLeaders) leader(partition int32) int32 {
+	if len(l.nodes) == 0 {
+		return l.self
+	}
+	score := func(h uint64) uint64 {
+		h = fnvByte(h, byte(partition>>24))
+		h = fnvByte(h, byte(partition>>16))
+		h = fnvByte(h, byte(partition>>8))
+		return splitmix(fnvByte(h, byte(partition)))
+	}
+	best, bestScore := l.nodes[0], score(l.states[0])
+	for i := 1; i < len(l.nodes); i++ {
+		s := score(l.states[i])
+		if s > bestScore || (s == bestScore && l.nodes[i] < best) {
+			best, bestScore = l.nodes[i], s
+		}
+	}
+	return best
 }
 
 // pick is rendezvous hashing: the agent with the highest score for key,
@@ -92,15 +175,36 @@ func pick(candidates []catalog.Agent, key []byte) catalog.Agent {
 	return best
 }
 
-// rendezvousScore hashes (agent, key) with FNV-1a and a splitmix64
-// finalizer: stable across processes and versions, which a placement that
-// every agent computes independently needs.
+// rendezvousScore hashes (agent, key) with FNV-1a (of the agent id, a 0
+// byte and the key) and a splitmix64 finalizer: stable across processes
+// and versions, which a placement that every agent computes independently
+// needs. Never change it: agents of two versions would place differently.
 func rendezvousScore(agentID string, key []byte) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(agentID))
-	h.Write([]byte{0})
-	h.Write(key)
-	x := h.Sum64()
+	h := fnvByte(fnvString(fnvOffset, agentID), 0)
+	for _, c := range key {
+		h = fnvByte(h, c)
+	}
+	return splitmix(h)
+}
+
+// FNV-1a, 64-bit, as hash/fnv's New64a, inline so that a partition's
+// score continues from states computed once per agent and per topic.
+const (
+	fnvOffset uint64 = 14695981039346656037
+	fnvPrime  uint64 = 1099511628211
+)
+
+func fnvByte(h uint64, c byte) uint64 { return (h ^ uint64(c)) * fnvPrime }
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = fnvByte(h, s[i])
+	}
+	return h
+}
+
+// splitmix is splitmix64's finalizer.
+func splitmix(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

@@ -193,16 +193,23 @@ func (a *Agent) topicMetadata(m *membership, t catalog.Topic, zone string) kmsg.
 	mt.TopicID = t.ID
 	mt.AuthorizedOperations = authorizedOperationsUnknown
 	epoch := m.leaderEpoch()
+	var buf [32]uint64
+	leaders := m.leaders(t.ID, zone, buf[:0])
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
+	// Every partition's replicas and ISR, in one array rather than two
+	// each: an all-topics answer has a partition for every one of the
+	// cluster's.
+	nodes := make([]int32, 2*int(t.Partitions))
 	for p := int32(0); p < t.Partitions; p++ {
-		leader := m.leader(t.ID, p, zone)
+		leader := leaders.leader(p)
 		mp := &mt.Partitions[p]
 		mp.Default()
 		mp.Partition = p
 		mp.Leader = leader
 		mp.LeaderEpoch = epoch
-		mp.Replicas = []int32{leader}
-		mp.ISR = []int32{leader}
+		r := nodes[2*p : 2*p+2 : 2*p+2]
+		r[0], r[1] = leader, leader
+		mp.Replicas, mp.ISR = r[0:1:1], r[1:2:2]
 		mp.OfflineReplicas = []int32{}
 	}
 	return mt

@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,6 +78,124 @@ func TestRendezvousLeader(t *testing.T) {
 	}
 	if got := (&membership{self: agents[0]}).leader(id, 0, ""); got != 1 {
 		t.Errorf("empty view: leader %d, want self", got)
+	}
+}
+
+// referenceLeader is the placement as first defined, over hash/fnv:
+// every agent, whatever its version, must compute the same.
+func referenceLeader(agents []catalog.Agent, self int32, id catalog.TopicID, partition int32, zone string) int32 {
+	candidates := agents
+	if zone != "" {
+		var inZone []catalog.Agent
+		for _, ag := range agents {
+			if ag.Zone == zone {
+				inZone = append(inZone, ag)
+			}
+		}
+		if len(inZone) > 0 {
+			candidates = inZone
+		}
+	}
+	if len(candidates) == 0 {
+		return self
+	}
+	var key [20]byte
+	copy(key[:], id[:])
+	binary.BigEndian.PutUint32(key[16:], uint32(partition))
+	score := func(agentID string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(agentID))
+		h.Write([]byte{0})
+		h.Write(key[:])
+		x := h.Sum64()
+		x ^= x >> 30
+		x *= 0xbf58476d1ce4e5b9
+		x ^= x >> 27
+		x *= 0x94d049bb133111eb
+		x ^= x >> 31
+		return x
+	}
+	best, bestScore := candidates[0], score(candidates[0].ID)
+	for _, ag := range candidates[1:] {
+		if s := score(ag.ID); s > bestScore || (s == bestScore && ag.NodeID < best.NodeID) {
+			best, bestScore = ag, s
+		}
+	}
+	return best.NodeID
+}
+
+// TestLeadersMatchReference: the leaders Metadata and Fetch give, picked
+// from hash states computed once per view and per topic, are the
+// placement's, for every zone, and a fixed input keeps its leader.
+func TestLeadersMatchReference(t *testing.T) {
+	m := benchView()
+	a := &Agent{}
+	a.members.Store(m)
+	if got := m.leader(catalog.TopicID{1, 2, 3}, 5, ""); got != 14 {
+		t.Errorf("leader of a fixed partition is %d, was 14", got)
+	}
+	if got := rendezvousScore("agent", []byte("group")); got != 0xbee7044af7e47297 {
+		t.Errorf("rendezvousScore changed: %#x", got)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, zone := range []string{"", "z0", "z1", "z2", "nowhere"} {
+		for range 20 {
+			var id catalog.TopicID
+			for i := range id {
+				id[i] = byte(rng.Uint32())
+			}
+			tp := catalog.Topic{ID: id, Name: "t", Partitions: 50}
+			mt := a.topicMetadata(m, tp, zone)
+			parts := [][]fetchPart{make([]fetchPart, tp.Partitions)}
+			for p := range parts[0] {
+				parts[0][p] = fetchPart{tp: catalog.TopicPartition{TopicID: id, Partition: int32(p)}, preferred: -1}
+			}
+			req := kmsg.NewPtrFetchRequest()
+			req.Version, req.Rack = 11, zone
+			a.steerToZone(&request{conn: &conn{}}, req, parts)
+			for p := range tp.Partitions {
+				want := referenceLeader(m.agents, m.self.NodeID, id, p, zone)
+				if got := m.leader(id, p, zone); got != want {
+					t.Fatalf("zone %q, partition %d: leader %d, want %d", zone, p, got, want)
+				}
+				mp := mt.Partitions[p]
+				if mp.Leader != want || !slices.Equal(mp.Replicas, []int32{want}) || !slices.Equal(mp.ISR, []int32{want}) || cap(mp.Replicas) != 1 || cap(mp.ISR) != 1 {
+					t.Fatalf("zone %q, partition %d: metadata %+v, want leader %d", zone, p, mp, want)
+				}
+				wantPreferred := int32(-1)
+				if m.hasZone(zone) && want != m.self.NodeID {
+					wantPreferred = want
+				}
+				if got := parts[0][p].preferred; got != wantPreferred {
+					t.Fatalf("zone %q, partition %d: preferred replica %d, want %d", zone, p, got, wantPreferred)
+				}
+			}
+		}
+	}
+}
+
+// TestLeadersAllocateNothingPerPartition: a Metadata answer's leaders and
+// a rack-aware Fetch's preferred replicas cost no allocation per
+// partition (an all-topics answer has one for every partition).
+func TestLeadersAllocateNothingPerPartition(t *testing.T) {
+	m := benchView()
+	a := &Agent{}
+	a.members.Store(m)
+	tp := catalog.Topic{ID: catalog.TopicID{9}, Name: "t", Partitions: 100}
+	for _, zone := range []string{"", "z1"} {
+		if n := testing.AllocsPerRun(10, func() { a.topicMetadata(m, tp, zone) }); n > 4 {
+			t.Errorf("zone %q: Metadata of %d partitions allocates %v times", zone, tp.Partitions, n)
+		}
+	}
+	parts := [][]fetchPart{make([]fetchPart, tp.Partitions)}
+	for p := range parts[0] {
+		parts[0][p] = fetchPart{tp: catalog.TopicPartition{TopicID: tp.ID, Partition: int32(p)}, preferred: -1}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.Rack = 11, "z1"
+	r := &request{conn: &conn{}}
+	if n := testing.AllocsPerRun(10, func() { a.steerToZone(r, req, parts) }); n > 1 {
+		t.Errorf("steering a Fetch of %d partitions allocates %v times", tp.Partitions, n)
 	}
 }
 
