@@ -3,35 +3,13 @@ package compaction_test
 import (
 	"context"
 	"errors"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/floebroker/floe/compaction"
 	"github.com/floebroker/floe/objstore"
+	"github.com/floebroker/floe/objstore/objstoretest"
 )
-
-// hangingBucket's reads stall after their headers, as a connection that
-// stops moving mid-body does: the body blocks until its context ends.
-type hangingBucket struct{ objstore.Bucket }
-
-func (b hangingBucket) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
-	rc, err := b.Bucket.GetRange(ctx, key, off, length)
-	if err != nil {
-		return nil, err
-	}
-	return hangingBody{ctx: ctx, ReadCloser: rc}, nil
-}
-
-type hangingBody struct {
-	ctx context.Context
-	io.ReadCloser
-}
-
-func (h hangingBody) Read([]byte) (int, error) {
-	<-h.ctx.Done()
-	return 0, h.ctx.Err()
-}
 
 // TestStalledReadEndsPass: a merge whose read stalls gives up after the
 // bound, so the agent's later passes run (before, the pass waited on the
@@ -47,7 +25,7 @@ func TestStalledReadEndsPass(t *testing.T) {
 		cfg := compaction.Config{Cluster: cluster, Holder: "a", Interval: time.Second, MergeMinAge: time.Minute,
 			TargetBytes: 64 << 10, GCGrace: 10 * time.Minute, OrphanInterval: time.Hour, LeaseTTL: time.Minute, Shards: 1,
 			Bounds: objstore.Bounds{Call: 100 * time.Millisecond}}
-		c, err := compaction.New(cfg, e.cat, hangingBucket{e.bucket}, nil, nil, e.clk.Now)
+		c, err := compaction.New(cfg, e.cat, objstoretest.Stalling{Bucket: e.bucket}, nil, nil, e.clk.Now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,66 +10,18 @@ import (
 
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/mem"
+	"github.com/floebroker/floe/objstore/objstoretest"
 )
 
-// stallingBucket stalls as a connection that stops moving does: every call
-// on a key starting with "stall" blocks until its context ends, and a
-// reader of one gives its first byte and then blocks. A "slow" key's
-// reader gives a byte every 10 ms.
-type stallingBucket struct{ objstore.Bucket }
+// slowBucket's readers of a "slow" key give a byte every 10 ms.
+type slowBucket struct{ objstore.Bucket }
 
-func (b stallingBucket) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+func (b slowBucket) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
 	rc, err := b.Bucket.GetRange(ctx, key, off, length)
-	if err != nil {
-		return nil, err
+	if err != nil || !strings.HasPrefix(key, "slow") {
+		return rc, err
 	}
-	switch {
-	case strings.HasPrefix(key, "stall"):
-		return &stallBody{ctx: ctx, ReadCloser: rc}, nil
-	case strings.HasPrefix(key, "slow"):
-		return slowBody{ReadCloser: rc}, nil
-	}
-	return rc, nil
-}
-
-func (b stallingBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if strings.HasPrefix(key, "stall") {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return b.Bucket.Put(ctx, key, r, size)
-}
-
-func (b stallingBucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
-	if strings.HasPrefix(key, "stall") {
-		<-ctx.Done()
-		return objstore.ObjectInfo{}, ctx.Err()
-	}
-	return b.Bucket.Stat(ctx, key)
-}
-
-func (b stallingBucket) Delete(ctx context.Context, key string) error {
-	if strings.HasPrefix(key, "stall") {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return b.Bucket.Delete(ctx, key)
-}
-
-type stallBody struct {
-	ctx context.Context
-	io.ReadCloser
-	sent bool
-}
-
-func (s *stallBody) Read(p []byte) (int, error) {
-	if !s.sent && len(p) > 0 {
-		// The first byte comes at once; then nothing.
-		s.sent = true
-		return s.ReadCloser.Read(p[:1])
-	}
-	<-s.ctx.Done()
-	return 0, s.ctx.Err()
+	return slowBody{ReadCloser: rc}, nil
 }
 
 type slowBody struct{ io.ReadCloser }
@@ -90,7 +42,7 @@ func TestBoundsStall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b := objstore.WithBounds(stallingBucket{inner}, objstore.Bounds{Call: 50 * time.Millisecond, PutPerMiB: time.Millisecond})
+	b := objstore.WithBounds(objstoretest.Stalling{Bucket: slowBucket{inner}, Prefix: "stall"}, objstore.Bounds{Call: 50 * time.Millisecond, PutPerMiB: time.Millisecond})
 
 	stalled := func(what string, err error) {
 		t.Helper()
