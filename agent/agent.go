@@ -31,7 +31,9 @@
 //     follower's, fed by catalog.Watch), never by polling the catalog.
 //   - A fetch at the tail (the offset is in the tail index) reads neither
 //     the catalog nor, at the agent that wrote the rows, the bucket; the
-//     log start offset and topics it checks are re-read in the background.
+//     log start offset and topics it checks are re-read in the background,
+//     the log starts of all partitions due together, in one catalog read
+//     per half second (logstart.go), not one per partition.
 //   - Concurrent reads of one object range share one bucket GET. Catch-up
 //     reads (below the tail index, or far behind its newest rows and no
 //     longer in the tail cache) use their own cache and a bounded number
@@ -328,6 +330,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBG()
 	var bg errgroup.Group
 	bg.Go(func() error { a.followCommits(bgCtx); return nil })
+	bg.Go(func() error { a.refreshLogStarts(bgCtx); return nil })
 	hbCtx, stopHB := context.WithCancel(bgCtx)
 	defer stopHB()
 	hbDone := make(chan struct{})

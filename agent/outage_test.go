@@ -564,6 +564,13 @@ func (c slowOffsetsCatalog) Offsets(ctx context.Context, tp catalog.TopicPartiti
 	return c.Catalog.Offsets(ctx, tp)
 }
 
+func (c slowOffsetsCatalog) OffsetsOf(ctx context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
+	if c.slow.Load() {
+		return nil, fmt.Errorf("test: offsets: %w", context.DeadlineExceeded)
+	}
+	return c.Catalog.OffsetsOf(ctx, tps)
+}
+
 // TestFetchCatalogTimeoutIsStorageError: a fetched partition whose offsets
 // the catalog cannot read in time gets KAFKA_STORAGE_ERROR, which clients
 // retry, not REQUEST_TIMED_OUT, which Kafka never puts on a fetched

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sort"
 	"sync"
@@ -46,7 +45,13 @@ type tailIndex struct {
 		// own holds, ascending, the ids of this agent's commits whose rows
 		// addOwn added and the follower has not yet stepped over.
 		own []int64
+		// due holds the partitions whose offsets the log start
+		// refresher is to read (see logstart.go), each marked
+		// refreshing.
+		due []catalog.TopicPartition
 	}
+	// dueCh is signalled when due becomes non-empty.
+	dueCh chan struct{}
 }
 
 type tailPart struct {
@@ -63,7 +68,8 @@ type tailPart struct {
 	// logStart and offsetsAt cache the catalog's Offsets.
 	logStart  int64
 	offsetsAt time.Time
-	// refreshing is set while a background Offsets read runs.
+	// refreshing is set from when the partition is queued for the log
+	// start refresher until its read returns.
 	refreshing bool
 }
 
@@ -92,7 +98,7 @@ func tailRowLimit(parts int) int {
 const offsetsTTL = time.Second
 
 func newTailIndex(now func() time.Time) *tailIndex {
-	t := &tailIndex{now: now}
+	t := &tailIndex{now: now, dueCh: make(chan struct{}, 1)}
 	t.mu.parts = make(map[catalog.TopicPartition]*tailPart)
 	t.mu.byTopic = make(map[catalog.TopicID][]*tailPart)
 	t.mu.known = make(map[catalog.TopicID]uint64)
@@ -474,6 +480,11 @@ func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionO
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.partLocked(tp)
+	t.storeOffsetsLocked(p, o)
+	return p.logStart, p.hw
+}
+
+func (t *tailIndex) storeOffsetsLocked(p *tailPart, o catalog.PartitionOffsets) {
 	if len(p.rows) > 0 && o.LogStart > p.rows[0].BaseOffset {
 		// Records were deleted below: drop rows that are gone.
 		i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= o.LogStart })
@@ -485,7 +496,6 @@ func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionO
 	p.logStart = max(p.logStart, o.LogStart)
 	p.hw = max(p.hw, o.HighWatermark)
 	p.offsetsAt = t.now()
-	return p.logStart, p.hw
 }
 
 // raiseHW records a high watermark learned from rows read from the catalog.
@@ -527,76 +537,6 @@ func (t *tailIndex) freshLocked(p *tailPart, maxAge time.Duration) int {
 		return 0
 	}
 	return sort.Search(len(p.added), func(i int) bool { return p.added[i] >= cutoff })
-}
-
-// startRefresh marks a background Offsets read of tp as running, unless
-// one already is.
-func (t *tailIndex) startRefresh(tp catalog.TopicPartition) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := t.partLocked(tp)
-	if p.refreshing {
-		return false
-	}
-	p.refreshing = true
-	return true
-}
-
-func (t *tailIndex) endRefresh(tp catalog.TopicPartition) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p, ok := t.mu.parts[tp]; ok {
-		p.refreshing = false
-	}
-}
-
-// offsetsRefreshTimeout bounds a background Offsets read.
-const offsetsRefreshTimeout = 10 * time.Second
-
-// offsets returns a partition's log start and high watermark: from memory
-// when fresh, from the catalog otherwise or when force is set. A fetch at
-// the tail is answered from memory however old the log start is, so
-// consumers at the tail never wait for the catalog: at the known high
-// watermark (a long poll), or inside the tail index's rows, while the log
-// start — which only DeleteRecords and retention move — is re-read in the
-// background.
-func (a *Agent) offsets(ctx context.Context, tp catalog.TopicPartition, fetchOffset int64, force bool) (logStart, hw int64, err error) {
-	if !force {
-		ls, hw, fresh := a.tail.cachedOffsets(tp)
-		if ls >= 0 && (fresh || fetchOffset == hw) {
-			return ls, hw, nil
-		}
-		if ls >= 0 && fetchOffset >= ls && fetchOffset < hw && a.tail.covers(tp, fetchOffset) {
-			a.refreshOffsets(tp)
-			return ls, hw, nil
-		}
-	}
-	o, err := a.cat.Offsets(ctx, tp)
-	if err != nil {
-		return 0, 0, err
-	}
-	ls, hw := a.tail.storeOffsets(tp, o)
-	return ls, hw, nil
-}
-
-// refreshOffsets re-reads tp's offsets from the catalog in the background
-// (one read per partition at a time).
-func (a *Agent) refreshOffsets(tp catalog.TopicPartition) {
-	if !a.tail.startRefresh(tp) {
-		return
-	}
-	go func() {
-		defer a.tail.endRefresh(tp)
-		ctx, cancel := context.WithTimeout(context.Background(), offsetsRefreshTimeout)
-		defer cancel()
-		o, err := a.cat.Offsets(ctx, tp)
-		switch {
-		case err == nil:
-			a.tail.storeOffsets(tp, o)
-		case errors.Is(err, catalog.ErrUnknownTopic):
-			a.topicGone(tp.TopicID)
-		}
-	}()
 }
 
 // waitStarted waits until the follower has found its starting commit.

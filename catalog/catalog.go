@@ -251,6 +251,14 @@ type Catalog interface {
 	// at least one row if any exist, stopping once maxBytes are covered.
 	Batches(ctx context.Context, tp TopicPartition, from int64, maxBytes int64) ([]BatchRow, error)
 	Offsets(ctx context.Context, tp TopicPartition) (PartitionOffsets, error)
+	// OffsetsOf returns the offsets of many partitions in one read, in
+	// one snapshot: what Offsets returns for each, so that an agent
+	// refreshing the log starts of thousands of partitions asks the
+	// catalog once, not once per partition. A partition the catalog does
+	// not have (its topic was deleted, or it never existed), for which
+	// Offsets is ErrUnknownTopic, is absent from the map; repeated
+	// partitions are answered once.
+	OffsetsOf(ctx context.Context, tps []TopicPartition) (map[TopicPartition]PartitionOffsets, error)
 	// BatchForTimestamp returns the first row whose MaxTimestamp >= ts.
 	BatchForTimestamp(ctx context.Context, tp TopicPartition, ts int64) (BatchRow, bool, error)
 	// MaxTimestampBatch returns the row holding the largest timestamp.

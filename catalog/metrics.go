@@ -196,6 +196,11 @@ func (i *instrumented) Offsets(ctx context.Context, tp TopicPartition) (o Partit
 	return i.c.Offsets(ctx, tp)
 }
 
+func (i *instrumented) OffsetsOf(ctx context.Context, tps []TopicPartition) (o map[TopicPartition]PartitionOffsets, err error) {
+	defer func(s time.Time) { i.m.observe("offsets_of", s, err) }(time.Now())
+	return i.c.OffsetsOf(ctx, tps)
+}
+
 func (i *instrumented) BatchForTimestamp(ctx context.Context, tp TopicPartition, ts int64) (r BatchRow, ok bool, err error) {
 	defer func(s time.Time) { i.m.observe("batch_for_timestamp", s, err) }(time.Now())
 	return i.c.BatchForTimestamp(ctx, tp, ts)

@@ -26,6 +26,7 @@ var readTests = []namedTest{
 	{"BatchesMaxBytes", testBatchesMaxBytes},
 	{"Timestamps", testTimestamps},
 	{"DeleteRecords", testDeleteRecords},
+	{"OffsetsOf", testOffsetsOf},
 }
 
 var followTests = []namedTest{
@@ -428,6 +429,64 @@ func testDeleteRecords(t *testing.T, c catalog.Catalog) {
 	noErr(t, err, "DeleteRecords(-1)")
 	if got != 15 {
 		t.Fatalf("DeleteRecords(-1) = %d, want 15", got)
+	}
+}
+
+// testOffsetsOf: OffsetsOf answers as Offsets does for each partition,
+// leaves out the partitions of a deleted topic and those that never
+// existed, and answers a repeated partition once.
+func testOffsetsOf(t *testing.T, c catalog.Catalog) {
+	a := createTopic(t, c, "a", 3, nil)
+	b := createTopic(t, c, "b", 2, nil)
+	gone := createTopic(t, c, "gone", 2, nil)
+	commit(t, c, segment(batch(tpOf(a, 0), 10, 1), batch(tpOf(a, 2), 4, 1), batch(tpOf(b, 1), 7, 1), batch(tpOf(gone, 0), 3, 1)))
+	_, err := c.DeleteRecords(ctx(t), tpOf(a, 0), 6)
+	noErr(t, err, "DeleteRecords")
+	_, err = c.DeleteTopic(ctx(t), "gone", gone.ID)
+	noErr(t, err, "DeleteTopic")
+
+	got, err := c.OffsetsOf(ctx(t), nil)
+	noErr(t, err, "OffsetsOf(nil)")
+	if len(got) != 0 {
+		t.Fatalf("OffsetsOf(nil) = %v, want none", got)
+	}
+	tps := []catalog.TopicPartition{
+		tpOf(a, 0), tpOf(a, 1), tpOf(a, 2), tpOf(b, 0), tpOf(b, 1),
+		tpOf(gone, 0), tpOf(gone, 1), // deleted
+		tpOf(a, 3), {Partition: 0}, // never existed
+		tpOf(b, 1), // repeated
+	}
+	got, err = c.OffsetsOf(ctx(t), tps)
+	noErr(t, err, "OffsetsOf")
+	want := map[catalog.TopicPartition]catalog.PartitionOffsets{
+		tpOf(a, 0): {LogStart: 6, HighWatermark: 10},
+		tpOf(a, 1): {LogStart: 0, HighWatermark: 0},
+		tpOf(a, 2): {LogStart: 0, HighWatermark: 4},
+		tpOf(b, 0): {LogStart: 0, HighWatermark: 0},
+		tpOf(b, 1): {LogStart: 0, HighWatermark: 7},
+	}
+	if len(got) != len(want) {
+		t.Errorf("OffsetsOf = %v, want %v", got, want)
+	}
+	for tp, w := range want {
+		if g, ok := got[tp]; !ok || g != w {
+			t.Errorf("OffsetsOf[%v] = %+v (present %v), want %+v", tp, g, ok, w)
+		}
+		if o := offsets(t, c, tp); o != w {
+			t.Errorf("Offsets(%v) = %+v, OffsetsOf %+v", tp, o, w)
+		}
+	}
+
+	// Many partitions in one call, as an agent refreshing its tail asks.
+	many := createTopic(t, c, "many", 1500, nil)
+	tps = tps[:0]
+	for p := range many.Partitions {
+		tps = append(tps, tpOf(many, p))
+	}
+	got, err = c.OffsetsOf(ctx(t), tps)
+	noErr(t, err, "OffsetsOf(1500 partitions)")
+	if len(got) != len(tps) {
+		t.Fatalf("OffsetsOf of %d partitions answered %d", len(tps), len(got))
 	}
 }
 

@@ -3,7 +3,10 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -86,4 +89,38 @@ func children(p map[string]any) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestOffsetsOfProbes: sqlOffsetsOf probes the partitions' primary key,
+// planned with the arrays' real length (the plan a statement gets on its
+// first executions), where a join of the arrays and the table became a
+// hash join over the whole table.
+func TestOffsetsOfProbes(t *testing.T) {
+	url := freshSchema(t)
+	ctx := context.Background()
+	c := openTest(t, url, catalog.Options{})
+	top, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "many", Partitions: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.pool.Exec(ctx, `ANALYZE partitions`); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([][16]byte, 2000)
+	parts := make([]int32, len(ids))
+	for i := range ids {
+		ids[i], parts[i] = top.ID, int32(i)
+	}
+	rows, err := c.pool.Query(ctx, `EXPLAIN `+sqlOffsetsOf, ids, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "Index Scan using partitions_pkey") || strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash") {
+		t.Fatalf("sqlOffsetsOf does not probe the primary key:\n%s", plan)
+	}
 }

@@ -55,6 +55,57 @@ func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catal
 	return o, nil
 }
 
+// sqlOffsetsOf reads the offsets of the partitions listed by $1 and $2,
+// probing the primary key once each; the missing ones give no row. The
+// lateral subquery's LIMIT keeps it from being flattened into a join:
+// knowing the arrays' length, the planner otherwise hashes the whole
+// partitions table for a few thousand partitions (60 ms instead of 3 ms
+// for 2,000 of 200,000), and the cost would grow with the fleet's
+// partitions, not with those asked for.
+const sqlOffsetsOf = `SELECT u.t, u.p, p.log_start_offset, p.next_offset
+FROM unnest($1::uuid[], $2::int4[]) AS u(t, p)
+CROSS JOIN LATERAL (
+    SELECT log_start_offset, next_offset FROM partitions
+    WHERE topic_id = u.t AND partition = u.p
+    LIMIT 1
+) p`
+
+// OffsetsOf returns the log start and high watermark of each of tps that
+// exists, in one statement.
+func (c *Catalog) OffsetsOf(ctx context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
+	out := make(map[catalog.TopicPartition]catalog.PartitionOffsets, len(tps))
+	if len(tps) == 0 {
+		return out, nil
+	}
+	ids := make([][16]byte, len(tps))
+	parts := make([]int32, len(tps))
+	for i, tp := range tps {
+		ids[i], parts[i] = tp.TopicID, tp.Partition
+	}
+	err := c.retry(ctx, func(ctx context.Context) error {
+		clear(out)
+		rows, err := c.pool.Query(ctx, sqlOffsetsOf, ids, parts)
+		if err != nil {
+			return err
+		}
+		var (
+			tp catalog.TopicPartition
+			id [16]byte
+			o  catalog.PartitionOffsets
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &tp.Partition, &o.LogStart, &o.HighWatermark}, func() error {
+			tp.TopicID = id
+			out[tp] = o
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: offsets of %d partitions: %w", len(tps), err)
+	}
+	return out, nil
+}
+
 // sqlBatches reads at most $4 rows from offset $3 on and keeps those that
 // start before $5 bytes are covered (so always the first). The window runs
 // over the already limited rows, not the whole partition tail.

@@ -143,6 +143,39 @@ func (c *Catalog) Offsets(ctx context.Context, tp catalog.TopicPartition) (catal
 	return o, nil
 }
 
+// OffsetsOf returns the log start and high watermark of each of tps that
+// exists, all read in one transaction (one snapshot) by the statement
+// Offsets uses: SQLite runs in the process, so a lookup per partition
+// costs no round trip.
+func (c *Catalog) OffsetsOf(ctx context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
+	out := make(map[catalog.TopicPartition]catalog.PartitionOffsets, len(tps))
+	if len(tps) == 0 {
+		return out, nil
+	}
+	st, err := c.prepared(ctx, sqlOffsets)
+	if err == nil {
+		err = c.read(ctx, func(tx *sql.Tx) error {
+			txst := tx.StmtContext(ctx, st)
+			defer txst.Close()
+			for _, tp := range tps {
+				var o catalog.PartitionOffsets
+				err := txst.QueryRowContext(ctx, tp.TopicID[:], tp.Partition).Scan(&o.LogStart, &o.HighWatermark)
+				switch {
+				case err == nil:
+					out[tp] = o
+				case !errors.Is(err, sql.ErrNoRows):
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog: offsets of %d partitions: %w", len(tps), err)
+	}
+	return out, nil
+}
+
 // sqlBatches reads the partition's offsets and, in the same statement (so
 // in one snapshot, without a transaction of its own), its rows from offset
 // ?3 on, at most ?4, in offset order straight from the primary key: the

@@ -239,6 +239,12 @@ func (c *countingCatalog) Offsets(ctx context.Context, tp catalog.TopicPartition
 	return c.Catalog.Offsets(ctx, tp)
 }
 
+// OffsetsOf counts a partition read per partition, as Offsets does.
+func (c *countingCatalog) OffsetsOf(ctx context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
+	c.offsets.Add(int64(len(tps)))
+	return c.Catalog.OffsetsOf(ctx, tps)
+}
+
 func (c *countingCatalog) Topic(ctx context.Context, name string) (catalog.Topic, error) {
 	c.topics.Add(1)
 	return c.Catalog.Topic(ctx, name)
