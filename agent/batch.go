@@ -31,6 +31,7 @@ import (
 const (
 	batchHeaderSize   = 61
 	batchLengthOffset = 8
+	batchPLEOffset    = 12 // partitionLeaderEpoch, outside the CRC
 	batchMagicOffset  = 16
 	batchCRCOffset    = 17
 	batchAttrsOffset  = 21

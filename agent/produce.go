@@ -32,6 +32,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -43,6 +44,28 @@ import (
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/wal"
 )
+
+// maxBatchlessEntries is how many partition entries a produce request may
+// have beyond what its bytes could fill with record batches.
+const maxBatchlessEntries = 10_000
+
+// noLeaderEpoch is -1 as a batch's partitionLeaderEpoch field.
+const noLeaderEpoch = 0xffffffff
+
+// produceTopicKey names a topic of a produce request: by name, or by id
+// from v13.
+type produceTopicKey struct {
+	name string
+	id   [16]byte
+}
+
+// producedTopic is a produce request's lookup of one topic.
+type producedTopic struct {
+	topic  catalog.Topic
+	err    int16 // the lookup's error code, for every partition
+	lim    topicLimits
+	reread bool // read again for a partition past its count
+}
 
 // producePart is one partition of a produce request on its way to the WAL.
 type producePart struct {
@@ -69,30 +92,53 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 		reqErr = kerr.TransactionalIDAuthorizationFailed.Code
 	}
 
-	now := a.now().UnixMilli()
 	nparts := 0
+	for _, rt := range req.Topics {
+		nparts += len(rt.Partitions)
+	}
+	if nparts > maxBatchlessEntries && nparts*batchHeaderSize > r.p.frameSize {
+		// Every partition of a produce request carries a record batch,
+		// at least a batch header: entries without one (a null record
+		// set is 6 bytes at v9) each cost hundreds of bytes in answers
+		// and state, and 2,000,000 of them in a 12 MB frame took
+		// 1.3 GB. No Kafka client sends them; a few are answered one by
+		// one (INVALID_RECORD).
+		a.badInputLog.Do(func() {
+			a.log.Warn("closing connection: produce request with more partitions than record batches could fill", "remote", r.conn.remote, "partitions", nparts, "bytes", r.p.frameSize)
+		})
+		return nil, fmt.Errorf("%w: produce request of %d bytes names %d partitions", errCloseConn, r.p.frameSize, nparts)
+	}
+	now := a.now().UnixMilli()
 	resp.Topics = make([]kmsg.ProduceResponseTopic, 0, len(req.Topics))
 	for _, rt := range req.Topics {
 		ot := kmsg.NewProduceResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
 		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		resp.Topics = append(resp.Topics, ot)
-		nparts += len(rt.Partitions)
 	}
+	// A topic named by several of the request's entries is looked up, and
+	// read again for a partition past its count, once per request: a
+	// request can repeat a topic, or name unknown ones, thousands of times
+	// in a few bytes each.
+	resolved := make(map[produceTopicKey]*producedTopic, len(req.Topics))
 	parts := make([]producePart, 0, nparts)
 	entries := make([]wal.Entry, 0, nparts)
 	for ti, rt := range req.Topics {
 		ot := &resp.Topics[ti]
-		var (
-			topic    catalog.Topic
-			topicErr int16
-			lim      topicLimits
-			reread   bool // the topic was read again for a partition past its count
-		)
+		pt := &producedTopic{}
 		if reqErr == 0 {
-			topic, topicErr = a.produceTopic(ctx, req.Version, rt)
-			lim = limitsOf(topic)
+			key := produceTopicKey{name: rt.Topic}
+			if req.Version >= 13 {
+				key = produceTopicKey{id: rt.TopicID}
+			}
+			if pt = resolved[key]; pt == nil {
+				pt = &producedTopic{}
+				pt.topic, pt.err = a.produceTopic(ctx, req.Version, rt)
+				pt.lim = limitsOf(pt.topic)
+				resolved[key] = pt
+			}
 		}
+		topicErr := pt.err
 		for pi, rp := range rt.Partitions {
 			out := &ot.Partitions[pi]
 			out.Default()
@@ -104,23 +150,21 @@ func (a *Agent) handleProduce(ctx context.Context, r *request, req *kmsg.Produce
 				out.ErrorCode = reqErr
 			case topicErr != 0:
 				out.ErrorCode = topicErr
-			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
-				// The topic may have grown on another agent. It is read
-				// again once per request: a request can name thousands
-				// of unknown partitions in a few bytes each.
-				if rp.Partition >= 0 && !reread {
-					reread = true
-					if t, err := a.topic(ctx, topic.Name, rp.Partition+1); err == nil && t.ID == topic.ID {
-						topic, lim = t, limitsOf(t)
+			case rp.Partition < 0 || rp.Partition >= pt.topic.Partitions:
+				// The topic may have grown on another agent.
+				if rp.Partition >= 0 && !pt.reread {
+					pt.reread = true
+					if t, err := a.topic(ctx, pt.topic.Name, rp.Partition+1); err == nil && t.ID == pt.topic.ID {
+						pt.topic, pt.lim = t, limitsOf(t)
 					}
 				}
-				if rp.Partition >= 0 && rp.Partition < topic.Partitions {
-					pp = a.producePartition(ctx, req.Version, topic, &lim, rp, out, now, &entries)
+				if rp.Partition >= 0 && rp.Partition < pt.topic.Partitions {
+					pp = a.producePartition(ctx, req.Version, pt.topic, &pt.lim, rp, out, now, &entries)
 				} else {
 					out.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				}
 			default:
-				pp = a.producePartition(ctx, req.Version, topic, &lim, rp, out, now, &entries)
+				pp = a.producePartition(ctx, req.Version, pt.topic, &pt.lim, rp, out, now, &entries)
 			}
 			parts = append(parts, pp)
 		}
@@ -474,6 +518,14 @@ func (a *Agent) producePartition(ctx context.Context, version int16, t catalog.T
 		}
 		return pp
 	}
+	// The batch's partition leader epoch is the broker's to set, as
+	// Kafka stamps its leader's epoch on append: a producer's value (a
+	// tool copying raw batches writes its source cluster's) was stored
+	// and served, and a Java consumer took it for the partition's epoch,
+	// then ignored Metadata from Floe's lower one as stale. Floe stamps
+	// -1, "no epoch": its leader epoch is the fleet's generation, which
+	// differs between agents while a change propagates.
+	binary.BigEndian.PutUint32(b[batchPLEOffset:], noLeaderEpoch)
 	if lim.logAppendTime {
 		setLogAppendTime(b, now)
 		h.MaxTimestamp = now

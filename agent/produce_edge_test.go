@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -296,5 +297,88 @@ func TestCompactedTopicKeylessRecordError(t *testing.T) {
 		if version >= 8 && (len(p.ErrorRecords) != 1 || p.ErrorRecords[0].RelativeOffset != 1) {
 			t.Fatalf("v%d record errors %+v, want record 1", version, p.ErrorRecords)
 		}
+	}
+}
+
+// TestProduceRepeatedTopicEntriesReadOnce: a request repeating one topic
+// in many entries, each naming a partition past its count, or naming a
+// few unknown topics many times, reads each topic from the catalog once,
+// not once per entry (2,000 entries read it 2,000 times).
+func TestProduceRepeatedTopicEntriesReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "catalog.db"), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	cat := &countingCatalog{Catalog: db}
+	a := floetest.Start(t, floetest.Options{Dir: dir, Catalog: cat, NoAutoCreate: true})
+	createTopic(t, a, "few", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	produce(t, c, produceReq("few", -1, floetest.Batch(floetest.BatchSpec{Records: 1})))
+
+	const n = 2000
+	for _, name := range []func(int) string{
+		func(int) string { return "few" },
+		func(i int) string { return fmt.Sprintf("nope-%d", i%10) },
+	} {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+		for i := range n {
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = name(i)
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = 7
+			rp.Records = floetest.Batch(floetest.BatchSpec{Records: 1})
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+		}
+		before := cat.topicReads.Load()
+		ps := produce(t, c, req)
+		wantCode(t, "unknown partition or topic", ps[0].ErrorCode, kerr.UnknownTopicOrPartition)
+		if reads := cat.topicReads.Load() - before; reads > 10 {
+			t.Fatalf("%d entries of topics like %q read the catalog %d times", n, name(0), reads)
+		}
+	}
+}
+
+// TestProduceBatchlessPartitionsRefused: a produce request naming far more
+// partitions than its bytes could give record batches is refused whole,
+// with a disconnect, before answering each (2,000,000 null record sets
+// in a 12 MB frame made a 198 MB answer and took 1.3 GB); the agent
+// serves others meanwhile.
+func TestProduceBatchlessPartitionsRefused(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+	createTopic(t, a, "few", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "few"
+	rt.Partitions = make([]kmsg.ProduceRequestTopicPartition, 200_000)
+	req.Topics = append(req.Topics, rt)
+	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("batchless")).AppendRequest(nil, req, 1)
+	if err := c.WriteRaw(frame); err != nil {
+		t.Fatal(err)
+	}
+	if !c.WaitClosed(10 * time.Second) {
+		t.Fatal("a produce of 200,000 batchless partitions was answered, not refused")
+	}
+	witness(t, a)
+}
+
+// TestProducePartitionLeaderEpochStamped: the partition leader epoch a
+// producer wrote in its batch is not kept: the batch is served with -1,
+// "no epoch", so a consumer never takes it for the partition's epoch.
+func TestProducePartitionLeaderEpochStamped(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+	createTopic(t, a, "ple", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	b := floetest.Batch(floetest.BatchSpec{Records: 1})
+	binary.BigEndian.PutUint32(b[12:], 1_000_000) // outside the CRC
+	wantCode(t, "produce", produce(t, c, produceReq("ple", -1, b))[0].ErrorCode, nil)
+	fp := fetchAt(t, c, "ple", 0)
+	if got := int32(binary.BigEndian.Uint32(fp.RecordBatches[12:])); got != -1 {
+		t.Fatalf("fetched batch has partition leader epoch %d, want -1", got)
 	}
 }
