@@ -6,7 +6,8 @@
 // uncompressed, 16 partitions, idempotent, acks=all), ack and end-to-end
 // latency p50/p99 at a fixed rate (from each record's due time, so a harness
 // that falls behind does not leave its delays out), catch-up consume
-// throughput, object PUTs per GiB and while idle, catalog commits per flush,
+// throughput, billed PUT requests per GiB and per flush (compaction's
+// excluded) and while idle, catalog commits per flush,
 // and the agent's peak RSS. Every figure is the median of several runs, and
 // throughputs are also given as a ratio to kfake measured in the same run,
 // because the machines this runs on are shared and noisy.
@@ -87,14 +88,15 @@ type Result struct {
 	AckP99       time.Duration
 	E2EP50       time.Duration
 	E2EP99       time.Duration
-	PutsPerGiB   float64 // object PUTs per GiB produced (Floe only)
-	IdlePuts     float64 // PUTs during an idle window (Floe only)
+	PutsPerGiB   float64 // billed PUT requests per GiB produced, compaction's excluded (Floe only)
+	IdlePuts     float64 // billed PUT requests during an idle window (Floe only)
 	CommitsFlush float64 // catalog commits per flush (Floe only)
 	PeakRSSMiB   float64 // agent peak RSS (Floe only)
 	Note         string
 
-	// PUT requests (hedges included: each is billed) per flush, in the
-	// throughput phase and at the fixed rate (Floe only).
+	// Billed PUT requests (retries, hedges and multipart requests
+	// included), compaction's excluded, per flush, in the throughput phase
+	// and at the fixed rate (Floe only).
 	PutsFlush, LatPutsFlush float64
 }
 
@@ -225,7 +227,7 @@ func Markdown(results []Result, o Options, started time.Time) string {
 		fmt.Fprintf(&b, "Measured by `floe bench` on %s.\n", started.UTC().Format("2006-01-02 15:04 MST"))
 		return b.String()
 	}
-	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup: medians of the runs, latency quantiles over the records of all runs together; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s (longer where a setup's note says so), measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; PUTs/flush counts PUT requests, hedges included (each is billed), per segment flushed, in the throughput phase / at the fixed rate; idle PUTs over %v without traffic; peak RSS of the agent process).\n\n",
+	fmt.Fprintf(&b, "Measured by `make bench` on %s (%d runs per setup: medians of the runs, latency quantiles over the records of all runs together; %d records of %d random (incompressible) bytes, uncompressed, over %d partitions, idempotent, acks=all, timed after a warm-up record per partition, then read back from the start; latency at %d records/s for %s (longer where a setup's note says so), measured from each record's slot in the fixed-rate schedule, so a harness that falls behind counts the delay; PUTs/GiB and PUTs/flush count the PUT requests the store bills (floe_objstore_requests_total{op=put}, counted by the backend: every retry attempt, hedge and multipart request), less compaction's puts (floe_compaction_puts_total), per GiB produced and per segment flushed, in the throughput phase / at the fixed rate; idle PUTs are all billed PUT requests, compaction's included, over %v without traffic; peak RSS of the agent process).\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), o.Runs, o.Records, o.RecordSz, partitions, o.Rate, o.LatencyD, idleWindow)
 	fmt.Fprintf(&b, "| setup | produce MiB/s | × kfake | catch-up MiB/s | × kfake | ack p50 | ack p99 | e2e p50 | e2e p99 | PUTs/GiB | PUTs/flush | idle PUTs | commits/flush | peak RSS MiB |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")

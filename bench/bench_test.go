@@ -287,6 +287,33 @@ floe_flush_commit_duration_seconds_count 7
 	}
 }
 
+// TestCountersPuts: PUTs per flush are the billed PUT requests (retries,
+// hedges and multipart requests all counted by the backend), less
+// compaction's puts; idle PUTs are all of them.
+func TestCountersPuts(t *testing.T) {
+	const text = `# TYPE floe_objstore_requests_total counter
+floe_objstore_requests_total{op="put"} 27
+floe_objstore_requests_total{op="get"} 5
+# TYPE floe_objstore_operations_total counter
+floe_objstore_operations_total{op="put"} 20
+# TYPE floe_objstore_hedged_puts_total counter
+floe_objstore_hedged_puts_total 2
+# TYPE floe_compaction_puts_total counter
+floe_compaction_puts_total 3
+# TYPE floe_wal_flushes_total counter
+floe_wal_flushes_total 17
+`
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := metrics(fams).counters()
+	if c.allPuts != 27 || c.puts != 24 || c.flushes != 17 {
+		t.Errorf("counters = %+v, want allPuts 27, puts 24, flushes 17", c)
+	}
+}
+
 // TestTailLoadConsumersFromEnd: consumers positioned by ConsumeFromEnd
 // read a batch committed before they ask the broker anything. From their
 // creation every ListOffsets is held until the producer's first record is

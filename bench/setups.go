@@ -65,7 +65,7 @@ func allSetups(o Options) []setup {
 		},
 		{
 			name:        "floe-embedded",
-			note:        "`floe dev`: file bucket + SQLite catalog in a temp dir, 10 ms flush",
+			note:        "`floe dev`: file bucket + SQLite catalog in a temp dir, 10 ms flush; it compacts every 3 s, and its merge PUTs are subtracted from PUTs/GiB and PUTs/flush rather than compaction turned off, which would change what catch-up reads and what shares the CPU",
 			unavailable: needFloe,
 			start: func(ctx context.Context) (*target, error) {
 				return startFloe(ctx, o, "dev", nil)

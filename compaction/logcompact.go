@@ -414,7 +414,7 @@ func (c *Compactor) compactGroup(ctx context.Context, tp catalog.TopicPartition,
 	}
 	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
 	put := c.now()
-	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+	if err := c.putObject(ctx, key, obj); err != nil {
 		return fmt.Errorf("compaction: log compaction: put %s: %w", key, err)
 	}
 	if err := renew(); err != nil {

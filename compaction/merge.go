@@ -209,7 +209,7 @@ func (c *Compactor) mergeGroup(ctx context.Context, tp catalog.TopicPartition, g
 	}
 	key := flush.ObjectKey(c.cfg.Cluster, ulid.Make().String())
 	put := c.now()
-	if err := c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+	if err := c.putObject(ctx, key, obj); err != nil {
 		return fmt.Errorf("compaction: merge: put %s: %w", key, err)
 	}
 	if err := renew(); err != nil {
@@ -314,7 +314,7 @@ func batchMeta(b []byte) segment.BatchMeta {
 func (c *Compactor) swapRows(ctx context.Context, swap catalog.RowSwap, obj []byte, put time.Time) error {
 	reput := c.now().Sub(put) > c.cfg.MaxUploadAge
 	if reput {
-		if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
+		if err := c.putObject(ctx, swap.ObjectKey, obj); err != nil {
 			return fmt.Errorf("compaction: put %s again before its swap: %w", swap.ObjectKey, err)
 		}
 	}
@@ -331,10 +331,18 @@ func (c *Compactor) swapRows(ctx context.Context, swap catalog.RowSwap, obj []by
 		// known and safe from sweeps, so put it back if it is gone (as
 		// flush's ensureStored does for commits).
 		if _, err := c.bucket.Stat(ctx, swap.ObjectKey); errors.Is(err, objstore.ErrNotExist) {
-			if err := c.bucket.Put(ctx, swap.ObjectKey, bytes.NewReader(obj), int64(len(obj))); err != nil {
+			if err := c.putObject(ctx, swap.ObjectKey, obj); err != nil {
 				return fmt.Errorf("compaction: put back %s after its swap: %w", swap.ObjectKey, err)
 			}
 		}
 	}
 	return nil
+}
+
+// putObject puts a merged or log-compacted segment, counting the call
+// (floe_compaction_puts_total) so that compaction's PUTs can be told from
+// the flushes'.
+func (c *Compactor) putObject(ctx context.Context, key string, obj []byte) error {
+	c.m.puts.Inc()
+	return c.bucket.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 }

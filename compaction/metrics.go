@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	bytesCompacted   prometheus.Counter
 	objectsCompacted prometheus.Counter
+	puts             prometheus.Counter
 	rowsBefore       prometheus.Counter
 	rowsAfter        prometheus.Counter
 	recordsRemoved   prometheus.Counter
@@ -38,9 +39,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		bytesCompacted:   counter(prometheus.CounterOpts{Name: "floe_compaction_bytes_total", Help: "Bytes written into merged or log-compacted segments."}),
 		objectsCompacted: counter(prometheus.CounterOpts{Name: "floe_compaction_objects_total", Help: "Input objects merged or log-compacted away."}),
-		rowsBefore:       counter(prometheus.CounterOpts{Name: "floe_compaction_rows_before_total", Help: "Catalog rows replaced by merges and log compaction."}),
-		rowsAfter:        counter(prometheus.CounterOpts{Name: "floe_compaction_rows_after_total", Help: "Catalog rows written by merges and log compaction."}),
-		recordsRemoved:   counter(prometheus.CounterOpts{Name: "floe_compaction_log_records_removed_total", Help: "Records removed by log compaction (superseded values and expired tombstones)."}),
+		puts: counter(prometheus.CounterOpts{Name: "floe_compaction_puts_total",
+			Help: "Put calls of merged and log-compacted segments (puts again included, failed ones too)."}),
+		rowsBefore:     counter(prometheus.CounterOpts{Name: "floe_compaction_rows_before_total", Help: "Catalog rows replaced by merges and log compaction."}),
+		rowsAfter:      counter(prometheus.CounterOpts{Name: "floe_compaction_rows_after_total", Help: "Catalog rows written by merges and log compaction."}),
+		recordsRemoved: counter(prometheus.CounterOpts{Name: "floe_compaction_log_records_removed_total", Help: "Records removed by log compaction (superseded values and expired tombstones)."}),
 		horizonsSet: counter(prometheus.CounterOpts{Name: "floe_compaction_delete_horizons_set_total",
 			Help: "Record batches given a delete horizon by log compaction: they kept a tombstone, which goes delete.retention.ms later."}),
 		swapConflicts:    counter(prometheus.CounterOpts{Name: "floe_compaction_swap_conflicts_total", Help: "Merges and log compactions that lost a race and were dropped."}),
@@ -64,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	for _, f := range []*prometheus.Counter{&m.bytesCompacted, &m.objectsCompacted, &m.rowsBefore, &m.rowsAfter,
+	for _, f := range []*prometheus.Counter{&m.bytesCompacted, &m.objectsCompacted, &m.puts, &m.rowsBefore, &m.rowsAfter,
 		&m.recordsRemoved, &m.horizonsSet, &m.swapConflicts, &m.rowsTrimmed, &m.tombstonesPruned, &m.producerStatesExpired,
 		&m.producersExpired, &m.errors} {
 		if *f, err = reuse(reg, *f); err != nil {

@@ -24,7 +24,10 @@
 // the service in *StatusError (HTTP status and error code) so IsTransient
 // can tell throttling from a bad request; turn the SDK's own retries off,
 // since WithRetry is the one retry layer; fail a short Put body with
-// ErrSizeMismatch (see ExactReader, ReadFull) leaving no object; and pass
+// ErrSizeMismatch (see ExactReader, ReadFull) leaving no object; count the
+// requests it sends in a RequestCounter, when given one (the wrappers see
+// calls, and a call can be several billed requests); send an object of up
+// to DefaultSingleRequestBytes in one request by default; and pass
 // objstoretest.Run.
 package objstore
 

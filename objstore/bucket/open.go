@@ -3,6 +3,11 @@
 //
 //	backend → latency (only if asked) → hedged put → prefix → retry → metrics
 //
+// With a Registerer, the backend counts the requests it sends
+// (floe_objstore_requests_total, objstore.RequestCounter): innermost, so
+// every retry attempt, hedge and multipart request is counted as the store
+// bills it. The file and mem backends count one per call.
+//
 // It lives apart from package objstore because it imports every backend,
 // and every backend imports objstore.
 //
@@ -30,7 +35,8 @@
 //	s3:     region endpoint path_style multipart_threshold part_size part_concurrency
 //	        list_page_size check (false skips the HeadBucket at open)
 //	gs:     endpoint chunk_size list_page_size check
-//	minio:  secure region part_size part_concurrency list_page_size check
+//	minio:  secure region multipart_threshold part_size part_concurrency
+//	        list_page_size check
 //
 // Sizes take a KiB, MiB or GiB suffix. Credentials: s3 uses static keys
 // from the URL's user info or the AWS default chain (AWS_ACCESS_KEY_ID and
@@ -98,22 +104,28 @@ func Open(ctx context.Context, rawURL string, opts Options) (objstore.Bucket, er
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", redacted, err)
 	}
+	var requests *objstore.RequestCounter
+	if opts.Registerer != nil {
+		requests = objstore.NewRequestCounter(opts.Registerer)
+	}
 	var b objstore.Bucket
 	var prefix string
 	switch u.Scheme {
 	case "s3":
-		b, prefix, err = openS3(ctx, u, &q)
+		b, prefix, err = openS3(ctx, u, &q, requests)
 	case "gs":
-		b, prefix, err = openGCS(ctx, u, &q)
+		b, prefix, err = openGCS(ctx, u, &q, requests)
 	case "minio":
-		b, prefix, err = openMinio(ctx, u, &q)
+		b, prefix, err = openMinio(ctx, u, &q, requests)
 	case "file":
-		b, err = openFile(u, &q)
+		if b, err = openFile(u, &q); err == nil {
+			b = objstore.WithRequestCount(b, requests)
+		}
 	case "mem":
 		if u.Host != "" || strings.Trim(u.Path, "/") != "" || u.Opaque != "" {
 			err = errors.New("mem:// takes no name or path")
 		} else if err = q.done(); err == nil {
-			b = mem.New(nil)
+			b = objstore.WithRequestCount(mem.New(nil), requests)
 		}
 	case "":
 		err = errors.New("no scheme (want s3://, gs://, minio://, file:// or mem://)")
@@ -236,8 +248,8 @@ func parseHedge(s string) (objstore.HedgePolicy, error) {
 // prefixOf turns a URL path after the bucket into a key prefix.
 func prefixOf(path string) string { return strings.Trim(path, "/") }
 
-func openS3(ctx context.Context, u *url.URL, q *params) (objstore.Bucket, string, error) {
-	cfg := s3.Config{Bucket: u.Host}
+func openS3(ctx context.Context, u *url.URL, q *params, requests *objstore.RequestCounter) (objstore.Bucket, string, error) {
+	cfg := s3.Config{Bucket: u.Host, Requests: requests}
 	if u.User != nil {
 		cfg.AccessKeyID = u.User.Username()
 		cfg.SecretAccessKey, _ = u.User.Password()
@@ -274,8 +286,8 @@ func openS3(ctx context.Context, u *url.URL, q *params) (objstore.Bucket, string
 	return b, prefixOf(u.Path), err
 }
 
-func openGCS(ctx context.Context, u *url.URL, q *params) (objstore.Bucket, string, error) {
-	cfg := gcs.Config{Bucket: u.Host}
+func openGCS(ctx context.Context, u *url.URL, q *params, requests *objstore.RequestCounter) (objstore.Bucket, string, error) {
+	cfg := gcs.Config{Bucket: u.Host, Requests: requests}
 	cfg.Endpoint, _ = q.take("endpoint")
 	chunk, err := q.size("chunk_size")
 	if err != nil {
@@ -297,18 +309,21 @@ func openGCS(ctx context.Context, u *url.URL, q *params) (objstore.Bucket, strin
 	return b, prefixOf(u.Path), err
 }
 
-func openMinio(ctx context.Context, u *url.URL, q *params) (objstore.Bucket, string, error) {
+func openMinio(ctx context.Context, u *url.URL, q *params, requests *objstore.RequestCounter) (objstore.Bucket, string, error) {
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
 	if u.Host == "" || bucket == "" {
 		return nil, "", errors.New("want minio://host:port/bucket[/prefix]")
 	}
-	cfg := minio.Config{Endpoint: u.Host, Bucket: bucket}
+	cfg := minio.Config{Endpoint: u.Host, Bucket: bucket, Requests: requests}
 	cfg.AccessKey, cfg.SecretKey = minioCreds(u)
 	var err error
 	if cfg.Secure, err = q.bool("secure", true); err != nil {
 		return nil, "", err
 	}
 	cfg.Region, _ = q.take("region")
+	if cfg.MultipartThreshold, err = q.size("multipart_threshold"); err != nil {
+		return nil, "", err
+	}
 	part, err := q.size("part_size")
 	if err != nil {
 		return nil, "", err

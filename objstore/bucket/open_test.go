@@ -1,6 +1,7 @@
 package bucket
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/url"
@@ -11,11 +12,13 @@ import (
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/compaction"
 	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/gcs"
 	"github.com/floebroker/floe/objstore/minio"
 	"github.com/floebroker/floe/objstore/objstoretest"
+	"github.com/floebroker/floe/wal"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -152,6 +155,9 @@ func TestOpenLocal(t *testing.T) {
 			if n := testenv.Metric(t, reg, "floe_objstore_operations_total", map[string]string{"op": "put"}); n != 1 {
 				t.Errorf("put count = %v, want 1", n)
 			}
+			if n := testenv.Metric(t, reg, "floe_objstore_requests_total", map[string]string{"op": "put"}); n != 1 {
+				t.Errorf("put requests = %v, want 1", n)
+			}
 		})
 	}
 }
@@ -267,4 +273,81 @@ func TestOpenServices(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSegmentPutIsOneRequest checks that with default settings an object
+// as large as a WAL segment gets when uploads back up (between the old 16
+// MiB thresholds and the WAL's 64 MiB bound) goes up in one request on the
+// s3 and minio backends, and that the request counter counts each request
+// of a multipart upload.
+func TestSegmentPutIsOneRequest(t *testing.T) {
+	endpoint := objstoretest.Env(t, "FLOE_TEST_MINIO_ENDPOINT")
+	access := objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY")
+	secret := objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY")
+	ctx := context.Background()
+	name := objstoretest.BucketName(t)
+	admin, err := minio.New(ctx, minio.Config{Endpoint: endpoint, Bucket: name, AccessKey: access, SecretKey: secret, SkipBucketCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Client().MakeBucket(ctx, name, miniogo.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for info, err := range admin.List(ctx, "") {
+			if err == nil {
+				_ = admin.Delete(ctx, info.Key)
+			}
+		}
+		_ = admin.Client().RemoveBucket(ctx, name)
+	})
+	// The defaults the threshold was chosen for.
+	if wal.DefaultMaxBufferedBytes >= objstore.DefaultSingleRequestBytes || compaction.DefaultTargetBytes >= objstore.DefaultSingleRequestBytes {
+		t.Errorf("WAL bound %d or compaction target %d not below the single-request size %d",
+			wal.DefaultMaxBufferedBytes, compaction.DefaultTargetBytes, objstore.DefaultSingleRequestBytes)
+	}
+	const segment = 40 << 20
+	data := make([]byte, segment)
+	// Hedging off: a slow PUT hedged is rightly two requests.
+	s3URL := "s3://" + access + ":" + secret + "@" + name + "/s3?hedge_put=0&path_style=true&endpoint=http://" + endpoint
+	minioURL := "minio://" + access + ":" + secret + "@" + endpoint + "/" + name + "/minio?secure=false"
+	for _, tt := range []struct {
+		name, url, key string
+		size           int
+		requests       float64
+	}{
+		{"s3 default", s3URL, "s3/seg", segment, 1},
+		{"minio default", minioURL, "minio/seg", segment, 1},
+		// create + 3 parts + complete
+		{"s3 multipart", s3URL + "&multipart_threshold=6MiB&part_size=5MiB", "s3/mp", 11 << 20, 5},
+		{"minio multipart", minioURL + "&multipart_threshold=6MiB&part_size=5MiB", "minio/mp", 11 << 20, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			b, err := Open(ctx, tt.url, Options{Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			_, key, _ := strings.Cut(tt.key, "/") // the URL has the prefix
+			if err := b.Put(ctx, key, bytes.NewReader(data[:tt.size]), int64(tt.size)); err != nil {
+				t.Fatal(err)
+			}
+			if n := testenv.Metric(t, reg, "floe_objstore_requests_total", map[string]string{"op": "put"}); n != tt.requests {
+				t.Errorf("put requests = %v, want %v", n, tt.requests)
+			}
+			if n := testenv.Metric(t, reg, "floe_objstore_operations_total", map[string]string{"op": "put"}); n != 1 {
+				t.Errorf("put calls = %v, want 1", n)
+			}
+			// S3 gives a multipart object an ETag ending in -<parts>.
+			oi, err := admin.Client().StatObject(ctx, name, tt.key, miniogo.StatObjectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if multipart := strings.Contains(oi.ETag, "-"); multipart != (tt.requests > 1) {
+				t.Errorf("ETag %s: multipart = %v, want %v", oi.ETag, multipart, tt.requests > 1)
+			}
+		})
+	}
 }

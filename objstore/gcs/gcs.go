@@ -9,8 +9,16 @@
 // Guarantees, beyond objstore.Bucket's:
 //   - An object is created only when its upload completes: a short body or
 //     a cancelled context cancels the upload, never finalizes a truncated
-//     object. Objects up to Config.ChunkSize are one request; larger ones a
-//     resumable upload in ChunkSize pieces.
+//     object. Objects up to Config.ChunkSize (default
+//     objstore.DefaultSingleRequestBytes, 128 MiB) are one request, so a
+//     segment the agents write costs one billed request; larger ones a
+//     resumable upload in ChunkSize pieces (an initiation and a request per
+//     piece).
+//   - With Config.Requests set, the requests sent are counted
+//     (objstore.RequestCounter), by the call they serve. The client's
+//     transport is not wrapped (it carries the credentials), so they are
+//     counted per call: a resumable upload as its initiation and pieces, a
+//     listing per page fetched.
 //   - The client does not retry (storage.RetryNever): objstore.WithRetry is
 //     the single retry layer. Errors carry the HTTP status and reason
 //     (objstore.StatusError) so that layer can classify them.
@@ -43,12 +51,15 @@ type Config struct {
 	// means Google (or STORAGE_EMULATOR_HOST when set).
 	Endpoint string
 	// ChunkSize is the largest object sent in one request and the piece
-	// size of larger, resumable uploads. Default 64 MiB, so every segment
-	// the flusher writes (8 MiB by default) and every merged segment of the
-	// default target size is one request: an abandoned single-request
-	// upload can never leave an object behind, while an abandoned resumable
-	// upload was seen to be finalised with partial content by
-	// fake-gcs-server.
+	// size of larger, resumable uploads. Default
+	// objstore.DefaultSingleRequestBytes (128 MiB), so every segment the
+	// flusher writes (at most the WAL's 64 MiB of buffered bytes plus one
+	// produce request) and every merged segment of the default target size
+	// is one billed request, and an abandoned single-request upload can
+	// never leave an object behind, while an abandoned resumable upload was
+	// seen to be finalised with partial content by fake-gcs-server. A
+	// single-request upload holds a copy of the object while it is sent; a
+	// resumable one a ChunkSize buffer.
 	ChunkSize int
 	// ListPageSize is the objects asked for per list call. Default 1000.
 	ListPageSize int
@@ -59,11 +70,13 @@ type Config struct {
 	// ClientOptions are added to the storage client's options (credentials
 	// files, HTTP clients).
 	ClientOptions []option.ClientOption
+	// Requests, if set, counts the requests sent.
+	Requests *objstore.RequestCounter
 }
 
 func (c Config) withDefaults() Config {
 	if c.ChunkSize == 0 {
-		c.ChunkSize = 64 << 20
+		c.ChunkSize = objstore.DefaultSingleRequestBytes
 	}
 	if c.ListPageSize == 0 {
 		c.ListPageSize = 1000
@@ -165,6 +178,7 @@ func opErr(op, key string, err error) error {
 
 // Get returns the whole object, streaming from GCS.
 func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	b.cfg.Requests.Add("get", 1)
 	r, err := b.bucket.Object(key).NewReader(ctx)
 	if err != nil {
 		return nil, opErr("get", key, err)
@@ -187,6 +201,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 	if length < 0 {
 		length = -1
 	}
+	b.cfg.Requests.Add("get_range", 1)
 	r, err := b.bucket.Object(key).NewRangeReader(ctx, off, length)
 	if err != nil {
 		err = opErr("get range", key, err)
@@ -219,6 +234,7 @@ type limitedReadCloser struct {
 
 // Stat returns the object's size and modification time.
 func (b *Bucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	b.cfg.Requests.Add("stat", 1)
 	a, err := b.bucket.Object(key).Attrs(ctx)
 	if err != nil {
 		return objstore.ObjectInfo{}, opErr("stat", key, err)
@@ -235,8 +251,15 @@ func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[objstore.Obj
 			return
 		}
 		it := b.bucket.Objects(ctx, q)
-		it.PageInfo().MaxSize = b.cfg.ListPageSize
+		pi := it.PageInfo()
+		pi.MaxSize = b.cfg.ListPageSize
+		started := false
 		for {
+			if pi.Remaining() == 0 && (!started || pi.Token != "") {
+				// This Next fetches a page.
+				b.cfg.Requests.Add("list", 1)
+				started = true
+			}
 			a, err := it.Next()
 			if err == iterator.Done {
 				return
@@ -267,6 +290,10 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	defer cancel()
 	w := b.bucket.Object(key).NewWriter(wctx)
 	w.ChunkSize = b.cfg.ChunkSize
+	// The initiation, then a request per piece sent (the last on Close),
+	// counted up front: whether a failed upload sent its pieces is not
+	// known here.
+	b.cfg.Requests.Add("put", 1+int((size+int64(w.ChunkSize)-1)/int64(w.ChunkSize)))
 	if _, err := io.Copy(w, objstore.ExactReader(r, size)); err != nil {
 		cancel()
 		_ = w.Close()
@@ -301,6 +328,7 @@ func (b *Bucket) putOneRequest(ctx context.Context, key string, r io.Reader, siz
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	b.cfg.Requests.Add("put", 1)
 	w := b.bucket.Object(key).NewWriter(wctx)
 	w.ChunkSize = 0 // one request, no buffer
 	if _, err := w.Write(data); err != nil {
@@ -316,6 +344,7 @@ func (b *Bucket) putOneRequest(ctx context.Context, key string, r io.Reader, siz
 
 // Delete removes key; a missing key is not an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
+	b.cfg.Requests.Add("delete", 1)
 	if err := b.bucket.Object(key).Delete(ctx); err != nil {
 		if errors.Is(err, storage.ErrObjectNotExist) {
 			return nil

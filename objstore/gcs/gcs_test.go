@@ -1,10 +1,17 @@
 package gcs
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/api/option"
+
+	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
 	"github.com/floebroker/floe/objstore/objstoretest"
 )
@@ -91,4 +98,53 @@ func BenchmarkPutGet(b *testing.B) {
 	bk := newTestBucket(b, func(c *Config) { c.ChunkSize = 0 })
 	defer bk.Close()
 	objstoretest.BenchmarkPutGet(b, bk)
+}
+
+// TestRequestCount checks the per-call request counts: one request up to
+// ChunkSize, an initiation and a request per piece above it, a request per
+// list page.
+func TestRequestCount(t *testing.T) {
+	reg, wire := prometheus.NewRegistry(), prometheus.NewRegistry()
+	// The emulator needs no credentials, so the client's transport can be
+	// wrapped here to count what really goes out (as "other": no op is
+	// marked on the context).
+	hc := &http.Client{Transport: objstore.NewRequestCounter(wire).Transport(http.DefaultTransport)}
+	b := newTestBucket(t, func(c *Config) {
+		c.Requests = objstore.NewRequestCounter(reg)
+		c.ClientOptions = []option.ClientOption{option.WithHTTPClient(hc)}
+	})
+	defer b.Close()
+	ctx := t.Context()
+	sent := func() float64 {
+		return testenv.Metric(t, wire, "floe_objstore_requests_total", map[string]string{"op": "other"})
+	}
+	for i, size := range []int{1 << 20, 9 << 20} { // 1, then 1 + 3 pieces of 4 MiB
+		before := sent()
+		if err := b.Put(ctx, fmt.Sprint("k/", i), bytes.NewReader(make([]byte, size)), int64(size)); err != nil {
+			t.Fatal(err)
+		}
+		if want := float64(1 + 3*i); sent()-before != want {
+			t.Errorf("put of %d bytes sent %v requests, want %v", size, sent()-before, want)
+		}
+	}
+	for i := range 12 {
+		if err := b.Put(ctx, fmt.Sprint("l/", i), strings.NewReader("v"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, err := range b.List(ctx, "l/") { // pages of 7: two
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 12 {
+		t.Fatalf("listed %d objects, want 12", n)
+	}
+	for op, want := range map[string]float64{"put": 5 + 12, "list": 2} {
+		if got := testenv.Metric(t, reg, "floe_objstore_requests_total", map[string]string{"op": op}); got != want {
+			t.Errorf("%s requests = %v, want %v", op, got, want)
+		}
+	}
 }

@@ -8,8 +8,13 @@
 //   - minio-go does not retry (MaxRetries 1): objstore.WithRetry is the
 //     single retry layer. Errors carry the HTTP status and S3 error code
 //     (objstore.StatusError) so that layer can classify them.
-//   - Objects above Config.PartSize go up as a multipart upload, which
-//     minio-go aborts on failure; a short body fails the upload.
+//   - Objects up to Config.MultipartThreshold (default
+//     objstore.DefaultSingleRequestBytes, 128 MiB) are one PUT, so a
+//     segment the agents write costs one billed request; larger ones go up
+//     as a multipart upload in Config.PartSize parts, which minio-go aborts
+//     on failure. A short body fails the upload.
+//   - With Config.Requests set, every HTTP request sent is counted
+//     (objstore.RequestCounter), by the call it serves.
 //   - New checks the bucket exists within Config.CheckTimeout.
 //   - A PUT's body is checked by the server against a CRC-32C sent as a
 //     trailing checksum (aws-chunked with trailer), not against a SHA-256
@@ -45,8 +50,13 @@ type Config struct {
 	Region string
 	// AccessKey and SecretKey are the credentials. Required.
 	AccessKey, SecretKey string
-	// PartSize is the multipart part size and the largest object sent as
-	// one PUT; at least 5 MiB. Default 16 MiB.
+	// MultipartThreshold is the largest object sent as one PUT. Default
+	// objstore.DefaultSingleRequestBytes (128 MiB): a multipart upload
+	// sends its parts in parallel but costs create + parts + complete
+	// requests. A single PUT streams its body; it is not buffered.
+	MultipartThreshold int64
+	// PartSize is a multipart upload's part size; at least 5 MiB. Default
+	// 16 MiB.
 	PartSize uint64
 	// PartConcurrency is how many parts upload at once. Default 4.
 	PartConcurrency uint
@@ -60,9 +70,14 @@ type Config struct {
 	CheckTimeout time.Duration
 	// SkipBucketCheck skips New's check that the bucket exists.
 	SkipBucketCheck bool
+	// Requests, if set, counts the HTTP requests sent.
+	Requests *objstore.RequestCounter
 }
 
 func (c Config) withDefaults() Config {
+	if c.MultipartThreshold == 0 {
+		c.MultipartThreshold = objstore.DefaultSingleRequestBytes
+	}
 	if c.PartSize == 0 {
 		c.PartSize = 16 << 20
 	}
@@ -91,6 +106,9 @@ func (c Config) Validate() error {
 		return errors.New("minio: no bucket name")
 	case c.AccessKey == "" || c.SecretKey == "":
 		return errors.New("minio: no credentials (set MINIO_ACCESS_KEY and MINIO_SECRET_KEY, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or user:password@ in the URL)")
+	case c.MultipartThreshold < 0 || c.MultipartThreshold > 5<<30:
+		// 5 GiB is S3's largest single PUT.
+		return fmt.Errorf("minio: multipart threshold %d outside [0, 5 GiB]", c.MultipartThreshold)
 	case c.PartSize < 5<<20:
 		return fmt.Errorf("minio: part size %d < 5 MiB", c.PartSize)
 	case c.ListPageSize < 1 || c.ListPageSize > 1000:
@@ -126,7 +144,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       cfg.Secure,
 		Region:       cfg.Region,
-		Transport:    tr,
+		Transport:    cfg.Requests.Transport(tr),
 		BucketLookup: minio.BucketLookupPath,
 		MaxRetries:   1,
 		// With trailing headers a PUT carries a CRC-32C of the body in
@@ -177,6 +195,7 @@ func opErr(op, key string, err error) error {
 
 // Get returns the whole object, streaming from MinIO.
 func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	ctx = objstore.WithRequestOp(ctx, "get")
 	rc, _, _, err := b.core.GetObject(ctx, b.cfg.Bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, opErr("get", key, err)
@@ -196,6 +215,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
+	ctx = objstore.WithRequestOp(ctx, "get_range")
 	var opts minio.GetObjectOptions
 	if length > 0 {
 		opts.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
@@ -223,6 +243,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 
 // Stat returns the object's size and modification time.
 func (b *Bucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	ctx = objstore.WithRequestOp(ctx, "stat")
 	oi, err := b.core.StatObject(ctx, b.cfg.Bucket, key, minio.StatObjectOptions{})
 	if err != nil {
 		return objstore.ObjectInfo{}, opErr("stat", key, err)
@@ -234,7 +255,7 @@ func (b *Bucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, err
 func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[objstore.ObjectInfo, error] {
 	return func(yield func(objstore.ObjectInfo, error) bool) {
 		// Cancelling is how minio-go's listing learns the caller stopped.
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := context.WithCancel(objstore.WithRequestOp(ctx, "list"))
 		defer cancel()
 		for oi := range b.core.ListObjectsIter(ctx, b.cfg.Bucket, minio.ListObjectsOptions{
 			Prefix:    prefix,
@@ -270,11 +291,14 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	// Cancelled on return: minio-go's part workers report to PutObject
 	// only while it waits, and after a failed part it stops waiting, so
 	// the others (each holding the body) would block forever.
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(objstore.WithRequestOp(ctx, "put"))
 	defer cancel()
 	_, err = b.core.Client.PutObject(ctx, b.cfg.Bucket, key, body, size, minio.PutObjectOptions{
-		PartSize:   b.cfg.PartSize,
-		NumThreads: b.cfg.PartConcurrency,
+		// minio-go's PartSize is both the part size and the largest single
+		// PUT; DisableMultipart separates the two.
+		DisableMultipart: size <= b.cfg.MultipartThreshold,
+		PartSize:         b.cfg.PartSize,
+		NumThreads:       b.cfg.PartConcurrency,
 		// Not a SHA-256 of every chunk in the signature: over plain HTTP
 		// that hash cost about a sixth of an agent's CPU at full load. The
 		// body is still protected end to end: minio-go sends a CRC-32C
@@ -317,6 +341,7 @@ func sized(r io.Reader, size int64) (io.Reader, error) {
 
 // Delete removes key; a missing key is not an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
+	ctx = objstore.WithRequestOp(ctx, "delete")
 	if err := b.core.RemoveObject(ctx, b.cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
 		err = opErr("delete", key, err)
 		if errors.Is(err, objstore.ErrNotExist) {

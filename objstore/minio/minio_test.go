@@ -18,12 +18,13 @@ import (
 // was left behind.
 func testConfig(t testing.TB) Config {
 	cfg := Config{
-		Endpoint:     objstoretest.Env(t, "FLOE_TEST_MINIO_ENDPOINT"),
-		Bucket:       objstoretest.BucketName(t),
-		AccessKey:    objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY"),
-		SecretKey:    objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY"),
-		PartSize:     5 << 20,
-		ListPageSize: 7,
+		Endpoint:           objstoretest.Env(t, "FLOE_TEST_MINIO_ENDPOINT"),
+		Bucket:             objstoretest.BucketName(t),
+		AccessKey:          objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY"),
+		SecretKey:          objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY"),
+		MultipartThreshold: 6 << 20,
+		PartSize:           5 << 20,
+		ListPageSize:       7,
 	}
 	admin := cfg
 	admin.SkipBucketCheck = true
@@ -107,7 +108,7 @@ func TestNewChecks(t *testing.T) {
 }
 
 func BenchmarkPutGet(b *testing.B) {
-	bk := newTestBucket(b, func(c *Config) { c.PartSize = 0 })
+	bk := newTestBucket(b, func(c *Config) { c.MultipartThreshold, c.PartSize = 0, 0 })
 	defer bk.Close()
 	objstoretest.BenchmarkPutGet(b, bk)
 }

@@ -41,7 +41,7 @@ func TestFailedPartLeavesNoWorkers(t *testing.T) {
 	}))
 	defer srv.Close()
 	b, err := New(t.Context(), Config{Endpoint: strings.TrimPrefix(srv.URL, "http://"), Bucket: "bkt", Region: "us-east-1",
-		AccessKey: "k", SecretKey: "s", PartSize: 5 << 20, SkipBucketCheck: true})
+		AccessKey: "k", SecretKey: "s", MultipartThreshold: 5 << 20, PartSize: 5 << 20, SkipBucketCheck: true})
 	if err != nil {
 		t.Fatal(err)
 	}

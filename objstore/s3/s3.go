@@ -2,11 +2,15 @@
 // (MinIO, Ceph RGW, R2, …), on aws-sdk-go-v2.
 //
 // Guarantees, beyond objstore.Bucket's:
-//   - Objects up to Config.MultipartThreshold are one PutObject; larger ones
-//     are a multipart upload whose parts go up concurrently (at most
+//   - Objects up to Config.MultipartThreshold (default
+//     objstore.DefaultSingleRequestBytes, 128 MiB) are one PutObject, so a
+//     segment the agents write costs one billed request; larger ones are a
+//     multipart upload whose parts go up concurrently (at most
 //     Config.PartConcurrency in flight, so at most that many part buffers
 //     for a streamed body). Either way the object appears whole or not at
 //     all; a failed multipart upload is aborted so no parts linger.
+//   - With Config.Requests set, every HTTP request sent is counted
+//     (objstore.RequestCounter), by the call it serves.
 //   - The SDK does not retry: objstore.WithRetry is the single retry layer,
 //     so a failing service sees no retry storm. Errors carry the HTTP
 //     status and S3 error code (objstore.StatusError) so that layer can
@@ -59,7 +63,11 @@ type Config struct {
 	AccessKeyID, SecretAccessKey, SessionToken string
 
 	// MultipartThreshold is the largest object sent as one PutObject.
-	// Default 16 MiB.
+	// Default objstore.DefaultSingleRequestBytes (128 MiB): a multipart
+	// upload sends its parts in parallel but costs create + parts +
+	// complete requests. A single PutObject of a body that is not an
+	// io.ReaderAt and io.Seeker is read into memory whole (the agents
+	// always pass a bytes.Reader).
 	MultipartThreshold int64
 	// PartSize is a multipart upload's part size, at least 5 MiB (S3's
 	// minimum). It grows if an object would need more than 10000 parts.
@@ -80,13 +88,15 @@ type Config struct {
 	SkipBucketCheck bool
 	// HTTPClient replaces the client New builds.
 	HTTPClient *http.Client
+	// Requests, if set, counts the HTTP requests sent.
+	Requests *objstore.RequestCounter
 }
 
 const minPartSize = 5 << 20
 
 func (c Config) withDefaults() Config {
 	if c.MultipartThreshold == 0 {
-		c.MultipartThreshold = 16 << 20
+		c.MultipartThreshold = objstore.DefaultSingleRequestBytes
 	}
 	if c.PartSize == 0 {
 		c.PartSize = 8 << 20
@@ -114,8 +124,9 @@ func (c Config) Validate() error {
 		return errors.New("s3: no bucket name")
 	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
 		return errors.New("s3: access key id and secret access key must be given together")
-	case c.MultipartThreshold < 0:
-		return fmt.Errorf("s3: multipart threshold %d < 0", c.MultipartThreshold)
+	case c.MultipartThreshold < 0 || c.MultipartThreshold > 5<<30:
+		// 5 GiB is S3's largest single PUT.
+		return fmt.Errorf("s3: multipart threshold %d outside [0, 5 GiB]", c.MultipartThreshold)
 	case c.PartSize < minPartSize || c.PartSize > 5<<30:
 		return fmt.Errorf("s3: part size %d outside [5 MiB, 5 GiB]", c.PartSize)
 	case c.PartConcurrency < 1:
@@ -183,6 +194,13 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		// Freeze it so Close can reach the transport's idle connections.
 		awsCfg.HTTPClient = bc.Freeze()
 	}
+	idle, _ := awsCfg.HTTPClient.(interface{ CloseIdleConnections() })
+	if cfg.Requests != nil {
+		// Counted below the SDK, so the count is of requests sent: the
+		// SDK does not retry, but one Put can be a multipart upload.
+		rt := cfg.Requests.Transport(httpDoer(awsCfg.HTTPClient.Do))
+		awsCfg.HTTPClient = httpDoer(rt.RoundTrip)
+	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.UsePathStyle = cfg.PathStyle
 		if cfg.Endpoint != "" {
@@ -190,8 +208,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		}
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	b := &Bucket{cfg: cfg, client: client}
-	b.idle, _ = awsCfg.HTTPClient.(interface{ CloseIdleConnections() })
+	b := &Bucket{cfg: cfg, client: client, idle: idle}
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout)
 	defer cancel()
@@ -209,6 +226,12 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	}
 	return b, nil
 }
+
+// httpDoer is an HTTP client's Do as a client and as a transport.
+type httpDoer func(*http.Request) (*http.Response, error)
+
+func (d httpDoer) Do(req *http.Request) (*http.Response, error)        { return d(req) }
+func (d httpDoer) RoundTrip(req *http.Request) (*http.Response, error) { return d(req) }
 
 // Client returns the SDK client, for tests and tools that need calls the
 // Bucket interface lacks (creating buckets).
@@ -245,6 +268,7 @@ func opErr(op, key string, err error) error {
 // Get returns the whole object. The body streams from S3 and is tied to
 // ctx.
 func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	ctx = objstore.WithRequestOp(ctx, "get")
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
 	if err != nil {
 		return nil, opErr("get", key, err)
@@ -266,6 +290,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
+	ctx = objstore.WithRequestOp(ctx, "get_range")
 	rng := fmt.Sprintf("bytes=%d-", off)
 	if length > 0 {
 		rng = fmt.Sprintf("bytes=%d-%d", off, off+length-1)
@@ -291,6 +316,7 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, length int64) (i
 
 // Stat returns the object's size and modification time (HeadObject).
 func (b *Bucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	ctx = objstore.WithRequestOp(ctx, "stat")
 	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
 	if err != nil {
 		return objstore.ObjectInfo{}, opErr("stat", key, err)
@@ -301,6 +327,7 @@ func (b *Bucket) Stat(ctx context.Context, key string) (objstore.ObjectInfo, err
 // List yields the objects under prefix, one ListObjectsV2 page at a time.
 func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[objstore.ObjectInfo, error] {
 	return func(yield func(objstore.ObjectInfo, error) bool) {
+		ctx := objstore.WithRequestOp(ctx, "list")
 		p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 			Bucket:  &b.cfg.Bucket,
 			Prefix:  &prefix,
@@ -336,6 +363,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	if size < 0 {
 		return fmt.Errorf("s3: put %q: negative size %d", key, size)
 	}
+	ctx = objstore.WithRequestOp(ctx, "put")
 	if size > b.cfg.MultipartThreshold {
 		return b.putMultipart(ctx, key, r, size)
 	}
@@ -357,6 +385,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) e
 
 // Delete removes key. S3 answers a missing key with success.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
+	ctx = objstore.WithRequestOp(ctx, "delete")
 	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
 	if err != nil {
 		err = opErr("delete", key, err)
