@@ -66,8 +66,28 @@ func (s tpSet) byTopic() ([]catalog.TopicID, map[catalog.TopicID][]int32) {
 
 // memberSpec is one member as an assignor sees it.
 type memberSpec struct {
-	id     string
-	topics map[catalog.TopicID]bool // subscribed topics that exist
+	id       string
+	instance *string                  // static members' instance id
+	topics   map[catalog.TopicID]bool // subscribed topics that exist
+}
+
+// rangeOrder is the order in which the range assignor hands out ranges,
+// Kafka's: static members first, by instance id, then the others by
+// member id. A static member that restarts comes back under a new member
+// id; ordered by member id it would take another member's place, and
+// every range would move.
+func rangeOrder(a, b memberSpec) int {
+	switch {
+	case a.instance != nil && b.instance != nil:
+		if c := cmp.Compare(*a.instance, *b.instance); c != 0 {
+			return c
+		}
+	case a.instance != nil:
+		return -1
+	case b.instance != nil:
+		return 1
+	}
+	return cmp.Compare(a.id, b.id)
 }
 
 // assign runs the named assignor. members must be sorted by id; partitions
@@ -80,8 +100,8 @@ func assign(name string, members []memberSpec, partitions map[catalog.TopicID]in
 	return assignUniform(members, partitions, prev)
 }
 
-// subscribers returns, per topic, the members subscribed to it in member
-// order.
+// subscribers returns, per topic, the members subscribed to it in the
+// order of members.
 func subscribers(members []memberSpec, partitions map[catalog.TopicID]int32) ([]catalog.TopicID, map[catalog.TopicID][]string) {
 	subs := make(map[catalog.TopicID][]string)
 	for _, m := range members {
@@ -92,8 +112,7 @@ func subscribers(members []memberSpec, partitions map[catalog.TopicID]int32) ([]
 		}
 	}
 	ids := make([]catalog.TopicID, 0, len(subs))
-	for id, ms := range subs {
-		slices.Sort(ms)
+	for id := range subs {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b catalog.TopicID) int { return bytes.Compare(a[:], b[:]) })
@@ -101,15 +120,17 @@ func subscribers(members []memberSpec, partitions map[catalog.TopicID]int32) ([]
 }
 
 // assignRange gives each topic's subscribers contiguous ranges of its
-// partitions, in member id order, the first (partitions % members) one
-// more: members subscribed to co-partitioned topics get the same partition
+// partitions, in rangeOrder, the first (partitions % members) one more:
+// members subscribed to co-partitioned topics get the same partition
 // numbers of each.
 func assignRange(members []memberSpec, partitions map[catalog.TopicID]int32) map[string]tpSet {
 	out := make(map[string]tpSet, len(members))
 	for _, m := range members {
 		out[m.id] = tpSet{}
 	}
-	ids, subs := subscribers(members, partitions)
+	ordered := slices.Clone(members)
+	slices.SortFunc(ordered, rangeOrder)
+	ids, subs := subscribers(ordered, partitions)
 	for _, id := range ids {
 		ms := subs[id]
 		n, k := int(partitions[id]), len(ms)
@@ -138,6 +159,9 @@ func assignUniform(members []memberSpec, partitions map[catalog.TopicID]int32, p
 		out[m.id] = tpSet{}
 	}
 	ids, subs := subscribers(members, partitions)
+	for _, ms := range subs {
+		slices.Sort(ms) // for subscribed's binary search
+	}
 	owner := make(map[topicPartition]string)
 	count := make(map[string]int, len(members))
 	var all []topicPartition

@@ -84,6 +84,22 @@ func TestAssignRange(t *testing.T) {
 	}
 }
 
+func TestAssignRangeStaticFirst(t *testing.T) {
+	parts := map[catalog.TopicID]int32{tid(1): 8}
+	ms := specs(4, tid(1))
+	ia, ib := "a", "b"
+	ms[3].instance, ms[2].instance = &ia, &ib
+	got := assignRange(ms, parts)
+	checkValid(t, ms, parts, got)
+	// Static a (m03), static b (m02), then m00 and m01 by member id.
+	want := map[string][]int32{"m03": {0, 1}, "m02": {2, 3}, "m00": {4, 5}, "m01": {6, 7}}
+	for m, ps := range want {
+		if _, byTopic := got[m].byTopic(); !slices.Equal(byTopic[tid(1)], ps) {
+			t.Fatalf("%s: %v, want %v", m, byTopic[tid(1)], ps)
+		}
+	}
+}
+
 func TestAssignUniformBalanced(t *testing.T) {
 	for members := 1; members <= 7; members++ {
 		for p := int32(0); p <= 20; p += 3 {

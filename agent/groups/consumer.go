@@ -139,6 +139,13 @@ func (g *group) consumerHeartbeat(p *cgParams, snap *topicSnapshot) cgResult {
 	case -1, -2:
 		return g.consumerLeave(p)
 	}
+	// snap was read before the group's lock was taken: a heartbeat that
+	// read a newer one since may have moved the group to it already, and
+	// going back would shrink the target (partitions added, topics
+	// created) only for the next heartbeat to grow it again.
+	if snap != nil && snap.version < cg.snapVersion {
+		snap = g.c.topics.last()
+	}
 	var m *consumerMember
 	if p.epoch == 0 {
 		var res cgResult
@@ -351,7 +358,8 @@ func (cg *consumerGroup) refreshTarget(g *group, snap *topicSnapshot) {
 	specs := make([]memberSpec, 0, len(ids))
 	partitions := make(map[catalog.TopicID]int32)
 	for _, id := range ids {
-		spec := memberSpec{id: id, topics: cg.members[id].subscribedTopics(snap)}
+		m := cg.members[id]
+		spec := memberSpec{id: id, instance: m.instanceID, topics: m.subscribedTopics(snap)}
 		for t := range spec.topics {
 			partitions[t] = snap.byName[snap.byID[t]].Partitions
 		}

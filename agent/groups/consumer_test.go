@@ -409,6 +409,76 @@ func TestConsumerStaticMember(t *testing.T) {
 	}
 }
 
+// A restarted static member (same instance id, new member id) keeps its
+// place in the range assignor's order, as in Kafka: when a dynamic member
+// joins, only what the new member takes moves (3 of 6 partitions), not
+// every range.
+func TestConsumerRangeStaticRestartKeepsRanges(t *testing.T) {
+	h := newHarness(t)
+	topic := h.cat.addTopic("t", 6)
+	rangeName := "range"
+	join := func(id, instance string) *cmember {
+		m := h.member("g", id, "t")
+		m.assignor = &rangeName
+		if instance != "" {
+			m.instance = &instance
+		}
+		return m
+	}
+	a, b := join("m1", "A"), join("m2", "B")
+	settle(t, a, b)
+	leave := a.request()
+	leave.MemberEpoch = -2
+	errIs(t, "static leave", h.do(leave).(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode, nil)
+	a = join("m9", "A") // sorts after m2 by member id
+	c := join("m5", "") // dynamic, between them by member id
+	settle(t, a, b, c)
+	for _, tc := range []struct {
+		m    *cmember
+		want []int32
+	}{{a, []int32{0, 1}}, {b, []int32{2, 3}}, {c, []int32{4, 5}}} {
+		if got := tc.m.ownedOf(topic); !slices.Equal(got, tc.want) {
+			t.Fatalf("%s owns %v, want %v (static members first, by instance id)", tc.m.id, got, tc.want)
+		}
+	}
+}
+
+// A heartbeat reads the topic list before it takes the group's lock, so it
+// may hold an older list than a heartbeat that took the lock before it: the
+// group must not go back to that list (the target shrank from 8 partitions
+// to 4, under a new epoch, until the next heartbeat).
+func TestConsumerOlderTopicListIgnored(t *testing.T) {
+	h := newHarness(t)
+	topic := h.cat.addTopic("t", 4)
+	a, b := h.member("g", "a", "t"), h.member("g", "b", "t")
+	settle(t, a, b)
+	older := h.c.topics.last()
+	h.cat.addTopic("t", 8)
+	h.advance(3 * time.Second) // past the topic cache's TTL
+	settle(t, a, b)
+	if n := len(a.ownedOf(topic)) + len(b.ownedOf(topic)); n != 8 {
+		t.Fatalf("%d partitions owned after adding partitions, want 8", n)
+	}
+
+	g, _ := h.c.lockGroup("g", false, kindConsumer)
+	epoch := g.cg.epoch
+	p, code, msg := h.c.consumerParams("client", "host", a.request())
+	if code != 0 {
+		g.mu.Unlock()
+		t.Fatal(code, msg)
+	}
+	res := g.consumerHeartbeat(p, older)
+	after, target := g.cg.epoch, len(g.cg.target["a"])+len(g.cg.target["b"])
+	g.mu.Unlock()
+	if res.code != 0 || after != epoch || target != 8 {
+		t.Fatalf("an older topic list: code %d, epoch %d -> %d, target %d partitions (want %d, 8)", res.code, epoch, after, target, epoch)
+	}
+	settle(t, a, b)
+	if a.epoch != epoch || len(a.owned)+len(b.owned) != 8 {
+		t.Fatalf("members at epoch %d with %d partitions, want %d with 8", a.epoch, len(a.owned)+len(b.owned), epoch)
+	}
+}
+
 func TestConsumerSessionAndRebalanceTimeouts(t *testing.T) {
 	h := newHarness(t)
 	h.cat.addTopic("t", 4)
