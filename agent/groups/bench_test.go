@@ -206,3 +206,37 @@ func benchCommits(b *testing.B, h *harness) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 	}
 }
+
+// BenchmarkConsumerJoinRegex measures a member joining (and leaving) a
+// KIP-848 group of 100 members that subscribe by one regex to 900 of 5,000
+// topics: the group's subscriptions are resolved again, under its lock.
+func BenchmarkConsumerJoinRegex(b *testing.B) {
+	h := newHarness(b)
+	re := `orders-0\d{3}[1-9]`
+	join := func(id string) *cmember {
+		m := h.member("g", id)
+		m.names, m.regex = nil, &re
+		m.beat()
+		if m.lastCode != 0 {
+			b.Fatalf("%s: code %d", id, m.lastCode)
+		}
+		return m
+	}
+	// The members join before the topics exist, which is quick whatever
+	// joins cost.
+	first := join("m000")
+	for i := 1; i < 100; i++ {
+		join(fmt.Sprintf("m%03d", i))
+	}
+	for i := range 5000 {
+		h.cat.addTopic(fmt.Sprintf("orders-%05d", i), 1)
+	}
+	h.advance(3 * time.Second) // past the topic cache's TTL
+	first.beat()
+	for b.Loop() {
+		m := join("new")
+		leave := m.request()
+		leave.MemberEpoch = -1
+		h.do(leave)
+	}
+}

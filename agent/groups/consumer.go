@@ -6,6 +6,8 @@ import (
 	"hash/fnv"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -315,7 +317,21 @@ func (cg *consumerGroup) bump(g *group) {
 	g.c.m.rebalances.WithLabelValues("consumer").Inc()
 }
 
-// subscribedTopics resolves m's subscription against snap.
+// subscriptionKey identifies m's subscription: members with equal keys
+// subscribe to the same topics. Each part is length-prefixed, so that no
+// two subscriptions share a key.
+func (m *consumerMember) subscriptionKey() string {
+	var b strings.Builder
+	for _, s := range append([]string{m.regex}, m.names...) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// subscribedTopics resolves m's subscription against snap (uncached: see
+// topicSnapshot.subscribed).
 func (m *consumerMember) subscribedTopics(snap *topicSnapshot) map[catalog.TopicID]bool {
 	out := make(map[catalog.TopicID]bool)
 	for _, n := range m.names {
@@ -357,11 +373,16 @@ func (cg *consumerGroup) refreshTarget(g *group, snap *topicSnapshot) {
 	slices.Sort(ids)
 	specs := make([]memberSpec, 0, len(ids))
 	partitions := make(map[catalog.TopicID]int32)
+	done := make(map[string]bool)
 	for _, id := range ids {
 		m := cg.members[id]
-		spec := memberSpec{id: id, instance: m.instanceID, topics: m.subscribedTopics(snap)}
-		for t := range spec.topics {
-			partitions[t] = snap.byName[snap.byID[t]].Partitions
+		key := m.subscriptionKey()
+		spec := memberSpec{id: id, instance: m.instanceID, topics: snap.subscribed(key, m)}
+		if !done[key] {
+			done[key] = true
+			for t := range spec.topics {
+				partitions[t] = snap.byName[snap.byID[t]].Partitions
+			}
 		}
 		specs = append(specs, spec)
 	}
@@ -375,8 +396,14 @@ func (cg *consumerGroup) refreshTarget(g *group, snap *topicSnapshot) {
 // count.
 func (cg *consumerGroup) subscriptionHash(snap *topicSnapshot) uint64 {
 	topics := make(map[catalog.TopicID]bool)
+	done := make(map[string]bool)
 	for _, m := range cg.members {
-		for t := range m.subscribedTopics(snap) {
+		key := m.subscriptionKey()
+		if done[key] {
+			continue
+		}
+		done[key] = true
+		for t := range snap.subscribed(key, m) {
 			topics[t] = true
 		}
 	}

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -477,6 +478,57 @@ func TestConsumerOlderTopicListIgnored(t *testing.T) {
 	if a.epoch != epoch || len(a.owned)+len(b.owned) != 8 {
 		t.Fatalf("members at epoch %d with %d partitions, want %d with 8", a.epoch, len(a.owned)+len(b.owned), epoch)
 	}
+}
+
+// Members share their resolved subscriptions: a regex (or a list of names)
+// is matched against the topics once per version of the topic list, not
+// once per member and membership change (300 members on one regex over
+// 5,000 topics held the group's lock ~1 s per join), with the same result.
+func TestConsumerSubscriptionsResolvedOnce(t *testing.T) {
+	h := newHarness(t)
+	for i := range 200 {
+		h.cat.addTopic(fmt.Sprintf("orders-%03d", i), 1)
+	}
+	re := `orders-0\d[1-9]` // 90 topics
+	var ms []*cmember
+	for i := range 40 {
+		m := h.member("g", fmt.Sprintf("m%02d", i), "orders-150", "orders-199")
+		if i%4 != 0 {
+			m.names, m.regex = nil, &re
+		}
+		m.beat()
+		errIs(t, "join "+m.id, m.lastCode, nil)
+		ms = append(ms, m)
+	}
+	settle(t, ms...)
+	check := func(partitions int) {
+		t.Helper()
+		snap := h.c.topics.last()
+		if n := snap.resolved.computed; n != 2 {
+			t.Fatalf("%d subscriptions resolved for 2 distinct ones", n)
+		}
+		g, _ := h.c.lockGroup("g", false, kindConsumer)
+		defer g.mu.Unlock()
+		owned := 0
+		for _, m := range g.cg.members {
+			got, want := snap.subscribed(m.subscriptionKey(), m), m.subscribedTopics(snap)
+			if !maps.Equal(got, want) {
+				t.Fatalf("%s: %d topics shared, %d resolved alone", m.id, len(got), len(want))
+			}
+			owned += len(m.assigned)
+		}
+		if owned != partitions {
+			t.Fatalf("%d partitions owned, want %d", owned, partitions)
+		}
+	}
+	check(92)
+	// A new version of the list (a topic created, partitions added to a
+	// matched one) is resolved anew, once.
+	h.cat.addTopic("orders-200", 1)
+	h.cat.addTopic("orders-091", 3)
+	h.advance(3 * time.Second) // past the topic cache's TTL
+	settle(t, ms...)
+	check(94)
 }
 
 func TestConsumerSessionAndRebalanceTimeouts(t *testing.T) {

@@ -110,11 +110,13 @@
 //     state exceeds catalog.MaxGroupStateBytes is not stored (logged) and
 //     rebalances after a move. A loaded group keeps all its stored members
 //     even above this agent's GroupMaxSize.
-//   - A group is either classic or KIP-848 at a time: a JoinGroup for a
-//     KIP-848 group with members gets INCONSISTENT_GROUP_PROTOCOL, a
-//     ConsumerGroupHeartbeat for a classic group with members gets
-//     GROUP_ID_NOT_FOUND (Kafka's behaviour with
-//     group.consumer.migration.policy=disabled). An empty group converts.
+//   - A group is either classic or KIP-848 at a time, and only an empty
+//     group converts: a ConsumerGroupHeartbeat for a classic group with
+//     members gets GROUP_ID_NOT_FOUND (Kafka's behaviour with
+//     group.consumer.migration.policy=disabled), and a JoinGroup for a
+//     KIP-848 group with members gets INCONSISTENT_GROUP_PROTOCOL, where
+//     Kafka 4 admits the classic member into the consumer group under
+//     every policy (the policy governs only converting a non-empty group).
 //   - FindCoordinator for transactions answers
 //     TRANSACTIONAL_ID_AUTHORIZATION_FAILED with a message (this package
 //     has no transaction coordinator), so transactional producers fail at

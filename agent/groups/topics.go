@@ -49,6 +49,54 @@ type topicSnapshot struct {
 	byName  map[string]catalog.Topic
 	byID    map[catalog.TopicID]string
 	names   []string // sorted
+	// resolved is shared by the snapshots of one version (they list the
+	// same topics).
+	resolved *resolvedSubs
+}
+
+// resolvedSubs holds KIP-848 subscriptions resolved against one version of
+// the topic list, so that each distinct subscription (a regex, a list of
+// names) is matched against every topic once per version, not once per
+// member and membership change under the group's lock: 300 members on one
+// regex over 5,000 topics held a group's lock ~1 s per join. The results
+// are shared and must not be modified.
+type resolvedSubs struct {
+	mu       sync.Mutex
+	subs     map[string]map[catalog.TopicID]bool // by subscriptionKey
+	bytes    int                                 // roughly, of subs
+	computed int                                 // resolutions (tests count them)
+}
+
+// maxResolvedBytes bounds what resolvedSubs keeps; past it, it starts over
+// (subscriptions come from requests, and a regex may match every topic).
+const maxResolvedBytes = 16 << 20
+
+// subscribed returns the topics m subscribes to, resolved once per version
+// for every member with m's subscription (key, m.subscriptionKey()).
+func (s *topicSnapshot) subscribed(key string, m *consumerMember) map[catalog.TopicID]bool {
+	r := s.resolved
+	if r == nil {
+		return m.subscribedTopics(s)
+	}
+	r.mu.Lock()
+	topics, ok := r.subs[key]
+	r.mu.Unlock()
+	if ok {
+		return topics
+	}
+	// Resolved outside r's lock: the snapshot is shared by every group.
+	topics = m.subscribedTopics(s)
+	n := 64 + len(key) + 32*len(topics)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.computed++
+	if r.bytes+n > maxResolvedBytes {
+		clear(r.subs)
+		r.bytes = 0
+	}
+	r.subs[key] = topics
+	r.bytes += n
+	return topics
 }
 
 func newTopicCache(cat catalog.Catalog, ttl time.Duration, now func() time.Time) *topicCache {
@@ -127,6 +175,11 @@ func (tc *topicCache) snapshot(ctx context.Context) (*topicSnapshot, error) {
 		if !prev.sameTopics(s) {
 			s.version++
 		}
+	}
+	if prev != nil && prev.version == s.version {
+		s.resolved = prev.resolved
+	} else {
+		s.resolved = &resolvedSubs{subs: make(map[string]map[catalog.TopicID]bool)}
 	}
 	tc.mu.snap = s
 	return s, nil
