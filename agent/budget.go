@@ -79,7 +79,9 @@ func (b *requestBudget) release(n int64) {
 // connections, from the read that puts a batch into a response until the
 // response is written to the socket or its connection is closed. A
 // connection holds at most one built fetch response (pending.prevLarge),
-// but a client that stops reading holds it for up to WriteTimeout: 20,000
+// but a client that stops reading holds it until WriteTimeout passes with
+// less than 64 KiB of it moving (writeClock; one reading slowly holds it
+// as long as it keeps reading, as in Kafka): 20,000
 // such clients could otherwise pin 20,000 × FetchMaxBytes of batches the
 // caches have evicted (or copied into the response). A response refers to
 // batches in the buffers they were read into, keeping each whole buffer

@@ -438,4 +438,5 @@ func (c *Compactor) updateStats(ctx context.Context) {
 		lag = c.now().Sub(s.OldestFlush).Seconds()
 	}
 	c.m.lag.Set(lag)
+	c.m.statsTime.Set(float64(c.now().UnixNano()) / 1e9)
 }

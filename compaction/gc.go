@@ -65,19 +65,22 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 		}
 	}
 	if every := min(producerExpiryInterval, c.cfg.ProducerExpiration); c.now().Sub(c.lastProducerExpiry) >= every {
-		if err := c.scheduled(ctx, "compaction/producer-expiry", every, renew, c.expireProducers); err != nil {
+		done, err := c.scheduled(ctx, "compaction/producer-expiry", every, renew, c.expireProducers)
+		if err != nil {
 			return err
 		}
-		c.lastProducerExpiry = c.now()
+		if done {
+			c.lastProducerExpiry = c.now()
+		}
 	}
 	if c.now().Sub(c.lastOrphanSweep) < c.cfg.OrphanInterval {
 		return nil
 	}
-	if err := c.scheduled(ctx, "compaction/orphan-sweep", c.cfg.OrphanInterval, renew, c.orphanSweep); err != nil {
-		return err
+	done, err := c.scheduled(ctx, "compaction/orphan-sweep", c.cfg.OrphanInterval, renew, c.orphanSweep)
+	if done {
+		c.lastOrphanSweep = c.now()
 	}
-	c.lastOrphanSweep = c.now()
-	return nil
+	return err
 }
 
 // scheduled runs work due every `every` across the fleet (a scan of the
@@ -85,17 +88,24 @@ func (c *Compactor) gcPass(ctx context.Context, renew func() error) error {
 // less than `every` ago: its lease is kept that long after the work
 // (withLease). The GC lease changes hands between intervals, so a
 // schedule kept by each agent would have every agent do it each time.
-// renew is the enclosing GC lease's, renewed along with this one.
+// renew is the enclosing GC lease's, renewed along with this one. done
+// reports that this agent did the work: one that found the lease held, or
+// lost it midway, tries again at its next pass, not `every` later — the
+// holder may have died just after its run, and waiting a further `every`
+// would put up to twice `every` between runs.
 func (c *Compactor) scheduled(ctx context.Context, name string, every time.Duration, renew func() error,
-	work func(context.Context, func() error) error) error {
-	return c.withLease(ctx, name, every, func(renewMine func() error) error {
-		return work(ctx, func() error {
+	work func(context.Context, func() error) error) (done bool, err error) {
+	err = c.withLease(ctx, name, every, func(renewMine func() error) error {
+		err := work(ctx, func() error {
 			if err := renew(); err != nil {
 				return err
 			}
 			return renewMine()
 		})
+		done = err == nil
+		return err
 	})
+	return done, err
 }
 
 // producerExpiryInterval is how often idle producers are looked for, as

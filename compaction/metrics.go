@@ -25,6 +25,7 @@ type metrics struct {
 	tombstones       prometheus.Gauge
 	liveBytes        prometheus.Gauge
 	lag              prometheus.Gauge
+	statsTime        prometheus.Gauge
 
 	// Idempotent-producer expiry.
 	producerStatesExpired prometheus.Counter
@@ -62,6 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tombstones: gauge(prometheus.GaugeOpts{Name: "floe_compaction_catalog_tombstones", Help: "Object rows kept as tombstones after garbage collection."}),
 		liveBytes:  gauge(prometheus.GaugeOpts{Name: "floe_compaction_live_bytes", Help: "Bytes referenced by batch rows."}),
 		lag:        gauge(prometheus.GaugeOpts{Name: "floe_compaction_oldest_uncompacted_seconds", Help: "Age of the oldest flushed segment still referenced."}),
+		statsTime:  gauge(prometheus.GaugeOpts{Name: "floe_compaction_catalog_stats_timestamp_seconds", Help: "When this agent last counted the catalog for the floe_compaction_catalog_*, live_bytes and oldest_uncompacted_seconds gauges, as Unix seconds."}),
 	}
 	if reg == nil {
 		return m, nil
@@ -74,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, f := range []*prometheus.Gauge{&m.rows, &m.objects, &m.tombstones, &m.liveBytes, &m.lag} {
+	for _, f := range []*prometheus.Gauge{&m.rows, &m.objects, &m.tombstones, &m.liveBytes, &m.lag, &m.statsTime} {
 		if *f, err = reuse(reg, *f); err != nil {
 			return nil, err
 		}

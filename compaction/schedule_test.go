@@ -2,12 +2,14 @@ package compaction_test
 
 import (
 	"context"
+	"iter"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/compaction"
+	"github.com/floebroker/floe/objstore"
 )
 
 // countingCatalog counts the per-partition reads of a pass and the
@@ -67,6 +69,54 @@ func TestWorkDoneOncePerInterval(t *testing.T) {
 		}
 		if n := counted[1].offsets.Load(); n == 0 {
 			t.Fatal("the shards were not done again after the interval")
+		}
+	})
+}
+
+// listCounter counts bucket listings (orphan sweeps).
+type listCounter struct {
+	objstore.Bucket
+	lists atomic.Int64
+}
+
+func (b *listCounter) List(ctx context.Context, prefix string) iter.Seq2[objstore.ObjectInfo, error] {
+	b.lists.Add(1)
+	return b.Bucket.List(ctx, prefix)
+}
+
+// TestSweepDueAfterHolderDies: an agent that finds the orphan sweep's
+// lease held by one that swept and died sweeps once the lease lapses, not
+// a further interval after it first looked.
+func TestSweepDueAfterHolderDies(t *testing.T) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		const orphans = 10 * time.Minute
+		b := &listCounter{Bucket: e.bucket}
+		newC := func(holder string) *compaction.Compactor {
+			c, err := compaction.New(compaction.Config{Cluster: cluster, Holder: holder, Interval: time.Minute, Shards: 1,
+				OrphanInterval: orphans}, e.cat, b, nil, nil, e.clk.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		if err := newC("dies").RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.lists.Load(); n != 1 {
+			t.Fatalf("%d sweeps by the first agent, want 1", n)
+		}
+		next := newC("next")
+		e.clk.Advance(2 * time.Minute)
+		if err := next.RunOnce(ctx); err != nil { // the sweep's lease is still held
+			t.Fatal(err)
+		}
+		e.clk.Advance(orphans - time.Minute) // past the dead holder's lease
+		if err := next.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.lists.Load(); n != 2 {
+			t.Fatalf("%d sweeps once the dead holder's lease lapsed, want 2", n)
 		}
 	})
 }
