@@ -112,7 +112,11 @@ func (a *Agent) newAPITable() apiTable {
 	}
 	if a.groups != nil {
 		for _, api := range a.groups.APIs() {
-			specs = append(specs, apiSpec{key: api.Key, name: kmsg.NameForKey(api.Key), min: api.MinVersion, max: api.MaxVersion, handle: a.handleGroup})
+			spec := apiSpec{key: api.Key, name: kmsg.NameForKey(api.Key), min: api.MinVersion, max: api.MaxVersion, handle: a.handleGroup}
+			if api.Key == int16(kmsg.OffsetCommit) {
+				spec.ordered, spec.handle = true, a.handleGroupInOrder
+			}
+			specs = append(specs, spec)
 		}
 	}
 	var t apiTable
@@ -149,6 +153,17 @@ func (a *Agent) handleGroup(ctx context.Context, r *request) (kmsg.Response, err
 		ctx = context.WithValue(ctx, listenerZoneKey{}, z)
 	}
 	return a.groups.Handle(ctx, r.hdr.clientID, r.conn.clientHost(), r.kreq)
+}
+
+// handleGroupInOrder handles a group request whole in the connection's
+// ordered section. OffsetCommit uses it: Kafka handles a connection's
+// requests one at a time, and a consumer committing after every poll
+// (commitAsync) pipelines its commits; handled concurrently, an earlier
+// commit's catalog write could land after a later one's and move the
+// committed offset back (records consumed again after a restart).
+func (a *Agent) handleGroupInOrder(ctx context.Context, r *request) (resp kmsg.Response, err error) {
+	r.inOrder(func() { resp, err = a.handleGroup(ctx, r) })
+	return resp, err
 }
 
 func stack() string { return string(debug.Stack()) }
