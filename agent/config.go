@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/agent/groups"
 )
 
@@ -186,7 +187,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM certificate (chain) of the Kafka listeners; with --tls-key they speak TLS only (clients use security.protocol=SSL); reloaded when the file changes")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLSClientCAFile, "tls-client-ca", c.TLSClientCAFile, "PEM CA certificates: clients must present a certificate one of them signed (mutual TLS, ssl.client.auth=required)")
-	fs.StringVar(&c.ClusterID, "cluster", c.ClusterID, "cluster id")
+	fs.StringVar(&c.ClusterID, "cluster", c.ClusterID, "cluster id, also naming the cluster's objects in the bucket: 1-64 of A-Z a-z 0-9 . _ - (one catalog per bucket prefix and cluster id)")
 	fs.StringVar(&c.AgentID, "agent-id", c.AgentID, "unique id of this agent process (default: random)")
 	fs.Func("max-request-bytes", fmt.Sprintf("largest request frame accepted, socket.request.max.bytes (default %d)", c.MaxRequestBytes), func(s string) error {
 		var v int64
@@ -320,6 +321,11 @@ func (c Config) Validate() error {
 	if c.Advertise != "" {
 		if _, port, err := net.SplitHostPort(c.Advertise); err != nil || port == "" || port == "0" {
 			errs = append(errs, fmt.Errorf("advertise %q: want host:port with a port", c.Advertise))
+		}
+	}
+	if c.ClusterID != "" { // "": the default
+		if err := flush.ValidCluster(c.ClusterID); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := validateZoneListeners(c.ZoneListeners); err != nil {

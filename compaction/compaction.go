@@ -190,8 +190,8 @@ func (c Config) WithDefaults() Config {
 // Validate checks the settings (after WithDefaults).
 func (c Config) Validate() error {
 	switch {
-	case c.Cluster == "":
-		return errors.New("compaction: config: cluster is required")
+	case flush.ValidCluster(c.Cluster) != nil:
+		return fmt.Errorf("compaction: config: %w", flush.ValidCluster(c.Cluster))
 	case c.Holder == "":
 		return errors.New("compaction: config: holder is required")
 	case c.Interval <= 0 || c.MergeMinAge < 0 || c.GCGrace <= 0 || c.OrphanInterval <= 0 || c.LeaseTTL <= 0 ||

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floebroker/floe/agent/flush"
 	"github.com/floebroker/floe/objstore"
 )
 
@@ -151,10 +151,9 @@ func (c *Compactor) expireProducers(ctx context.Context, renew func() error) err
 // never committed (an upload whose agent died before the commit, or a
 // merge output whose swap never happened) once older than GCGrace.
 func (c *Compactor) orphanSweep(ctx context.Context, renew func() error) error {
-	suffix := "/" + c.cfg.Cluster + "/"
 	before := c.now().Add(-c.cfg.GCGrace)
 	var page []objstore.ObjectInfo
-	flush := func() error {
+	sweepPage := func() error {
 		if len(page) == 0 {
 			return nil
 		}
@@ -202,15 +201,15 @@ func (c *Compactor) orphanSweep(ctx context.Context, renew func() error) error {
 		if err != nil {
 			return fmt.Errorf("compaction: orphan sweep: list: %w", err)
 		}
-		if !strings.Contains(o.Key, suffix) || !strings.HasSuffix(o.Key, ".seg") || !o.LastModified.Before(before) {
+		if !flush.IsClusterObject(o.Key, c.cfg.Cluster) || !o.LastModified.Before(before) {
 			continue
 		}
 		page = append(page, o)
 		if len(page) == gcBatch {
-			if err := flush(); err != nil {
+			if err := sweepPage(); err != nil {
 				return err
 			}
 		}
 	}
-	return flush()
+	return sweepPage()
 }

@@ -3,6 +3,7 @@ package compaction_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,40 @@ func TestSweepSparesObjectPutAgain(t *testing.T) {
 		}
 		if _, err := e.bucket.Stat(ctx, rows[0].ObjectKey); errors.Is(err, objstore.ErrNotExist) {
 			t.Fatalf("the committed record at offset %d references %s, which the orphan sweep deleted", res[0].BaseOffset, rows[0].ObjectKey)
+		}
+	})
+}
+
+// TestSweepSparesOtherClusters: the orphan sweep deletes its own cluster's
+// unknown objects only, never those of other clusters sharing the bucket,
+// whatever their names: it took any key holding "/<cluster>/", such as a
+// cluster "team/<cluster>"'s or one under a prefix starting with "v1/".
+func TestSweepSparesOtherClusters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		id := ulid.Make().String()
+		own := flush.ObjectKey(cluster, ulid.Make().String()) // an upload never committed
+		others := []string{
+			flush.ObjectKey("other", id),
+			"v1/0000/team/" + cluster + "/" + id + ".seg",
+			"v1/staging/" + flush.ObjectKey(cluster, id),
+		}
+		for _, k := range append(others, own) {
+			if err := e.bucket.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.clk.Advance(time.Hour)
+		if err := e.compactor("a", nil).RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.bucket.Stat(ctx, own); !errors.Is(err, objstore.ErrNotExist) {
+			t.Errorf("the cluster's own orphan %s was kept: %v", own, err)
+		}
+		for _, k := range others {
+			if _, err := e.bucket.Stat(ctx, k); err != nil {
+				t.Errorf("another cluster's object %s: %v", k, err)
+			}
 		}
 	})
 }

@@ -29,6 +29,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,8 +106,8 @@ const DefaultMaxUploadAge = 30 * time.Second
 // Validate reports the first invalid setting.
 func (c Config) Validate() error {
 	switch {
-	case c.Cluster == "":
-		return errors.New("flush: config: cluster is required")
+	case ValidCluster(c.Cluster) != nil:
+		return fmt.Errorf("flush: config: %w", ValidCluster(c.Cluster))
 	case len(c.AgentID) > segment.MaxAgentIDLen:
 		return fmt.Errorf("flush: config: agent id of %d bytes is too long", len(c.AgentID))
 	case c.MaxUploadAge < 0:
@@ -125,9 +126,43 @@ func (c Config) Validate() error {
 // "v1/<4 hex>/<cluster>/<id>.seg". The hash prefix spreads keys over the
 // bucket's key space (S3 partitions request rates by key prefix).
 func ObjectKey(cluster, id string) string {
+	return fmt.Sprintf("v1/%04x/%s/%s.seg", keyHash(id), cluster, id)
+}
+
+func keyHash(id string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(id))
-	return fmt.Sprintf("v1/%04x/%s/%s.seg", h.Sum32()>>16, cluster, id)
+	return h.Sum32() >> 16
+}
+
+// IsClusterObject reports whether key is exactly a key ObjectKey makes for
+// cluster: the orphan sweep deletes what this says is its own. A looser
+// test (the cluster's name anywhere in the key) took other clusters'
+// objects sharing the bucket: one named like a hash directory ("beef"),
+// one named "prod" those of "team/prod", one without a prefix those of a
+// cluster whose prefix starts with "v1/".
+func IsClusterObject(key, cluster string) bool {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "v1" || parts[2] != cluster {
+		return false
+	}
+	id, ok := strings.CutSuffix(parts[3], ".seg")
+	return ok && id != "" && parts[1] == fmt.Sprintf("%04x", keyHash(id))
+}
+
+// ValidCluster checks a cluster id for use in object keys: 1 to 64 of
+// A-Z a-z 0-9 . _ -, not "." or "..". Each cluster sharing a bucket (and
+// prefix) must have its own.
+func ValidCluster(cluster string) error {
+	if cluster == "" || len(cluster) > 64 || cluster == "." || cluster == ".." {
+		return fmt.Errorf("cluster id %q: want 1 to 64 characters, not . or ..", cluster)
+	}
+	for _, r := range cluster {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("cluster id %q: only A-Z a-z 0-9 . _ - (it names the cluster's objects)", cluster)
+		}
+	}
+	return nil
 }
 
 // Sink implements wal.GroupSink on a bucket and a catalog.

@@ -213,13 +213,44 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 // cmdServe is `floe dev` and `floe agent`.
 func cmdServe(ctx context.Context, mode string, args []string, stderr io.Writer) error {
 	fs, c := newServeFlags(mode, stderr)
-	if err := parseLayered(fs, args, "config", os.Getenv); err != nil {
+	getenv := os.Getenv
+	if mode == "dev" {
+		getenv = devGetenv(stderr)
+	}
+	if err := parseLayered(fs, args, "config", getenv); err != nil {
 		return err
 	}
 	if err := c.finish(); err != nil {
 		return err
 	}
 	return serve(ctx, c, newLogger(stderr, c.logLevel, c.logFormat))
+}
+
+// devOnlyFlags are the settings `floe dev` takes from its command line and
+// config file only, never from the environment: a shell set up for
+// production (FLOE_BUCKET, FLOE_CATALOG, as the README shows) would
+// otherwise run `floe dev` — and `make run` — on the production bucket
+// with a new SQLite catalog that knows none of its objects, and dev's
+// orphan sweep (every minute, two minutes' grace) deletes all of them.
+var devOnlyFlags = []string{"bucket", "catalog"}
+
+// devGetenv is os.Getenv without devOnlyFlags' variables, each noted on
+// stderr when set.
+func devGetenv(stderr io.Writer) func(string) string {
+	skip := map[string]bool{}
+	for _, f := range devOnlyFlags {
+		skip[envName(f)] = true
+	}
+	return func(name string) string {
+		v := os.Getenv(name)
+		if skip[name] {
+			if v != "" {
+				fmt.Fprintf(stderr, "floe dev: ignoring %s (floe dev takes its bucket and catalog from flags only)\n", name)
+			}
+			return ""
+		}
+		return v
+	}
 }
 
 // serve runs one agent until ctx ends, then drains it: the agent stops

@@ -184,3 +184,40 @@ func TestFlattenYAMLErrors(t *testing.T) {
 		t.Errorf("empty file: %v, %v", got, err)
 	}
 }
+
+// TestDevIgnoresBucketAndCatalogEnv: `floe dev` (and `make run`) takes its
+// bucket and catalog from flags only: a shell set up for production would
+// have run it on the production bucket with a new catalog knowing none of
+// its objects, which dev's orphan sweep then deleted. Other variables
+// still apply, and `floe agent` reads these two as before.
+func TestDevIgnoresBucketAndCatalogEnv(t *testing.T) {
+	t.Setenv("FLOE_BUCKET", "s3://prod-segments")
+	t.Setenv("FLOE_CATALOG", "postgres://prod/floe")
+	t.Setenv("FLOE_CLUSTER", "dev-env")
+	data := t.TempDir()
+	var stderr strings.Builder
+	fs, c := newServeFlags("dev", io.Discard)
+	if err := parseLayered(fs, []string{"--data", data}, "config", devGetenv(&stderr)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.bucketURL, "file://") || !strings.HasPrefix(c.catalogURL, "sqlite://") {
+		t.Fatalf("floe dev with FLOE_BUCKET and FLOE_CATALOG set uses %s and %s", c.bucketURL, c.catalogURL)
+	}
+	if c.agent.ClusterID != "dev-env" {
+		t.Errorf("cluster %q: other FLOE_ variables must still apply", c.agent.ClusterID)
+	}
+	if !strings.Contains(stderr.String(), "FLOE_BUCKET") {
+		t.Errorf("nothing said about the ignored FLOE_BUCKET: %q", stderr.String())
+	}
+
+	fs, c = newServeFlags("agent", io.Discard)
+	if err := parseLayered(fs, nil, "config", os.Getenv); err != nil {
+		t.Fatal(err)
+	}
+	if c.bucketURL != "s3://prod-segments" {
+		t.Errorf("floe agent bucket %q, want FLOE_BUCKET's", c.bucketURL)
+	}
+}
