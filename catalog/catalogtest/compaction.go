@@ -36,6 +36,7 @@ var compactionTests = []struct {
 	{"ForgetObjectRefusesReferenced", testForgetReferenced},
 	{"ConcurrentSwapsStampSharedObject", testConcurrentSwapsStamp},
 	{"ConcurrentSwapAndTrimStampSharedObject", testConcurrentSwapAndTrimStamp},
+	{"DeleteTopicStampsSharedObject", testDeleteTopicStamps},
 	{"ExpireProducerStates", testExpireProducerStates},
 	{"ExpireProducers", testExpireProducers},
 	{"ProducerAfterExpiry", testProducerAfterExpiry},
@@ -387,5 +388,34 @@ func concurrentRemovalsStamp(t *testing.T, c catalog.Catalog, cc catalog.Compact
 		if _, ok := early[seg.Key]; ok {
 			t.Fatalf("%s lost its last row to concurrent removals but was not stamped: GC may take it without a grace period", seg.Key)
 		}
+	}
+}
+
+// testDeleteTopicStamps: an object holding two topics' rows loses one
+// topic's to a swap, then the other's to DeleteTopic, which must stamp it
+// as a swap or trim does: unstamped, GC took it at once (its age being its
+// creation's), not GCGrace after its last row went.
+func testDeleteTopicStamps(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	a := createTopic(t, c, "deleted", 1, nil)
+	b := createTopic(t, c, "kept", 1, nil)
+	seg := segment(batch(tpOf(a, 0), 2, 1000), batch(tpOf(b, 0), 2, 1000))
+	commit(t, c, seg)
+	created := compactionRows(t, cc, tpOf(b, 0))[0].ObjectCreated
+	before := created.Add(100 * time.Millisecond)
+	time.Sleep(time.Until(before.Add(100 * time.Millisecond)))
+	r := compactionRows(t, cc, tpOf(b, 0))[0]
+	if err := cc.SwapRows(ctx(t), catalog.RowSwap{TopicPartition: tpOf(b, 0), Old: []catalog.BatchRow{r.BatchRow},
+		ObjectKey: uniqueKey("merged"), ObjectSize: 1000,
+		New: []catalog.BatchRow{{TopicPartition: tpOf(b, 0), BaseOffset: 0, LastOffset: 1, ByteOffset: 0, ByteLength: 200, Records: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteTopic(ctx(t), "deleted", catalog.TopicID{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := unreferenced(t, cc, farFuture())[seg.Key]; !ok {
+		t.Fatalf("%s has no rows left but is not unreferenced", seg.Key)
+	}
+	if _, ok := unreferenced(t, cc, before)[seg.Key]; ok {
+		t.Fatalf("%s lost its last row to DeleteTopic but was not stamped: GC may take it without a grace period", seg.Key)
 	}
 }

@@ -151,9 +151,18 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.Top
 		}
 		// Lock the partitions in commit order first: the cascade would lock
 		// them in an order of its own and could deadlock with a commit.
+		// The objects whose last rows go are stamped unreferenced, as a
+		// swap or trim does: an object other topics' rows had shared
+		// (a flush spans topics) would otherwise be collected at once,
+		// its age being its creation's, not GCGrace after its last row
+		// went.
+		var objs []int64
 		b := &pgx.Batch{}
 		b.Queue(`SELECT 1 FROM partitions WHERE topic_id = $1 ORDER BY partition FOR UPDATE`, id)
-		b.Queue(`DELETE FROM batches WHERE topic_id = $1`, id)
+		b.Queue(`WITH d AS (DELETE FROM batches WHERE topic_id = $1 RETURNING object_id)
+SELECT coalesce(array_agg(DISTINCT object_id), '{}') FROM d`, id).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&objs)
+		})
 		b.Queue(`DELETE FROM producer_state WHERE topic_id = $1`, id)
 		b.Queue(`DELETE FROM topics WHERE id = $1`, id)
 		// Offsets are locked in key order, as CommitOffsets takes them,
@@ -162,7 +171,10 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.Top
     SELECT group_id, partition FROM group_offsets WHERE topic = $1
     ORDER BY group_id, partition FOR UPDATE) AS l
 WHERE g.group_id = l.group_id AND g.topic = $1 AND g.partition = l.partition`, name)
-		return tx.SendBatch(ctx, b).Close()
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		return markUnreferenced(ctx, tx, objs)
 	})
 	if err != nil {
 		return catalog.TopicID{}, fmt.Errorf("catalog: delete topic %q: %w", name, err)

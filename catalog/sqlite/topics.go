@@ -117,6 +117,13 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.Top
 		if !want.IsZero() && deleted != want {
 			return catalog.ErrUnknownTopic
 		}
+		// The objects whose last rows go are stamped unreferenced, as a
+		// swap or trim does: one other topics' rows had shared would
+		// otherwise be collected at once, its age being its creation's.
+		objs, err := objectIDs(ctx, tx, `SELECT DISTINCT object_id FROM batches WHERE topic_id = ?1`, id)
+		if err != nil {
+			return err
+		}
 		for _, q := range []string{
 			`DELETE FROM batches WHERE topic_id = ?1`,
 			`DELETE FROM producer_state WHERE topic_id = ?1`,
@@ -127,8 +134,10 @@ func (c *Catalog) DeleteTopic(ctx context.Context, name string, want catalog.Top
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE topic = ?1`, name)
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM group_offsets WHERE topic = ?1`, name); err != nil {
+			return err
+		}
+		return markUnreferenced(ctx, tx, objs, micros(c.now()))
 	})
 	if err != nil {
 		return catalog.TopicID{}, fmt.Errorf("catalog: delete topic %q: %w", name, err)
@@ -259,4 +268,22 @@ func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(ma
 		return err
 	})
 	return t, err
+}
+
+// objectIDs runs query, which selects object ids, with args.
+func objectIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
