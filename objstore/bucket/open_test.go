@@ -179,23 +179,7 @@ func TestOpenServices(t *testing.T) {
 	gcsEndpoint := objstoretest.Env(t, "FLOE_TEST_GCS_ENDPOINT")
 	ctx := context.Background()
 
-	name := objstoretest.BucketName(t)
-	admin, err := minio.New(ctx, minio.Config{Endpoint: endpoint, Bucket: name, AccessKey: access, SecretKey: secret, SkipBucketCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := admin.Client().MakeBucket(ctx, name, miniogo.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for info, err := range admin.List(ctx, "") {
-			if err == nil {
-				_ = admin.Delete(ctx, info.Key)
-			}
-		}
-		_ = admin.Client().RemoveBucket(ctx, name)
-	})
+	name, admin := newTestBucket(t, endpoint, access, secret)
 
 	t.Run("s3 env credentials", func(t *testing.T) {
 		t.Setenv("AWS_ACCESS_KEY_ID", access)
@@ -285,23 +269,7 @@ func TestSegmentPutIsOneRequest(t *testing.T) {
 	access := objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY")
 	secret := objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY")
 	ctx := context.Background()
-	name := objstoretest.BucketName(t)
-	admin, err := minio.New(ctx, minio.Config{Endpoint: endpoint, Bucket: name, AccessKey: access, SecretKey: secret, SkipBucketCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := admin.Client().MakeBucket(ctx, name, miniogo.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for info, err := range admin.List(ctx, "") {
-			if err == nil {
-				_ = admin.Delete(ctx, info.Key)
-			}
-		}
-		_ = admin.Client().RemoveBucket(ctx, name)
-	})
+	name, admin := newTestBucket(t, endpoint, access, secret)
 	// The defaults the threshold was chosen for.
 	if wal.DefaultMaxBufferedBytes >= objstore.DefaultSingleRequestBytes || compaction.DefaultTargetBytes >= objstore.DefaultSingleRequestBytes {
 		t.Errorf("WAL bound %d or compaction target %d not below the single-request size %d",
@@ -350,4 +318,30 @@ func TestSegmentPutIsOneRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newTestBucket creates a bucket on the test MinIO, emptied and removed
+// when t ends, and returns its name and a client of it.
+func newTestBucket(t *testing.T, endpoint, access, secret string) (string, *minio.Bucket) {
+	t.Helper()
+	ctx := context.Background()
+	name := objstoretest.BucketName(t)
+	admin, err := minio.New(ctx, minio.Config{Endpoint: endpoint, Bucket: name, AccessKey: access, SecretKey: secret, SkipBucketCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Client().MakeBucket(ctx, name, miniogo.MakeBucketOptions{}); err != nil {
+		admin.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer admin.Close()
+		for info, err := range admin.List(ctx, "") {
+			if err == nil {
+				_ = admin.Delete(ctx, info.Key)
+			}
+		}
+		_ = admin.Client().RemoveBucket(ctx, name)
+	})
+	return name, admin
 }
