@@ -29,6 +29,11 @@ type Bounds struct {
 // PutTimeout).
 var DefaultBounds = Bounds{Call: time.Minute, PutPerMiB: time.Second}
 
+// Put is how long a Put of size bytes may take.
+func (bd Bounds) Put(size int64) time.Duration {
+	return bd.Call + time.Duration(size>>20)*bd.PutPerMiB
+}
+
 // ErrStalled reports a call that WithBounds gave up on.
 var ErrStalled = errors.New("objstore: call stalled")
 
@@ -124,7 +129,7 @@ func (s *boundedBucket) List(ctx context.Context, prefix string) iter.Seq2[Objec
 }
 
 func (s *boundedBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	ctx, cancel := deadline(ctx, s.bd.Call+time.Duration(size>>20)*s.bd.PutPerMiB)
+	ctx, cancel := deadline(ctx, s.bd.Put(size))
 	defer cancel()
 	return stalledErr(ctx, s.b.Put(ctx, key, r, size))
 }

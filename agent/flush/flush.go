@@ -126,13 +126,9 @@ func (c Config) Validate() error {
 // "v1/<4 hex>/<cluster>/<id>.seg". The hash prefix spreads keys over the
 // bucket's key space (S3 partitions request rates by key prefix).
 func ObjectKey(cluster, id string) string {
-	return fmt.Sprintf("v1/%04x/%s/%s.seg", keyHash(id), cluster, id)
-}
-
-func keyHash(id string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(id))
-	return h.Sum32() >> 16
+	return fmt.Sprintf("v1/%04x/%s/%s.seg", h.Sum32()>>16, cluster, id)
 }
 
 // IsClusterObject reports whether key is exactly a key ObjectKey makes for
@@ -142,12 +138,8 @@ func keyHash(id string) uint32 {
 // one named "prod" those of "team/prod", one without a prefix those of a
 // cluster whose prefix starts with "v1/".
 func IsClusterObject(key, cluster string) bool {
-	parts := strings.Split(key, "/")
-	if len(parts) != 4 || parts[0] != "v1" || parts[2] != cluster {
-		return false
-	}
-	id, ok := strings.CutSuffix(parts[3], ".seg")
-	return ok && id != "" && parts[1] == fmt.Sprintf("%04x", keyHash(id))
+	id, ok := strings.CutSuffix(key[strings.LastIndexByte(key, '/')+1:], ".seg")
+	return ok && id != "" && key == ObjectKey(cluster, id)
 }
 
 // ValidCluster checks a cluster id for use in object keys: 1 to 64 of
@@ -212,10 +204,10 @@ func New(cfg Config, bucket objstore.Bucket, cat catalog.Catalog, logger *slog.L
 		cfg.MaxReplayAge = catalog.DefaultTombstoneRetention
 	}
 	if cfg.PutTimeout == 0 {
-		cfg.PutTimeout = time.Minute
+		cfg.PutTimeout = objstore.DefaultBounds.Call
 	}
 	if cfg.PutTimeoutPerMiB == 0 {
-		cfg.PutTimeoutPerMiB = time.Second
+		cfg.PutTimeoutPerMiB = objstore.DefaultBounds.PutPerMiB
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -326,7 +318,7 @@ func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
 
 func (s *Sink) put(ctx context.Context, bu *built) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PutTimeout+time.Duration(len(bu.obj)>>20)*s.cfg.PutTimeoutPerMiB)
+	ctx, cancel := context.WithTimeout(ctx, objstore.Bounds{Call: s.cfg.PutTimeout, PutPerMiB: s.cfg.PutTimeoutPerMiB}.Put(int64(len(bu.obj))))
 	defer cancel()
 	if err := s.bucket.Put(ctx, bu.key, bytes.NewReader(bu.obj), int64(len(bu.obj))); err != nil {
 		s.m.putErrors.Inc()
