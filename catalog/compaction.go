@@ -67,9 +67,12 @@ type CompactionStats struct {
 // commit, so CommitsSince never returns them and followers keep the rows
 // they had, whose objects stay readable for GC's grace period.
 //
-// An object whose last row goes away (SwapRows, TrimRows) is stamped with
-// the time; UnreferencedObjects lists those, and objects left without rows
-// by other means (topic deletion), once that time is older than a bound.
+// An object left without rows is stamped with the time: when its last row
+// goes away (SwapRows, TrimRows, DeleteTopic), or when it is created with
+// none (a commit none of whose batches is stored, a swap without new rows).
+// UnreferencedObjects lists those once the stamp is older than a bound; it
+// goes by the stamp alone, so an object without rows that no path stamped
+// would never be collected.
 //
 // Tombstones: CommitSegment's per-key idempotence finds a retried segment
 // key in the objects table (a WAL buffer replayed after its commit). So

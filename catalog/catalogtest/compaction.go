@@ -37,6 +37,7 @@ var compactionTests = []struct {
 	{"ConcurrentSwapsStampSharedObject", testConcurrentSwapsStamp},
 	{"ConcurrentSwapAndTrimStampSharedObject", testConcurrentSwapAndTrimStamp},
 	{"DeleteTopicStampsSharedObject", testDeleteTopicStamps},
+	{"CommitWithoutRowsIsUnreferenced", testCommitWithoutRows},
 	{"ExpireProducerStates", testExpireProducerStates},
 	{"ExpireProducers", testExpireProducers},
 	{"ProducerAfterExpiry", testProducerAfterExpiry},
@@ -417,5 +418,76 @@ func testDeleteTopicStamps(t *testing.T, c catalog.Catalog, cc catalog.Compactor
 	}
 	if _, ok := unreferenced(t, cc, before)[seg.Key]; ok {
 		t.Fatalf("%s lost its last row to DeleteTopic but was not stamped: GC may take it without a grace period", seg.Key)
+	}
+}
+
+// testCommitWithoutRows: an object committed with no rows (every batch a
+// duplicate of an earlier commit or refused, or none at all), alone or in
+// a group with a segment that has rows, is unreferenced from its creation,
+// so GC takes it once its grace has passed since then. GC finds objects by
+// their unreferenced stamp alone, so the commit must stamp it: unstamped,
+// it was never collected.
+func testCommitWithoutRows(t *testing.T, c catalog.Catalog, cc catalog.Compactor) {
+	top := createTopic(t, c, "norows", 2, nil)
+	tp := tpOf(top, 0)
+	pid, epoch, err := c.AllocateProducerID(ctx(t))
+	noErr(t, err, "AllocateProducerID")
+	stored := segment(idemBatch(tp, 2, pid, epoch, 0), idemBatch(tp, 3, pid, epoch, 2))
+	commit(t, c, stored)
+
+	dup := segment(idemBatch(tp, 2, pid, epoch, 0), idemBatch(tp, 3, pid, epoch, 2))
+	for i, r := range commit(t, c, dup).Results {
+		if r.Err != nil || !r.Duplicate {
+			t.Fatalf("retried batch %d: %s, want a duplicate", i, describe(r))
+		}
+	}
+	refused := segment(batch(tpOf(top, 7), 1, 1000)) // past the partition count
+	if r := commit(t, c, refused).Results[0]; r.Err == nil {
+		t.Fatalf("batch of a partition that does not exist: %s, want an error", describe(r))
+	}
+	empty := catalog.Segment{Key: uniqueKey("empty"), Size: 128}
+	commit(t, c, empty)
+	// A group whose first segment gets no rows and whose second does.
+	groupDup := segment(idemBatch(tp, 3, pid, epoch, 2))
+	groupStored := segment(batch(tpOf(top, 1), 1, 1000))
+	res := commitGroup(t, c, groupDup, groupStored)
+	if r := res[0].Results[0]; !r.Duplicate {
+		t.Fatalf("retried batch in a group: %s, want a duplicate", describe(r))
+	}
+
+	objs, err := cc.UnreferencedObjects(ctx(t), farFuture(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]catalog.ObjectRef{}
+	for _, o := range objs {
+		listed[o.Key] = o
+	}
+	for _, seg := range []catalog.Segment{stored, groupStored} {
+		if _, ok := listed[seg.Key]; ok {
+			t.Fatalf("object with rows %s listed as unreferenced", seg.Key)
+		}
+	}
+	for _, seg := range []catalog.Segment{dup, refused, empty, groupDup} {
+		o, ok := listed[seg.Key]
+		if !ok {
+			t.Fatalf("%s was committed without rows but is not unreferenced: GC never collects it (listed: %v)", seg.Key, listed)
+		}
+		// Unreferenced since its creation: not before, just after.
+		if _, ok := unreferenced(t, cc, o.Created)[seg.Key]; ok {
+			t.Fatalf("%s listed as unreferenced before its creation at %v", seg.Key, o.Created)
+		}
+		if _, ok := unreferenced(t, cc, o.Created.Add(time.Microsecond))[seg.Key]; !ok {
+			t.Fatalf("%s not unreferenced just after its creation at %v", seg.Key, o.Created)
+		}
+	}
+	if u := unreferenced(t, cc, longAgo()); len(u) != 0 {
+		t.Fatalf("unreferenced before any commit: %v", u)
+	}
+	if done, err := cc.ForgetObject(ctx(t), listed[dup.Key].ID); err != nil || !done {
+		t.Fatalf("forget of an object committed without rows: %v %v", done, err)
+	}
+	if _, ok := unreferenced(t, cc, farFuture())[dup.Key]; ok {
+		t.Fatalf("tombstone %s listed as unreferenced", dup.Key)
 	}
 }

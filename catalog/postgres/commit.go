@@ -174,12 +174,19 @@ FROM agg`
 // verifies: the parts of the statement that have nothing to do (the common
 // case) are skipped. The partition table is appended to the Go-encoded
 // results and returned to the client.
+//
+// An object that gets no rows (every batch of its segment a duplicate or
+// refused) is stamped unreferenced at its creation, as a swap's object
+// without rows is: garbage collection finds objects by that stamp alone
+// (UnreferencedObjects), and no reader can have looked a row of it up.
+// Objects with rows are left out of the stamp's index (migration 0007).
 const sqlWrite = `WITH agg AS (
     SELECT current_setting('floe.commit_base')::int8[] AS base,
            decode(current_setting('floe.commit_table'), 'base64') AS tbl
 ), obj AS (
-    INSERT INTO objects (key, size, created, nrows, results)
-    SELECT o.key, o.size, $3, o.nrows, o.res || coalesce(agg.tbl, ''::bytea)
+    INSERT INTO objects (key, size, created, nrows, results, unreferenced)
+    SELECT o.key, o.size, $3, o.nrows, o.res || coalesce(agg.tbl, ''::bytea),
+           CASE WHEN o.nrows = 0 THEN $3::timestamptz END
     FROM agg, unnest($1::text[], $2::int8[], $21::int4[], $4::bytea[]) AS o(key, size, nrows, res)
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key

@@ -114,8 +114,8 @@ FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::integer[
 // The caller has deleted rows of them. Another transaction may be deleting
 // the objects' other rows (a swap or trim of another partition); under READ
 // COMMITTED each would see the other's rows still there and neither would
-// stamp, leaving GC to go by the creation time, with no grace period after
-// the last row went away. So the object rows are locked first, in id order:
+// stamp, and GC, which finds objects by the stamp, would never collect the
+// object. So the object rows are locked first, in id order:
 // removers serialize here, and the last one's check, a statement started
 // after the others committed, sees every row gone.
 func markUnreferenced(ctx context.Context, tx pgx.Tx, ids []int64) error {
@@ -185,14 +185,28 @@ RETURNING b.object_id`, [16]byte(tp.TopicID), tp.Partition)
 	return n, nil
 }
 
-// UnreferencedObjects lists objects without rows since before `before`.
+// sqlUnreferencedObjects lists up to $2 objects stamped unreferenced
+// before $1, oldest stamp first. Every path that leaves an object without
+// rows stamps it (a commit or swap that gives it none, markUnreferenced
+// for swaps, trims and topic deletion), so the stamp alone finds them,
+// through objects_gc (migration 0007), which holds only stamped objects
+// that are not tombstones: the walk costs what is due, not the objects
+// table. GC runs this every compaction interval; going by the creation
+// time of unstamped objects, as it once did, scanned the whole table and
+// probed batches for every live object each time. The NOT EXISTS is a
+// second check: a stamped object never gets rows again, but nothing is
+// ever listed that has some.
+const sqlUnreferencedObjects = `SELECT id, key, size, created FROM objects o
+WHERE o.unreferenced < $1 AND o.state <> 'deletable' AND o.commit_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
+ORDER BY o.unreferenced LIMIT $2`
+
+// UnreferencedObjects lists objects without rows since before `before`
+// (sqlUnreferencedObjects).
 func (c *Catalog) UnreferencedObjects(ctx context.Context, before time.Time, limit int) ([]catalog.ObjectRef, error) {
 	var out []catalog.ObjectRef
 	err := c.retry(ctx, func(ctx context.Context) error {
-		rows, err := c.pool.Query(ctx, `SELECT id, key, size, created FROM objects o
-WHERE coalesce(o.unreferenced, o.created) < $1 AND o.commit_id IS NOT NULL AND o.state <> 'deletable'
-  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
-ORDER BY id LIMIT $2`, before, max(limit, 1))
+		rows, err := c.pool.Query(ctx, sqlUnreferencedObjects, before, max(limit, 1))
 		if err != nil {
 			return err
 		}
@@ -227,12 +241,18 @@ WHERE o.id = $1 AND o.commit_id IS NOT NULL AND o.state <> 'deletable'
 	return done, nil
 }
 
+// sqlPruneTombstones deletes up to $2 tombstones made before $1, oldest
+// first, found through objects_tombstones (migration 0007), which holds
+// tombstones only, and deleted by primary-key probes: as a join (id IN
+// (…)), planned for $2 of them, the delete scanned the whole table.
+const sqlPruneTombstones = `DELETE FROM objects WHERE id = ANY(ARRAY(
+    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < $1 ORDER BY unreferenced LIMIT $2))`
+
 // PruneTombstones deletes tombstones stamped before `before`.
 func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error) {
 	var n int64
 	err := c.retry(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, `DELETE FROM objects WHERE id IN (
-    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < $1 ORDER BY id LIMIT $2)`, before, max(limit, 1))
+		tag, err := c.pool.Exec(ctx, sqlPruneTombstones, before, max(limit, 1))
 		n = tag.RowsAffected()
 		return err
 	})

@@ -108,3 +108,84 @@ WHERE application_name = 'floe-watch-test/listen'`).Scan(&killed); err != nil {
 	}
 	waitFor(commit(1))
 }
+
+// TestMigrationStampsRowlessObjects: migration 0006 stamps the objects
+// earlier versions left without rows and unstamped (a commit none of whose
+// batches was stored), which GC, going by the stamp alone, would never
+// collect otherwise; with the migration's time, so they get a grace period
+// from it. Nothing else changes: an object with rows stays unstamped, and
+// stamped objects and tombstones keep their stamps.
+func TestMigrationStampsRowlessObjects(t *testing.T) {
+	url := freshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, versionTableSQL); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:5] {
+		if _, err := conn.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO schema_version (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stamped := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	died := time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := conn.Exec(ctx, `INSERT INTO objects (key, size, created, state, commit_id, nrows, results, unreferenced) VALUES
+    ('rows', 1, now() - interval '1 day', 'live', 1, 1, '\x', NULL),
+    ('norows', 1, now() - interval '1 day', 'live', 2, 0, '\x', NULL),
+    ('stamped', 1, now() - interval '1 day', 'compacted', 3, 1, '\x', $1),
+    ('tomb', 1, now() - interval '1 day', 'deletable', 4, 1, '\x', $2)`, stamped, died); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id, byte_offset, byte_length, records, max_timestamp)
+SELECT '00000000-0000-0000-0000-000000000001', 0, 0, 0, id, 0, 1, 1, 0 FROM objects WHERE key = 'rows'`); err != nil {
+		t.Fatal(err)
+	}
+	var from, to time.Time
+	if err := conn.QueryRow(ctx, `SELECT now()`).Scan(&from); err != nil {
+		t.Fatal(err)
+	}
+	c := openTest(t, url, catalog.Options{}) // migrates
+	if err := conn.QueryRow(ctx, `SELECT now()`).Scan(&to); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*time.Time{}
+	rows, err := conn.Query(ctx, `SELECT key, unreferenced FROM objects`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key string
+	var at *time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&key, &at}, func() error { got[key] = at; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got["rows"] != nil {
+		t.Errorf("object with rows stamped %v", got["rows"])
+	}
+	if a := got["norows"]; a == nil || a.Before(from) || a.After(to) {
+		t.Errorf("object without rows stamped %v, want the migration's time, in [%v, %v]", a, from, to)
+	}
+	if a := got["stamped"]; a == nil || !a.Equal(stamped) {
+		t.Errorf("stamped object restamped %v, want %v", a, stamped)
+	}
+	if a := got["tomb"]; a == nil || !a.Equal(died) {
+		t.Errorf("tombstone restamped %v, want %v", a, died)
+	}
+	objs, err := c.UnreferencedObjects(ctx, to.Add(time.Second), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, o.Key)
+	}
+	if len(keys) != 2 || keys[0] != "stamped" || keys[1] != "norows" {
+		t.Errorf("unreferenced after the migration: %v, want [stamped norows]", keys)
+	}
+}

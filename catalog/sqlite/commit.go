@@ -172,9 +172,16 @@ func (c *Catalog) commitTx(ctx context.Context, tx *sql.Tx, seg catalog.Segment)
 	if err := tx.QueryRowContext(ctx, `UPDATE commit_seq SET id = id + 1 RETURNING id`).Scan(&res.CommitID); err != nil {
 		return res, false, err
 	}
+	// An object that gets no rows (every batch a duplicate or refused) is
+	// stamped unreferenced at its creation: garbage collection finds
+	// objects by that stamp alone (UnreferencedObjects).
+	var unreferenced sql.NullInt64
+	if len(plan.Rows) == 0 {
+		unreferenced = sql.NullInt64{Int64: now, Valid: true}
+	}
 	var objectID int64
-	if err := tx.QueryRowContext(ctx, `INSERT INTO objects (key, size, created, commit_id, results)
-VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id`, seg.Key, seg.Size, now, res.CommitID, encoded).Scan(&objectID); err != nil {
+	if err := tx.QueryRowContext(ctx, `INSERT INTO objects (key, size, created, commit_id, results, unreferenced)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id`, seg.Key, seg.Size, now, res.CommitID, encoded, unreferenced).Scan(&objectID); err != nil {
 		return res, false, err
 	}
 	if err := execEach(ctx, tx, `INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_id,

@@ -176,16 +176,24 @@ RETURNING object_id`, tp.TopicID[:], tp.Partition, o.LogStart)
 	return n, nil
 }
 
-// UnreferencedObjects lists objects without rows since before `before`:
-// stamped ones by their stamp, others (rows removed with their topic) by
-// their creation time.
+// sqlUnreferencedObjects lists up to ?2 objects stamped unreferenced
+// before ?1, oldest stamp first, through objects_gc (migration 0005),
+// which holds only stamped objects that are not tombstones. Every path
+// that leaves an object without rows stamps it (a commit or swap that
+// gives it none, markUnreferenced), so GC never scans the objects table
+// (see the PostgreSQL backend). The NOT EXISTS is a second check: nothing
+// with rows is ever listed.
+const sqlUnreferencedObjects = `SELECT id, key, size, created FROM objects o
+WHERE o.unreferenced < ?1 AND o.state <> 'deletable'
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
+ORDER BY o.unreferenced LIMIT ?2`
+
+// UnreferencedObjects lists objects without rows since before `before`
+// (sqlUnreferencedObjects).
 func (c *Catalog) UnreferencedObjects(ctx context.Context, before time.Time, limit int) ([]catalog.ObjectRef, error) {
 	var out []catalog.ObjectRef
 	err := c.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, key, size, created FROM objects o
-WHERE coalesce(o.unreferenced, o.created) < ?1 AND o.state <> 'deletable'
-  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.object_id = o.id)
-ORDER BY id LIMIT ?2`, micros(before), max(limit, 1))
+		rows, err := tx.QueryContext(ctx, sqlUnreferencedObjects, micros(before), max(limit, 1))
 		if err != nil {
 			return err
 		}
@@ -229,12 +237,16 @@ WHERE id = ?1 AND state <> 'deletable' AND NOT EXISTS (SELECT 1 FROM batches WHE
 	return done, nil
 }
 
+// sqlPruneTombstones deletes up to ?2 tombstones made before ?1, oldest
+// first, through objects_tombstones (migration 0005).
+const sqlPruneTombstones = `DELETE FROM objects WHERE id IN (
+    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < ?1 ORDER BY unreferenced LIMIT ?2)`
+
 // PruneTombstones deletes tombstones stamped before `before`.
 func (c *Catalog) PruneTombstones(ctx context.Context, before time.Time, limit int) (int, error) {
 	var n int64
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE id IN (
-    SELECT id FROM objects WHERE state = 'deletable' AND unreferenced < ?1 ORDER BY id LIMIT ?2)`, micros(before), max(limit, 1))
+		res, err := tx.ExecContext(ctx, sqlPruneTombstones, micros(before), max(limit, 1))
 		if err != nil {
 			return err
 		}
