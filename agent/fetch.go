@@ -29,7 +29,9 @@ package agent
 //     live agents is another agent is answered with that agent as
 //     PreferredReadReplica and no records (unless the fetch offset is out
 //     of range: see inRange). Otherwise it is -1: any agent serves any
-//     partition.
+//     partition. Metadata lists every zone's leader among the partition's
+//     replicas, so that the agent named is always one (see
+//     partitionReplicas).
 
 import (
 	"context"

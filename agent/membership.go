@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -75,6 +76,12 @@ func (m *membership) leader(id catalog.TopicID, partition int32, zone string) in
 type rendezvousView struct {
 	all    rendezvousSet
 	byZone map[string]*rendezvousSet
+	// byZones is all's candidates again, zone by zone (zones, sorted),
+	// then those of no zone; zoneEnd is where each zone's candidates end in it (see
+	// partitionReplicas).
+	zones   []string
+	byZones rendezvousSet
+	zoneEnd []int
 }
 
 // rendezvousSet is the candidates of one zone, by node id: their node ids
@@ -105,6 +112,18 @@ func (m *membership) candidates(zone string) *rendezvousSet {
 					rv.byZone[ag.Zone] = rs
 				}
 				rs.add(ag)
+			}
+		}
+		rv.zones = slices.Sorted(maps.Keys(rv.byZone))
+		for _, z := range rv.zones {
+			rs := rv.byZone[z]
+			rv.byZones.nodes = append(rv.byZones.nodes, rs.nodes...)
+			rv.byZones.seeds = append(rv.byZones.seeds, rs.seeds...)
+			rv.zoneEnd = append(rv.zoneEnd, len(rv.byZones.nodes))
+		}
+		for _, ag := range m.agents {
+			if ag.Zone == "" {
+				rv.byZones.add(ag)
 			}
 		}
 		m.rv = rv
@@ -146,20 +165,117 @@ func (l *partitionLeaders) leader(partition int32) int32 {
 	if len(l.nodes) == 0 {
 		return l.self
 	}
-	score := func(h uint64) uint64 {
-		h = fnvByte(h, byte(partition>>24))
-		h = fnvByte(h, byte(partition>>16))
-		h = fnvByte(h, byte(partition>>8))
-		return splitmix(fnvByte(h, byte(partition)))
+	best, _ := bestOf(l.nodes, l.states, partition)
+	return best
+}
+
+// partitionScore is rendezvousScore for the partition's key continued from
+// a candidate's hash state after the topic id.
+func partitionScore(h uint64, partition int32) uint64 {
+	h = fnvByte(h, byte(partition>>24))
+	h = fnvByte(h, byte(partition>>16))
+	h = fnvByte(h, byte(partition>>8))
+	return splitmix(fnvByte(h, byte(partition)))
+}
+
+// partitionReplicas picks, for each partition of one topic, the replicas
+// Metadata lists: the leader for a client of one zone (see leader), then
+// the leader of every other zone of the view. Those are every agent that
+// rack-aware Fetch may name as the preferred read replica (KIP-392; see
+// steerToZone), and the Java consumer (since Kafka 3.4, KAFKA-14379)
+// ignores a preferred replica its metadata does not list among the
+// partition's replicas: it refreshes its metadata, fetches from the leader
+// again, is steered again, and never consumes.
+type partitionReplicas struct {
+	// nodes and states are the candidates zone by zone (see
+	// rendezvousView.byZones) and their hash states after the topic id.
+	nodes   []int32
+	states  []uint64
+	zoneEnd []int
+	// zone is the client's zone as an index into zoneEnd, -1 for all
+	// agents.
+	zone int
+	self int32
+}
+
+// zoneCount is how many zones the view's agents are in: a partition has at
+// most one replica more than that (see partitionReplicas).
+func (m *membership) zoneCount() int {
+	m.candidates("")
+	return len(m.rv.zones)
+}
+
+// replicas returns the replica picker of topic id for a client of zone;
+// buf (when large enough) holds its state, so that it allocates nothing.
+func (m *membership) replicas(id catalog.TopicID, zone string, buf []uint64) partitionReplicas {
+	m.candidates("")
+	rv := m.rv
+	states := buf[:0]
+	for _, h := range rv.byZones.seeds {
+		for _, c := range id {
+			h = fnvByte(h, c)
+		}
+		states = append(states, h)
 	}
-	best, bestScore := l.nodes[0], score(l.states[0])
-	for i := 1; i < len(l.nodes); i++ {
-		s := score(l.states[i])
-		if s > bestScore || (s == bestScore && l.nodes[i] < best) {
-			best, bestScore = l.nodes[i], s
+	z := -1
+	if zone != "" {
+		z = slices.Index(rv.zones, zone)
+	}
+	return partitionReplicas{nodes: rv.byZones.nodes, states: states, zoneEnd: rv.zoneEnd, zone: z, self: m.self.NodeID}
+}
+
+// replicas appends the partition's replicas to out, its leader first: the
+// leader leader picks for the client's zone, since a candidate's score is
+// the same in every set it is in, and the best of a zone's candidates is
+// that zone's leader.
+func (r *partitionReplicas) replicas(partition int32, out []int32) []int32 {
+	if len(r.nodes) == 0 {
+		return append(out, r.self)
+	}
+	first := len(out)
+	out = append(out, -1) // the leader's place
+	top, topScore := int32(-1), uint64(0)
+	lo := 0
+	for _, hi := range r.zoneEnd {
+		n, s := bestOf(r.nodes[lo:hi], r.states[lo:hi], partition)
+		out = append(out, n)
+		if top < 0 || s > topScore || (s == topScore && n < top) {
+			top, topScore = n, s
+		}
+		lo = hi
+	}
+	if lo < len(r.nodes) {
+		// The candidates of no zone lead only clients of no zone the
+		// view has.
+		if n, s := bestOf(r.nodes[lo:], r.states[lo:], partition); top < 0 || s > topScore || (s == topScore && n < top) {
+			top = n
 		}
 	}
-	return best
+	zones := out[first+1:]
+	leader := top
+	if r.zone >= 0 {
+		leader = zones[r.zone]
+	}
+	out[first] = leader
+	if i := slices.Index(zones, leader); i >= 0 {
+		copy(zones[i:], zones[i+1:])
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+// bestOf is the candidate of nodes with the highest score for the
+// partition, ties to the lower node id, and its score; nodes must not be
+// empty.
+func bestOf(nodes []int32, states []uint64, partition int32) (int32, uint64) {
+	best, bestScore := nodes[0], partitionScore(states[0], partition)
+	for i := 1; i < len(nodes) && i < len(states); i++ {
+		s := partitionScore(states[i], partition)
+		if s > bestScore || (s == bestScore && nodes[i] < best) {
+			best, bestScore = nodes[i], s
+		}
+	}
+	return best, bestScore
 }
 
 // pick is rendezvous hashing: the agent with the highest score for key,

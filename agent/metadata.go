@@ -2,13 +2,14 @@ package agent
 
 // Metadata (key 3), versions 0-13.
 //
-// Differences from Kafka: the brokers are the live agents; every partition
-// has one "replica", its leader, chosen by rendezvous hashing over the live
-// agents of the client's zone (named in the client id as floe_az=<zone>, or
-// the zone of the per-zone listener the client connected to, whose
-// addresses the brokers are then given with), falling back to all agents
-// when the zone has none; its leader epoch is the fleet's membership
-// generation. A stopping agent leaves itself out (see Agent.Serve). Any agent
+// Differences from Kafka: the brokers are the live agents; every
+// partition's leader is chosen by rendezvous hashing over the live agents
+// of the client's zone (named in the client id as floe_az=<zone>, or the
+// zone of the per-zone listener the client connected to, whose addresses
+// the brokers are then given with), falling back to all agents when the
+// zone has none; its replicas, all in sync, are the leader and the leader
+// of every other zone, the agents a rack-aware fetch may be steered to
+// (see fetch.go); its leader epoch is the fleet's membership generation. A stopping agent leaves itself out (see Agent.Serve). Any agent
 // accepts produce and fetch for any partition, so stale metadata never
 // fails a client. The controller id is the answering agent (any agent
 // serves admin requests). Auto-created topics are created synchronously and
@@ -194,22 +195,27 @@ func (a *Agent) topicMetadata(m *membership, t catalog.Topic, zone string) kmsg.
 	mt.AuthorizedOperations = authorizedOperationsUnknown
 	epoch := m.leaderEpoch()
 	var buf [32]uint64
-	leaders := m.leaders(t.ID, zone, buf[:0])
+	reps := m.replicas(t.ID, zone, buf[:0])
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
 	// Every partition's replicas and ISR, in one array rather than two
 	// each: an all-topics answer has a partition for every one of the
-	// cluster's.
-	nodes := make([]int32, 2*int(t.Partitions))
+	// cluster's. A partition has at most a replica per zone and one more
+	// (the leader of a client of no zone may be an agent of none), and
+	// never more than the agents.
+	width := min(m.zoneCount()+1, max(len(m.agents), 1))
+	nodes := make([]int32, 0, 2*width*int(t.Partitions))
 	for p := int32(0); p < t.Partitions; p++ {
-		leader := leaders.leader(p)
+		start := len(nodes)
+		nodes = reps.replicas(p, nodes)
+		n := len(nodes) - start
+		nodes = append(nodes, nodes[start:]...)
 		mp := &mt.Partitions[p]
 		mp.Default()
 		mp.Partition = p
-		mp.Leader = leader
+		mp.Leader = nodes[start]
 		mp.LeaderEpoch = epoch
-		r := nodes[2*p : 2*p+2 : 2*p+2]
-		r[0], r[1] = leader, leader
-		mp.Replicas, mp.ISR = r[0:1:1], r[1:2:2]
+		mp.Replicas = nodes[start : start+n : start+n]
+		mp.ISR = nodes[start+n : start+2*n : start+2*n]
 		mp.OfflineReplicas = []int32{}
 	}
 	return mt

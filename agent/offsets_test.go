@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -274,21 +275,7 @@ func TestRackConsumerOutOfRangeResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Both agents must list each other, or nothing is steered.
-	for _, ag := range []*floetest.Agent{a, b} {
-		conn := floetest.Dial(t, ag.Addr)
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			resp, err := conn.Request(kmsg.NewPtrMetadataRequest())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n := len(resp.(*kmsg.MetadataResponse).Brokers); n == 2 {
-				break
-			} else if time.Now().After(deadline) {
-				t.Fatalf("agent at %s lists %d agents, want 2", ag.Addr, n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitListEachOther(t, a, b)
 	from0 := map[string]map[int32]kgo.Offset{"racked": {}}
 	for p := int32(0); p < parts; p++ {
 		from0["racked"][p] = kgo.NewOffset().At(0)
@@ -323,6 +310,27 @@ func TestRackConsumerOutOfRangeResets(t *testing.T) {
 		"-X", "client.rack=b", "-X", "auto.offset.reset=earliest")
 	if lines := strings.Fields(string(out)); len(lines) != 5*parts {
 		t.Fatalf("kcat read %d records, want %d", len(lines), 5*parts)
+	}
+}
+
+// waitListEachOther waits until every agent's Metadata lists them all.
+func waitListEachOther(t *testing.T, agents ...*floetest.Agent) {
+	t.Helper()
+	for _, ag := range agents {
+		conn := floetest.Dial(t, ag.Addr)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, err := conn.Request(kmsg.NewPtrMetadataRequest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(resp.(*kmsg.MetadataResponse).Brokers); n == len(agents) {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("agent at %s lists %d agents, want %d", ag.Addr, n, len(agents))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		conn.Close()
 	}
 }
 
@@ -378,6 +386,81 @@ func TestPreferredReplicaAnswerCarriesOffsets(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("never steered to zone b's agent (preferred %d)", p.PreferredReadReplica)
 		}
+	}
+}
+
+// TestPreferredReplicaIsListedReplica: whatever agent a consumer fetches
+// from and whatever its rack, the preferred read replica a fetch names
+// (KIP-392) is among the partition's replicas in every agent's Metadata.
+// The Java consumer (since Kafka 3.4, KAFKA-14379) ignores a preferred
+// replica its metadata does not list as a replica: it refreshes its
+// metadata, fetches from the leader, is steered again, and never consumes.
+// Metadata listed the leader alone, chosen among all agents for a client
+// that names its zone only in its rack id, so a rack-a consumer was
+// steered to zone a's leader of a partition Metadata gave to zone b's.
+func TestPreferredReplicaIsListedReplica(t *testing.T) {
+	a, b := twoZones(t)
+	ctx := ctxT(t)
+	const parts = 16
+	if _, err := kadm.NewClient(a.Client(t)).CreateTopic(ctx, parts, -1, nil, "steering"); err != nil {
+		t.Fatal(err)
+	}
+	id := topicID(t, a, "steering")
+	waitListEachOther(t, a, b)
+	agents := []*floetest.Agent{a, b}
+	conns := map[*floetest.Agent]*floetest.Conn{}
+	for _, ag := range agents {
+		conns[ag] = floetest.Dial(t, ag.Addr)
+	}
+	steered := 0
+	for _, md := range agents {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = 12
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("steering")
+		req.Topics = append(req.Topics, rt)
+		resp, err := conns[md].Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas := map[int32][]int32{}
+		for _, p := range resp.(*kmsg.MetadataResponse).Topics[0].Partitions {
+			if len(p.Replicas) == 0 || p.Replicas[0] != p.Leader || !slices.Equal(p.ISR, p.Replicas) {
+				t.Fatalf("partition %d: leader %d, replicas %v, ISR %v; want the leader first and all in sync", p.Partition, p.Leader, p.Replicas, p.ISR)
+			}
+			replicas[p.Partition] = p.Replicas
+		}
+		for _, ag := range agents {
+			for _, rack := range []string{"a", "b", "c"} {
+				freq := kmsg.NewPtrFetchRequest()
+				freq.Version, freq.MaxBytes, freq.Rack = 13, 1<<20, rack
+				ft := kmsg.NewFetchRequestTopic()
+				ft.TopicID = id
+				for p := range int32(parts) {
+					fp := kmsg.NewFetchRequestTopicPartition()
+					fp.Partition, fp.PartitionMaxBytes = p, 1<<20
+					ft.Partitions = append(ft.Partitions, fp)
+				}
+				freq.Topics = append(freq.Topics, ft)
+				fresp, err := conns[ag].Request(freq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range fresp.(*kmsg.FetchResponse).Topics[0].Partitions {
+					if p.PreferredReadReplica < 0 {
+						continue
+					}
+					steered++
+					if !slices.Contains(replicas[p.Partition], p.PreferredReadReplica) {
+						t.Errorf("partition %d, rack %s, fetched from node %d: steered to node %d, not among its replicas %v in node %d's Metadata",
+							p.Partition, rack, ag.Agent.NodeID(), p.PreferredReadReplica, replicas[p.Partition], md.Agent.NodeID())
+					}
+				}
+			}
+		}
+	}
+	if steered == 0 {
+		t.Fatal("no fetch was steered")
 	}
 }
 

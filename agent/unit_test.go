@@ -127,16 +127,36 @@ func referenceLeader(agents []catalog.Agent, self int32, id catalog.TopicID, par
 // TestLeadersMatchReference: the leaders Metadata and Fetch give, picked
 // from hash states computed once per view and per topic, are the
 // placement's, for every zone, and a fixed input keeps its leader.
+// Metadata's replicas, all in sync, are the leader and then every other
+// zone's leader: every agent a rack-aware Fetch may steer to.
 func TestLeadersMatchReference(t *testing.T) {
 	m := benchView()
-	a := &Agent{}
-	a.members.Store(m)
 	if got := m.leader(catalog.TopicID{1, 2, 3}, 5, ""); got != 14 {
 		t.Errorf("leader of a fixed partition is %d, was 14", got)
 	}
 	if got := rendezvousScore("agent", []byte("group")); got != 0xbee7044af7e47297 {
 		t.Errorf("rendezvousScore changed: %#x", got)
 	}
+	// And with agents of no zone, which only a client of no zone is led
+	// by.
+	mixed := benchView()
+	for i := range 5 {
+		mixed.agents = append(mixed.agents, catalog.Agent{ID: fmt.Sprintf("01JNOZONE%017d", i), NodeID: int32(21 + i)})
+	}
+	for _, m := range []*membership{m, mixed} {
+		checkLeaders(t, m)
+	}
+	empty := &membership{self: catalog.Agent{NodeID: 3}}
+	if mp := (&Agent{}).topicMetadata(empty, catalog.Topic{Partitions: 1}, "").Partitions[0]; mp.Leader != 3 || !slices.Equal(mp.Replicas, []int32{3}) || !slices.Equal(mp.ISR, []int32{3}) {
+		t.Errorf("empty view: metadata %+v, want this agent", mp)
+	}
+}
+
+func checkLeaders(t *testing.T, m *membership) {
+	t.Helper()
+	a := &Agent{}
+	a.members.Store(m)
+	zones := []string{"z0", "z1", "z2"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, zone := range []string{"", "z0", "z1", "z2", "nowhere"} {
 		for range 20 {
@@ -158,12 +178,19 @@ func TestLeadersMatchReference(t *testing.T) {
 				if got := m.leader(id, p, zone); got != want {
 					t.Fatalf("zone %q, partition %d: leader %d, want %d", zone, p, got, want)
 				}
+				wantReplicas := []int32{want}
+				for _, z := range zones {
+					if l := referenceLeader(m.agents, m.self.NodeID, id, p, z); l != want {
+						wantReplicas = append(wantReplicas, l)
+					}
+				}
 				mp := mt.Partitions[p]
-				if mp.Leader != want || !slices.Equal(mp.Replicas, []int32{want}) || !slices.Equal(mp.ISR, []int32{want}) || cap(mp.Replicas) != 1 || cap(mp.ISR) != 1 {
-					t.Fatalf("zone %q, partition %d: metadata %+v, want leader %d", zone, p, mp, want)
+				if mp.Leader != want || !slices.Equal(mp.Replicas, wantReplicas) || !slices.Equal(mp.ISR, wantReplicas) ||
+					cap(mp.Replicas) != len(wantReplicas) || cap(mp.ISR) != len(wantReplicas) {
+					t.Fatalf("zone %q, partition %d: metadata %+v, want leader %d, replicas %v", zone, p, mp, want, wantReplicas)
 				}
 				wantPreferred := int32(-1)
-				if m.hasZone(zone) && want != m.self.NodeID {
+				if zone != "" && m.hasZone(zone) && want != m.self.NodeID {
 					wantPreferred = want
 				}
 				if got := parts[0][p].preferred; got != wantPreferred {
