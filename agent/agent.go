@@ -117,6 +117,8 @@ type Agent struct {
 	// for all topics, served while the catalog cannot list them.
 	allTopics     atomic.Pointer[[]catalog.Topic]
 	allTopicsWarn rate.Sometimes
+	// listings counts the listings of every topic (see sweepTopics).
+	listings atomic.Uint64
 	// tlsConf is the listeners' TLS (nil: plaintext; see tls.go).
 	tlsConf    *tls.Config
 	tlsFailLog rate.Sometimes
@@ -331,6 +333,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	var bg errgroup.Group
 	bg.Go(func() error { a.followCommits(bgCtx); return nil })
 	bg.Go(func() error { a.refreshLogStarts(bgCtx); return nil })
+	bg.Go(func() error { a.sweepTopics(bgCtx); return nil })
 	hbCtx, stopHB := context.WithCancel(bgCtx)
 	defer stopHB()
 	hbDone := make(chan struct{})

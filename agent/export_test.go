@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"time"
+
+	"github.com/floebroker/floe/catalog"
+)
 
 // SetFrameStallTimeout sets frameStallTimeout for a test and returns the
 // function that restores it.
@@ -16,4 +20,26 @@ func SetInitProducerIDTimeout(d time.Duration) (restore func()) {
 	old := initProducerIDTimeout
 	initProducerIDTimeout = d
 	return func() { initProducerIDTimeout = old }
+}
+
+// SetTopicSweepInterval sets topicSweepInterval for a test and returns the
+// function that restores it. Agents started after read it.
+func SetTopicSweepInterval(d time.Duration) (restore func()) {
+	old := topicSweepInterval
+	topicSweepInterval = d
+	return func() { topicSweepInterval = old }
+}
+
+// KnowsTopic returns how many of the topic's partitions the tail index
+// holds and whether the topic cache holds it.
+func (a *Agent) KnowsTopic(id catalog.TopicID) (tailParts int, cached bool) {
+	a.tail.mu.Lock()
+	for tp := range a.tail.mu.parts {
+		if tp.TopicID == id {
+			tailParts++
+		}
+	}
+	a.tail.mu.Unlock()
+	_, _, cached = a.topics.get(id)
+	return tailParts, cached
 }

@@ -623,3 +623,73 @@ func TestMetadataOfDeletedTopicID(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepForgetsTopicDeletedElsewhere: a topic deleted through another
+// agent leaves this agent's tail index and topic cache within a sweep
+// period, though no client of this agent lists every topic or names the
+// topic again (Java, librdkafka and franz-go ask for the topics they use).
+// The commit follower had fed it the topic's rows, and they were kept,
+// counted against every live partition's share of the tail index's rows,
+// for the agent's life.
+func TestSweepForgetsTopicDeletedElsewhere(t *testing.T) {
+	const period = 50 * time.Millisecond
+	t.Cleanup(agent.SetTopicSweepInterval(period)) // restored once the agents stopped
+	cat, bkt := sharedStores(t)
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, NoAutoCreate: true})
+	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt, NoAutoCreate: true})
+	ctx := ctxT(t)
+	const parts = 8
+	adm := kadm.NewClient(a.Client(t))
+	for _, name := range []string{"doomed", "kept"} {
+		if _, err := adm.CreateTopic(ctx, parts, -1, nil, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rs []*kgo.Record
+	for p := range int32(parts) {
+		rs = append(rs, &kgo.Record{Topic: "doomed", Partition: p, Value: []byte("v")}, &kgo.Record{Topic: "kept", Partition: p, Value: []byte("v")})
+	}
+	if err := a.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner())).ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	doomed, kept := topicID(t, a, "doomed"), topicID(t, a, "kept")
+	// b learns of both: it caches them for a client naming them, and its
+	// follower adds a's commits to its tail index.
+	req := kmsg.NewPtrMetadataRequest()
+	req.SetVersion(12)
+	for _, name := range []string{"doomed", "kept"} {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, rt)
+	}
+	if _, err := floetest.Dial(t, b.Addr).Request(req); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		nd, cd := b.Agent.KnowsTopic(doomed)
+		nk, ck := b.Agent.KnowsTopic(kept)
+		if nd == parts && nk == parts && cd && ck {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b knows %d and %d partitions of the topics in its tail index, cached %v and %v; want %d each, cached", nd, nk, cd, ck, parts)
+		}
+	}
+	if _, err := adm.DeleteTopic(ctx, "doomed"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for deadline := start.Add(100 * period); ; time.Sleep(period / 5) {
+		n, cached := b.Agent.KnowsTopic(doomed)
+		if n == 0 && !cached {
+			t.Logf("forgotten after %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after the topic was deleted through another agent, b's tail index holds %d of its partitions, cached %v", time.Since(start).Round(time.Millisecond), n, cached)
+		}
+	}
+	if n, cached := b.Agent.KnowsTopic(kept); n != parts || !cached {
+		t.Errorf("the live topic: %d partitions in b's tail index, cached %v; want %d, cached", n, cached, parts)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -24,9 +25,10 @@ import (
 // catalog at once, so a topic created or grown on another agent is seen at
 // once. A topic deleted through another agent may be served for up to
 // twice the TTL, until a catalog read finds it gone or a listing of every
-// topic lacks it (listTopics): its produces then fail in the commit (the
-// catalog rejects unknown partitions), and its fetches may still be served
-// the rows the tail index holds of it.
+// topic lacks it (listTopics, which sweepTopics runs every minute or so):
+// its produces then fail in the commit (the catalog rejects unknown
+// partitions), and its fetches may still be served the rows the tail index
+// holds of it.
 type topicCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -255,7 +257,46 @@ func (a *Agent) listTopics(ctx context.Context) ([]catalog.Topic, error) {
 	}
 	a.topics.forgetUnlisted(cacheMark, listed)
 	a.tail.forgetUnlisted(tailMark, listed)
+	a.listings.Add(1)
 	return topics, nil
+}
+
+// topicSweepInterval is about how often sweepTopics lists every topic; a
+// var for tests.
+var topicSweepInterval = time.Minute
+
+// sweepTopics lists every topic (listTopics) every topicSweepInterval or
+// so until ctx ends, so that the topics deleted through other agents leave
+// this agent's tail index and topic cache. The commit follower feeds every
+// agent every topic's rows, and requests forget a deleted topic only when
+// they list every topic (all-topics Metadata, Metadata naming many topics,
+// CreateTopics) or name it: Java, librdkafka and franz-go clients ask for
+// the topics they use, so an agent whose clients never listed them all
+// kept every deleted topic's partitions and rows, counted against every
+// live partition's share of the tail index's rows, for its life. A sweep
+// is skipped when a request listed every topic since the last one; the
+// period is jittered, so that agents started together do not list
+// together.
+func (a *Agent) sweepTopics(ctx context.Context) {
+	every := topicSweepInterval
+	seen := a.listings.Load()
+	for {
+		sleepCtx(ctx, every*3/4+rand.N(max(every/2, 1)))
+		if ctx.Err() != nil {
+			return
+		}
+		if n := a.listings.Load(); n != seen {
+			seen = n
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, offsetsRefreshTimeout)
+		_, err := a.listTopics(lctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("listing topics to forget deleted ones failed", "err", err)
+		}
+		seen = a.listings.Load()
+	}
 }
 
 // topicRecreated is for a request naming a topic by name whose cached id
