@@ -16,7 +16,9 @@ import (
 // many connections nor one pipelining many requests can make the agent
 // allocate more than Config.MaxQueuedRequestBytes for frames, whatever
 // sizes they claim. Without it, MaxRequestBytes bounded one frame only:
-// connections × MaxInflightPerConn × 100 MiB had no limit.
+// connections × MaxInflightPerConn × 100 MiB had no limit. What a frame
+// costs decoded and answered is bounded apart, by its elements (see
+// maxRequestNames).
 //
 // Frames of at most smallFrameBytes are not counted. Fetch, metadata,
 // heartbeats and offset commits stay that small, so a budget held by

@@ -444,12 +444,18 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 			return nil, "bad_request"
 		}
 	}
+	if n, ok := leadingNames(hdr.key, hdr.version, req.IsFlexible(), r.Src); ok && n > maxRequestNames {
+		return nil, c.tooManyElements(hdr, n, 0)
+	}
 	if err := req.ReadFrom(r.Src); err != nil {
 		c.a.badInputLog.Do(func() {
 			c.a.log.Warn("closing connection: undecodable request", "remote", c.remote, "api", c.a.apis.name(hdr.key), "version", hdr.version, "err", err)
 		})
 		c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "decode").Inc()
 		return nil, "bad_request"
+	}
+	if names, parts := requestElements(req); names > maxRequestNames || parts > maxRequestPartitions {
+		return nil, c.tooManyElements(hdr, names, parts)
 	}
 	if largeAnswer(hdr.key) {
 		p.written, p.prevLarge = make(chan struct{}), c.lastLarge
@@ -460,6 +466,18 @@ func (c *conn) dispatch(frame []byte, budget int64) (*pending, string) {
 	p.budget = budget
 	go c.handle(spec, p, req)
 	return p, ""
+}
+
+// tooManyElements logs a request refused for naming more elements than
+// maxRequestNames or maxRequestPartitions and returns the reason the
+// connection closes.
+func (c *conn) tooManyElements(hdr requestHeader, names, partitions int) string {
+	c.a.badInputLog.Do(func() {
+		c.a.log.Warn("closing connection: request names too many elements", "remote", c.remote, "api", c.a.apis.name(hdr.key), "version", hdr.version,
+			"names", names, "max_names", maxRequestNames, "partitions", partitions, "max_partitions", maxRequestPartitions)
+	})
+	c.a.m.requestErrors.WithLabelValues(c.a.apis.name(hdr.key), "too_many_elements").Inc()
+	return "too_many_elements"
 }
 
 // handle runs one handler with metrics and panic recovery.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -494,4 +495,87 @@ func TestResponseBudgetTailingConsumers(t *testing.T) {
 	}
 	// The consumers' next fetches are parked long polls: nothing held.
 	waitHeld(t, reg, "the written responses' reservations to be released", func(h float64) bool { return h == 0 })
+}
+
+// TestManyElementsRefused: a request naming absurdly many elements, each a
+// byte or two on the wire that its handler answers one by one (an empty
+// group id: 1 byte, a 16-byte string header once decoded and a ~120-byte
+// DescribeGroups answer), is refused with a disconnect before it is
+// decoded or handled, not answered. One DescribeGroups frame of 8 MiB of
+// empty ids took 3 GiB of heap and 63 s to answer (100 MB), while the
+// request budget counted its 8 MiB. The agent serves others meanwhile.
+func TestManyElementsRefused(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	const ids = 4 << 20 // a 4 MiB frame
+	groupsOf := func(n int) []kmsg.OffsetFetchRequestGroup {
+		gs := make([]kmsg.OffsetFetchRequestGroup, n)
+		for i := range gs {
+			gs[i] = kmsg.NewOffsetFetchRequestGroup()
+		}
+		return gs
+	}
+	for _, tc := range []struct {
+		name  string
+		req   kmsg.Request
+		bound int // heap growth allowed, in frame sizes
+	}{
+		{"DescribeGroups", &kmsg.DescribeGroupsRequest{Version: 5, Groups: make([]string, ids)}, 10},
+		{"DeleteGroups", &kmsg.DeleteGroupsRequest{Version: 2, Groups: make([]string, ids)}, 10},
+		// Groups of 2 bytes each (a null member id, no topics), 72
+		// bytes decoded, each answered.
+		{"OffsetFetch", &kmsg.OffsetFetchRequest{Version: 8, Groups: groupsOf(ids / 4)}, 10},
+		// Topics without partitions, 3 bytes each, 48 decoded.
+		{"ListOffsets", &kmsg.ListOffsetsRequest{Version: 7, ReplicaID: -1, Topics: make([]kmsg.ListOffsetsRequestTopic, ids/3)}, 10},
+		// Nested, so counted once decoded (~22 frame sizes: 48 bytes
+		// per 3-byte topic), and refused before the handler answers
+		// each.
+		{"OffsetFetchTopics", &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: make([]kmsg.OffsetFetchRequestGroupTopic, ids/3)}}}, 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("many")).AppendRequest(nil, tc.req, 1)
+			c := floetest.Dial(t, a.Addr)
+			defer c.Close()
+			// Sample the heap without forcing collections, so a peak
+			// between them is seen; a low GC target keeps garbage from
+			// passing for growth.
+			defer debug.SetGCPercent(debug.SetGCPercent(10))
+			before := heapAlloc()
+			var peak atomic.Int64
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				var m runtime.MemStats
+				for {
+					runtime.ReadMemStats(&m)
+					peak.Store(max(peak.Load(), int64(m.HeapAlloc)-before))
+					select {
+					case <-stop:
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			}()
+			bound := int64(tc.bound * len(frame))
+			if err := c.WriteRaw(frame); err != nil {
+				t.Fatal(err)
+			}
+			// Refused: the connection closes, and within the bound.
+			deadline := time.Now().Add(20 * time.Second)
+			closed := false
+			for !closed && time.Now().Before(deadline) && peak.Load() <= bound {
+				closed = c.WaitClosed(100 * time.Millisecond)
+			}
+			close(stop)
+			<-sampled
+			t.Logf("%s: %d MiB frame, heap grew by at most %d MiB", tc.name, len(frame)>>20, peak.Load()>>20)
+			if p := peak.Load(); p > bound {
+				t.Fatalf("heap grew by %d MiB for a %d MiB %s frame of empty elements (bound %d MiB)", p>>20, len(frame)>>20, tc.name, bound>>20)
+			}
+			if !closed {
+				t.Fatalf("a %d MiB %s frame of empty elements was not refused within 20s", len(frame)>>20, tc.name)
+			}
+			witness(t, a)
+		})
+	}
 }
