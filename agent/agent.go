@@ -126,6 +126,9 @@ type Agent struct {
 	// cache serves tail reads, catchup reads far behind it (cache.go).
 	cache   *rangeCache
 	catchup *rangeCache
+	// catchingUp counts the partitions catch-up reads share the catch-up
+	// cache among (catchUpAhead).
+	catchingUp catchUpPartitions
 
 	// members is the current view of the fleet (*membership).
 	members atomic.Pointer[membership]

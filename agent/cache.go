@@ -195,6 +195,31 @@ func (c *rangeCache) holds(key string, off, length int64) bool {
 	return c.inflightLocked(key, off, length) != nil
 }
 
+// heldFrom returns how far from off the cache holds key's bytes, cached
+// or being read, without a gap: off if it holds none at off. Catch-up
+// reads start their spans there, so as not to read again what an earlier
+// read brought or brings.
+func (c *rangeCache) heldFrom(key string, off int64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	end := off
+	for moved := true; moved; {
+		moved = false
+		for _, el := range c.mu.byKey[key] {
+			e := el.Value.(*cacheEntry)
+			if e.off <= end && e.off+int64(len(e.data)) > end {
+				end, moved = e.off+int64(len(e.data)), true
+			}
+		}
+		for _, call := range c.mu.inflight[key] {
+			if call.off <= end && call.off+call.length > end {
+				end, moved = call.off+call.length, true
+			}
+		}
+	}
+	return end
+}
+
 // peek returns the range if it is cached, without reading the bucket or
 // counting a hit (the caller counts what it serves).
 func (c *rangeCache) peek(key string, off, length int64) (view, bool) {
@@ -247,14 +272,28 @@ func (c *rangeCache) put(key string, off int64, data []byte) {
 // caching it. Reading a span of several rows at once is how catch-up reads
 // fetch the next rows with the same GET.
 func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key string, off, length, spanOff, spanLen int64) (view, error) {
+	return c.start(b, key, off, length, spanOff, spanLen).wait(ctx)
+}
+
+// pendingRead is a range being read through a cache: its bytes, or the
+// read in flight that brings them.
+type pendingRead struct {
+	v           view
+	call        *cacheCall
+	off, length int64
+}
+
+// start is get without the wait: it starts the bucket read get would
+// make, if any, so that the caller can start others before it waits.
+func (c *rangeCache) start(b objstore.BucketReader, key string, off, length, spanOff, spanLen int64) pendingRead {
 	if !contains(spanOff, spanLen, off, length) {
 		spanOff, spanLen = off, length
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if v, ok := c.lookupLocked(key, off, length); ok {
-		c.mu.Unlock()
 		c.m.hits.Inc()
-		return v, nil
+		return pendingRead{v: v}
 	}
 	call := c.inflightLocked(key, off, length)
 	if call == nil {
@@ -264,13 +303,20 @@ func (c *rangeCache) get(ctx context.Context, b objstore.BucketReader, key strin
 		// Another request's read brings these bytes: no GET of our own.
 		c.m.hits.Inc()
 	}
-	c.mu.Unlock()
+	return pendingRead{call: call, off: off, length: length}
+}
+
+// wait returns the bytes once they are read.
+func (r pendingRead) wait(ctx context.Context) (view, error) {
+	if r.call == nil {
+		return r.v, nil
+	}
 	select {
-	case <-call.done:
-		if call.err != nil {
-			return view{}, call.err
+	case <-r.call.done:
+		if r.call.err != nil {
+			return view{}, r.call.err
 		}
-		return viewOf(call.data, off-call.off, length), nil
+		return viewOf(r.call.data, r.off-r.call.off, r.length), nil
 	case <-ctx.Done():
 		return view{}, ctx.Err()
 	}

@@ -122,7 +122,9 @@ type Config struct {
 	// and prefetches together; tail reads are not bounded by it.
 	CatchUpReads int
 	// CatchUpPrefetchBytes is how far a catch-up read reads ahead of what
-	// its fetch returns, per partition.
+	// its fetch returns, per partition: less when many partitions catch
+	// up at once, at most a quarter of each one's share of
+	// CatchUpCacheBytes (see catchUpAhead).
 	CatchUpPrefetchBytes int64
 	// TopicCacheTTL bounds how long topic metadata is reused before the
 	// catalog is read again: in the background up to twice the TTL, so
@@ -230,7 +232,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.ReadCacheBytes, "read-cache-bytes", c.ReadCacheBytes, "bytes of the tail cache (objects just written, tail reads)")
 	fs.Int64Var(&c.CatchUpCacheBytes, "catch-up-cache-bytes", c.CatchUpCacheBytes, "bytes of the separate cache of catch-up reads and their prefetches")
 	fs.IntVar(&c.CatchUpReads, "catch-up-reads", c.CatchUpReads, "bucket reads in flight for catch-up reads and prefetches")
-	fs.Int64Var(&c.CatchUpPrefetchBytes, "catch-up-prefetch-bytes", c.CatchUpPrefetchBytes, "bytes a catch-up read reads ahead per partition")
+	fs.Int64Var(&c.CatchUpPrefetchBytes, "catch-up-prefetch-bytes", c.CatchUpPrefetchBytes, "bytes a catch-up read reads ahead per partition (at most a quarter of the catch-up cache shared among the partitions catching up)")
 	fs.DurationVar(&c.TopicCacheTTL, "topic-cache-ttl", c.TopicCacheTTL, "how long topic metadata is reused before re-reading the catalog")
 	// The coordinator's flags start from its defaults, whatever c.Groups
 	// held (groups.Config.RegisterFlags resets it).

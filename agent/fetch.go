@@ -37,6 +37,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -456,11 +457,13 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		rows, tail = a.tail.lookup(tp, from, max(budget, 1), tailAge)
 		behind = tail && !a.tail.near(rows[0]) && !a.cache.holds(rows[0].ObjectKey, rows[0].ByteOffset, rows[0].ByteLength)
 	}
+	var ahead int64 // how far a catch-up read reads ahead
 	if !tail {
 		// A catch-up read: the rows after the ones this fetch needs are
 		// read ahead (below) so the consumer's next fetch finds them.
+		ahead = a.catchUpAhead(tp)
 		var err error
-		rows, err = a.cat.Batches(ctx, tp, from, max(budget, 1)+a.cfg.CatchUpPrefetchBytes)
+		rows, err = a.cat.Batches(ctx, tp, from, max(budget, 1)+ahead)
 		if err != nil {
 			return 0, err
 		}
@@ -484,6 +487,13 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		if row.LastOffset < from {
 			continue
 		}
+		if rec.n+batchHeaderSize > budget && !(minOne && rec.n == 0) {
+			// No batch of the row can fit: it is not read. A fetch
+			// that filled its budget read the next row anyway, only
+			// to find its first batch did not fit.
+			full = true
+			break
+		}
 		var (
 			v   view
 			err error
@@ -497,10 +507,22 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		case tail:
 			v, err = a.readTailRow(ctx, row, &win)
 		default:
-			// Keep the next rows' reads in flight while this one is
-			// read: a catch-up fetch often spans many small objects.
-			a.prefetchRows(rows[i+1:min(len(rows), i+1+a.cfg.CatchUpReads)], &win)
-			v, err = a.readCatchUpRowIn(ctx, row, rows[i+1:], &win)
+			// The row's own read, which spans the read-ahead, starts
+			// first; then the reads of the next rows this fetch needs
+			// (a catch-up fetch often spans many small objects) are
+			// kept in flight while it is read. Started the other way
+			// round, the row's read read again the rows the prefetch
+			// was reading, and queued behind it for a read slot.
+			var r pendingRead
+			r, err = a.startCatchUpRow(ctx, row, rows[i+1:], max(budget, 1)+ahead, &win)
+			if err == nil {
+				need, j := budget-rec.n-row.ByteLength, i+1
+				for ; j < len(rows) && j <= i+a.cfg.CatchUpReads && need > 0; j++ {
+					need -= rows[j].ByteLength
+				}
+				a.prefetchRows(rows[i+1:j], &win)
+				v, err = r.wait(ctx)
+			}
 		}
 		if err != nil {
 			return 0, err
@@ -524,7 +546,7 @@ func (a *Agent) readBatchesFrom(ctx context.Context, tp catalog.TopicPartition, 
 		if full {
 			next-- // the row that did not fit is the next fetch's first
 		}
-		a.prefetchRows(rows[next:], &win)
+		a.readAhead(rows[next:], ahead, &win)
 		if hw > 0 {
 			a.tail.raiseHW(tp, hw)
 		}
@@ -583,28 +605,42 @@ func (a *Agent) readCatchUpRow(ctx context.Context, row catalog.BatchRow, follow
 // readCatchUpRowIn is readCatchUpRow that, on a miss, reads the whole
 // object instead if win allows.
 func (a *Agent) readCatchUpRowIn(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, win *wholeWindow) (view, error) {
+	r, err := a.startCatchUpRow(ctx, row, following, catchUpSpanBytes, win)
+	if err != nil {
+		return view{}, err
+	}
+	return r.wait(ctx)
+}
+
+// startCatchUpRow starts readCatchUpRowIn's read, spanning at most
+// spanMax bytes, and returns it to wait for (having waited only for a
+// tail read in flight that brings the row).
+func (a *Agent) startCatchUpRow(ctx context.Context, row catalog.BatchRow, following []catalog.BatchRow, spanMax int64, win *wholeWindow) (pendingRead, error) {
 	if v, ok := a.cache.peek(row.ObjectKey, row.ByteOffset, row.ByteLength); ok {
 		a.cache.m.hits.Inc()
-		return v, nil
+		return pendingRead{v: v}, nil
 	}
 	if !a.catchup.holds(row.ObjectKey, row.ByteOffset, row.ByteLength) {
 		if v, ok, err := a.cache.held(ctx, row.ObjectKey, row.ByteOffset, row.ByteLength); ok || err != nil {
-			return v, err // a tail read brought it
+			return pendingRead{v: v}, err // a tail read brought it
 		}
 	}
 	spanOff, spanLen, whole := win.span(row)
 	if !whole {
-		spanLen = catchUpSpan(row, following)
+		spanLen = a.catchUpSpan(row, following, spanMax)
 	}
-	return a.catchup.get(ctx, a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen)
+	return a.catchup.start(a.bucket, row.ObjectKey, row.ByteOffset, row.ByteLength, spanOff, spanLen), nil
 }
 
 // catchUpSpan is the length of row together with the rows stored right
-// after it in the same object, up to catchUpSpanBytes.
-func catchUpSpan(row catalog.BatchRow, following []catalog.BatchRow) int64 {
+// after it in the same object that the catch-up cache neither holds nor
+// is reading, up to spanMax bytes (and catchUpSpanBytes).
+func (a *Agent) catchUpSpan(row catalog.BatchRow, following []catalog.BatchRow, spanMax int64) int64 {
+	spanMax = min(spanMax, catchUpSpanBytes)
 	spanLen := row.ByteLength
 	for _, r := range following {
-		if r.ObjectKey != row.ObjectKey || r.ByteOffset != row.ByteOffset+spanLen || spanLen+r.ByteLength > catchUpSpanBytes {
+		if r.ObjectKey != row.ObjectKey || r.ByteOffset != row.ByteOffset+spanLen || spanLen+r.ByteLength > spanMax ||
+			a.catchup.heldFrom(r.ObjectKey, r.ByteOffset) > r.ByteOffset {
 			break
 		}
 		spanLen += r.ByteLength
@@ -612,13 +648,24 @@ func catchUpSpan(row catalog.BatchRow, following []catalog.BatchRow) int64 {
 	return spanLen
 }
 
-// prefetchRows starts reading rows a consumer is expected to fetch next
-// into the catch-up cache: whole objects where win allows, else adjacent
-// rows of one object in one GET. It never waits: with every catch-up read
-// slot taken it reads nothing.
+// rowHeld reports whether either cache holds the row or is reading it.
+func (a *Agent) rowHeld(r catalog.BatchRow) bool {
+	return a.catchup.holds(r.ObjectKey, r.ByteOffset, r.ByteLength) || a.cache.holds(r.ObjectKey, r.ByteOffset, r.ByteLength)
+}
+
+// prefetchRows starts reading the rows a consumer is expected to fetch
+// next into the catch-up cache: whole objects where win allows, else
+// adjacent rows of one object in one GET, from the first row neither
+// cache holds or is reading (an earlier span may hold the first rows of
+// this one). It never waits: with every catch-up read slot taken it reads
+// nothing.
 func (a *Agent) prefetchRows(rows []catalog.BatchRow, win *wholeWindow) {
 	for i := 0; i < len(rows); {
 		r := rows[i]
+		if end := a.catchup.heldFrom(r.ObjectKey, r.ByteOffset); end >= r.ByteOffset+r.ByteLength || a.cache.holds(r.ObjectKey, r.ByteOffset, r.ByteLength) {
+			i++
+			continue
+		}
 		off, n, whole := win.span(r)
 		j := i + 1
 		if whole {
@@ -626,7 +673,7 @@ func (a *Agent) prefetchRows(rows []catalog.BatchRow, win *wholeWindow) {
 				j++
 			}
 		} else {
-			n = catchUpSpan(r, rows[j:])
+			n = a.catchUpSpan(r, rows[j:], catchUpSpanBytes)
 			for end := r.ByteOffset + n; j < len(rows) && rows[j].ObjectKey == r.ObjectKey && rows[j].ByteOffset < end; {
 				j++
 			}
@@ -636,6 +683,77 @@ func (a *Agent) prefetchRows(rows []catalog.BatchRow, win *wholeWindow) {
 		}
 		i = j
 	}
+}
+
+// readAhead prefetches the first rows of rows — those a consumer's next
+// fetches are expected to read — within ahead bytes, but only once the
+// rows the caches hold or are reading at their front make up less than
+// half of that: a partition read in order then refills its read-ahead by
+// half of it or more in one GET, where topping it up on every fetch read
+// a row per fetch.
+func (a *Agent) readAhead(rows []catalog.BatchRow, ahead int64, win *wholeWindow) {
+	var held int64
+	i := 0
+	for ; i < len(rows) && a.rowHeld(rows[i]); i++ {
+		held += rows[i].ByteLength
+	}
+	if held >= ahead/2 {
+		return
+	}
+	j := i
+	for ; j < len(rows) && held+rows[j].ByteLength <= ahead; j++ {
+		held += rows[j].ByteLength
+	}
+	a.prefetchRows(rows[i:j], win)
+}
+
+// catchUpPeriod is how long a partition read through the catalog counts
+// as catching up (one to two periods after its last read).
+const catchUpPeriod = 5 * time.Second
+
+// catchUpAhead returns how far a catch-up read of tp reads ahead:
+// CatchUpPrefetchBytes, but at most a quarter of tp's share of the
+// catch-up cache among the partitions catching up, so that every
+// partition's read-ahead stays cached until its consumer reads it (the
+// rest of the share holds the rows being served and the span being
+// read). Past a dozen partitions (at the defaults: a group reset to the
+// earliest offsets), each one's read-ahead otherwise evicted another's
+// before it was read, and catching up read the same bytes many times.
+func (a *Agent) catchUpAhead(tp catalog.TopicPartition) int64 {
+	n := a.catchingUp.add(tp, a.now())
+	return min(a.cfg.CatchUpPrefetchBytes, a.cfg.CatchUpCacheBytes/(4*int64(n)))
+}
+
+// catchUpPartitions counts the partitions read through the catalog in
+// the current and the previous catchUpPeriod. The zero value is ready.
+type catchUpPartitions struct {
+	mu struct {
+		sync.Mutex
+		cur, prev map[catalog.TopicPartition]struct{}
+		since     time.Time // when cur began
+		n         int       // partitions in cur or prev
+	}
+}
+
+// add counts tp as catching up at now and returns the partitions that
+// are.
+func (p *catchUpPartitions) add(tp catalog.TopicPartition, now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := now.Sub(p.mu.since); d >= catchUpPeriod || p.mu.cur == nil {
+		p.mu.prev, p.mu.cur = p.mu.cur, make(map[catalog.TopicPartition]struct{})
+		if d >= 2*catchUpPeriod {
+			p.mu.prev = nil
+		}
+		p.mu.since, p.mu.n = now, len(p.mu.prev)
+	}
+	if _, ok := p.mu.cur[tp]; !ok {
+		p.mu.cur[tp] = struct{}{}
+		if _, ok := p.mu.prev[tp]; !ok {
+			p.mu.n++
+		}
+	}
+	return p.mu.n
 }
 
 // catalogErrorCode maps a catalog error of a partition read.

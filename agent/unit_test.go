@@ -23,15 +23,17 @@ import (
 	"github.com/floebroker/floe/objstore"
 )
 
-// countingBucket counts GetRange calls and can slow them down.
+// countingBucket counts GetRange calls and the bytes they ask for, and can
+// slow them down.
 type countingBucket struct {
 	objstore.BucketReader
-	gets  atomic.Int64
-	delay time.Duration
+	gets, bytes atomic.Int64
+	delay       time.Duration
 }
 
 func (b *countingBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	b.gets.Add(1)
+	b.bytes.Add(n)
 	time.Sleep(b.delay)
 	return b.BucketReader.GetRange(ctx, key, off, n)
 }
