@@ -106,21 +106,50 @@ func (c *Catalog) OffsetsOf(ctx context.Context, tps []catalog.TopicPartition) (
 	return out, nil
 }
 
-// sqlBatches reads at most $4 rows from offset $3 on and keeps those that
-// start before $5 bytes are covered (so always the first). The window runs
-// over the already limited rows, not the whole partition tail.
-const sqlBatches = `SELECT ` + lookupCols + `
+// sqlBatches reads the first $6 rows from offset $3 on, or, if those do
+// not cover $5 bytes and more may follow, the first $4, and keeps those
+// that start before $5 bytes are covered (so always the first). The
+// window runs over the rows read, not the whole partition tail. The first
+// page is what keeps a lookup's cost that of the rows it returns: the
+// running sum and its filter sit above the LIMIT, so with one LIMIT of $4
+// every lookup read 1,000 rows to return a handful (five rows of a
+// compacted object for a fetch's 5 MiB: 995 read and discarded). The
+// second page runs only when the first falls short (a one-time filter),
+// in the same statement, so a lookup is one round trip and one snapshot.
+const sqlBatches = `WITH first AS (
+    SELECT * FROM batches
+    WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3
+    ORDER BY last_offset LIMIT $6
+), short AS (
+    SELECT count(*) = $6 AND $6 < $4 AND sum(byte_length) < $5 AS v FROM first
+), l AS (
+    SELECT * FROM first WHERE NOT (SELECT v FROM short)
+    UNION ALL
+    (SELECT * FROM batches
+    WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3 AND (SELECT v FROM short)
+    ORDER BY last_offset LIMIT $4)
+)
+SELECT ` + lookupCols + `
 FROM (
     SELECT l.*, sum(l.byte_length) OVER (ORDER BY l.last_offset) - l.byte_length AS before
-    FROM (
-        SELECT * FROM batches
-        WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3
-        ORDER BY last_offset LIMIT $4
-    ) l
+    FROM l
 ) b
 JOIN objects o ON o.id = b.object_id
 WHERE b.before < $5
 ORDER BY b.last_offset`
+
+// batchesFirstPage is sqlBatches' first page for maxBytes: enough rows to
+// cover it with rows of 256 KiB on average, as compaction's merges write
+// them (joined up to 1 MiB): a catch-up fetch's 5 MiB is 28 rows.
+func batchesFirstPage(maxBytes int64) int64 {
+	return min(MaxBatchRows, 8+maxBytes>>18)
+}
+
+// batchesArgs are sqlBatches' arguments.
+func batchesArgs(tp catalog.TopicPartition, from, maxBytes int64) []any {
+	maxBytes = max(maxBytes, 1)
+	return []any{[16]byte(tp.TopicID), tp.Partition, from, MaxBatchRows, maxBytes, batchesFirstPage(maxBytes)}
+}
 
 // Batches returns tp's rows holding offsets ≥ from, ascending, at least one
 // if any exist, until maxBytes are covered or MaxBatchRows rows. from
@@ -131,7 +160,7 @@ func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from i
 	err := c.retry(ctx, func(ctx context.Context) error {
 		b := &pgx.Batch{}
 		b.Queue(sqlOffsets, [16]byte(tp.TopicID), tp.Partition)
-		b.Queue(sqlBatches, [16]byte(tp.TopicID), tp.Partition, from, MaxBatchRows, max(maxBytes, 1))
+		b.Queue(sqlBatches, batchesArgs(tp, from, maxBytes)...)
 		br := c.pool.SendBatch(ctx, b)
 		defer br.Close()
 		var o catalog.PartitionOffsets
