@@ -48,8 +48,9 @@ import (
 // cache: past that it reads ranges.
 const wholeObjectMaxBytes = 16 << 20
 
-// readTimeout bounds one bucket read. The read is shared by every waiter,
-// so it does not run on any one request's context.
+// readTimeout bounds one bucket read, and apart from it a catch-up read's
+// wait for a read slot. The read is shared by every waiter, so it does not
+// run on any one request's context.
 const readTimeout = time.Minute
 
 // rangeCache is a byte-bounded LRU of object byte ranges in front of the
@@ -63,6 +64,8 @@ type rangeCache struct {
 	// sem bounds the bucket reads in flight; nil: unbounded.
 	sem chan struct{}
 	m   cacheMetrics
+	// timeout is readTimeout (shorter in tests).
+	timeout time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -98,7 +101,7 @@ type cacheMetrics struct {
 }
 
 func newRangeCache(maxBytes int64, concurrency int, m cacheMetrics) *rangeCache {
-	c := &rangeCache{max: maxBytes, m: m}
+	c := &rangeCache{max: maxBytes, m: m, timeout: readTimeout}
 	if concurrency > 0 {
 		c.sem = make(chan struct{}, concurrency)
 	}
@@ -349,17 +352,23 @@ func (c *rangeCache) startLocked(b objstore.BucketReader, key string, off, lengt
 	call.reading.Store(c.sem == nil || acquired)
 	c.mu.inflight[key] = append(c.mu.inflight[key], call)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-		defer cancel()
 		if c.sem != nil && !acquired {
+			// The wait for a slot is bounded on its own, and the GET's
+			// timeout starts once it has one: under one bound, a read
+			// that queued 55 s had 5 s to move up to 8 MiB, and its
+			// failure went to every waiter.
+			wait := time.NewTimer(c.timeout)
 			select {
 			case c.sem <- struct{}{}:
+				wait.Stop()
 				call.reading.Store(true)
-			case <-ctx.Done():
-				c.finish(key, call, nil, fmt.Errorf("agent: read %s: waiting for a read slot: %w", key, ctx.Err()))
+			case <-wait.C:
+				c.finish(key, call, nil, fmt.Errorf("agent: read %s: waiting for a read slot: %w", key, context.DeadlineExceeded))
 				return
 			}
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
 		data, err := readRange(ctx, b, key, off, length)
 		if c.sem != nil {
 			<-c.sem

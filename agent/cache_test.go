@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -154,6 +155,55 @@ func TestCatchUpReadsBounded(t *testing.T) {
 	}
 	if n := b.gets.Load(); n != 5 {
 		t.Fatalf("%d reads, want 5 (four ranges, one prefetch)", n)
+	}
+}
+
+// slowBucket holds every GetRange of key held until release is closed,
+// and makes the others take delay (or until their context ends).
+type slowBucket struct {
+	objstore.BucketReader
+	held    string
+	release chan struct{}
+	delay   time.Duration
+}
+
+func (b *slowBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if key == b.held {
+		<-b.release
+	} else {
+		select {
+		case <-time.After(b.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return b.BucketReader.GetRange(ctx, key, off, n)
+}
+
+// TestCatchUpReadTimeoutAfterSlot: a catch-up read's GET has the whole
+// read timeout once it has a read slot, whatever it waited for the slot.
+// One timeout covered both, so a read that queued most of it failed its
+// GET, for every waiter.
+func TestCatchUpReadTimeoutAfterSlot(t *testing.T) {
+	ctx := context.Background()
+	obj := bytes.Repeat([]byte("x"), 1000)
+	b := &slowBucket{BucketReader: memWith(t, obj, "x", "z"), held: "z", release: make(chan struct{}), delay: 600 * time.Millisecond}
+	c := newRangeCache(1<<20, 1, newMetrics(nil).cache("catchup"))
+	c.timeout = time.Second
+	c.prefetch(b, "z", 0, 100) // takes the only slot
+	time.AfterFunc(700*time.Millisecond, func() { close(b.release) })
+	// Queued 700 ms for the slot, then 600 ms of GET.
+	if _, err := c.get(ctx, b, "x", 0, 100, 0, 100); err != nil {
+		t.Fatalf("a read that waited for its slot: %v", err)
+	}
+	// The wait for a slot is still bounded.
+	b = &slowBucket{BucketReader: b.BucketReader, held: "z", release: make(chan struct{})}
+	defer close(b.release)
+	c = newRangeCache(1<<20, 1, newMetrics(nil).cache("catchup"))
+	c.timeout = 100 * time.Millisecond
+	c.prefetch(b, "z", 0, 100)
+	if _, err := c.get(ctx, b, "x", 0, 100, 0, 100); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a read that never got a slot: %v, want a deadline error", err)
 	}
 }
 

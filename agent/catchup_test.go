@@ -17,12 +17,28 @@ import (
 // rowsCatalog serves Batches from a fixed list of rows per partition, with
 // PostgreSQL's semantics: the rows holding offsets ≥ from that start
 // before maxBytes are covered (so at least the first), at most 1,000.
+// Offsets are those of the rows, and batchesErr, if set, is Batches'
+// error.
 type rowsCatalog struct {
 	catalog.Catalog
-	rows map[catalog.TopicPartition][]catalog.BatchRow
+	rows       map[catalog.TopicPartition][]catalog.BatchRow
+	batchesErr func(ctx context.Context) error
 }
 
-func (c *rowsCatalog) Batches(_ context.Context, tp catalog.TopicPartition, from, maxBytes int64) ([]catalog.BatchRow, error) {
+func (c *rowsCatalog) Offsets(_ context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
+	o := catalog.PartitionOffsets{}
+	if rows := c.rows[tp]; len(rows) > 0 {
+		o.LogStart, o.HighWatermark = rows[0].BaseOffset, rows[len(rows)-1].LastOffset+1
+	}
+	return o, nil
+}
+
+func (c *rowsCatalog) Batches(ctx context.Context, tp catalog.TopicPartition, from, maxBytes int64) ([]catalog.BatchRow, error) {
+	if c.batchesErr != nil {
+		if err := c.batchesErr(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var (
 		out    []catalog.BatchRow
 		before int64
@@ -58,6 +74,7 @@ func (b oneObject) GetRange(ctx context.Context, _ string, off, n int64) (io.Rea
 type catchUpRig struct {
 	t      *testing.T
 	a      *Agent
+	cat    *rowsCatalog
 	b      *countingBucket
 	served int64
 }
@@ -92,7 +109,7 @@ func newCatchUpRig(t *testing.T, partitions, rows int) *catchUpRig {
 		respBudget: newResponseBudget(1<<30, m),
 		cache:      newRangeCache(cfg.ReadCacheBytes, 0, m.cache("tail")),
 		catchup:    newRangeCache(cfg.CatchUpCacheBytes, cfg.CatchUpReads, m.cache("catchup"))}
-	return &catchUpRig{t: t, a: a, b: b}
+	return &catchUpRig{t: t, a: a, cat: cat, b: b}
 }
 
 // fetch reads partition p from offset from as a consumer's fetch with the

@@ -415,7 +415,9 @@ func (a *Agent) fetchPartition(ctx context.Context, fp fetchPart, budget int64, 
 		return 0
 	}
 	if err != nil {
-		a.log.Warn("fetch: reading batches failed", "topic_id", fmtTopicID(fp.tp.TopicID), "partition", fp.tp.Partition, "offset", fp.offset, "err", err)
+		if ctx.Err() == nil { // else the client is gone: nothing failed
+			a.log.Warn("fetch: reading batches failed", "topic_id", fmtTopicID(fp.tp.TopicID), "partition", fp.tp.Partition, "offset", fp.offset, "err", err)
+		}
 		op.ErrorCode = kerr.KafkaStorageError.Code
 		*rec = records{}
 		return 0

@@ -2,11 +2,19 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floebroker/floe/catalog"
 )
 
 // The hint must cover the encoded response, or the encoder grows the
@@ -175,5 +183,40 @@ func TestRecordsAdd(t *testing.T) {
 	}
 	if got := int64(binary.BigEndian.Uint64(r.segs[1][len(small):])); got != 11 {
 		t.Fatalf("second copied batch has base %d, want 11", got)
+	}
+}
+
+// TestFetchClientGoneNotLogged: a fetch whose client went away while its
+// batches were read logs nothing — it logged a warning per partition, as
+// if the read had failed — while a read that fails is still logged.
+func TestFetchClientGoneNotLogged(t *testing.T) {
+	r := newCatchUpRig(t, 1, 10)
+	var logged bytes.Buffer
+	r.a.log = slog.New(slog.NewTextHandler(&logged, nil))
+	fetch := func(ctx context.Context) int16 {
+		t.Helper()
+		fp := fetchPart{tp: catalog.TopicPartition{}, maxBytes: 1 << 20, preferred: -1}
+		var (
+			op  kmsg.FetchResponseTopicPartition
+			rec records
+		)
+		op.Default()
+		hold := responseHold{b: r.a.respBudget, ctx: ctx, deadline: time.Now().Add(time.Second)}
+		defer hold.release()
+		r.a.fetchPartition(ctx, fp, 1<<20, true, &op, &rec, &hold)
+		return op.ErrorCode
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cat.batchesErr = func(context.Context) error {
+		cancel() // the connection closes during the lookup
+		return fmt.Errorf("catalog: batches: %w", context.Canceled)
+	}
+	fetch(ctx)
+	if logged.Len() > 0 {
+		t.Fatalf("a fetch whose client went away logged:\n%s", logged.String())
+	}
+	r.cat.batchesErr = func(context.Context) error { return errors.New("catalog: batches: broken") }
+	if code := fetch(context.Background()); code != kerr.KafkaStorageError.Code || !strings.Contains(logged.String(), "reading batches failed") {
+		t.Fatalf("a failed read: error code %d, logged %q", code, logged.String())
 	}
 }
