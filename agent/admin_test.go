@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"strconv"
@@ -374,6 +375,115 @@ func TestListOffsetsAndDeleteRecords(t *testing.T) {
 	}
 	lo, err = adm.ListOffsetsAfterMilli(ctx, base+31, "ts")
 	check("after base+31 with the log start at 35", lo, err, 35, base+35)
+}
+
+// TestListOffsetsPastUnmatchedRow: a timestamp lookup whose first
+// candidate row has no matching record at or after the log start (a
+// DeleteRecords offset inside a row of unordered timestamps, a batch
+// header whose max timestamp no record carries) goes on to the next
+// rows, as Kafka searches on through its segment, and answers no offset
+// (-1, -1) only when none matches: never an offset with timestamp -1,
+// which a Java consumer's offsetsForTimes rejects ("Invalid negative
+// timestamp"). The max timestamp (-3) is that of the records at or after
+// the log start.
+func TestListOffsetsPastUnmatchedRow(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, 3, -1, nil, "skew"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	prod := a.Client(t, kgo.DefaultProduceTopic("skew"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	batch := func(p int32, ts ...int64) {
+		t.Helper()
+		var rs []*kgo.Record
+		for _, ts := range ts {
+			rs = append(rs, &kgo.Record{Partition: p, Value: []byte("v"), Timestamp: time.UnixMilli(ts)})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(from int64) []int64 {
+		ts := make([]int64, 10)
+		for i := range ts {
+			ts[i] = base + from + int64(i)
+		}
+		return ts
+	}
+	// Partitions 0 and 1: a first batch (offsets 0-9) whose first record
+	// is far later than the rest.
+	for p := range int32(2) {
+		batch(p, append([]int64{base + 5000}, run(101)[:9]...)...)
+		batch(p, run(200)...) // 10-19
+	}
+	batch(0, run(6000)...) // 20-29
+	// Partition 2: a batch whose header's max timestamp (base+9000) no
+	// record carries (records base+300..309), then one of base+7000..7009.
+	lying := floetest.Batch(floetest.BatchSpec{Records: 10, FirstTimestamp: base + 300})
+	binary.BigEndian.PutUint64(lying[35:], uint64(base+9000))
+	conn := floetest.Dial(t, a.Addr)
+	for _, b := range [][]byte{floetest.FixCRC(lying), floetest.Batch(floetest.BatchSpec{Records: 10, FirstTimestamp: base + 7000})} {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "skew"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = 2, b
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := conn.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "produce", resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode, nil)
+	}
+	// Raw requests: kadm asks again for the end offset when the answer is
+	// no offset.
+	cl := a.Client(t)
+	list := func(ts int64) []kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "skew"
+		for p := range int32(3) {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = p, ts
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions
+	}
+	check := func(name string, got []kmsg.ListOffsetsResponseTopicPartition, p int32, wantOffset, wantTS int64) {
+		t.Helper()
+		for _, o := range got {
+			if o.Partition == p && (o.ErrorCode != 0 || o.Offset != wantOffset || o.Timestamp != wantTS) {
+				t.Errorf("%s, partition %d: offset %d timestamp %d (%v), want offset %d timestamp %d", name, p, o.Offset, o.Timestamp, kerr.ErrorForCode(o.ErrorCode), wantOffset, wantTS)
+			}
+		}
+	}
+	got := list(base + 1000)
+	check("after base+1000", got, 0, 0, base+5000)
+	check("after base+1000", got, 1, 0, base+5000)
+	check("after base+8000", list(base+8000), 2, -1, -1)
+	check("after base+6500", list(base+6500), 2, 10, base+7000)
+	check("max timestamp", list(-3), 2, 19, base+7009)
+
+	if _, err := adm.DeleteRecords(ctx, kadm.Offsets{"skew": {0: {At: 5}, 1: {At: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	got = list(base + 1000)
+	check("after base+1000 from 5", got, 0, 20, base+6000)
+	check("after base+1000 from 5", got, 1, -1, -1)
+	got = list(-3)
+	check("max timestamp from 5", got, 0, 29, base+6009)
+	check("max timestamp from 5", got, 1, 19, base+209)
 }
 
 func TestLogAppendTime(t *testing.T) {

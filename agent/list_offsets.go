@@ -8,9 +8,11 @@ package agent
 // the last tiered offset (v9+; no offset, as Kafka answers for a topic
 // without tiered storage), and any other timestamp: the first record whose
 // timestamp is at or after it, found through the catalog's batch index and
-// then by reading that batch's records (decompressing it if needed), a
-// negative one included. A special value below the version that introduced
-// it is UNSUPPORTED_VERSION for that partition, as in Kafka 4.
+// then by reading that batch's records (decompressing it if needed; the
+// next such batches' when it holds none at or after the log start), a
+// negative one included; no such record is offset -1, timestamp -1. A
+// special value below the version that introduced it is UNSUPPORTED_VERSION
+// for that partition, as in Kafka 4.
 //
 // Differences from Kafka: CurrentLeaderEpoch is not checked (see fetch.go);
 // READ_COMMITTED returns the high watermark (no transactions). The returned
@@ -189,53 +191,109 @@ func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts in
 	case listLatestTiered:
 		return -1, -1, nil
 	case listMaxTimestamp:
-		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp)
-		if err != nil || !ok {
-			return -1, -1, err
-		}
-		return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS == row.MaxTimestamp })
+		return a.maxTimestampOffset(ctx, tp)
 	}
-	row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts)
-	if err != nil || !ok {
-		return -1, -1, err
-	}
-	return a.findInRowFrom(ctx, tp, row, func(recTS int64) bool { return recTS >= ts })
+	return a.offsetForTimestamp(ctx, tp, ts)
 }
 
-// findInRowFrom is findInRow from the log start (as fetches know it): the
-// catalog returns a row that ends at or above it, and DeleteRecords may
-// have put the log start inside that row, whose records below it a client
-// must not be sent to (Kafka searches from the log start too).
-func (a *Agent) findInRowFrom(ctx context.Context, tp catalog.TopicPartition, row catalog.BatchRow, match func(ts int64) bool) (int64, int64, error) {
+// offsetForTimestamp returns the offset and timestamp of the first record
+// at or after the log start (as fetches know it: Kafka searches from the
+// log start too) whose timestamp is at or after ts, or -1, -1. The
+// catalog points at the first row whose batches' largest timestamp is;
+// when none of its records from the log start on is (DeleteRecords put
+// the log start inside the row, after its late records, or a batch header
+// overstates its records' timestamps), the search goes on with the next
+// such row, as Kafka's reads on through its segment. Answering the row's
+// end with timestamp -1 instead, as Floe did, made a Java consumer's
+// offsetsForTimes throw ("Invalid negative timestamp").
+func (a *Agent) offsetForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (int64, int64, error) {
 	ls, _, err := a.offsets(ctx, tp, -1, false)
 	if err != nil {
 		return -1, -1, err
 	}
-	return a.findInRow(ctx, row, ls, match)
+	for from := ls; ; {
+		row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts, from)
+		if err != nil || !ok {
+			return -1, -1, err
+		}
+		foundOff, foundTS := int64(-1), int64(-1)
+		err = a.scanRow(ctx, row, from, func(maxTS int64) bool { return maxTS >= ts }, func(off, recTS int64) bool {
+			if recTS >= ts {
+				foundOff, foundTS = off, recTS
+				return false
+			}
+			return true
+		})
+		if err != nil || foundOff >= 0 {
+			return foundOff, foundTS, err
+		}
+		from = row.LastOffset + 1
+	}
 }
 
-// findInRow returns the offset and timestamp of the first record of row at
-// or above from that match accepts. A row whose batches hold no such
-// record (a producer lied in a batch header) answers the row's first
-// offset after it.
-func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, from int64, match func(ts int64) bool) (int64, int64, error) {
-	raw, err := a.readCatchUpRow(ctx, row, nil)
+// maxTimestampOffset returns the offset and timestamp of the record with
+// the largest timestamp (the first on ties) at or after the log start, or
+// -1, -1. The catalog points at the row whose batches' largest timestamp
+// is the largest. When no record of it from the log start on carries that
+// timestamp (it lies below a log start inside the row, or a batch header
+// overstates it), the row's largest from the log start on is a candidate,
+// and the rows after it are searched for a larger one (rows before one
+// whose header overstates are not).
+func (a *Agent) maxTimestampOffset(ctx context.Context, tp catalog.TopicPartition) (int64, int64, error) {
+	ls, _, err := a.offsets(ctx, tp, -1, false)
 	if err != nil {
 		return -1, -1, err
 	}
-	foundOff, foundTS := int64(-1), int64(-1)
+	bestOff, bestTS := int64(-1), int64(-1)
+	for from := ls; ; {
+		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp, from)
+		if err != nil {
+			return -1, -1, err
+		}
+		if !ok || (bestOff >= 0 && row.MaxTimestamp <= bestTS) {
+			return bestOff, bestTS, nil // nothing later is larger
+		}
+		rowOff, rowTS := int64(-1), int64(-1)
+		err = a.scanRow(ctx, row, from, func(maxTS int64) bool { return rowOff < 0 || maxTS > rowTS }, func(off, recTS int64) bool {
+			if rowOff < 0 || recTS > rowTS {
+				rowOff, rowTS = off, recTS
+			}
+			return rowTS != row.MaxTimestamp
+		})
+		if err != nil {
+			return -1, -1, err
+		}
+		if rowOff >= 0 && (bestOff < 0 || rowTS > bestTS) {
+			bestOff, bestTS = rowOff, rowTS
+		}
+		if rowOff >= 0 && rowTS == row.MaxTimestamp {
+			return bestOff, bestTS, nil
+		}
+		from = row.LastOffset + 1
+	}
+}
+
+// scanRow calls fn with the offset and timestamp of each record of row at
+// or above from, in offset order, until fn returns false. It reads only
+// the batches whose header's largest timestamp want accepts (no other
+// can hold a record the caller looks for), decompressing them if needed.
+// A batch whose records cannot be read is passed over, but its error is
+// returned if it was the last batch read and fn never stopped the scan.
+func (a *Agent) scanRow(ctx context.Context, row catalog.BatchRow, from int64, want func(maxTS int64) bool, fn func(off, ts int64) bool) error {
+	raw, err := a.readCatchUpRow(ctx, row, nil)
+	if err != nil {
+		return err
+	}
+	stopped := false
 	var recErr error
 	err = forEachStoredBatch(raw, row.BaseOffset, func(batch []byte, base int64, h batchHeader) bool {
-		if !match(h.MaxTimestamp) || base+int64(h.LastOffsetDelta) < from {
-			// Neither "at or after ts" nor "is the max" can match a
-			// record of a batch whose largest timestamp does not, and
-			// no record of a batch below from is an answer.
+		if base+int64(h.LastOffsetDelta) < from || !want(h.MaxTimestamp) {
 			return true
 		}
 		read := func() error {
 			return recordTimes(batch, h, func(delta int32, recTS int64) bool {
-				if base+int64(delta) >= from && match(recTS) {
-					foundOff, foundTS = base+int64(delta), recTS
+				if off := base + int64(delta); off >= from && !fn(off, recTS) {
+					stopped = true
 					return false
 				}
 				return true
@@ -249,17 +307,13 @@ func (a *Agent) findInRow(ctx context.Context, row catalog.BatchRow, from int64,
 		if errors.Is(recErr, context.Canceled) || errors.Is(recErr, context.DeadlineExceeded) {
 			return false // the request is over: never answer from a later batch
 		}
-		// A batch whose records cannot be read is passed over (as
-		// before the decompression slot).
-		return recErr != nil || foundOff < 0
+		return !stopped
 	})
 	switch {
 	case err != nil:
-		return -1, -1, err
-	case recErr != nil:
-		return -1, -1, recErr
-	case foundOff < 0:
-		return row.LastOffset + 1, -1, nil
+		return err
+	case stopped:
+		return nil
 	}
-	return foundOff, foundTS, nil
+	return recErr
 }

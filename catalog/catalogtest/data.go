@@ -353,7 +353,7 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 		{301, -1},
 	}
 	for _, tt := range tests {
-		row, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts)
+		row, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, 0)
 		noErr(t, err, "BatchForTimestamp")
 		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
 			t.Fatalf("BatchForTimestamp(%d) = %+v %v, want base %d", tt.ts, row, ok, tt.wantBase)
@@ -362,30 +362,71 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 			checkObjectSizes(t, "BatchForTimestamp", []catalog.BatchRow{row}, sizes)
 		}
 	}
-	row, ok, err := c.MaxTimestampBatch(ctx(t), tp)
+	row, ok, err := c.MaxTimestampBatch(ctx(t), tp, 0)
 	noErr(t, err, "MaxTimestampBatch")
 	if !ok || row.MaxTimestamp != 300 || row.BaseOffset != 2 {
 		t.Fatalf("MaxTimestampBatch = %+v %v, want the first 300 at offset 2", row, ok)
 	}
 	checkObjectSizes(t, "MaxTimestampBatch", []catalog.BatchRow{row}, sizes)
+	// From an offset: the rows holding offsets at or after it only (a
+	// search going on past a row without a matching record).
+	for _, tt := range []struct {
+		ts, from int64
+		wantBase int64 // -1: none
+	}{
+		{250, 0, 2},
+		{250, 3, 2}, // the row 2-3 holds 3
+		{250, 4, 6},
+		{250, 8, -1},
+		{0, 9, 8},
+		{0, 10, -1}, // the high watermark
+	} {
+		row, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, tt.from)
+		noErr(t, err, "BatchForTimestamp from")
+		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
+			t.Fatalf("BatchForTimestamp(%d, from %d) = %+v %v, want base %d", tt.ts, tt.from, row, ok, tt.wantBase)
+		}
+	}
+	for _, tt := range []struct {
+		from     int64
+		wantBase int64 // -1: none
+	}{
+		{3, 2},
+		{4, 6}, // the later 300
+		{7, 6},
+		{8, 8},
+		{10, -1},
+	} {
+		row, ok, err := c.MaxTimestampBatch(ctx(t), tp, tt.from)
+		noErr(t, err, "MaxTimestampBatch from")
+		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
+			t.Fatalf("MaxTimestampBatch(from %d) = %+v %v, want base %d", tt.from, row, ok, tt.wantBase)
+		}
+	}
 	_, err = c.DeleteRecords(ctx(t), tp, 4)
 	noErr(t, err, "DeleteRecords")
-	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0)
+	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 0)
 	noErr(t, err, "BatchForTimestamp")
 	if !ok || row.BaseOffset != 4 {
 		t.Fatalf("BatchForTimestamp after DeleteRecords = %+v %v, want the row at the log start", row, ok)
 	}
-	row, ok, err = c.MaxTimestampBatch(ctx(t), tp)
+	row, ok, err = c.MaxTimestampBatch(ctx(t), tp, 0)
 	noErr(t, err, "MaxTimestampBatch")
 	if !ok || row.BaseOffset != 6 {
 		t.Fatalf("MaxTimestampBatch after DeleteRecords = %+v %v, want offset 6", row, ok)
 	}
-	_, ok, err = c.MaxTimestampBatch(ctx(t), tpOf(topic, 1))
+	// The log start bounds a search from below it.
+	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 1)
+	noErr(t, err, "BatchForTimestamp")
+	if !ok || row.BaseOffset != 4 {
+		t.Fatalf("BatchForTimestamp from 1 after DeleteRecords = %+v %v, want the row at the log start", row, ok)
+	}
+	_, ok, err = c.MaxTimestampBatch(ctx(t), tpOf(topic, 1), 0)
 	noErr(t, err, "MaxTimestampBatch empty")
 	if ok {
 		t.Fatal("MaxTimestampBatch of an empty partition found a row")
 	}
-	_, ok, err = c.BatchForTimestamp(ctx(t), tpOf(topic, 1), 0)
+	_, ok, err = c.BatchForTimestamp(ctx(t), tpOf(topic, 1), 0, 0)
 	noErr(t, err, "BatchForTimestamp empty")
 	if ok {
 		t.Fatal("BatchForTimestamp of an empty partition found a row")

@@ -189,13 +189,14 @@ func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from i
 	return out, nil
 }
 
-// rowAboveLogStart reads one row of tp at or above its log start, chosen by
-// order, and reports ErrUnknownTopic for a missing partition.
-func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
+// rowAboveLogStart reads one row of tp holding offsets ≥ from and at or
+// above its log start, chosen by order, and reports ErrUnknownTopic for a
+// missing partition.
+func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
 	q := `SELECT ` + lookupCols + `
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = $1 AND b.partition = $2
-  AND b.last_offset >= (SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2)
+  AND b.last_offset >= GREATEST($3, (SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2))
   ` + cond + `
 ORDER BY ` + order + ` LIMIT 1`
 	var row catalog.BatchRow
@@ -203,7 +204,7 @@ ORDER BY ` + order + ` LIMIT 1`
 	err := c.retry(ctx, func(ctx context.Context) error {
 		b := &pgx.Batch{}
 		b.Queue(sqlOffsets, [16]byte(tp.TopicID), tp.Partition)
-		b.Queue(q, append([]any{[16]byte(tp.TopicID), tp.Partition}, args...)...)
+		b.Queue(q, append([]any{[16]byte(tp.TopicID), tp.Partition, from}, args...)...)
 		br := c.pool.SendBatch(ctx, b)
 		defer br.Close()
 		var o catalog.PartitionOffsets
@@ -227,16 +228,18 @@ ORDER BY ` + order + ` LIMIT 1`
 	return row, found, nil
 }
 
-// BatchForTimestamp returns the first row (by offset, at or above the log
-// start) whose MaxTimestamp ≥ ts: where ListOffsets by timestamp starts.
-func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (catalog.BatchRow, bool, error) {
-	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, `AND b.max_timestamp >= $3`, `b.last_offset`, ts)
+// BatchForTimestamp returns the first row (by offset, holding offsets ≥
+// from and at or above the log start) whose MaxTimestamp ≥ ts: where
+// ListOffsets by timestamp starts, or goes on from.
+func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, from, `AND b.max_timestamp >= $4`, `b.last_offset`, ts)
 }
 
 // MaxTimestampBatch returns the row holding the largest timestamp (the
-// earliest such row on ties), at or above the log start.
-func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition) (catalog.BatchRow, bool, error) {
-	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, ``, `b.max_timestamp DESC, b.last_offset`)
+// earliest such row on ties) among those holding offsets ≥ from, at or
+// above the log start.
+func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, from, ``, `b.max_timestamp DESC, b.last_offset`)
 }
 
 // DeleteRecords advances tp's log start to offset, clamped to the high

@@ -259,7 +259,10 @@ func (c *Catalog) batches(ctx context.Context, tp catalog.TopicPartition, from i
 	return out, nil
 }
 
-func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
+// rowAboveLogStart reads one row of tp holding offsets ≥ from and at or
+// above its log start, chosen by order, and reports ErrUnknownTopic for a
+// missing partition.
+func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
 	var row catalog.BatchRow
 	var found bool
 	err := c.read(ctx, func(tx *sql.Tx) error {
@@ -270,7 +273,7 @@ func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.To
 		row, err = scanBatchRow(tx.QueryRowContext(ctx, `SELECT `+lookupCols+`
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.last_offset >= ?3 `+cond+`
-ORDER BY `+order+` LIMIT 1`, append([]any{tp.TopicID[:], tp.Partition, o.LogStart}, args...)...))
+ORDER BY `+order+` LIMIT 1`, append([]any{tp.TopicID[:], tp.Partition, max(from, o.LogStart)}, args...)...))
 		found = err == nil
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
@@ -283,16 +286,17 @@ ORDER BY `+order+` LIMIT 1`, append([]any{tp.TopicID[:], tp.Partition, o.LogStar
 	return row, found, nil
 }
 
-// BatchForTimestamp returns the first row (by offset, at or above the log
-// start) whose MaxTimestamp ≥ ts.
-func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (catalog.BatchRow, bool, error) {
-	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, `AND b.max_timestamp >= ?4`, `b.last_offset`, ts)
+// BatchForTimestamp returns the first row (by offset, holding offsets ≥
+// from and at or above the log start) whose MaxTimestamp ≥ ts.
+func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, from, `AND b.max_timestamp >= ?4`, `b.last_offset`, ts)
 }
 
 // MaxTimestampBatch returns the row holding the largest timestamp (the
-// earliest such row on ties), at or above the log start.
-func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition) (catalog.BatchRow, bool, error) {
-	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, ``, `b.max_timestamp DESC, b.last_offset`)
+// earliest such row on ties) among those holding offsets ≥ from, at or
+// above the log start.
+func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, bool, error) {
+	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, from, ``, `b.max_timestamp DESC, b.last_offset`)
 }
 
 // DeleteRecords advances tp's log start to offset, clamped to the high
