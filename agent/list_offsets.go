@@ -197,25 +197,28 @@ func (a *Agent) listOffset(ctx context.Context, tp catalog.TopicPartition, ts in
 }
 
 // offsetForTimestamp returns the offset and timestamp of the first record
-// at or after the log start (as fetches know it: Kafka searches from the
-// log start too) whose timestamp is at or after ts, or -1, -1. The
-// catalog points at the first row whose batches' largest timestamp is;
-// when none of its records from the log start on is (DeleteRecords put
-// the log start inside the row, after its late records, or a batch header
-// overstates its records' timestamps), the search goes on with the next
-// such row, as Kafka's reads on through its segment. Answering the row's
-// end with timestamp -1 instead, as Floe did, made a Java consumer's
-// offsetsForTimes throw ("Invalid negative timestamp").
+// at or after the log start (Kafka searches from the log start too) whose
+// timestamp is at or after ts, or -1, -1. The catalog points at the first
+// row whose batches' largest timestamp is; when none of its records from
+// the log start on is (DeleteRecords put the log start inside the row,
+// after its late records, or a batch header overstates its records'
+// timestamps), the search goes on with the next such row, as Kafka's reads
+// on through its segment. Answering the row's end with timestamp -1
+// instead, as Floe did, made a Java consumer's offsetsForTimes throw
+// ("Invalid negative timestamp").
+//
+// The log start searched from is the one the catalog chose the row by,
+// read with it, not the one the agent cached for its fetches (which may
+// be older than offsetsTTL): DeleteRecords through another agent, or
+// retention, may have put it inside the row since, and a client must not
+// be sent to the records below it.
 func (a *Agent) offsetForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts int64) (int64, int64, error) {
-	ls, _, err := a.offsets(ctx, tp, -1, false)
-	if err != nil {
-		return -1, -1, err
-	}
-	for from := ls; ; {
-		row, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts, from)
+	for from := int64(0); ; {
+		row, ls, ok, err := a.cat.BatchForTimestamp(ctx, tp, ts, from)
 		if err != nil || !ok {
 			return -1, -1, err
 		}
+		from = max(from, ls)
 		foundOff, foundTS := int64(-1), int64(-1)
 		err = a.scanRow(ctx, row, from, func(maxTS int64) bool { return maxTS >= ts }, func(off, recTS int64) bool {
 			if recTS >= ts {
@@ -232,27 +235,25 @@ func (a *Agent) offsetForTimestamp(ctx context.Context, tp catalog.TopicPartitio
 }
 
 // maxTimestampOffset returns the offset and timestamp of the record with
-// the largest timestamp (the first on ties) at or after the log start, or
-// -1, -1. The catalog points at the row whose batches' largest timestamp
-// is the largest. When no record of it from the log start on carries that
-// timestamp (it lies below a log start inside the row, or a batch header
-// overstates it), the row's largest from the log start on is a candidate,
-// and the rows after it are searched for a larger one (rows before one
-// whose header overstates are not).
+// the largest timestamp (the first on ties) at or after the log start (the
+// catalog's, as in offsetForTimestamp), or -1, -1. The catalog points at
+// the row whose batches' largest timestamp is the largest. When no record
+// of it from the log start on carries that timestamp (it lies below a log
+// start inside the row, or a batch header overstates it), the row's
+// largest from the log start on is a candidate, and the rows after it are
+// searched for a larger one (rows before one whose header overstates are
+// not).
 func (a *Agent) maxTimestampOffset(ctx context.Context, tp catalog.TopicPartition) (int64, int64, error) {
-	ls, _, err := a.offsets(ctx, tp, -1, false)
-	if err != nil {
-		return -1, -1, err
-	}
 	bestOff, bestTS := int64(-1), int64(-1)
-	for from := ls; ; {
-		row, ok, err := a.cat.MaxTimestampBatch(ctx, tp, from)
+	for from := int64(0); ; {
+		row, ls, ok, err := a.cat.MaxTimestampBatch(ctx, tp, from)
 		if err != nil {
 			return -1, -1, err
 		}
 		if !ok || (bestOff >= 0 && row.MaxTimestamp <= bestTS) {
 			return bestOff, bestTS, nil // nothing later is larger
 		}
+		from = max(from, ls)
 		rowOff, rowTS := int64(-1), int64(-1)
 		err = a.scanRow(ctx, row, from, func(maxTS int64) bool { return rowOff < 0 || maxTS > rowTS }, func(off, recTS int64) bool {
 			if rowOff < 0 || recTS > rowTS {

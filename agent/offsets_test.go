@@ -84,6 +84,57 @@ func TestFetchBelowLogStartMovedElsewhere(t *testing.T) {
 	}
 }
 
+// A timestamp lookup after the log start moved without this agent
+// (retention by a compactor, DeleteRecords through another agent) answers
+// no offset below the new log start: the catalog picks the row from its
+// log start, and the record is searched for from that same log start, not
+// from the one the agent cached for its fetches.
+func TestListOffsetsBelowLogStartMovedElsewhere(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(a.Client(t))
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, "movedts"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	var rs []*kgo.Record
+	for i := range 10 {
+		rs = append(rs, &kgo.Record{Value: []byte{byte(i)}, Timestamp: time.UnixMilli(base + int64(i))})
+	}
+	if err := a.Client(t, kgo.DefaultProduceTopic("movedts")).ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// The agent caches the log start, 0, for its fetches.
+	conn := floetest.Dial(t, a.Addr)
+	if p := fetchAt(t, conn, "movedts", 0); p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
+		t.Fatalf("fetch at 0: error %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
+	}
+	topic, err := a.Catalog.Topic(ctx, "movedts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Catalog.DeleteRecords(ctx, catalog.TopicPartition{TopicID: topic.ID, Partition: 0}, 5); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(7)
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "movedts"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = 0, base
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := conn.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != 5 || p.Timestamp != base+5 {
+		t.Fatalf("first offset at or after the first record's timestamp, the log start moved to 5: offset %d timestamp %d (%v), want 5, %d",
+			p.Offset, p.Timestamp, kerr.ErrorForCode(p.ErrorCode), base+5)
+	}
+}
+
 // DeleteRecords and OffsetForLeaderEpoch on a partition another agent
 // added answer for it, not UNKNOWN_TOPIC_OR_PARTITION from a topic cached
 // with fewer partitions (ListOffsets, Fetch and Produce re-read such a

@@ -260,14 +260,17 @@ type Catalog interface {
 	// partitions are answered once.
 	OffsetsOf(ctx context.Context, tps []TopicPartition) (map[TopicPartition]PartitionOffsets, error)
 	// BatchForTimestamp returns the first row, among those holding
-	// offsets >= from and >= the log start, whose MaxTimestamp >= ts.
-	// A caller finding no record at or after ts in it (below the log
-	// start, or its batch headers overstate) goes on from its LastOffset+1.
-	BatchForTimestamp(ctx context.Context, tp TopicPartition, ts, from int64) (BatchRow, bool, error)
+	// offsets >= from and >= the log start, whose MaxTimestamp >= ts,
+	// and that log start, read in the same snapshot as the row (so a
+	// caller searches the row's records from the log start the row was
+	// chosen by). A caller finding no record at or after ts in it (below
+	// the log start, or its batch headers overstate) goes on from its
+	// LastOffset+1.
+	BatchForTimestamp(ctx context.Context, tp TopicPartition, ts, from int64) (row BatchRow, logStart int64, found bool, err error)
 	// MaxTimestampBatch returns the row holding the largest timestamp (the
 	// first on ties) among those holding offsets >= from and >= the log
-	// start.
-	MaxTimestampBatch(ctx context.Context, tp TopicPartition, from int64) (BatchRow, bool, error)
+	// start, and that log start, as BatchForTimestamp.
+	MaxTimestampBatch(ctx context.Context, tp TopicPartition, from int64) (row BatchRow, logStart int64, found bool, err error)
 	// DeleteRecords advances the log start offset to offset (clamped to the
 	// high watermark; never moves it back) and returns the new log start.
 	DeleteRecords(ctx context.Context, tp TopicPartition, offset int64) (int64, error)

@@ -201,12 +201,12 @@ func (i *instrumented) OffsetsOf(ctx context.Context, tps []TopicPartition) (o m
 	return i.c.OffsetsOf(ctx, tps)
 }
 
-func (i *instrumented) BatchForTimestamp(ctx context.Context, tp TopicPartition, ts, from int64) (r BatchRow, ok bool, err error) {
+func (i *instrumented) BatchForTimestamp(ctx context.Context, tp TopicPartition, ts, from int64) (r BatchRow, ls int64, ok bool, err error) {
 	defer func(s time.Time) { i.m.observe("batch_for_timestamp", s, err) }(time.Now())
 	return i.c.BatchForTimestamp(ctx, tp, ts, from)
 }
 
-func (i *instrumented) MaxTimestampBatch(ctx context.Context, tp TopicPartition, from int64) (r BatchRow, ok bool, err error) {
+func (i *instrumented) MaxTimestampBatch(ctx context.Context, tp TopicPartition, from int64) (r BatchRow, ls int64, ok bool, err error) {
 	defer func(s time.Time) { i.m.observe("max_timestamp_batch", s, err) }(time.Now())
 	return i.c.MaxTimestampBatch(ctx, tp, from)
 }

@@ -53,7 +53,7 @@ import (
 type Catalog interface {
 	ListTopics(ctx context.Context) ([]catalog.Topic, error)
 	Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error)
-	BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, bool, error)
+	BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, int64, bool, error)
 	DeleteRecords(ctx context.Context, tp catalog.TopicPartition, offset int64) (int64, error)
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)

@@ -42,7 +42,7 @@ func (c *Compactor) retentionStart(ctx context.Context, p partition) (int64, err
 			return 0, fmt.Errorf("compaction: retention of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
 		}
 		cutoff := c.now().UnixMilli() - ms
-		row, found, err := c.cat.BatchForTimestamp(ctx, p.tp, cutoff, 0)
+		row, _, found, err := c.cat.BatchForTimestamp(ctx, p.tp, cutoff, 0)
 		if err != nil {
 			return 0, fmt.Errorf("compaction: retention of %s/%d: %w", p.topic.Name, p.tp.Partition, err)
 		}

@@ -353,19 +353,19 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 		{301, -1},
 	}
 	for _, tt := range tests {
-		row, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, 0)
+		row, ls, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, 0)
 		noErr(t, err, "BatchForTimestamp")
-		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
-			t.Fatalf("BatchForTimestamp(%d) = %+v %v, want base %d", tt.ts, row, ok, tt.wantBase)
+		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) || ls != 0 {
+			t.Fatalf("BatchForTimestamp(%d) = %+v, log start %d, %v; want base %d, log start 0", tt.ts, row, ls, ok, tt.wantBase)
 		}
 		if ok {
 			checkObjectSizes(t, "BatchForTimestamp", []catalog.BatchRow{row}, sizes)
 		}
 	}
-	row, ok, err := c.MaxTimestampBatch(ctx(t), tp, 0)
+	row, ls, ok, err := c.MaxTimestampBatch(ctx(t), tp, 0)
 	noErr(t, err, "MaxTimestampBatch")
-	if !ok || row.MaxTimestamp != 300 || row.BaseOffset != 2 {
-		t.Fatalf("MaxTimestampBatch = %+v %v, want the first 300 at offset 2", row, ok)
+	if !ok || row.MaxTimestamp != 300 || row.BaseOffset != 2 || ls != 0 {
+		t.Fatalf("MaxTimestampBatch = %+v, log start %d, %v; want the first 300 at offset 2, log start 0", row, ls, ok)
 	}
 	checkObjectSizes(t, "MaxTimestampBatch", []catalog.BatchRow{row}, sizes)
 	// From an offset: the rows holding offsets at or after it only (a
@@ -381,7 +381,7 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 		{0, 9, 8},
 		{0, 10, -1}, // the high watermark
 	} {
-		row, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, tt.from)
+		row, _, ok, err := c.BatchForTimestamp(ctx(t), tp, tt.ts, tt.from)
 		noErr(t, err, "BatchForTimestamp from")
 		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
 			t.Fatalf("BatchForTimestamp(%d, from %d) = %+v %v, want base %d", tt.ts, tt.from, row, ok, tt.wantBase)
@@ -397,7 +397,7 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 		{8, 8},
 		{10, -1},
 	} {
-		row, ok, err := c.MaxTimestampBatch(ctx(t), tp, tt.from)
+		row, _, ok, err := c.MaxTimestampBatch(ctx(t), tp, tt.from)
 		noErr(t, err, "MaxTimestampBatch from")
 		if (tt.wantBase < 0) == ok || (ok && row.BaseOffset != tt.wantBase) {
 			t.Fatalf("MaxTimestampBatch(from %d) = %+v %v, want base %d", tt.from, row, ok, tt.wantBase)
@@ -405,28 +405,36 @@ func testTimestamps(t *testing.T, c catalog.Catalog) {
 	}
 	_, err = c.DeleteRecords(ctx(t), tp, 4)
 	noErr(t, err, "DeleteRecords")
-	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 0)
+	// Each answers the log start it chose the row by, which a caller
+	// searches the row's records from.
+	row, ls, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 0)
 	noErr(t, err, "BatchForTimestamp")
-	if !ok || row.BaseOffset != 4 {
-		t.Fatalf("BatchForTimestamp after DeleteRecords = %+v %v, want the row at the log start", row, ok)
+	if !ok || row.BaseOffset != 4 || ls != 4 {
+		t.Fatalf("BatchForTimestamp after DeleteRecords = %+v, log start %d, %v; want the row at the log start 4", row, ls, ok)
 	}
-	row, ok, err = c.MaxTimestampBatch(ctx(t), tp, 0)
+	row, ls, ok, err = c.MaxTimestampBatch(ctx(t), tp, 0)
 	noErr(t, err, "MaxTimestampBatch")
-	if !ok || row.BaseOffset != 6 {
-		t.Fatalf("MaxTimestampBatch after DeleteRecords = %+v %v, want offset 6", row, ok)
+	if !ok || row.BaseOffset != 6 || ls != 4 {
+		t.Fatalf("MaxTimestampBatch after DeleteRecords = %+v, log start %d, %v; want offset 6, log start 4", row, ls, ok)
 	}
 	// The log start bounds a search from below it.
-	row, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 1)
+	row, ls, ok, err = c.BatchForTimestamp(ctx(t), tp, 0, 1)
 	noErr(t, err, "BatchForTimestamp")
-	if !ok || row.BaseOffset != 4 {
-		t.Fatalf("BatchForTimestamp from 1 after DeleteRecords = %+v %v, want the row at the log start", row, ok)
+	if !ok || row.BaseOffset != 4 || ls != 4 {
+		t.Fatalf("BatchForTimestamp from 1 after DeleteRecords = %+v, log start %d, %v; want the row at the log start 4", row, ls, ok)
 	}
-	_, ok, err = c.MaxTimestampBatch(ctx(t), tpOf(topic, 1), 0)
+	// Found nothing: the log start all the same.
+	_, ls, ok, err = c.BatchForTimestamp(ctx(t), tp, 1000, 0)
+	noErr(t, err, "BatchForTimestamp")
+	if ok || ls != 4 {
+		t.Fatalf("BatchForTimestamp(1000) after DeleteRecords: log start %d, %v; want none, log start 4", ls, ok)
+	}
+	_, _, ok, err = c.MaxTimestampBatch(ctx(t), tpOf(topic, 1), 0)
 	noErr(t, err, "MaxTimestampBatch empty")
 	if ok {
 		t.Fatal("MaxTimestampBatch of an empty partition found a row")
 	}
-	_, ok, err = c.BatchForTimestamp(ctx(t), tpOf(topic, 1), 0, 0)
+	_, _, ok, err = c.BatchForTimestamp(ctx(t), tpOf(topic, 1), 0, 0)
 	noErr(t, err, "BatchForTimestamp empty")
 	if ok {
 		t.Fatal("BatchForTimestamp of an empty partition found a row")

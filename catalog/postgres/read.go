@@ -190,17 +190,27 @@ func (c *Catalog) Batches(ctx context.Context, tp catalog.TopicPartition, from i
 }
 
 // rowAboveLogStart reads one row of tp holding offsets ≥ from and at or
-// above its log start, chosen by order, and reports ErrUnknownTopic for a
-// missing partition.
-func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
-	q := `SELECT ` + lookupCols + `
+// above its log start, chosen by order, and the log start it filtered
+// with, and reports ErrUnknownTopic for a missing partition. The log start
+// comes from the row's statement, so from the same snapshot: a caller
+// searching the row's records from it skips exactly the records the
+// catalog's choice of row skipped.
+func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, int64, bool, error) {
+	// The log start is a scalar subquery (read once, as an init plan),
+	// not a join: joined, the rows would not come in the index's order,
+	// and the first by offset would be found by sorting all of them.
+	const sqlLogStart = `(SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2)`
+	q := `SELECT ` + sqlLogStart + `, ` + lookupCols + `
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = $1 AND b.partition = $2
-  AND b.last_offset >= GREATEST($3, (SELECT log_start_offset FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2))
+  AND b.last_offset >= GREATEST($3, ` + sqlLogStart + `)
   ` + cond + `
 ORDER BY ` + order + ` LIMIT 1`
-	var row catalog.BatchRow
-	var found bool
+	var (
+		row      catalog.BatchRow
+		logStart int64
+		found    bool
+	)
 	err := c.retry(ctx, func(ctx context.Context) error {
 		b := &pgx.Batch{}
 		b.Queue(sqlOffsets, [16]byte(tp.TopicID), tp.Partition)
@@ -211,8 +221,11 @@ ORDER BY ` + order + ` LIMIT 1`
 		if err := br.QueryRow().Scan(&o.LogStart, &o.HighWatermark); err != nil {
 			return err
 		}
-		var err error
-		row, err = scanBatchRow(br.QueryRow())
+		logStart = o.LogStart // when no row is found
+		var id [16]byte
+		err := br.QueryRow().Scan(&logStart, &id, &row.Partition, &row.BaseOffset, &row.LastOffset, &row.ObjectKey,
+			&row.ByteOffset, &row.ByteLength, &row.Records, &row.MaxTimestamp, &row.CommitID, &row.ObjectSize)
+		row.TopicID = id
 		found = err == nil
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -223,22 +236,22 @@ ORDER BY ` + order + ` LIMIT 1`
 		err = catalog.ErrUnknownTopic
 	}
 	if err != nil {
-		return catalog.BatchRow{}, false, fmt.Errorf("catalog: %s of %s: %w", op, tpString(tp), err)
+		return catalog.BatchRow{}, 0, false, fmt.Errorf("catalog: %s of %s: %w", op, tpString(tp), err)
 	}
-	return row, found, nil
+	return row, logStart, found, nil
 }
 
 // BatchForTimestamp returns the first row (by offset, holding offsets ≥
-// from and at or above the log start) whose MaxTimestamp ≥ ts: where
-// ListOffsets by timestamp starts, or goes on from.
-func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, bool, error) {
+// from and at or above the log start) whose MaxTimestamp ≥ ts, where
+// ListOffsets by timestamp starts or goes on, and that log start.
+func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, int64, bool, error) {
 	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, from, `AND b.max_timestamp >= $4`, `b.last_offset`, ts)
 }
 
 // MaxTimestampBatch returns the row holding the largest timestamp (the
 // earliest such row on ties) among those holding offsets ≥ from, at or
-// above the log start.
-func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, bool, error) {
+// above the log start, and that log start.
+func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, int64, bool, error) {
 	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, from, ``, `b.max_timestamp DESC, b.last_offset`)
 }
 

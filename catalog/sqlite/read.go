@@ -260,16 +260,19 @@ func (c *Catalog) batches(ctx context.Context, tp catalog.TopicPartition, from i
 }
 
 // rowAboveLogStart reads one row of tp holding offsets ≥ from and at or
-// above its log start, chosen by order, and reports ErrUnknownTopic for a
+// above its log start, chosen by order, and the log start it filtered
+// with (read in the same transaction), and reports ErrUnknownTopic for a
 // missing partition.
-func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, bool, error) {
+func (c *Catalog) rowAboveLogStart(ctx context.Context, op string, tp catalog.TopicPartition, from int64, cond, order string, args ...any) (catalog.BatchRow, int64, bool, error) {
 	var row catalog.BatchRow
+	var logStart int64
 	var found bool
 	err := c.read(ctx, func(tx *sql.Tx) error {
 		o, err := partitionOffsets(ctx, tx, tp)
 		if err != nil {
 			return err
 		}
+		logStart = o.LogStart
 		row, err = scanBatchRow(tx.QueryRowContext(ctx, `SELECT `+lookupCols+`
 FROM batches b JOIN objects o ON o.id = b.object_id
 WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.last_offset >= ?3 `+cond+`
@@ -281,21 +284,22 @@ ORDER BY `+order+` LIMIT 1`, append([]any{tp.TopicID[:], tp.Partition, max(from,
 		return err
 	})
 	if err != nil {
-		return catalog.BatchRow{}, false, fmt.Errorf("catalog: %s of %s: %w", op, tpString(tp), err)
+		return catalog.BatchRow{}, 0, false, fmt.Errorf("catalog: %s of %s: %w", op, tpString(tp), err)
 	}
-	return row, found, nil
+	return row, logStart, found, nil
 }
 
 // BatchForTimestamp returns the first row (by offset, holding offsets ≥
-// from and at or above the log start) whose MaxTimestamp ≥ ts.
-func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, bool, error) {
+// from and at or above the log start) whose MaxTimestamp ≥ ts, and that
+// log start.
+func (c *Catalog) BatchForTimestamp(ctx context.Context, tp catalog.TopicPartition, ts, from int64) (catalog.BatchRow, int64, bool, error) {
 	return c.rowAboveLogStart(ctx, "batch for timestamp", tp, from, `AND b.max_timestamp >= ?4`, `b.last_offset`, ts)
 }
 
 // MaxTimestampBatch returns the row holding the largest timestamp (the
 // earliest such row on ties) among those holding offsets ≥ from, at or
-// above the log start.
-func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, bool, error) {
+// above the log start, and that log start.
+func (c *Catalog) MaxTimestampBatch(ctx context.Context, tp catalog.TopicPartition, from int64) (catalog.BatchRow, int64, bool, error) {
 	return c.rowAboveLogStart(ctx, "max timestamp batch", tp, from, ``, `b.max_timestamp DESC, b.last_offset`)
 }
 
