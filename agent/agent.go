@@ -33,7 +33,9 @@
 //     the catalog nor, at the agent that wrote the rows, the bucket; the
 //     log start offset and topics it checks are re-read in the background,
 //     the log starts of all partitions due together, in one catalog read
-//     per half second (logstart.go), not one per partition.
+//     per half second (logstart.go), not one per partition. A log start
+//     is never served older than maxLogStartAge (a partition fetched after
+//     a pause reads it), the wait of a DeleteRecords answer.
 //   - Concurrent reads of one object range share one bucket GET. Catch-up
 //     reads (below the tail index, or far behind its newest rows and no
 //     longer in the tail cache) use their own cache and a bounded number

@@ -43,3 +43,7 @@ func (a *Agent) KnowsTopic(id catalog.TopicID) (tailParts int, cached bool) {
 	_, _, cached = a.topics.get(id)
 	return tailParts, cached
 }
+
+// LogStartMaxAge is how old a log start an agent serves fetches on may be,
+// and how long a DeleteRecords answer waits.
+const LogStartMaxAge = maxLogStartAge

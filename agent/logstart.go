@@ -15,15 +15,30 @@ import (
 // 10,000 queries a second for an agent whose consumers follow 10,000
 // partitions, only to notice the rare log start move (DeleteRecords,
 // retention).
+//
+// A log start older than maxLogStartAge is never served from memory: the
+// fetch reads it from the catalog. That bounds how long after a log start
+// moves in the catalog any agent may still serve records below it, the
+// bound a DeleteRecords answer waits out (delete_records.go).
 
 // offsetsRefreshTimeout bounds a background catalog read.
 const offsetsRefreshTimeout = 10 * time.Second
 
 // logStartTick is the least time between the starts of two of the
 // refresher's reads, unless partitions are still waiting after a read
-// (more than maxLogStartBatch were due). A log start is then at most
-// about offsetsTTL+logStartTick old while fetches keep asking for it.
+// (more than maxLogStartBatch were due). A read of a partition queued by a
+// fetch once its log start was offsetsTTL old then starts within a tick.
 const logStartTick = offsetsTTL / 2
+
+// maxLogStartAge is how old a cached log start may be for a fetch to be
+// served on it (its age counts from the start of the read that gave it).
+// A partition fetched steadily has its log start queued once offsetsTTL
+// old and read within logStartTick; the second tick leaves room for the
+// fetch that finds it due to come (a consumer long-polls up to 500 ms by
+// default) and for the read itself, so such fetches never wait for the
+// catalog. A partition fetched again after a pause has its log start
+// read by the fetch.
+const maxLogStartAge = offsetsTTL + 2*logStartTick
 
 // maxLogStartBatch caps the partitions of one read, so that a read stays
 // one short statement however many partitions the agent serves.
@@ -31,27 +46,32 @@ const maxLogStartBatch = 2000
 
 // offsets returns a partition's log start and high watermark: from memory
 // when fresh, from the catalog otherwise or when force is set. A fetch at
-// the tail is answered from memory however old the log start is, so
-// consumers at the tail never wait for the catalog: at the known high
-// watermark (a long poll), or inside the tail index's rows, while the log
-// start — which only DeleteRecords and retention move — is re-read in the
-// background.
+// the tail is answered from memory on a log start up to maxLogStartAge
+// old, so consumers at the tail do not wait for the catalog: at the known
+// high watermark (a long poll, which serves no record whatever the log
+// start), or inside the tail index's rows, while the log start — which
+// only DeleteRecords and retention move — is re-read in the background.
+// A long poll queues the read too, so that the log start is current when
+// records come.
 func (a *Agent) offsets(ctx context.Context, tp catalog.TopicPartition, fetchOffset int64, force bool) (logStart, hw int64, err error) {
 	if !force {
-		ls, hw, fresh := a.tail.cachedOffsets(tp)
-		if ls >= 0 && (fresh || fetchOffset == hw) {
+		ls, hw, age := a.tail.cachedOffsets(tp)
+		switch {
+		case ls < 0:
+		case age < offsetsTTL:
 			return ls, hw, nil
-		}
-		if ls >= 0 && fetchOffset >= ls && fetchOffset < hw && a.tail.covers(tp, fetchOffset) {
+		case fetchOffset == hw,
+			age < maxLogStartAge && fetchOffset >= ls && fetchOffset < hw && a.tail.covers(tp, fetchOffset):
 			a.tail.queueRefresh(tp)
 			return ls, hw, nil
 		}
 	}
+	readAt := a.tail.now()
 	o, err := a.cat.Offsets(ctx, tp)
 	if err != nil {
 		return 0, 0, err
 	}
-	ls, hw := a.tail.storeOffsets(tp, o)
+	ls, hw := a.tail.storeOffsets(tp, o, readAt)
 	return ls, hw, nil
 }
 
@@ -84,11 +104,12 @@ func (a *Agent) refreshLogStarts(ctx context.Context) {
 func (a *Agent) readLogStarts(ctx context.Context, tps []catalog.TopicPartition) {
 	ctx, cancel := context.WithTimeout(ctx, offsetsRefreshTimeout)
 	defer cancel()
+	readAt := a.tail.now()
 	got, err := a.cat.OffsetsOf(ctx, tps)
 	if err != nil {
 		a.log.Debug("background offsets read failed", "partitions", len(tps), "err", err)
 	}
-	for _, id := range a.tail.endRefresh(tps, got, err == nil) {
+	for _, id := range a.tail.endRefresh(tps, got, readAt, err == nil) {
 		a.topicGone(id)
 	}
 }
@@ -127,10 +148,10 @@ func (t *tailIndex) takeDue(n int) ([]catalog.TopicPartition, bool) {
 	return tps, true
 }
 
-// endRefresh ends the refresh of tps and, when ok (the read succeeded),
-// stores the offsets read, got. It returns the topics of the partitions
-// got lacks: topics the catalog no longer has.
-func (t *tailIndex) endRefresh(tps []catalog.TopicPartition, got map[catalog.TopicPartition]catalog.PartitionOffsets, ok bool) (gone []catalog.TopicID) {
+// endRefresh ends the refresh of tps and, when ok (the read, started at
+// readAt, succeeded), stores the offsets read, got. It returns the topics
+// of the partitions got lacks: topics the catalog no longer has.
+func (t *tailIndex) endRefresh(tps []catalog.TopicPartition, got map[catalog.TopicPartition]catalog.PartitionOffsets, readAt time.Time, ok bool) (gone []catalog.TopicID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, tp := range tps {
@@ -138,7 +159,7 @@ func (t *tailIndex) endRefresh(tps []catalog.TopicPartition, got map[catalog.Top
 		switch {
 		case read:
 			p := t.partLocked(tp)
-			t.storeOffsetsLocked(p, o)
+			t.storeOffsetsLocked(p, o, readAt)
 			p.refreshing = false
 		case ok:
 			if len(gone) == 0 || gone[len(gone)-1] != tp.TopicID {

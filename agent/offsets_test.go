@@ -135,6 +135,117 @@ func TestListOffsetsBelowLogStartMovedElsewhere(t *testing.T) {
 	}
 }
 
+// fetchPartitionAt fetches one partition at offset through conn.
+func fetchPartitionAt(t *testing.T, conn *floetest.Conn, topic string, partition int32, offset int64) kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(11)
+	req.MaxWaitMillis, req.MaxBytes = 0, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = partition, offset, 1<<20, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := conn.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+}
+
+// DeleteRecords answers once no agent of the fleet serves the deleted
+// records, as Kafka's waits for every replica's log start: a fetch below
+// the new log start on another agent is OFFSET_OUT_OF_RANGE as soon as
+// the answer is in, whether that agent read the partition's log start
+// just before (it serves fetches from memory on it) or long before. A
+// request whose timeout is shorter than the wait is answered
+// REQUEST_TIMED_OUT, its records deleted all the same, as in Kafka.
+func TestDeleteRecordsUnreadableOnOtherAgents(t *testing.T) {
+	cat, bkt := sharedStores(t)
+	a := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	b := floetest.Start(t, floetest.Options{Catalog: cat, Bucket: bkt})
+	ctx := ctxT(t)
+	admA := kadm.NewClient(a.Client(t))
+	if _, err := admA.CreateTopic(ctx, 2, -1, nil, "held"); err != nil {
+		t.Fatal(err)
+	}
+	// Produced through b, whose tail index then holds the rows: its
+	// fetches are served from memory, on the log start it cached.
+	prod := b.Client(t, kgo.DefaultProduceTopic("held"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range int32(2) {
+		var rs []*kgo.Record
+		for range 10 {
+			rs = append(rs, &kgo.Record{Partition: p, Value: []byte("v")})
+		}
+		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := floetest.Dial(t, b.Addr)
+	read := func(p int32) {
+		t.Helper()
+		if got := fetchPartitionAt(t, conn, "held", p, 0); got.ErrorCode != 0 || len(got.RecordBatches) == 0 {
+			t.Fatalf("fetch of partition %d at 0 on b: %v, %d bytes", p, kerr.ErrorForCode(got.ErrorCode), len(got.RecordBatches))
+		}
+	}
+	// Partition 1's log start is read long before the delete, partition
+	// 0's just before.
+	read(1)
+	time.Sleep(agent.LogStartMaxAge + 100*time.Millisecond)
+	read(0)
+	start := time.Now()
+	resp, err := admA.DeleteRecords(ctx, kadm.Offsets{"held": {0: {At: 5}, 1: {At: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := time.Since(start)
+	for p := range int32(2) {
+		if r, _ := resp.Lookup("held", p); r.Err != nil || r.LowWatermark != 5 {
+			t.Fatalf("delete records of partition %d: %v, low watermark %d", p, r.Err, r.LowWatermark)
+		}
+		for _, off := range []int64{0, 4} {
+			if got := fetchPartitionAt(t, conn, "held", p, off); got.ErrorCode != kerr.OffsetOutOfRange.Code || got.LogStartOffset != 5 {
+				t.Errorf("fetch of partition %d at %d on b once DeleteRecords(5) through a answered (after %v): %v, %d bytes, log start %d; want OFFSET_OUT_OF_RANGE, log start 5",
+					p, off, held.Round(time.Millisecond), kerr.ErrorForCode(got.ErrorCode), len(got.RecordBatches), got.LogStartOffset)
+			}
+		}
+	}
+	if held < agent.LogStartMaxAge {
+		t.Errorf("DeleteRecords answered after %v, before the fleet's log starts can be %v old", held, agent.LogStartMaxAge)
+	}
+
+	// A timeout shorter than the wait.
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	req.SetVersion(2)
+	req.TimeoutMillis = 100
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = "held"
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 7
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	start = time.Now()
+	dresp, err := floetest.Dial(t, a.Addr).Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if p := dresp.(*kmsg.DeleteRecordsResponse).Topics[0].Partitions[0]; p.ErrorCode != kerr.RequestTimedOut.Code || p.LowWatermark != 7 {
+		t.Errorf("delete records with a 100 ms timeout: %v, low watermark %d; want REQUEST_TIMED_OUT, 7", kerr.ErrorForCode(p.ErrorCode), p.LowWatermark)
+	}
+	if took < 100*time.Millisecond || took >= agent.LogStartMaxAge {
+		t.Errorf("delete records with a 100 ms timeout answered after %v", took)
+	}
+	lo, err := admA.ListStartOffsets(ctx, "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lo.Lookup("held", 0); o.Offset != 7 {
+		t.Errorf("log start after the timed out delete: %d, want 7", o.Offset)
+	}
+}
+
 // DeleteRecords and OffsetForLeaderEpoch on a partition another agent
 // added answer for it, not UNKNOWN_TOPIC_OR_PARTITION from a topic cached
 // with fewer partitions (ListOffsets, Fetch and Produce re-read such a

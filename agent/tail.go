@@ -65,7 +65,9 @@ type tailPart struct {
 	end int64
 	// hw is the highest LastOffset+1 seen from commits or the catalog.
 	hw int64
-	// logStart and offsetsAt cache the catalog's Offsets.
+	// logStart caches the catalog's log start; offsetsAt is when the
+	// read that gave the newest value started (the catalog's answer is
+	// at least that recent, so the log start is at most that old).
 	logStart  int64
 	offsetsAt time.Time
 	// refreshing is set from when the partition is queued for the log
@@ -92,9 +94,11 @@ func tailRowLimit(parts int) int {
 	return min(maxTailRows, max(minTailRows, tailRowBudget/max(parts, 1)))
 }
 
-// offsetsTTL bounds how long a partition's log start offset is reused.
-// Answers that would declare an offset out of range always re-read the
-// catalog, so a stale value never fails a valid fetch.
+// offsetsTTL bounds how long a partition's log start offset is reused
+// without being re-read (in the background while fetches may still use it,
+// up to maxLogStartAge: see offsets). Answers that would declare an offset
+// out of range always re-read the catalog, so a stale value never fails a
+// valid fetch.
 const offsetsTTL = time.Second
 
 func newTailIndex(now func() time.Time) *tailIndex {
@@ -463,28 +467,29 @@ func (t *tailIndex) near(row catalog.BatchRow) bool {
 }
 
 // cachedOffsets returns the partition's known log start and high
-// watermark, and whether the log start is fresh enough to use.
-func (t *tailIndex) cachedOffsets(tp catalog.TopicPartition) (logStart, hw int64, fresh bool) {
+// watermark, and how old the log start is (logStart < 0: none known).
+func (t *tailIndex) cachedOffsets(tp catalog.TopicPartition) (logStart, hw int64, age time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.mu.parts[tp]
 	if !ok || p.logStart < 0 {
-		return -1, -1, false
+		return -1, -1, 0
 	}
-	return p.logStart, p.hw, t.now().Sub(p.offsetsAt) < offsetsTTL
+	return p.logStart, p.hw, t.now().Sub(p.offsetsAt)
 }
 
-// storeOffsets records offsets read from the catalog and returns the high
-// watermark to serve: the larger of the catalog's and the followed one.
-func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionOffsets) (logStart, hw int64) {
+// storeOffsets records offsets read from the catalog by a read that
+// started at readAt, and returns the high watermark to serve: the larger
+// of the catalog's and the followed one.
+func (t *tailIndex) storeOffsets(tp catalog.TopicPartition, o catalog.PartitionOffsets, readAt time.Time) (logStart, hw int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.partLocked(tp)
-	t.storeOffsetsLocked(p, o)
+	t.storeOffsetsLocked(p, o, readAt)
 	return p.logStart, p.hw
 }
 
-func (t *tailIndex) storeOffsetsLocked(p *tailPart, o catalog.PartitionOffsets) {
+func (t *tailIndex) storeOffsetsLocked(p *tailPart, o catalog.PartitionOffsets, readAt time.Time) {
 	if len(p.rows) > 0 && o.LogStart > p.rows[0].BaseOffset {
 		// Records were deleted below: drop rows that are gone.
 		i := sort.Search(len(p.rows), func(i int) bool { return p.rows[i].LastOffset >= o.LogStart })
@@ -495,7 +500,12 @@ func (t *tailIndex) storeOffsetsLocked(p *tailPart, o catalog.PartitionOffsets) 
 	// DeleteRecords and lands after it must not bring deleted records back.
 	p.logStart = max(p.logStart, o.LogStart)
 	p.hw = max(p.hw, o.HighWatermark)
-	p.offsetsAt = t.now()
+	// Its age counts from the read's start, not its end: a slow read
+	// that started before a DeleteRecords may answer the log start from
+	// before it, and maxLogStartAge must bound how long that is served.
+	if readAt.After(p.offsetsAt) {
+		p.offsetsAt = readAt
+	}
 }
 
 // raiseHW records a high watermark learned from rows read from the catalog.

@@ -22,7 +22,7 @@ func TestTailIndexEnd(t *testing.T) {
 		case op == 0:
 			ti.forget(tp)
 		case op == 1:
-			ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: next[tp] - rng.Int64N(40), HighWatermark: next[tp]})
+			ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: next[tp] - rng.Int64N(40), HighWatermark: next[tp]}, time.Now())
 		default:
 			var rows []catalog.BatchRow
 			for range 1 + rng.IntN(3) {

@@ -333,7 +333,7 @@ func TestTailIndex(t *testing.T) {
 	if rows, ok := ti.lookup(tp, 45, 1000, 0); !ok || rows[0].BaseOffset != 40 {
 		t.Fatalf("lookup after gap: %v %+v", ok, rows)
 	}
-	ls, hw := ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 45})
+	ls, hw := ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 45}, time.Now())
 	if ls != 0 || hw != 50 {
 		t.Fatalf("offsets %d %d, want 0 50 (the followed high watermark wins)", ls, hw)
 	}
@@ -398,14 +398,20 @@ func TestGroupCoordinatorPlacement(t *testing.T) {
 
 // TestTailLogStartNeverGoesBack: a catalog read that started before a
 // DeleteRecords and is stored after it must not bring the deleted records
-// back into the served log start.
+// back into the served log start, nor make it look older; and a log
+// start's age counts from the start of the read that gave it.
 func TestTailLogStartNeverGoesBack(t *testing.T) {
 	ti := newTailIndex(time.Now)
 	tp := catalog.TopicPartition{Partition: 1}
-	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 10, HighWatermark: 20}) // DeleteRecords
-	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 20})  // the older read
-	if ls, _, _ := ti.cachedOffsets(tp); ls != 10 {
-		t.Fatalf("log start %d after a stale read, want 10", ls)
+	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 10, HighWatermark: 20}, time.Now())                  // DeleteRecords
+	ti.storeOffsets(tp, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 20}, time.Now().Add(-time.Second)) // the older read
+	if ls, _, age := ti.cachedOffsets(tp); ls != 10 || age >= time.Second {
+		t.Fatalf("log start %d, %v old after a stale read, want 10, the newer read's age", ls, age)
+	}
+	slow := catalog.TopicPartition{Partition: 2}
+	ti.storeOffsets(slow, catalog.PartitionOffsets{LogStart: 0, HighWatermark: 20}, time.Now().Add(-3*time.Second))
+	if _, _, age := ti.cachedOffsets(slow); age < 3*time.Second {
+		t.Fatalf("a log start read by a read started 3 s ago is %v old", age)
 	}
 }
 
