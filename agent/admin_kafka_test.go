@@ -125,6 +125,40 @@ func TestMetadataInvalidTopicName(t *testing.T) {
 	wantCode(t, "valid unknown name", topics[1].ErrorCode, kerr.UnknownTopicOrPartition)
 }
 
+// TestMetadataRepeatedTopicAnsweredOnce: a topic named many times in one
+// request is answered once, as Kafka answers the set of names, not once
+// per entry (a small frame could otherwise build an answer of millions of
+// partitions).
+func TestMetadataRepeatedTopicAnsweredOnce(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	id := createTopic(t, a, "rep", 64, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 12
+	for range 1000 {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("rep")
+		req.Topics = append(req.Topics, rt)
+		rt = kmsg.NewMetadataRequestTopic()
+		rt.TopicID = id
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := c.Request(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := resp.(*kmsg.MetadataResponse).Topics
+	if len(topics) != 2 {
+		t.Fatalf("%d topics answered for one topic named 1,000 times by name and 1,000 by id, want 2 (one per distinct name or id)", len(topics))
+	}
+	for _, mt := range topics {
+		if mt.ErrorCode != 0 || len(mt.Partitions) != 64 {
+			t.Fatalf("topic answered %v with %d partitions, want 64", kerr.ErrorForCode(mt.ErrorCode), len(mt.Partitions))
+		}
+	}
+}
+
 func TestDeleteTopicsByNameReportsID(t *testing.T) {
 	a := startBadInputAgent(t, false)
 	id := createTopic(t, a, "del", 1, nil)

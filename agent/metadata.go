@@ -129,7 +129,31 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 			}
 		}
 	}
+	// Each topic is answered once however often the request names it, as
+	// Kafka answers the set of names (and of ids) it was given: answering
+	// every entry let a frame of a few KiB, naming one topic of thousands
+	// of partitions thousands of times, build an answer of millions of
+	// partitions.
+	var seen map[any]struct{}
+	if len(req.Topics) > 1 {
+		seen = make(map[any]struct{}, len(req.Topics))
+	}
 	for _, rt := range req.Topics {
+		if seen != nil {
+			var k any
+			switch {
+			case rt.Topic != nil && *rt.Topic != "":
+				k = *rt.Topic
+			case !catalog.TopicID(rt.TopicID).IsZero():
+				k = rt.TopicID
+			}
+			if k != nil {
+				if _, dup := seen[k]; dup {
+					continue
+				}
+				seen[k] = struct{}{}
+			}
+		}
 		var (
 			t   catalog.Topic
 			err error
