@@ -16,9 +16,11 @@ import (
 // covers the headers, not the body), and a background worker blocked on
 // it does nothing else meanwhile.
 type Bounds struct {
-	// Call bounds Stat and Delete, and the wait for a reader's next bytes:
-	// a reader from Get or GetRange fails once Call passes with no byte
-	// arriving (however long the whole read takes).
+	// Call bounds Stat and Delete, the wait for a reader's next bytes (a
+	// reader from Get or GetRange fails once Call passes with no byte
+	// arriving, however long the whole read takes) and a listing's wait
+	// for its next key (a List fails once Call passes with no key
+	// arriving, which covers each page's fetch).
 	Call time.Duration
 	// Put bounds a Put: Call plus PutPerMiB for each MiB of it.
 	PutPerMiB time.Duration
@@ -38,9 +40,10 @@ func (bd Bounds) Put(size int64) time.Duration {
 var ErrStalled = errors.New("objstore: call stalled")
 
 // WithBounds returns a Bucket whose calls fail with an error wrapping
-// ErrStalled instead of hanging, as Bounds says. List is
-// not bounded: the caller's time per key (a sweep looks each one up)
-// counts against no one page. Closing the returned bucket closes b.
+// ErrStalled instead of hanging, as Bounds says. A List is bounded only
+// while it waits for the store: the caller's time with each key (a sweep
+// looks each one up) counts against no bound. Closing the returned bucket
+// closes b.
 func WithBounds(b Bucket, bd Bounds) Bucket {
 	return &boundedBucket{b: b, bd: bd}
 }
@@ -124,8 +127,35 @@ func (s *boundedBucket) Stat(ctx context.Context, key string) (ObjectInfo, error
 	return info, stalledErr(ctx, err)
 }
 
+// List runs the listing under a stall watchdog that is stopped while the
+// caller holds a key: an HTTP client's header timeout does not cover a
+// page whose body stops moving, so without it a stalled page held the
+// listing, and the pass that ran it, until TCP gave up.
 func (s *boundedBucket) List(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error] {
-	return s.b.List(ctx, prefix)
+	return func(yield func(ObjectInfo, error) bool) {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		timer := time.AfterFunc(s.bd.Call, func() {
+			cancel(fmt.Errorf("%w: no key for %v", ErrStalled, s.bd.Call))
+		})
+		defer timer.Stop()
+		for info, err := range s.b.List(ctx, prefix) {
+			timer.Stop()
+			if err != nil {
+				yield(ObjectInfo{}, stalledErr(ctx, err))
+				return
+			}
+			if !yield(info, nil) {
+				return
+			}
+			timer.Reset(s.bd.Call)
+		}
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+			// The backend ended quietly when cancelled: the listing is
+			// cut, not whole.
+			yield(ObjectInfo{}, cause)
+		}
+	}
 }
 
 func (s *boundedBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {

@@ -3,6 +3,7 @@ package objstoretest
 import (
 	"context"
 	"io"
+	"iter"
 	"strings"
 
 	"github.com/floebroker/floe/objstore"
@@ -10,9 +11,11 @@ import (
 
 // Stalling wraps a bucket to stall as a connection that stops moving
 // does, on every key starting with Prefix ("" for all): Put, Stat and
-// Delete block until their context ends, and a reader from Get or
-// GetRange gives its first byte and then blocks until the context of the
-// call that opened it ends (as an HTTP body does).
+// Delete block until their context ends, a reader from Get or GetRange
+// gives its first byte and then blocks until the context of the call that
+// opened it ends (as an HTTP body does), and a List yields the keys
+// before the first such key and then blocks until its context ends (as a
+// page whose body stops does).
 type Stalling struct {
 	objstore.Bucket
 	Prefix string
@@ -59,6 +62,21 @@ func (s Stalling) Delete(ctx context.Context, key string) error {
 		return ctx.Err()
 	}
 	return s.Bucket.Delete(ctx, key)
+}
+
+func (s Stalling) List(ctx context.Context, prefix string) iter.Seq2[objstore.ObjectInfo, error] {
+	return func(yield func(objstore.ObjectInfo, error) bool) {
+		for info, err := range s.Bucket.List(ctx, prefix) {
+			if err == nil && s.stalls(info.Key) {
+				<-ctx.Done()
+				yield(objstore.ObjectInfo{}, ctx.Err())
+				return
+			}
+			if !yield(info, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 type stallingBody struct {

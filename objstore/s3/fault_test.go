@@ -357,3 +357,17 @@ func TestListTruncatedWithoutToken(t *testing.T) {
 		t.Fatalf("listed %v and no error from a truncated page without a token", keys)
 	}
 }
+
+// TestListStallBounded: a listing page that stops midway, after its
+// headers (where ResponseHeaderTimeout no longer applies), fails after the
+// bound of the bucket compaction builds; it hung the orphan sweep, and the
+// agent's whole compaction loop, until TCP gave up.
+func TestListStallBounded(t *testing.T) {
+	srv := objstoretest.ListStallingServer(t)
+	b, err := New(t.Context(), fakeConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	objstoretest.CheckListStallBounded(t, b)
+}
