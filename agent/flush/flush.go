@@ -83,7 +83,9 @@ type Config struct {
 	// stalls (a connection that stops acknowledging mid-body is otherwise
 	// only given up when TCP gives up, after many minutes) holds every
 	// later buffer's commit, as commits go in seal order. The WAL retries
-	// an upload that timed out. Defaults 1m and 1s.
+	// an upload that timed out. The checks of a replayed buffer's object
+	// are bounded likewise: its Stat by PutTimeout, the read of an earlier
+	// object under its key as a Put of that size. Defaults 1m and 1s.
 	PutTimeout, PutTimeoutPerMiB time.Duration
 	// ProducerExpiration is how long the catalog keeps an idempotent
 	// producer's state on a partition without a new batch (compaction's
@@ -282,7 +284,7 @@ func (s *Sink) Upload(ctx context.Context, b *wal.Sealed) error {
 // size puts it. The batches sit at the same offsets in both, so bu's refs
 // stand; an object whose body differs is not adopted.
 func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
-	info, err := s.bucket.Stat(ctx, bu.key)
+	info, err := s.stat(ctx, bu.key)
 	if errors.Is(err, objstore.ErrNotExist) {
 		return nil
 	}
@@ -292,6 +294,8 @@ func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
 	if info.Size == int64(len(bu.obj)) {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.bounds().Put(info.Size))
+	defer cancel()
 	rc, err := s.bucket.Get(ctx, bu.key)
 	if errors.Is(err, objstore.ErrNotExist) {
 		return nil // collected since the Stat: nothing to adopt
@@ -316,9 +320,24 @@ func (s *Sink) adoptExisting(ctx context.Context, bu *built) error {
 	return nil
 }
 
+// bounds are the bounds of the Sink's calls on the bucket: without them a
+// call on a store that stopped answering waits as long as the backend's
+// client lets it (on GCS, no bound at all), and an upload or a commit,
+// and so every later buffer's commit and produce ack, with it.
+func (s *Sink) bounds() objstore.Bounds {
+	return objstore.Bounds{Call: s.cfg.PutTimeout, PutPerMiB: s.cfg.PutTimeoutPerMiB}
+}
+
+// stat is a bounded Stat.
+func (s *Sink) stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.bounds().Call)
+	defer cancel()
+	return s.bucket.Stat(ctx, key)
+}
+
 func (s *Sink) put(ctx context.Context, bu *built) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, objstore.Bounds{Call: s.cfg.PutTimeout, PutPerMiB: s.cfg.PutTimeoutPerMiB}.Put(int64(len(bu.obj))))
+	ctx, cancel := context.WithTimeout(ctx, s.bounds().Put(int64(len(bu.obj))))
 	defer cancel()
 	if err := s.bucket.Put(ctx, bu.key, bytes.NewReader(bu.obj), int64(len(bu.obj))); err != nil {
 		s.m.putErrors.Inc()
@@ -403,7 +422,7 @@ func (s *Sink) Commit(ctx context.Context, b *wal.Sealed) ([]catalog.BatchResult
 // commit references. (Readers meanwhile get the object's absence, a
 // retriable error.)
 func (s *Sink) ensureStored(ctx context.Context, bu *built) {
-	_, err := s.bucket.Stat(ctx, bu.key)
+	_, err := s.stat(ctx, bu.key)
 	switch {
 	case err == nil:
 		return

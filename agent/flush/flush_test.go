@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -614,4 +615,77 @@ func TestPutBounded(t *testing.T) {
 	if err := s.Upload(ctx, sealed()); err == nil || time.Since(start) > time.Second {
 		t.Fatalf("upload to a stalled bucket: %v after %v", err, time.Since(start))
 	}
+}
+
+// stallingChecks' Stat and Get hang until their context ends when set, as
+// calls on a store that accepts requests and never answers do.
+type stallingChecks struct {
+	objstore.Bucket
+	stat, get atomic.Bool
+}
+
+func (b *stallingChecks) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	if b.stat.Load() {
+		<-ctx.Done()
+		return objstore.ObjectInfo{}, ctx.Err()
+	}
+	return b.Bucket.Stat(ctx, key)
+}
+
+func (b *stallingChecks) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if b.get.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.Bucket.Get(ctx, key)
+}
+
+// TestReplayChecksBounded: the checks of a replayed buffer's object (the
+// Stat and read of an earlier object under its key before the put, the
+// Stat after the commit) give up after PutTimeout as the put does. They
+// were bounded only by the backend's client, and on GCS not at all: a
+// hang in the Stat after the commit held the commit loop and every
+// produce ack behind it.
+func TestReplayChecksBounded(t *testing.T) {
+	mb := mem.New(nil)
+	cat := newFakeCatalog()
+	first := New(Config{Cluster: "c", AgentID: "old-agent"}, mb, cat, nil, nil)
+	if err := first.Upload(t.Context(), sealed()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Commit(t.Context(), sealed()); err != nil {
+		t.Fatal(err)
+	}
+	bucket := &stallingChecks{Bucket: mb}
+	s := New(Config{Cluster: "c", AgentID: "a-new-and-longer-agent-id", PutTimeout: 100 * time.Millisecond}, bucket, cat, nil, nil)
+	replayed := func() *wal.Sealed {
+		b := sealed()
+		b.Replayed = true
+		return b
+	}
+	bounded := func(what string, f func(ctx context.Context) error, wantErr bool) {
+		t.Helper()
+		// Bounded here too, so that the test fails instead of hanging.
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := f(ctx)
+		if ctx.Err() != nil || time.Since(start) > time.Second || (err != nil) != wantErr {
+			t.Errorf("%s against a store that never answers: err = %v after %v", what, err, time.Since(start))
+		}
+	}
+	upload := func(ctx context.Context) error { return s.Upload(ctx, replayed()) }
+
+	bucket.stat.Store(true)
+	bounded("upload's stat", upload, true)
+	bucket.stat.Store(false)
+	bucket.get.Store(true)
+	bounded("upload's get", upload, true)
+	bucket.get.Store(false)
+
+	if err := s.Upload(t.Context(), replayed()); err != nil {
+		t.Fatal(err)
+	}
+	bucket.stat.Store(true)
+	bounded("commit's stat", func(ctx context.Context) error { _, err := s.Commit(ctx, replayed()); return err }, false)
 }

@@ -22,6 +22,10 @@
 //   - The client does not retry (storage.RetryNever): objstore.WithRetry is
 //     the single retry layer. Errors carry the HTTP status and reason
 //     (objstore.StatusError) so that layer can classify them.
+//   - A request whose answer does not start within
+//     Config.ResponseHeaderTimeout fails (the client library sets no such
+//     bound, so a call without a deadline of the caller's waited for a
+//     hung service forever).
 //   - New checks the bucket is reachable within Config.CheckTimeout.
 package gcs
 
@@ -32,6 +36,8 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -39,6 +45,8 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
+	"google.golang.org/api/option/internaloption"
+	htransport "google.golang.org/api/transport/http"
 
 	"github.com/floebroker/floe/objstore"
 )
@@ -63,13 +71,21 @@ type Config struct {
 	ChunkSize int
 	// ListPageSize is the objects asked for per list call. Default 1000.
 	ListPageSize int
+	// ResponseHeaderTimeout bounds the wait for a response once a request
+	// is sent, so a hung service fails the call instead of blocking it.
+	// Default 30s.
+	ResponseHeaderTimeout time.Duration
 	// CheckTimeout bounds New's bucket check. Default 10s.
 	CheckTimeout time.Duration
 	// SkipBucketCheck skips New's check.
 	SkipBucketCheck bool
 	// ClientOptions are added to the storage client's options (credentials
-	// files, HTTP clients).
+	// files). Not an HTTP client: see HTTPClient.
 	ClientOptions []option.ClientOption
+	// HTTPClient replaces the client New builds, which authenticates as
+	// ClientOptions say and bounds the wait for an answer; it must carry
+	// its own credentials.
+	HTTPClient *http.Client
 	// Requests, if set, counts the requests sent.
 	Requests *objstore.RequestCounter
 }
@@ -80,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ListPageSize == 0 {
 		c.ListPageSize = 1000
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = 30 * time.Second
 	}
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = 10 * time.Second
@@ -97,7 +116,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gcs: chunk size %d < 256 KiB", c.ChunkSize)
 	case c.ListPageSize < 1:
 		return fmt.Errorf("gcs: list page size %d < 1", c.ListPageSize)
-	case c.CheckTimeout < 0:
+	case c.CheckTimeout < 0, c.ResponseHeaderTimeout < 0:
 		return errors.New("gcs: negative timeout")
 	case c.Endpoint != "" && !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://"):
 		return fmt.Errorf("gcs: endpoint %q: want http:// or https://", c.Endpoint)
@@ -121,7 +140,14 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opts := append([]option.ClientOption(nil), cfg.ClientOptions...)
+	hc := cfg.HTTPClient
+	if hc == nil {
+		var err error
+		if hc, err = httpClient(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("gcs: client: %w", err)
+		}
+	}
+	opts := append([]option.ClientOption{option.WithHTTPClient(hc)}, cfg.ClientOptions...)
 	if cfg.Endpoint != "" {
 		opts = append(opts,
 			option.WithEndpoint(strings.TrimSuffix(cfg.Endpoint, "/")+"/storage/v1/"),
@@ -147,6 +173,35 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		}
 	}
 	return b, nil
+}
+
+// httpClient is the client the storage library would build, on a
+// transport with cfg.ResponseHeaderTimeout: the library's own sets none.
+// Given an HTTP client the library adds no credentials, so they are added
+// here as it would (Application Default Credentials, or those
+// cfg.ClientOptions name), except for an emulator, which takes none.
+func httpClient(ctx context.Context, cfg Config) (*http.Client, error) {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.ResponseHeaderTimeout = cfg.ResponseHeaderTimeout
+	// As the library's transport: more idle connections than the default
+	// 2 per host, and dead HTTP/2 connections found by a ping.
+	base.MaxIdleConnsPerHost = 100
+	base.HTTP2 = &http.HTTP2Config{SendPingTimeout: 31 * time.Second}
+	if cfg.Endpoint != "" || os.Getenv("STORAGE_EMULATOR_HOST") != "" {
+		return &http.Client{Transport: base}, nil
+	}
+	tr, err := htransport.NewTransport(ctx, base, append([]option.ClientOption{
+		// storage.NewClient's defaults.
+		option.WithScopes(storage.ScopeFullControl, "https://www.googleapis.com/auth/cloud-platform"),
+		internaloption.WithDefaultEndpointTemplate("https://storage.UNIVERSE_DOMAIN/storage/v1/"),
+		internaloption.WithDefaultMTLSEndpoint("https://storage.mtls.googleapis.com/storage/v1/"),
+		internaloption.WithDefaultUniverseDomain("googleapis.com"),
+		internaloption.EnableNewAuthLibrary(),
+	}, cfg.ClientOptions...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: tr}, nil
 }
 
 // Client returns the storage client, for tests and tools that need calls

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/api/option"
 
 	"github.com/floebroker/floe/internal/testenv"
 	"github.com/floebroker/floe/objstore"
@@ -111,7 +110,7 @@ func TestRequestCount(t *testing.T) {
 	hc := &http.Client{Transport: objstore.NewRequestCounter(wire).Transport(http.DefaultTransport)}
 	b := newTestBucket(t, func(c *Config) {
 		c.Requests = objstore.NewRequestCounter(reg)
-		c.ClientOptions = []option.ClientOption{option.WithHTTPClient(hc)}
+		c.HTTPClient = hc
 	})
 	defer b.Close()
 	ctx := t.Context()
