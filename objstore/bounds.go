@@ -176,3 +176,6 @@ func (s *boundedBucket) Close() error { return s.b.Close() }
 func deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v passed", ErrStalled, d))
 }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (s *boundedBucket) Unwrap() Bucket { return s.b }

@@ -332,3 +332,6 @@ func (h *hedgeBucket) hedged() {
 		h.hedges.Inc()
 	}
 }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (h *hedgeBucket) Unwrap() Bucket { return h.Bucket }

@@ -287,3 +287,6 @@ func (l *latencyBucket) Delete(ctx context.Context, key string) error {
 }
 
 func (l *latencyBucket) Close() error { return l.b.Close() }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (l *latencyBucket) Unwrap() Bucket { return l.b }

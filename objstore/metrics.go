@@ -191,3 +191,6 @@ func (c *countingReader) Close() error {
 	c.n = 0
 	return c.rc.Close()
 }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (mb *metricBucket) Unwrap() Bucket { return mb.b }

@@ -27,8 +27,10 @@
 // ErrSizeMismatch (see ExactReader, ReadFull) leaving no object; count the
 // requests it sends in a RequestCounter, when given one (the wrappers see
 // calls, and a call can be several billed requests); send an object of up
-// to DefaultSingleRequestBytes in one request by default; and pass
-// objstoretest.Run.
+// to DefaultSingleRequestBytes in one request by default; check the
+// bucket itself in one request (BucketChecker) where a missing bucket
+// looks like a missing object; and pass objstoretest.Run. A wrapper has
+// an Unwrap method, so CheckBucket finds the backend's check.
 package objstore
 
 import (

@@ -66,3 +66,6 @@ func (p *prefixBucket) Delete(ctx context.Context, key string) error {
 }
 
 func (p *prefixBucket) Close() error { return p.b.Close() }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (p *prefixBucket) Unwrap() Bucket { return p.b }

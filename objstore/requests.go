@@ -146,3 +146,6 @@ func (r *requestBucket) Delete(ctx context.Context, key string) error {
 }
 
 func (r *requestBucket) Close() error { return r.b.Close() }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (r *requestBucket) Unwrap() Bucket { return r.b }

@@ -272,3 +272,6 @@ func (p listProgress) Error() string { return p.err.Error() }
 var errStopped = errors.New("objstore: list stopped by caller")
 
 func (r *retryBucket) Close() error { return r.b.Close() }
+
+// Unwrap returns the bucket this one wraps (see CheckBucket).
+func (r *retryBucket) Unwrap() Bucket { return r.b }

@@ -44,8 +44,10 @@ func (h health) ready(ctx context.Context) error {
 	if _, _, err := h.cat.LiveAgents(ctx, h.ttl); err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	// A key that never exists: not-found proves the bucket answers.
-	if _, err := h.bucket.Stat(ctx, "floe-readiness-probe"); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+	// The bucket itself: a Stat of a key that never exists takes a
+	// deleted bucket for a missing key on S3 and GCS, so every produce
+	// failed while the agent stayed ready.
+	if err := objstore.CheckBucket(ctx, h.bucket); err != nil {
 		return fmt.Errorf("bucket: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package bucket
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/url"
 	"path/filepath"
@@ -344,4 +345,59 @@ func newTestBucket(t *testing.T, endpoint, access, secret string) (string, *mini
 		_ = admin.Client().RemoveBucket(ctx, name)
 	})
 	return name, admin
+}
+
+// TestCheckBucketMissing: the readiness probe's check fails on a bucket
+// that does not exist, through Open's wrappers. It was a Stat of a key
+// that never exists, taking not-found for "the bucket answers", and S3
+// (a HEAD has no body to name NoSuchBucket) and GCS (every 404 of an
+// object is ErrObjectNotExist) answer it so for a missing bucket: /readyz
+// stayed ready after the bucket was deleted while every produce failed.
+func TestCheckBucketMissing(t *testing.T) {
+	endpoint := objstoretest.Env(t, "FLOE_TEST_MINIO_ENDPOINT")
+	access := objstoretest.Env(t, "FLOE_TEST_MINIO_ACCESS_KEY")
+	secret := objstoretest.Env(t, "FLOE_TEST_MINIO_SECRET_KEY")
+	gcsEndpoint := objstoretest.Env(t, "FLOE_TEST_GCS_ENDPOINT")
+	ctx := t.Context()
+	name, _ := newTestBucket(t, endpoint, access, secret)
+	gname := objstoretest.BucketName(t)
+	gb, err := gcs.New(ctx, gcs.Config{Bucket: gname, Endpoint: gcsEndpoint, SkipBucketCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gb.Close()
+	if err := gb.Client().Bucket(gname).Create(ctx, "floe-test", nil); err != nil {
+		t.Fatal(err)
+	}
+	defer gb.Client().Bucket(gname).Delete(context.Background())
+
+	missing := objstoretest.BucketName(t)
+	for scheme, urlOf := range map[string]func(bucket string) string{
+		"s3": func(bucket string) string {
+			return "s3://" + access + ":" + secret + "@" + bucket + "/p?check=false&path_style=true&endpoint=http://" + endpoint
+		},
+		"minio": func(bucket string) string {
+			return "minio://" + access + ":" + secret + "@" + endpoint + "/" + bucket + "/p?check=false&secure=false"
+		},
+		"gs": func(bucket string) string {
+			return "gs://" + bucket + "/p?check=false&endpoint=" + url.QueryEscape(gcsEndpoint)
+		},
+	} {
+		t.Run(scheme, func(t *testing.T) {
+			existing := name
+			if scheme == "gs" {
+				existing = gname
+			}
+			for bucket, wantOK := range map[string]bool{existing: true, missing: false} {
+				b, err := Open(ctx, urlOf(bucket), Options{Registerer: prometheus.NewRegistry()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Close()
+				if err := objstore.CheckBucket(ctx, b); (err == nil) != wantOK || errors.Is(err, objstore.ErrNotExist) {
+					t.Errorf("CheckBucket on bucket %s (exists: %v) = %v", bucket, wantOK, err)
+				}
+			}
+		})
+	}
 }

@@ -72,6 +72,15 @@ func New(dir string) (*Bucket, error) {
 	return b, nil
 }
 
+// CheckBucket checks the root directory is still there (Puts go through
+// its temporary directory): a Stat finds a missing key either way.
+func (b *Bucket) CheckBucket(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(b.root, tmpDir)); err != nil {
+		return fmt.Errorf("file: check bucket %q: %w", b.root, err)
+	}
+	return nil
+}
+
 // Root returns the bucket's absolute root directory.
 func (b *Bucket) Root() string { return b.root }
 

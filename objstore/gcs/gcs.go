@@ -409,6 +409,21 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// CheckBucket checks the bucket exists and answers (buckets.get, a class
+// B operation as an object's Stat is). A missing bucket cannot be told
+// from a missing object by Stat or a read: the library takes every 404 of
+// an object for ErrObjectNotExist.
+func (b *Bucket) CheckBucket(ctx context.Context) error {
+	b.cfg.Requests.Add("other", 1)
+	if _, err := b.bucket.Attrs(ctx); err != nil {
+		if errors.Is(err, storage.ErrBucketNotExist) {
+			return fmt.Errorf("gcs: bucket %q: no such bucket: %w", b.cfg.Bucket, err)
+		}
+		return fmt.Errorf("gcs: check bucket %q: %w", b.cfg.Bucket, mapErr(err))
+	}
+	return nil
+}
+
 // Close releases the client.
 func (b *Bucket) Close() error {
 	if err := b.client.Close(); err != nil {

@@ -352,6 +352,19 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// CheckBucket checks the bucket exists and answers (a HEAD of the
+// bucket, billed as a GET).
+func (b *Bucket) CheckBucket(ctx context.Context) error {
+	ok, err := b.core.BucketExists(ctx, b.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("minio: check bucket %q: %w", b.cfg.Bucket, mapErr(err))
+	}
+	if !ok {
+		return fmt.Errorf("minio: bucket %q: no such bucket", b.cfg.Bucket)
+	}
+	return nil
+}
+
 // Close drops idle connections.
 func (b *Bucket) Close() error {
 	b.tr.CloseIdleConnections()

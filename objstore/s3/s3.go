@@ -397,6 +397,22 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// CheckBucket checks the bucket exists and answers (HeadBucket, billed as
+// a GET). A missing bucket cannot be told from a missing object by Stat:
+// S3 answers a HEAD of an object in a missing bucket 404 with no body.
+func (b *Bucket) CheckBucket(ctx context.Context) error {
+	_, err := b.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.cfg.Bucket})
+	var hs interface{ HTTPStatusCode() int }
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &hs) && hs.HTTPStatusCode() == http.StatusNotFound:
+		// Not mapErr's ErrNotExist: no object is missing.
+		return fmt.Errorf("s3: bucket %q: no such bucket: %w", b.cfg.Bucket, err)
+	}
+	return fmt.Errorf("s3: check bucket %q: %w", b.cfg.Bucket, mapErr(err))
+}
+
 // Close drops idle connections.
 func (b *Bucket) Close() error {
 	if b.idle != nil {
