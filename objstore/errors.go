@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -75,10 +76,10 @@ func (e *StatusError) Transient() bool {
 }
 
 // IsTransient reports whether err is worth retrying: the service throttled
-// or failed internally, or the connection timed out, was refused or reset.
-// It is false for missing objects, bad ranges, short bodies, authentication
-// and other 4xx answers, and for cancelled or expired contexts, because
-// none of those change on a second try.
+// or failed internally, or the connection timed out, was refused, reset
+// or lost. It is false for missing objects, bad ranges, short bodies,
+// authentication and other 4xx answers, and for cancelled or expired
+// contexts, because none of those change on a second try.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -102,6 +103,17 @@ func IsTransient(err error) bool {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return true
 	}
+	// So is one that net/http gave up on without an error type to say
+	// so: a request sent on a keep-alive connection the server had just
+	// closed (replayed by net/http only when it can rewind the body), an
+	// HTTP/2 connection lost or closed with GOAWAY, or a request on one
+	// whose body was already sent. GCS's client retries the same.
+	msg := err.Error()
+	for _, s := range connectionLost {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
 	var t interface{ Transient() bool }
 	if errors.As(err, &t) {
 		return t.Transient()
@@ -120,6 +132,15 @@ func IsTransient(err error) bool {
 		return dns.IsTimeout || dns.IsTemporary
 	}
 	return false
+}
+
+// connectionLost are the messages of net/http's errors for a connection
+// lost under a request that it has no exported type or value for.
+var connectionLost = []string{
+	"http: server closed idle connection",
+	"http2: client connection lost",
+	"http2: server sent GOAWAY",
+	"after Request.Body was written",
 }
 
 // transportTimeout reports whether err's tree ends in a timeout raised by
