@@ -463,15 +463,16 @@ func insertByNodeID(agents []catalog.Agent, ag catalog.Agent) []catalog.Agent {
 
 // heartbeat renews the registration, expires dead agents and refreshes the
 // fleet view every HeartbeatInterval until ctx ends. An agent the catalog
-// forgot (it was expired while paused) registers again, with a new node id.
+// forgot (it was expired while paused) registers again, under its node id.
 //
 // Only an agent that has itself heartbeaten without a gap for a whole
 // AgentTTL judges the others: after the catalog was unreachable for longer
 // than the TTL, every agent's heartbeat is stale, and the first to reach
 // the catalog again would otherwise expire the rest just before they
-// heartbeat too, and they would register again under new node ids (a new
-// coordinator id for each of their groups, every client's metadata
-// changing). Until then it expires nobody.
+// heartbeat too: they would drop out of every view until they registered
+// again, their groups and partitions moving away and back (a coordinator
+// change for each of their groups, every client's metadata changing).
+// Until then it expires nobody.
 //
 // Each success renews the coordination lease (lease.go); a call is cut
 // off at TTL/2, and the lease's own timer stops group coordination at the

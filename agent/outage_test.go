@@ -135,9 +135,10 @@ func sharedCatalog(t *testing.T) catalog.Catalog {
 // TestCatalogOutageKeepsFleet takes the catalog away from a fleet of two
 // agents for longer than the agent TTL and brings it back. Every agent's
 // heartbeat lapsed for the same reason, so none is dead: the first agent
-// to reach the catalog again must not expire the others (which would make
-// them register again under new node ids, moving every group coordinator
-// and partition leader of theirs), and the fleet must come back as it was.
+// to reach the catalog again must not expire the others (which would drop
+// them from every view until they registered again, moving every group
+// coordinator and partition leader of theirs away and back), and the fleet
+// must come back as it was.
 func TestCatalogOutageKeepsFleet(t *testing.T) {
 	ctx := context.Background()
 	base, bkt := sharedStores(t)
@@ -168,8 +169,16 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 		return m
 	}
 	live := func() map[int32]string { return registered(ttl) }
+	generation := func() int64 {
+		_, gen, err := base.LiveAgents(ctx, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gen
+	}
 	waitFor(t, 5*time.Second, "both agents live", func() bool { return len(live()) == 2 })
 	nodeA, nodeB := a.Agent.NodeID(), b.Agent.NodeID()
+	gen := generation()
 
 	downA.Store(true)
 	downB.Store(true)
@@ -193,22 +202,48 @@ func TestCatalogOutageKeepsFleet(t *testing.T) {
 	if m := live(); len(m) != 2 || m[nodeA] != a.Agent.ID() || m[nodeB] != b.Agent.ID() {
 		t.Errorf("live agents after the outage: %v; want nodes %d and %d", m, nodeA, nodeB)
 	}
+	// An agent expired and registered again keeps its node id: only the
+	// membership generation tells.
+	if got := generation(); got != gen {
+		t.Errorf("the membership generation moved from %d to %d across the outage: an agent was expired", gen, got)
+	}
 
 	// Cut B alone off (a network partition, or B paused): once A has
 	// heartbeaten for a whole TTL, B is dead to it and expired, and B
-	// registers again when it is back.
+	// registers again when it is back, under its node id.
 	time.Sleep(ttl)
 	downB.Store(true)
 	waitFor(t, 5*time.Second, "A expires B", func() bool {
-		m := registered(time.Hour) // B's row is gone, not only stale
+		m := registered(time.Hour) // B is expired, not only stale
 		_, ok := m[nodeB]
 		return len(m) == 1 && !ok
 	})
 	downB.Store(false)
 	waitFor(t, 5*time.Second, "B registers again", func() bool {
 		m := live()
-		return len(m) == 2 && m[b.Agent.NodeID()] == b.Agent.ID() && b.Agent.NodeID() != nodeB
+		return len(m) == 2 && m[nodeB] == b.Agent.ID()
 	})
+	if got := b.Agent.NodeID(); got != nodeB {
+		t.Errorf("agent B registered again after its expiry under node id %d, had %d", got, nodeB)
+	}
+}
+
+// TestRestartKeepsNodeID: an agent with a fixed agent ID (a StatefulSet's
+// pod) that stops gracefully, deregistering, and starts again on the same
+// catalog is the same Kafka node, as every pod is after a rolling upgrade:
+// clients' cached metadata stays right.
+func TestRestartKeepsNodeID(t *testing.T) {
+	dir := t.TempDir()
+	opts := floetest.Options{Dir: dir, Config: func(c *agent.Config) { c.AgentID = "pod-0" }}
+	a := floetest.Start(t, opts)
+	node := a.Agent.NodeID()
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = floetest.Start(t, opts)
+	if got := a.Agent.NodeID(); got != node {
+		t.Fatalf("restarted agent has node id %d, had %d", got, node)
+	}
 }
 
 // TestHungHeartbeatRecovers: a heartbeat stuck on a dead catalog
@@ -268,8 +303,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // partition, a long pause), a third with the same ID takes the ID and
 // node id over; the first, back, must not claim the node id beside it:
 // it stops coordinating groups and reports not ready until the third
-// leaves, then registers again (under a new node id: the row went with
-// the third's deregistration).
+// leaves, then registers again, under the id's node id.
 func TestDuplicateAgentID(t *testing.T) {
 	ctx := context.Background()
 	base, bkt := sharedStores(t)
@@ -349,6 +383,9 @@ func TestDuplicateAgentID(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "A registers again", func() bool { return a.Agent.Ready() })
+	if got := a.Agent.NodeID(); got != node {
+		t.Errorf("A registered again under node id %d, want the id's %d", got, node)
+	}
 }
 
 // TestMetadataDuringCatalogOutage: while the catalog cannot list topics, a

@@ -195,6 +195,14 @@ func RefusedOffsets(offsets []GroupOffset, stored map[GroupPartition]bool) []Gro
 	return out
 }
 
+// AgentIDRetention is how long an agent ID that left the fleet (it
+// deregistered or was expired) keeps its node id: RegisterAgent gives the
+// ID the same NodeID again until ExpireAgents forgets it, AgentIDRetention
+// after it left. A fixed agent ID (a StatefulSet pod name) thus stays one
+// Kafka node across restarts and upgrades, while the records of random
+// IDs, which never come back, do not pile up.
+const AgentIDRetention = 7 * 24 * time.Hour
+
 // Agent is one live agent of the fleet.
 type Agent struct {
 	NodeID    int32 // assigned by RegisterAgent
@@ -353,16 +361,20 @@ type Catalog interface {
 	// RegisterAgent inserts the ID's row, or takes it over — keeping its
 	// NodeID — when the row is a's own incarnation or its heartbeat is at
 	// least ttl old; a live row of another incarnation (two processes given
-	// one agent ID) is ErrAgentIDInUse. Heartbeat and deregistration name
-	// the incarnation, so a process whose ID was taken over can neither
-	// keep the other's row alive nor remove it: it gets ErrUnknownAgent.
+	// one agent ID) is ErrAgentIDInUse. An ID that left (DeregisterAgent,
+	// ExpireAgents) gets its NodeID back, for AgentIDRetention. Heartbeat
+	// and deregistration name the incarnation, so a process whose ID was
+	// taken over can neither keep the other's row alive nor remove it: it
+	// gets ErrUnknownAgent.
 	RegisterAgent(ctx context.Context, a Agent, ttl time.Duration) (Agent, error)
 	HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error
 	DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error
 	// LiveAgents returns agents whose heartbeat is younger than ttl, by
 	// NodeID, and the current generation.
 	LiveAgents(ctx context.Context, ttl time.Duration) ([]Agent, int64, error)
-	// ExpireAgents removes agents whose heartbeat is older than ttl.
+	// ExpireAgents removes agents whose heartbeat is older than ttl (their
+	// IDs keep their NodeIDs) and forgets the NodeIDs of IDs that left
+	// more than AgentIDRetention ago.
 	ExpireAgents(ctx context.Context, ttl time.Duration) (int, error)
 
 	// Leases for background work.

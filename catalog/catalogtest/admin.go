@@ -35,6 +35,7 @@ var agentTests = []namedTest{
 	{"Membership", testMembership},
 	{"Expiry", testAgentExpiry},
 	{"Incarnations", testAgentIncarnations},
+	{"NodeIDKept", testAgentNodeIDKept},
 }
 
 var leaseTests = []namedTest{
@@ -335,8 +336,8 @@ func testMembership(t *testing.T, c catalog.Catalog) {
 		t.Fatalf("LiveAgents = %+v", live)
 	}
 	noErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, a.Started), "HeartbeatAgent")
-	// Registering again (after its row was lost, or with a new address)
-	// keeps the node id.
+	// Registering again with a new address keeps the node id (after it
+	// left too: NodeIDKept).
 	a2, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "agent-a", Addr: "10.0.0.9:9092", Zone: "z1", Started: a.Started}, time.Minute)
 	noErr(t, err, "re-register")
 	if a2.NodeID != a.NodeID {
@@ -436,6 +437,74 @@ func testAgentIncarnations(t *testing.T, c catalog.Catalog) {
 	noErr(t, err, "LiveAgents")
 	if len(live) != 0 {
 		t.Fatalf("after deregistration: %+v", live)
+	}
+}
+
+// testAgentNodeIDKept: an agent ID that left the fleet, by deregistering or
+// by expiry, gets its node id back when it registers again, under a new
+// incarnation or the same one, so that a restart with a fixed agent ID (a
+// StatefulSet's pod, restarted by every rolling upgrade) is the same Kafka
+// node. Meanwhile it is not live and its incarnation cannot heartbeat.
+func testAgentNodeIDKept(t *testing.T, c catalog.Catalog) {
+	t1 := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	t2 := t1.Add(time.Second)
+	a, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "pod-0", Addr: "h:1", Started: t1}, time.Minute)
+	noErr(t, err, "RegisterAgent")
+	noErr(t, c.DeregisterAgent(ctx(t), a.NodeID, t1), "DeregisterAgent")
+	live, gen0, err := c.LiveAgents(ctx(t), time.Hour)
+	noErr(t, err, "LiveAgents")
+	if len(live) != 0 {
+		t.Fatalf("after deregistration: %+v", live)
+	}
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, t1), catalog.ErrUnknownAgent, "heartbeat of a deregistered agent")
+	noErr(t, c.DeregisterAgent(ctx(t), a.NodeID, t1), "DeregisterAgent twice")
+	_, gen, err := c.LiveAgents(ctx(t), time.Hour)
+	noErr(t, err, "LiveAgents")
+	if gen != gen0 {
+		t.Fatalf("deregistering a departed agent moved the generation from %d to %d", gen0, gen)
+	}
+	other, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "pod-1", Addr: "h:2"}, time.Minute)
+	noErr(t, err, "RegisterAgent of another id")
+	if other.NodeID == a.NodeID {
+		t.Fatalf("another id was given the departed agent's node id %d", a.NodeID)
+	}
+	noErr(t, c.DeregisterAgent(ctx(t), other.NodeID, other.Started), "DeregisterAgent of another id")
+
+	// A graceful restart: a new incarnation of the id.
+	b, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "pod-0", Addr: "h:3", Started: t2}, time.Minute)
+	noErr(t, err, "RegisterAgent after deregistration")
+	if b.NodeID != a.NodeID {
+		t.Fatalf("registered again after deregistering: node id %d, had %d", b.NodeID, a.NodeID)
+	}
+	live, gen1, err := c.LiveAgents(ctx(t), time.Hour)
+	noErr(t, err, "LiveAgents")
+	if gen1 <= gen0 || len(live) != 1 || live[0].NodeID != a.NodeID || live[0].Addr != "h:3" || !live[0].Started.Equal(t2) {
+		t.Fatalf("after registering again: generation %d (was %d), %+v", gen1, gen0, live)
+	}
+	wantErr(t, c.HeartbeatAgent(ctx(t), a.NodeID, t1), catalog.ErrUnknownAgent, "heartbeat of the departed incarnation")
+	noErr(t, c.HeartbeatAgent(ctx(t), b.NodeID, t2), "HeartbeatAgent")
+
+	// Expired (paused past the TTL), then back: the same incarnation.
+	const ttl = 100 * time.Millisecond
+	time.Sleep(ttl + 50*time.Millisecond)
+	n, err := c.ExpireAgents(ctx(t), ttl)
+	noErr(t, err, "ExpireAgents")
+	live, _, err = c.LiveAgents(ctx(t), time.Hour)
+	noErr(t, err, "LiveAgents")
+	if n != 1 || len(live) != 0 {
+		t.Fatalf("ExpireAgents removed %d, want 1; live after it: %+v", n, live)
+	}
+	wantErr(t, c.HeartbeatAgent(ctx(t), b.NodeID, t2), catalog.ErrUnknownAgent, "heartbeat after expiry")
+	b2, err := c.RegisterAgent(ctx(t), catalog.Agent{ID: "pod-0", Addr: "h:3", Started: t2}, time.Minute)
+	noErr(t, err, "RegisterAgent after expiry")
+	if b2.NodeID != a.NodeID {
+		t.Fatalf("registered again after expiry: node id %d, had %d", b2.NodeID, a.NodeID)
+	}
+	noErr(t, c.HeartbeatAgent(ctx(t), b2.NodeID, t2), "HeartbeatAgent after registering again")
+	live, _, err = c.LiveAgents(ctx(t), time.Hour)
+	noErr(t, err, "LiveAgents")
+	if len(live) != 1 || live[0].NodeID != a.NodeID {
+		t.Fatalf("after registering again: %+v", live)
 	}
 }
 

@@ -317,7 +317,8 @@ func (c *Catalog) ListGroups(ctx context.Context) ([]string, error) {
 }
 
 // RegisterAgent registers a (or re-registers an agent with the same ID,
-// keeping its node id) and bumps the membership generation.
+// keeping its node id, or the one agent_ids kept since it left) and bumps
+// the membership generation.
 func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.Duration) (catalog.Agent, error) {
 	if a.ID == "" {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent: empty id")
@@ -336,7 +337,9 @@ func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.D
 		// a lapsed one; otherwise it returns nothing, and a second query
 		// names the holder for the error message.
 		err := c.pool.QueryRow(ctx, `WITH a AS (
-    INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES ($1, $2, $3, $4, $5)
+    INSERT INTO agents (node_id, id, addr, zone, started, heartbeat)
+    VALUES (coalesce((SELECT node_id FROM agent_ids WHERE id = $1), nextval(pg_get_serial_sequence('agents', 'node_id'))),
+        $1, $2, $3, $4, $5)
     ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
         started = excluded.started, heartbeat = excluded.heartbeat
     WHERE agents.started = excluded.started OR agents.heartbeat <= $6
@@ -385,13 +388,16 @@ func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time
 	return nil
 }
 
-// DeregisterAgent removes the agent's incarnation and bumps the
-// generation. Removing an agent that is not registered, or whose ID
-// another incarnation took over, succeeds and changes nothing.
+// DeregisterAgent removes the agent's incarnation, keeping its ID's node id
+// in agent_ids, and bumps the generation. Removing an agent that is not
+// registered, or whose ID another incarnation took over, succeeds and
+// changes nothing.
 func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
+	now := c.now().UTC()
 	err := c.retry(ctx, func(ctx context.Context) error {
-		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 AND started = $2 RETURNING 1)
-UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID, started.UTC().Truncate(time.Microsecond))
+		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 AND started = $2 RETURNING id, node_id),
+k AS (`+keepAgentIDsSQL+`)
+UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID, started.UTC().Truncate(time.Microsecond), now)
 		return err
 	})
 	if err != nil {
@@ -433,14 +439,27 @@ ORDER BY a.node_id`, c.now().Add(-ttl).UTC())
 	return agents, gen, nil
 }
 
-// ExpireAgents removes agents whose heartbeat is older than ttl and bumps
-// the generation if any went.
+// keepAgentIDsSQL records the node ids of the agents rows a statement
+// deletes (d: id, node_id) in agent_ids, departed at $3, for their IDs'
+// next registrations.
+const keepAgentIDsSQL = `INSERT INTO agent_ids (id, node_id, departed) SELECT id, node_id, $3 FROM d
+    ON CONFLICT (id) DO UPDATE SET node_id = excluded.node_id, departed = excluded.departed`
+
+// ExpireAgents removes agents whose heartbeat is older than ttl, keeping
+// their IDs' node ids in agent_ids, and bumps the generation if any went;
+// it forgets the node ids of IDs that left more than
+// catalog.AgentIDRetention ago.
 func (c *Catalog) ExpireAgents(ctx context.Context, ttl time.Duration) (int, error) {
 	var n int
+	now := c.now().UTC()
 	err := c.retry(ctx, func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM agents WHERE heartbeat <= $1 RETURNING 1),
+		// f leaves out the IDs k records: a statement's parts must not
+		// modify one row twice.
+		return c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM agents WHERE heartbeat <= $1 RETURNING id, node_id),
+k AS (`+keepAgentIDsSQL+`),
+f AS (DELETE FROM agent_ids WHERE departed <= $2 AND id NOT IN (SELECT id FROM d)),
 g AS (UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d))
-SELECT count(*) FROM d`, c.now().Add(-ttl).UTC()).Scan(&n)
+SELECT count(*) FROM d`, now.Add(-ttl), now.Add(-catalog.AgentIDRetention), now).Scan(&n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("catalog: expire agents: %w", err)

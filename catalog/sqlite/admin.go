@@ -293,8 +293,9 @@ func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
-// RegisterAgent registers a (an agent with a known ID keeps its node id)
-// and bumps the membership generation.
+// RegisterAgent registers a (an agent with a known ID keeps its node id,
+// also the one agent_ids kept since it left) and bumps the membership
+// generation.
 func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.Duration) (catalog.Agent, error) {
 	if a.ID == "" {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent: empty id")
@@ -311,7 +312,10 @@ func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.D
 	err := c.write(ctx, func(tx *sql.Tx) error {
 		// The upsert takes the row over only from the same incarnation or
 		// a lapsed one; otherwise it returns nothing.
-		err := tx.QueryRowContext(ctx, `INSERT INTO agents (id, addr, zone, started, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)
+		// A NULL node_id is a new one (AUTOINCREMENT: never one used
+		// before).
+		err := tx.QueryRowContext(ctx, `INSERT INTO agents (node_id, id, addr, zone, started, heartbeat)
+VALUES ((SELECT node_id FROM agent_ids WHERE id = ?1), ?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
     started = excluded.started, heartbeat = excluded.heartbeat
     WHERE agents.started = excluded.started OR agents.heartbeat <= ?6
@@ -358,11 +362,16 @@ func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time
 	return nil
 }
 
-// DeregisterAgent removes the agent's incarnation and bumps the
-// generation; removing an unregistered agent, or one whose ID another
-// incarnation took over, succeeds and changes nothing.
+// DeregisterAgent removes the agent's incarnation, keeping its ID's node id
+// in agent_ids, and bumps the generation; removing an unregistered agent,
+// or one whose ID another incarnation took over, succeeds and changes
+// nothing.
 func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
+	now := micros(c.now())
 	err := c.write(ctx, func(tx *sql.Tx) error {
+		if err := keepAgentIDs(ctx, tx, now, `node_id = ?2 AND started = ?3`, nodeID, micros(started)); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM agents WHERE node_id = ?1 AND started = ?2`, nodeID, micros(started))
 		if err != nil {
 			return err
@@ -410,12 +419,34 @@ WHERE heartbeat > ?1 ORDER BY node_id`, micros(c.now().Add(-ttl)))
 	return agents, gen, nil
 }
 
-// ExpireAgents removes agents whose heartbeat is older than ttl and bumps
-// the generation if any went.
+// keepAgentIDs records the node ids of the agents rows matching where
+// (over ?2 and on, args) in agent_ids, departed at now, for their IDs'
+// next registrations; the caller deletes the rows.
+func keepAgentIDs(ctx context.Context, tx *sql.Tx, now int64, where string, args ...any) error {
+	// where is never empty: without a WHERE, SQLite's parser would take
+	// the ON of ON CONFLICT for a join's.
+	_, err := tx.ExecContext(ctx, `INSERT INTO agent_ids (id, node_id, departed)
+SELECT id, node_id, ?1 FROM agents WHERE `+where+`
+ON CONFLICT (id) DO UPDATE SET node_id = excluded.node_id, departed = excluded.departed`, append([]any{now}, args...)...)
+	return err
+}
+
+// ExpireAgents removes agents whose heartbeat is older than ttl, keeping
+// their IDs' node ids in agent_ids, and bumps the generation if any went;
+// it forgets the node ids of IDs that left more than
+// catalog.AgentIDRetention ago.
 func (c *Catalog) ExpireAgents(ctx context.Context, ttl time.Duration) (int, error) {
 	var n int64
 	err := c.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM agents WHERE heartbeat <= ?1`, micros(c.now().Add(-ttl)))
+		now := c.now()
+		cutoff := micros(now.Add(-ttl))
+		if _, err := tx.ExecContext(ctx, `DELETE FROM agent_ids WHERE departed <= ?1`, micros(now.Add(-catalog.AgentIDRetention))); err != nil {
+			return err
+		}
+		if err := keepAgentIDs(ctx, tx, micros(now), `heartbeat <= ?2`, cutoff); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM agents WHERE heartbeat <= ?1`, cutoff)
 		if err != nil {
 			return err
 		}
