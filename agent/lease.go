@@ -9,19 +9,22 @@ import (
 )
 
 // The coordination lease. The other agents take this agent's groups over
-// once its stored heartbeat is older than AgentTTL by their clocks: they
-// drop it from their views (LiveAgents) and, once they have heartbeaten a
-// whole TTL themselves, expire it. This agent may be cut off from the
+// once its stored heartbeat is older than AgentTTL: they drop it from
+// their views (LiveAgents) and, once they have heartbeaten a whole TTL
+// themselves, expire it. The catalog stamps heartbeats and compares them
+// with one clock (PostgreSQL's; with SQLite, the host's), so the agents'
+// clocks, and their skew, take no part. This agent may be cut off from the
 // catalog while clients still reach it; serving its groups from memory
 // then would make two coordinators of one group, and two consumers of the
 // same partitions. So it coordinates only while it holds a lease that ends
 // before any other agent can count it expired.
 //
 // The heartbeat time the catalog stores is taken during the HeartbeatAgent
-// (or RegisterAgent) call, never before the call started, so the lease is
-// the start of the last successful call plus AgentTTL, less a margin
-// (leaseMargin). It is kept on the monotonic clock: no time read from the
-// catalog, nor wall-clock arithmetic, takes part.
+// (or RegisterAgent) call, never before the call started, and the others
+// count AgentTTL from it on the same clock, so the lease is the start of
+// the last successful call plus AgentTTL, less a margin (leaseMargin). It
+// is kept on the monotonic clock: no time read from the catalog, nor
+// wall-clock arithmetic, takes part.
 //
 // The lease has a second half: the view. Placement is computed from the
 // last view of the live agents this agent read, and an agent that joined
@@ -76,14 +79,13 @@ type coordLease struct {
 // expired its lease lapses: a heartbeat interval. Within it, a group
 // request that passed the lease check just before the lapse is answered
 // (and the state a SyncGroup completes is written) before another agent
-// can serve the group; it also absorbs the skew between this agent's
-// clock, which the stored heartbeat time is read from, and the clocks of
-// the agents that compare it with theirs, and a timer or goroutine
-// delayed on a loaded host. Longer would stop coordination sooner in
-// every catalog blip for little gain: the heartbeat interval is the scale
-// the fleet already tolerates as noise. At most a quarter of the TTL, so
-// that with a TTL of few intervals the lease still outlasts the time
-// between two heartbeats.
+// can serve the group; it also absorbs a small step of the catalog's
+// clock (the one heartbeats are stamped and compared with) and a timer or
+// goroutine delayed on a loaded host. Longer would stop coordination
+// sooner in every catalog blip for little gain: the heartbeat interval is
+// the scale the fleet already tolerates as noise. At most a quarter of the
+// TTL, so that with a TTL of few intervals the lease still outlasts the
+// time between two heartbeats.
 func (a *Agent) leaseMargin() time.Duration {
 	return min(a.cfg.HeartbeatInterval, a.cfg.AgentTTL/4)
 }

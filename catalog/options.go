@@ -18,7 +18,10 @@ type Options struct {
 	// Registerer receives the catalog's metrics (see Instrument). Nil: no
 	// metrics.
 	Registerer prometheus.Registerer
-	// Now is the clock for heartbeats, leases and commit times. Default:
+	// Now is the clock for leases, commit times and the catalog's other
+	// timestamps, and for agent heartbeats on SQLite; PostgreSQL stamps
+	// and compares heartbeats with its own clock, so that one agent's bad
+	// clock cannot expire the others or keep itself live. Default:
 	// time.Now. Agents of one fleet compare each other's timestamps, so
 	// their clocks must be roughly in sync (NTP).
 	Now func() time.Time

@@ -316,6 +316,14 @@ func (c *Catalog) ListGroups(ctx context.Context) ([]string, error) {
 	return groups, nil
 }
 
+// Agent heartbeats are stamped and compared with the server's clock,
+// now() (the start of the statement's transaction, after the call
+// started), never with the agents' (Options.Now). Stamped and compared
+// with the agents' own clocks, one clock off by more than a heartbeat
+// interval hurt the whole fleet: 20 s fast, its agent expired every other
+// agent each round; an hour fast, its agent stayed live for an hour after
+// it crashed.
+
 // RegisterAgent registers a (or re-registers an agent with the same ID,
 // keeping its node id, or the one agent_ids kept since it left) and bumps
 // the membership generation.
@@ -326,9 +334,8 @@ func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.D
 	if ttl <= 0 {
 		return catalog.Agent{}, fmt.Errorf("catalog: register agent %q: ttl %v is not positive", a.ID, ttl)
 	}
-	now := c.now().UTC().Truncate(time.Microsecond)
 	if a.Started.IsZero() {
-		a.Started = now
+		a.Started = c.now() // it only tells incarnations apart
 	}
 	a.Started = a.Started.UTC().Truncate(time.Microsecond)
 	var holder catalog.Agent
@@ -339,21 +346,22 @@ func (c *Catalog) RegisterAgent(ctx context.Context, a catalog.Agent, ttl time.D
 		err := c.pool.QueryRow(ctx, `WITH a AS (
     INSERT INTO agents (node_id, id, addr, zone, started, heartbeat)
     VALUES (coalesce((SELECT node_id FROM agent_ids WHERE id = $1), nextval(pg_get_serial_sequence('agents', 'node_id'))),
-        $1, $2, $3, $4, $5)
+        $1, $2, $3, $4, now())
     ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, zone = excluded.zone,
         started = excluded.started, heartbeat = excluded.heartbeat
-    WHERE agents.started = excluded.started OR agents.heartbeat <= $6
+    WHERE agents.started = excluded.started OR agents.heartbeat <= now() - $5::interval
     RETURNING node_id, started, heartbeat
 ), g AS (
     UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM a)
 )
-SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started, now, now.Add(-ttl)).Scan(&a.NodeID, &a.Started, &a.Heartbeat)
+SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started, ttl).Scan(&a.NodeID, &a.Started, &a.Heartbeat)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 		holder = catalog.Agent{ID: a.ID}
-		err = c.pool.QueryRow(ctx, `SELECT node_id, addr, started, heartbeat FROM agents WHERE id = $1`, a.ID).
-			Scan(&holder.NodeID, &holder.Addr, &holder.Started, &holder.Heartbeat)
+		var now time.Time
+		err = c.pool.QueryRow(ctx, `SELECT node_id, addr, started, heartbeat, now() FROM agents WHERE id = $1`, a.ID).
+			Scan(&holder.NodeID, &holder.Addr, &holder.Started, &holder.Heartbeat, &now)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows): // it left meanwhile
 			return fmt.Errorf("%w: its holder just left; try again", catalog.ErrAgentIDInUse)
@@ -374,8 +382,8 @@ SELECT node_id, started, heartbeat FROM a`, a.ID, a.Addr, a.Zone, a.Started, now
 func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time.Time) error {
 	var n int64
 	err := c.retry(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, `UPDATE agents SET heartbeat = $2 WHERE node_id = $1 AND started = $3`,
-			nodeID, c.now().UTC(), started.UTC().Truncate(time.Microsecond))
+		tag, err := c.pool.Exec(ctx, `UPDATE agents SET heartbeat = now() WHERE node_id = $1 AND started = $2`,
+			nodeID, started.UTC().Truncate(time.Microsecond))
 		n = tag.RowsAffected()
 		return err
 	})
@@ -393,11 +401,10 @@ func (c *Catalog) HeartbeatAgent(ctx context.Context, nodeID int32, started time
 // registered, or whose ID another incarnation took over, succeeds and
 // changes nothing.
 func (c *Catalog) DeregisterAgent(ctx context.Context, nodeID int32, started time.Time) error {
-	now := c.now().UTC()
 	err := c.retry(ctx, func(ctx context.Context) error {
 		_, err := c.pool.Exec(ctx, `WITH d AS (DELETE FROM agents WHERE node_id = $1 AND started = $2 RETURNING id, node_id),
 k AS (`+keepAgentIDsSQL+`)
-UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID, started.UTC().Truncate(time.Microsecond), now)
+UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d)`, nodeID, started.UTC().Truncate(time.Microsecond))
 		return err
 	})
 	if err != nil {
@@ -413,8 +420,8 @@ func (c *Catalog) LiveAgents(ctx context.Context, ttl time.Duration) ([]catalog.
 	var gen int64
 	err := c.retry(ctx, func(ctx context.Context) error {
 		rows, err := c.pool.Query(ctx, `SELECT m.generation, a.node_id, a.id, a.addr, a.zone, a.started, a.heartbeat
-FROM membership m LEFT JOIN agents a ON a.heartbeat > $1
-ORDER BY a.node_id`, c.now().Add(-ttl).UTC())
+FROM membership m LEFT JOIN agents a ON a.heartbeat > now() - $1::interval
+ORDER BY a.node_id`, ttl)
 		if err != nil {
 			return err
 		}
@@ -440,9 +447,9 @@ ORDER BY a.node_id`, c.now().Add(-ttl).UTC())
 }
 
 // keepAgentIDsSQL records the node ids of the agents rows a statement
-// deletes (d: id, node_id) in agent_ids, departed at $3, for their IDs'
-// next registrations.
-const keepAgentIDsSQL = `INSERT INTO agent_ids (id, node_id, departed) SELECT id, node_id, $3 FROM d
+// deletes (d: id, node_id) in agent_ids, departed now, for their IDs' next
+// registrations.
+const keepAgentIDsSQL = `INSERT INTO agent_ids (id, node_id, departed) SELECT id, node_id, now() FROM d
     ON CONFLICT (id) DO UPDATE SET node_id = excluded.node_id, departed = excluded.departed`
 
 // ExpireAgents removes agents whose heartbeat is older than ttl, keeping
@@ -451,15 +458,14 @@ const keepAgentIDsSQL = `INSERT INTO agent_ids (id, node_id, departed) SELECT id
 // catalog.AgentIDRetention ago.
 func (c *Catalog) ExpireAgents(ctx context.Context, ttl time.Duration) (int, error) {
 	var n int
-	now := c.now().UTC()
 	err := c.retry(ctx, func(ctx context.Context) error {
 		// f leaves out the IDs k records: a statement's parts must not
 		// modify one row twice.
-		return c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM agents WHERE heartbeat <= $1 RETURNING id, node_id),
+		return c.pool.QueryRow(ctx, `WITH d AS (DELETE FROM agents WHERE heartbeat <= now() - $1::interval RETURNING id, node_id),
 k AS (`+keepAgentIDsSQL+`),
-f AS (DELETE FROM agent_ids WHERE departed <= $2 AND id NOT IN (SELECT id FROM d)),
+f AS (DELETE FROM agent_ids WHERE departed <= now() - $2::interval AND id NOT IN (SELECT id FROM d)),
 g AS (UPDATE membership SET generation = generation + 1 WHERE EXISTS (SELECT 1 FROM d))
-SELECT count(*) FROM d`, now.Add(-ttl), now.Add(-catalog.AgentIDRetention), now).Scan(&n)
+SELECT count(*) FROM d`, ttl, catalog.AgentIDRetention).Scan(&n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("catalog: expire agents: %w", err)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,59 @@ RETURNING node_id`).Scan(&node); err != nil {
 	}
 	if a.NodeID != node {
 		t.Fatalf("the replacement of an agent registered before the migration has node id %d, had %d", a.NodeID, node)
+	}
+}
+
+// TestAgentHeartbeatsOnServerClock: agent heartbeats are stamped and
+// compared with PostgreSQL's clock, not the agents' (Options.Now). An
+// agent whose clock is 20 s fast expires no agent that heartbeats on time,
+// and one an hour fast that stops heartbeating is dead a TTL later, not an
+// hour later.
+func TestAgentHeartbeatsOnServerClock(t *testing.T) {
+	url := freshSchema(t)
+	ctx := context.Background()
+	fast := func(d time.Duration) catalog.Options {
+		return catalog.Options{Now: func() time.Time { return time.Now().Add(d) }}
+	}
+	right := openTest(t, url, catalog.Options{})
+	secondsFast := openTest(t, url, fast(20*time.Second))
+	hourFast := openTest(t, url, fast(time.Hour))
+	const ttl = 2 * time.Second
+
+	crashed, err := hourFast.RegisterAgent(ctx, catalog.Agent{ID: "hour-fast", Addr: "h:1"}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hourFast.HeartbeatAgent(ctx, crashed.NodeID, crashed.Started); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := right.RegisterAgent(ctx, catalog.Agent{ID: "on-time", Addr: "h:2"}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := secondsFast.ExpireAgents(ctx, ttl); err != nil || n != 0 {
+		t.Fatalf("an agent 20 s fast expired %d agents (%v) that heartbeat on time", n, err)
+	}
+	if live, _, err := secondsFast.LiveAgents(ctx, ttl); err != nil || len(live) != 2 {
+		t.Fatalf("an agent 20 s fast sees live %+v (%v), want both", live, err)
+	}
+
+	// The hour-fast agent crashed; the other heartbeats on.
+	time.Sleep(ttl + 500*time.Millisecond)
+	if err := right.HeartbeatAgent(ctx, ok.NodeID, ok.Started); err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := right.LiveAgents(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || live[0].NodeID != ok.NodeID {
+		t.Fatalf("live agents a TTL after the hour-fast one stopped: %+v, want only node %d", live, ok.NodeID)
+	}
+	if n, err := right.ExpireAgents(ctx, ttl); err != nil || n != 1 {
+		t.Fatalf("ExpireAgents = %d, %v; want the hour-fast agent expired", n, err)
+	}
+	if err := hourFast.HeartbeatAgent(ctx, crashed.NodeID, crashed.Started); !errors.Is(err, catalog.ErrUnknownAgent) {
+		t.Fatalf("heartbeat of the expired agent: %v, want ErrUnknownAgent", err)
 	}
 }

@@ -293,6 +293,10 @@ func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
+// Agent heartbeats are stamped and compared with c.now, as every other
+// time here: the processes sharing the file run on one host, so on one
+// clock (catalog/postgres uses the server's clock instead of the agents').
+
 // RegisterAgent registers a (an agent with a known ID keeps its node id,
 // also the one agent_ids kept since it left) and bumps the membership
 // generation.
