@@ -3,11 +3,13 @@ package agent_test
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/floebroker/floe/catalog"
 	"github.com/floebroker/floe/tests/floetest"
 )
 
@@ -303,4 +305,78 @@ func TestAlterConfigsUnknownTopicBadValue(t *testing.T) {
 		}
 		wantCode(t, "legacy "+tc.name, aresp.(*kmsg.AlterConfigsResponse).Resources[0].ErrorCode, tc.want)
 	}
+}
+
+// TestAlterConfigsValueTooLong: a config value over
+// catalog.MaxConfigValueBytes is INVALID_CONFIG in CreateTopics,
+// AlterConfigs and IncrementalAlterConfigs (an APPEND too), whether or
+// not the topic exists, and the topic keeps its configs; a list of up to
+// the cap is applied. Unbounded, one APPEND of 60,000 items held SQLite's
+// writer for 16 s.
+func TestAlterConfigsValueTooLong(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	const key = "leader.replication.throttled.replicas"
+	createTopic(t, a, "long", 1, nil)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+
+	var b strings.Builder
+	for i := 0; b.Len() <= catalog.MaxConfigValueBytes+1; i++ {
+		fmt.Fprintf(&b, "%d:%d,", i, i%5)
+	}
+	long := strings.TrimSuffix(b.String(), ",")
+	fits := long[:strings.LastIndexByte(long[:catalog.MaxConfigValueBytes+1], ',')]
+
+	incremental := func(topic, value string, op kmsg.IncrementalAlterConfigOp) int16 {
+		t.Helper()
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		req.Version = 1
+		r := kmsg.NewIncrementalAlterConfigsRequestResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+		r.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: key, Value: kmsg.StringPtr(value), Op: op}}
+		req.Resources = append(req.Resources, r)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.IncrementalAlterConfigsResponse).Resources[0].ErrorCode
+	}
+	for _, topic := range []string{"long", "missing"} {
+		for _, op := range []kmsg.IncrementalAlterConfigOp{kmsg.IncrementalAlterConfigOpSet, kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract} {
+			wantCode(t, fmt.Sprintf("incremental %v on %s", op, topic), incremental(topic, long, op), kerr.InvalidConfig)
+		}
+		al := kmsg.NewPtrAlterConfigsRequest()
+		al.Version = 2
+		ar := kmsg.NewAlterConfigsRequestResource()
+		ar.ResourceType, ar.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+		ar.Configs = []kmsg.AlterConfigsRequestResourceConfig{{Name: key, Value: kmsg.StringPtr(long)}}
+		al.Resources = append(al.Resources, ar)
+		resp, err := c.Request(al)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "legacy alter on "+topic, resp.(*kmsg.AlterConfigsResponse).Resources[0].ErrorCode, kerr.InvalidConfig)
+	}
+	wantTopicConfigs(t, a, "after the refusals", "long", map[string]string{})
+
+	ct := kmsg.NewPtrCreateTopicsRequest()
+	ct.Version = 7
+	ct.TimeoutMillis = 10_000
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "long2", 1, -1
+	rt.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: key, Value: kmsg.StringPtr(long)}}
+	ct.Topics = append(ct.Topics, rt)
+	resp, err := c.Request(ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "create", resp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode, kerr.InvalidConfig)
+
+	// Two appends that each fit, whose union does not.
+	half := fits[:strings.LastIndexByte(fits[:len(fits)/2], ',')]
+	wantCode(t, "append the first half", incremental("long", half, kmsg.IncrementalAlterConfigOpAppend), nil)
+	wantCode(t, "append the rest", incremental("long", long[len(half)+1:], kmsg.IncrementalAlterConfigOpAppend), kerr.InvalidConfig)
+	wantTopicConfigs(t, a, "after the halves", "long", map[string]string{key: half})
+	wantCode(t, "append up to the cap", incremental("long", fits, kmsg.IncrementalAlterConfigOpAppend), nil)
+	wantTopicConfigs(t, a, "after the append", "long", map[string]string{key: fits})
 }

@@ -61,6 +61,14 @@ const (
 	maxLong         = "9223372036854775807"
 )
 
+// MaxConfigValueBytes caps a topic config's value. Kafka's longest
+// values are the throttled-replica lists, which only partition
+// reassignment sets (Floe has none); every other value is a number, a
+// name or a short list. Unbounded, a value is limited only by the request
+// frame, and the alters validate and apply it twice, the second time
+// inside the catalog's write transaction (SQLite's one writer).
+const MaxConfigValueBytes = 64 << 10
+
 // MaxPartitions caps a topic's partition count. Every partition is a catalog
 // row locked by commits, so an absurd count is refused rather than stored.
 const MaxPartitions = 100_000
@@ -165,9 +173,22 @@ func ValidateConfig(name, value string) error {
 	if !ok {
 		return fmt.Errorf("%w: Unknown topic config name: %s", ErrInvalidConfig, name)
 	}
+	if err := checkValueLen(name, value); err != nil {
+		return err
+	}
 	if err := s.check(value); err != nil {
 		// Worded as Kafka's ConfigException, which admin tools show.
 		return fmt.Errorf("%w: Invalid value %s for configuration %s: %v", ErrInvalidConfig, value, name, err)
+	}
+	return nil
+}
+
+// checkValueLen refuses a value over MaxConfigValueBytes, without
+// quoting it.
+func checkValueLen(name, value string) error {
+	if len(value) > MaxConfigValueBytes {
+		return fmt.Errorf("%w: Invalid value for configuration %s: %d bytes, longer than %d",
+			ErrInvalidConfig, name, len(value), MaxConfigValueBytes)
 	}
 	return nil
 }
@@ -225,14 +246,33 @@ func ApplyConfigOps(configs map[string]string, ops []ConfigOp) (map[string]strin
 			if !set {
 				cur = s.Default
 			}
-			items := splitList(cur)
-			for _, v := range splitList(op.Value) {
-				if op.Op == ConfigAppend && !slices.Contains(items, v) {
-					items = append(items, v)
+			// Both lengths are checked before any work, and the items
+			// are matched through a set: a value is bounded, but a
+			// linear search per item was still quadratic in it.
+			if err := checkValueLen(op.Key, op.Value); err != nil {
+				return nil, err
+			}
+			if err := checkValueLen(op.Key, cur); err != nil {
+				return nil, err
+			}
+			items, vals := splitList(cur), splitList(op.Value)
+			if op.Op == ConfigAppend {
+				seen := make(map[string]bool, len(items)+len(vals))
+				for _, v := range items {
+					seen[v] = true
 				}
-				if op.Op == ConfigSubtract {
-					items = slices.DeleteFunc(items, func(x string) bool { return x == v })
+				for _, v := range vals {
+					if !seen[v] {
+						seen[v] = true
+						items = append(items, v)
+					}
 				}
+			} else {
+				drop := make(map[string]bool, len(vals))
+				for _, v := range vals {
+					drop[v] = true
+				}
+				items = slices.DeleteFunc(items, func(x string) bool { return drop[x] })
 			}
 			out[op.Key] = strings.Join(items, ",")
 		default:
