@@ -34,6 +34,7 @@ package agent
 //     partitionReplicas).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -220,20 +221,22 @@ func (a *Agent) countPartitionErrors(resp *kmsg.FetchResponse) {
 }
 
 // fetchTopicIDs returns the ids of the fetch's known topics, each once:
-// the topics whose commits wake its long poll.
+// the topics whose commits wake its long poll. Repeats are dropped by
+// sorting, in place: searching the ids so far for each topic was
+// quadratic in the fetch's topics (12.5 million comparisons for a
+// consumer of 5,000), and a set would allocate for every fetch.
 func fetchTopicIDs(parts [][]fetchPart) []catalog.TopicID {
 	var ids []catalog.TopicID
 	for i := range parts {
 		for j := range parts[i] {
 			if fp := parts[i][j]; fp.errCode == 0 {
-				if !slices.Contains(ids, fp.tp.TopicID) {
-					ids = append(ids, fp.tp.TopicID)
-				}
+				ids = append(ids, fp.tp.TopicID)
 				break
 			}
 		}
 	}
-	return ids
+	slices.SortFunc(ids, func(a, b catalog.TopicID) int { return bytes.Compare(a[:], b[:]) })
+	return slices.Compact(ids)
 }
 
 // resolveFetch looks up each requested topic once.
