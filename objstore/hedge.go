@@ -64,15 +64,19 @@ const DefaultHedgeMaxExtra = 0.25
 // after a quiet one may double a few PUTs in a row.
 const hedgeBurst = 4
 
-// Validate reports a policy WithHedgedPut cannot follow.
+// Validate reports a policy WithHedgedPut cannot follow. The ranges are
+// checked as what must hold, so that NaN, which every comparison fails,
+// is refused: a NaN MaxExtra made the budget NaN, which never ran out (every
+// PUT could be sent twice), and a NaN Quantile indexed the window with
+// int(NaN), out of range on amd64: a panic.
 func (p HedgePolicy) Validate() error {
-	if p.Quantile < 0 || p.Quantile >= 1 {
+	if !(p.Quantile >= 0 && p.Quantile < 1) {
 		return fmt.Errorf("objstore: hedge quantile %v outside [0, 1)", p.Quantile)
 	}
 	if p.MinDelay < 0 {
 		return fmt.Errorf("objstore: hedge min delay %v < 0", p.MinDelay)
 	}
-	if p.MaxExtra < 0 || p.MaxExtra > 1 {
+	if !(p.MaxExtra >= 0 && p.MaxExtra <= 1) {
 		return fmt.Errorf("objstore: hedge max extra %v outside [0, 1]", p.MaxExtra)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,7 +163,8 @@ func TestHedgedPutAdaptive(t *testing.T) {
 }
 
 func TestHedgePolicyValidate(t *testing.T) {
-	for _, p := range []objstore.HedgePolicy{{Delay: time.Second, Quantile: 1}, {Delay: time.Second, Quantile: -0.5}, {Delay: time.Second, MinDelay: -1}, {Delay: time.Second, MaxExtra: -0.1}, {Delay: time.Second, MaxExtra: 1.5}} {
+	for _, p := range []objstore.HedgePolicy{{Delay: time.Second, Quantile: 1}, {Delay: time.Second, Quantile: -0.5}, {Delay: time.Second, MinDelay: -1}, {Delay: time.Second, MaxExtra: -0.1}, {Delay: time.Second, MaxExtra: 1.5},
+		{Delay: time.Second, MaxExtra: math.NaN()}, {Delay: time.Second, Quantile: math.NaN()}} {
 		if _, err := objstore.WithHedgedPut(mem.New(nil), p, nil); err == nil {
 			t.Errorf("%+v accepted", p)
 		}

@@ -202,7 +202,7 @@ func parseCommon(q *params, logger *slog.Logger) (common, error) {
 		}
 	}
 	if s, ok := q.take("hedge_max_extra"); ok {
-		if c.maxExtra, err = strconv.ParseFloat(s, 64); err != nil || c.maxExtra <= 0 || c.maxExtra > 1 {
+		if c.maxExtra, err = strconv.ParseFloat(s, 64); err != nil || !(c.maxExtra > 0 && c.maxExtra <= 1) { // NaN too
 			return c, fmt.Errorf("hedge_max_extra %q: want a fraction in (0, 1]", s)
 		}
 	}
@@ -233,7 +233,7 @@ func parseHedge(s string) (objstore.HedgePolicy, error) {
 	}
 	if rest, ok := strings.CutPrefix(s, "p"); ok {
 		pct, err := strconv.ParseFloat(rest, 64)
-		if err != nil || pct <= 0 || pct >= 100 {
+		if err != nil || !(pct > 0 && pct < 100) { // NaN too
 			return objstore.HedgePolicy{}, fmt.Errorf("hedge_put %q: want a duration or a percentile p1…p99.9", s)
 		}
 		return objstore.HedgePolicy{Delay: DefaultHedge.Delay, Quantile: pct / 100}, nil

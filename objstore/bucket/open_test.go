@@ -44,6 +44,8 @@ func TestOpenErrors(t *testing.T) {
 		{"mem://?hedge_put=-1s", "want a duration or a percentile"},
 		{"mem://?hedge_put=p90&hedge_max_extra=2", "want a fraction"},
 		{"mem://?hedge_max_extra=none", "want a fraction"},
+		{"mem://?hedge_max_extra=NaN", "want a fraction"},
+		{"mem://?hedge_put=pNaN", "want a duration or a percentile"},
 		{"file://host/x", "want file:///absolute"},
 		{"file:///tmp/x?part_size=1", "unknown parameter(s) part_size"},
 		{"s3://?region=x", "no bucket name"},
