@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floebroker/floe/tests/floetest"
 )
@@ -60,5 +65,68 @@ func TestAdminAgainstFloe(t *testing.T) {
 	mustRun(t, bs, "topics", "delete", "orders", "orders")
 	if list := decode[[]topicListJSON](t, mustRun(t, bs, "topics", "list", "-o", "json")); len(list) != 0 {
 		t.Fatalf("after delete: %+v", list)
+	}
+}
+
+// The group commands against Floe's KIP-848 consumer groups and groups that
+// do not exist yet, which DescribeGroups v6+ answers GROUP_ID_NOT_FOUND: a
+// new group can be given offsets, an empty KIP-848 group reset, one with a
+// member is refused, and describe shows a live KIP-848 group's members and
+// lag from ConsumerGroupDescribe.
+func TestGroupsKIP848AgainstFloe(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{NoAutoCreate: true})
+	bs := a.Addr
+	mustRun(t, bs, "topics", "create", "demo", "--partitions", "2")
+	produce(t, bs, "demo", 10)
+
+	mustRun(t, bs, "groups", "reset-offsets", "newgrp", "--topic", "demo", "--to-earliest", "--execute")
+	if d := decode[[]groupDescJSON](t, mustRun(t, bs, "groups", "describe", "newgrp", "-o", "json")); d[0].TotalLag != 10 || len(d[0].Offsets) != 2 {
+		t.Fatalf("new group after reset: %+v", d)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bs),
+		kgo.ConsumerGroup("g848"), kgo.ConsumeTopics("demo"), kgo.DisableAutoCommit(),
+		kgo.Balancers(kgo.RangeBalancer()), kgo.ServerSideBalancer(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for got := 0; got < 10; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		got += fs.NumRecords()
+	}
+	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	produce(t, bs, "demo", 4)
+
+	d := decode[[]groupDescJSON](t, mustRun(t, bs, "groups", "describe", "g848", "-o", "json"))
+	if d[0].Error != "" || d[0].ProtocolType != "consumer" || len(d[0].Members) != 1 || len(d[0].Offsets) != 2 || d[0].TotalLag != 4 {
+		t.Fatalf("live KIP-848 group: %+v", d)
+	}
+	for _, o := range d[0].Offsets {
+		if o.MemberID != d[0].Members[0].MemberID || o.Committed < 0 {
+			t.Fatalf("live KIP-848 group: offset %+v, members %+v", o, d[0].Members)
+		}
+	}
+	if _, err := run(t, bs, "groups", "reset-offsets", "g848", "--all-topics", "--to-earliest", "--execute"); err == nil || !strings.Contains(err.Error(), "stop its consumers") {
+		t.Fatalf("reset of a KIP-848 group with a member: %v", err)
+	}
+
+	cl.Close()
+	if l := decode[[]groupListJSON](t, mustRun(t, bs, "groups", "list", "-o", "json")); !slices.ContainsFunc(l, func(g groupListJSON) bool {
+		return g.Group == "g848" && g.State == "Empty"
+	}) {
+		t.Fatalf("groups list: %+v", l)
+	}
+	mustRun(t, bs, "groups", "reset-offsets", "g848", "--all-topics", "--to-earliest", "--execute")
+	if d := decode[[]groupDescJSON](t, mustRun(t, bs, "groups", "describe", "g848", "-o", "json")); d[0].Error != "" || d[0].TotalLag != 14 {
+		t.Fatalf("empty KIP-848 group after reset: %+v", d)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // groups implements `floe groups list|describe|reset-offsets|delete`.
@@ -112,6 +113,19 @@ func (a *adminCLI) groupsDescribe(ctx context.Context, args []string) error {
 	if err != nil {
 		return explain("floe groups describe", err)
 	}
+	// DescribeGroups v6+ (KIP-1043) answers GROUP_ID_NOT_FOUND for a
+	// KIP-848 consumer group: those only ConsumerGroupDescribe shows.
+	var notClassic []string
+	for _, name := range names {
+		if l, ok := lags[name]; ok && errors.Is(l.DescribeErr, kerr.GroupIDNotFound) {
+			notClassic = append(notClassic, name)
+		}
+	}
+	var consumerGroups kadm.DescribedConsumerGroups
+	if len(notClassic) > 0 {
+		// An error leaves the groups' GROUP_ID_NOT_FOUND to be reported.
+		consumerGroups, _ = adm.DescribeConsumerGroups(ctx, notClassic...)
+	}
 	var out []groupDescJSON
 	var errs []error
 	for _, name := range names {
@@ -120,6 +134,14 @@ func (a *adminCLI) groupsDescribe(ctx context.Context, args []string) error {
 		if !ok {
 			d.Error = "no response for group"
 			errs = append(errs, fmt.Errorf("%s: no response", name))
+			out = append(out, d)
+			continue
+		}
+		if cg, ok := consumerGroups[name]; ok && cg.Err == nil {
+			if err := describeConsumerGroup(ctx, adm, cg, &d); err != nil {
+				d.Error = explain("describe", err).Error()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
 			out = append(out, d)
 			continue
 		}
@@ -179,6 +201,85 @@ func (a *adminCLI) groupsDescribe(ctx context.Context, args []string) error {
 		t.flush()
 	}
 	return failures("floe groups describe", errs)
+}
+
+// describeConsumerGroup fills d for a KIP-848 consumer group: its members
+// and, for every partition assigned to them or committed to, the lag of the
+// committed offset behind the log end (behind the log start when nothing is
+// committed), as kadm.Lag computes it for a classic group.
+func describeConsumerGroup(ctx context.Context, adm *kadm.Client, cg kadm.DescribedConsumerGroup, d *groupDescJSON) error {
+	d.State, d.ProtocolType, d.Protocol, d.Coordinator = cg.State, "consumer", cg.AssignorName, cg.Coordinator.NodeID
+	owners := map[string]map[int32]*kadm.ConsumerGroupMember{}
+	for i := range cg.Members {
+		m := &cg.Members[i]
+		gm := groupMemberJSON{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost}
+		if m.InstanceID != nil {
+			gm.InstanceID = *m.InstanceID
+		}
+		d.Members = append(d.Members, gm)
+		m.Assignment.Each(func(t string, p int32) {
+			if owners[t] == nil {
+				owners[t] = map[int32]*kadm.ConsumerGroupMember{}
+			}
+			owners[t][p] = m
+		})
+	}
+	committed, err := adm.FetchOffsets(ctx, cg.Group)
+	if err != nil {
+		return err
+	}
+	parts := cg.AssignedPartitions()
+	parts.Merge(committed.Partitions())
+	var starts, ends kadm.ListedOffsets
+	if topics := parts.Topics(); len(topics) > 0 {
+		// Shard errors leave partitions out of the listing: they show
+		// as that partition's error below.
+		if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil && !isShardErr(err) {
+			return err
+		}
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil && !isShardErr(err) {
+			return err
+		}
+	}
+	for _, tps := range parts.Sorted() {
+		for _, p := range tps.Partitions {
+			o := groupOffsetJSON{Topic: tps.Topic, Partition: p, Committed: -1, LogEnd: -1, Lag: -1}
+			c, hasCommit := committed.Lookup(tps.Topic, p)
+			if hasCommit && c.Err == nil {
+				o.Committed = c.At
+			}
+			end, ok := ends.Lookup(tps.Topic, p)
+			switch {
+			case hasCommit && c.Err != nil:
+				o.Error = c.Err.Error()
+			case !ok:
+				o.Error = "log end offset: missing"
+			case end.Err != nil:
+				o.Error = end.Err.Error()
+			default:
+				o.LogEnd = end.Offset
+				from := int64(0)
+				if start, ok := starts.Lookup(tps.Topic, p); ok && start.Err == nil {
+					from = start.Offset
+				}
+				if o.Committed >= 0 {
+					from = o.Committed
+				}
+				o.Lag = max(0, end.Offset-from)
+				d.TotalLag += o.Lag
+			}
+			if m := owners[tps.Topic][p]; m != nil {
+				o.MemberID, o.ClientID, o.Host = m.MemberID, m.ClientID, m.ClientHost
+			}
+			d.Offsets = append(d.Offsets, o)
+		}
+	}
+	return nil
+}
+
+func isShardErr(err error) bool {
+	var se *kadm.ShardErrors
+	return errors.As(err, &se)
 }
 
 func dash(s string) string {
@@ -288,10 +389,27 @@ func (a *adminCLI) groupsResetOffsets(ctx context.Context, args []string) error 
 		return explain(op, err)
 	}
 	if g, ok := described[group]; ok {
-		if g.Err != nil {
+		switch {
+		case errors.Is(g.Err, kerr.GroupIDNotFound):
+			// DescribeGroups v6+ (KIP-1043) answers GROUP_ID_NOT_FOUND
+			// both for a group that does not exist yet, which may be
+			// given offsets, and for a KIP-848 consumer group, which
+			// only ConsumerGroupDescribe shows.
+			cgs, err := adm.DescribeConsumerGroups(ctx, group)
+			if err != nil {
+				return explain(op, err)
+			}
+			cg, ok := cgs[group]
+			switch {
+			case !ok || errors.Is(cg.Err, kerr.GroupIDNotFound):
+			case cg.Err != nil:
+				return explain(op, cg.Err)
+			case len(cg.Members) > 0:
+				return fmt.Errorf("%s: group is %s with %d members; stop its consumers first", op, cg.State, len(cg.Members))
+			}
+		case g.Err != nil:
 			return explain(op, g.Err)
-		}
-		if len(g.Members) > 0 || (g.State != "Empty" && g.State != "Dead" && g.State != "") {
+		case len(g.Members) > 0 || (g.State != "Empty" && g.State != "Dead" && g.State != ""):
 			return fmt.Errorf("%s: group is %s with %d members; stop its consumers first", op, g.State, len(g.Members))
 		}
 	}
