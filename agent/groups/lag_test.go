@@ -2,10 +2,14 @@ package groups
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/floebroker/floe/catalog"
 )
@@ -14,10 +18,20 @@ import (
 type hwCatalog struct {
 	*fakeCatalog
 	offsets map[catalog.TopicPartition]catalog.PartitionOffsets
+	reads   int // OffsetsOf calls
 }
 
 func (h *hwCatalog) Offsets(_ context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
 	return h.offsets[tp], nil
+}
+
+func (h *hwCatalog) OffsetsOf(_ context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
+	h.reads++
+	out := make(map[catalog.TopicPartition]catalog.PartitionOffsets)
+	for _, tp := range tps {
+		out[tp] = h.offsets[tp]
+	}
+	return out, nil
 }
 
 func TestLagIsCommittedToHighWatermark(t *testing.T) {
@@ -46,12 +60,109 @@ func TestLagIsCommittedToHighWatermark(t *testing.T) {
 	if got := testutil.ToFloat64(c.m.lag.WithLabelValues("g", "lagged")); got != 6+0+1 {
 		t.Fatalf("lag %v, want 7", got)
 	}
-	// A group no longer held loses its series at the next pass.
-	c.mu.Lock()
-	delete(c.mu.groups, "g")
-	c.mu.Unlock()
+	if cat.reads != 1 {
+		t.Fatalf("%d high watermark reads, want 1 for the pass", cat.reads)
+	}
+	// A group placed on another agent loses its series at the next pass.
+	c.place.(*fakePlacement).move("g", 2)
 	c.updateLag(ctx)
 	if n := testutil.CollectAndCount(c.m.lag); n != 0 {
-		t.Fatalf("%d lag series after the group left", n)
+		t.Fatalf("%d lag series after the group moved", n)
 	}
+}
+
+// lagCatalog is a catalog with topic "t" of one partition at high
+// watermark 10.
+func lagCatalog() (*hwCatalog, *Coordinator) {
+	fake := newFakeCatalog()
+	top := fake.addTopic("t", 1)
+	cat := &hwCatalog{fakeCatalog: fake, offsets: map[catalog.TopicPartition]catalog.PartitionOffsets{
+		{TopicID: top.ID, Partition: 0}: {LogStart: 0, HighWatermark: 10},
+	}}
+	return cat, New(DefaultConfig(), cat, &fakePlacement{}, nil, prometheus.NewRegistry())
+}
+
+func commitAt(t *testing.T, cat catalog.Catalog, group string, offset int64) {
+	t.Helper()
+	if refused, err := cat.CommitOffsets(context.Background(), group, []catalog.GroupOffset{{Topic: "t", Partition: 0, Offset: offset}}); err != nil || len(refused) != 0 {
+		t.Fatal(refused, err)
+	}
+}
+
+// A group with committed offsets and no members has lag exported by a
+// coordinator that has just started, though no member asked for the group
+// (it is not in memory): the lag alert is for when consumers are dead.
+func TestLagOfMemberlessGroupAfterStart(t *testing.T) {
+	cat, c := lagCatalog()
+	commitAt(t, cat, "idle", 8)
+	c.updateLag(context.Background())
+	if n := c.numGroups(); n != 0 {
+		t.Fatalf("%d groups in memory", n)
+	}
+	if got := testutil.ToFloat64(c.m.lag.WithLabelValues("idle", "t")); got != 2 {
+		t.Fatalf("lag %v, want 2", got)
+	}
+}
+
+// A group id of any length is exported as a bounded label, distinct from
+// another sharing its prefix.
+func TestLagLabelBounded(t *testing.T) {
+	cat, c := lagCatalog()
+	long := strings.Repeat("é", 15_000) // 30,000 bytes, cut mid-character at 200
+	commitAt(t, cat, long, 1)
+	commitAt(t, cat, long+"x", 2)
+	c.updateLag(context.Background())
+	labels := map[string]float64{}
+	for _, m := range collectLag(t, c) {
+		labels[m.group] = m.value
+	}
+	if len(labels) != 2 {
+		t.Fatalf("labels: %d, want 2", len(labels))
+	}
+	for l, v := range labels {
+		if len(l) > maxLagLabelBytes || !utf8.ValidString(l) || !strings.HasPrefix(l, long[:lagLabelPrefixBytes-1]) || (v != 9 && v != 8) {
+			t.Fatalf("label of %d bytes (valid UTF-8 %v) lag %v: %.40q…", len(l), utf8.ValidString(l), v, l)
+		}
+	}
+}
+
+// The series are capped, keeping those with the most lag: groups named to
+// sort first cannot push out a lagging one.
+func TestLagSeriesCapped(t *testing.T) {
+	cat, c := lagCatalog()
+	for i := range maxLagSeries + 50 {
+		commitAt(t, cat, fmt.Sprintf("0junk%05d", i), 10)
+	}
+	commitAt(t, cat, "zreal", 3)
+	c.updateLag(context.Background())
+	if n := testutil.CollectAndCount(c.m.lag); n != maxLagSeries {
+		t.Fatalf("%d series, want %d", n, maxLagSeries)
+	}
+	if got := testutil.ToFloat64(c.m.lag.WithLabelValues("zreal", "t")); got != 7 {
+		t.Fatalf("zreal lag %v, want 7", got)
+	}
+}
+
+type lagSample struct {
+	group string
+	value float64
+}
+
+func collectLag(t *testing.T, c *Coordinator) []lagSample {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	go func() { c.m.lag.Collect(ch); close(ch) }()
+	var out []lagSample
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		for _, lp := range pb.GetLabel() {
+			if lp.GetName() == "group" {
+				out = append(out, lagSample{lp.GetValue(), pb.GetGauge().GetValue()})
+			}
+		}
+	}
+	return out
 }

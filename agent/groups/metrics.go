@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 	}
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "floe_groups_lag_records",
-		Help: "Records between a group's committed offsets and the high watermarks, summed over the topic's partitions (groups this coordinator holds; recomputed every 30s).",
+		Help: "Records between a group's committed offsets and the high watermarks, summed over the topic's partitions (groups this coordinator coordinates, members or not; recomputed every 30s).",
 	}, []string{"group", "topic"})
 	reg.MustRegister(m.lag)
 	reg.MustRegister(m.rebalances, m.rebalanceSeconds, m.removals, m.commits, m.commitSeconds, m.errors, m.stateOps, m.expired,
