@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -371,4 +373,26 @@ func TestOffsetsExpiryOneAgent(t *testing.T) {
 	// b shuts down: it gives the lease back, and a checks at once.
 	b.stop()
 	check(a, "a, after b stopped", 4)
+}
+
+// TestLagAfterRestartOnSQLite: a coordinator started on a catalog holding a
+// memberless group's offsets exports its lag without any member asking for
+// the group (ListGroups and OffsetsOf of the embedded catalog).
+func TestLagAfterRestartOnSQLite(t *testing.T) {
+	ctx := context.Background()
+	cat := openSQLite(t, filepath.Join(t.TempDir(), "catalog.db"))
+	if _, err := cat.CreateTopic(ctx, catalog.TopicSpec{Name: "t", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := cat.CommitOffsets(ctx, "idle", []catalog.GroupOffset{{Topic: "t", Partition: 0, Offset: 0}, {Topic: "t", Partition: 1, Offset: 0}}); err != nil || len(refused) != 0 {
+		t.Fatal(refused, err)
+	}
+	c := New(DefaultConfig(), cat, &fakePlacement{}, nil, prometheus.NewRegistry())
+	c.updateLag(ctx)
+	if n := testutil.CollectAndCount(c.m.lag); n != 1 {
+		t.Fatalf("%d lag series, want 1", n)
+	}
+	if got := testutil.ToFloat64(c.m.lag.WithLabelValues("idle", "t")); got != 0 {
+		t.Fatalf("lag %v, want 0", got)
+	}
 }
