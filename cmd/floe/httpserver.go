@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/floebroker/floe/agent"
 	"github.com/floebroker/floe/catalog"
@@ -53,10 +54,32 @@ func (h health) ready(ctx context.Context) error {
 	return nil
 }
 
+// adminLimits bound what the admin port's clients can hold. The port has
+// no auth and shares the process's file descriptors with the Kafka
+// listener, the WAL, the catalog and the bucket: connections left open
+// (1,000 idle ones were all still open after 40 s) took descriptors until
+// the Kafka listener's accept failed with "too many open files".
+type adminLimits struct {
+	// idle closes a keep-alive connection that sends no request for this
+	// long; maxConns caps the connections served at once (more wait to be
+	// accepted, holding no descriptor of ours).
+	idle     time.Duration
+	maxConns int
+}
+
+// defaultAdminLimits leave ample room for scrapers and probes. The write
+// timeout needs no room for pprof: its profile and trace handlers extend
+// it by the seconds they are asked to run.
+var defaultAdminLimits = adminLimits{idle: 60 * time.Second, maxConns: 64}
+
 // startAdminHTTP serves /metrics, /healthz, /readyz and /debug/pprof on
 // addr (nothing when addr is empty) and returns the bound address and a
 // function that stops it.
 func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slog.Logger) (string, func(), error) {
+	return serveAdminHTTP(addr, reg, h, logger, defaultAdminLimits)
+}
+
+func serveAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slog.Logger, lim adminLimits) (string, func(), error) {
 	if addr == "" {
 		return "", func() {}, nil
 	}
@@ -90,7 +113,14 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, h health, logger *slo
 	if err != nil {
 		return "", nil, fmt.Errorf("admin listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln = netutil.LimitListener(ln, lim.maxConns)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       lim.idle,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin HTTP server failed", "err", err)
