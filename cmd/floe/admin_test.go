@@ -406,6 +406,13 @@ func TestUsageErrors(t *testing.T) {
 		{"topics", []string{"create"}},
 		{"topics", []string{"create", "x", "--partitions", "0"}},
 		{"topics", []string{"create", "x", "--config", "novalue"}},
+		// Beyond the wire's int32 and int16: they wrapped (to 1 and to
+		// a negative count).
+		{"topics", []string{"create", "x", "--partitions", "4294967297"}},
+		{"topics", []string{"create", "x", "--partitions", "2147483648"}},
+		{"topics", []string{"create", "x", "--replication-factor", "65539"}},
+		{"topics", []string{"create", "x", "--replication-factor", "0"}},
+		{"topics", []string{"alter", "x", "--partitions", "4294967297"}},
 		{"topics", []string{"alter", "x"}},
 		{"topics", []string{"list", "-o", "yaml"}},
 		{"topics", []string{"list", "--bogus"}},
@@ -443,6 +450,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"topics"}, 2},
 		{[]string{"topics", "bogus"}, 2},
 		{[]string{"topics", "create"}, 2},
+		{[]string{"topics", "create", "x", "--partitions", "4294967297"}, 2},
 		{[]string{"topics", "list", "--bogus"}, 2},
 		{[]string{"groups", "describe"}, 2},
 		{[]string{"healthcheck", "extra"}, 2},

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -107,8 +108,13 @@ func (a *adminCLI) topicsCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if partitions == 0 || partitions < -1 {
-		return fmt.Errorf("%w: floe topics create: --partitions %d: want a positive count or -1", errUsage, partitions)
+	// The counts go on the wire as int32 and int16: out of range, they
+	// would wrap (4294967297 partitions became 1).
+	if partitions == 0 || partitions < -1 || partitions > math.MaxInt32 {
+		return fmt.Errorf("%w: floe topics create: --partitions %d: want a positive count up to %d or -1", errUsage, partitions, math.MaxInt32)
+	}
+	if replication == 0 || replication < -1 || replication > math.MaxInt16 {
+		return fmt.Errorf("%w: floe topics create: --replication-factor %d: want a positive count up to %d or -1", errUsage, replication, math.MaxInt16)
 	}
 	kv, err := parseKeyValues("config", configs)
 	if err != nil {
@@ -390,8 +396,9 @@ func (a *adminCLI) topicsAlter(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if partitions < 0 {
-		return fmt.Errorf("%w: floe topics alter: --partitions %d: must be positive", errUsage, partitions)
+	// The count goes on the wire as an int32: out of range, it would wrap.
+	if partitions < 0 || partitions > math.MaxInt32 {
+		return fmt.Errorf("%w: floe topics alter: --partitions %d: want a positive count up to %d", errUsage, partitions, math.MaxInt32)
 	}
 	setKV, err := parseKeyValues("set", sets)
 	if err != nil {
