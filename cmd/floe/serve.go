@@ -47,6 +47,7 @@ type serveConfig struct {
 	flushBytes       int64
 	uploadMaxAge     time.Duration
 	maxBufferedBytes int64
+	walDrainTimeout  time.Duration
 
 	agent      agent.Config
 	catalog    catalog.Options
@@ -60,7 +61,8 @@ type serveConfig struct {
 // newServeFlags registers the serve settings with the mode's defaults.
 func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{mode: mode, agent: agent.DefaultConfig(), logLevel: "info", logFormat: "text",
-		flushInterval: wal.DefaultFlushInterval, flushBytes: wal.DefaultFlushBytes, maxBufferedBytes: wal.DefaultMaxBufferedBytes}
+		flushInterval: wal.DefaultFlushInterval, flushBytes: wal.DefaultFlushBytes, maxBufferedBytes: wal.DefaultMaxBufferedBytes,
+		walDrainTimeout: wal.DefaultDrainTimeout}
 	if mode == "dev" {
 		c.data = "./floe-data"
 		c.adminListen = "localhost:" + defaultAdminPort
@@ -92,6 +94,7 @@ func newServeFlags(mode string, stderr io.Writer) (*flag.FlagSet, *serveConfig) 
 	c.uploadMaxAge = flush.DefaultMaxUploadAge
 	fs.DurationVar(&c.uploadMaxAge, "upload-max-age", c.uploadMaxAge, "a segment object put longer ago than this is put again before its commit, and a commit call lasts at most this long (--compaction.gc-grace must be at least four times it)")
 	fs.Int64Var(&c.maxBufferedBytes, "max-buffered-bytes", c.maxBufferedBytes, "produce waits while this many bytes are not yet committed")
+	fs.DurationVar(&c.walDrainTimeout, "wal-drain-timeout", c.walDrainTimeout, "on shutdown, how long the WAL keeps flushing and committing what it holds; what is left stays in --data for the next start (exit 1)")
 	c.agent.RegisterFlags(fs)
 	if mode == "dev" {
 		// One developer's consumers: a new group's first rebalance need
@@ -169,6 +172,11 @@ func (c *serveConfig) finish() error {
 	if err := c.agent.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// The WAL takes a zero drain timeout for its default: refuse it
+	// rather than drain for 30 s when asked not to.
+	if c.walDrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--wal-drain-timeout %v: must be positive", c.walDrainTimeout))
+	}
 	if err := c.walConfig(nil, nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -188,6 +196,7 @@ func (c *serveConfig) walConfig(logger *slog.Logger, reg prometheus.Registerer) 
 		FlushMinInterval: c.flushMinInterval,
 		FlushBytes:       c.flushBytes,
 		MaxBufferedBytes: c.maxBufferedBytes,
+		DrainTimeout:     c.walDrainTimeout,
 		Logger:           logger,
 		Registerer:       reg,
 	}

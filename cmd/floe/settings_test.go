@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/floebroker/floe/wal"
 )
 
 func TestEnvName(t *testing.T) {
@@ -247,5 +249,50 @@ func TestDevIgnoresBucketAndCatalogEnv(t *testing.T) {
 	}
 	if c.bucketURL != "s3://prod-segments" {
 		t.Errorf("floe agent bucket %q, want FLOE_BUCKET's", c.bucketURL)
+	}
+}
+
+// TestWALDrainTimeoutSetting: --wal-drain-timeout (the docs named a
+// --wal.drain-timeout no command took) reaches the WAL from a flag, the
+// environment or the YAML file — the drain was a fixed 30 s whatever
+// --produce-timeout and the orchestrator's SIGKILL delay were — and must be
+// positive.
+func TestWALDrainTimeoutSetting(t *testing.T) {
+	dir := t.TempDir()
+	yamlPath := filepath.Join(dir, "floe.yaml")
+	if err := os.WriteFile(yamlPath, []byte("wal-drain-timeout: 7s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{"default", nil, nil, wal.DefaultDrainTimeout},
+		{"flag", []string{"--wal-drain-timeout", "90s"}, nil, 90 * time.Second},
+		{"env", nil, map[string]string{"FLOE_WAL_DRAIN_TIMEOUT": "45s"}, 45 * time.Second},
+		{"yaml", []string{"--config", yamlPath}, nil, 7 * time.Second},
+	} {
+		fs, c := newServeFlags("agent", io.Discard)
+		if err := parseLayered(fs, append(base, tc.args...), "config", func(k string) string { return tc.env[k] }); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := c.finish(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := c.walConfig(nil, nil).DrainTimeout; got != tc.want {
+			t.Errorf("%s: WAL drain timeout %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, v := range []string{"0s", "-1s"} {
+		fs, c := newServeFlags("agent", io.Discard)
+		if err := parseLayered(fs, append(base, "--wal-drain-timeout", v), "config", func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.finish(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "wal-drain-timeout") {
+			t.Errorf("--wal-drain-timeout %s: %v, want a usage error about it", v, err)
+		}
 	}
 }
