@@ -454,6 +454,12 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"topics", "list", "--bogus"}, 2},
 		{[]string{"groups", "describe"}, 2},
 		{[]string{"healthcheck", "extra"}, 2},
+		{[]string{"version", "extra"}, 2},
+		// Compaction's settings are checked with the others, before the
+		// catalog, the bucket and the WAL are opened (exit 1 from
+		// compaction.New).
+		{[]string{"agent", "--catalog", "sqlite://" + filepath.Join(t.TempDir(), "c.db"), "--bucket", "mem://",
+			"--data", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "", "--compaction.interval=-1s"}, 2},
 		{[]string{"help"}, 0},
 		{[]string{"agent", "-h"}, 0},
 		{[]string{"topics", "--help"}, 0},

@@ -48,8 +48,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"dev":     func(ctx context.Context, args []string) error { return cmdServe(ctx, "dev", args, stderr) },
 		"agent":   func(ctx context.Context, args []string) error { return cmdServe(ctx, "agent", args, stderr) },
 		"migrate": func(ctx context.Context, args []string) error { return cmdMigrate(ctx, args, stdout, stderr) },
-		"version": func(context.Context, []string) error { fmt.Fprintln(stdout, versionString()); return nil },
-		"bench":   bench.Main,
+		"version": func(_ context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("%w: floe version: unexpected arguments %q", errUsage, args)
+			}
+			fmt.Fprintln(stdout, versionString())
+			return nil
+		},
+		"bench": bench.Main,
 	}
 	for name, f := range newAdminCLI(stdout, stderr).commands() {
 		cmds[name] = f

@@ -177,6 +177,16 @@ func (c *serveConfig) finish() error {
 	if c.walDrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--wal-drain-timeout %v: must be positive", c.walDrainTimeout))
 	}
+	// Checked here, not only by compaction.New once the catalog, the
+	// bucket and the WAL are open, so a mistake is a usage error (exit
+	// 2) like the others. The holder is the agent id, random if unset.
+	if !c.compaction.Disabled {
+		cc := c.compaction.WithDefaults()
+		cc.Cluster, cc.Holder = c.agent.ClusterID, cmp.Or(c.agent.AgentID, "agent")
+		if err := cc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := c.walConfig(nil, nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}

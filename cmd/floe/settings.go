@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -102,9 +104,19 @@ func parseLayered(fs *flag.FlagSet, args []string, configFlag string, getenv fun
 // of 11 million settings (yaml.v3 bounds aliases only when it decodes into
 // Go values, not into a yaml.Node), and no setting needs one.
 func flattenYAML(raw []byte) (map[string]string, error) {
+	// yaml.Unmarshal reads the first document only: settings after a
+	// "---" would be ignored without a word.
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, err
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err != io.EOF {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("line %d: a second YAML document: want one mapping of settings", next.Line)
 	}
 	out := map[string]string{}
 	if len(doc.Content) == 0 { // an empty file

@@ -180,6 +180,8 @@ func TestFlattenYAMLErrors(t *testing.T) {
 		"list of mappings":    "zone-listeners:\n  - a: b\n",
 		"mapping as key name": "? {a: b}\n: c\n",
 		"alias of a mapping":  "catalog: &c {max-conns: 4}\nother: *c\n",
+		// Read as one document, the second was ignored without a word.
+		"second document": "zone: a\n---\nflush-interval: 1s\n",
 	} {
 		if got, err := flattenYAML([]byte(text)); err == nil {
 			t.Errorf("%s: %v, want an error", name, got)
@@ -187,6 +189,9 @@ func TestFlattenYAMLErrors(t *testing.T) {
 	}
 	if got, err := flattenYAML(nil); err != nil || len(got) != 0 {
 		t.Errorf("empty file: %v, %v", got, err)
+	}
+	if got, err := flattenYAML([]byte("# settings\n---\nzone: a\n")); err != nil || got["zone"] != "a" {
+		t.Errorf("one document after ---: %v, %v", got, err)
 	}
 }
 
