@@ -31,6 +31,13 @@ import (
 // devInitialRebalanceDelay is `floe dev`'s group.initial-rebalance-delay.
 const devInitialRebalanceDelay = 50 * time.Millisecond
 
+// The shortest --upload-max-age and --heartbeat-interval an agent works
+// with (the fault tests run at 100 ms and 200 ms).
+const (
+	minUploadMaxAge = 100 * time.Millisecond
+	minHeartbeat    = 100 * time.Millisecond
+)
+
 // serveConfig is everything `floe dev` and `floe agent` take.
 type serveConfig struct {
 	mode        string // "dev" or "agent"
@@ -156,8 +163,10 @@ func (c *serveConfig) finish() error {
 	// its commit, and a commit call lasts at most that long; the grace
 	// must leave room for both with a margin, or the orphan sweep could
 	// take an object a commit is about to reference.
-	if c.uploadMaxAge <= 0 {
-		errs = append(errs, fmt.Errorf("--upload-max-age %v: must be positive", c.uploadMaxAge))
+	// Below minUploadMaxAge every upload is put again and every commit call
+	// cut short, so nothing is ever acknowledged.
+	if c.uploadMaxAge < minUploadMaxAge {
+		errs = append(errs, fmt.Errorf("--upload-max-age %v: want at least %v", c.uploadMaxAge, minUploadMaxAge))
 	} else if g := c.compaction.GCGrace; g != 0 && g < 4*c.uploadMaxAge {
 		errs = append(errs, fmt.Errorf("--compaction.gc-grace %v: want at least %v, four times --upload-max-age", g, 4*c.uploadMaxAge))
 	}
@@ -168,6 +177,15 @@ func (c *serveConfig) finish() error {
 	// tenth must cover it, with room for a slow flush.
 	if pe := c.compaction.ProducerExpiration; pe != 0 && c.uploadMaxAge > 0 && pe < 20*c.uploadMaxAge {
 		errs = append(errs, fmt.Errorf("--compaction.producer-expiration %v: want at least %v, twenty times --upload-max-age", pe, 20*c.uploadMaxAge))
+	}
+	// A heartbeat is a catalog write: far below minHeartbeat the agent
+	// spends itself renewing, and with a TTL under two heartbeats one
+	// late renewal declares it dead (the agent's own check is only that
+	// the TTL exceeds the interval).
+	if hb := c.agent.HeartbeatInterval; hb < minHeartbeat {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want at least %v", hb, minHeartbeat))
+	} else if ttl := c.agent.AgentTTL; ttl < 2*hb {
+		errs = append(errs, fmt.Errorf("--agent-ttl %v: want at least %v, twice --heartbeat-interval", ttl, 2*hb))
 	}
 	if err := c.agent.Validate(); err != nil {
 		errs = append(errs, err)

@@ -119,6 +119,10 @@ func TestSettingsErrors(t *testing.T) {
 		{"compaction.gc-grace", "90s"},            // under 4 × --upload-max-age
 		{"compaction.producer-expiration", "5m"},  // under 20 × --upload-max-age
 		{"compaction.tombstone-retention", "48h"}, // under the 7-day replay age
+		// Settings with which an agent started but could not work.
+		{"upload-max-age", "1ns"},
+		{"heartbeat-interval", "1ns"},
+		{"agent-ttl", "5s"}, // under 2 × the 3 s heartbeat
 	} {
 		fs, c := newServeFlags("agent", io.Discard)
 		args := []string{"--catalog", "postgres://x", "--bucket", "file:///tmp/x", "--data", dir, "--" + tc.flag, tc.value}
