@@ -527,9 +527,10 @@ func TestManyElementsRefused(t *testing.T) {
 		// Topics without partitions, 3 bytes each, 48 decoded.
 		{"ListOffsets", &kmsg.ListOffsetsRequest{Version: 7, ReplicaID: -1, Topics: make([]kmsg.ListOffsetsRequestTopic, ids/3)}, 10},
 		// Nested, so counted once decoded (~22 frame sizes: 48 bytes
-		// per 3-byte topic), and refused before the handler answers
-		// each.
-		{"OffsetFetchTopics", &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: make([]kmsg.OffsetFetchRequestGroupTopic, ids/3)}}}, 32},
+		// per 3-byte topic; twice that under the race detector, 174 MiB
+		// for a 4 MiB frame in CI), and refused before the handler
+		// answers each: the bound is what decoding alone may cost.
+		{"OffsetFetchTopics", &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: make([]kmsg.OffsetFetchRequestGroupTopic, ids/3)}}}, 64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("many")).AppendRequest(nil, tc.req, 1)
