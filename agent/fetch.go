@@ -147,10 +147,16 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 	var (
 		timer *time.Timer
 		w     *tailWaiter
+		// refresh ticks while a long poll longer than offsetsTTL waits:
+		// see keepLogStartsFresh.
+		refresh *time.Ticker
 	)
 	defer func() {
 		if timer != nil {
 			timer.Stop()
+		}
+		if refresh != nil {
+			refresh.Stop()
 		}
 		if w != nil {
 			a.tail.unwatch(w)
@@ -193,18 +199,53 @@ func (a *Agent) handleFetch(ctx context.Context, r *request, req *kmsg.FetchRequ
 		fr.hold.release()
 		if timer == nil {
 			timer = time.NewTimer(time.Until(deadline))
+			if time.Until(deadline) > offsetsTTL {
+				refresh = time.NewTicker(logStartTick)
+			}
 		}
-		select {
-		case <-w.ch:
-		case <-timer.C:
-		case <-ctx.Done():
-		case <-a.draining:
-			deadline = time.Now()
-		case <-r.conn.peerDone:
-			deadline = time.Now()
+		var refreshC <-chan time.Time
+		if refresh != nil {
+			refreshC = refresh.C
+		}
+	wait:
+		for {
+			select {
+			case <-w.ch:
+			case <-timer.C:
+			case <-ctx.Done():
+			case <-a.draining:
+				deadline = time.Now()
+			case <-r.conn.peerDone:
+				deadline = time.Now()
+			case <-refreshC:
+				a.keepLogStartsFresh(parts)
+				continue wait
+			}
+			break
 		}
 		fr.hold.deadline = deadline
 		a.tail.unwatch(w)
+	}
+}
+
+// keepLogStartsFresh queues the background read of the log starts of a
+// waiting long poll's partitions once they are offsetsTTL old. A log start
+// is served only up to maxLogStartAge old (see offsets), and a long poll
+// at the high watermark queues its read only when it is built: with a
+// MaxWait above a few seconds (franz-go's default is 5 s), the records
+// that wake it would otherwise find the log start too old, and every wake
+// of a partition written less often than every couple of seconds would
+// read the catalog itself.
+func (a *Agent) keepLogStartsFresh(parts [][]fetchPart) {
+	for _, ps := range parts {
+		for i := range ps {
+			if ps[i].errCode != 0 {
+				continue
+			}
+			if ls, _, age := a.tail.cachedOffsets(ps[i].tp); ls >= 0 && age >= offsetsTTL {
+				a.tail.queueRefresh(ps[i].tp)
+			}
+		}
 	}
 }
 

@@ -18,10 +18,12 @@ import (
 type offsetsCounting struct {
 	catalog.Catalog
 	queries, parts atomic.Int64
+	single         atomic.Int64 // Offsets calls (a fetch reading the catalog itself)
 }
 
 func (c *offsetsCounting) Offsets(ctx context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
 	c.queries.Add(1)
+	c.single.Add(1)
 	return c.Catalog.Offsets(ctx, tp)
 }
 
@@ -129,5 +131,64 @@ func TestLogStartsReadTogether(t *testing.T) {
 			t.Fatalf("5 s after the refresher read a deleted topic's partition: topic cached %v, partition kept %v", cached, kept)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSlowPartitionLongPollReadsNoCatalog: a consumer long-polling (5 s,
+// franz-go's default) a partition written every couple of seconds is woken
+// by each record and served on a log start the refresher keeps fresh while
+// it waits: no fetch reads the catalog itself. (Once a cached log start
+// was served at most maxLogStartAge old, the long poll let it age past
+// that, and every record's wake read the catalog.)
+func TestSlowPartitionLongPollReadsNoCatalog(t *testing.T) {
+	var oc *offsetsCounting
+	addr := startAgentWAL(t, wal.Config{FlushInterval: 5 * time.Millisecond}, func(ag *Agent) {
+		oc = &offsetsCounting{Catalog: ag.cat}
+		ag.cat = oc
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if _, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("slow"), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("slow"), kgo.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	produce := func() {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumeOne := func() {
+		for ctx.Err() == nil {
+			if cons.PollFetches(ctx).NumRecords() > 0 {
+				return
+			}
+		}
+		t.Fatal("no record consumed")
+	}
+	produce()
+	consumeOne() // the consumer is now at the tail, long-polling
+	before := oc.single.Load()
+	const records = 3
+	for range records {
+		time.Sleep(2500 * time.Millisecond)
+		produce()
+		consumeOne()
+	}
+	if n := oc.single.Load() - before; n > 0 {
+		t.Errorf("%d fetches of a partition written every 2.5 s read the catalog for its offsets, want none (%d records consumed)", n, records)
 	}
 }
