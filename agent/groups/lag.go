@@ -1,10 +1,12 @@
 package groups
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -26,6 +28,10 @@ const maxLagGroups = 10_000
 // so that groups committing at the high watermark, junk or not, cannot
 // push out the groups an alert is about.
 const maxLagSeries = 2000
+
+// lagReadChunk caps the partitions of one high watermark read of a lag
+// pass, as the agent's log start refresher caps its reads.
+const lagReadChunk = 2000
 
 // maxLagLabelBytes bounds the group label: a group id can be as long as a
 // request allows (Kafka sets no limit), and each byte is exported on every
@@ -107,11 +113,23 @@ func (c *Coordinator) updateLag(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	// One read for every partition's high watermark, however many groups
-	// commit to it.
-	hw, err := c.cat.OffsetsOf(ctx, tps)
-	if err != nil {
-		return
+	// One read of every partition's high watermark, however many groups
+	// commit to it (tps holds a partition once per group), in chunks that
+	// keep each statement short.
+	slices.SortFunc(tps, func(a, b catalog.TopicPartition) int {
+		if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Partition, b.Partition)
+	})
+	tps = slices.Compact(tps)
+	hw := make(map[catalog.TopicPartition]catalog.PartitionOffsets, len(tps))
+	for chunk := range slices.Chunk(tps, lagReadChunk) {
+		got, err := c.cat.OffsetsOf(ctx, chunk)
+		if err != nil {
+			return
+		}
+		maps.Copy(hw, got)
 	}
 	type key struct{ group, topic string }
 	lag := make(map[key]float64)

@@ -19,6 +19,7 @@ type hwCatalog struct {
 	*fakeCatalog
 	offsets map[catalog.TopicPartition]catalog.PartitionOffsets
 	reads   int // OffsetsOf calls
+	asked   int // partitions OffsetsOf was asked for, in all
 }
 
 func (h *hwCatalog) Offsets(_ context.Context, tp catalog.TopicPartition) (catalog.PartitionOffsets, error) {
@@ -27,6 +28,7 @@ func (h *hwCatalog) Offsets(_ context.Context, tp catalog.TopicPartition) (catal
 
 func (h *hwCatalog) OffsetsOf(_ context.Context, tps []catalog.TopicPartition) (map[catalog.TopicPartition]catalog.PartitionOffsets, error) {
 	h.reads++
+	h.asked += len(tps)
 	out := make(map[catalog.TopicPartition]catalog.PartitionOffsets)
 	for _, tp := range tps {
 		out[tp] = h.offsets[tp]
@@ -68,6 +70,36 @@ func TestLagIsCommittedToHighWatermark(t *testing.T) {
 	c.updateLag(ctx)
 	if n := testutil.CollectAndCount(c.m.lag); n != 0 {
 		t.Fatalf("%d lag series after the group moved", n)
+	}
+}
+
+// TestLagReadsEachPartitionOnce: partitions many groups commit to are
+// read once per pass, not once per group.
+func TestLagReadsEachPartitionOnce(t *testing.T) {
+	ctx := context.Background()
+	fake := newFakeCatalog()
+	top := fake.addTopic("shared", 3)
+	cat := &hwCatalog{fakeCatalog: fake, offsets: map[catalog.TopicPartition]catalog.PartitionOffsets{}}
+	for p := range int32(3) {
+		cat.offsets[catalog.TopicPartition{TopicID: top.ID, Partition: p}] = catalog.PartitionOffsets{HighWatermark: 10}
+	}
+	c := New(DefaultConfig(), cat, &fakePlacement{}, nil, prometheus.NewRegistry())
+	for _, g := range []string{"g1", "g2", "g3"} {
+		if refused, err := cat.CommitOffsets(ctx, g, []catalog.GroupOffset{
+			{Topic: "shared", Partition: 0, Offset: 1}, {Topic: "shared", Partition: 1, Offset: 2}, {Topic: "shared", Partition: 2, Offset: 3},
+		}); err != nil || len(refused) != 0 {
+			t.Fatal(refused, err)
+		}
+		if grp, code := c.lookup(g, true, kindClassic); grp == nil {
+			t.Fatalf("lookup %s: code %d", g, code)
+		}
+	}
+	c.updateLag(ctx)
+	if got := testutil.ToFloat64(c.m.lag.WithLabelValues("g2", "shared")); got != 9+8+7 {
+		t.Fatalf("lag of g2 %v, want 24", got)
+	}
+	if cat.asked != 3 {
+		t.Fatalf("high watermarks of %d partitions read for 3 partitions committed by 3 groups, want 3", cat.asked)
 	}
 }
 
