@@ -250,8 +250,8 @@ func TestApplyConfigOpsLinear(t *testing.T) {
 		t.Fatalf("ApplyConfigOps: %v, list changed: %v", err, got[key] != list)
 	}
 	t.Logf("%d ops on %d items: %v of CPU", len(ops), n, took)
-	if took > time.Second {
-		t.Fatalf("%d ops on %d items took %v of CPU, want well under a second", len(ops), n, took)
+	if took > 5*time.Second {
+		t.Fatalf("%d ops on %d items took %v of CPU, want under 5 s (a linear search of the list per item took 14 s)", len(ops), n, took)
 	}
 }
 
