@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/floebroker/floe/catalog"
+	"github.com/floebroker/floe/internal/testenv"
 )
 
 // fetchParts is a fetch of n distinct known topics of two partitions
@@ -32,16 +32,9 @@ func TestFetchTopicIDsLinear(t *testing.T) {
 	const n = 100_000
 	parts := fetchParts(n)
 	parts = append(parts, parts[:n]...) // every topic named twice
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
+	start := testenv.ProcessCPU(t)
 	ids := fetchTopicIDs(parts)
-	took := cpu() - start
+	took := testenv.ProcessCPU(t) - start
 	t.Logf("%d topics: %v of CPU", n, took)
 	if len(ids) != n {
 		t.Fatalf("%d ids for %d topics", len(ids), n)

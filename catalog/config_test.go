@@ -6,9 +6,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/floebroker/floe/internal/testenv"
 )
 
 func TestConfigDefs(t *testing.T) {
@@ -236,16 +237,9 @@ func TestApplyConfigOpsLinear(t *testing.T) {
 	for range rounds {
 		ops = append(ops, ConfigOp{Key: key, Value: list, Op: ConfigAppend}, ConfigOp{Key: key, Value: other, Op: ConfigSubtract})
 	}
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
+	start := testenv.ProcessCPU(t)
 	got, err := ApplyConfigOps(map[string]string{key: list}, ops)
-	took := cpu() - start
+	took := testenv.ProcessCPU(t) - start
 	if err != nil || got[key] != list {
 		t.Fatalf("ApplyConfigOps: %v, list changed: %v", err, got[key] != list)
 	}
