@@ -409,3 +409,57 @@ func TestMarkdownPutsPerFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestAckWindowWholeCycles feeds ackWindow bursts of acks, one burst per
+// produce request as with 2,000 partitions, at every phase against the
+// window: it measures the true rate within 1%, where counting the acks at
+// the window's fixed ends (what ProducePartitions did) is off by up to a
+// burst over the window, 30% here.
+func TestAckWindowWholeCycles(t *testing.T) {
+	const (
+		burst  = 50_000
+		period = 700 * time.Millisecond
+		from   = time.Second
+		to     = 3 * time.Second
+	)
+	want := burst / period.Seconds()
+	worstFixed := 0.0
+	for phase := time.Duration(0); phase < period; phase += 10 * time.Millisecond {
+		w := ackWindow{from: from, to: to}
+		var atFrom, atTo int64
+		for at := phase; at < to+2*period; at += period {
+			for i := 0; i < burst; i++ {
+				// A burst is spread over 5 ms.
+				ts := at + time.Duration(i)*5*time.Millisecond/burst
+				if ts < from {
+					atFrom++
+				}
+				if ts < to {
+					atTo++
+				}
+				w.ack(ts)
+			}
+		}
+		if got := w.rate(to + 2*period); math.Abs(got-want)/want > 0.01 {
+			t.Errorf("phase %v: rate %.0f, want %.0f", phase, got, want)
+		}
+		fixed := float64(atTo-atFrom) / (to - from).Seconds()
+		worstFixed = max(worstFixed, math.Abs(fixed-want)/want)
+	}
+	t.Logf("counting at fixed instants was off by up to %.0f%%", 100*worstFixed)
+	if worstFixed < 0.2 {
+		t.Errorf("fixed-instant counting off by only %.0f%%: the case does not show the bursts' effect", 100*worstFixed)
+	}
+
+	// An ack cycle longer than the window: the run's average.
+	w := ackWindow{from: from, to: to}
+	for i := 0; i < 10; i++ {
+		w.ack(500 * time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		w.ack(4 * time.Second)
+	}
+	if got := w.rate(5 * time.Second); got != 4 {
+		t.Errorf("rate over one long cycle %v, want 4 (20 acks in 5 s)", got)
+	}
+}
