@@ -364,8 +364,8 @@ func TestAPIsMatchKafka41(t *testing.T) {
 			t.Errorf("key %d named %q, kmsg calls it %q", s.key, s.name, kmsg.NameForKey(s.key))
 		}
 	}
-	if n != 28 {
-		t.Errorf("%d APIs served, want 28 (15 and the 13 group APIs)", n)
+	if n != 30 {
+		t.Errorf("%d APIs served, want 30 (17 and the 13 group APIs)", n)
 	}
 }
 
