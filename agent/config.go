@@ -19,8 +19,9 @@ type Config struct {
 	// Listen is the host:port the Kafka listener binds.
 	Listen string
 	// Advertise is the host:port clients are told to connect to
-	// (Metadata brokers). Empty: the listener's address, with the
-	// machine's host name when the listener binds every interface.
+	// (Metadata brokers). Empty: the listener's address. An empty or
+	// wildcard host (":9092", a listener binding every interface) is
+	// replaced by the machine's host name.
 	Advertise string
 	// Zone is this agent's availability zone, served as the broker rack
 	// and used for zone-aware leader placement.
@@ -184,7 +185,7 @@ func DefaultConfig() Config {
 // the defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "host:port of the Kafka listener")
-	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "host:port advertised to clients (default: the listener address)")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "host:port advertised to clients (default: the listener address); an empty or wildcard host is the host name")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "availability zone of this agent (served as broker rack)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM certificate (chain) of the Kafka listeners; with --tls-key they speak TLS only (clients use security.protocol=SSL); reloaded when the file changes")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "PEM private key of --tls-cert")

@@ -34,7 +34,7 @@ type ZoneListener struct {
 	// Listen is the host:port to bind (port 0 picks one).
 	Listen string
 	// Advertise is the host:port clients are told; empty: the bound
-	// address, with the host name for a wildcard host.
+	// address. An empty or wildcard host is the host name.
 	Advertise string
 }
 
@@ -154,16 +154,20 @@ func agentAddr(ag catalog.Agent, listenerZone string) (string, int32) {
 }
 
 // advertiseAddr is the address registered for a listener: the configured
-// one, else the listener's, with the host name replacing a wildcard host.
+// one, else the listener's, with the host name replacing a host that names
+// no machine — a wildcard, or an empty host (--advertise :9092), which
+// Kafka too advertises as its canonical host name. Advertised as given,
+// such a host sends remote clients to their own host.
 func advertiseAddr(configured string, ln net.Addr) string {
-	if configured != "" {
-		return configured
+	addr := configured
+	if addr == "" {
+		addr = ln.String()
 	}
-	host, port, err := net.SplitHostPort(ln.String())
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return ln.String()
+		return addr
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		if h, err := os.Hostname(); err == nil {
 			host = h
 		}

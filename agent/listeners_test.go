@@ -3,6 +3,9 @@ package agent
 import (
 	"context"
 	"flag"
+	"net"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ func TestZoneListenersFlag(t *testing.T) {
 		{"a=:1,a=:2", []ZoneListener{{Zone: "a", Listen: ":1"}, {Zone: "a", Listen: ":2"}}, "given twice"},
 		{"a=nohost", []ZoneListener{{Zone: "a", Listen: "nohost"}}, "listen"},
 		{"a=:1@adv", []ZoneListener{{Zone: "a", Listen: ":1", Advertise: "adv"}}, "advertise"},
+		{"a=:1@:9092", []ZoneListener{{Zone: "a", Listen: ":1", Advertise: ":9092"}}, ""}, // the host name (advertiseAddr)
 	} {
 		c := DefaultConfig()
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -46,6 +50,42 @@ func TestZoneListenersFlag(t *testing.T) {
 	c.RegisterFlags(fs)
 	if err := fs.Parse([]string{"--zone-listeners", "nozone"}); err == nil {
 		t.Fatal("a listener without a zone parsed")
+	}
+}
+
+// TestAdvertiseAddr: an advertised address whose host names no machine —
+// empty (--advertise :9092, FLOE_ADVERTISE=${HOST}:9092 with HOST unset)
+// or a wildcard — advertises the host name, as a wildcard bind does and as
+// Kafka advertises its canonical host name for an empty host; it was
+// advertised as given, and remote clients dialled their own host.
+func TestAdvertiseAddr(t *testing.T) {
+	h, err := os.Hostname()
+	if err != nil {
+		t.Skipf("no host name: %v", err)
+	}
+	bound := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	for _, tc := range []struct {
+		configured string
+		ln         net.Addr
+		want       string
+	}{
+		{"", bound("127.0.0.1:1234"), "127.0.0.1:1234"},
+		{"", bound("0.0.0.0:1234"), net.JoinHostPort(h, "1234")},
+		{"", bound("[::]:1234"), net.JoinHostPort(h, "1234")},
+		{"adv.example:9092", bound("0.0.0.0:1234"), "adv.example:9092"},
+		{"[::1]:9092", bound("0.0.0.0:1234"), "[::1]:9092"},
+		{":9092", bound("127.0.0.1:1234"), net.JoinHostPort(h, "9092")},
+		{"0.0.0.0:9092", bound("127.0.0.1:1234"), net.JoinHostPort(h, "9092")},
+		{"[::]:9092", bound("127.0.0.1:1234"), net.JoinHostPort(h, "9092")},
+	} {
+		if got := advertiseAddr(tc.configured, tc.ln); got != tc.want {
+			t.Errorf("advertiseAddr(%q, %v) = %q, want %q", tc.configured, tc.ln, got, tc.want)
+		}
+	}
+	c := DefaultConfig()
+	c.Advertise = ":9092"
+	if err := c.Validate(); err != nil {
+		t.Errorf("--advertise :9092 refused: %v", err)
 	}
 }
 
