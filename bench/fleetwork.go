@@ -531,10 +531,11 @@ func runFleetPartitions(ctx context.Context, o Options) (map[string][]float64, e
 // per producer and partition, not per record; FirstAck reports it. extra
 // adds client options (hooks). tests/fleet's benchmarks share it.
 //
-// Acknowledgements come in bursts, one per produce request (with 2,000
-// partitions one request can carry the whole 50,000-record buffer), so
-// the acks counted at two fixed instants are off by up to a burst: ±25%
-// of the rate over a 2 s window, which is what the rate used to be. The
+// Acknowledgements come in bursts: a commit answers every produce request
+// whose records it holds, and with 2,000 partitions each request carries
+// 5,000–15,000 records and a commit often several requests. The acks
+// counted at two fixed instants are off by up to a burst, up to ±25% of
+// the rate over a 2 s window, which is what the rate used to be. The
 // window therefore runs from the first ack at or after warm to the first
 // ack at or after warm+d, and counts the acks between those two instants:
 // a whole number of ack cycles over the time they took.
