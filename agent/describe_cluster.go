@@ -1,7 +1,9 @@
 package agent
 
 // DescribeCluster (key 60), versions 0-2: the live agents as brokers, the
-// answering agent as controller.
+// answering agent as controller. A client of a per-zone listener is told
+// only of the agents with a listener for that zone, at that listener, as
+// in Metadata.
 //
 // Differences from Kafka: there are no controllers to describe, so
 // EndpointType 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE; agents are
@@ -26,7 +28,7 @@ func (a *Agent) handleDescribeCluster(_ context.Context, r *request, req *kmsg.D
 		resp.ErrorMessage = kmsg.StringPtr("only broker endpoints exist in Floe")
 		return resp, nil
 	}
-	m := a.members.Load()
+	m := a.members.Load().onListener(r.conn.listenerZone)
 	resp.ClusterID = a.cfg.ClusterID
 	resp.ControllerID = m.controller()
 	for _, ag := range m.agents {

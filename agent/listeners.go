@@ -17,7 +17,11 @@ import (
 // zone's (leaders are picked among that zone's agents), and Metadata and
 // FindCoordinator answer it with every agent's listener for the same zone,
 // so the client stays on it — as Kafka answers with the addresses of the
-// listener a client connected to.
+// listener a client connected to. As Kafka leaves out a broker without
+// that listener, an agent without a listener for the zone is left out
+// too (membership.onListener): the client could reach it only at its
+// main listener, whose answers name every agent's main listener, and it
+// would never come back to the zone's.
 //
 // The catalog holds one address per agent, so the registered address
 // carries the per-zone listeners after the main one:
@@ -138,19 +142,32 @@ func registeredAddr(ls []boundListener) string {
 
 // agentAddr is where a client reaches ag: through its listener for
 // listenerZone when the client came in through such a listener and ag
-// has one, else through its main listener.
+// has one, else through its main listener. Answers to a client of a
+// per-zone listener name only agents that have it (see
+// membership.onListener, Agent.Coordinator).
 func agentAddr(ag catalog.Agent, listenerZone string) (string, int32) {
+	if addr, ok := listenerAddr(ag, listenerZone); ok {
+		return hostPort(addr)
+	}
+	main, _, _ := strings.Cut(ag.Addr, ",")
+	return hostPort(main)
+}
+
+// listenerAddr is ag's registered address for its listener of
+// listenerZone ("": the main listener), if it has one.
+func listenerAddr(ag catalog.Agent, listenerZone string) (string, bool) {
 	main, rest, _ := strings.Cut(ag.Addr, ",")
-	if listenerZone != "" {
-		for rest != "" {
-			var entry string
-			entry, rest, _ = strings.Cut(rest, ",")
-			if z, addr, ok := strings.Cut(entry, "="); ok && z == listenerZone {
-				return hostPort(addr)
-			}
+	if listenerZone == "" {
+		return main, true
+	}
+	for rest != "" {
+		var entry string
+		entry, rest, _ = strings.Cut(rest, ",")
+		if z, addr, ok := strings.Cut(entry, "="); ok && z == listenerZone {
+			return addr, true
 		}
 	}
-	return hostPort(main)
+	return "", false
 }
 
 // advertiseAddr is the address registered for a listener: the configured

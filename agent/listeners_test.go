@@ -2,14 +2,17 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/floebroker/floe/agent/groups"
 	"github.com/floebroker/floe/catalog"
 )
 
@@ -142,5 +145,80 @@ func TestLeaveView(t *testing.T) {
 		if err != nil || n == 2 {
 			t.Fatalf("group placed on %d (%v) while leaving", n, err)
 		}
+	}
+}
+
+// TestOnListenerView: a client of a per-zone listener is served a view of
+// the agents with that listener only — leaders, replicas and controller
+// among them, the same for every agent — and is refused (not sent to the
+// main listener of) a coordinator without it. A leaving agent whose
+// listener no other agent has keeps the client.
+func TestOnListenerView(t *testing.T) {
+	a1 := catalog.Agent{NodeID: 1, ID: "a1", Zone: "a", Addr: "m1:1,a=z1:11"}
+	a2 := catalog.Agent{NodeID: 2, ID: "a2", Zone: "a", Addr: "m2:2,a=z2:12"}
+	b1 := catalog.Agent{NodeID: 3, ID: "b1", Zone: "b", Addr: "m3:3"}
+	all := []catalog.Agent{a1, a2, b1}
+	var id catalog.TopicID
+	id[0] = 7
+	for _, self := range all {
+		m := &membership{self: self, registered: true, agents: all, generation: 4}
+		if m.onListener("") != m {
+			t.Fatal("the main listener's view is not the whole view")
+		}
+		v := m.onListener("a")
+		if len(v.agents) != 2 || v.agents[0].NodeID != 1 || v.agents[1].NodeID != 2 || v.generation != 4 || v.onListener("a") != v || m.onListener("a") != v {
+			t.Fatalf("self %d: zone-a listener view %+v", self.NodeID, v.agents)
+		}
+		for _, zone := range []string{"a", "b", ""} {
+			var buf [32]uint64
+			reps := v.replicas(id, zone, buf[:0])
+			for p := int32(0); p < 64; p++ {
+				rs := reps.replicas(p, nil)
+				if len(rs) != 1 || rs[0] == 3 {
+					t.Fatalf("self %d, client zone %q: partition %d replicas %v", self.NodeID, zone, p, rs)
+				}
+				if zone == "a" && rs[0] != m.leader(id, p, "a") {
+					t.Fatalf("zone-a leader of partition %d: %d on the listener, %d by client id", p, rs[0], m.leader(id, p, "a"))
+				}
+				if rs[0] != v.leader(id, p, zone) {
+					t.Fatalf("partition %d: replicas %v, leader %d", p, rs, v.leader(id, p, zone))
+				}
+				if self.NodeID == 1 && rs[0] != (&membership{self: a2, agents: all}).onListener("a").leader(id, p, zone) {
+					t.Fatalf("partition %d: agents disagree on its leader", p)
+				}
+			}
+		}
+	}
+
+	a := &Agent{m: newMetrics(nil)}
+	grantLease(a, time.Hour)
+	a.members.Store(&membership{self: a1, registered: true, agents: all, generation: 4})
+	ctx := context.WithValue(context.Background(), listenerZoneKey{}, "a")
+	var onB, onA int
+	for i := range 60 {
+		g := strings.Repeat("g", i+1)
+		node, _, _, _ := a.Coordinator(context.Background(), g)
+		n, host, port, err := a.Coordinator(ctx, g)
+		switch {
+		case node == 3:
+			onB++
+			if err == nil || errors.Is(err, groups.ErrJoining) {
+				t.Fatalf("group %s on b1: %d at %s:%d (%v) on the zone-a listener", g, n, host, port, err)
+			}
+		case n != node || host != "z"+strconv.Itoa(int(node)) || (err != nil && !errors.Is(err, groups.ErrJoining)):
+			t.Fatalf("group %s on %d: %d at %s:%d (%v) on the zone-a listener", g, node, n, host, port, err)
+		default:
+			onA++
+		}
+	}
+	if onA == 0 || onB == 0 {
+		t.Fatalf("%d groups on zone a, %d on b1: want both", onA, onB)
+	}
+
+	// Leaving, with no other agent on the listener.
+	m := &membership{self: a1, registered: true, leaving: true, agents: []catalog.Agent{b1}, generation: 5}
+	v := m.onListener("a")
+	if len(v.agents) != 1 || v.agents[0].NodeID != 1 || v.controller() != 1 || v.leader(id, 0, "a") != 1 {
+		t.Fatalf("leaving view on the listener %+v, controller %d", v.agents, v.controller())
 	}
 }

@@ -31,6 +31,52 @@ type membership struct {
 	// rv is built from agents at its first use (see candidates).
 	rvOnce sync.Once
 	rv     *rendezvousView
+
+	// listenerMu guards byListener: the views of the clients of each
+	// per-zone listener, built at their first use (see onListener).
+	listenerMu sync.Mutex
+	byListener map[string]*membership
+}
+
+// onListener is the view served to a client of this agent's per-zone
+// listener for zone ("": the main listener, the whole view): the agents
+// with a listener for that zone only, as Kafka answers a client with the
+// brokers that have the listener it connected to. Any other agent could
+// only be named at its main listener, where the client would be answered
+// as a client of the main listener from then on, its zone's listener (and
+// in docker/compose.yaml its network's addresses) lost for good. Leaders,
+// replicas and the controller are then picked among these agents (any
+// agent serves any partition); every agent filters the same registered
+// addresses, so all give the same answer for the same view. Should no
+// agent have the listener — only while this agent leaves, the others
+// lacking it — the client is kept here rather than sent away from it.
+func (m *membership) onListener(zone string) *membership {
+	if zone == "" || len(m.agents) == 0 {
+		return m
+	}
+	m.listenerMu.Lock()
+	defer m.listenerMu.Unlock()
+	if v, ok := m.byListener[zone]; ok {
+		return v
+	}
+	var agents []catalog.Agent
+	for _, ag := range m.agents {
+		if _, ok := listenerAddr(ag, zone); ok {
+			agents = append(agents, ag)
+		}
+	}
+	v := m
+	switch {
+	case len(agents) == 0:
+		v = &membership{self: m.self, registered: m.registered, agents: []catalog.Agent{m.self}, generation: m.generation}
+	case len(agents) < len(m.agents):
+		v = &membership{self: m.self, registered: m.registered, leaving: m.leaving, agents: agents, generation: m.generation}
+	}
+	if m.byListener == nil {
+		m.byListener = make(map[string]*membership)
+	}
+	m.byListener[zone] = v
+	return v
 }
 
 // leaderEpoch is the generation as Kafka's int32 epoch.
@@ -612,7 +658,12 @@ func (a *Agent) heartbeatOnce(ctx context.Context, hb *heartbeatRun) {
 // rendezvous hash of the group id over the live agents of every zone, so
 // all members of a group meet at one agent whatever their zones. It reads
 // only the in-memory view. A client on a per-zone listener is given the
-// coordinator's listener for that zone. It fails while the agent is not
+// coordinator's listener for that zone; a coordinator without one fails
+// (FindCoordinator: COORDINATOR_NOT_AVAILABLE, as Kafka answers when the
+// coordinator lacks the client's listener): the group cannot move to an
+// agent that has it, its members on other listeners must meet it where it
+// is, and its main listener would take the client off its own for good
+// (see membership.onListener). It fails while the agent is not
 // registered (before start, or while another process holds its id) and
 // while its coordination lease has lapsed (lease.go): the agent then
 // coordinates no group, and names no coordinator. For a group placed on
@@ -632,6 +683,9 @@ func (a *Agent) Coordinator(ctx context.Context, key string) (int32, string, int
 	}
 	ag := pick(agents, []byte(key))
 	zone, _ := ctx.Value(listenerZoneKey{}).(string)
+	if _, ok := listenerAddr(ag, zone); !ok {
+		return -1, "", -1, fmt.Errorf("agent: the coordinator, node %d, has no listener for zone %s (--zone-listeners): give every agent one", ag.NodeID, zone)
+	}
 	host, port := agentAddr(ag, zone)
 	if ag.NodeID == m.self.NodeID && !a.JoinSettled() {
 		return ag.NodeID, host, port, groups.ErrJoining

@@ -9,7 +9,11 @@ package agent
 // the brokers are then given with), falling back to all agents when the
 // zone has none; its replicas, all in sync, are the leader and the leader
 // of every other zone, the agents a rack-aware fetch may be steered to
-// (see fetch.go); its leader epoch is the fleet's membership generation. A stopping agent leaves itself out (see Agent.Serve). Any agent
+// (see fetch.go); its leader epoch is the fleet's membership generation.
+// A client of a per-zone listener is told only of the agents with a
+// listener for that zone, and partitions are led among them, as Kafka
+// leaves out brokers without the client's listener (see
+// membership.onListener). A stopping agent leaves itself out (see Agent.Serve). Any agent
 // accepts produce and fetch for any partition, so stale metadata never
 // fails a client. The controller id is the answering agent (any agent
 // serves admin requests). Auto-created topics are created synchronously and
@@ -63,7 +67,7 @@ func (a *Agent) handleMetadata(ctx context.Context, r *request, req *kmsg.Metada
 
 func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequest) (*kmsg.MetadataResponse, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	m := a.members.Load()
+	m := a.members.Load().onListener(r.conn.listenerZone)
 	for _, ag := range m.agents {
 		host, port := agentAddr(ag, r.conn.listenerZone)
 		b := kmsg.NewMetadataResponseBroker()

@@ -3,12 +3,14 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -205,6 +207,142 @@ func TestZones(t *testing.T) {
 	cons2 := client(t, b1.Addr, kgo.ClientID("consumer,floe_az=a"), kgo.ConsumeTopics("zones"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	consumeAll(t, cons2, 300)
+}
+
+// TestZoneListenerMissingOnSomeAgents: a client on a per-zone listener is
+// never told of an agent without a listener for that zone (Kafka leaves
+// out a broker without the listener a client connected to). Zone-a agents
+// a1 and a2 have a zone-a listener, zone-b agent b1 none; a client seeded
+// with a1's zone-a listener only ever connects to zone-a listeners — b1's
+// main address, given before, made the client's metadata requests reach
+// b1's main listener, whose answers list every agent's main listener: the
+// client left the zone's listener, and its zone, for good. A group b1
+// coordinates is COORDINATOR_NOT_AVAILABLE on the listener (it cannot
+// move: every member must meet at one agent); the others work.
+func TestZoneListenerMissingOnSomeAgents(t *testing.T) {
+	cat, bucket := services(t)
+	zl := func(c *agent.Config) { c.ZoneListeners = []agent.ZoneListener{{Zone: "a", Listen: "127.0.0.1:0"}} }
+	a1, a2, b1 := startMember(t, cat, bucket, "a", zl), startMember(t, cat, bucket, "a", zl), startMember(t, cat, bucket, "b", nil)
+	waitFleet(t, a1, a2, b1)
+	createTopic(t, b1.Addr, "zl", 8)
+	listenerA := map[string]bool{a1.Agent.Agent.Listeners()["a"]: true, a2.Agent.Agent.Listeners()["a"]: true}
+	zoneA := nodeIDs(a1, a2)
+	seed := a1.Agent.Agent.Listeners()["a"]
+
+	// Metadata and DescribeCluster on the listener name the zone-a
+	// agents only, at their zone-a listeners, and they lead everything.
+	md := metadata(t, seed, "plain", []string{"zl"})
+	if len(md.Brokers) != 2 {
+		t.Errorf("metadata on the zone-a listener lists %d brokers, want the 2 with the listener", len(md.Brokers))
+	}
+	for _, br := range md.Brokers {
+		if addr := net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))); !listenerA[addr] {
+			t.Errorf("metadata on the zone-a listener: broker %d at %s, not a zone-a listener", br.NodeID, addr)
+		}
+	}
+	for _, mt := range md.Topics {
+		for _, p := range mt.Partitions {
+			for _, n := range append([]int32{p.Leader}, p.Replicas...) {
+				if !slices.Contains(zoneA, n) {
+					t.Errorf("partition %d: leader %d, replicas %v: not all with a zone-a listener", p.Partition, p.Leader, p.Replicas)
+				}
+			}
+		}
+	}
+	if !slices.Contains(zoneA, md.ControllerID) {
+		t.Errorf("controller %d lacks the zone-a listener", md.ControllerID)
+	}
+	dc := rawRequest(t, seed, "plain", kmsg.NewPtrDescribeClusterRequest()).(*kmsg.DescribeClusterResponse)
+	for _, br := range dc.Brokers {
+		if addr := net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))); !listenerA[addr] {
+			t.Errorf("DescribeCluster on the zone-a listener: broker %d at %s, not a zone-a listener", br.NodeID, addr)
+		}
+	}
+	// The main listener still lists every agent.
+	if n := len(metadata(t, a1.Addr, "plain", nil).Brokers); n != 3 {
+		t.Errorf("metadata on the main listener lists %d brokers, want 3", n)
+	}
+
+	// FindCoordinator: a group on a zone-a agent at its zone-a listener,
+	// a group on b1 not available (as the main listener tells).
+	var groups []string
+	for i := range 40 {
+		groups = append(groups, "zl-group-"+strconv.Itoa(i))
+	}
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.Version, fc.CoordinatorKeys = 4, groups
+	onMain := rawRequest(t, a1.Addr, "plain", fc).(*kmsg.FindCoordinatorResponse).Coordinators
+	onListener := rawRequest(t, seed, "plain", fc).(*kmsg.FindCoordinatorResponse).Coordinators
+	var reachable string
+	onB1 := 0
+	for i, co := range onListener {
+		switch main := onMain[i]; {
+		case main.ErrorCode != 0:
+			t.Fatalf("group %s on the main listener: error %d", main.Key, main.ErrorCode)
+		case main.NodeID == b1.Agent.Agent.NodeID():
+			onB1++
+			if co.ErrorCode != kerr.CoordinatorNotAvailable.Code {
+				t.Errorf("group %s, coordinated by b1: coordinator %d at %s:%d (error %d) on the zone-a listener, want COORDINATOR_NOT_AVAILABLE",
+					co.Key, co.NodeID, co.Host, co.Port, co.ErrorCode)
+			}
+		case co.ErrorCode != 0 || co.NodeID != main.NodeID || !listenerA[net.JoinHostPort(co.Host, strconv.Itoa(int(co.Port)))]:
+			t.Errorf("group %s: coordinator %d at %s:%d (error %d) on the zone-a listener, want %d at its zone-a listener",
+				co.Key, co.NodeID, co.Host, co.Port, co.ErrorCode, main.NodeID)
+		default:
+			reachable = co.Key
+		}
+	}
+	if onB1 == 0 || reachable == "" {
+		t.Fatalf("of 40 groups, %d on b1 and none or all on zone a: the test needs both", onB1)
+	}
+
+	// A client seeded with the listener: its metadata requests go to every
+	// broker it knows, so over 30 of them (odds of never picking one of 3
+	// brokers: (2/3)^30) it would have reached b1's main listener before.
+	var (
+		mu    sync.Mutex
+		dials = map[string]int{}
+	)
+	hook := hookBrokerConnect(func(meta kgo.BrokerMetadata) {
+		mu.Lock()
+		dials[net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))]++
+		mu.Unlock()
+	})
+	prod := client(t, seed, kgo.ClientID("plain"), kgo.WithHooks(hook), kgo.ProducerLinger(time.Millisecond))
+	produceN(t, prod, "zl", 0, 150)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 30 {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("zl")
+		req.Topics = append(req.Topics, rt)
+		if _, err := req.RequestWith(ctx, prod); err != nil {
+			t.Fatalf("metadata: %v", err)
+		}
+	}
+	produceN(t, prod, "zl", 1, 150)
+	cons := client(t, seed, kgo.ClientID("plain"), kgo.WithHooks(hook), kgo.ConsumerGroup(reachable), kgo.ConsumeTopics("zl"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	consumeAll(t, cons, 300)
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for addr, n := range dials {
+		if !listenerA[addr] {
+			t.Errorf("the zone-a listener's clients connected %d times to %s, not a zone-a listener (all: %v)", n, addr, dials)
+		}
+	}
+}
+
+// hookBrokerConnect is a kgo.HookBrokerConnect calling f for each
+// connection attempt, failed or not.
+type hookBrokerConnect func(kgo.BrokerMetadata)
+
+func (h hookBrokerConnect) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, _ error) {
+	h(meta)
 }
 
 // TestLeaveOnShutdown: a stopping agent deregisters first; before its
