@@ -157,9 +157,10 @@ func keylessCompressed(b []byte, h batchHeader) (int32, error) {
 // validateProduceBatch checks the records of one produce partition: exactly
 // one v2 batch, consistent lengths, a CRC-32C that matches, a record count
 // that agrees with the offset span and (for uncompressed batches) with the
-// records actually present, and no transactional or control batch, which
-// Floe does not accept. It never decompresses: a compressed batch is
-// stored as sent. Every error is a *batchError carrying the Kafka code.
+// records actually present, numbered in order by their offset deltas, and
+// no transactional or control batch, which Floe does not accept. It never
+// decompresses: a compressed batch is stored as sent. Every error is a
+// *batchError carrying the Kafka code.
 func validateProduceBatch(b []byte, produceVersion int16) (batchHeader, error) {
 	if len(b) == 0 {
 		return batchHeader{}, invalidRecord("produce requests must have at least one record batch per partition")
@@ -228,9 +229,9 @@ const maxCompressionRatio = 4096
 
 // checkRecords parses the records of an uncompressed batch (or of a
 // compressed one's decompressed body): every field must fit its record,
-// every record its batch, and their number must equal the header's count.
-// It returns the index of the first record without a key, -1 if all have
-// one.
+// every record its batch, record i's offset delta must be i, and their
+// number must equal the header's count. It returns the index of the first
+// record without a key, -1 if all have one.
 func checkRecords(b []byte, want int32) (keyless int32, err error) {
 	keyless = -1
 	n := int32(0)
@@ -242,9 +243,19 @@ func checkRecords(b []byte, want int32) (keyless int32, err error) {
 		if sz <= 0 || l < minRecordSize-1 || l > int64(len(b)-sz) {
 			return -1, invalidRecord("found invalid record structure: record %d has a bad length", n)
 		}
-		hasKey, err := checkRecord(b[sz : sz+int(l)])
+		hasKey, delta, err := checkRecord(b[sz : sz+int(l)])
 		if err != nil {
 			return -1, invalidRecord("found invalid record structure: record %d: %v", n, err)
+		}
+		if delta != int64(n) {
+			// Clients number a v2 batch's records 0 to lastOffsetDelta.
+			// Kafka renumbers a compressed batch that does not and keeps
+			// an uncompressed one as sent; Floe stores every batch as
+			// sent, and log compaction and timestamp lookups take a
+			// record's offset from its delta: one beyond int32 failed
+			// every later log compaction pass of the partition, and one
+			// within it would place the record in another batch.
+			return -1, invalidRecord("record %d has offset delta %d: a batch's records must have offset deltas 0 to lastOffsetDelta in order", n, delta)
 		}
 		if !hasKey && keyless < 0 {
 			keyless = n
@@ -260,41 +271,44 @@ func checkRecords(b []byte, want int32) (keyless int32, err error) {
 
 // checkRecord parses one record body: attributes, timestamp delta, offset
 // delta, key, value and headers, which must use it up exactly. It reports
-// whether the key is not null.
-func checkRecord(r []byte) (hasKey bool, err error) {
+// whether the key is not null, and the offset delta.
+func checkRecord(r []byte) (hasKey bool, offsetDelta int64, err error) {
 	r = r[1:] // attributes; the length check guarantees the byte
-	for _, field := range [...]string{"timestamp delta", "offset delta"} {
-		_, sz := varint(r)
-		if sz <= 0 {
-			return false, fmt.Errorf("bad %s", field)
-		}
-		r = r[sz:]
+	_, sz := varint(r)
+	if sz <= 0 {
+		return false, 0, errors.New("bad timestamp delta")
 	}
+	r = r[sz:]
+	offsetDelta, sz = varint(r)
+	if sz <= 0 {
+		return false, 0, errors.New("bad offset delta")
+	}
+	r = r[sz:]
 	keyLen, sz := varint(r)
 	hasKey = sz > 0 && keyLen >= 0
 	if r, err = skipVarBytes(r, true, "key"); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if r, err = skipVarBytes(r, true, "value"); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	headers, sz := varint(r)
 	if sz <= 0 || headers < 0 || headers > int64(len(r)) {
-		return false, errors.New("bad header count")
+		return false, 0, errors.New("bad header count")
 	}
 	r = r[sz:]
 	for i := int64(0); i < headers; i++ {
 		if r, err = skipVarBytes(r, false, "header key"); err != nil {
-			return false, err
+			return false, 0, err
 		}
 		if r, err = skipVarBytes(r, true, "header value"); err != nil {
-			return false, err
+			return false, 0, err
 		}
 	}
 	if len(r) != 0 {
-		return false, fmt.Errorf("%d bytes left after the headers", len(r))
+		return false, 0, fmt.Errorf("%d bytes left after the headers", len(r))
 	}
-	return hasKey, nil
+	return hasKey, offsetDelta, nil
 }
 
 // skipVarBytes skips a varint-length-prefixed field (-1 is null where

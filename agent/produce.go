@@ -11,11 +11,14 @@ package agent
 //     full (sealWatch below), then one PUT and one commit.
 //   - The batch is validated without decompressing it: header, lengths,
 //     CRC-32C, count against lastOffsetDelta, and (uncompressed batches
-//     only) that the records parse. Kafka also decompresses and checks
+//     only) that the records parse with offset deltas 0 to
+//     lastOffsetDelta in order. Kafka also decompresses and checks
 //     every record; a compressed batch with corrupt records inside is
 //     stored as sent and fails on the consumer. A compacted topic's
 //     batches are decompressed and parsed, because every record needs a
-//     key there, as in Kafka.
+//     key there, as in Kafka. Kafka keeps an uncompressed batch's offset
+//     deltas as sent and renumbers a compressed one's; Floe, which
+//     stores batches as sent, refuses both (INVALID_RECORD).
 //   - Bytes that cannot change on a retry (a truncated batch, magic 0 or
 //     1, records that do not parse) get INVALID_RECORD, as in Kafka 4,
 //     never CORRUPT_MESSAGE, which clients retry until their delivery

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -85,16 +86,22 @@ func TestProduceUnknownPartitionsReadTheCatalogOnce(t *testing.T) {
 	}
 }
 
-// lyingDeltasBatch is an uncompressed batch whose header is consistent
-// (count, lastOffsetDelta, timestamps, CRC) but whose records claim the
-// offset deltas given, with timestamps firstTS, firstTS+1, ...
-func lyingDeltasBatch(firstTS int64, deltas ...int32) []byte {
+// lyingDeltasBatch is a batch, compressed with codec unless it is
+// NoCompression, whose header is consistent (count, lastOffsetDelta,
+// timestamps, CRC) but whose records claim the offset deltas given (any
+// varint, as a hand-written client may send), with key "k", value "v" and
+// timestamps firstTS, firstTS+1, ...
+func lyingDeltasBatch(t *testing.T, codec kgo.CompressionCodec, firstTS int64, deltas ...int64) []byte {
+	t.Helper()
 	var recs []byte
 	for i, d := range deltas {
-		r := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: d, Key: []byte("k"), Value: []byte("v")}
-		body := r.AppendTo(nil)[1:]
-		recs = binary.AppendVarint(recs, int64(len(body)))
-		recs = append(recs, body...)
+		body := []byte{0} // attributes
+		body = binary.AppendVarint(body, int64(i))
+		body = binary.AppendVarint(body, d)
+		body = append(binary.AppendVarint(body, 1), 'k')
+		body = append(binary.AppendVarint(body, 1), 'v')
+		body = binary.AppendVarint(body, 0) // headers
+		recs = append(binary.AppendVarint(recs, int64(len(body))), body...)
 	}
 	b := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1, Magic: 2,
@@ -103,9 +110,54 @@ func lyingDeltasBatch(firstTS int64, deltas ...int32) []byte {
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
 		NumRecords: int32(len(deltas)), Records: recs,
 	}
+	if codec != kgo.NoCompression() {
+		comp, err := kgo.DefaultCompressor(codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, typ := comp.Compress(new(bytes.Buffer), recs)
+		b.Records, b.Attributes = append([]byte(nil), out...), int16(typ)
+	}
 	raw := b.AppendTo(nil)
 	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
 	return floetest.FixCRC(raw)
+}
+
+// TestProduceRefusesOddOffsetDeltas: a batch whose records are not
+// numbered 0, 1, ... lastOffsetDelta is refused with INVALID_RECORD —
+// every uncompressed one, and a compressed one on a compacted topic
+// (whose batches produce decompresses). Log compaction and timestamp
+// lookups take a record's offset from its delta: one beyond int32 made
+// every later log compaction pass of its partition fail at that batch,
+// and one inside int32 would place the record in another batch's range.
+func TestProduceRefusesOddOffsetDeltas(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	compact := "compact"
+	createTopic(t, a, "odd", 1, nil)
+	createTopic(t, a, "oddc", 1, map[string]*string{"cleanup.policy": &compact})
+	c := floetest.Dial(t, a.Addr)
+	odd := [][]int64{{1}, {-1}, {1 << 33}, {math.MinInt64}, {0, 0}, {1, 0}, {0, 2}, {0, 1000}, {0, math.MaxInt32}, {0, 1, 1}}
+	for _, topic := range []string{"odd", "oddc"} {
+		for _, codec := range []string{"uncompressed", "gzip"} {
+			cc := kgo.NoCompression()
+			if codec == "gzip" {
+				if topic == "odd" {
+					continue // stored as sent, not decompressed (COMPATIBILITY.md)
+				}
+				cc = kgo.GzipCompression()
+			}
+			for _, deltas := range odd {
+				ps := produce(t, c, produceReq(topic, -1, lyingDeltasBatch(t, cc, 1000, deltas...)))
+				wantCode(t, fmt.Sprintf("%s, %s, offset deltas %v", topic, codec, deltas), ps[0].ErrorCode, kerr.InvalidRecord)
+			}
+			ps := produce(t, c, produceReq(topic, -1, lyingDeltasBatch(t, cc, 1000, 0, 1, 2)))
+			wantCode(t, fmt.Sprintf("%s, %s, offset deltas 0 1 2", topic, codec), ps[0].ErrorCode, nil)
+		}
+		end, err := a.Catalog.Offsets(ctxT(t), catalog.TopicPartition{TopicID: topicID(t, a, topic), Partition: 0})
+		if want := map[string]int64{"odd": 3, "oddc": 6}[topic]; err != nil || end.HighWatermark != want {
+			t.Fatalf("%s: end offset %d (%v), want %d: only the honest batches stored", topic, end.HighWatermark, err, want)
+		}
+	}
 }
 
 // TestListOffsetsIgnoresLyingRecordOffsets: a timestamp lookup answers an
@@ -118,9 +170,11 @@ func TestListOffsetsIgnoresLyingRecordOffsets(t *testing.T) {
 	c := floetest.Dial(t, a.Addr)
 	ps := produce(t, c, produceReq("liar", -1, floetest.Batch(floetest.BatchSpec{Records: 2, FirstTimestamp: 1000})))
 	wantCode(t, "honest batch", ps[0].ErrorCode, nil)
-	for i, deltas := range [][]int32{{0, 1000}, {0, -2}, {0, math.MaxInt32}} {
+	for i, deltas := range [][]int64{{0, 1000}, {0, -2}, {0, math.MaxInt32}} {
 		ts := 2000 + 10*int64(i)
-		ps = produce(t, c, produceReq("liar", -1, lyingDeltasBatch(ts, deltas...)))
+		// Produce refuses such records in uncompressed batches, but
+		// does not decompress other topics' batches to look.
+		ps = produce(t, c, produceReq("liar", -1, lyingDeltasBatch(t, kgo.GzipCompression(), ts, deltas...)))
 		wantCode(t, "lying batch", ps[0].ErrorCode, nil)
 		base := ps[0].BaseOffset
 		end := listOffsets(t, c, "liar", 1, -1)[0]

@@ -38,8 +38,9 @@ func (a *Agent) decompressing(ctx context.Context, f func() error) error {
 // record of a batch, in order, until fn returns false. For a LogAppendTime
 // batch every record carries the batch's max timestamp. A record whose
 // offset delta lies outside the batch's offset range (its producer wrote
-// it so; records are not checked on produce) is skipped: its offset would
-// be past the high watermark or another batch's.
+// it so: produce does not look inside the compressed batches of topics
+// that are not compacted) is skipped: its offset would be past the high
+// watermark or another batch's.
 func recordTimes(batch []byte, h batchHeader, fn func(offsetDelta int32, ts int64) bool) error {
 	body, err := batchcodec.Decompress(h.compression(), batch[batchHeaderSize:h.Length])
 	if err != nil {

@@ -728,9 +728,13 @@ func parseRecord(body []byte) (record, error) {
 	bytesField := func(nullable bool) ([]byte, bool) {
 		l, ok := varint()
 		switch {
-		case !ok || l < -1 || (l == -1 && !nullable) || l > int64(len(body)-p):
+		case !ok || (l < 0 && !nullable) || l > int64(len(body)-p):
 			return nil, false
-		case l == -1:
+		case l < 0:
+			// Any negative length is null, as Kafka's record reader and
+			// produce (which stores such records) take it: refused here,
+			// one record with a value length of -2 failed every later
+			// pass of its partition at its batch.
 			return nil, true
 		}
 		v := body[p : p+int(l) : p+int(l)]

@@ -1,0 +1,94 @@
+package compaction_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// oddLengthsBatch is a batch of two records, compressed with codec unless
+// it is NoCompression, that Kafka's record reader (and Floe's produce)
+// reads with any negative length as null: key "B" with value length -2,
+// a tombstone, and key "A" with value "odd" and a header whose value
+// length is -5.
+func oddLengthsBatch(t *testing.T, codec kgo.CompressionCodec, ts int64) []byte {
+	t.Helper()
+	var recs []byte
+	for i, r := range []struct {
+		key, value string
+		valueLen   int64
+		headerLen  int64 // header value length; 0: no header
+	}{{"B", "", -2, 0}, {"A", "odd", 3, -5}} {
+		body := []byte{0}                   // attributes
+		body = binary.AppendVarint(body, 0) // timestamp delta
+		body = binary.AppendVarint(body, int64(i))
+		body = append(binary.AppendVarint(body, int64(len(r.key))), r.key...)
+		body = append(binary.AppendVarint(body, r.valueLen), r.value...)
+		if r.headerLen == 0 {
+			body = binary.AppendVarint(body, 0)
+		} else {
+			body = binary.AppendVarint(body, 1)
+			body = append(binary.AppendVarint(body, 1), 'h')
+			body = binary.AppendVarint(body, r.headerLen)
+		}
+		recs = append(binary.AppendVarint(recs, int64(len(body))), body...)
+	}
+	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: 1, FirstTimestamp: ts, MaxTimestamp: ts,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 2, Records: recs}
+	if codec != kgo.NoCompression() {
+		comp, err := kgo.DefaultCompressor(codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, typ := comp.Compress(new(bytes.Buffer), recs)
+		rb.Records, rb.Attributes = append([]byte(nil), out...), int16(typ)
+	}
+	raw := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
+}
+
+// TestLogCompactionNegativeLengthsAreNull: a key, value or header value
+// length below -1 is null, as Kafka's record reader (and produce, which
+// stores such records) takes it: a value length of -2 is a tombstone. Log
+// compaction refused them as malformed, so every later pass of the
+// partition failed at that batch and its dirty region grew for good; any
+// client allowed to produce to a compacted topic could do it with one
+// small batch.
+func TestLogCompactionNegativeLengthsAreNull(t *testing.T) {
+	for name, codec := range map[string]kgo.CompressionCodec{"uncompressed": kgo.NoCompression(), "gzip": kgo.GzipCompression()} {
+		t.Run(name, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, e *env) {
+				top := e.topic("odd", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0"})
+				tp := tps(top)[0]
+				e.put(tp, kv("B", []byte("b")))
+				for i := range 5 {
+					e.put(tp, kv("A", value("A", i)))
+				}
+				ts := time.Now().UnixMilli()
+				e.flushBatch(tp, oddLengthsBatch(t, codec, ts), 2, ts)
+				for i := range 5 {
+					e.put(tp, kv("A", value("A", 5+i)))
+				}
+				e.put(tp, kv("tail", []byte("x")))
+				model := lastPerKey(e.records(tp))
+				if b := model["B"]; !b.Null {
+					t.Fatalf("B's last record %+v is not a tombstone to a consumer", b)
+				}
+				c := e.compactor("a", nil)
+				e.passes(c, 3) // fails the test on a pass error
+				got := e.records(tp)
+				checkCompacted(t, got, model)
+				if len(got) != 3 {
+					t.Fatalf("%d records left, want A's last, B's tombstone and the tail", len(got))
+				}
+			})
+		})
+	}
+}
