@@ -58,7 +58,10 @@ type Config struct {
 	// MaxConnections is Kafka's max.connections: a connection accepted
 	// while this many are open is closed at once. Negative: no limit; 0:
 	// DefaultMaxConnections. Each open connection costs about 50 KiB
-	// before any request (buffers and two goroutines).
+	// before any request (buffers and two goroutines), 80 KiB with TLS,
+	// and a TLS client stalling inside its handshake or a TLS record holds
+	// up to about 180 KiB (250 KiB in a handshake with client
+	// certificates; see tlsHandshakeBytes).
 	MaxConnections int
 	// MaxConnectionsPerIP is Kafka's max.connections.per.ip: a connection
 	// from an address that already has this many open is closed at once.
@@ -140,7 +143,9 @@ type Config struct {
 
 // DefaultMaxConnections is MaxConnections's default: far above what a
 // fleet of clients needs of one agent (Kafka's is unbounded), low enough
-// that a flood of connections cannot take more than about 1 GiB.
+// that a flood of connections cannot take more than about 1 GiB, 1.5 GiB
+// with TLS (up to 3.4 GiB, 4.8 GiB with client certificates, if every one
+// of them stalls inside its handshake).
 const DefaultMaxConnections = 20_000
 
 // DefaultMaxQueuedRequestBytes is MaxQueuedRequestBytes's default unless

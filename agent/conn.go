@@ -49,6 +49,8 @@ type conn struct {
 	tlsw *bufio.Writer
 	// clock is the write deadline of the response being written.
 	clock *writeClock
+	// tlsIn bounds a TLS connection's input (tls.go); nil for plaintext.
+	tlsIn *tlsInput
 
 	ctx    context.Context // cancelled when the connection dies
 	cancel context.CancelFunc
@@ -149,19 +151,24 @@ func newConn(a *Agent, nc net.Conn, listenerZone string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	clock := &writeClock{nc: nc, timeout: a.cfg.WriteTimeout}
 	var tlsw *bufio.Writer
+	var tlsIn *tlsInput
+	rd := io.Reader(nc)
 	if a.tlsConf != nil {
 		// The handshake runs on the connection's reader (serve).
-		nc = tls.Server(progressConn{Conn: nc, clock: clock}, a.tlsConf)
+		tlsIn = newTLSInput(a.tlsConf)
+		tc := tls.Server(progressConn{Conn: nc, clock: clock, in: tlsIn}, a.tlsConf)
+		nc, rd = tc, tlsPlain{Conn: tc, in: tlsIn}
 		tlsw = bufio.NewWriterSize(nc, tlsRecordBytes)
 	}
 	c := &conn{
 		clock:        clock,
+		tlsIn:        tlsIn,
 		tlsw:         tlsw,
 		a:            a,
 		nc:           nc,
 		remote:       nc.RemoteAddr().String(),
 		listenerZone: listenerZone,
-		br:           bufio.NewReaderSize(nc, 32<<10),
+		br:           bufio.NewReaderSize(rd, 32<<10),
 		ctx:          ctx,
 		cancel:       cancel,
 		queue:        make(chan *pending, a.cfg.MaxInflightPerConn),
@@ -218,6 +225,13 @@ func (c *conn) handshake() bool {
 			c.close("drain")
 			return false
 		}
+		if c.tlsIn.exceeded {
+			c.a.badInputLog.Do(func() {
+				c.a.log.Warn("closing connection: TLS handshake longer than its bound", "remote", c.remote, "max_bytes", c.tlsIn.bound)
+			})
+			c.close("tls_oversized")
+			return false
+		}
 		c.a.tlsFailLog.Do(func() { // a scan or a flood must not flood the log
 			c.a.log.Warn("TLS handshake failed (logged at most once a minute; connections_closed{reason=tls_handshake} counts them all)", "remote", c.remote, "err", err)
 		})
@@ -225,6 +239,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.touch() // the idle timeout counts from here, not from the accept
+	c.tlsIn.yielded()
 	return true
 }
 
@@ -369,6 +384,12 @@ func (c *conn) readFull(buf []byte, atBoundary bool, stall time.Duration) string
 		}
 		if m > 0 || err == nil {
 			continue
+		}
+		if c.tlsIn != nil && c.tlsIn.exceeded {
+			c.a.badInputLog.Do(func() {
+				c.a.log.Warn("closing connection: TLS records without data over their bound", "remote", c.remote, "max_bytes", c.tlsIn.bound)
+			})
+			return "tls_oversized"
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.stopping.Load() {
@@ -669,11 +690,14 @@ func (w *writeClock) writeBuffers(bufs net.Buffers) error {
 
 // progressConn is a TLS connection's TCP connection: its writes go on as
 // writeClock says, below TLS, because a TLS connection fails every write
-// after one that timed out.
+// after one that timed out; its reads stay within tlsInput's bound.
 type progressConn struct {
 	net.Conn
 	clock *writeClock
+	in    *tlsInput
 }
+
+func (p progressConn) Read(b []byte) (int, error) { return p.in.read(p.Conn, b) }
 
 func (p progressConn) Write(b []byte) (int, error) {
 	done := 0

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -33,9 +34,98 @@ import (
 // bounded by tlsHandshakeTimeout (or the idle timeout, if shorter): a
 // client that connects and stays silent, or speaks plaintext Kafka to a
 // TLS listener, is disconnected without holding anything but its socket.
+// It is bounded in bytes too, as is what a connection reads after it
+// without yielding plaintext (tlsInput).
 
 // tlsHandshakeTimeout bounds a client's TLS handshake.
 const tlsHandshakeTimeout = 10 * time.Second
+
+// A TLS connection's raw input is bounded by what it yields. crypto/tls
+// holds a handshake message until it is complete, and takes a Certificate
+// message of up to 256 KiB at any point of a handshake, whether or not
+// client certificates are asked for, and after it (a TLS 1.3
+// post-handshake message). A client sending most of one and stalling held
+// it, and crypto/tls's record buffer, for the handshake timeout, or after
+// the handshake for the idle timeout (a stall inside a TLS record looks
+// like idleness to the reader): about 360 KiB a connection, 7 GiB at
+// DefaultMaxConnections. So a handshake reading more than
+// tlsHandshakeBytes (tlsClientAuthHandshakeBytes with client
+// certificates), or a connection reading more than tlsOpaqueBytes after
+// its handshake without yielding plaintext, is closed
+// (connections_closed{reason="tls_oversized"}). Reads are cut at the
+// bound and only a read past it fails, so what crypto/tls reads ahead of
+// the record it needs, forgotten once that record yields, cannot make a
+// healthy connection fail.
+
+// tlsHandshakeBytes and tlsClientAuthHandshakeBytes bound a client's
+// handshake, in bytes on the wire. A client sends a ClientHello of a few
+// hundred bytes to a few KiB (a post-quantum key share is 1.2 KiB), the
+// short key exchange and Finished messages, and with client certificates
+// a chain of a few KiB and its signature. Kafka's brokers (Java's JSSE)
+// refuse a handshake message over 32 KiB, so a client that works with
+// Kafka sends at most 32 KiB of ClientHello and 32 KiB of chain: each
+// bound is twice that.
+const (
+	tlsHandshakeBytes           = 64 << 10
+	tlsClientAuthHandshakeBytes = 128 << 10
+)
+
+// tlsOpaqueBytes bounds the bytes a TLS connection reads after its
+// handshake without yielding plaintext. A record carries at most 16 KiB
+// of it (and 256 bytes of overhead), so a client sending requests yields
+// some every 17 KiB; what else it may send (a key update, an alert) is a
+// few bytes.
+const tlsOpaqueBytes = 64 << 10
+
+// errTLSOversized fails a TLS connection's read past its bound.
+var errTLSOversized = errors.New("agent: TLS input without plaintext over its bound")
+
+// tlsInput is how many more bytes a TLS connection may read before it
+// yields plaintext. Only the connection's reader reads (the handshake
+// runs on it too), so it needs no lock.
+type tlsInput struct {
+	bound    int // the handshake's, then tlsOpaqueBytes
+	left     int
+	exceeded bool // a read was refused: the connection is to be closed
+}
+
+func newTLSInput(cfg *tls.Config) *tlsInput {
+	bound := tlsHandshakeBytes
+	if cfg.ClientAuth != tls.NoClientCert {
+		bound = tlsClientAuthHandshakeBytes
+	}
+	return &tlsInput{bound: bound, left: bound}
+}
+
+// read reads from the TCP connection nc within the bound; past it, it
+// fails, and crypto/tls's connection with it, for good.
+func (in *tlsInput) read(nc net.Conn, b []byte) (int, error) {
+	if in.left <= 0 {
+		in.exceeded = true
+		return 0, errTLSOversized
+	}
+	n, err := nc.Read(b[:min(len(b), in.left)])
+	in.left -= n
+	return n, err
+}
+
+// yielded renews the bound once the handshake is done, and whenever the
+// connection yields plaintext.
+func (in *tlsInput) yielded() { in.bound, in.left = tlsOpaqueBytes, tlsOpaqueBytes }
+
+// tlsPlain is a TLS connection as its reader reads it.
+type tlsPlain struct {
+	*tls.Conn
+	in *tlsInput
+}
+
+func (p tlsPlain) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	if n > 0 {
+		p.in.yielded()
+	}
+	return n, err
+}
 
 // validateTLS reports TLS settings that cannot work, without reading the
 // files (New does).
