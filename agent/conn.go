@@ -589,6 +589,7 @@ func (c *conn) writeLoop() {
 		if err == nil && c.tlsw != nil {
 			err = c.tlsw.Flush()
 		}
+		c.clock.stop()
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.a.log.Info("closing connection: write failed", "remote", c.remote, "err", err)
@@ -659,10 +660,23 @@ type writeClock struct {
 	// moved counts bytes written since the deadline was last set; a TLS
 	// connection's reader writes too (alerts, key updates).
 	moved atomic.Int64
+	// responding is set from a response's start to its end. A TLS
+	// connection's reader writes between responses (crypto/tls answers a
+	// client's key update from it), when the deadline may have expired
+	// long ago: each such write sets its own (progressConn.Write).
+	responding atomic.Bool
 }
 
 // start sets the deadline for a new response.
 func (w *writeClock) start() {
+	w.responding.Store(true)
+	w.renew()
+}
+
+// stop ends the response.
+func (w *writeClock) stop() { w.responding.Store(false) }
+
+func (w *writeClock) renew() {
 	w.moved.Store(0)
 	_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
 }
@@ -674,7 +688,7 @@ func (w *writeClock) goOn(n int64, err error) bool {
 	if w.moved.Add(n) < minWriteProgress || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
-	w.start()
+	w.renew()
 	return true
 }
 
@@ -700,6 +714,11 @@ type progressConn struct {
 func (p progressConn) Read(b []byte) (int, error) { return p.in.read(p.Conn, b) }
 
 func (p progressConn) Write(b []byte) (int, error) {
+	if !p.clock.responding.Load() {
+		// The reader's write: a write failed on a stale deadline would
+		// fail the next response too (crypto/tls keeps a write's error).
+		p.clock.renew()
+	}
 	done := 0
 	for {
 		n, err := p.Conn.Write(b[done:])

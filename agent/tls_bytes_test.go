@@ -131,6 +131,31 @@ func TestTLSPostHandshakeBytesBounded(t *testing.T) {
 	waitClosedFor(t, reg, "tls_oversized", 1)
 }
 
+// TestTLSKeyUpdateAfterWriteTimeout: a TLS 1.3 client asking for a key
+// update more than the write timeout after the agent's last response gets
+// the agent's key update and its next response: crypto/tls answers the
+// update from the connection's reader, outside any response, and that
+// write met the last response's expired deadline, failed, and failed every
+// later response with it.
+func TestTLSKeyUpdateAfterWriteTimeout(t *testing.T) {
+	f := newTLSFiles(t)
+	a := floetest.Start(t, floetest.Options{Config: func(c *agent.Config) {
+		c.TLSCertFile, c.TLSKeyFile = f.cert, f.key
+		c.WriteTimeout = time.Second
+	}})
+	c := dialTLS13(t, a.Addr, f.ca.ClientConfig(t, "", ""))
+	defer c.nc.Close()
+	c.apiVersions(t)
+	time.Sleep(1500 * time.Millisecond)
+	if err := c.keyUpdate(); err != nil {
+		t.Fatal(err)
+	}
+	c.apiVersions(t)
+	if c.in.generation != 1 {
+		t.Fatalf("the agent updated its keys %d times, want 1", c.in.generation)
+	}
+}
+
 // clientHello is a crypto/tls client's first record, a ClientHello for at
 // most version.
 func clientHello(t *testing.T, version uint16) []byte {
@@ -261,6 +286,16 @@ func (c *tls13Conn) write(typ byte, data []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := c.nc.Write(rec)
 	return err
+}
+
+// keyUpdate sends a KeyUpdate asking for the peer's, and moves to the
+// next keys.
+func (c *tls13Conn) keyUpdate() error {
+	if err := c.write(22, []byte{24, 0, 0, 1, 1}); err != nil {
+		return err
+	}
+	c.out = c.next(c.out)
+	return nil
 }
 
 // readPlain reads n bytes of application data, following the agent's key
