@@ -210,15 +210,24 @@ type readBatch struct {
 	Bytes  string // the batch, base offset patched
 }
 
-// consume reads tp from its log start the way the agent's fetch does.
+// consume reads tp's batches from the first starting at or after its log
+// start.
 func (e *env) consume(tp catalog.TopicPartition) []readBatch {
+	e.t.Helper()
+	out, _ := e.read(tp, false)
+	return out
+}
+
+// read reads tp from its log start the way the agent's fetch does; with
+// straddling, the batch holding a log start inside it is read too (a
+// consumer skips its records below the log start).
+func (e *env) read(tp catalog.TopicPartition, straddling bool) (out []readBatch, logStart int64) {
 	e.t.Helper()
 	ctx := context.Background()
 	o, err := e.cat.Offsets(ctx, tp)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []readBatch
 	from := o.LogStart
 	for from < o.HighWatermark {
 		rows, err := e.cat.(catalog.Catalog).Batches(ctx, tp, from, 1<<20)
@@ -242,10 +251,11 @@ func (e *env) consume(tp catalog.TopicPartition) []readBatch {
 				n := 12 + int(binary.BigEndian.Uint32(b[8:]))
 				batch := append([]byte(nil), b[:n]...)
 				binary.BigEndian.PutUint64(batch, uint64(off))
-				if off >= from {
+				next := off + int64(binary.BigEndian.Uint32(b[23:])) + 1
+				if off >= from || (straddling && next > from) {
 					out = append(out, readBatch{off, string(batch)})
 				}
-				off += int64(binary.BigEndian.Uint32(b[23:])) + 1
+				off = next
 				b = b[n:]
 			}
 			if off != r.LastOffset+1 {
@@ -254,7 +264,7 @@ func (e *env) consume(tp catalog.TopicPartition) []readBatch {
 			from = r.LastOffset + 1
 		}
 	}
-	return out
+	return out, o.LogStart
 }
 
 func (e *env) stats() catalog.CompactionStats {

@@ -48,7 +48,8 @@ type record struct {
 func (e *env) records(tp catalog.TopicPartition) []record {
 	e.t.Helper()
 	var out []record
-	for _, b := range e.consume(tp) {
+	batches, logStart := e.read(tp, true)
+	for _, b := range batches {
 		var rb kmsg.RecordBatch
 		if err := rb.ReadFrom([]byte(b.Bytes)); err != nil {
 			e.t.Fatal(err)
@@ -67,6 +68,9 @@ func (e *env) records(tp catalog.TopicPartition) []record {
 				e.t.Fatal(err)
 			}
 			recs = recs[n+int(l):]
+			if b.Offset+int64(r.OffsetDelta) < logStart {
+				continue
+			}
 			out = append(out, record{Offset: b.Offset + int64(r.OffsetDelta), Key: string(r.Key), Value: string(r.Value),
 				Null: r.Value == nil, Timestamp: rb.FirstTimestamp + r.TimestampDelta64, BatchOffset: b.Offset})
 		}
@@ -316,6 +320,43 @@ func TestLogCompactionUntimedTombstoneKept(t *testing.T) {
 		e.passes(c, 3)
 		if got := e.records(tp); len(got) != 2 || got[0].Key != "kept" || got[1].Key != "tail" {
 			t.Fatalf("after delete.retention.ms: %+v, want kept and tail", got)
+		}
+	})
+}
+
+// DeleteRecords may set the log start of a compact,delete topic inside a
+// batch, and a Compactor then starts cleaning there (so does any
+// Compactor taking the shard over). The batch's records at and after the
+// log start are dirty like any other: a key's record there superseded by
+// a later one in the same batch goes, and a tombstone there, once past
+// its delete horizon, leaves nothing of its key behind. The pass once
+// skipped that batch's records when building its key map, as if all were
+// below the log start, so both K=v1 and K's tombstone were kept, and when
+// the tombstone went K=v1 came back.
+func TestLogCompactionFromMidBatchLogStart(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		top := e.topic("midbatch", 1, map[string]string{"cleanup.policy": "compact,delete", "min.cleanable.dirty.ratio": "0",
+			"delete.retention.ms": "3600000"})
+		tp := tps(top)[0]
+		e.put(tp, kv("old", []byte("o")), kv("A", []byte("a")), kv("K", []byte("v1")), kv("K", nil)) // offsets 0-3
+		if _, err := e.cat.DeleteRecords(ctx, tp, 1); err != nil {
+			t.Fatal(err)
+		}
+		e.put(tp, kv("tail", []byte("x")))
+		c := e.compactor("a", nil)
+		e.passes(c, 2)
+		if got := e.records(tp); len(got) != 3 || got[1].Key != "K" || !got[1].Null || got[1].Offset != 3 {
+			t.Errorf("within delete.retention.ms: %+v, want A, K's tombstone at 3 (its value at 2 gone) and tail", got)
+		}
+		e.put(tp, kv("B", []byte("b")))
+		e.put(tp, kv("tail2", []byte("x")))
+		e.passes(c, 2)
+		e.clk.Advance(2 * time.Hour)
+		e.passes(c, 3)
+		got := e.latestValues(tp)
+		if _, ok := got["K"]; ok || len(got) != 4 {
+			t.Fatalf("past delete.retention.ms a consumer from the log start sees %v, want A, tail, B and tail2: K was deleted", got)
 		}
 	})
 }

@@ -48,10 +48,11 @@ import (
 //     steady stream of deletes costs a full pass at most every
 //     delete.retention.ms/2).
 //   - It reads the dirty rows in order, one at a time, recording each
-//     key's last offset (full keys: no hash, so no collision can drop a
-//     live record) until the map holds TargetBytes (key bytes plus
-//     mapEntryOverhead per key), then stops at the row's end, or at the
-//     active tail: E. It then rewrites [log start, E) in groups of rows of
+//     key's last offset at or past D (full keys: no hash, so no collision
+//     can drop a live record; record by record, as D at the log start may
+//     fall inside a batch) until the map holds TargetBytes (key bytes
+//     plus mapEntryOverhead per key), then stops at the row's end, or at
+//     the active tail: E. It then rewrites [log start, E) in groups of rows of
 //     up to TargetBytes, one group in memory at a time: a keyed record is
 //     dropped if the map holds its key at a larger offset (in [D, E) every
 //     key is in the map, so only each key's last survives), a surviving
@@ -114,8 +115,8 @@ type cleanState struct {
 }
 
 type storedBatch struct {
-	raw  []byte
-	base int64
+	raw        []byte
+	base, last int64 // its first and last offsets
 }
 
 // compactLog runs one log compaction pass over p.
@@ -169,21 +170,29 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 		last := r.LastOffset+1 >= o.HighWatermark
 		end = r.LastOffset + 1
 		for i, sb := range batches {
-			if sb.base < st.cleaned {
+			// D need not fall between batches: the log start, where a
+			// pass starts without a D of its own, is wherever
+			// DeleteRecords put it. So the records are looked at one by
+			// one, as Kafka's cleaner does: those of a batch straddling D
+			// at or past it are dirty, and a key of theirs left out of
+			// the map would be kept twice (the tombstone going at its
+			// horizon, the value it deleted staying).
+			if sb.last < st.cleaned {
 				continue
 			}
 			if last && i == len(batches)-1 {
-				end, atTail = sb.base, true
+				end, atTail = max(sb.base, st.cleaned), true
 				break
 			}
 			if err := eachRecord(sb.raw, func(rec *record, _ []byte) {
-				if rec.key == nil {
+				off := sb.base + int64(rec.offsetDelta)
+				if rec.key == nil || off < st.cleaned {
 					return
 				}
 				if _, ok := latest[string(rec.key)]; !ok {
 					used += int64(len(rec.key)) + mapEntryOverhead
 				}
-				latest[string(rec.key)] = sb.base + int64(rec.offsetDelta)
+				latest[string(rec.key)] = off
 			}); err != nil {
 				return fmt.Errorf("compaction: log compaction: batch at %d: %w", sb.base, err)
 			}
@@ -343,8 +352,9 @@ func (c *Compactor) readBatches(ctx context.Context, r catalog.CompactionRow, re
 	var out []storedBatch
 	off := r.BaseOffset
 	if err := eachBatch(raw, func(b []byte) {
-		out = append(out, storedBatch{raw: b, base: off})
-		off += int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:]))) + 1
+		last := off + int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:])))
+		out = append(out, storedBatch{raw: b, base: off, last: last})
+		off = last + 1
 	}); err != nil {
 		return nil, fmt.Errorf("compaction: log compaction: row %d-%d of %s: %w", r.BaseOffset, r.LastOffset, r.ObjectKey, err)
 	}
