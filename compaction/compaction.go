@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -231,6 +232,13 @@ type Compactor struct {
 	// logcompact.go), with the same lifetime as mergeFrom: a Compactor
 	// taking a shard over cleans its partitions from the log start again.
 	cleaned map[catalog.TopicPartition]cleanState
+	// shardFrom is, per shard, the partition its next pass starts at
+	// (absent: the first): the one after the partition during whose pass
+	// the shard's lease was lost. A partition whose pass outlasts the
+	// lease every time would otherwise end every pass of its shard, and
+	// the partitions after it would never be worked (retention
+	// included).
+	shardFrom map[int]catalog.TopicPartition
 }
 
 // New makes a Compactor. now may be nil (time.Now).
@@ -251,7 +259,8 @@ func New(cfg Config, cat Catalog, bucket objstore.Bucket, log *slog.Logger, reg 
 	}
 	bucket = objstore.WithBounds(bucket, cfg.Bounds)
 	return &Compactor{cfg: cfg, cat: cat, bucket: bucket, log: log.With("component", "compaction"), m: m, now: now,
-		mergeFrom: map[catalog.TopicPartition]int64{}, cleaned: map[catalog.TopicPartition]cleanState{}}, nil
+		mergeFrom: map[catalog.TopicPartition]int64{}, cleaned: map[catalog.TopicPartition]cleanState{},
+		shardFrom: map[int]catalog.TopicPartition{}}, nil
 }
 
 // Run runs a pass every Config.Interval until ctx ends. Errors of a pass
@@ -277,7 +286,9 @@ func (c *Compactor) Run(ctx context.Context) error {
 }
 
 // RunOnce does one pass: every shard whose lease it gets (retention, then
-// merge, per partition), then the GC sweep if its lease is free.
+// merge, per partition, starting after the partition during which the
+// shard's last pass lost its lease), then the GC sweep if its lease is
+// free.
 func (c *Compactor) RunOnce(ctx context.Context) error {
 	topics, err := c.cat.ListTopics(ctx)
 	if err != nil {
@@ -310,14 +321,34 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 		if len(parts) == 0 {
 			continue
 		}
+		if from, ok := c.shardFrom[i]; ok {
+			if k := slices.IndexFunc(parts, func(p partition) bool { return p.tp == from }); k > 0 {
+				parts = slices.Concat(parts[k:], parts[:k])
+			}
+		}
 		errs = append(errs, c.withLease(ctx, fmt.Sprintf("compaction/shard/%d", i), c.cfg.Interval, func(renew func() error) error {
-			for _, p := range parts {
+			delete(c.shardFrom, i)
+			// lost stops the shard's pass at a lost lease, the next one
+			// to start at parts[next]. A pass that outlasted its lease is
+			// a failure, counted and logged: another agent may have had
+			// to take the shard over.
+			lost := func(err error, next int) error {
+				if errors.Is(err, errLeaseLost) {
+					p := parts[next%len(parts)]
+					c.m.errors.Inc()
+					c.log.Warn("compaction lease lost during a shard's pass; its next pass starts at the partition",
+						"shard", i, "topic", p.topic.Name, "partition", p.tp.Partition)
+					c.shardFrom[i] = p.tp
+				}
+				return err
+			}
+			for k, p := range parts {
 				if err := renew(); err != nil {
-					return err
+					return lost(err, k)
 				}
 				if err := c.partitionPass(ctx, p, renew); err != nil {
 					if errors.Is(err, errLeaseLost) {
-						return err
+						return lost(err, k+1)
 					}
 					errs = append(errs, err)
 				}
@@ -344,9 +375,9 @@ type partition struct {
 }
 
 // partitionPass works one partition. renew (withLease's) is called before
-// every row read and every swap: a pass can outlast the lease, and a worker
-// that lost it must stop before it swaps rows another worker may be
-// rewriting too.
+// every row read, every batch log compaction re-encodes and every swap: a
+// pass can outlast the lease, and a worker that lost it must stop before
+// it swaps rows another worker may be rewriting too.
 func (c *Compactor) partitionPass(ctx context.Context, p partition, renew func() error) error {
 	if err := c.retain(ctx, p); err != nil {
 		return err

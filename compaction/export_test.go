@@ -1,6 +1,12 @@
 package compaction
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // SetMergeRowsPerPass makes merge passes read pages of n rows for the
 // rest of t.
@@ -16,4 +22,26 @@ func SetMaxRowBytes(t testing.TB, n int64) {
 	old := maxRowBytes
 	maxRowBytes = n
 	t.Cleanup(func() { maxRowBytes = old })
+}
+
+// SlowCompressors makes every batch log compaction re-encodes take d
+// longer, for the rest of t.
+func SlowCompressors(t testing.TB, d time.Duration) {
+	old := compressors
+	slow := map[kgo.CompressionCodecType]kgo.Compressor{}
+	for codec, c := range old() {
+		slow[codec] = slowCompressor{c, d}
+	}
+	compressors = func() map[kgo.CompressionCodecType]kgo.Compressor { return slow }
+	t.Cleanup(func() { compressors = old })
+}
+
+type slowCompressor struct {
+	kgo.Compressor
+	d time.Duration
+}
+
+func (s slowCompressor) Compress(dst *bytes.Buffer, src []byte, flags ...kgo.CompressFlag) ([]byte, kgo.CompressionCodecType) {
+	time.Sleep(s.d)
+	return s.Compressor.Compress(dst, src, flags...)
 }

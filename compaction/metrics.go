@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_compaction_gc_deleted_objects_total", Help: "Objects deleted by garbage collection.",
 		}, []string{"reason"}),
-		errors:     counter(prometheus.CounterOpts{Name: "floe_compaction_errors_total", Help: "Compaction passes that failed."}),
+		errors:     counter(prometheus.CounterOpts{Name: "floe_compaction_errors_total", Help: "Compaction passes that failed, and shard passes that lost their lease part way."}),
 		rows:       gauge(prometheus.GaugeOpts{Name: "floe_compaction_catalog_rows", Help: "Batch rows in the catalog."}),
 		objects:    gauge(prometheus.GaugeOpts{Name: "floe_compaction_catalog_objects", Help: "Object rows in the catalog, tombstones excluded."}),
 		tombstones: gauge(prometheus.GaugeOpts{Name: "floe_compaction_catalog_tombstones", Help: "Object rows kept as tombstones after garbage collection."}),
