@@ -189,8 +189,9 @@ func (a *Ack) Wait(ctx context.Context) ([]catalog.BatchResult, error) {
 
 // Open opens (creating) cfg.Dir, replays the buffers a previous process left
 // there (cutting an unsealed one at its first damaged record) and queues
-// them to be uploaded and committed before anything appended now. Damage to
-// a sealed buffer file fails Open with a *CorruptionError.
+// them to be uploaded and committed before anything appended now. The
+// buffers after an unsealed one are dropped, and a damaged buffer file is
+// moved aside with the buffers after it (see the package doc).
 func Open(cfg Config, sink Sink) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

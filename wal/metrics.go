@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "floe_wal_write_errors_total", Help: "Failed creates or writes of the open buffer's file; each discarded that buffer and failed its appends.",
 		}),
 		replayCut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_wal_replay_dropped_bytes_total", Help: "Bytes cut at open from unsealed buffer files (never acknowledged), from their first damaged or torn record on.",
+			Name: "floe_wal_replay_dropped_bytes_total", Help: "Bytes of buffer files not replayed at open: cut from unsealed files (never acknowledged) from their first damaged or torn record on, the files after an unsealed one (never committed), and damaged files moved aside with the files after them.",
 		}),
 	}
 	for _, r := range []string{sealInterval, sealBytes, sealEarly, sealDrain} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -207,8 +208,8 @@ func holeAt(data []byte, from, to int) []byte {
 // An unsealed file was never fsynced, so nothing in it was acknowledged:
 // damage before its end (a hole left by out-of-order writeback, a flipped
 // bit) cuts it at the first bad record, as a torn tail does, instead of
-// keeping the agent from starting. (A sealed file stays strict:
-// TestReplayRejectsCorruption.)
+// keeping the agent from starting. (Damage to a sealed file moves it
+// aside: TestReplayMovesDamagedFileAside.)
 func TestReplayCutsUnsealedFileAtDamage(t *testing.T) {
 	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("h", 16)))
 	full := fileBytes(3, id, 3)
@@ -259,13 +260,21 @@ func TestReplayCutsUnsealedFileAtDamage(t *testing.T) {
 	}
 }
 
-func TestReplayRejectsCorruption(t *testing.T) {
+// Damage that is not a crash's (any in a sealed file, which was fsynced
+// whole; a file header that is not all zeros) moves the file aside, with
+// every buffer after it, instead of failing Open (which had the agent
+// restarted and failing again for good): none of them holds anything
+// acknowledged that is not committed. The buffers before it are replayed;
+// the files moved aside are kept, durably, and left alone by later starts.
+func TestReplayMovesDamagedFileAside(t *testing.T) {
 	id := ulid.MustNew(1, strings.NewReader(strings.Repeat("y", 16)))
 	full := fileBytes(1, id, 3)
 	midCRC := slices.Clone(full)
 	midCRC[fileHeaderSize+frameHeader+5] ^= 1 // inside the first record's payload
 	badLen := slices.Clone(full)
 	le.PutUint32(badLen[fileHeaderSize:], 3)
+	before := ulid.MustNew(1, strings.NewReader(strings.Repeat("b", 16)))
+	after := ulid.MustNew(1, strings.NewReader(strings.Repeat("a", 16)))
 	for _, tc := range []struct {
 		name    string
 		file    string
@@ -291,17 +300,59 @@ func TestReplayRejectsCorruption(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := NewMemFS()
 			fs.MkdirAll("/wal", 0o755)
+			fs.WriteFile(fileName(0, before, "wal"), fileBytes(0, before, 1))
 			fs.WriteFile(tc.file, tc.data)
-			_, err := Open(testConfig(fs), newFakeSink())
-			var ce *CorruptionError
-			if !errors.As(err, &ce) {
-				t.Fatalf("Open: %v, want *CorruptionError", err)
+			later := map[string][]byte{ // a sealed buffer and the open one
+				fileName(9, after, "wal"):  fileBytes(9, after, 2),
+				fileName(10, after, "tmp"): fileBytes(10, after, 1),
 			}
-			if ce.File != tc.file || ce.Offset != tc.wantOff {
-				t.Fatalf("error names %s offset %d, want %s offset %d (%v)", ce.File, ce.Offset, tc.file, tc.wantOff, err)
+			for name, data := range later {
+				fs.WriteFile(name, data)
 			}
-			if got, _ := fs.ReadFile(tc.file); !slices.Equal(got, tc.data) {
-				t.Fatal("Open modified a corrupt file")
+			var logs strings.Builder
+			cfg := testConfig(fs)
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			l, err := Open(cfg, newFakeSink())
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if len(l.mu.sealed) != 1 || l.mu.sealed[0].sealed.ID != before.String() {
+				t.Fatalf("replayed %d buffers, want only the one before the damaged file", len(l.mu.sealed))
+			}
+			if l.mu.nextSeq != 11 {
+				t.Fatalf("next seq %d", l.mu.nextSeq)
+			}
+			for _, want := range []string{"level=ERROR", "file=" + tc.file, fmt.Sprintf("offset=%d", tc.wantOff), "moved_buffers=3"} {
+				if !strings.Contains(logs.String(), want) {
+					t.Fatalf("log without %q:\n%s", want, logs.String())
+				}
+			}
+			// Moved aside for good, unchanged.
+			disk := fs.Crash()
+			want := []string{filepath.Base(fileName(0, before, "wal"))}
+			later[tc.file] = tc.data
+			bytes := 0
+			for name, data := range later {
+				want = append(want, filepath.Base(name)+".corrupt")
+				if got, _ := disk.ReadFile(name + ".corrupt"); !slices.Equal(got, data) {
+					t.Fatalf("%s.corrupt holds %d bytes, want the %d of %s", name, len(got), len(data), name)
+				}
+				bytes += len(data)
+			}
+			slices.Sort(want)
+			if names := walFiles(t, disk, "/wal"); !slices.Equal(names, want) {
+				t.Fatalf("left %v, want %v", names, want)
+			}
+			if n := testutil.ToFloat64(l.m.replayCut); n != float64(bytes) {
+				t.Fatalf("dropped bytes %v, want %d", n, bytes)
+			}
+			// The next start replays the buffer before and nothing else.
+			sink := newFakeSink()
+			l2 := start(t, testConfig(disk), sink)
+			eventually(t, "commit", func() bool { _, c := sink.counts(); return c == 1 })
+			l2.stop(t)
+			if names := walFiles(t, disk, "/wal"); !slices.Equal(names, want[1:]) {
+				t.Fatalf("left %v, want %v", names, want[1:])
 			}
 		})
 	}

@@ -35,14 +35,23 @@
 //     is fatal: the affected acks fail, Healthy reports the cause, later
 //     appends fail with ErrFailed, and Run returns. Nothing is retried on a
 //     file whose fsync failed.
+//   - Replay keeps seal order: the buffers it hands the Sink are the
+//     first ones sealed, up to the first it could not replay whole, so a
+//     crash never reorders a producer's batches. A buffer's file is
+//     removed only after its commit, so no file holds anything
+//     acknowledged that is not committed, and nothing replay drops was
+//     acknowledged.
 //   - Nothing in an unsealed buffer file (".tmp") was acknowledged (a
 //     buffer is renamed when sealed, before its commit): replay keeps its
 //     records up to the first damaged one (a torn tail, or a hole where a
 //     crash lost an earlier page but kept a later one), logs what it
-//     drops, and cuts the file there. A
-//     sealed file (".wal") was fsynced whole: any damage to it, or to a
-//     file header that is not all zeros, is a *CorruptionError naming the
-//     file and offset.
+//     drops, and cuts the file there. Every buffer file after it (sealed
+//     while its fsync ran, or the open one) is removed, logged as an
+//     error: none was committed, and the unsealed one may have lost
+//     records. A sealed file (".wal") was fsynced whole: damage to it, or
+//     to a file header that is not all zeros, is logged as an error naming
+//     the file and offset, and the file is moved aside (renamed with
+//     ".corrupt" added, never read again) with every buffer file after it.
 //
 // Append, Ack.Wait, Healthy and Committing are safe for concurrent use;
 // Run is called once.
@@ -52,7 +61,9 @@
 // One file per buffer in Config.Dir, named "<seq>-<id>.tmp" while open and
 // renamed to "<seq>-<id>.wal" when sealed (after its fsync; the directory is
 // fsynced after the rename). seq is 16 hex digits giving the seal order
-// across restarts; id is the buffer's ULID. All integers little-endian.
+// across restarts; id is the buffer's ULID. A file replay moved aside is
+// named "<seq>-<id>.wal.corrupt" (or ".tmp.corrupt") and is never read
+// again. All integers little-endian.
 //
 //	file header (fileHeaderSize = 48 bytes)
 //	  0   [8]byte   magic "FLOEWAL1"
@@ -201,7 +212,9 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// CorruptionError reports a WAL file that cannot be replayed.
+// CorruptionError reports a WAL file that cannot be replayed. Open
+// returns one only for two buffer files of one sequence number (a copy by
+// hand); a damaged file is moved aside instead (see the package doc).
 type CorruptionError struct {
 	File   string
 	Offset int64
