@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,17 +126,7 @@ func TestMigrationStampsRowlessObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, versionTableSQL); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range migrations[:5] {
-		if _, err := conn.Exec(ctx, m.SQL); err != nil {
-			t.Fatalf("%s: %v", m.Name, err)
-		}
-		if _, err := conn.Exec(ctx, `INSERT INTO schema_version (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	migrateTo(t, conn, 5)
 	stamped := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	died := time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := conn.Exec(ctx, `INSERT INTO objects (key, size, created, state, commit_id, nrows, results, unreferenced) VALUES
@@ -187,5 +180,141 @@ SELECT '00000000-0000-0000-0000-000000000001', 0, 0, 0, id, 0, 1, 1, 0 FROM obje
 	}
 	if len(keys) != 2 || keys[0] != "stamped" || keys[1] != "norows" {
 		t.Errorf("unreferenced after the migration: %v, want [stamped norows]", keys)
+	}
+}
+
+// migrateTo applies the first n migrations on conn's schema, as Migrate
+// would, so a test can start from an older schema.
+func migrateTo(t *testing.T, conn *pgx.Conn, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, versionTableSQL); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:n] {
+		if _, err := conn.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO schema_version (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMigrationLockWaitBounded: a migration that must lock objects (0007
+// takes it ACCESS EXCLUSIVE) while another transaction reads the table (a
+// pg_dump, a long report) waits for the lock at most migrateLockTimeout at
+// a time. Every later lock request on objects queues behind the
+// migration's, so commits (INSERT INTO objects) and fetches (reads of
+// objects) were held up for the whole statement timeout, and the migration
+// then failed. Now they wait at most the lock timeout; the migration logs
+// what holds the lock, tries again and completes once the reader ends.
+func TestMigrationLockWaitBounded(t *testing.T) {
+	url := freshSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	connect := func(app string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = app
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		return conn
+	}
+	admin := connect("floe-test-admin")
+	migrateTo(t, admin, 6)
+
+	reader := connect("floe-test-dump")
+	rtx, err := reader.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rtx.Exec(ctx, `SELECT count(*) FROM objects`); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer // read after done
+	done := make(chan error, 1)
+	go func() {
+		c, err := Open(ctx, url, catalog.Options{
+			StatementTimeout: 10 * time.Second,
+			Logger:           slog.New(slog.NewTextHandler(&logs, nil)),
+		})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+
+	// The statements a commit and a fetch make of objects, each on its own
+	// connection, started while the migration waits for its lock.
+	ops := []struct{ name, sql string }{
+		{"commit's INSERT INTO objects", `INSERT INTO objects (key, size, created, state, commit_id, nrows, results) VALUES ('k', 1, now(), 'live', 1, 1, '\x')`},
+		{"fetch's read of objects", `SELECT count(*) FROM objects`},
+	}
+	conns := make([]*pgx.Conn, len(ops))
+	for i := range ops {
+		conns[i] = connect("floe-test-agent")
+	}
+	for waited := time.Duration(0); ; waited += 10 * time.Millisecond {
+		var queued bool
+		if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE relation = 'objects'::regclass AND NOT granted)`).Scan(&queued); err != nil {
+			t.Fatal(err)
+		}
+		if queued {
+			break
+		}
+		if waited > 20*time.Second {
+			t.Fatal("the migration never waited for a lock on objects")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := make([]time.Duration, len(ops))
+	var wg sync.WaitGroup
+	for i, op := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			if _, err := conns[i].Exec(ctx, op.sql); err != nil {
+				t.Errorf("%s: %v", op.name, err)
+			}
+			took[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	bound := migrateLockTimeout + 1500*time.Millisecond
+	for i, op := range ops {
+		if took[i] > bound {
+			t.Errorf("%s waited %v behind the migration's lock request, want at most %v", op.name, took[i], bound)
+		}
+	}
+
+	time.Sleep(migrateLockTimeout) // a retry or two while the reader holds on
+	if err := rtx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("migration after the reader ended: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the migration did not complete after the reader ended")
+	}
+	var v int
+	if err := admin.QueryRow(ctx, `SELECT max(version) FROM schema_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != SchemaVersion() {
+		t.Fatalf("schema at version %d after the migration, want %d", v, SchemaVersion())
+	}
+	if !strings.Contains(logs.String(), "floe-test-dump") {
+		t.Errorf("the migration's log does not name the session holding the lock (application floe-test-dump):\n%s", logs.String())
 	}
 }

@@ -35,7 +35,9 @@
 // The schema lives in the search_path's first schema (add
 // ?search_path=myschema to the URL to isolate several catalogs in one
 // database) and is migrated by numbered, embedded SQL files under an
-// advisory lock.
+// advisory lock. A migration waits for a table lock at most 2 s at a time,
+// so that the agents' statements queued behind its request are not held
+// up, and tries again until its deadline (Migrate).
 package postgres
 
 import (
