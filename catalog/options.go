@@ -37,6 +37,8 @@ type Options struct {
 	MaxConns int32
 	// StatementTimeout bounds every PostgreSQL statement and the idle time
 	// inside a transaction, so a stuck agent cannot hold partition locks.
+	// A migration's statements are bounded by its context's deadline
+	// instead, when it has one.
 	StatementTimeout time.Duration
 	// BusyTimeout is how long a SQLite writer waits for the file lock held
 	// by another process.

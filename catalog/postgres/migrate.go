@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,23 +61,36 @@ const codeLockNotAvailable = "55P03"
 // fails with ErrSchemaTooNew if the database is newer than the binary.
 // `floe migrate` calls it; Open calls it unless Options.SkipMigrate.
 //
-// A migration that cannot get a table lock within migrateLockTimeout is
-// tried again until ctx ends.
+// The migration's statements are bounded by ctx's deadline rather than by
+// Options.StatementTimeout, and a migration that cannot get a table lock
+// within migrateLockTimeout is tried again until ctx ends.
 func (c *Catalog) Migrate(ctx context.Context) error {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("catalog: migrate: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('floe.migrate.' || current_schema()))"); err != nil {
-		return fmt.Errorf("catalog: migrate: lock: %w", err)
+	// The migration's statements, the wait for another process's
+	// migration included, are bounded by the caller's deadline (floe
+	// migrate --timeout, an agent's start), not by StatementTimeout, which
+	// is sized for the agents' short statements: 0006's UPDATE of every
+	// object takes about 1.5 s a million. The setting lasts until the
+	// deferred RESET, before the pool has the connection back.
+	if d, ok := ctx.Deadline(); ok {
+		ms := strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10)
+		if _, err := conn.Exec(ctx, "SELECT set_config('statement_timeout', $1, false)", ms); err != nil {
+			return fmt.Errorf("catalog: migrate: %w", err)
+		}
 	}
 	defer func() {
-		// A failed unlock leaves the lock with the session: close it.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('floe.migrate.' || current_schema()))"); err != nil {
+		// A failure leaves the lock or the setting with the session: close it.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('floe.migrate.' || current_schema())); RESET statement_timeout"); err != nil {
 			conn.Conn().Close(context.Background())
 		}
 	}()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('floe.migrate.' || current_schema()))"); err != nil {
+		return fmt.Errorf("catalog: migrate: lock: %w", err)
+	}
 	if _, err := conn.Exec(ctx, versionTableSQL); err != nil {
 		return fmt.Errorf("catalog: migrate: create schema_version: %w", err)
 	}

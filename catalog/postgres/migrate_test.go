@@ -318,3 +318,38 @@ func TestMigrationLockWaitBounded(t *testing.T) {
 		t.Errorf("the migration's log does not name the session holding the lock (application floe-test-dump):\n%s", logs.String())
 	}
 }
+
+// TestMigrationOutlastsStatementTimeout: a migration's statements are
+// bounded by its caller's deadline (floe migrate --timeout, 5 minutes by
+// default), not by StatementTimeout, which is sized for the agents' short
+// statements: waiting for another process's migration (the advisory lock)
+// or one migration's UPDATE of every object (0006, about 1.5 s a million
+// objects) may take longer.
+func TestMigrationOutlastsStatementTimeout(t *testing.T) {
+	url := freshSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock(hashtext('floe.migrate.' || current_schema()))`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, err := Open(ctx, url, catalog.Options{StatementTimeout: time.Second})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	time.Sleep(2500 * time.Millisecond)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('floe.migrate.' || current_schema()))`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Open waiting 2.5 s for another migration, with a 1 s statement timeout and a minute's deadline: %v", err)
+	}
+}

@@ -26,7 +26,8 @@
 //     after reconnecting, publishes the latest commit id so followers catch
 //     up on anything they missed.
 //   - Every statement and every idle-in-transaction period is bounded by
-//     Options.StatementTimeout, so a stuck agent cannot hold partition locks.
+//     Options.StatementTimeout, so a stuck agent cannot hold partition locks
+//     (a migration's statements by Migrate's deadline instead).
 //   - Connections run with plan_cache_mode=force_generic_plan and jit=off
 //     (unless the URL sets them): the statements are short primary-key and
 //     index probes, written so any plan is cheap, and JIT compilation of a
