@@ -27,7 +27,9 @@ type Options struct {
 	Now func() time.Time
 	// SkipMigrate makes Open only check the schema version instead of
 	// applying pending migrations; a database older than the binary then
-	// fails with ErrSchemaTooOld.
+	// fails with ErrSchemaTooOld. For agents whose PostgreSQL role may only
+	// read and write the tables, the schema migrated by `floe migrate` as
+	// a role with DDL rights.
 	SkipMigrate bool
 	// ApplicationName is PostgreSQL's application_name for every
 	// connection, so operators can see (and tests can find) them.

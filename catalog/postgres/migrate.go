@@ -61,7 +61,9 @@ const codeLockNotAvailable = "55P03"
 // fails with ErrSchemaTooNew if the database is newer than the binary.
 // `floe migrate` calls it; Open calls it unless Options.SkipMigrate.
 //
-// The migration's statements are bounded by ctx's deadline rather than by
+// A schema already up to date is only read, so agents whose role may only
+// read and write the tables can open it. Otherwise the migration's
+// statements are bounded by ctx's deadline rather than by
 // Options.StatementTimeout, and a migration that cannot get a table lock
 // within migrateLockTimeout is tried again until ctx ends.
 func (c *Catalog) Migrate(ctx context.Context) error {
@@ -70,6 +72,21 @@ func (c *Catalog) Migrate(ctx context.Context) error {
 		return fmt.Errorf("catalog: migrate: %w", err)
 	}
 	defer conn.Release()
+	// Read the version before anything needing more than DML rights:
+	// CREATE TABLE IF NOT EXISTS checks for CREATE on the schema before it
+	// looks for the table, so it failed for agents with a DML-only role
+	// (the schema migrated by `floe migrate` as a role with DDL rights).
+	cur, err := readVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+	latest := SchemaVersion()
+	if cur > latest {
+		return fmt.Errorf("%w: database schema version %d, binary knows %d", catalog.ErrSchemaTooNew, cur, latest)
+	}
+	if cur == latest {
+		return nil
+	}
 	// The migration's statements, the wait for another process's
 	// migration included, are bounded by the caller's deadline (floe
 	// migrate --timeout, an agent's start), not by StatementTimeout, which
@@ -94,11 +111,10 @@ func (c *Catalog) Migrate(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, versionTableSQL); err != nil {
 		return fmt.Errorf("catalog: migrate: create schema_version: %w", err)
 	}
-	cur, err := currentVersion(ctx, conn)
-	if err != nil {
+	// Another process may have migrated while this one waited for the lock.
+	if cur, err = currentVersion(ctx, conn); err != nil {
 		return err
 	}
-	latest := SchemaVersion()
 	if cur > latest {
 		return fmt.Errorf("%w: database schema version %d, binary knows %d", catalog.ErrSchemaTooNew, cur, latest)
 	}
@@ -242,6 +258,21 @@ func currentVersion(ctx context.Context, conn *pgxpool.Conn) (int, error) {
 	return v, nil
 }
 
+// readVersion is the schema's version, 0 if it has no schema_version
+// table. It needs no right beyond reading the table. The table is looked
+// for in the current schema, the one migrations create it in: another on
+// the search_path is another catalog's.
+func readVersion(ctx context.Context, conn *pgxpool.Conn) (int, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass(format('%I.schema_version', current_schema())) IS NOT NULL").Scan(&exists); err != nil {
+		return 0, fmt.Errorf("catalog: read schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	return currentVersion(ctx, conn)
+}
+
 // checkVersion is Open's check when migrations are skipped.
 func (c *Catalog) checkVersion(ctx context.Context) error {
 	conn, err := c.pool.Acquire(ctx)
@@ -249,15 +280,9 @@ func (c *Catalog) checkVersion(ctx context.Context) error {
 		return fmt.Errorf("catalog: check schema version: %w", err)
 	}
 	defer conn.Release()
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('schema_version') IS NOT NULL").Scan(&exists); err != nil {
-		return fmt.Errorf("catalog: check schema version: %w", err)
-	}
-	cur := 0
-	if exists {
-		if cur, err = currentVersion(ctx, conn); err != nil {
-			return err
-		}
+	cur, err := readVersion(ctx, conn)
+	if err != nil {
+		return err
 	}
 	switch latest := SchemaVersion(); {
 	case cur > latest:

@@ -3,8 +3,11 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +354,63 @@ func TestMigrationOutlastsStatementTimeout(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Open waiting 2.5 s for another migration, with a 1 s statement timeout and a minute's deadline: %v", err)
+	}
+}
+
+// TestOpenAsDMLOnlyRole: an agent whose role may only read and write the
+// catalog's tables (least privilege; the schema migrated by `floe migrate`
+// as a role with DDL rights) opens a migrated catalog. Migrate ran CREATE
+// TABLE IF NOT EXISTS schema_version before reading the version, and
+// PostgreSQL checks CREATE on the schema before it looks for the table:
+// such agents failed at start with "permission denied for schema".
+func TestOpenAsDMLOnlyRole(t *testing.T) {
+	url := freshSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	openTest(t, url, catalog.Options{}).Close() // migrates
+
+	var b [4]byte
+	rand.Read(b[:])
+	role := "floe_dml_" + hex.EncodeToString(b[:])
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	if _, err := admin.Exec(ctx, `DO $$ BEGIN
+EXECUTE format('GRANT USAGE ON SCHEMA %I TO `+role+`', current_schema());
+EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO `+role+`', current_schema());
+EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO `+role+`', current_schema());
+END $$`); err != nil {
+		t.Fatal(err)
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(role)
+	c := openTest(t, u.String(), catalog.Options{})
+	topic, err := c.CreateTopic(ctx, catalog.TopicSpec{Name: "dml", Partitions: 1})
+	if err != nil {
+		t.Fatalf("CreateTopic as a DML-only role: %v", err)
+	}
+	if _, err := c.CommitSegment(ctx, oneBatchSegment("dml-1", topic.ID)); err != nil {
+		t.Fatalf("CommitSegment as a DML-only role: %v", err)
 	}
 }

@@ -38,7 +38,8 @@
 // database) and is migrated by numbered, embedded SQL files under an
 // advisory lock. A migration waits for a table lock at most 2 s at a time,
 // so that the agents' statements queued behind its request are not held
-// up, and tries again until its deadline (Migrate).
+// up, and tries again until its deadline (Migrate). Opening an up-to-date
+// schema needs no rights beyond reading and writing its tables.
 package postgres
 
 import (
