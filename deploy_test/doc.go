@@ -10,6 +10,15 @@
 //     reference resolves to a declaration, every module call passes exactly
 //     the called module's variables (all required ones included), and every
 //     templatefile call passes exactly the variables its template uses.
+//   - What the modules promise operators holds in their HCL: every name the
+//     AWS module makes from var.name is valid for every name its validation
+//     accepts; an image must name its version; the AWS instance refresh
+//     replaces a few agents at a time, new ones first; the GCP instance
+//     group's zones neither follow the zones' status nor replace the group
+//     when they change.
+//   - The agents' start scripts keep a fixed agent id (the instance's) and,
+//     on AWS, the availability zone's ID as --zone, and start the cached
+//     image when the registry cannot be reached.
 //   - Every flag and FLOE_* variable that the user data templates, the
 //     Dockerfile, compose.yaml and the scripts give `floe agent` (or `floe
 //     dev`) is one the binary accepts today, read from its own -h output.

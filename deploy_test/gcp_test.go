@@ -75,3 +75,42 @@ func refersTo(e hclsyntax.Expression, typ, name string) bool {
 	}
 	return false
 }
+
+// A regional instance group's zones (distribution_policy_zones) can only be
+// set when it is created: the provider replaces the group for a new list,
+// and with its fixed name the old group, every agent in it, goes first. The
+// list came from the region's zones with status UP, so a zone down at plan
+// time (or one added to the region) made the next apply delete the fleet.
+// The zones must not follow the zones' status, and a changed list must not
+// replace the group.
+func TestGCPInstanceGroupKeepsItsZones(t *testing.T) {
+	m := loadModule(t, filepath.Join(root(t), "terraform", "gcp"))
+	for _, body := range m.bodies {
+		for _, b := range body.Blocks {
+			if b.Type == "data" && b.Labels[0] == "google_compute_zones" {
+				if a, ok := b.Body.Attributes["status"]; ok {
+					t.Errorf("%s: data.google_compute_zones.%s filters on status: a zone's outage changes the agents' zones", a.SrcRange, b.Labels[1])
+				}
+			}
+		}
+	}
+	mig := findResource(m, "google_compute_region_instance_group_manager", "agents")
+	if mig == nil {
+		t.Fatal("terraform/gcp: no google_compute_region_instance_group_manager.agents")
+	}
+	if _, ok := mig.Body.Attributes["distribution_policy_zones"]; !ok {
+		return // the provider picks the zones, once
+	}
+	lc := nestedBlock(mig.Body, "lifecycle")
+	ignored := false
+	if lc != nil {
+		if a, ok := lc.Attributes["ignore_changes"]; ok {
+			for _, tr := range a.Expr.Variables() {
+				ignored = ignored || tr.RootName() == "distribution_policy_zones"
+			}
+		}
+	}
+	if !ignored {
+		t.Errorf("%s: a change to distribution_policy_zones replaces the instance group, deleting every agent: add it to lifecycle.ignore_changes", mig.DefRange())
+	}
+}

@@ -5,14 +5,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
 
 // Terraform cannot validate the modules here (providers cannot be
@@ -405,5 +409,99 @@ output "f" { value = aws_thing.missing.id }
 	}
 	if n := len(got); n != 9 {
 		t.Errorf("checker reported %d problems, want 9 (false positives?):\n%s", n, indent(all))
+	}
+}
+
+// findBlock returns the module's top-level block of that type and labels
+// (variable "name", data "type" "name"), or nil.
+func findBlock(m *tfModule, typ string, labels ...string) *hclsyntax.Block {
+	for _, body := range m.bodies {
+		for _, b := range body.Blocks {
+			if b.Type == typ && slices.Equal(b.Labels, labels) {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+// tfFuncs are the Terraform functions the modules' validations and
+// resource names use, as Terraform defines them.
+var tfFuncs = map[string]function.Function{
+	"can":        tryfunc.CanFunc,
+	"regex":      stdlib.RegexFunc,
+	"substr":     stdlib.SubstrFunc,
+	"trimsuffix": stdlib.TrimSuffixFunc,
+	"lower":      stdlib.LowerFunc,
+	// Terraform's length takes a string (its characters) or a collection.
+	"length": function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true}},
+		Type:   function.StaticReturnType(cty.Number),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if args[0].Type() == cty.String {
+				return stdlib.Strlen(args[0])
+			}
+			return stdlib.Length(args[0])
+		},
+	}),
+}
+
+// varContext evaluates expressions that refer to the variables in vars.
+func varContext(vars map[string]cty.Value) *hcl.EvalContext {
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
+		Functions: tfFuncs,
+	}
+}
+
+// accepts reports whether every validation of the module's variable name
+// passes with the variables in vars (which hold name's value), as
+// terraform plan would check it.
+func accepts(t *testing.T, m *tfModule, name string, vars map[string]cty.Value) bool {
+	t.Helper()
+	b := findBlock(m, "variable", name)
+	if b == nil {
+		t.Fatalf("%s: no variable %q", m.dir, name)
+	}
+	ok := true
+	for _, vb := range b.Body.Blocks {
+		if vb.Type != "validation" {
+			continue
+		}
+		cond, found := vb.Body.Attributes["condition"]
+		if !found {
+			t.Fatalf("%s: a validation without a condition", vb.DefRange())
+		}
+		r, diags := cond.Expr.Value(varContext(vars))
+		if diags.HasErrors() {
+			t.Fatalf("%s: cannot evaluate the condition for %#v: %s", cond.SrcRange, vars[name], diags.Error())
+		}
+		ok = ok && r.True()
+	}
+	return ok
+}
+
+// TestImageNamesItsVersion: both modules refuse an image with neither a
+// tag nor a digest (Docker's implicit latest), and take a registry with a
+// port, a tag and a digest. Agents pull their image at every start, so a
+// moving tag can move a restarted agent to a newer release.
+func TestImageNamesItsVersion(t *testing.T) {
+	digest := "@sha256:" + strings.Repeat("0123456789abcdef", 4)
+	for _, module := range []string{"aws", "gcp"} {
+		m := loadModule(t, filepath.Join(root(t), "terraform", module))
+		for image, want := range map[string]bool{
+			"ghcr.io/floebroker/floe":                 false,
+			"localhost:5000/floe":                     false,
+			"floe":                                    false,
+			"ghcr.io/floebroker/floe:v1.2.3":          true,
+			"ghcr.io/floebroker/floe:latest":          true,
+			"localhost:5000/floe:v1.2.3":              true,
+			"ghcr.io/floebroker/floe" + digest:        true,
+			"ghcr.io/floebroker/floe:v1.2.3" + digest: true,
+		} {
+			if got := accepts(t, m, "image", map[string]cty.Value{"image": cty.StringVal(image)}); got != want {
+				t.Errorf("terraform/%s: var.image = %q: accepted %v, want %v", module, image, got, want)
+			}
+		}
 	}
 }

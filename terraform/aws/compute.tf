@@ -1,8 +1,10 @@
 # The agents: a launch template whose user data runs the Floe container, an
 # Auto Scaling group spread over the subnets' zones, and a CPU target
-# tracking policy. Changing the image or any agent setting changes the
-# launch template, which rolls the fleet through an instance refresh (new
-# agent first, then the old one drains: SIGTERM flushes and commits its WAL).
+# tracking policy. Changing the image, the AMI or any agent setting changes
+# the launch template, which rolls the fleet through an instance refresh:
+# one agent at a time up to ten agents, a tenth of them at a time beyond
+# (new agents first, then the old ones drain: SIGTERM flushes and commits
+# their WAL).
 
 resource "aws_launch_template" "agent" {
   name_prefix            = "${var.name}-agent-"
@@ -105,12 +107,18 @@ resource "aws_autoscaling_group" "agents" {
   }
 
   # Launch the replacement before terminating the old agent, so capacity
-  # never drops during an upgrade.
+  # never drops during an upgrade, and replace few agents at a time: the
+  # group may exceed its desired capacity by 10%, and by at least one
+  # instance, so a fleet of up to ten agents rolls one agent at a time and a
+  # larger one about a tenth at a time. The maximum sets the batch: 200
+  # replaced every agent at once (every partition's leader and every group
+  # coordinator moving together, a bad release on every agent before the
+  # first had warmed up).
   instance_refresh {
     strategy = "Rolling"
     preferences {
       min_healthy_percentage = 100
-      max_healthy_percentage = 200
+      max_healthy_percentage = 110
       instance_warmup        = 120
     }
   }

@@ -25,9 +25,9 @@ locals {
 
 data "aws_partition" "current" {}
 
-# The public Amazon Linux 2023 AMI parameter; resolved at plan time, so a
-# plan after AWS publishes a new AMI rolls the fleet through the instance
-# refresh. Pin ami_id to control that.
+# The public Amazon Linux 2023 AMI parameter; resolved at plan time, so an
+# apply after AWS publishes a new AMI rolls the fleet through the instance
+# refresh, whatever else it changes. Pin ami_id to control that.
 data "aws_ssm_parameter" "al2023" {
   count = var.ami_id == null ? 1 : 0
   name  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.architecture}"

@@ -105,8 +105,10 @@ resource "aws_vpc_security_group_egress_rule" "lb_to_agents_admin" {
   to_port                      = var.admin_port
 }
 
+# Load balancer and target group names take 32 characters and may not end
+# in a dash, which the cut can leave.
 resource "aws_lb" "bootstrap" {
-  name               = substr("${var.name}-kafka", 0, 32)
+  name               = trimsuffix(substr("${var.name}-kafka", 0, 32), "-")
   load_balancer_type = "network"
   internal           = !var.public_load_balancer
   subnets            = local.lb_subnet_ids
@@ -119,7 +121,7 @@ resource "aws_lb" "bootstrap" {
 }
 
 resource "aws_lb_target_group" "kafka" {
-  name                 = substr("${var.name}-kafka", 0, 32)
+  name                 = trimsuffix(substr("${var.name}-kafka", 0, 32), "-")
   port                 = var.kafka_port
   protocol             = "TCP"
   vpc_id               = var.vpc_id

@@ -2,13 +2,18 @@
 # CIDRs are required; every other input has a production-leaning default.
 
 variable "name" {
-  description = "Name prefix for every resource, and the Floe cluster name (--cluster) unless cluster_name is set."
+  description = "Name prefix for every resource, and the Floe cluster name (--cluster) unless cluster_name is set. At most 27 characters, or 31 with bucket_name set: the names made from it have limits of their own (the bucket_prefix \"<name>-segments-\" 37 characters, the IAM role's name_prefix \"<name>-agent-\" 38)."
   type        = string
   default     = "floe"
 
+  # Every name made from it must be valid: the generated bucket's
+  # bucket_prefix takes 37 characters (name-segments-), the IAM role's and
+  # instance profile's name_prefix 38 (name-agent-), and the RDS identifier
+  # (name-catalog) no two dashes in a row. Needs Terraform 1.9 (a validation
+  # referring to another variable).
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
-    error_message = "name must be 3-32 characters of lower-case letters, digits and dashes, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]+[a-z0-9]$", var.name)) && !can(regex("--", var.name)) && length(var.name) <= (var.bucket_name == null ? 27 : 31)
+    error_message = "name must be 3-27 characters (31 with bucket_name set) of lower-case letters, digits and single dashes, starting with a letter and not ending with a dash."
   }
 }
 
@@ -32,7 +37,7 @@ variable "vpc_id" {
 }
 
 variable "subnet_ids" {
-  description = "Private subnets for the agents, the catalog and the load balancer, one or more per availability zone. Agents are spread across their zones; use at least two zones (three recommended)."
+  description = "Private subnets for the agents, the catalog and the load balancer, one per availability zone: the Network Load Balancer takes at most one subnet per zone (more per zone only with load_balancer_subnet_ids set). Agents are spread across their zones; use at least two zones (three recommended)."
   type        = list(string)
 
   validation {
@@ -42,7 +47,7 @@ variable "subnet_ids" {
 }
 
 variable "load_balancer_subnet_ids" {
-  description = "Subnets for the bootstrap load balancer. Defaults to subnet_ids; give public subnets when public_load_balancer is true."
+  description = "Subnets for the bootstrap load balancer, at most one per availability zone. Defaults to subnet_ids; give public subnets when public_load_balancer is true."
   type        = list(string)
   default     = null
 }
@@ -89,9 +94,16 @@ variable "admin_port" {
 # --- Agents ----------------------------------------------------------------
 
 variable "image" {
-  description = "Floe container image the agents run. Pin a version (a tag or a digest) in production: instance refreshes roll the fleet when it changes."
+  description = "Floe container image the agents run, with a tag or a digest. Pin a release (…/floe:vX.Y.Z or …/floe@sha256:…) in production: changing it rolls the fleet through an instance refresh, but an agent also pulls its image at every start (keeping the cached one if the registry cannot be reached), so with a moving tag such as latest a restarted agent can come back on a newer release, which migrates the catalog schema as it starts."
   type        = string
   default     = "ghcr.io/floebroker/floe:latest"
+
+  validation {
+    # The last path element's :tag, or @sha256:digest; a registry's :port
+    # is not a tag.
+    condition     = can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.image))
+    error_message = "image must name its version: a tag (…/floe:vX.Y.Z) or a digest (…/floe@sha256:…)."
+  }
 }
 
 variable "instance_type" {
@@ -112,7 +124,7 @@ variable "architecture" {
 }
 
 variable "ami_id" {
-  description = "AMI for the agents. Defaults to the latest Amazon Linux 2023 for var.architecture (resolved through SSM at plan time). The user data needs dnf, curl, python3 and the AWS CLI."
+  description = "AMI for the agents. Defaults to the latest Amazon Linux 2023 for var.architecture, read from SSM at every plan: the first apply after AWS publishes a new one changes the launch template and so rolls every agent, whatever else the apply was for. Pin an AMI id to choose when that happens. The user data needs dnf, curl, python3 and the AWS CLI."
   type        = string
   default     = null
 }

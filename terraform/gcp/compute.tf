@@ -77,6 +77,9 @@ resource "google_compute_region_instance_group_manager" "agents" {
   region             = var.region
   base_instance_name = "${var.name}-agent"
 
+  # Set when the group is created and kept (lifecycle below): changing a
+  # regional group's zones replaces it, deleting every agent before the new
+  # group (of the same name) can start one.
   distribution_policy_zones        = local.zones
   distribution_policy_target_shape = "EVEN"
 
@@ -94,15 +97,23 @@ resource "google_compute_region_instance_group_manager" "agents" {
     initial_delay_sec = 180
   }
 
-  # Replacements come up before the old agents go (a regional group surges
-  # by at least one instance per zone).
+  # Replacements come up before the old agents go. A regional group's surge
+  # must be 0 or at least its number of zones, so it replaces one agent per
+  # zone at a time.
   update_policy {
     type                         = "PROACTIVE"
     minimal_action               = "REPLACE"
     replacement_method           = "SUBSTITUTE"
     instance_redistribution_type = "PROACTIVE"
-    max_surge_fixed              = length(local.zones)
+    max_surge_fixed              = length(local.zones) # the group's zones, or the check below warns
     max_unavailable_fixed        = 0
+  }
+
+  lifecycle {
+    # A zone list that changed under the group (a region gaining a zone,
+    # var.zones edited) must not delete every agent: the check below warns
+    # instead. Replace the group deliberately to change its zones.
+    ignore_changes = [distribution_policy_zones]
   }
 
   # The secret version must exist before an agent reads it.
@@ -115,6 +126,13 @@ resource "google_compute_region_instance_group_manager" "agents" {
     google_sql_database.catalog,
     google_kms_crypto_key_iam_member.service_agents, # boot disks with a customer-managed key (kms.tf)
   ]
+}
+
+check "agent_zones" {
+  assert {
+    condition     = toset(google_compute_region_instance_group_manager.agents.distribution_policy_zones) == toset(local.zones)
+    error_message = "The agents' instance group keeps the zones it was created in (${join(", ", google_compute_region_instance_group_manager.agents.distribution_policy_zones)}), but var.zones or the region's zones are now ${join(", ", local.zones)}. Set zones to the group's to silence this; changing them means replacing the group, which deletes every agent first (terraform/README.md)."
+  }
 }
 
 resource "google_compute_region_autoscaler" "agents" {

@@ -8,7 +8,7 @@
 
 locals {
   cluster = coalesce(var.cluster_name, var.name)
-  zones   = var.zones != null ? var.zones : data.google_compute_zones.up.names
+  zones   = var.zones != null ? var.zones : data.google_compute_zones.region.names
 
   labels = merge({
     floe-cluster = local.cluster
@@ -21,10 +21,12 @@ locals {
   bucket_url = "gs://${google_storage_bucket.segments.name}"
 }
 
-data "google_compute_zones" "up" {
+# Every zone of the region, up or not: the instance group's zones can only
+# be set when it is created (compute.tf), and a zone that is down at plan
+# time is an outage to ride out, not a reason to leave it.
+data "google_compute_zones" "region" {
   project = var.project_id
   region  = var.region
-  status  = "UP"
 }
 
 data "google_compute_network" "this" {

@@ -13,9 +13,14 @@ variable "region" {
 }
 
 variable "zones" {
-  description = "Zones to spread the agents over. Defaults to every zone of the region that is up."
+  description = "Zones to spread the agents over. Defaults to every zone of the region. The instance group keeps the zones it is created with: a later change (here, or a zone added to the region) is ignored with a warning, since changing them replaces the group, deleting every agent first."
   type        = list(string)
   default     = null
+
+  validation {
+    condition     = var.zones == null ? true : length(var.zones) > 0
+    error_message = "zones must name at least one zone, or be null for every zone of the region."
+  }
 }
 
 variable "name" {
@@ -107,9 +112,16 @@ variable "admin_port" {
 # --- Agents ----------------------------------------------------------------
 
 variable "image" {
-  description = "Floe container image the agents run. Pin a version (a tag or a digest) in production: changing it rolls the instance group."
+  description = "Floe container image the agents run, with a tag or a digest. Pin a release (…/floe:vX.Y.Z or …/floe@sha256:…) in production: changing it rolls the instance group, but an agent also pulls its image at every start (keeping the cached one if the registry cannot be reached), so with a moving tag such as latest a restarted agent can come back on a newer release, which migrates the catalog schema as it starts."
   type        = string
   default     = "ghcr.io/floebroker/floe:latest"
+
+  validation {
+    # The last path element's :tag, or @sha256:digest; a registry's :port
+    # is not a tag.
+    condition     = can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.image))
+    error_message = "image must name its version: a tag (…/floe:vX.Y.Z) or a digest (…/floe@sha256:…)."
+  }
 }
 
 variable "machine_type" {
