@@ -638,3 +638,67 @@ func TestCreateTopicsExistingBeforeChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestInternalTopicsNotCreated: Kafka's internal topic names are never
+// created. Floe keeps group offsets in its catalog, and an ordinary topic
+// named __consumer_offsets was listed, matched by regex subscriptions and
+// read as empty by tools reading Kafka's. Auto-creation (Metadata and
+// Produce) answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers an unknown
+// topic it does not create, with IsInternal as Kafka sets it; CreateTopics,
+// validate-only or not, INVALID_REQUEST, as Kafka answers for
+// __cluster_metadata.
+func TestInternalTopicsNotCreated(t *testing.T) {
+	a := startBadInputAgent(t, true)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	names := []string{"__consumer_offsets", "__transaction_state", "__share_group_state", "__cluster_metadata"}
+	internal := map[string]bool{"__consumer_offsets": true, "__transaction_state": true, "__share_group_state": true}
+
+	mreq := kmsg.NewPtrMetadataRequest()
+	mreq.Version = 12
+	mreq.AllowAutoTopicCreation = true
+	for _, n := range names {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		mreq.Topics = append(mreq.Topics, rt)
+	}
+	resp, err := c.Request(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mt := range resp.(*kmsg.MetadataResponse).Topics {
+		n := *mt.Topic
+		wantCode(t, "metadata auto-creating "+n, mt.ErrorCode, kerr.UnknownTopicOrPartition)
+		if mt.IsInternal != internal[n] {
+			t.Errorf("metadata %s: IsInternal %v, want %v", n, mt.IsInternal, internal[n])
+		}
+	}
+	ps := produce(t, c, produceReq("__consumer_offsets", -1, floetest.Batch(floetest.BatchSpec{Records: 1})))
+	wantCode(t, "produce to __consumer_offsets", ps[0].ErrorCode, kerr.UnknownTopicOrPartition)
+
+	for _, validateOnly := range []bool{true, false} {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.Version = 7
+		req.ValidateOnly = validateOnly
+		for _, n := range names {
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = n, 50, -1
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ot := range resp.(*kmsg.CreateTopicsResponse).Topics {
+			wantCode(t, fmt.Sprintf("create %s (validate only %v)", ot.Topic, validateOnly), ot.ErrorCode, kerr.InvalidRequest)
+			if want := "Creation of internal topic " + ot.Topic + " is prohibited."; ot.ErrorMessage == nil || *ot.ErrorMessage != want {
+				t.Errorf("create %s: message %v, want %q", ot.Topic, ot.ErrorMessage, want)
+			}
+		}
+	}
+	for _, n := range names {
+		if _, err := a.Catalog.Topic(ctxT(t), n); !errors.Is(err, catalog.ErrUnknownTopic) {
+			t.Errorf("%s after the refused creations: %v, want unknown", n, err)
+		}
+	}
+}

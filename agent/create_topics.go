@@ -5,8 +5,9 @@ package agent
 // Differences from Kafka: the replication factor is accepted whatever it is
 // (-1 or any positive value) and ignored, since durability comes from
 // object storage; responses report 1. Manual replica assignments are
-// accepted for their partition count only. TimeoutMillis is ignored: the
-// topic exists in the catalog when the response is sent.
+// accepted for their partition count only. Kafka's internal topics are not
+// created (see reservedTopic). TimeoutMillis is ignored: the topic exists
+// in the catalog when the response is sent.
 
 import (
 	"context"
@@ -34,6 +35,13 @@ func (a *Agent) handleCreateTopics(ctx context.Context, _ *request, req *kmsg.Cr
 				setCreateTopicErr(&ot, kerr.InvalidRequest.Code, fmt.Sprintf("topic %q appears more than once in the request", rt.Topic))
 				resp.Topics = append(resp.Topics, ot)
 			}
+			continue
+		}
+		if reservedTopic(rt.Topic) {
+			// Before the existence check: an ordinary topic of the name
+			// made before Floe refused it is still not Kafka's.
+			setCreateTopicErr(&ot, kerr.InvalidRequest.Code, reservedTopicMsg(rt.Topic))
+			resp.Topics = append(resp.Topics, ot)
 			continue
 		}
 		spec, code, msg := a.topicSpec(rt)
@@ -154,6 +162,33 @@ func (a *Agent) topicSpec(rt kmsg.CreateTopicsRequestTopic) (catalog.TopicSpec, 
 		return spec, code, msg
 	}
 	return spec, 0, ""
+}
+
+// reservedTopic reports whether name is one of Kafka's internal topics
+// (Topic.INTERNAL_TOPICS in Kafka 4.1) or its KRaft metadata log, which
+// Floe never creates: it keeps group offsets and state in the catalog, and
+// has no transactions, share groups or metadata log. An ordinary topic of
+// such a name, auto-created by a client's Metadata (kcat -L -t
+// __consumer_offsets), was listed with the others, matched regex
+// subscriptions, and looked empty to tools that read Kafka's (Burrow,
+// OffsetsMessageFormatter).
+func reservedTopic(name string) bool {
+	return kafkaInternalTopic(name) || name == "__cluster_metadata"
+}
+
+// kafkaInternalTopic is Kafka's Topic.isInternal, which Metadata reports
+// (IsInternal) even for an unknown topic.
+func kafkaInternalTopic(name string) bool {
+	switch name {
+	case "__consumer_offsets", "__transaction_state", "__share_group_state":
+		return true
+	}
+	return false
+}
+
+// reservedTopicMsg is Kafka's message refusing to create __cluster_metadata.
+func reservedTopicMsg(name string) string {
+	return fmt.Sprintf("Creation of internal topic %s is prohibited.", name)
 }
 
 // adminErr maps catalog errors of admin requests to a code and message.

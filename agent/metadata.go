@@ -17,7 +17,8 @@ package agent
 // accepts produce and fetch for any partition, so stale metadata never
 // fails a client. The controller id is the answering agent (any agent
 // serves admin requests). Auto-created topics are created synchronously and
-// returned at once, without Kafka's transient LEADER_NOT_AVAILABLE.
+// returned at once, without Kafka's transient LEADER_NOT_AVAILABLE; Kafka's
+// internal topics are never auto-created (see reservedTopic).
 // Authorized operations are not computed (reported as unknown).
 
 import (
@@ -188,6 +189,9 @@ func (a *Agent) metadata(ctx context.Context, r *request, req *kmsg.MetadataRequ
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
 			mt.AuthorizedOperations = authorizedOperationsUnknown
+			// As Kafka, which tells an unknown topic's IsInternal
+			// from its name.
+			mt.IsInternal = rt.Topic != nil && kafkaInternalTopic(*rt.Topic)
 			mt.ErrorCode = metadataTopicError(err, rt.Topic == nil)
 			if mt.ErrorCode == kerr.UnknownServerError.Code {
 				a.log.Warn("metadata: topic lookup failed", "err", err)

@@ -375,7 +375,9 @@ func (a *Agent) topicOrCreate(ctx context.Context, name string, minPartitions in
 // autoCreate creates the named topic, which the catalog just reported
 // unknown (the error unknown), if the request and the config allow it.
 func (a *Agent) autoCreate(ctx context.Context, name string, allowCreate bool, unknown error) (catalog.Topic, error) {
-	if !allowCreate || !a.cfg.AutoCreateTopics {
+	if !allowCreate || !a.cfg.AutoCreateTopics || reservedTopic(name) {
+		// Kafka's internal topics stay unknown, as Kafka answers a
+		// topic it does not create (see reservedTopic).
 		return catalog.Topic{}, unknown
 	}
 	if err := catalog.ValidateTopicName(name); err != nil {

@@ -130,3 +130,18 @@ func TestGroupsKIP848AgainstFloe(t *testing.T) {
 		t.Fatalf("empty KIP-848 group after reset: %+v", d)
 	}
 }
+
+// floe topics create refuses Kafka's internal topic names, as the agent's
+// CreateTopics does: Floe keeps group offsets in its catalog, and an
+// ordinary __consumer_offsets would be an empty topic that tools take for
+// Kafka's.
+func TestTopicsCreateInternalAgainstFloe(t *testing.T) {
+	a := floetest.Start(t, floetest.Options{})
+	_, err := run(t, a.Addr, "topics", "create", "__consumer_offsets")
+	if err == nil || !strings.Contains(err.Error(), "INVALID_REQUEST") || !strings.Contains(err.Error(), "internal topic") {
+		t.Fatalf("floe topics create __consumer_offsets: %v, want INVALID_REQUEST naming the internal topic", err)
+	}
+	if list := decode[[]topicListJSON](t, mustRun(t, a.Addr, "topics", "list", "-o", "json")); len(list) != 0 {
+		t.Fatalf("topics after the refused create: %+v", list)
+	}
+}
