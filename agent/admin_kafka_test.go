@@ -702,3 +702,100 @@ func TestInternalTopicsNotCreated(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateTopicsChecksReplicaAssignment: manual replica assignments are
+// checked as Kafka's controller checks them (INVALID_REPLICA_ASSIGNMENT for
+// partition indexes that are not 0 to n-1, an empty replica list, a broker
+// named twice, replica lists of different lengths; INVALID_REQUEST with a
+// replication factor), except that broker ids are not looked up: Floe's
+// replicas are not placed, so any id is accepted and ignored. Assignments
+// for partitions [0, 5] had made a 2-partition topic.
+func TestCreateTopicsChecksReplicaAssignment(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	for _, tc := range []struct {
+		name       string
+		partitions []int32
+		replicas   [][]int32
+		rf         int16
+		want       *kerr.Error
+	}{
+		{"gap", []int32{0, 5}, [][]int32{{1}, {1}}, -1, kerr.InvalidReplicaAssignment},
+		{"from-one", []int32{1, 2}, [][]int32{{1}, {1}}, -1, kerr.InvalidReplicaAssignment},
+		{"repeated-partition", []int32{0, 0}, [][]int32{{1}, {1}}, -1, kerr.InvalidReplicaAssignment},
+		{"empty", []int32{0, 1}, [][]int32{{1}, {}}, -1, kerr.InvalidReplicaAssignment},
+		{"repeated-broker", []int32{0}, [][]int32{{1, 2, 1}}, -1, kerr.InvalidReplicaAssignment},
+		{"uneven", []int32{0, 1}, [][]int32{{1, 2}, {1}}, -1, kerr.InvalidReplicaAssignment},
+		{"with-factor", []int32{0}, [][]int32{{1}}, 1, kerr.InvalidRequest},
+		{"any-ids", []int32{1, 0, 2}, [][]int32{{99, 7}, {-5, 99}, {7, 1000}}, -1, nil},
+	} {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.Version = 7
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = tc.name, -1, tc.rf
+		for i, p := range tc.partitions {
+			ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+			ra.Partition, ra.Replicas = p, tc.replicas[i]
+			rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ot := resp.(*kmsg.CreateTopicsResponse).Topics[0]
+		wantCode(t, tc.name, ot.ErrorCode, tc.want)
+		got, err := a.Catalog.Topic(ctxT(t), tc.name)
+		switch {
+		case tc.want != nil && !errors.Is(err, catalog.ErrUnknownTopic):
+			t.Errorf("%s: refused, yet the catalog has %+v (%v)", tc.name, got, err)
+		case tc.want == nil && (err != nil || got.Partitions != int32(len(tc.partitions))):
+			t.Errorf("%s: %d partitions (%v), want %d", tc.name, got.Partitions, err, len(tc.partitions))
+		}
+	}
+}
+
+// TestCreatePartitionsChecksReplicaAssignment: CreatePartitions refuses an
+// empty replica list, a broker named twice and replica lists of different
+// lengths with INVALID_REPLICA_ASSIGNMENT, as Kafka does, and accepts any
+// broker id (see TestCreateTopicsChecksReplicaAssignment).
+func TestCreatePartitionsChecksReplicaAssignment(t *testing.T) {
+	a := startBadInputAgent(t, false)
+	c := floetest.Dial(t, a.Addr)
+	defer c.Close()
+	for _, tc := range []struct {
+		name     string
+		replicas [][]int32
+		want     *kerr.Error
+	}{
+		{"empty", [][]int32{{1}, {}}, kerr.InvalidReplicaAssignment},
+		{"repeated-broker", [][]int32{{3, 3}, {1, 2}}, kerr.InvalidReplicaAssignment},
+		{"uneven", [][]int32{{1}, {1, 2}}, kerr.InvalidReplicaAssignment},
+		{"any-ids", [][]int32{{99}, {-1}}, nil},
+	} {
+		createTopic(t, a, tc.name, 1, nil)
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		req.Version = 3
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = tc.name, 1+int32(len(tc.replicas))
+		for _, r := range tc.replicas {
+			as := kmsg.NewCreatePartitionsRequestTopicAssignment()
+			as.Replicas = r
+			rt.Assignment = append(rt.Assignment, as)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := c.Request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, tc.name, resp.(*kmsg.CreatePartitionsResponse).Topics[0].ErrorCode, tc.want)
+		want := int32(1)
+		if tc.want == nil {
+			want = rt.Count
+		}
+		if got, err := a.Catalog.Topic(ctxT(t), tc.name); err != nil || got.Partitions != want {
+			t.Errorf("%s: %d partitions (%v), want %d", tc.name, got.Partitions, err, want)
+		}
+	}
+}

@@ -3,10 +3,11 @@ package agent
 // CreatePartitions (key 37), versions 0-3: grows a topic to Count
 // partitions.
 //
-// Differences from Kafka: manual assignments are ignored (there are no
-// replicas to place) beyond their count, which must match the partitions
-// added (INVALID_REPLICA_ASSIGNMENT otherwise, as in Kafka); TimeoutMillis is ignored: the partitions exist when
-// the response is sent.
+// Differences from Kafka: manual assignments are checked as Kafka checks
+// them (their count must match the partitions added, see checkReplicas for
+// each), but their broker ids are not looked up, and they are then ignored:
+// there are no replicas to place. TimeoutMillis is ignored: the partitions
+// exist when the response is sent.
 
 import (
 	"context"
@@ -61,6 +62,11 @@ func (a *Agent) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsRe
 		// The replicas named are ignored, but a count that does not
 		// match says the request is not what its sender meant.
 		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("%d partitions added but %d assignments given", add, len(rt.Assignment))
+	}
+	for i, as := range rt.Assignment {
+		if code, msg := checkReplicas(as.Replicas, rt.Assignment[0].Replicas, i); code != 0 {
+			return code, msg
+		}
 	}
 	if validateOnly {
 		return 0, ""

@@ -5,14 +5,16 @@ package agent
 // Differences from Kafka: the replication factor is accepted whatever it is
 // (-1 or any positive value) and ignored, since durability comes from
 // object storage; responses report 1. Manual replica assignments are
-// accepted for their partition count only. Kafka's internal topics are not
-// created (see reservedTopic). TimeoutMillis is ignored: the topic exists
-// in the catalog when the response is sent.
+// checked as Kafka checks them but for their broker ids (see
+// checkReplicas), then ignored but for their partition count. Kafka's
+// internal topics are not created (see reservedTopic). TimeoutMillis is
+// ignored: the topic exists in the catalog when the response is sent.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -138,9 +140,14 @@ func setCreateTopicErr(ot *kmsg.CreateTopicsResponseTopic, code int16, msg strin
 func (a *Agent) topicSpec(rt kmsg.CreateTopicsRequestTopic) (catalog.TopicSpec, int16, string) {
 	spec := catalog.TopicSpec{Name: rt.Topic, Partitions: rt.NumPartitions}
 	switch {
+	case len(rt.ReplicaAssignment) > 0 && rt.ReplicationFactor != -1:
+		return spec, kerr.InvalidRequest.Code, "both replication factor and replica assignment given"
 	case len(rt.ReplicaAssignment) > 0 && rt.NumPartitions != -1:
 		return spec, kerr.InvalidRequest.Code, "both partition count and replica assignment given"
 	case len(rt.ReplicaAssignment) > 0:
+		if code, msg := checkAssignment(rt.ReplicaAssignment); code != 0 {
+			return spec, code, msg
+		}
 		spec.Partitions = int32(len(rt.ReplicaAssignment))
 	case rt.NumPartitions == -1:
 		spec.Partitions = a.cfg.DefaultPartitions
@@ -162,6 +169,55 @@ func (a *Agent) topicSpec(rt kmsg.CreateTopicsRequestTopic) (catalog.TopicSpec, 
 		return spec, code, msg
 	}
 	return spec, 0, ""
+}
+
+// checkAssignment checks a CreateTopics manual replica assignment as
+// Kafka's controller does: one entry for each partition 0 to n-1, each
+// passing checkReplicas. The replicas are then ignored (Floe places none),
+// but a request breaking Kafka's rules is not what its sender meant:
+// entries for partitions 0 and 5 had made a 2-partition topic.
+func checkAssignment(as []kmsg.CreateTopicsRequestTopicReplicaAssignment) (int16, string) {
+	seen := make(map[int32]bool, len(as))
+	for i, ra := range as {
+		if seen[ra.Partition] {
+			return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("Found multiple manual partition assignments for partition %d", ra.Partition)
+		}
+		seen[ra.Partition] = true
+		if code, msg := checkReplicas(ra.Replicas, as[0].Replicas, i); code != 0 {
+			return code, msg
+		}
+	}
+	for p := range int32(len(as)) {
+		if !seen[p] {
+			return kerr.InvalidReplicaAssignment.Code, "partitions should be a consecutive 0-based integer sequence"
+		}
+	}
+	return 0, ""
+}
+
+// checkReplicas checks the replica list of a manual assignment, the i-th
+// of a request whose first is first, as Kafka's controller does
+// (INVALID_REPLICA_ASSIGNMENT, with its messages): not empty, no broker
+// twice, as many replicas as the request's other lists. Unlike Kafka's, it
+// does not look the broker ids up among the live agents: replicas are not
+// placed (the leader is picked by rendezvous hashing), so an id has no
+// effect, and the fleet's ids change as agents come and go, so a check
+// would only refuse assignments written for another cluster, or in a
+// rolling restart, that are ignored anyway.
+func checkReplicas(replicas, first []int32, i int) (int16, string) {
+	if len(replicas) == 0 {
+		return kerr.InvalidReplicaAssignment.Code, "The manual partition assignment includes an empty replica list."
+	}
+	sorted := slices.Sorted(slices.Values(replicas))
+	for j := 1; j < len(sorted); j++ {
+		if sorted[j] == sorted[j-1] {
+			return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("The manual partition assignment includes the broker %d more than once.", sorted[j])
+		}
+	}
+	if i > 0 && len(replicas) != len(first) {
+		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("The manual partition assignment includes a partition with %d replica(s), but this is not consistent with previous partitions, which have %d replica(s).", len(replicas), len(first))
+	}
+	return 0, ""
 }
 
 // reservedTopic reports whether name is one of Kafka's internal topics
