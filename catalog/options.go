@@ -42,6 +42,18 @@ type Options struct {
 	// A migration's statements are bounded by its context's deadline
 	// instead, when it has one.
 	StatementTimeout time.Duration
+	// PasswordFile names a file holding the PostgreSQL password (a
+	// trailing newline is dropped), read each time a connection is opened,
+	// for the pool and the LISTEN connection alike; it replaces any
+	// password in the URL. A password changed under a running agent (a
+	// rotation) thus needs only the file rewritten: open connections keep
+	// working, as PostgreSQL lets them, and new ones use the new password.
+	// A file that cannot be read, or is empty, fails that connection
+	// attempt with an error naming it rather than falling back to a
+	// password read earlier, which after a rotation fails anyway, only
+	// less clearly. Replace the file by renaming a new one over it, so no
+	// connection reads it half written. SQLite ignores it.
+	PasswordFile string
 	// BusyTimeout is how long a SQLite writer waits for the file lock held
 	// by another process.
 	BusyTimeout time.Duration
@@ -113,5 +125,6 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix string) {
 		return nil
 	})
 	fs.DurationVar(&o.StatementTimeout, prefix+"statement-timeout", DefaultStatementTimeout, "PostgreSQL statement and idle-in-transaction timeout")
+	fs.StringVar(&o.PasswordFile, prefix+"password-file", o.PasswordFile, "file holding the PostgreSQL password, read at every new connection in place of the URL's (rewrite it to rotate the password without a restart)")
 	fs.DurationVar(&o.BusyTimeout, prefix+"busy-timeout", DefaultBusyTimeout, "SQLite wait for another process's write lock")
 }

@@ -22,6 +22,9 @@
 //   - Every flag and FLOE_* variable that the user data templates, the
 //     Dockerfile, compose.yaml and the scripts give `floe agent` (or `floe
 //     dev`) is one the binary accepts today, read from its own -h output.
+//   - Each user data template's secret watch keeps the agent's catalog
+//     password file up to date, replacing it by a rename when the secret
+//     changes and restarting nothing, and the agent reads that file.
 //   - The Grafana dashboard only queries documented metrics, and
 //     docs/metrics.md documents exactly the metrics the code registers.
 //   - The image's build command produces a static binary that serves Kafka

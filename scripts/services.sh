@@ -135,6 +135,11 @@ start_postgres() {
 	if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
 	"${as[@]}" "$bindir/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$STATE/postgres-initdb.log" 2>&1 ||
 		die "initdb failed: $(tail -5 "$STATE/postgres-initdb.log")"
+	# Everyone is trusted but members of floe_password_auth, who must give
+	# their password: the tests of a password changed under a running
+	# catalog (catalog/postgres TestPasswordFileRotation) need a server
+	# that checks it. pg_hba.conf's first matching line wins.
+	sed -i '1i host all +floe_password_auth 127.0.0.1/32 scram-sha-256' "$pgdata/pg_hba.conf"
 	# Tuned for a throwaway test server; durability settings stay as shipped
 	# (fsync and synchronous_commit on) so benchmarks measure honest commits.
 	cat >>"$pgdata/postgresql.conf" <<EOF
@@ -155,6 +160,7 @@ EOF
 		sleep 0.1
 	done
 	"$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE floe_test" >/dev/null
+	"$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE floe_password_auth NOLOGIN" >/dev/null
 	echo "postgres://postgres@127.0.0.1:$port/floe_test?sslmode=disable" >"$STATE/postgres.url"
 	log "PostgreSQL listens on 127.0.0.1:$port"
 }

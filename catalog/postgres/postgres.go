@@ -28,6 +28,9 @@
 //   - Every statement and every idle-in-transaction period is bounded by
 //     Options.StatementTimeout, so a stuck agent cannot hold partition locks
 //     (a migration's statements by Migrate's deadline instead).
+//   - With Options.PasswordFile, every new connection (pooled or LISTEN)
+//     reads its password from the file, so a password rotated under a
+//     running agent takes effect without a restart.
 //   - Connections run with plan_cache_mode=force_generic_plan and jit=off
 //     (unless the URL sets them): the statements are short primary-key and
 //     index probes, written so any plan is cheap, and JIT compilation of a
@@ -49,7 +52,9 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +77,10 @@ type Catalog struct {
 	now     func() time.Time
 	schema  string
 	channel string // NOTIFY channel, per schema
+	// beforeConnect, if set, adjusts a copy of connCfg before each LISTEN
+	// connection, as the pool's BeforeConnect does for its own (the
+	// password file).
+	beforeConnect func(context.Context, *pgx.ConnConfig) error
 
 	hub       *watchhub.Hub
 	closed    atomic.Bool
@@ -152,7 +161,32 @@ func poolConfig(url string, opts catalog.Options) (*pgxpool.Config, error) {
 	if _, ok := rp["jit"]; !ok {
 		rp["jit"] = "off"
 	}
+	// The password is read at each connect, not once here: a rotation
+	// changes it for new connections only (open ones stay logged in), and
+	// the pool opens new ones all the time (lifetime and idle limits,
+	// reconnects), so one read at start would fail them from the rotation
+	// until the agent restarts.
+	if path := opts.PasswordFile; path != "" {
+		cfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+			return readPassword(cc, path)
+		}
+	}
 	return cfg, nil
+}
+
+// readPassword sets cfg's password to the contents of the file at path,
+// less one trailing newline (echo and most editors add one).
+func readPassword(cfg *pgx.ConnConfig, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("catalog: postgres: read password file: %w", err)
+	}
+	pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if pw == "" {
+		return fmt.Errorf("catalog: postgres: password file %s is empty", path)
+	}
+	cfg.Password = pw
+	return nil
 }
 
 // Open connects to the database at url (postgres:// or postgresql://, any
@@ -186,6 +220,8 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 
 		listenIdle: listenIdle,
 		opTimeout:  2 * opts.StatementTimeout,
+
+		beforeConnect: cfg.BeforeConnect,
 	}
 	c.known.parts = make(map[catalog.TopicID]int32)
 	if err := c.init(ctx); err != nil {

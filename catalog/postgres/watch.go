@@ -96,7 +96,14 @@ const listenLogEvery = 30 * time.Second
 // followers catch up on whatever happened while no connection listened)
 // and then relays notifications until the connection fails.
 func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
-	conn, err := pgx.ConnectConfig(ctx, c.connCfg)
+	cfg := c.connCfg
+	if c.beforeConnect != nil {
+		cfg = cfg.Copy()
+		if err := c.beforeConnect(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -218,3 +218,28 @@ func TestMigrateReadsAgentConfig(t *testing.T) {
 		t.Fatalf("migrate with a misspelt setting: exit %d: %s", code, errb.String())
 	}
 }
+
+// TestCatalogPasswordFile: `floe agent` and `floe migrate` take
+// --catalog.password-file, from the command line or the agent's YAML file,
+// and read the PostgreSQL password from it (the file here is missing, so
+// the first connection fails naming it, before any dial).
+func TestCatalogPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing-password")
+	catalogURL := "postgres://floe@127.0.0.1:1/floe"
+	config := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(config, []byte("catalog: "+catalogURL+"\nbucket: mem://\ncatalog.password-file: "+missing+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"agent", "--catalog", catalogURL, "--catalog.password-file", missing, "--bucket", "mem://", "--data", filepath.Join(dir, "wal"), "--listen", "localhost:0", "--admin-listen", ""},
+		{"migrate", "--catalog", catalogURL, "--catalog.password-file", missing},
+		{"migrate", "--config", config},
+	} {
+		var out, errb bytes.Buffer
+		code := runMain(context.Background(), args, &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), "read password file: open "+missing) {
+			t.Errorf("%v: exit %d: %s, want the password file read error", args, code, errb.String())
+		}
+	}
+}

@@ -38,7 +38,7 @@ data "aws_iam_policy_document" "agent" {
 
   statement {
     sid       = "ReadCatalogPassword"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.db_secret_arn]
   }
 

@@ -89,7 +89,8 @@ resource "google_sql_database" "catalog" {
 
 ephemeral "random_password" "catalog" {
   length = 32
-  # Letters and digits only: the agents put it in a postgres:// URL as is.
+  # Letters and digits only: no tool or URL it passes through needs it
+  # escaped (the agents read it from a file, --catalog.password-file).
   special = false
 }
 
