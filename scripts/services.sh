@@ -120,7 +120,12 @@ wait_tcp() {
 alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 start_postgres() {
-	if alive postgres; then return 0; fi
+	if alive postgres; then
+		# Started by an earlier run, perhaps of an older version of this
+		# script: give it what the tests now need.
+		configure_postgres
+		return 0
+	fi
 	local bindir port pgdata
 	bindir=$(pg_bindir)
 	port=$(free_port)
@@ -135,11 +140,6 @@ start_postgres() {
 	if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
 	"${as[@]}" "$bindir/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$STATE/postgres-initdb.log" 2>&1 ||
 		die "initdb failed: $(tail -5 "$STATE/postgres-initdb.log")"
-	# Everyone is trusted but members of floe_password_auth, who must give
-	# their password: the tests of a password changed under a running
-	# catalog (catalog/postgres TestPasswordFileRotation) need a server
-	# that checks it. pg_hba.conf's first matching line wins.
-	sed -i '1i host all +floe_password_auth 127.0.0.1/32 scram-sha-256' "$pgdata/pg_hba.conf"
 	# Tuned for a throwaway test server; durability settings stay as shipped
 	# (fsync and synchronous_commit on) so benchmarks measure honest commits.
 	cat >>"$pgdata/postgresql.conf" <<EOF
@@ -160,9 +160,54 @@ EOF
 		sleep 0.1
 	done
 	"$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE floe_test" >/dev/null
-	"$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE floe_password_auth NOLOGIN" >/dev/null
 	echo "postgres://postgres@127.0.0.1:$port/floe_test?sslmode=disable" >"$STATE/postgres.url"
+	configure_postgres
 	log "PostgreSQL listens on 127.0.0.1:$port"
+}
+
+# pg_sql URL SQL runs SQL as the test server's superuser and prints the
+# result unaligned.
+pg_sql() { "$(pg_bindir)/psql" "$1" -v ON_ERROR_STOP=1 -Atqc "$2"; }
+
+# configure_postgres gives the running server what the tests need beyond
+# initdb's defaults, idempotently: start runs it on a server it just
+# started and on one an earlier run left running, which may predate a
+# setting here (CI with a kept FLOE_SERVICES_DIR, a developer's shared
+# services). It reloads the server's configuration if need be, and never
+# restarts it.
+#
+# Everyone is trusted but members of floe_password_auth, who must give
+# their password: the tests of a password changed under a running catalog
+# (catalog/postgres TestPasswordFileRotation) need a server that checks it.
+# pg_hba.conf's first matching line wins.
+configure_postgres() {
+	local pgdata url hba rule loaded i
+	pgdata=$(cat "$STATE/postgres.datadir")
+	url=$(cat "$STATE/postgres.url")
+	hba="$pgdata/pg_hba.conf"
+	rule='host all +floe_password_auth 127.0.0.1/32 scram-sha-256'
+	pg_sql "$url" "DO \$\$BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'floe_password_auth') THEN
+			CREATE ROLE floe_password_auth NOLOGIN;
+		END IF;
+	END\$\$" >/dev/null
+	# sed -i keeps the file's owner (postgres) when run as root.
+	grep -qxF "$rule" "$hba" || sed -i "1i $rule" "$hba"
+	# PostgreSQL reads pg_hba.conf at start and at a reload only. Reload
+	# unless the server loaded its configuration after the file last
+	# changed (in whole seconds, so a tie reloads), then wait until new
+	# sessions see the reload, which pg_reload_conf only signals.
+	loaded=$(pg_sql "$url" "SELECT extract(epoch FROM pg_conf_load_time())")
+	if [ "$(stat -c %Y "$hba")" -lt "${loaded%.*}" ]; then return 0; fi
+	[ "$(pg_sql "$url" "SELECT pg_reload_conf()")" = t ] || die "PostgreSQL did not take the signal to reload"
+	for i in $(seq 1 100); do
+		if [ "$(pg_sql "$url" "SELECT extract(epoch FROM pg_conf_load_time()) > $loaded")" = t ]; then
+			log "PostgreSQL reloaded its configuration ($hba)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "PostgreSQL did not reload its configuration (see $STATE/postgres.log)"
 }
 
 start_minio() {

@@ -38,7 +38,7 @@ func passwordRole(t *testing.T, schemaURL, password string) (string, *pgx.Conn) 
 	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD '"+password+"' IN ROLE floe_password_auth"); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42704" { // undefined_object
-			failOrSkip(t, "the test server has no role floe_password_auth, so it checks no password: restart it with scripts/services.sh")
+			failOrSkip(t, "the test server has no role floe_password_auth, so it checks no password: run scripts/services.sh start, which adds it to a running server")
 		}
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func passwordRole(t *testing.T, schemaURL, password string) (string, *pgx.Conn) 
 	wrong.User = url.UserPassword(role, "wrong-"+password)
 	if conn, err := pgx.Connect(ctx, wrong.String()); err == nil {
 		conn.Close(ctx)
-		failOrSkip(t, "the test server let %s in with a wrong password: its pg_hba.conf lacks scripts/services.sh's floe_password_auth line; restart it with scripts/services.sh", role)
+		failOrSkip(t, "the test server let %s in with a wrong password: its pg_hba.conf lacks scripts/services.sh's floe_password_auth line: run scripts/services.sh start, which adds it and reloads a running server", role)
 	}
 	return u.String(), admin
 }
