@@ -339,6 +339,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() error { a.followCommits(bgCtx); return nil })
 	bg.Go(func() error { a.refreshLogStarts(bgCtx); return nil })
 	bg.Go(func() error { a.sweepTopics(bgCtx); return nil })
+	bg.Go(func() error { a.followTopicConfigs(bgCtx); return nil })
 	hbCtx, stopHB := context.WithCancel(bgCtx)
 	defer stopHB()
 	hbDone := make(chan struct{})

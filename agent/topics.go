@@ -19,11 +19,13 @@ import (
 // otherwise be answered once more as it was read then, however long ago —
 // configs changed and partitions added through other agents since (a
 // consumer plans its reads from a partition count until its next metadata
-// refresh, minutes later). While the catalog cannot answer, the entry is
-// served anyway (a failed refresh counts as a read for this). A miss, an
-// unknown topic or a partition past the cached count always reads the
-// catalog at once, so a topic created or grown on another agent is seen at
-// once. A topic deleted through another agent may be served for up to
+// refresh, minutes later). Config changes are applied to the cached topics
+// as they commit, wherever they were made (followTopicConfigs); the TTL
+// bounds only the lag of those it is not told of. While the catalog cannot
+// answer, the entry is served anyway (a failed refresh counts as a read
+// for this). A miss, an unknown topic or a partition past the cached count
+// always reads the catalog at once, so a topic created or grown on another
+// agent is seen at once. A topic deleted through another agent may be served for up to
 // twice the TTL, until a catalog read finds it gone or a listing of every
 // topic lacks it (listTopics, which sweepTopics runs every minute or so):
 // its produces then fail in the commit (the catalog rejects unknown
@@ -125,6 +127,11 @@ func (c *topicCache) endRefresh(key any) {
 func (c *topicCache) put(t catalog.Topic) (replaced catalog.TopicID, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cur, found := c.mu.byID[t.ID]; found && cur.t.ConfigVersion > t.ConfigVersion {
+		// t was read before a config change the cached entry already
+		// has (followTopicConfigs cached it while t was being read).
+		return replaced, false
+	}
 	if old, found := c.mu.byName[t.Name]; found && old.t.ID != t.ID {
 		delete(c.mu.byID, old.t.ID)
 		replaced, ok = old.t.ID, true
@@ -148,6 +155,15 @@ func (c *topicCache) mark() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.seq
+}
+
+// staleConfigs reports whether t's id is cached with configs older than
+// t's.
+func (c *topicCache) staleConfigs(t catalog.Topic) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.mu.byID[t.ID]
+	return ok && e.t.ConfigVersion < t.ConfigVersion
 }
 
 // forgetUnlisted drops the entries cached before mark whose id listed
@@ -264,6 +280,74 @@ func (a *Agent) listTopics(ctx context.Context) ([]catalog.Topic, error) {
 // topicSweepInterval is about how often sweepTopics lists every topic; a
 // var for tests.
 var topicSweepInterval = time.Minute
+
+// followTopicConfigs applies every topic config change, wherever in the
+// fleet it was made, to the cached topics as it commits, until ctx ends:
+// the catalog announces each change (WatchTopicConfigs) and this reads the
+// topics changed since the last it saw (TopicConfigsSince), replacing the
+// cached ones. Without it a change made through another agent was applied
+// only when the cached topic was next read, up to twice TopicCacheTTL
+// later: produce kept refusing records a raised max.message.bytes allows,
+// or storing CreateTime batches of a topic switched to LogAppendTime.
+// Requests never wait for this; a topic not cached is read when a request
+// names it. A lost announcement (the PostgreSQL listener reconnecting) is
+// caught up on reconnect, which announces the latest change; until then,
+// and for changes made through an agent of an earlier version (which does
+// not number them), the TTL still bounds the lag.
+func (a *Agent) followTopicConfigs(ctx context.Context) {
+	var watch <-chan int64
+	// after is the last change applied; target the newest announced. A
+	// read started after a change was announced sees it and every earlier
+	// one (changes commit in the order of their numbers), even when it
+	// returns none (the changed topic was deleted since).
+	var after, target int64
+	// force makes the next round read even if target is reached: after
+	// (re)subscribing. The first read, from 0, takes every change ever
+	// made, so none made while the agent started is missed.
+	var force bool
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		if watch == nil {
+			w, err := a.cat.WatchTopicConfigs(ctx)
+			if err != nil {
+				a.log.Warn("watching topic config changes failed", "err", err)
+				sleepCtx(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			watch, force = w, true // changes may have gone unannounced meanwhile
+		}
+		if force || target > after {
+			seen := target
+			rctx, cancel := context.WithTimeout(ctx, offsetsRefreshTimeout)
+			changed, latest, err := a.cat.TopicConfigsSince(rctx, after)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("reading topic config changes failed", "err", err)
+				}
+				sleepCtx(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			for _, t := range changed {
+				if a.topics.staleConfigs(t) {
+					a.cacheTopic(t)
+				}
+			}
+			after, force = max(after, latest, seen), false
+			backoff = 50 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+		case n, open := <-watch:
+			if !open {
+				watch = nil
+			}
+			target = max(target, n)
+		}
+	}
+}
 
 // sweepTopics lists every topic (listTopics) every topicSweepInterval or
 // so until ctx ends, so that the topics deleted through other agents leave

@@ -66,6 +66,12 @@ type Topic struct {
 	// ConfigDefault.
 	Configs map[string]string
 	Created time.Time
+	// ConfigVersion is the number of the last change of Configs
+	// (AlterTopicConfigs, ReplaceTopicConfigs; see TopicConfigsSince), 0
+	// if they were not changed since the topic was created. Numbers grow
+	// with every change of any topic's configs, so of two reads of a
+	// topic the one with the larger number is the newer.
+	ConfigVersion int64
 }
 
 // TopicSpec is a request to create a topic.
@@ -241,6 +247,18 @@ type Catalog interface {
 	// ReplaceTopicConfigs sets the explicit configs to exactly configs
 	// (the non-incremental AlterConfigs).
 	ReplaceTopicConfigs(ctx context.Context, name string, configs map[string]string) (Topic, error)
+	// TopicConfigsSince returns the topics whose configs changed after
+	// change number after (their ConfigVersion is above it), in no order,
+	// read in one snapshot, and the largest ConfigVersion among them
+	// (after if none): passing it as after next time misses no change
+	// (changes commit in the order of their numbers). Agents follow it to
+	// apply a change made through another agent at once rather than when
+	// their cached copy of the topic expires.
+	TopicConfigsSince(ctx context.Context, after int64) (topics []Topic, latest int64, err error)
+	// WatchTopicConfigs delivers change numbers as topic config changes
+	// commit (coalesced, as Watch). The channel closes when ctx ends.
+	// Watchers must still call TopicConfigsSince after any gap.
+	WatchTopicConfigs(ctx context.Context) (<-chan int64, error)
 
 	// Data.
 	CommitSegment(ctx context.Context, seg Segment) (CommitResult, error)

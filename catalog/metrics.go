@@ -221,6 +221,16 @@ func (i *instrumented) CommitsSince(ctx context.Context, after int64, limit int)
 	return i.c.CommitsSince(ctx, after, limit)
 }
 
+func (i *instrumented) TopicConfigsSince(ctx context.Context, after int64) (ts []Topic, latest int64, err error) {
+	defer func(s time.Time) { i.m.observe("topic_configs_since", s, err) }(time.Now())
+	return i.c.TopicConfigsSince(ctx, after)
+}
+
+func (i *instrumented) WatchTopicConfigs(ctx context.Context) (ch <-chan int64, err error) {
+	defer func(s time.Time) { i.m.observe("watch_topic_configs", s, err) }(time.Now())
+	return i.c.WatchTopicConfigs(ctx)
+}
+
 func (i *instrumented) Watch(ctx context.Context) (ch <-chan int64, err error) {
 	defer func(s time.Time) { i.m.observe("watch", s, err) }(time.Now())
 	return i.c.Watch(ctx)

@@ -1,6 +1,7 @@
 package catalogtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,6 +26,7 @@ var topicTests = []namedTest{
 	{"CreatePartitions", testCreatePartitions},
 	{"AlterConfigs", testAlterConfigs},
 	{"ReplaceConfigs", testReplaceConfigs},
+	{"ConfigsSince", testConfigsSince},
 }
 
 func testCreateAndLookup(t *testing.T, c catalog.Catalog) {
@@ -376,6 +378,93 @@ func testReplaceConfigs(t *testing.T, c catalog.Catalog) {
 	noErr(t, err, "ReplaceTopicConfigs empty")
 	if len(got.Configs) != 0 {
 		t.Fatalf("configs after clearing: %v", got.Configs)
+	}
+}
+
+// testConfigsSince: every config change is numbered, above every number
+// before it; TopicConfigsSince returns the topics changed after a number,
+// as they are now, and WatchTopicConfigs announces the change. Agents
+// follow these to apply a change made through another agent at once.
+func testConfigsSince(t *testing.T, c catalog.Catalog) {
+	a := createTopic(t, c, "cfg-a", 1, map[string]string{"retention.ms": "1000"})
+	createTopic(t, c, "cfg-b", 1, nil)
+	if a.ConfigVersion != 0 {
+		t.Fatalf("new topic has ConfigVersion %d", a.ConfigVersion)
+	}
+	got, latest, err := c.TopicConfigsSince(ctx(t), 0)
+	noErr(t, err, "TopicConfigsSince before any change")
+	if len(got) != 0 || latest != 0 {
+		t.Fatalf("before any change: %d topics, latest %d", len(got), latest)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	ch, err := c.WatchTopicConfigs(wctx)
+	noErr(t, err, "WatchTopicConfigs")
+	// Let a backend with a separate listener connection get ready; changes
+	// before that are caught by the number published on (re)connect.
+	time.Sleep(100 * time.Millisecond)
+
+	a, err = c.AlterTopicConfigs(ctx(t), "cfg-a", []catalog.ConfigOp{{Key: "max.message.bytes", Value: "100"}})
+	noErr(t, err, "AlterTopicConfigs")
+	if a.ConfigVersion <= 0 {
+		t.Fatalf("altered topic has ConfigVersion %d", a.ConfigVersion)
+	}
+	_, err = c.AlterTopicConfigs(ctx(t), "cfg-b", []catalog.ConfigOp{{Key: "retention.ms", Value: "x"}})
+	wantErr(t, err, catalog.ErrInvalidConfig, "invalid alter")
+	b, err := c.ReplaceTopicConfigs(ctx(t), "cfg-b", map[string]string{"message.timestamp.type": "LogAppendTime"})
+	noErr(t, err, "ReplaceTopicConfigs")
+	if b.ConfigVersion <= a.ConfigVersion {
+		t.Fatalf("later change numbered %d, not above %d", b.ConfigVersion, a.ConfigVersion)
+	}
+	if read, err := c.Topic(ctx(t), "cfg-b"); err != nil || read.ConfigVersion != b.ConfigVersion {
+		t.Fatalf("Topic after the change: ConfigVersion %d (err %v), want %d", read.ConfigVersion, err, b.ConfigVersion)
+	}
+
+	got, latest, err = c.TopicConfigsSince(ctx(t), 0)
+	noErr(t, err, "TopicConfigsSince(0)")
+	byName := map[string]catalog.Topic{}
+	for _, tp := range got {
+		byName[tp.Name] = tp
+	}
+	if len(got) != 2 || byName["cfg-a"].MaxMessageBytes() != 100 || !byName["cfg-b"].LogAppendTime() || latest != b.ConfigVersion {
+		t.Fatalf("TopicConfigsSince(0) = %+v, latest %d; want both changed topics, latest %d", got, latest, b.ConfigVersion)
+	}
+	got, latest, err = c.TopicConfigsSince(ctx(t), a.ConfigVersion)
+	noErr(t, err, "TopicConfigsSince(a)")
+	if len(got) != 1 || got[0].ID != b.ID || got[0].ConfigVersion != b.ConfigVersion || latest != b.ConfigVersion {
+		t.Fatalf("TopicConfigsSince(%d) = %+v, latest %d; want cfg-b only", a.ConfigVersion, got, latest)
+	}
+	got, latest, err = c.TopicConfigsSince(ctx(t), latest)
+	noErr(t, err, "TopicConfigsSince(latest)")
+	if len(got) != 0 || latest != b.ConfigVersion {
+		t.Fatalf("TopicConfigsSince(latest) = %+v, latest %d", got, latest)
+	}
+
+	deadline := time.After(10 * time.Second)
+	for last := int64(0); last < b.ConfigVersion; {
+		select {
+		case n, ok := <-ch:
+			if !ok {
+				t.Fatal("watch channel closed early")
+			}
+			last = n
+		case <-deadline:
+			t.Fatalf("change %d not announced (last %d)", b.ConfigVersion, last)
+		}
+	}
+
+	// A deleted topic's change is not returned; the next change is still
+	// numbered above it.
+	noErr(t, deleteTopic(t, c, "cfg-b"), "DeleteTopic")
+	got, _, err = c.TopicConfigsSince(ctx(t), a.ConfigVersion)
+	noErr(t, err, "TopicConfigsSince after delete")
+	if len(got) != 0 {
+		t.Fatalf("deleted topic returned: %+v", got)
+	}
+	a, err = c.AlterTopicConfigs(ctx(t), "cfg-a", []catalog.ConfigOp{{Key: "max.message.bytes", Op: catalog.ConfigDelete}})
+	noErr(t, err, "AlterTopicConfigs again")
+	if a.ConfigVersion <= b.ConfigVersion {
+		t.Fatalf("change after the delete numbered %d, not above %d", a.ConfigVersion, b.ConfigVersion)
 	}
 }
 

@@ -76,13 +76,18 @@ type Catalog struct {
 	log     *slog.Logger
 	now     func() time.Time
 	schema  string
-	channel string // NOTIFY channel, per schema
+	channel string // NOTIFY channel of commits, per schema
+	// configChannel is the NOTIFY channel of topic config changes, per
+	// schema: apart from channel, so that agents of a version that does
+	// not know it are not told of them.
+	configChannel string
 	// beforeConnect, if set, adjusts a copy of connCfg before each LISTEN
 	// connection, as the pool's BeforeConnect does for its own (the
 	// password file).
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
 
 	hub       *watchhub.Hub
+	configHub *watchhub.Hub // topic config change numbers
 	closed    atomic.Bool
 	conflicts atomic.Int64 // see CommitConflicts
 	reads     atomic.Int64 // commit round trips 1 sent (tests)
@@ -210,13 +215,14 @@ func Open(ctx context.Context, url string, opts catalog.Options) (*Catalog, erro
 	// Operators (and tests) tell the long-lived LISTEN connection apart.
 	listenCfg.RuntimeParams["application_name"] = truncate(rp["application_name"], 56) + "/listen"
 	c := &Catalog{
-		states:  commitplan.NewStateCache(maxCachedStates),
-		pool:    pool,
-		connCfg: listenCfg,
-		opts:    opts,
-		log:     opts.Logger.With("component", "catalog", "backend", "postgres"),
-		now:     opts.Now,
-		hub:     watchhub.New(),
+		states:    commitplan.NewStateCache(maxCachedStates),
+		pool:      pool,
+		connCfg:   listenCfg,
+		opts:      opts,
+		log:       opts.Logger.With("component", "catalog", "backend", "postgres"),
+		now:       opts.Now,
+		hub:       watchhub.New(),
+		configHub: watchhub.New(),
 
 		listenIdle: listenIdle,
 		opTimeout:  2 * opts.StatementTimeout,
@@ -240,7 +246,8 @@ func (c *Catalog) init(ctx context.Context) error {
 		return fmt.Errorf("catalog: postgres: no schema of the search_path exists; create it first")
 	}
 	c.schema = *schema
-	c.channel = notifyChannel(c.schema)
+	c.channel = notifyChannel("floe_commits", c.schema)
+	c.configChannel = notifyChannel("floe_configs", c.schema)
 	if c.opts.SkipMigrate {
 		return c.checkVersion(ctx)
 	}
@@ -254,17 +261,17 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// notifyChannel names the NOTIFY channel of a schema, within PostgreSQL's
-// 63-byte identifier limit.
-func notifyChannel(schema string) string {
+// notifyChannel names a NOTIFY channel of a schema, prefix alone for
+// public, within PostgreSQL's 63-byte identifier limit.
+func notifyChannel(prefix, schema string) string {
 	if schema == "public" {
-		return "floe_commits"
+		return prefix
 	}
-	ch := "floe_commits_" + schema
+	ch := prefix + "_" + schema
 	if len(ch) > 63 {
 		h := fnv.New64a()
 		h.Write([]byte(schema))
-		ch = fmt.Sprintf("floe_commits_%016x", h.Sum64())
+		ch = fmt.Sprintf("%s_%016x", prefix, h.Sum64())
 	}
 	return ch
 }
@@ -277,10 +284,10 @@ func notifyChannel(schema string) string {
 // deploy units bound (docs/operations.md, "Upgrades").
 const poolCloseWait = 3 * time.Second
 
-// Close stops the Watch listener, closes every Watch channel and the pool.
-// It returns within poolCloseWait of the listener stopping: connections
-// still closing then (the database unreachable) finish closing in the
-// background, bounded by pgx.
+// Close stops the Watch listener, closes every Watch and WatchTopicConfigs
+// channel and the pool. It returns within poolCloseWait of the listener
+// stopping: connections still closing then (the database unreachable)
+// finish closing in the background, bounded by pgx.
 func (c *Catalog) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -292,6 +299,7 @@ func (c *Catalog) Close() error {
 	}
 	c.listen.Unlock()
 	c.hub.Close()
+	c.configHub.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -14,7 +14,7 @@ import (
 	"github.com/floebroker/floe/catalog"
 )
 
-const topicCols = "id, name, partitions, configs, created"
+const topicCols = "id, name, partitions, configs, created, config_version"
 
 // newTopicID returns a random (version 4) UUID.
 func newTopicID() catalog.TopicID {
@@ -29,7 +29,7 @@ func scanTopic(row pgx.Row) (catalog.Topic, error) {
 	var t catalog.Topic
 	var id [16]byte
 	var configs map[string]string
-	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &t.Created); err != nil {
+	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &t.Created, &t.ConfigVersion); err != nil {
 		return catalog.Topic{}, err
 	}
 	t.ID = id
@@ -317,8 +317,52 @@ func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(ma
 		if err != nil {
 			return err
 		}
-		t, err = scanTopic(tx.QueryRow(ctx, `UPDATE topics SET configs = $2 WHERE id = $1 RETURNING `+topicCols, [16]byte(cur.ID), next))
+		// The change takes the next number (config_seq's row lock orders
+		// changes, so a snapshot holding one holds every earlier one) and
+		// is announced at commit to every agent's listener
+		// (WatchTopicConfigs).
+		t, err = scanTopic(tx.QueryRow(ctx, `WITH s AS (UPDATE config_seq SET id = id + 1 RETURNING id)
+UPDATE topics SET configs = $2, config_version = s.id FROM s WHERE topics.id = $1 RETURNING `+qualified("topics", topicCols),
+			[16]byte(cur.ID), next))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2::bigint::text)`, c.configChannel, t.ConfigVersion)
 		return err
 	})
 	return t, err
+}
+
+// qualified prefixes each of the comma-separated columns cols with table.
+func qualified(table, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i, p := range parts {
+		parts[i] = table + "." + p
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TopicConfigsSince returns the topics whose configs changed after change
+// number after, and the largest number among them (after if none), read in
+// one statement's snapshot. config_seq's row lock makes changes commit in
+// the order of their numbers, so the snapshot holds every change up to that
+// largest number: none is skipped by moving there.
+func (c *Catalog) TopicConfigsSince(ctx context.Context, after int64) ([]catalog.Topic, int64, error) {
+	var topics []catalog.Topic
+	err := c.retry(ctx, func(ctx context.Context) error {
+		rows, err := c.pool.Query(ctx, `SELECT `+topicCols+` FROM topics WHERE config_version > $1`, after)
+		if err != nil {
+			return err
+		}
+		topics, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Topic, error) { return scanTopic(r) })
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog: topic configs since %d: %w", after, err)
+	}
+	latest := after
+	for _, t := range topics {
+		latest = max(latest, t.ConfigVersion)
+	}
+	return topics, latest, nil
 }

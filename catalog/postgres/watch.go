@@ -33,6 +33,20 @@ func (c *Catalog) Watch(ctx context.Context) (<-chan int64, error) {
 	return ch, nil
 }
 
+// WatchTopicConfigs delivers topic config change numbers as changes
+// commit anywhere in the fleet, through the listener Watch uses.
+func (c *Catalog) WatchTopicConfigs(ctx context.Context) (<-chan int64, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, fmt.Errorf("catalog: watch topic configs: %w", err)
+	}
+	c.startListener()
+	ch, ok := c.configHub.Subscribe(ctx)
+	if !ok {
+		return nil, fmt.Errorf("catalog: watch topic configs: %w", catalog.ErrClosed)
+	}
+	return ch, nil
+}
+
 func (c *Catalog) startListener() {
 	c.listen.Lock()
 	defer c.listen.Unlock()
@@ -92,9 +106,10 @@ func (c *Catalog) listenLoop(ctx context.Context) {
 // reconnect.
 const listenLogEvery = 30 * time.Second
 
-// listenOnce connects, LISTENs, publishes the current commit id (so
-// followers catch up on whatever happened while no connection listened)
-// and then relays notifications until the connection fails.
+// listenOnce connects, LISTENs, publishes the current commit id and topic
+// config change number (so followers catch up on whatever happened while
+// no connection listened) and then relays notifications until the
+// connection fails.
 func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 	cfg := c.connCfg
 	if c.beforeConnect != nil {
@@ -111,7 +126,7 @@ func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 	// A statement on a connection that silently died would wait for TCP
 	// to give up: bound each by the idle period.
 	lctx, cancel := context.WithTimeout(ctx, c.listenIdle)
-	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{c.channel}.Sanitize())
+	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{c.channel}.Sanitize()+"; LISTEN "+pgx.Identifier{c.configChannel}.Sanitize())
 	cancel()
 	if err != nil {
 		return err
@@ -119,11 +134,12 @@ func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 	publishLatest := func() error {
 		qctx, cancel := context.WithTimeout(ctx, c.listenIdle)
 		defer cancel()
-		var id int64
-		if err := conn.QueryRow(qctx, "SELECT id FROM commit_seq").Scan(&id); err != nil {
+		var id, config int64
+		if err := conn.QueryRow(qctx, "SELECT (SELECT id FROM commit_seq), (SELECT id FROM config_seq)").Scan(&id, &config); err != nil {
 			return err
 		}
 		c.hub.Publish(id)
+		c.configHub.Publish(config)
 		return nil
 	}
 	if err := publishLatest(); err != nil {
@@ -141,7 +157,11 @@ func (c *Catalog) listenOnce(ctx context.Context, connected func()) error {
 				c.log.Warn("catalog commit listener: bad payload", "payload", n.Payload)
 				continue
 			}
-			c.hub.Publish(id)
+			if n.Channel == c.configChannel {
+				c.configHub.Publish(id)
+			} else {
+				c.hub.Publish(id)
+			}
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():

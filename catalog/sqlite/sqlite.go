@@ -10,8 +10,9 @@
 //     pool and never block on writers.
 //   - The schema and its semantics match catalog/postgres (own embedded,
 //     numbered migrations; the same commitplan decides every batch).
-//   - Watch is in-process: it sees commits made through this Catalog value
-//     only. Another process writing the same file is not observed.
+//   - Watch and WatchTopicConfigs are in-process: they see the commits and
+//     topic config changes made through this Catalog value only. Another
+//     process writing the same file is not observed.
 //
 // ":memory:" opens a private in-memory catalog on a single connection, for
 // tests.
@@ -49,8 +50,9 @@ type Catalog struct {
 	now  func() time.Time
 	path string
 
-	hub    *watchhub.Hub
-	closed atomic.Bool
+	hub       *watchhub.Hub
+	configHub *watchhub.Hub // topic config change numbers
+	closed    atomic.Bool
 
 	// stmts are the readers' prepared statements (read.go).
 	stmts stmtCache
@@ -90,6 +92,8 @@ func Open(ctx context.Context, path string, opts catalog.Options) (*Catalog, err
 		now:  opts.Now,
 		path: path,
 		hub:  watchhub.New(),
+
+		configHub: watchhub.New(),
 	}
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
@@ -241,12 +245,14 @@ func isNoSuchTable(err error) bool {
 	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such table")
 }
 
-// Close closes every Watch channel and the database.
+// Close closes every Watch and WatchTopicConfigs channel and the
+// database.
 func (c *Catalog) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
 	c.hub.Close()
+	c.configHub.Close()
 	// Wait for a write in flight so it is not cut off mid-transaction.
 	_ = c.wmu.lock(context.Background())
 	defer c.wmu.unlock()

@@ -11,7 +11,7 @@ import (
 	"github.com/floebroker/floe/catalog"
 )
 
-const topicCols = "id, name, partitions, configs, created"
+const topicCols = "id, name, partitions, configs, created, config_version"
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -20,7 +20,7 @@ func scanTopic(row scanner) (catalog.Topic, error) {
 	var id []byte
 	var configs string
 	var created int64
-	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &created); err != nil {
+	if err := row.Scan(&id, &t.Name, &t.Partitions, &configs, &created, &t.ConfigVersion); err != nil {
 		return catalog.Topic{}, err
 	}
 	var err error
@@ -263,11 +263,65 @@ func (c *Catalog) updateConfigs(ctx context.Context, name string, change func(ma
 		if err != nil {
 			return err
 		}
-		t, err = scanTopic(tx.QueryRowContext(ctx, `UPDATE topics SET configs = ?2 WHERE id = ?1 RETURNING `+topicCols,
+		// The change takes the next number, as in catalog/postgres.
+		t, err = scanTopic(tx.QueryRowContext(ctx, `UPDATE topics SET configs = ?2,
+config_version = (SELECT id + 1 FROM config_seq) WHERE id = ?1 RETURNING `+topicCols,
 			cur.ID[:], configsJSON(next)))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE config_seq SET id = ?1`, t.ConfigVersion)
 		return err
 	})
+	if err == nil {
+		c.configHub.Publish(t.ConfigVersion)
+	}
 	return t, err
+}
+
+// TopicConfigsSince returns the topics whose configs changed after change
+// number after, and the largest number among them (after if none), in one
+// snapshot. Writes are serialized, so changes commit in the order of their
+// numbers.
+func (c *Catalog) TopicConfigsSince(ctx context.Context, after int64) ([]catalog.Topic, int64, error) {
+	var topics []catalog.Topic
+	err := c.read(ctx, func(tx *sql.Tx) error {
+		topics = nil
+		rows, err := tx.QueryContext(ctx, `SELECT `+topicCols+` FROM topics WHERE config_version > ?1`, after)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTopic(rows)
+			if err != nil {
+				return err
+			}
+			topics = append(topics, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog: topic configs since %d: %w", after, err)
+	}
+	latest := after
+	for _, t := range topics {
+		latest = max(latest, t.ConfigVersion)
+	}
+	return topics, latest, nil
+}
+
+// WatchTopicConfigs delivers the numbers of the topic config changes made
+// through this Catalog.
+func (c *Catalog) WatchTopicConfigs(ctx context.Context) (<-chan int64, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, fmt.Errorf("catalog: watch topic configs: %w", err)
+	}
+	ch, ok := c.configHub.Subscribe(ctx)
+	if !ok {
+		return nil, fmt.Errorf("catalog: watch topic configs: %w", catalog.ErrClosed)
+	}
+	return ch, nil
 }
 
 // objectIDs runs query, which selects object ids, with args.
