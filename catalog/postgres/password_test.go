@@ -150,10 +150,22 @@ func TestPasswordFileRotation(t *testing.T) {
 	// Every connection from now on is new: the pools' and the listener's.
 	fromFile.pool.Reset()
 	inURL.pool.Reset()
+	// The listener may be between connections (its 200 ms idle check can
+	// time out on a loaded machine and reconnect): wait until there is
+	// one to terminate.
 	var killed int
-	if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE application_name = 'floe-pwfile/listen'`).Scan(&killed); err != nil || killed != 1 {
-		t.Fatalf("terminated %d LISTEN connections (%v), want 1", killed, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = 'floe-pwfile/listen'`).Scan(&killed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if killed > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if killed != 1 {
+		t.Fatalf("terminated %d LISTEN connections, want 1", killed)
 	}
 
 	// The password in the URL is dead: the old way, every new connection
