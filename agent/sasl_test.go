@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,20 +81,33 @@ func TestSASLClientsRefused(t *testing.T) {
 		kcat := testenv.Kcat(t)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, kcat, "-L", "-b", a.Addr, "-m", "2",
-			"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
-			"-X", "sasl.username=u", "-X", "sasl.password=p")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err == nil {
-			t.Fatalf("kcat with SASL PLAIN succeeded:\n%s", out.String())
-		}
-		t.Logf("kcat:\n%s", out.String())
 		// librdkafka: "SASL PLAIN mechanism handshake failed: Broker:
 		// Request not valid in current SASL state: broker's supported
 		// mechanisms: ", where it said "SASL Handshake not supported by
-		// broker".
-		if !strings.Contains(out.String(), "handshake failed: Broker: Request not valid in current SASL state") {
+		// broker". kcat keeps retrying until its metadata timeout, so it
+		// is stopped once it has said it (-m 30 is for a slow machine).
+		const want = "handshake failed: Broker: Request not valid in current SASL state"
+		cmd := exec.CommandContext(ctx, kcat, "-L", "-b", a.Addr, "-m", "30",
+			"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+			"-X", "sasl.username=u", "-X", "sasl.password=p")
+		out := &watchedOutput{want: want, seen: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case <-out.seen:
+			cmd.Process.Kill()
+			<-exited
+		case err := <-exited:
+			if err == nil {
+				t.Fatalf("kcat with SASL PLAIN succeeded:\n%s", out.String())
+			}
+		}
+		t.Logf("kcat:\n%s", out.String())
+		if !strings.Contains(out.String(), want) {
 			t.Fatalf("kcat with SASL PLAIN did not name the SASL state error:\n%s", out.String())
 		}
 	})
@@ -105,4 +119,31 @@ func TestSASLClientsRefused(t *testing.T) {
 	if err := cl.Ping(ctx); err != nil {
 		t.Fatalf("ping without SASL: %v", err)
 	}
+}
+
+// watchedOutput collects a command's output and closes seen once it
+// contains want.
+type watchedOutput struct {
+	want string
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen chan struct{}
+	done bool
+}
+
+func (w *watchedOutput) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.done && strings.Contains(w.buf.String(), w.want) {
+		w.done = true
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *watchedOutput) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
