@@ -131,7 +131,7 @@ resource "google_compute_region_instance_group_manager" "agents" {
 check "agent_zones" {
   assert {
     condition     = toset(google_compute_region_instance_group_manager.agents.distribution_policy_zones) == toset(local.zones)
-    error_message = "The agents' instance group keeps the zones it was created in (${join(", ", google_compute_region_instance_group_manager.agents.distribution_policy_zones)}), but var.zones or the region's zones are now ${join(", ", local.zones)}. Set zones to the group's to silence this; changing them means replacing the group, which deletes every agent first (terraform/README.md)."
+    error_message = "The agents' instance group keeps the zones it was created in (${join(", ", google_compute_region_instance_group_manager.agents.distribution_policy_zones)}), but var.zones or the region's zones are now ${join(", ", local.zones)}. Set zones to the group's to silence this (fewer zones than the group's also fail the apply: the update's surge follows zones and must be 0 or at least the group's zone count); changing them means replacing the group, which deletes every agent first (terraform/README.md)."
   }
 }
 
