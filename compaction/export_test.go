@@ -25,12 +25,13 @@ func SetMaxRowBytes(t testing.TB, n int64) {
 }
 
 // SlowCompressors makes every batch log compaction re-encodes take d
-// longer, for the rest of t.
-func SlowCompressors(t testing.TB, d time.Duration) {
+// longer, for the rest of t: it calls advance(d), which moves the test's
+// clock on, rather than sleeping, so the test depends on no real time.
+func SlowCompressors(t testing.TB, d time.Duration, advance func(time.Duration)) {
 	old := compressors
 	slow := map[kgo.CompressionCodecType]kgo.Compressor{}
 	for codec, c := range old() {
-		slow[codec] = slowCompressor{c, d}
+		slow[codec] = slowCompressor{c, d, advance}
 	}
 	compressors = func() map[kgo.CompressionCodecType]kgo.Compressor { return slow }
 	t.Cleanup(func() { compressors = old })
@@ -38,10 +39,11 @@ func SlowCompressors(t testing.TB, d time.Duration) {
 
 type slowCompressor struct {
 	kgo.Compressor
-	d time.Duration
+	d       time.Duration
+	advance func(time.Duration)
 }
 
 func (s slowCompressor) Compress(dst *bytes.Buffer, src []byte, flags ...kgo.CompressFlag) ([]byte, kgo.CompressionCodecType) {
-	time.Sleep(s.d)
+	s.advance(s.d)
 	return s.Compressor.Compress(dst, src, flags...)
 }

@@ -105,22 +105,23 @@ func zstdKeyedBatches(t *testing.T, tag string, n int, ts int64) []byte {
 }
 
 // A log compaction group of many small compressed batches takes longer to
-// re-encode than a lease lasts (here each batch is made to take 1 ms,
-// the lease 1 s). The pass renewed the lease before each row read and
-// after its upload only: by then the lease had lapsed, the upload was
-// dropped, and every later pass did the same, for ever, without counting
-// an error; the retention of the topic after it in the shard never ran.
-// The pass now renews as it goes.
+// re-encode than a lease lasts (here each of 150 batches is made to take
+// 10 ms of the test's clock, the lease 1 s; fake time, so that no real
+// stall of the test can lapse the lease). The pass renewed the lease
+// before each row read and after its upload only: by then the lease had
+// lapsed, the upload was dropped, and every later pass did the same, for
+// ever, without counting an error; the retention of the topic after it in
+// the shard never ran. The pass now renews as it goes.
 func TestSlowLogCompactionKeepsLease(t *testing.T) {
-	compaction.SlowCompressors(t, time.Millisecond)
-	eachBackend(t, func(t *testing.T, e *env) {
+	eachBackendOnClock(t, func(t *testing.T, e *env) {
+		compaction.SlowCompressors(t, 10*time.Millisecond, e.clk.Advance)
 		ctx := context.Background()
 		// One shard, the compacted topic first (topics go by name).
 		slow := e.topic("a-slow", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0"})
 		kept := e.topic("b-kept-a-minute", 1, map[string]string{"retention.ms": "60000"})
 		tp := tps(slow)[0]
 		ts := time.Now().UnixMilli()
-		const n = 750
+		const n = 75
 		for obj := range 2 {
 			e.flushBatch(tp, zstdKeyedBatches(t, strconvI(int64(obj)), n, ts), 2*n, ts)
 		}
