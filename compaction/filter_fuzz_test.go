@@ -67,7 +67,7 @@ func FuzzCleanBatches(f *testing.F) {
 			// What a reader sees of each record (with its absolute
 			// timestamp), before and after.
 			type seen struct {
-				offsetDelta      int32
+				offsetDelta      int64
 				ts               int64
 				key, value       string
 				keyNull, valNull bool

@@ -186,8 +186,8 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 				break
 			}
 			if err := eachRecord(sb.raw, func(rec *record, _ []byte) {
-				off := sb.base + int64(rec.offsetDelta)
-				if rec.key == nil || off < st.cleaned {
+				off := sb.base + rec.offsetDelta
+				if rec.key == nil || rec.misnumbered || off < st.cleaned {
 					return
 				}
 				if _, ok := latest[string(rec.key)]; !ok {
@@ -215,10 +215,10 @@ func (c *Compactor) compactLog(ctx context.Context, p partition, renew func() er
 	// Rewrite [log start, end) group by group.
 	cl := &cleaner{now: nowMs, horizon: plus(nowMs, retention), oldest: math.MaxInt64}
 	cl.classify = func(rec *record, base int64) verdict {
-		if rec.key == nil || base >= end {
+		if rec.key == nil || rec.misnumbered || base >= end {
 			return keepRecord
 		}
-		if m, ok := latest[string(rec.key)]; ok && m > base+int64(rec.offsetDelta) {
+		if m, ok := latest[string(rec.key)]; ok && m > base+rec.offsetDelta {
 			return dropRecord
 		}
 		if rec.value == nil {
@@ -529,7 +529,7 @@ func (cl *cleaner) filter(b []byte, base int64) (filtered, error) {
 	body := make([]byte, 0, len(recs))
 	keptTombstone := false
 	keptMaxTs := int64(-1) // Kafka's "no timestamp"
-	err = walkRecords(recs, n, func(rec *record, raw []byte) {
+	err = walkRecords(recs, n, lastDelta(b), func(rec *record, raw []byte) {
 		ts := firstTs + rec.tsDelta
 		if logAppend {
 			ts = maxTs
@@ -674,8 +674,11 @@ func eachRecord(b []byte, fn func(rec *record, raw []byte)) error {
 	if err != nil {
 		return err
 	}
-	return walkRecords(recs, n, fn)
+	return walkRecords(recs, n, lastDelta(b), fn)
 }
+
+// lastDelta is a batch's last offset delta.
+func lastDelta(b []byte) int64 { return int64(int32(binary.BigEndian.Uint32(b[batchLastDeltaOff:]))) }
 
 // batchRecords returns the bytes of a batch's records, decompressed, and
 // how many the batch says they are (none for a control batch: control
@@ -697,11 +700,13 @@ func batchRecords(b []byte) (recs []byte, n int, err error) {
 	return recs, int(int32(binary.BigEndian.Uint32(b[batchRecordsOff:]))), nil
 }
 
-// walkRecords hands each of the n records encoded in recs to fn (see
-// eachRecord); recs must hold exactly them.
-func walkRecords(recs []byte, n int, fn func(rec *record, raw []byte)) error {
+// walkRecords hands each of the n records encoded in recs, of a batch
+// whose last offset delta is last, to fn (see eachRecord); recs must hold
+// exactly them.
+func walkRecords(recs []byte, n int, last int64, fn func(rec *record, raw []byte)) error {
 	var rec record // one for all
 	var err error
+	prev := int64(-1)
 	for i := 0; i < n; i++ {
 		l, vn := binary.Varint(recs)
 		if vn <= 0 || l < 0 || int64(len(recs)-vn) < l {
@@ -712,6 +717,12 @@ func walkRecords(recs []byte, n int, fn func(rec *record, raw []byte)) error {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
 		rec.bodyOff = vn
+		// A cleaned batch keeps its records' deltas, gaps and all, so
+		// the deltas need only increase within the batch's range.
+		rec.misnumbered = rec.offsetDelta <= prev || rec.offsetDelta > last
+		if !rec.misnumbered {
+			prev = rec.offsetDelta
+		}
 		fn(&rec, raw)
 		recs = recs[len(raw):]
 	}
@@ -727,7 +738,18 @@ func walkRecords(recs []byte, n int, fn func(rec *record, raw []byte)) error {
 // claims before reading any header, so a stored record claiming tens of
 // millions of them cost gigabytes, and compaction needs none of them.
 type record struct {
-	offsetDelta int32
+	offsetDelta int64
+	// misnumbered: the offset delta is not above the previous record's,
+	// or is past the batch's last offset delta (so any outside int32).
+	// Clients number records 0, 1, 2..., and log compaction keeps the
+	// deltas of the records it keeps; produce refuses other deltas in
+	// the batches it reads, but stores a compressed batch of a
+	// delete-policy topic unread, and the topic may become compacted
+	// later (or the batch predate the check). Where such a record sits
+	// in the log is unclear, so it is kept as it is, like a keyless
+	// record: it supersedes nothing and nothing supersedes it. Refused
+	// as malformed, it failed every pass of its partition, for good.
+	misnumbered bool
 	tsDelta     int64
 	key, value  []byte // nil when null
 	// bodyOff is where the record's body (after its length) starts in
@@ -775,11 +797,11 @@ func parseRecord(body []byte) (record, error) {
 		return rec, errBadRecord
 	}
 	rec.tsEnd = p
-	od, ok := varint()
-	if !ok || od < math.MinInt32 || od > math.MaxInt32 {
+	// Any varint: one outside int32 is misnumbered (see record), not
+	// malformed.
+	if rec.offsetDelta, ok = varint(); !ok {
 		return rec, errBadRecord
 	}
-	rec.offsetDelta = int32(od)
 	if rec.key, ok = bytesField(true); !ok {
 		return rec, errBadRecord
 	}
