@@ -173,22 +173,7 @@ func (c *Catalog) TopicByID(ctx context.Context, id catalog.TopicID) (catalog.To
 
 // ListTopics returns every topic by name.
 func (c *Catalog) ListTopics(ctx context.Context) ([]catalog.Topic, error) {
-	var topics []catalog.Topic
-	err := c.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+topicCols+` FROM topics ORDER BY name`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanTopic(rows)
-			if err != nil {
-				return err
-			}
-			topics = append(topics, t)
-		}
-		return rows.Err()
-	})
+	topics, err := c.queryTopics(ctx, `SELECT `+topicCols+` FROM topics ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: list topics: %w", err)
 	}
@@ -284,23 +269,7 @@ config_version = (SELECT id + 1 FROM config_seq) WHERE id = ?1 RETURNING `+topic
 // snapshot. Writes are serialized, so changes commit in the order of their
 // numbers.
 func (c *Catalog) TopicConfigsSince(ctx context.Context, after int64) ([]catalog.Topic, int64, error) {
-	var topics []catalog.Topic
-	err := c.read(ctx, func(tx *sql.Tx) error {
-		topics = nil
-		rows, err := tx.QueryContext(ctx, `SELECT `+topicCols+` FROM topics WHERE config_version > ?1`, after)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanTopic(rows)
-			if err != nil {
-				return err
-			}
-			topics = append(topics, t)
-		}
-		return rows.Err()
-	})
+	topics, err := c.queryTopics(ctx, `SELECT `+topicCols+` FROM topics WHERE config_version > ?1`, after)
 	if err != nil {
 		return nil, 0, fmt.Errorf("catalog: topic configs since %d: %w", after, err)
 	}
@@ -340,4 +309,26 @@ func objectIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]in
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// queryTopics reads the topics a query of topicCols selects.
+func (c *Catalog) queryTopics(ctx context.Context, query string, args ...any) ([]catalog.Topic, error) {
+	var topics []catalog.Topic
+	err := c.read(ctx, func(tx *sql.Tx) error {
+		topics = nil // a retried read starts over
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTopic(rows)
+			if err != nil {
+				return err
+			}
+			topics = append(topics, t)
+		}
+		return rows.Err()
+	})
+	return topics, err
 }
