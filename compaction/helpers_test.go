@@ -166,9 +166,7 @@ func makeBatch(n int, ts int64, tag string) []byte {
 	}
 	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(n - 1), FirstTimestamp: ts, MaxTimestamp: ts + int64(n-1),
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 
@@ -295,3 +293,12 @@ func tps(t catalog.Topic) []catalog.TopicPartition {
 }
 
 func strconvI(n int64) string { return fmt.Sprint(n) }
+
+// encodeBatch encodes rb with its length and CRC-32C filled in, as a
+// producer sends it.
+func encodeBatch(rb *kmsg.RecordBatch) []byte {
+	raw := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
+}

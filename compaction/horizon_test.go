@@ -51,9 +51,7 @@ func timedBatch(t *testing.T, codec kgo.CompressionCodec, recs ...timedRecord) [
 	}
 	rb := kmsg.RecordBatch{Magic: 2, Attributes: attrs, LastOffsetDelta: int32(len(recs) - 1), FirstTimestamp: recs[0].ts,
 		MaxTimestamp: maxTs, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(recs)), Records: body}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 

@@ -3,9 +3,7 @@ package compaction_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,9 +94,7 @@ func zstdKeyedBatches(t *testing.T, tag string, n int, ts int64) []byte {
 		z, _ := comp.Compress(&buf, body)
 		rb := kmsg.RecordBatch{Magic: 2, Attributes: 4, LastOffsetDelta: 1, FirstTimestamp: ts, MaxTimestamp: ts,
 			ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 2, Records: z}
-		raw := rb.AppendTo(nil)
-		binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-		binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+		raw := encodeBatch(&rb)
 		out = append(out, raw...)
 	}
 	return out

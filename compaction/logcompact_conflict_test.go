@@ -3,9 +3,7 @@ package compaction_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"testing"
 	"time"
 
@@ -42,9 +40,7 @@ func keyedBatch(ts int64, kvs ...[2][]byte) []byte {
 	}
 	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(len(kvs) - 1), FirstTimestamp: ts, MaxTimestamp: ts,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(kvs)), Records: recs}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 

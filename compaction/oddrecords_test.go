@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"slices"
 	"testing"
 	"time"
@@ -55,9 +54,7 @@ func oddLengthsBatch(t *testing.T, codec kgo.CompressionCodec, ts int64) []byte 
 		out, typ := comp.Compress(new(bytes.Buffer), recs)
 		rb.Records, rb.Attributes = append([]byte(nil), out...), int16(typ)
 	}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 
@@ -118,9 +115,7 @@ func misnumberedBatch(t *testing.T, ts int64) []byte {
 	out, typ := comp.Compress(new(bytes.Buffer), recs)
 	rb := kmsg.RecordBatch{Magic: 2, Attributes: int16(typ), FirstTimestamp: ts, MaxTimestamp: ts,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: append([]byte(nil), out...)}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 

@@ -2,9 +2,7 @@ package compaction_test
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"testing"
 	"time"
@@ -208,9 +206,7 @@ func appendTimeBatch(appendTs int64) []byte {
 	r.Length = int32(len(r.AppendTo(nil)) - 1)
 	rb := kmsg.RecordBatch{Magic: 2, Attributes: 0x08, FirstTimestamp: 0, MaxTimestamp: appendTs,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: r.AppendTo(nil)}
-	raw := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := encodeBatch(&rb)
 	return raw
 }
 
